@@ -1,0 +1,187 @@
+"""Domain types shared by every part of Flagstream: the whole state of a flag, a segment, an environment.
+
+These Structs are the single definition of what a flag *is*. Events carry them whole; the admin API accepts
+them (through its own strictness check), the projector stores them, the SDK compiles them for evaluation.
+
+Evolution rules (events written today must decode forever): new fields get defaults; a field never changes
+type; unknown fields are ignored on decode (no ``forbid_unknown_fields`` here).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Struct, field
+
+#: Keys become NATS subject tokens: letters, digits, ``-`` and ``_`` only.
+KEY_PATTERN = r"^[A-Za-z0-9_-]+$"
+KEY_MAX = 64
+Key = Annotated[str, Meta(pattern=KEY_PATTERN, min_length=1, max_length=KEY_MAX)]
+
+#: Rollout weights are in units of 1/100,000 (0.001 %); a rollout's weights sum to exactly this.
+WEIGHT_TOTAL = 100_000
+Weight = Annotated[int, Meta(ge=0, le=WEIGHT_TOTAL)]
+
+
+class Model(Struct, frozen=True, kw_only=True, omit_defaults=False):
+    """Base of the domain values: immutable, keyword-only."""
+
+
+class Operator(enum.StrEnum):
+    """Clause operators. Every clause can also be negated with ``negate``."""
+
+    IN = "in"
+    NOT_IN = "not_in"
+    EQUALS = "equals"
+    STARTS_WITH = "starts_with"
+    ENDS_WITH = "ends_with"
+    CONTAINS = "contains"
+    MATCHES = "matches"  # regular expression, search semantics
+    LT = "lt"
+    LTE = "lte"
+    GT = "gt"
+    GTE = "gte"
+    SEMVER_EQ = "semver_eq"
+    SEMVER_LT = "semver_lt"
+    SEMVER_LTE = "semver_lte"
+    SEMVER_GT = "semver_gt"
+    SEMVER_GTE = "semver_gte"
+    BEFORE = "before"  # dates: ISO-8601 strings or epoch seconds/milliseconds
+    AFTER = "after"
+    EXISTS = "exists"  # attribute present (negate for "absent")
+    IN_SEGMENT = "in_segment"  # values are segment keys; attribute is ignored
+
+
+class FlagKind(enum.StrEnum):
+    BOOLEAN = "boolean"
+    STRING = "string"
+    NUMBER = "number"
+    JSON = "json"
+
+
+class Variation(Model, frozen=True, kw_only=True):
+    """One value a flag can serve. Rules, targets and rollouts refer to it by ``key``."""
+
+    key: Key
+    value: Any
+    name: str = ""
+    description: str = ""
+
+
+class WeightedVariation(Model, frozen=True, kw_only=True):
+    variation: Key
+    weight: Weight
+
+
+class Rollout(Model, frozen=True, kw_only=True):
+    """Serve variations by weight. The bucket is murmur3(salt + "." + bucketing value) mod 100,000."""
+
+    variations: tuple[WeightedVariation, ...]
+    #: Attribute used for bucketing; ``key`` is the targeting key of ``context_kind``.
+    bucket_by: str = "key"
+    context_kind: str = "user"
+
+
+class Serve(Model, frozen=True, kw_only=True):
+    """What a rule or the fallthrough serves: exactly one of a variation or a rollout."""
+
+    variation: Key | None = None
+    rollout: Rollout | None = None
+
+
+class Clause(Model, frozen=True, kw_only=True):
+    attribute: str = "key"
+    op: Operator
+    values: tuple[Any, ...] = ()
+    negate: bool = False
+    case_insensitive: bool = False
+    context_kind: str = "user"
+
+
+class Rule(Model, frozen=True, kw_only=True):
+    """All clauses must match (AND); rules are tried in order and the first match wins."""
+
+    id: Key
+    description: str = ""
+    clauses: tuple[Clause, ...] = ()
+    serve: Serve
+
+
+class Target(Model, frozen=True, kw_only=True):
+    """Individual targeting: these context keys get ``variation``, before any rule."""
+
+    variation: Key
+    values: tuple[str, ...] = ()
+    context_kind: str = "user"
+
+
+class Prerequisite(Model, frozen=True, kw_only=True):
+    """This flag is served normally only if flag ``flag`` evaluates to ``variation``."""
+
+    flag: Key
+    variation: Key
+
+
+def _default_variations() -> tuple[Variation, ...]:
+    return (Variation(key="on", value=True), Variation(key="off", value=False))
+
+
+class Flag(Model, frozen=True, kw_only=True):
+    """The whole state of one flag in one environment."""
+
+    key: Key
+    name: str = ""
+    description: str = ""
+    kind: FlagKind = FlagKind.BOOLEAN
+    tags: tuple[str, ...] = ()
+    on: bool = False
+    variations: tuple[Variation, ...] = field(default_factory=_default_variations)
+    off_variation: Key = "off"
+    fallthrough: Serve = field(default_factory=lambda: Serve(variation="on"))
+    targets: tuple[Target, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    prerequisites: tuple[Prerequisite, ...] = ()
+    #: Bucketing salt; empty means the flag key. Keep it when copying a flag to keep users' buckets.
+    salt: str = ""
+    archived: bool = False
+
+
+class SegmentRule(Model, frozen=True, kw_only=True):
+    """All clauses must match; ``weight`` (of 100,000) optionally keeps only a sticky share of the matches."""
+
+    id: Key
+    clauses: tuple[Clause, ...] = ()
+    weight: Weight | None = None
+    bucket_by: str = "key"
+
+
+class Segment(Model, frozen=True, kw_only=True):
+    """A reusable audience: included keys, excluded keys (which win), then rules."""
+
+    key: Key
+    name: str = ""
+    description: str = ""
+    context_kind: str = "user"
+    included: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+    rules: tuple[SegmentRule, ...] = ()
+    salt: str = ""
+    archived: bool = False
+
+
+class Environment(Model, frozen=True, kw_only=True):
+    """An environment of a project (``development``, ``production``...)."""
+
+    key: Key
+    name: str = ""
+    description: str = ""
+    #: Production-like: the UI asks for confirmation and a comment before a change.
+    production: bool = False
+    archived: bool = False
+
+
+def to_builtins(value: Any) -> Any:
+    """Domain value -> plain JSON-compatible Python objects."""
+    return msgspec.to_builtins(value)

@@ -1,0 +1,49 @@
+"""The subject scheme and stream name: ``flagstream.<project>.<environment>.<kind>.<key>``."""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+STREAM = "FLAGSTREAM"
+PREFIX = "flagstream"
+DEFAULT_PROJECT = "default"
+
+
+class EntityKind(enum.StrEnum):
+    FLAG = "flag"
+    SEGMENT = "segment"
+    ENVIRONMENT = "environment"
+
+
+class Address(NamedTuple):
+    project: str
+    environment: str
+    kind: EntityKind
+    key: str
+
+    @property
+    def subject(self) -> str:
+        return subject(self.project, self.environment, self.kind, self.key)
+
+
+def subject(project: str, environment: str, kind: EntityKind | str, key: str) -> str:
+    """The subject of one entity. For an environment, ``environment`` and ``key`` are both its key."""
+    return f"{PREFIX}.{project}.{environment}.{kind}.{key}"
+
+
+def environment_filter(project: str, environment: str) -> str:
+    """Everything of one environment: what an SDK subscribes to."""
+    return f"{PREFIX}.{project}.{environment}.>"
+
+
+def all_subjects() -> str:
+    return f"{PREFIX}.>"
+
+
+def parse_subject(value: str) -> Address:
+    """Split a subject into its address; ``ValueError`` if it is not one of ours."""
+    parts = value.split(".")
+    if len(parts) != 5 or parts[0] != PREFIX:
+        raise ValueError(f"not a flagstream subject: {value!r}")
+    return Address(parts[1], parts[2], EntityKind(parts[3]), parts[4])

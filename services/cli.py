@@ -1,0 +1,36 @@
+"""The ``flagstream`` command: ``up`` (everything, embedded), ``admin``, ``projector``, and client commands
+(``flags``, ``envs``) that talk to a running admin API. Each sub-command lives in its own module and is
+imported only when used, so ``flagstream flags`` works without loading the server stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: sub-command -> module with ``add_arguments(parser)`` and ``run(args) -> int``
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("flagstream.services.up", "run everything on the embedded default: nats-server, admin API, projector"),
+    "admin": ("flagstream.services.admin.main", "run the admin API against a NATS server"),
+    "projector": ("flagstream.services.projector.main", "run the projector against a NATS server"),
+    "envs": ("flagstream.services.cli_envs", "list and create environments through the admin API"),
+    "flags": ("flagstream.services.cli_flags", "create, list, show and toggle flags through the admin API"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="flagstream", description="Event-sourced feature flags on NATS JetStream.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(_run=module.run)
+    args = parser.parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
