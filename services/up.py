@@ -1,0 +1,158 @@
+"""``flagstream up``: the embedded default. One command runs a local nats-server (JetStream, data in a local
+folder), the admin API and the projector, prints the API's URL, and stops everything cleanly on Ctrl-C.
+
+Data lives under ``--data-dir`` (``.flagstream/`` by default): ``nats/`` is the JetStream store (the event log,
+the source of truth) and ``readmodel.sqlite`` is the projector's read model (rebuildable from the log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+import uvicorn
+from nats.js.errors import APIError
+
+from ..events import EnvironmentCreated, encode_event, subject
+from ..events.model import Environment
+from .natsd import NatsServer, free_port
+from .stream import ensure_stream
+
+log = logging.getLogger("flagstream.up")
+
+DEFAULT_ENVIRONMENTS = ("development", "production")
+WRONG_LAST_SEQUENCE = 10071
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=".flagstream", help="folder for the event log and read model")
+    parser.add_argument("--host", default="127.0.0.1", help="address of the admin API")
+    parser.add_argument("--port", type=int, default=8080, help="port of the admin API (0: any free port)")
+    parser.add_argument("--nats-port", type=int, default=4222, help="client port of nats-server (0: any free port)")
+    parser.add_argument("--project", default="default", help="project whose default environments are created")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        api_socket = _bind(args.host, args.port)
+    except OSError as exc:
+        message = f"flagstream up: cannot listen on {args.host}:{args.port}: {exc.strerror} (try --port 0)"
+        print(message, file=sys.stderr)
+        return 2
+    nats_port = args.nats_port or free_port()
+    if not _port_free("127.0.0.1", nats_port):
+        print(f"flagstream up: port {nats_port} is taken; pass --nats-port 0 for any free port", file=sys.stderr)
+        return 2
+    server = NatsServer(store_dir=data_dir / "nats", port=nats_port)
+    try:
+        server.start()
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"flagstream up: nats-server did not start: {exc} (log: {data_dir / 'nats'})", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(_serve(args, server.url, api_socket, data_dir))
+    finally:
+        server.stop()
+        api_socket.close()
+    print("flagstream stopped", flush=True)
+    return 0
+
+
+async def _serve(args: argparse.Namespace, nats_url: str, api_socket: socket.socket, data_dir: Path) -> None:
+    from .admin.app import create_app
+    from .projector.projector import Projector
+
+    await _seed_environments(nats_url, args.project)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    api = _QuietServer(uvicorn.Config(create_app(nats_url=nats_url), log_level="warning", lifespan="on"))
+    projector = Projector(nats_url=nats_url, db_path=data_dir / "readmodel.sqlite")
+    api_task = asyncio.create_task(api.serve(sockets=[api_socket]), name="admin-api")
+    projector_task = asyncio.create_task(projector.run(stop), name="projector")
+    while not api.started:
+        if api_task.done():
+            await api_task  # raises what made it fail
+            return
+        await asyncio.sleep(0.01)
+    host, port = api_socket.getsockname()[:2]
+    print(f"Flagstream is running. Event log: nats-server at {nats_url}, data in {data_dir}", flush=True)
+    print("Admin API (Ctrl-C to stop):", flush=True)
+    print(f"http://{host}:{port}", flush=True)
+
+    stop_wait = asyncio.create_task(stop.wait())
+    await asyncio.wait({stop_wait, api_task, projector_task}, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    api.should_exit = True
+    for task in (api_task, projector_task):
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        except Exception:
+            log.exception("%s did not stop cleanly", task.get_name())
+    stop_wait.cancel()
+
+
+async def _seed_environments(nats_url: str, project: str) -> None:
+    """On the first start, create the default environments (a create on an existing subject is refused)."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js)
+        for key in DEFAULT_ENVIRONMENTS:
+            event = EnvironmentCreated(
+                project=project,
+                environment=key,
+                actor="flagstream up",
+                at=datetime.now(UTC),
+                comment="default environment",
+                env=Environment(key=key, name=key.capitalize(), production=key == "production"),
+            )
+            headers = {"Nats-Expected-Last-Subject-Sequence": "0"}
+            try:
+                await js.publish(subject(project, key, "environment", key), encode_event(event), headers=headers)
+            except APIError as exc:
+                if exc.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+    finally:
+        await nc.close()
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: ``up`` owns SIGINT/SIGTERM and stops every part in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
