@@ -1,5 +1,16 @@
 """Flagstream SDK: local flag evaluation from an in-memory ruleset kept current from NATS JetStream."""
 
+from .async_client import AsyncFlagstreamClient
+from .cache import ClientStatus
+from .client import FlagstreamClient
 from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind
 
-__all__ = ["ErrorKind", "EvaluationDetail", "Reason", "ReasonKind"]
+__all__ = [
+    "AsyncFlagstreamClient",
+    "ClientStatus",
+    "ErrorKind",
+    "EvaluationDetail",
+    "FlagstreamClient",
+    "Reason",
+    "ReasonKind",
+]

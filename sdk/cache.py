@@ -1,0 +1,193 @@
+"""The client's local ruleset: one immutable ``Ruleset`` swapped atomically, change listeners, and the
+evaluation API every client offers on top of it.
+
+Readers (evaluations, on any thread) read ``cache.ruleset`` once and use that snapshot: there is no lock, a
+writer builds a new ``Ruleset`` with ``apply_events`` and publishes it with a single attribute assignment.
+Only one writer exists (the NATS edge, on the client's event loop).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .engine import evaluate
+from .evaluation import ErrorKind, EvaluationDetail, error_detail
+from .events import Event, Flag
+from .ruleset import Ruleset, apply_events
+
+log = logging.getLogger("flagstream.client")
+
+#: ``callback(flag_key, old_flag_or_None, new_flag_or_None)``, called after the change is applied.
+ChangeListener = Callable[[str, Flag | None, Flag | None], None]
+
+
+class ClientStatus(enum.StrEnum):
+    #: Not loaded yet: connecting, or loading the current state.
+    INITIALIZING = "INITIALIZING"
+    #: Loaded and following live changes.
+    READY = "READY"
+    #: Was loaded, lost the connection: evaluations use the last known ruleset until it catches up again.
+    STALE = "STALE"
+    #: Connected but unable to load (no stream, no permission...); still retrying. See ``last_error``.
+    ERROR = "ERROR"
+    #: ``close()`` was called.
+    CLOSED = "CLOSED"
+
+
+class RulesetCache:
+    """Holds the current ``Ruleset``; ``apply`` folds a batch of events into it and notifies listeners."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.ruleset = ruleset
+        #: True once the initial state was loaded (the first catch-up).
+        self.ready = False
+        #: Events the fold could not apply (an engine fault on one event); they are skipped.
+        self.failed_events = 0
+        self._listeners: dict[str | None, list[ChangeListener]] = {}
+
+    def apply(self, events: Sequence[tuple[int, Event]]) -> set[str]:
+        """Fold ``(stream sequence, event)`` pairs in one ``apply_events`` call and swap the result in."""
+        if not events:
+            return set()
+        old = self.ruleset
+        try:
+            new, changed = apply_events(old, events)
+        except Exception:
+            # One event the fold cannot take must not cost the others: retry one by one, skipping the culprit.
+            log.exception("flagstream: folding %d events failed; applying them one by one", len(events))
+            new, changed = old, set()
+            for item in events:
+                try:
+                    new, one = apply_events(new, (item,))
+                except Exception:
+                    self.failed_events += 1
+                    log.exception("flagstream: skipping event at stream sequence %d", item[0])
+                    continue
+                changed |= one
+        self.ruleset = new  # the atomic swap
+        if changed and self._listeners:
+            self._notify(changed, old, new)
+        return changed
+
+    def on_change(self, flag_key: str | None, callback: ChangeListener) -> Callable[[], None]:
+        """Call ``callback`` when flag ``flag_key`` (or any flag, for ``None``) changes; returns a remover."""
+        self._listeners.setdefault(flag_key, []).append(callback)
+
+        def remove() -> None:
+            callbacks = self._listeners.get(flag_key, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+
+        return remove
+
+    def _notify(self, changed: set[str], old: Ruleset, new: Ruleset) -> None:
+        any_flag = list(self._listeners.get(None, ()))
+        for key in sorted(changed):
+            callbacks = any_flag + list(self._listeners.get(key, ()))
+            if not callbacks:
+                continue
+            before, after = old.flags.get(key), new.flags.get(key)
+            for callback in callbacks:
+                try:
+                    callback(key, before, after)
+                except Exception:
+                    log.exception("flagstream: on_change listener %r failed for flag %r", callback, key)
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_json(value: Any) -> bool:
+    return isinstance(value, dict | list)
+
+
+class FlagEvaluations:
+    """The evaluation API shared by the sync and the async client; subclasses set ``self._cache``.
+
+    Nothing raises into the application: a fault gives the caller's default with an ERROR reason.
+    Before the first load, an unknown flag gives ``ERROR / CLIENT_NOT_READY`` (after it, ``FLAG_NOT_FOUND``).
+    """
+
+    _cache: RulesetCache
+
+    def variation(self, key: str, context: Any, default: Any = None) -> Any:
+        return self.variation_detail(key, context, default).value
+
+    def variation_detail(self, key: str, context: Any, default: Any = None) -> EvaluationDetail:
+        cache = self._cache
+        ruleset = cache.ruleset
+        try:
+            detail = evaluate(ruleset.compiled, key, context, default, ruleset.seq)
+        except Exception:
+            log.exception("flagstream: evaluating flag %r failed; serving the default", key)
+            return error_detail(default, ErrorKind.EXCEPTION, ruleset.seq)
+        if not cache.ready and detail.reason.error_kind is ErrorKind.FLAG_NOT_FOUND:
+            return error_detail(default, ErrorKind.CLIENT_NOT_READY, ruleset.seq)
+        return detail
+
+    def _typed(self, key: str, context: Any, default: Any, check: Callable[[Any], bool]) -> EvaluationDetail:
+        detail = self.variation_detail(key, context, default)
+        if detail.variation is None or check(detail.value):
+            return detail
+        return error_detail(default, ErrorKind.WRONG_TYPE, detail.seq)
+
+    def bool_variation(self, key: str, context: Any, default: bool) -> bool:
+        return self._typed(key, context, default, _is_bool).value
+
+    def bool_variation_detail(self, key: str, context: Any, default: bool) -> EvaluationDetail:
+        return self._typed(key, context, default, _is_bool)
+
+    def string_variation(self, key: str, context: Any, default: str) -> str:
+        return self._typed(key, context, default, _is_str).value
+
+    def string_variation_detail(self, key: str, context: Any, default: str) -> EvaluationDetail:
+        return self._typed(key, context, default, _is_str)
+
+    def number_variation(self, key: str, context: Any, default: float) -> float:
+        return self._typed(key, context, default, _is_number).value
+
+    def number_variation_detail(self, key: str, context: Any, default: float) -> EvaluationDetail:
+        return self._typed(key, context, default, _is_number)
+
+    def json_variation(self, key: str, context: Any, default: Any) -> Any:
+        return self._typed(key, context, default, _is_json).value
+
+    def json_variation_detail(self, key: str, context: Any, default: Any) -> EvaluationDetail:
+        return self._typed(key, context, default, _is_json)
+
+    # -- state, for tests and diagnostics -------------------------------------------------------------------
+
+    @property
+    def ruleset(self) -> Ruleset:
+        """The current snapshot (immutable)."""
+        return self._cache.ruleset
+
+    @property
+    def seq(self) -> int:
+        """Stream sequence of the last event applied (0 before any)."""
+        return self._cache.ruleset.seq
+
+    def state_hash(self) -> str:
+        """Hash of the loaded flags and segments, comparable with the projector's for this environment."""
+        return self._cache.ruleset.state_hash()
+
+    def on_change(self, flag_key: str | None, callback: ChangeListener) -> Callable[[], None]:
+        """Call ``callback(key, old_flag, new_flag)`` after a change to ``flag_key`` (``None``: any flag).
+
+        Segment changes report every flag (old and new may then be the same ``Flag``). Callbacks run on the
+        client's event loop (the background thread for the sync client) and must be quick; an exception in
+        one is logged, never raised. Returns a function that removes the listener.
+        """
+        return self._cache.on_change(flag_key, callback)

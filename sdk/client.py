@@ -1,0 +1,129 @@
+"""``FlagstreamClient``: the synchronous client, for WSGI apps, Django, Flask, scripts.
+
+The NATS work runs on a background thread with its own event loop (an ``AsyncFlagstreamClient``); the
+application's threads evaluate against the current in-memory ruleset directly: no lock, no I/O, no await.
+
+::
+
+    client = FlagstreamClient("nats://localhost:4222", environment="production")
+    client.start(wait=5)
+    if client.bool_variation("new-checkout", {"key": "user-1"}, False):
+        ...
+    client.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import TracebackType
+from typing import Any
+
+from .async_client import AsyncFlagstreamClient
+from .cache import ClientStatus, FlagEvaluations
+from .events import DEFAULT_PROJECT
+
+
+class FlagstreamClient(FlagEvaluations):
+    """Same options as ``AsyncFlagstreamClient``. ``on_change`` callbacks run on the background thread."""
+
+    def __init__(
+        self,
+        nats_url: str | list[str],
+        *,
+        environment: str,
+        project: str = DEFAULT_PROJECT,
+        name: str | None = None,
+        reconnect_wait: float = 1.0,
+        connect_timeout: float = 2.0,
+        connect_options: dict[str, Any] | None = None,
+    ) -> None:
+        self._client = AsyncFlagstreamClient(
+            nats_url,
+            environment=environment,
+            project=project,
+            name=name,
+            reconnect_wait=reconnect_wait,
+            connect_timeout=connect_timeout,
+            connect_options=connect_options,
+        )
+        self.project = project
+        self.environment = environment
+        self._cache = self._client._cache
+        self._ready = threading.Event()
+        self._client._add_ready_hook(self._ready.set)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # start/close only, never evaluations
+
+    def start(self, wait: float = 0.0) -> bool:
+        """Start the background thread (connecting, loading); wait up to ``wait`` seconds for the first load.
+
+        Never raises because NATS is down. Returns whether the client is ready.
+        """
+        with self._lock:
+            if self._thread is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=self._run_loop, args=(loop,), name="flagstream-client", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+                asyncio.run_coroutine_threadsafe(self._client.start(), loop).result()
+        return self.wait_until_ready(wait) if wait > 0 else self.is_ready
+
+    def wait_until_ready(self, timeout: float | None = None) -> bool:
+        """Block until the current state is loaded (at most ``timeout`` seconds); return whether it is."""
+        return self._ready.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Disconnect and stop the background thread. Evaluations keep answering from the last ruleset."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+            if loop is None or thread is None:
+                return
+            try:
+                asyncio.run_coroutine_threadsafe(self._client.close(), loop).result(timeout)
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(timeout)
+                if not thread.is_alive():
+                    loop.close()
+
+    def __enter__(self) -> FlagstreamClient:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @staticmethod
+    def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    @property
+    def is_ready(self) -> bool:
+        return self._cache.ready
+
+    @property
+    def status(self) -> ClientStatus:
+        return self._client.status
+
+    @property
+    def bad_events(self) -> int:
+        return self._client.bad_events
+
+    @property
+    def last_error(self) -> BaseException | None:
+        return self._client.last_error

@@ -1,0 +1,248 @@
+"""The NATS edge of the SDK: connect (and keep trying), load the current state of one environment, follow it.
+
+Loading uses an ordered push consumer with ``DeliverPolicy.LAST_PER_SUBJECT`` on the environment's subjects:
+one message per flag/segment, O(flags) not O(history). Messages are buffered until ``num_pending == 0`` in
+their metadata (the consumer is caught up, as the KV watcher of nats-py detects it) and folded in ONE batch;
+consumer info right after subscribing tells an empty environment apart. Live messages are then folded as they
+come (in small batches when a backlog exists).
+
+After a reconnect (the server may have restarted and lost the in-memory ordered consumer) a new ordered
+consumer is created starting right after the last stream sequence folded, so nothing is missed or repeated.
+Undecodable messages are logged, counted in ``bad_events`` and skipped; they are never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from .cache import ClientStatus
+from .events import STREAM, DecodeError, Event, decode_event, environment_filter
+
+log = logging.getLogger("flagstream.client")
+
+Sink = Callable[[Sequence[tuple[int, Event]]], Any]
+
+#: Live messages folded together at most, when a backlog is being delivered (the initial load is one batch).
+LIVE_BATCH_MAX = 512
+
+
+class NatsSource:
+    """Feeds ``sink`` with batches of ``(stream sequence, event)`` for one environment, in stream order."""
+
+    def __init__(
+        self,
+        servers: str | list[str],
+        *,
+        project: str,
+        environment: str,
+        sink: Sink,
+        on_ready: Callable[[], None],
+        name: str | None = None,
+        reconnect_wait: float = 1.0,
+        connect_timeout: float = 2.0,
+        max_backoff: float = 10.0,
+        connect_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        self.filter = environment_filter(project, environment)
+        self.status = ClientStatus.INITIALIZING
+        #: Messages skipped because they could not be decoded.
+        self.bad_events = 0
+        #: The last error met while connecting or subscribing (None once it recovers).
+        self.last_error: BaseException | None = None
+        self._sink = sink
+        self._on_ready = on_ready
+        self._name = name or f"flagstream-sdk:{project}/{environment}"
+        self._reconnect_wait = reconnect_wait
+        self._connect_timeout = connect_timeout
+        self._max_backoff = max_backoff
+        self._connect_options = connect_options or {}
+        self._nc: NATS | None = None
+        self._sub: Any = None
+        self._generation = 0
+        self._caught_up = False  # of the current subscription
+        self._loaded = False  # the initial state was folded once
+        self._position = 0  # stream sequence of the last message folded (or skipped as bad)
+        self._buffer: list[tuple[int, Event]] = []
+        self._buffer_high = 0
+        self._task: asyncio.Task[None] | None = None
+        self._resubscribe_task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    async def start(self) -> None:
+        """Start connecting in the background; never raises because NATS is unreachable."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in (self._task, self._resubscribe_task):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        nc, self._nc = self._nc, None
+        if nc is not None and not nc.is_closed:
+            with contextlib.suppress(Exception):
+                await nc.close()
+        self._sub = None
+        self.status = ClientStatus.CLOSED
+
+    # -- connection -----------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = self._reconnect_wait
+        while not self._closing:
+            try:
+                self._nc = await nats.connect(
+                    servers=self.servers,
+                    name=self._name,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=self._reconnect_wait,  # type: ignore[arg-type]
+                    connect_timeout=self._connect_timeout,  # type: ignore[arg-type]
+                    disconnected_cb=self._disconnected,
+                    reconnected_cb=self._reconnected,
+                    error_cb=self._error,
+                    **self._connect_options,
+                )
+                break
+            except Exception as exc:
+                self.last_error = exc
+                log.warning("flagstream: cannot connect to %s (%s); retrying in %.1fs", self.servers, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+        await self._subscribe_until_done()
+
+    async def _disconnected(self) -> None:
+        if not self._closing and self.status is not ClientStatus.CLOSED:
+            log.warning("flagstream: disconnected from NATS; serving the last known flags")
+            self.status = ClientStatus.STALE if self._loaded else ClientStatus.INITIALIZING
+
+    async def _reconnected(self) -> None:
+        if self._closing:
+            return
+        log.info("flagstream: reconnected to NATS; catching up from stream sequence %d", self._position + 1)
+        if self._resubscribe_task is not None and not self._resubscribe_task.done():
+            self._resubscribe_task.cancel()
+        self._resubscribe_task = asyncio.create_task(self._subscribe_until_done())
+
+    async def _error(self, exc: Exception) -> None:
+        log.debug("flagstream: NATS error: %r", exc)
+
+    # -- subscription ---------------------------------------------------------------------------------------
+
+    async def _subscribe_until_done(self) -> None:
+        delay = min(self._reconnect_wait, 0.25)
+        while not self._closing and self._nc is not None and not self._nc.is_closed:
+            if not self._nc.is_connected:
+                return  # the reconnected callback will subscribe again
+            try:
+                await self._subscribe()
+                self.last_error = None
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = exc
+                if self._nc.is_connected:
+                    self.status = ClientStatus.ERROR
+                log.warning("flagstream: cannot follow %s (%r); retrying in %.1fs", self.filter, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+
+    async def _subscribe(self) -> None:
+        assert self._nc is not None
+        self._generation += 1
+        generation = self._generation
+        self._caught_up = False
+        self._buffer = []
+        self._buffer_high = 0
+        old, self._sub = self._sub, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+        if self._position > 0:
+            # Resume right after what was folded: only the gap is delivered.
+            config = ConsumerConfig(opt_start_seq=self._position + 1)
+            policy = DeliverPolicy.BY_START_SEQUENCE
+        else:
+            config = ConsumerConfig()
+            policy = DeliverPolicy.LAST_PER_SUBJECT
+
+        async def on_message(msg: Msg) -> None:
+            self._on_message(generation, msg)
+
+        js = self._nc.jetstream()
+        sub = await js.subscribe(
+            self.filter,
+            stream=STREAM,
+            cb=on_message,
+            ordered_consumer=True,
+            deliver_policy=policy,
+            config=config,
+        )
+        if generation != self._generation:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            return
+        self._sub = sub
+        try:
+            info = await sub.consumer_info()
+        except Exception:
+            # The messages themselves still signal the catch-up; only an empty environment would wait for one.
+            log.debug("flagstream: consumer info failed after subscribing", exc_info=True)
+            return
+        if generation == self._generation and info.num_pending == 0 and not info.delivered.consumer_seq:
+            self._catch_up(generation)  # nothing to load: empty (or unchanged since the last position)
+
+    def _on_message(self, generation: int, msg: Msg) -> None:
+        if generation != self._generation:
+            return  # a message of a replaced subscription
+        meta = msg.metadata
+        seq = meta.sequence.stream
+        if seq > max(self._position, self._buffer_high):  # else a redelivery (the ordered consumer reset itself)
+            try:
+                event = decode_event(msg.data)
+            except DecodeError as exc:
+                self.bad_events += 1
+                log.error("flagstream: skipping undecodable message %s at sequence %d: %s", msg.subject, seq, exc)
+            else:
+                self._buffer.append((seq, event))
+            self._buffer_high = seq
+        if meta.num_pending == 0:
+            self._flush()
+            self._catch_up(generation)
+        elif self._caught_up and len(self._buffer) >= LIVE_BATCH_MAX:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch, self._buffer = self._buffer, []
+        try:
+            self._sink(batch)
+        except Exception:
+            log.exception("flagstream: applying %d events failed", len(batch))
+        self._position = max(self._position, self._buffer_high)
+
+    def _catch_up(self, generation: int) -> None:
+        if generation != self._generation or self._caught_up:
+            return
+        self._flush()
+        self._caught_up = True
+        self.status = ClientStatus.READY
+        if not self._loaded:
+            self._loaded = True
+            self._on_ready()
