@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,8 +32,10 @@ log = logging.getLogger("flagstream.client")
 
 Sink = Callable[[Sequence[tuple[int, Event]]], Any]
 
-#: Live messages folded together at most, when a backlog is being delivered (the initial load is one batch).
+#: Live messages folded together at most, when a backlog is being delivered (the initial load is one batch)...
 LIVE_BATCH_MAX = 512
+#: ...and the longest a live message waits in such a batch, in seconds.
+LIVE_BATCH_DELAY = 0.02
 
 
 class NatsSource:
@@ -74,6 +77,7 @@ class NatsSource:
         self._position = 0  # stream sequence of the last message folded (or skipped as bad)
         self._buffer: list[tuple[int, Event]] = []
         self._buffer_high = 0
+        self._buffer_since = 0.0
         self._task: asyncio.Task[None] | None = None
         self._resubscribe_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -221,12 +225,16 @@ class NatsSource:
                 self.bad_events += 1
                 log.error("flagstream: skipping undecodable message %s at sequence %d: %s", msg.subject, seq, exc)
             else:
+                if not self._buffer:
+                    self._buffer_since = time.monotonic()
                 self._buffer.append((seq, event))
             self._buffer_high = seq
         if meta.num_pending == 0:
             self._flush()
             self._catch_up(generation)
-        elif self._caught_up and len(self._buffer) >= LIVE_BATCH_MAX:
+        elif self._caught_up and (
+            len(self._buffer) >= LIVE_BATCH_MAX or time.monotonic() - self._buffer_since >= LIVE_BATCH_DELAY
+        ):
             self._flush()
 
     def _flush(self) -> None:
