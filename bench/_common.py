@@ -1,0 +1,108 @@
+"""Helpers shared by the benchmarks: a throwaway nats-server, event builders, statistics, result files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flagstream.events import (
+    Clause,
+    Event,
+    Flag,
+    FlagCreated,
+    FlagUpdated,
+    Operator,
+    Rule,
+    Serve,
+    Target,
+    encode_event,
+    subject,
+)
+from flagstream.services.natsd import NatsServer
+
+RESULTS = Path(__file__).with_name("results")
+PROJECT = "default"
+ENVIRONMENT = "production"
+
+
+@contextlib.contextmanager
+def nats_server() -> Iterator[NatsServer]:
+    """A nats-server with JetStream in a temporary folder, stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="flagstream-bench-") as folder:
+        server = NatsServer(store_dir=Path(folder) / "nats").start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def realistic_flag(key: str, revision: int = 0, on: bool = True) -> Flag:
+    """A boolean flag with one individual target and one rule, like a typical production flag."""
+    return Flag(
+        key=key,
+        description=f"revision {revision}",
+        on=on,
+        targets=(Target(variation="on", values=("qa-1", "qa-2")),),
+        rules=(
+            Rule(
+                id="nordics",
+                clauses=(Clause(attribute="country", op=Operator.IN, values=("NO", "SE", "DK", "FI")),),
+                serve=Serve(variation="on"),
+            ),
+        ),
+        fallthrough=Serve(variation="off"),
+    )
+
+
+def flag_event(flag: Flag, *, created: bool = False) -> tuple[str, bytes]:
+    """(subject, payload) of a flag event in the benchmark environment."""
+    cls: type[Event] = FlagCreated if created else FlagUpdated
+    event = cls(project=PROJECT, environment=ENVIRONMENT, actor="bench", at=datetime.now(UTC), flag=flag)  # type: ignore[call-arg]
+    return subject(PROJECT, ENVIRONMENT, "flag", flag.key), encode_event(event)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summary_ms(seconds: Sequence[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {
+        "n": len(ms),
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "max_ms": round(max(ms), 3),
+        "min_ms": round(min(ms), 3),
+    }
+
+
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(columns)]
+    print(f"\n{title}")
+    print("  ".join(str(c).rjust(w) for c, w in zip(columns, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(v).rjust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def write_results(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = RESULTS / f"{name}-{stamp}.json"
+    payload = {"benchmark": name, "at": stamp, "python": platform.python_version(), "machine": platform.machine()}
+    path.write_text(json.dumps({**payload, **data}, indent=2))
+    print(f"\nresults written to {path}")
+    return path
