@@ -1,17 +1,23 @@
 """Semantic validation of flags and segments, shared by the admin API (422 before anything is written) and
-the SDK (a flag that fails it evaluates to MALFORMED_FLAG). Pure: no I/O.
+the SDK (a flag that fails :func:`flag_problems` evaluates to MALFORMED_FLAG). Pure: no I/O.
 
 Structural validation (types, key patterns, weight ranges) is done by msgspec when decoding; this module
-checks what types cannot: references between variations, segments and flags, sums, regexes, cycles.
+checks what types cannot: references between variations, segments and flags, sums, operator values, regexes,
+prerequisite cycles. Every problem carries the JSON path of the fault in the submitted document.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from msgspec import Struct
 
-from .events import Flag, Segment
+from .events import WEIGHT_TOTAL, Clause, Flag, Operator, Segment, Serve
+from .operators import ValueProblem, prepare_values
+
+#: Longest prerequisite chain accepted (the engine also stops at this depth at run time).
+MAX_PREREQUISITE_DEPTH = 32
 
 
 class Problem(Struct, frozen=True):
@@ -22,26 +28,231 @@ class Problem(Struct, frozen=True):
 
 
 def validate_flag(flag: Flag, *, segments: Mapping[str, Segment], flags: Mapping[str, Flag]) -> list[Problem]:
-    """All problems of ``flag`` in an environment whose other flags and segments are given (empty if valid)."""
-    problems: list[Problem] = []
-    keys = [v.key for v in flag.variations]
-    if not keys:
-        problems.append(Problem("$.variations", "a flag needs at least one variation"))
-    seen: set[str] = set()
-    for i, key in enumerate(keys):
-        if key in seen:
-            problems.append(Problem(f"$.variations[{i}].key", f"duplicate variation key {key!r}"))
-        seen.add(key)
-    if flag.off_variation not in seen:
-        problems.append(Problem("$.off_variation", f"unknown variation {flag.off_variation!r}"))
-    serve = flag.fallthrough
-    if (serve.variation is None) == (serve.rollout is None):
-        problems.append(Problem("$.fallthrough", "serve exactly one of 'variation' or 'rollout'"))
-    elif serve.variation is not None and serve.variation not in seen:
-        problems.append(Problem("$.fallthrough.variation", f"unknown variation {serve.variation!r}"))
+    """All problems of ``flag`` in an environment whose other flags and segments are given (empty if valid).
+
+    ``flags`` may or may not contain a previous version of ``flag`` itself: ``flag`` replaces it.
+    """
+    problems = flag_problems(flag)
+    problems += _segment_reference_problems(flag, segments)
+    problems += _prerequisite_problems(flag, flags)
     return problems
 
 
 def validate_segment(segment: Segment) -> list[Problem]:
     """All problems of ``segment`` (empty if valid)."""
-    return []
+    problems: list[Problem] = []
+    _kind_problem(segment.context_kind, "$.context_kind", problems)
+    seen: set[str] = set()
+    for i, rule in enumerate(segment.rules):
+        path = f"$.rules[{i}]"
+        if rule.id in seen:
+            problems.append(Problem(f"{path}.id", f"duplicate rule id {rule.id!r}"))
+        seen.add(rule.id)
+        if not rule.bucket_by:
+            problems.append(Problem(f"{path}.bucket_by", "bucket_by must name an attribute"))
+        if rule.weight is not None and not 0 <= rule.weight <= WEIGHT_TOTAL:
+            problems.append(Problem(f"{path}.weight", f"weight must be between 0 and {WEIGHT_TOTAL}"))
+        for j, clause in enumerate(rule.clauses):
+            cpath = f"{path}.clauses[{j}]"
+            if _op(clause) is Operator.IN_SEGMENT:
+                problems.append(Problem(f"{cpath}.op", "a segment cannot refer to segments"))
+                continue
+            problems += _clause_problems(clause, cpath)
+    return problems
+
+
+def flag_problems(flag: Flag) -> list[Problem]:
+    """The problems visible in ``flag`` alone (no reference to other flags or segments)."""
+    problems: list[Problem] = []
+    keys: set[str] = set()
+    if not flag.variations:
+        problems.append(Problem("$.variations", "a flag needs at least one variation"))
+    for i, variation in enumerate(flag.variations):
+        if variation.key in keys:
+            problems.append(Problem(f"$.variations[{i}].key", f"duplicate variation key {variation.key!r}"))
+        keys.add(variation.key)
+    if flag.off_variation not in keys:
+        problems.append(Problem("$.off_variation", f"unknown variation {flag.off_variation!r}"))
+    problems += _serve_problems(flag.fallthrough, "$.fallthrough", keys)
+
+    targeted: dict[tuple[str, str], int] = {}
+    for i, target in enumerate(flag.targets):
+        path = f"$.targets[{i}]"
+        if target.variation not in keys:
+            problems.append(Problem(f"{path}.variation", f"unknown variation {target.variation!r}"))
+        _kind_problem(target.context_kind, f"{path}.context_kind", problems)
+        for j, value in enumerate(target.values):
+            if not isinstance(value, str):
+                problems.append(Problem(f"{path}.values[{j}]", "a target is a context key (a string)"))
+                continue
+            first = targeted.setdefault((target.context_kind, value), i)
+            if first != i:
+                problems.append(Problem(f"{path}.values[{j}]", f"{value!r} is already targeted by $.targets[{first}]"))
+
+    rule_ids: set[str] = set()
+    for i, rule in enumerate(flag.rules):
+        path = f"$.rules[{i}]"
+        if rule.id in rule_ids:
+            problems.append(Problem(f"{path}.id", f"duplicate rule id {rule.id!r}"))
+        rule_ids.add(rule.id)
+        for j, clause in enumerate(rule.clauses):
+            problems += _clause_problems(clause, f"{path}.clauses[{j}]")
+        problems += _serve_problems(rule.serve, f"{path}.serve", keys)
+
+    required: set[str] = set()
+    for i, prerequisite in enumerate(flag.prerequisites):
+        path = f"$.prerequisites[{i}]"
+        if prerequisite.flag == flag.key:
+            problems.append(Problem(f"{path}.flag", f"prerequisite cycle: {flag.key} -> {flag.key}"))
+        elif prerequisite.flag in required:
+            problems.append(Problem(f"{path}.flag", f"duplicate prerequisite {prerequisite.flag!r}"))
+        required.add(prerequisite.flag)
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _op(clause: Clause) -> Operator | None:
+    try:
+        return Operator(clause.op)
+    except ValueError:
+        return None
+
+
+def _kind_problem(kind: Any, path: str, problems: list[Problem]) -> None:
+    if not isinstance(kind, str) or not kind or kind in ("multi", "kind"):
+        problems.append(Problem(path, f"invalid context kind {kind!r}"))
+
+
+def _clause_problems(clause: Clause, path: str) -> list[Problem]:
+    problems: list[Problem] = []
+    op = _op(clause)
+    if op is None:
+        return [Problem(f"{path}.op", f"unknown operator {clause.op!r}")]
+    _kind_problem(clause.context_kind, f"{path}.context_kind", problems)
+    if op is not Operator.IN_SEGMENT and (not isinstance(clause.attribute, str) or not clause.attribute):
+        problems.append(Problem(f"{path}.attribute", "a clause needs an attribute"))
+    try:
+        prepare_values(op, tuple(clause.values), clause.case_insensitive)
+    except ValueProblem as e:
+        where = f"{path}.values" if e.index is None else f"{path}.values[{e.index}]"
+        problems.append(Problem(where, e.message))
+    return problems
+
+
+def _serve_problems(serve: Serve, path: str, keys: set[str]) -> list[Problem]:
+    if (serve.variation is None) == (serve.rollout is None):
+        return [Problem(path, "serve exactly one of 'variation' or 'rollout'")]
+    if serve.variation is not None:
+        if serve.variation not in keys:
+            return [Problem(f"{path}.variation", f"unknown variation {serve.variation!r}")]
+        return []
+    problems: list[Problem] = []
+    rollout = serve.rollout
+    assert rollout is not None
+    rpath = f"{path}.rollout"
+    if not rollout.variations:
+        problems.append(Problem(f"{rpath}.variations", "a rollout needs at least one variation"))
+    seen: set[str] = set()
+    total = 0
+    for i, weighted in enumerate(rollout.variations):
+        if weighted.variation not in keys:
+            problems.append(Problem(f"{rpath}.variations[{i}].variation", f"unknown variation {weighted.variation!r}"))
+        elif weighted.variation in seen:
+            problems.append(Problem(f"{rpath}.variations[{i}].variation", f"{weighted.variation!r} appears twice"))
+        seen.add(weighted.variation)
+        if not 0 <= weighted.weight <= WEIGHT_TOTAL:
+            problems.append(Problem(f"{rpath}.variations[{i}].weight", f"weight must be between 0 and {WEIGHT_TOTAL}"))
+        total += weighted.weight
+    if rollout.variations and total != WEIGHT_TOTAL:
+        problems.append(Problem(f"{rpath}.variations", f"weights sum to {total}, not {WEIGHT_TOTAL} (100%)"))
+    if not rollout.bucket_by:
+        problems.append(Problem(f"{rpath}.bucket_by", "bucket_by must name an attribute"))
+    _kind_problem(rollout.context_kind, f"{rpath}.context_kind", problems)
+    return problems
+
+
+def _segment_reference_problems(flag: Flag, segments: Mapping[str, Segment]) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, rule in enumerate(flag.rules):
+        for j, clause in enumerate(rule.clauses):
+            if _op(clause) is not Operator.IN_SEGMENT:
+                continue
+            for k, key in enumerate(clause.values):
+                if not isinstance(key, str):
+                    continue  # reported by the clause check
+                segment = segments.get(key)
+                where = f"$.rules[{i}].clauses[{j}].values[{k}]"
+                if segment is None:
+                    problems.append(Problem(where, f"unknown segment {key!r}"))
+                elif segment.archived:
+                    problems.append(Problem(where, f"segment {key!r} is archived"))
+    return problems
+
+
+def _prerequisite_problems(flag: Flag, flags: Mapping[str, Flag]) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, prerequisite in enumerate(flag.prerequisites):
+        if prerequisite.flag == flag.key:
+            continue  # reported as a cycle by flag_problems
+        other = flags.get(prerequisite.flag)
+        path = f"$.prerequisites[{i}]"
+        if other is None:
+            problems.append(Problem(f"{path}.flag", f"unknown flag {prerequisite.flag!r}"))
+            continue
+        if other.archived:
+            problems.append(Problem(f"{path}.flag", f"flag {prerequisite.flag!r} is archived"))
+        if prerequisite.variation not in {v.key for v in other.variations}:
+            problems.append(
+                Problem(f"{path}.variation", f"flag {prerequisite.flag!r} has no variation {prerequisite.variation!r}")
+            )
+        cycle = _cycle_through(flag, prerequisite.flag, flags)
+        if cycle:
+            problems.append(Problem(f"{path}.flag", "prerequisite cycle: " + " -> ".join(cycle)))
+        else:
+            depth = _depth(prerequisite.flag, flags, flag)
+            if depth + 1 > MAX_PREREQUISITE_DEPTH:
+                problems.append(Problem(f"{path}.flag", f"prerequisite chain deeper than {MAX_PREREQUISITE_DEPTH}"))
+    return problems
+
+
+def _requires(key: str, flags: Mapping[str, Flag], flag: Flag) -> list[str]:
+    current = flag if key == flag.key else flags.get(key)
+    return [] if current is None else [p.flag for p in current.prerequisites]
+
+
+def _cycle_through(flag: Flag, start: str, flags: Mapping[str, Flag]) -> list[str] | None:
+    """The path ``flag -> start -> ... -> flag`` if one exists (depth-first, shortest not guaranteed)."""
+    stack: list[tuple[str, list[str]]] = [(start, [flag.key, start])]
+    visited: set[str] = set()
+    while stack:
+        key, path = stack.pop()
+        if key in visited:
+            continue
+        visited.add(key)
+        for nxt in _requires(key, flags, flag):
+            if nxt == flag.key:
+                return [*path, nxt]
+            if nxt not in visited:
+                stack.append((nxt, [*path, nxt]))
+    return None
+
+
+def _depth(start: str, flags: Mapping[str, Flag], flag: Flag) -> int:
+    """Length of the longest prerequisite chain below ``start`` (1 for a flag without prerequisites)."""
+    memo: dict[str, int] = {}
+    active: set[str] = set()
+
+    def depth(key: str) -> int:
+        if key in memo:
+            return memo[key]
+        if key in active or len(active) > MAX_PREREQUISITE_DEPTH:
+            return 0  # a cycle elsewhere in the environment, or already too deep: stop here
+        active.add(key)
+        result = 1 + max((depth(n) for n in _requires(key, flags, flag)), default=0)
+        active.discard(key)
+        memo[key] = result
+        return result
+
+    return depth(start)

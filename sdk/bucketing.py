@@ -1,0 +1,56 @@
+"""Sticky percentage bucketing: pure, no I/O, the same answer on every machine, process and restart.
+
+    bucket = mmh3.hash(f"{salt}.{value}", seed=0, signed=False) % 100_000
+
+``salt`` is the flag's ``salt`` (or its key when empty); for a segment rule, the segment's salt (or key).
+``value`` is the bucketing attribute as text: a string as is, an integer (or an integral float) in decimal
+(``42`` and ``42.0`` both give ``"42"``). Other values (missing, booleans, fractional numbers, lists...)
+cannot be bucketed: :func:`bucket_text` returns ``None``.
+
+A rollout walks its weights cumulatively and serves the first variation whose cumulative weight is above the
+bucket, so raising a weight only adds buckets to that variation (as long as the variations keep their
+order). docs/targeting.md pins the formula; tests/engine pins golden values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import mmh3
+
+TOTAL = 100_000
+
+_hash = mmh3.hash
+
+
+def bucket_text(value: Any) -> str | None:
+    """The text a value is bucketed by, or ``None`` if it cannot be bucketed."""
+    t = type(value)
+    if t is str:
+        return value
+    if t is int:
+        return str(value)
+    if t is float and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(int(value))
+    return None
+
+
+def bucket(salt: str, text: str) -> int:
+    """The bucket of ``text`` under ``salt``: an integer in ``[0, 100_000)``."""
+    return _hash(f"{salt}.{text}", signed=False) % TOTAL
+
+
+def cumulative(weights: Iterable[int]) -> tuple[int, ...]:
+    """Running sums of ``weights``: variation ``i`` gets the buckets in ``[sum[i-1], sum[i])``."""
+    out: list[int] = []
+    total = 0
+    for w in weights:
+        total += w
+        out.append(total)
+    return tuple(out)

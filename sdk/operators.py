@@ -1,0 +1,449 @@
+"""Clause operators, compiled once into matcher closures: pure, no I/O.
+
+A matcher takes the normalised contexts (``{kind: attributes}``) and returns whether the clause matches.
+Semantics (docs/targeting.md has the full table):
+
+* the attribute is looked up in the clause's context kind; ``key`` is the targeting key; an attribute name
+  starting with ``/`` is a JSON-pointer-like path into nested objects (``/address/city``);
+* a missing attribute (absent kind, absent attribute or ``null``) never matches, negated or not -- except for
+  ``exists`` (negated: "absent") and ``in_segment`` (which looks at the whole context);
+* a list-valued attribute matches if any element matches; an empty list matches nothing;
+* a clause with several values matches if the attribute matches any of them;
+* a value of the wrong type for the operator (a number for ``starts_with``, ``"abc"`` for ``lt``, an invalid
+  semver or date) simply does not match;
+* ``negate`` inverts the result whenever the attribute is present; ``not_in`` is a negated ``in``.
+
+:func:`prepare_values` checks and converts a clause's values; the admin API's validation calls it too, so
+what the engine accepts and what the API accepts cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Protocol
+
+from .context import Contexts
+from .events import Clause, Operator
+from .semver import parse_semver
+
+Matcher = Callable[[Contexts], bool]
+Test = Callable[[Any], bool]
+
+#: Longest regular expression accepted in a clause (a guard against pathological patterns, with the
+#: nested-quantifier check in :func:`regex_problem`).
+REGEX_MAX = 500
+#: Epoch numbers at or above this are milliseconds, below it seconds (1e11 s is the year 5138; 1e11 ms 1973).
+EPOCH_MS_THRESHOLD = 1e11
+
+
+class SegmentMembership(Protocol):
+    def contains(self, contexts: Contexts) -> bool: ...
+
+
+class ValueProblem(ValueError):
+    """A clause value the operator cannot use; ``index`` is its position in ``values`` (None: the list)."""
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.index = index
+
+
+# ---------------------------------------------------------------------------------------------------------
+# value parsing shared by clause values and context attributes
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _is_number(v: Any) -> bool:
+    return (type(v) is int or type(v) is float) and not (type(v) is float and math.isnan(v))
+
+
+@lru_cache(maxsize=4096)
+def _parse_iso(text: str) -> float | None:
+    try:
+        dt = datetime.fromisoformat(text)
+    except (ValueError, TypeError):
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp() * 1000.0
+
+
+def parse_date(value: Any) -> float | None:
+    """Milliseconds since the epoch (UTC) of an ISO-8601 string or an epoch number, else ``None``.
+
+    Strings without a timezone are UTC. Numbers at or above 1e11 are epoch milliseconds, below it seconds.
+    """
+    t = type(value)
+    if t is str:
+        return _parse_iso(value) if len(value) <= 64 else None
+    if t is int or t is float:
+        if not math.isfinite(value):
+            return None
+        return float(value) if abs(value) >= EPOCH_MS_THRESHOLD else float(value) * 1000.0
+    return None
+
+
+def regex_problem(pattern: Any) -> str | None:
+    """Why ``pattern`` is refused as a clause regex, or ``None`` if it is fine."""
+    if type(pattern) is not str:
+        return "a regular expression must be a string"
+    if len(pattern) > REGEX_MAX:
+        return f"regular expression longer than {REGEX_MAX} characters"
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        return f"invalid regular expression: {e}"
+    if _nested_quantifier(pattern):
+        return "nested quantifiers (like (a+)+) can take exponential time; rewrite the expression"
+    return None
+
+
+def _nested_quantifier(pattern: str) -> bool:
+    try:
+        from re import _parser as sre_parse  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - older layouts
+        import sre_parse  # type: ignore[no-redef]
+    repeats = {sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT, getattr(sre_parse, "POSSESSIVE_REPEAT", None)}
+    maxrepeat = sre_parse.MAXREPEAT
+
+    def walk(items: Any, inside_unbounded: bool) -> bool:
+        for op, av in items:
+            if op in repeats:
+                _lo, hi, sub = av
+                unbounded = hi == maxrepeat or hi > 100
+                if unbounded and inside_unbounded:
+                    return True
+                if walk(sub, inside_unbounded or unbounded):
+                    return True
+            elif op is sre_parse.SUBPATTERN:
+                if walk(av[-1], inside_unbounded):
+                    return True
+            elif op is sre_parse.BRANCH:
+                for branch in av[1]:
+                    if walk(branch, inside_unbounded):
+                        return True
+            elif op in (sre_parse.ASSERT, sre_parse.ASSERT_NOT) and walk(av[1], inside_unbounded):
+                return True
+        return False
+
+    return walk(sre_parse.parse(pattern), False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# values: checked and converted once per clause
+# ---------------------------------------------------------------------------------------------------------
+
+_STRING_OPS = {Operator.STARTS_WITH, Operator.ENDS_WITH, Operator.CONTAINS}
+_NUMERIC_OPS = {Operator.LT, Operator.LTE, Operator.GT, Operator.GTE}
+_SEMVER_OPS = {
+    Operator.SEMVER_EQ,
+    Operator.SEMVER_LT,
+    Operator.SEMVER_LTE,
+    Operator.SEMVER_GT,
+    Operator.SEMVER_GTE,
+}
+_DATE_OPS = {Operator.BEFORE, Operator.AFTER}
+
+
+def prepare_values(op: Operator, values: tuple[Any, ...], case_insensitive: bool = False) -> tuple[Any, ...]:
+    """The clause's values converted for ``op``; raises :class:`ValueProblem` for an unusable value."""
+    if op is Operator.EXISTS:
+        return ()
+    if not values:
+        raise ValueProblem(f"operator {op.value!r} needs at least one value")
+    if op is Operator.EQUALS and len(values) != 1:
+        raise ValueProblem("'equals' takes exactly one value (use 'in' for several)")
+    if op in (Operator.IN, Operator.NOT_IN, Operator.EQUALS):
+        return tuple(values)
+    out: list[Any] = []
+    for i, v in enumerate(values):
+        if op in _STRING_OPS or op is Operator.IN_SEGMENT:
+            if type(v) is not str:
+                raise ValueProblem(f"operator {op.value!r} needs string values", i)
+            out.append(v.casefold() if case_insensitive and op is not Operator.IN_SEGMENT else v)
+        elif op is Operator.MATCHES:
+            problem = regex_problem(v)
+            if problem:
+                raise ValueProblem(problem, i)
+            out.append(re.compile(v, re.IGNORECASE if case_insensitive else 0))
+        elif op in _NUMERIC_OPS:
+            if not _is_number(v):
+                raise ValueProblem(f"operator {op.value!r} needs numeric values", i)
+            out.append(v)
+        elif op in _SEMVER_OPS:
+            key = parse_semver(v) if type(v) is str else None
+            if key is None:
+                raise ValueProblem(f"{v!r} is not a semantic version", i)
+            out.append(key)
+        elif op in _DATE_OPS:
+            ms = parse_date(v)
+            if ms is None:
+                raise ValueProblem(f"{v!r} is not an ISO-8601 date or an epoch number", i)
+            out.append(ms)
+        else:  # pragma: no cover - every operator is handled above
+            raise ValueProblem(f"unknown operator {op!r}")
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# element tests: one attribute value (never None, never a list) -> bool
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _typed_key(v: Any) -> tuple[int, Any]:
+    # JSON equality: true is not 1, 1 is 1.0.
+    if type(v) is bool:
+        return (1, v)
+    if type(v) is int or type(v) is float:
+        return (2, v)
+    return (0, v)
+
+
+def _in_test(values: tuple[Any, ...], ci: bool) -> Test:
+    hashable: list[Any] = []
+    others: list[Any] = []
+    for v in values:
+        if v is None:
+            continue
+        if ci and type(v) is str:
+            v = v.casefold()
+        try:
+            hash(v)
+            hashable.append(v)
+        except TypeError:
+            others.append(v)
+    if not others and all(type(v) is str for v in hashable):
+        strings = frozenset(hashable)
+        if ci:
+
+            def test_ci(v: Any) -> bool:
+                return type(v) is str and v.casefold() in strings
+
+            return test_ci
+
+        def test(v: Any) -> bool:
+            return type(v) is str and v in strings
+
+        return test
+    keys = frozenset(_typed_key(v) for v in hashable)
+    typed_others = tuple((type(v), v) for v in others)
+
+    def test_any(v: Any) -> bool:
+        if ci and type(v) is str:
+            v = v.casefold()
+        try:
+            if _typed_key(v) in keys:
+                return True
+        except TypeError:
+            pass
+        return any(type(v) is t and v == o for t, o in typed_others)
+
+    return test_any
+
+
+def _string_test(op: Operator, values: tuple[str, ...], ci: bool) -> Test:
+    fold = str.casefold if ci else None
+    if op is Operator.STARTS_WITH:
+
+        def starts(v: Any) -> bool:
+            return type(v) is str and (fold(v) if fold else v).startswith(values)
+
+        return starts
+    if op is Operator.ENDS_WITH:
+
+        def ends(v: Any) -> bool:
+            return type(v) is str and (fold(v) if fold else v).endswith(values)
+
+        return ends
+
+    def contains(v: Any) -> bool:
+        if type(v) is not str:
+            return False
+        s = fold(v) if fold else v
+        return any(x in s for x in values)
+
+    return contains
+
+
+def _regex_test(patterns: tuple[re.Pattern[str], ...]) -> Test:
+    def matches(v: Any) -> bool:
+        return type(v) is str and any(p.search(v) for p in patterns)
+
+    return matches
+
+
+def _numeric_test(op: Operator, values: tuple[float, ...]) -> Test:
+    if op in (Operator.LT, Operator.LTE):
+        bound = max(values)
+        if op is Operator.LT:
+            return lambda v: (type(v) is int or type(v) is float) and v < bound
+        return lambda v: (type(v) is int or type(v) is float) and v <= bound
+    bound = min(values)
+    if op is Operator.GT:
+        return lambda v: (type(v) is int or type(v) is float) and v > bound
+    return lambda v: (type(v) is int or type(v) is float) and v >= bound
+
+
+def _semver_test(op: Operator, keys: tuple[Any, ...]) -> Test:
+    if op is Operator.SEMVER_EQ:
+        wanted = frozenset(keys)
+
+        def eq(v: Any) -> bool:
+            return type(v) is str and parse_semver(v) in wanted
+
+        return eq
+    hi, lo = max(keys), min(keys)
+    compare: Callable[[Any], bool] = {
+        Operator.SEMVER_LT: lambda k: k < hi,
+        Operator.SEMVER_LTE: lambda k: k <= hi,
+        Operator.SEMVER_GT: lambda k: k > lo,
+        Operator.SEMVER_GTE: lambda k: k >= lo,
+    }[op]
+
+    def cmp(v: Any) -> bool:
+        if type(v) is not str:
+            return False
+        k = parse_semver(v)
+        return k is not None and compare(k)
+
+    return cmp
+
+
+def _date_test(op: Operator, stamps: tuple[float, ...]) -> Test:
+    if op is Operator.BEFORE:
+        latest = max(stamps)
+
+        def before(v: Any) -> bool:
+            t = parse_date(v)
+            return t is not None and t < latest
+
+        return before
+    earliest = min(stamps)
+
+    def after(v: Any) -> bool:
+        t = parse_date(v)
+        return t is not None and t > earliest
+
+    return after
+
+
+def element_test(op: Operator, values: tuple[Any, ...], case_insensitive: bool = False) -> Test:
+    """The test of one attribute value for ``op`` and already prepared ``values``."""
+    if op in (Operator.IN, Operator.NOT_IN, Operator.EQUALS):
+        return _in_test(values, case_insensitive)
+    if op in _STRING_OPS:
+        return _string_test(op, values, case_insensitive)
+    if op is Operator.MATCHES:
+        return _regex_test(values)
+    if op in _NUMERIC_OPS:
+        return _numeric_test(op, values)
+    if op in _SEMVER_OPS:
+        return _semver_test(op, values)
+    if op in _DATE_OPS:
+        return _date_test(op, values)
+    raise ValueProblem(f"operator {op!r} has no element test")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# attribute lookup and clause matchers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _pointer(attribute: str) -> tuple[str, ...] | None:
+    if len(attribute) < 2 or attribute[0] != "/":
+        return None
+    return tuple(p.replace("~1", "/").replace("~0", "~") for p in attribute[1:].split("/"))
+
+
+def _walk(attrs: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    v: Any = attrs
+    for p in path:
+        if not isinstance(v, Mapping):
+            return None
+        v = v.get(p)
+    return v
+
+
+def _attribute_matcher(kind: str, attribute: str, test: Test, negate: bool) -> Matcher:
+    path = _pointer(attribute)
+
+    def match(ctxs: Contexts) -> bool:
+        a = ctxs.get(kind)
+        if a is None:
+            return False
+        v = a.get(attribute) if path is None else _walk(a, path)
+        if v is None:
+            return False
+        if type(v) is list or type(v) is tuple:
+            return any(map(test, v)) is not negate
+        return test(v) is not negate
+
+    return match
+
+
+def _in_matcher(kind: str, attribute: str, strings: frozenset[str], negate: bool) -> Matcher:
+    """The common case, inlined: ``in`` with string values, a plain attribute, case-sensitive."""
+
+    def match(ctxs: Contexts) -> bool:
+        a = ctxs.get(kind)
+        if a is None:
+            return False
+        v = a.get(attribute)
+        if type(v) is str:
+            return (v in strings) is not negate
+        if v is None:
+            return False
+        if type(v) is list or type(v) is tuple:
+            return any(type(x) is str and x in strings for x in v) is not negate
+        return negate
+
+    return match
+
+
+def _exists_matcher(kind: str, attribute: str, negate: bool) -> Matcher:
+    path = _pointer(attribute)
+
+    def match(ctxs: Contexts) -> bool:
+        a = ctxs.get(kind)
+        present = a is not None and (a.get(attribute) if path is None else _walk(a, path)) is not None
+        return present is not negate
+
+    return match
+
+
+def _segment_matcher(segments: tuple[SegmentMembership, ...], negate: bool) -> Matcher:
+    def match(ctxs: Contexts) -> bool:
+        return any(s.contains(ctxs) for s in segments) is not negate
+
+    return match
+
+
+def compile_clause(clause: Clause, segments: Mapping[str, SegmentMembership] | None = None) -> Matcher:
+    """A matcher for ``clause``; raises :class:`ValueProblem` if its values are unusable.
+
+    ``segments`` resolves ``in_segment`` keys; a key it does not hold is an empty segment (matches nobody).
+    """
+    op = Operator(clause.op)
+    negate = bool(clause.negate)
+    if op is Operator.NOT_IN:
+        op, negate = Operator.IN, not negate
+    values = prepare_values(op, tuple(clause.values), clause.case_insensitive)
+    kind, attribute = clause.context_kind, clause.attribute
+    if op is Operator.EXISTS:
+        return _exists_matcher(kind, attribute, negate)
+    if op is Operator.IN_SEGMENT:
+        found = tuple(segments[k] for k in values if segments is not None and k in segments)
+        return _segment_matcher(found, negate)
+    if (
+        op in (Operator.IN, Operator.EQUALS)
+        and not clause.case_insensitive
+        and _pointer(attribute) is None
+        and all(type(v) is str for v in values)
+    ):
+        return _in_matcher(kind, attribute, frozenset(values), negate)
+    return _attribute_matcher(kind, attribute, element_test(op, values, clause.case_insensitive), negate)

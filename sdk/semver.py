@@ -1,0 +1,42 @@
+"""Semantic versions (semver 2.0) as sortable keys: pure, no I/O.
+
+``parse_semver("1.2.3-beta.1+build")`` gives a tuple that compares like the versions do (build metadata is
+ignored; a pre-release sorts before its release; numeric identifiers sort numerically and before alphanumeric
+ones; a shorter identifier list sorts first when all shared identifiers are equal). Leniency, documented in
+docs/targeting.md: a leading ``v`` is accepted and missing minor/patch numbers are read as 0 (``"2"`` is
+``2.0.0``). Anything else that is not semver 2.0 gives ``None``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_SEMVER = re.compile(
+    r"v?(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?(?:\.(0|[1-9]\d*))?"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?",
+    re.ASCII,
+)
+
+#: A release sorts after all of its pre-releases: (1,) > (0, ...).
+_RELEASE = (1,)
+
+SemverKey = tuple[int, int, int, tuple]
+
+
+@lru_cache(maxsize=4096)
+def parse_semver(text: str) -> SemverKey | None:
+    """The precedence key of ``text``, or ``None`` if it is not a semantic version."""
+    if type(text) is not str or len(text) > 256:
+        return None
+    m = _SEMVER.fullmatch(text)
+    if m is None:
+        return None
+    major, minor, patch, pre, _build = m.groups()
+    if pre is None:
+        pre_key: tuple = _RELEASE
+    else:
+        idents = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+        pre_key = (0, idents)
+    return (int(major), int(minor or 0), int(patch or 0), pre_key)
