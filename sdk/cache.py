@@ -48,17 +48,22 @@ class RulesetCache:
         self.failed_events = 0
         self._listeners: dict[str | None, list[ChangeListener]] = {}
 
-    def apply(self, events: Sequence[tuple[int, Event]]) -> set[str]:
-        """Fold ``(stream sequence, event)`` pairs in one ``apply_events`` call and swap the result in."""
-        if not events:
-            return set()
+    def apply(self, events: Sequence[tuple[int, Event]], fresh: bool = False) -> set[str]:
+        """Fold ``(stream sequence, event)`` pairs in one ``apply_events`` call and swap the result in.
+
+        ``fresh``: the events are a whole new state (the stream was recreated): fold them into an empty
+        ruleset instead, and report flags that disappeared as changed too.
+        """
         old = self.ruleset
+        if not events and not fresh:
+            return set()
+        base = Ruleset(project=old.project, environment=old.environment) if fresh else old
         try:
-            new, changed = apply_events(old, events)
+            new, changed = apply_events(base, events)
         except Exception:
             # One event the fold cannot take must not cost the others: retry one by one, skipping the culprit.
             log.exception("flagstream: folding %d events failed; applying them one by one", len(events))
-            new, changed = old, set()
+            new, changed = base, set()
             for item in events:
                 try:
                     new, one = apply_events(new, (item,))
@@ -67,6 +72,8 @@ class RulesetCache:
                     log.exception("flagstream: skipping event at stream sequence %d", item[0])
                     continue
                 changed |= one
+        if fresh:
+            changed |= {key for key, flag in old.flags.items() if new.flags.get(key) is not flag}
         self.ruleset = new  # the atomic swap
         if changed and self._listeners:
             self._notify(changed, old, new)

@@ -30,7 +30,8 @@ from .events import STREAM, DecodeError, Event, decode_event, environment_filter
 
 log = logging.getLogger("flagstream.client")
 
-Sink = Callable[[Sequence[tuple[int, Event]]], Any]
+#: ``sink(events, fresh)``: fold the events; ``fresh`` means they replace the whole state (stream recreated).
+Sink = Callable[[Sequence[tuple[int, Event]], bool], Any]
 
 #: Live messages folded together at most, when a backlog is being delivered (the initial load is one batch)...
 LIVE_BATCH_MAX = 512
@@ -78,6 +79,8 @@ class NatsSource:
         self._buffer: list[tuple[int, Event]] = []
         self._buffer_high = 0
         self._buffer_since = 0.0
+        self._fresh = False  # the next flush replaces the state
+        self._stream_created: Any = None
         self._task: asyncio.Task[None] | None = None
         self._resubscribe_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -179,6 +182,13 @@ class NatsSource:
         if old is not None:
             with contextlib.suppress(Exception):
                 await old.unsubscribe()
+        js = self._nc.jetstream()
+        stream = await js.stream_info(STREAM)
+        if self._position > 0 and (stream.created != self._stream_created or stream.state.last_seq < self._position):
+            log.warning("flagstream: stream %s was recreated; reloading the whole state", STREAM)
+            self._position = 0
+            self._fresh = True
+        self._stream_created = stream.created
         if self._position > 0:
             # Resume right after what was folded: only the gap is delivered.
             config = ConsumerConfig(opt_start_seq=self._position + 1)
@@ -190,7 +200,6 @@ class NatsSource:
         async def on_message(msg: Msg) -> None:
             self._on_message(generation, msg)
 
-        js = self._nc.jetstream()
         sub = await js.subscribe(
             self.filter,
             stream=STREAM,
@@ -239,8 +248,9 @@ class NatsSource:
 
     def _flush(self) -> None:
         batch, self._buffer = self._buffer, []
+        fresh, self._fresh = self._fresh, False
         try:
-            self._sink(batch)
+            self._sink(batch, fresh)
         except Exception:
             log.exception("flagstream: applying %d events failed", len(batch))
         self._position = max(self._position, self._buffer_high)

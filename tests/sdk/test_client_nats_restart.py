@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -110,3 +111,59 @@ async def test_start_does_not_fail_while_nats_is_down(nats_server: NatsServer) -
         assert client.status is ClientStatus.READY
     finally:
         await asyncio.to_thread(client.close)
+
+
+async def test_client_reports_error_until_the_stream_exists(nats_server: NatsServer) -> None:
+    client = AsyncFlagstreamClient(nats_server.url, environment="production", reconnect_wait=0.1)
+    try:
+        assert await client.start() is False
+        await eventually(lambda: client.status is ClientStatus.ERROR)
+        assert client.last_error is not None
+        assert client.is_ready is False
+
+        nc = await nats.connect(nats_server.url)
+        try:
+            await ensure_stream(nc.jetstream())
+        finally:
+            await nc.close()
+        assert await client.wait_until_ready(30)
+        assert client.status is ClientStatus.READY
+        assert client.last_error is None
+    finally:
+        await client.close()
+
+
+async def test_client_reloads_when_the_stream_was_recreated(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    for round_ in range(3):
+        await write(js, round_, "old-flag")
+    await nc.close()
+
+    client = AsyncFlagstreamClient(nats_server.url, environment="production", reconnect_wait=0.1)
+    removed: list[tuple[str, Flag | None, Flag | None]] = []
+    client.on_change("old-flag", lambda key, old, new: removed.append((key, old, new)))
+    try:
+        assert await client.start(wait=15)
+        assert client.seq == 3
+        # The operator wipes the data and starts over: sequences restart at 1.
+        nats_server.kill()
+        shutil.rmtree(nats_server.store_dir / "jetstream")
+        nats_server.restart()
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            await ensure_stream(js)
+            seq = await write(js, 1, "new-flag")
+        finally:
+            await nc.close()
+
+        await eventually(lambda: "new-flag" in client.ruleset.flags)
+        assert client.seq == seq == 1
+        assert "old-flag" not in client.ruleset.flags
+        assert client.bool_variation("new-flag", USER, False) is True
+        assert client.variation_detail("old-flag", USER, None).reason.error_kind is ErrorKind.FLAG_NOT_FOUND
+        assert removed[-1][2] is None
+    finally:
+        await client.close()
