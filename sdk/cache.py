@@ -193,8 +193,10 @@ class FlagEvaluations:
     def on_change(self, flag_key: str | None, callback: ChangeListener) -> Callable[[], None]:
         """Call ``callback(key, old_flag, new_flag)`` after a change to ``flag_key`` (``None``: any flag).
 
-        Segment changes report every flag (old and new may then be the same ``Flag``). Callbacks run on the
-        client's event loop (the background thread for the sync client) and must be quick; an exception in
-        one is logged, never raised. Returns a function that removes the listener.
+        The initial load reports every flag (old ``None``); an archived flag is reported with the archived
+        ``Flag`` as new; after a reload of a recreated stream, a flag that is gone has new ``None``. Segment
+        changes report every flag (old and new may then be the same ``Flag``). Callbacks run on the client's
+        event loop (the background thread for the sync client) and must be quick; an exception in one is
+        logged, never raised. Returns a function that removes the listener.
         """
         return self._cache.on_change(flag_key, callback)

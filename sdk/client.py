@@ -25,7 +25,11 @@ from .events import DEFAULT_PROJECT
 
 
 class FlagstreamClient(FlagEvaluations):
-    """Same options as ``AsyncFlagstreamClient``. ``on_change`` callbacks run on the background thread."""
+    """Same options as ``AsyncFlagstreamClient``. ``on_change`` callbacks run on the background thread.
+
+    With a pre-forking server (gunicorn ``--preload``, uWSGI), create and start the client in each worker
+    after the fork: a thread does not survive ``fork()``.
+    """
 
     def __init__(
         self,

@@ -198,7 +198,11 @@ class NatsSource:
             policy = DeliverPolicy.LAST_PER_SUBJECT
 
         async def on_message(msg: Msg) -> None:
-            self._on_message(generation, msg)
+            try:
+                self._on_message(generation, msg)
+            except Exception:
+                self.bad_events += 1
+                log.exception("flagstream: skipping message %s that could not be handled", msg.subject)
 
         sub = await js.subscribe(
             self.filter,
