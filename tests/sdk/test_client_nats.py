@@ -206,3 +206,14 @@ async def test_on_change_is_called_with_old_and_new(nats_url: str, js: JetStream
         assert every == ["checkout", "other", "checkout"]
     finally:
         await client.close()
+
+
+async def test_sync_client_as_a_context_manager_in_a_plain_thread(nats_url: str, js: JetStreamContext) -> None:
+    await publish(js, FlagCreated, string_flag("colour"))
+
+    def wsgi_like_worker() -> tuple[str, ClientStatus]:
+        with FlagstreamClient(nats_url, environment="production") as client:
+            assert client.wait_until_ready(15)
+            return client.string_variation("colour", USER, "red"), client.status
+
+    assert await asyncio.to_thread(wsgi_like_worker) == ("green", ClientStatus.READY)
