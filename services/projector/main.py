@@ -1,0 +1,73 @@
+"""``flagstream projector``: run the projector against a NATS server until SIGINT/SIGTERM.
+
+With ``--print-hash`` it catches up with the stream, prints the state hash of the read model (of one
+environment with ``--env``, else of every entity) and exits: a quick check that a rebuilt read model, or the
+SDK, agrees with this one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from .projector import Projector
+from .readmodel import ReadModel
+
+log = logging.getLogger("flagstream.projector")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS server (default: %(default)s)")
+    parser.add_argument("--db", required=True, type=Path, help="SQLite file of the read model (created if missing)")
+    parser.add_argument("--durable", default="projector", help="name of the durable consumer (default: %(default)s)")
+    parser.add_argument(
+        "--print-hash", action="store_true", help="catch up, print the state hash and exit (see --env, --project)"
+    )
+    parser.add_argument("--project", default="default", help="project of --env (default: %(default)s)")
+    parser.add_argument(
+        "--env", default=None, help="with --print-hash: hash only this environment's flags and segments"
+    )
+    parser.add_argument("--timeout", type=float, default=300.0, help="with --print-hash: give up after N seconds")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    projector = Projector(nats_url=args.nats_url, db_path=args.db, durable=args.durable)
+    if args.print_hash:
+        return asyncio.run(_print_hash(projector, args))
+    asyncio.run(_serve(projector))
+    return 0
+
+
+async def _serve(projector: Projector) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("projector %r: %s -> %s", projector.durable, projector.nats_url, projector.db_path)
+    await projector.run(stop)
+
+
+async def _print_hash(projector: Projector, args: argparse.Namespace) -> int:
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    waiter = asyncio.create_task(projector.wait_caught_up(args.timeout))
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.set()
+        await task  # raises what made the projector fail
+    if not waiter.done() or waiter.exception() is not None:
+        waiter.cancel()
+        log.error("not caught up after %ss (at sequence %d)", args.timeout, projector.last_seq)
+        return 1
+    async with await ReadModel.open(args.db, readonly=True) as model:
+        if args.env:
+            print(await model.state_hash(args.project, args.env), flush=True)
+        else:
+            print(await model.state_hash_all(), flush=True)
+    return 0

@@ -1,0 +1,345 @@
+"""The read model: SQLite (through aiosqlite) holding the current state of every entity, every event, the last
+applied stream sequence and the bad events. The only module of the projector that talks to SQLite.
+
+Journal and durability: WAL with ``synchronous=NORMAL``. In WAL mode NORMAL never corrupts the database and
+never loses a commit when the *process* dies (SIGKILL included); only an OS crash or power loss can roll back
+the last transactions. That is safe here because the position is written in the same transaction as the rows:
+a rolled-back commit rolls back its position too, and on start the projector rewinds its durable consumer to
+position + 1, so the lost events are folded again, once. FULL would buy nothing but an fsync per batch.
+
+The admin service reads audit history through the query methods (``open(path, readonly=True)``); WAL lets it
+read while the projector writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Self
+
+import aiosqlite
+import msgspec
+
+from ...events import Environment, Flag, Segment, decode_event, state_hash, subject
+from ...events.catalog import AnyEvent
+from .projection import Batch, parse_time
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entities (
+    project     TEXT    NOT NULL,
+    environment TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,  -- flag | segment | environment
+    key         TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,  -- stream sequence of the last event (the API's version / ETag)
+    revision    INTEGER NOT NULL,  -- per-entity revision carried by the event
+    archived    INTEGER NOT NULL,
+    state       BLOB    NOT NULL,  -- canonical JSON of the whole state (events.canonical_json)
+    updated_at  TEXT    NOT NULL,  -- the event's ``at``, fixed-width UTC text
+    updated_by  TEXT    NOT NULL,
+    PRIMARY KEY (project, environment, kind, key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS events (
+    seq         INTEGER PRIMARY KEY,  -- stream sequence: each one at most once
+    subject     TEXT    NOT NULL,
+    project     TEXT    NOT NULL,
+    environment TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    type        TEXT    NOT NULL,
+    actor       TEXT    NOT NULL,
+    at          TEXT    NOT NULL,
+    comment     TEXT    NOT NULL,
+    revision    INTEGER NOT NULL,
+    event       BLOB    NOT NULL      -- the event JSON exactly as stored in the stream
+);
+CREATE INDEX IF NOT EXISTS events_by_entity ON events (project, environment, kind, key, seq);
+CREATE INDEX IF NOT EXISTS events_by_environment ON events (project, environment, seq);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (at);
+
+CREATE TABLE IF NOT EXISTS position (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    last_seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO position (id, last_seq) VALUES (1, 0);
+
+CREATE TABLE IF NOT EXISTS bad_events (
+    seq     INTEGER PRIMARY KEY,
+    subject TEXT NOT NULL,
+    error   TEXT NOT NULL,
+    data    BLOB NOT NULL
+);
+"""
+
+_EVENT_COLUMNS = "seq, subject, project, environment, kind, key, type, actor, at, comment, revision, event"
+_ENTITY_COLUMNS = "project, environment, kind, key, seq, revision, archived, state, updated_at, updated_by"
+_STATE_TYPES: dict[str, type[Flag] | type[Segment] | type[Environment]] = {
+    "flag": Flag,
+    "segment": Segment,
+    "environment": Environment,
+}
+
+
+class PositionConflict(RuntimeError):
+    """The position moved under a batch (another writer on the same file): nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRecord:
+    """The current state of one entity."""
+
+    project: str
+    environment: str
+    kind: str
+    key: str
+    seq: int
+    revision: int
+    archived: bool
+    state: bytes  # canonical JSON
+    updated_at: datetime
+    updated_by: str
+
+    @property
+    def subject(self) -> str:
+        return subject(self.project, self.environment, self.kind, self.key)
+
+    def decoded(self) -> Flag | Segment | Environment:
+        """The state as its domain type."""
+        return msgspec.json.decode(self.state, type=_STATE_TYPES[self.kind])
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One event of the log, as indexed."""
+
+    seq: int
+    subject: str
+    project: str
+    environment: str
+    kind: str
+    key: str
+    type: str
+    actor: str
+    at: datetime
+    comment: str
+    revision: int
+    data: bytes  # the event JSON as stored in the stream
+
+    def event(self) -> AnyEvent:  # type: ignore[valid-type]
+        return decode_event(self.data)
+
+
+@dataclass(frozen=True, slots=True)
+class BadEventRecord:
+    seq: int
+    subject: str
+    error: str
+    data: bytes
+
+
+def _entity(row: Iterable[Any]) -> EntityRecord:
+    project, environment, kind, key, seq, revision, archived, state, updated_at, updated_by = row
+    return EntityRecord(
+        project, environment, kind, key, seq, revision, bool(archived), bytes(state), parse_time(updated_at), updated_by
+    )
+
+
+def _event(row: Iterable[Any]) -> EventRecord:
+    seq, subj, project, environment, kind, key, type_, actor, at, comment, revision, data = row
+    return EventRecord(
+        seq, subj, project, environment, kind, key, type_, actor, parse_time(at), comment, revision, bytes(data)
+    )
+
+
+class ReadModel:
+    """The projector's SQLite file. Open with ``await ReadModel.open(path)``; close with ``await close()``."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path | str, *, readonly: bool = False) -> Self:
+        """Open (creating the file and schema unless ``readonly``)."""
+        path = Path(path)
+        if readonly:
+            conn = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await conn.execute("PRAGMA busy_timeout = 10000")
+            if not readonly:
+                await conn.execute("PRAGMA journal_mode = WAL")
+                await conn.execute("PRAGMA synchronous = NORMAL")  # see the module docstring
+                await conn.executescript(_SCHEMA)
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, path)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- writing: one batch, one transaction ---------------------------------------------------------------
+
+    async def apply(self, batch: Batch) -> None:
+        """Write a folded batch and its new position atomically. ``PositionConflict`` if the position is not
+        ``batch.after`` any more (then nothing is written)."""
+        if batch.empty:
+            return
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            async with conn.execute("SELECT last_seq FROM position WHERE id = 1") as cur:
+                row = await cur.fetchone()
+            current = row[0] if row else 0
+            if current != batch.after:
+                raise PositionConflict(f"position is {current}, batch expected {batch.after}")
+            await conn.executemany(
+                f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (e.seq, e.subject, e.project, e.environment, e.kind, e.key, e.type, e.actor, e.at, e.comment,
+                     e.revision, e.data)
+                    for e in batch.events
+                ],
+            )  # fmt: skip
+            await conn.executemany(
+                f"INSERT INTO entities ({_ENTITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (project, environment, kind, key) DO UPDATE SET seq = excluded.seq, "
+                "revision = excluded.revision, archived = excluded.archived, state = excluded.state, "
+                "updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                [
+                    (e.project, e.environment, e.kind, e.key, e.seq, e.revision, int(e.archived), e.state,
+                     e.updated_at, e.updated_by)
+                    for e in batch.entities.values()
+                ],
+            )  # fmt: skip
+            await conn.executemany(
+                "INSERT INTO bad_events (seq, subject, error, data) VALUES (?, ?, ?, ?)",
+                [(b.seq, b.subject, b.error, b.data) for b in batch.bad],
+            )
+            await conn.execute("UPDATE position SET last_seq = ? WHERE id = 1", (batch.last_seq,))
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+
+    # --- queries ------------------------------------------------------------------------------------------
+
+    async def last_seq(self) -> int:
+        """The last stream sequence applied (0: nothing yet)."""
+        async with self._conn.execute("SELECT last_seq FROM position WHERE id = 1") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def get(self, project: str, environment: str, kind: str, key: str) -> EntityRecord | None:
+        async with self._conn.execute(
+            f"SELECT {_ENTITY_COLUMNS} FROM entities WHERE project = ? AND environment = ? AND kind = ? AND key = ?",
+            (project, environment, kind, key),
+        ) as cur:
+            row = await cur.fetchone()
+        return _entity(row) if row else None
+
+    async def list(
+        self, project: str, environment: str, kind: str, *, include_archived: bool = True
+    ) -> list[EntityRecord]:
+        """Entities of one kind in one environment, by key."""
+        sql = f"SELECT {_ENTITY_COLUMNS} FROM entities WHERE project = ? AND environment = ? AND kind = ?"
+        if not include_archived:
+            sql += " AND archived = 0"
+        async with self._conn.execute(sql + " ORDER BY key", (project, environment, kind)) as cur:
+            return [_entity(row) for row in await cur.fetchall()]
+
+    async def environments(self, project: str) -> list[EntityRecord]:
+        """The environments of a project (their entity rows), by key."""
+        sql = f"SELECT {_ENTITY_COLUMNS} FROM entities WHERE project = ? AND kind = 'environment' ORDER BY key"
+        async with self._conn.execute(sql, (project,)) as cur:
+            return [_entity(row) for row in await cur.fetchall()]
+
+    async def events(
+        self,
+        project: str,
+        environment: str,
+        kind: str | None = None,
+        key: str | None = None,
+        *,
+        limit: int = 100,
+        before_seq: int | None = None,
+    ) -> list[EventRecord]:
+        """Events of an environment (optionally of one kind, or one entity), newest first. Page with
+        ``before_seq`` = the smallest ``seq`` of the previous page."""
+        if key is not None and kind is None:
+            raise ValueError("key needs kind")
+        clauses = ["project = ?", "environment = ?"]
+        params: list[Any] = [project, environment]
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        if key is not None:
+            clauses.append("key = ?")
+            params.append(key)
+        if before_seq is not None:
+            clauses.append("seq < ?")
+            params.append(before_seq)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?"
+        async with self._conn.execute(sql, (*params, limit)) as cur:
+            return [_event(row) for row in await cur.fetchall()]
+
+    async def event(self, seq: int) -> EventRecord | None:
+        async with self._conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)) as cur:
+            row = await cur.fetchone()
+        return _event(row) if row else None
+
+    async def event_seqs(self) -> list[int]:
+        """Every stream sequence in the events table, ascending (for checks and tests)."""
+        async with self._conn.execute("SELECT seq FROM events ORDER BY seq") as cur:
+            return [int(row[0]) for row in await cur.fetchall()]
+
+    async def bad_event_count(self) -> int:
+        async with self._conn.execute("SELECT count(*) FROM bad_events") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def bad_events(self, *, limit: int = 100) -> list[BadEventRecord]:
+        """The skipped messages, newest first."""
+        sql = "SELECT seq, subject, error, data FROM bad_events ORDER BY seq DESC LIMIT ?"
+        async with self._conn.execute(sql, (limit,)) as cur:
+            return [BadEventRecord(seq, subj, error, bytes(data)) for seq, subj, error, data in await cur.fetchall()]
+
+    async def state_hash(self, project: str, environment: str) -> str:
+        """Hash of the flag and segment states (archived included) of one environment: equal to the SDK's
+        ``Ruleset.state_hash()`` for the same environment at the same position."""
+        sql = (
+            "SELECT kind, key, state FROM entities WHERE project = ? AND environment = ? "
+            "AND kind IN ('flag', 'segment')"
+        )
+        async with self._conn.execute(sql, (project, environment)) as cur:
+            rows = await cur.fetchall()
+        return state_hash((subject(project, environment, kind, key), bytes(state)) for kind, key, state in rows)
+
+    async def state_hash_all(self) -> str:
+        """Hash of every entity's state (environments included), to compare two whole read models."""
+        async with self._conn.execute("SELECT project, environment, kind, key, state FROM entities") as cur:
+            rows = await cur.fetchall()
+        return state_hash((subject(p, e, kind, key), bytes(state)) for p, e, kind, key, state in rows)
+
+
+@asynccontextmanager
+async def open_read_model(path: Path | str, *, readonly: bool = False) -> AsyncIterator[ReadModel]:
+    """``async with open_read_model(path) as model:`` — opened and closed around the block."""
+    model = await ReadModel.open(path, readonly=readonly)
+    try:
+        yield model
+    finally:
+        await model.close()
