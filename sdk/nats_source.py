@@ -84,6 +84,7 @@ class NatsSource:
         self._task: asyncio.Task[None] | None = None
         self._resubscribe_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._warned = False
 
     @property
     def position(self) -> int:
@@ -148,7 +149,14 @@ class NatsSource:
         self._resubscribe_task = asyncio.create_task(self._subscribe_until_done())
 
     async def _error(self, exc: Exception) -> None:
-        log.debug("flagstream: NATS error: %r", exc)
+        # nats-py keeps retrying (initial connect included: max_reconnect_attempts=-1) and reports each failure
+        # here: warn once per outage, not once per attempt.
+        self.last_error = exc
+        if self._warned:
+            log.debug("flagstream: NATS error: %r", exc)
+        else:
+            self._warned = True
+            log.warning("flagstream: NATS error (%r); the client keeps retrying", exc)
 
     # -- subscription ---------------------------------------------------------------------------------------
 
@@ -160,6 +168,7 @@ class NatsSource:
             try:
                 await self._subscribe()
                 self.last_error = None
+                self._warned = False
                 return
             except asyncio.CancelledError:
                 raise
