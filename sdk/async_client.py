@@ -84,7 +84,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
         return True
 
     async def close(self) -> None:
-        """Disconnect. Evaluations keep answering from the last ruleset."""
+        """Disconnect (for good: a closed client does not restart). Evaluations keep answering from the last ruleset."""
         await self._source.close()
 
     async def __aenter__(self) -> AsyncFlagstreamClient:

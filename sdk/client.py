@@ -79,7 +79,7 @@ class FlagstreamClient(FlagEvaluations):
         return self._ready.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Disconnect and stop the background thread. Evaluations keep answering from the last ruleset."""
+        """Disconnect and stop the background thread, for good. Evaluations keep answering from the last ruleset."""
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
