@@ -1,0 +1,100 @@
+"""The admin application: Starlette routes built from the route table, the NATS connection in the lifespan,
+and the ONE mapping from domain errors to HTTP responses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import nats
+from nats.errors import ConnectionClosedError, NoServersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import APIError, NoStreamResponseError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..stream import ensure_stream
+from .errors import AdminError, Conflict, InvalidInput, MalformedRequest, NotFound, TooLarge, Unavailable
+from .openapi import build_openapi
+from .responses import ErrorBody, record
+from .routes import ENDPOINTS, Handler, json_response
+from .service import AdminService
+from .store import CorruptEvent, EventStore
+
+log = logging.getLogger("flagstream.admin")
+
+STATUS: dict[type[AdminError], int] = {
+    MalformedRequest: 400,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    InvalidInput: 422,
+    Unavailable: 503,
+}
+
+
+def error_response(exc: Exception) -> Response:
+    """Every error a client can get, in one place: domain errors, HTTP errors, NATS failures."""
+    if isinstance(exc, AdminError):
+        status = next(code for cls, code in STATUS.items() if isinstance(exc, cls))
+        body = ErrorBody(error=exc.message)
+        if isinstance(exc, InvalidInput):
+            body.problems = exc.problems
+        if isinstance(exc, Conflict) and exc.current is not None:
+            body.version = exc.current.seq
+            body.current = record(exc.current)
+        return json_response(body, status)
+    if isinstance(exc, HTTPException):
+        return json_response(ErrorBody(error=str(exc.detail)), exc.status_code, dict(exc.headers or {}))
+    if isinstance(exc, ConnectionClosedError | NoServersError | NatsTimeoutError | NoStreamResponseError | APIError):
+        log.warning("event store unavailable: %r", exc)
+        return json_response(ErrorBody(error=f"the event store is unavailable: {exc!r}"), 503)
+    if isinstance(exc, CorruptEvent):
+        log.error("%s", exc)
+        return json_response(ErrorBody(error=str(exc)), 500)
+    log.exception("unexpected error", exc_info=exc)
+    return json_response(ErrorBody(error="internal error"), 500)
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    return error_response(exc)
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Turn any error of a handler into its HTTP answer (so nothing escapes to the server as a crash)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return error_response(exc)
+
+    return endpoint
+
+
+def create_app(*, nats_url: str, actor_header: str = "X-Flagstream-Actor") -> Starlette:
+    """The admin API. Its lifespan connects to NATS and makes sure the stream exists; it closes on shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nc = await nats.connect(nats_url, name="flagstream-admin", max_reconnect_attempts=-1)
+        try:
+            js = nc.jetstream()
+            await ensure_stream(js)
+            app.state.nc = nc
+            app.state.service = AdminService(EventStore(js))
+            yield
+        finally:
+            await nc.close()
+
+    routes = [Route(e.path, _guarded(e.handler), methods=[e.method], name=e.operation_id) for e in ENDPOINTS]
+    handlers = {HTTPException: _on_error}
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
+    app.state.actor_header = actor_header
+    app.state.openapi = build_openapi(ENDPOINTS)
+    return app

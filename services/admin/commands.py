@@ -1,0 +1,144 @@
+"""Request bodies and their strict decoding.
+
+The domain Structs ignore unknown fields (stored events must evolve), so requests get ONE extra strictness
+mechanism: the decoded JSON is walked against the target type's ``msgspec.inspect`` info and any field the
+type does not know is reported with its JSON path. Then ``msgspec.convert`` checks types and constraints.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+import msgspec.inspect as mi
+from msgspec import UNSET, Struct, UnsetType
+
+from ...events import Environment, Flag, Segment
+from ...events.model import KEY_MAX, KEY_PATTERN
+from ...validation import Problem
+from .errors import InvalidInput, MalformedRequest
+
+T = TypeVar("T")
+
+KEY_RULE = f"use 1 to {KEY_MAX} letters, digits, '-' or '_'"
+_KEY_RE = re.compile(KEY_PATTERN)
+
+
+class FlagBody(Flag, frozen=True, kw_only=True):
+    """A whole flag, as sent to create or replace one, with an optional change comment."""
+
+    comment: str = ""
+
+
+class SegmentBody(Segment, frozen=True, kw_only=True):
+    comment: str = ""
+
+
+class EnvironmentBody(Environment, frozen=True, kw_only=True):
+    comment: str = ""
+
+
+class ActionBody(Struct, frozen=True, kw_only=True):
+    """Body of on/off/archive/restore: only a comment (the body may be empty)."""
+
+    comment: str = ""
+
+
+def _patch_type(name: str, base: type[Struct]) -> type[Struct]:
+    """A Struct with every top-level field of ``base`` optional: UNSET (not sent) is told apart from null."""
+    fields: list[tuple[str, Any, Any]] = [
+        (f.name, f.type | UnsetType, UNSET)  # type: ignore[operator]
+        for f in msgspec.structs.fields(base)
+    ]
+    fields.append(("comment", str, ""))
+    return msgspec.defstruct(name, fields, kw_only=True, frozen=True, module=__name__)
+
+
+FlagPatch = _patch_type("FlagPatch", Flag)
+SegmentPatch = _patch_type("SegmentPatch", Segment)
+
+
+def check_key(value: str, what: str) -> str:
+    """A key from the URL: letters, digits, '-' and '_' (they become NATS subject tokens)."""
+    if not (_KEY_RE.match(value) and len(value) <= KEY_MAX):
+        raise MalformedRequest(f"invalid {what} {value!r}: {KEY_RULE}")
+    return value
+
+
+def parse_json(body: bytes, *, allow_empty: bool = False) -> Any:
+    if not body.strip():
+        if allow_empty:
+            return {}
+        raise MalformedRequest("the request needs a JSON body")
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise MalformedRequest(f"malformed JSON: {exc}") from None
+
+
+def unknown_fields(value: Any, info: mi.Type, path: str = "$") -> list[str]:
+    """JSON paths of object members that ``info`` does not define (recursively)."""
+    if isinstance(info, mi.Metadata):
+        return unknown_fields(value, info.type, path)
+    if isinstance(info, mi.StructType) and isinstance(value, dict):
+        known = {f.encode_name: f for f in info.fields}
+        found: list[str] = []
+        for name, item in value.items():
+            field = known.get(name)
+            if field is None:
+                found.append(f"{path}.{name}")
+            else:
+                found.extend(unknown_fields(item, field.type, f"{path}.{name}"))
+        return found
+    if isinstance(info, mi.UnionType):
+        structs = [t for t in info.types if isinstance(t, mi.StructType)]
+        if len(structs) == 1:
+            return unknown_fields(value, structs[0], path)
+        return []
+    if isinstance(info, mi.ListType | mi.VarTupleType | mi.SetType | mi.FrozenSetType) and isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in unknown_fields(item, info.item_type, f"{path}[{i}]")]
+    if isinstance(info, mi.TupleType) and isinstance(value, list):
+        return [
+            p
+            for i, (item, t) in enumerate(zip(value, info.item_types, strict=False))
+            for p in unknown_fields(item, t, f"{path}[{i}]")
+        ]
+    if isinstance(info, mi.DictType) and isinstance(value, dict):
+        return [p for k, item in value.items() for p in unknown_fields(item, info.value_type, f"{path}.{k}")]
+    return []
+
+
+def _explain(message: str) -> str:
+    """Make msgspec's key-pattern message readable by a person."""
+    return re.sub(r"Expected `str` matching regex '[^']*'", f"Expected a key ({KEY_RULE})", message)
+
+
+def convert(data: Any, target: type[T]) -> T:
+    """Decoded JSON -> ``target``: unknown fields and wrong types are ``InvalidInput`` naming the path."""
+    if not isinstance(data, dict):
+        raise InvalidInput(f"Expected a JSON object, got {type(data).__name__}", [Problem("$", "expected an object")])
+    unknown = unknown_fields(data, mi.type_info(target))
+    if unknown:
+        problems = [Problem(p, "unknown field") for p in unknown]
+        raise InvalidInput(f"unknown field{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}", problems)
+    try:
+        return msgspec.convert(data, target)
+    except msgspec.ValidationError as exc:
+        message = _explain(str(exc))
+        path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else "$"
+        raise InvalidInput(message, [Problem(path, message.split(" - at `")[0])]) from None
+
+
+def without_comment(body: Struct, state_type: type[Any]) -> tuple[Any, str]:
+    """Split a ``*Body`` into the domain state and the comment."""
+    values = msgspec.structs.asdict(body)
+    comment = values.pop("comment", "")
+    return state_type(**values), comment
+
+
+def patch_changes(body: Struct) -> tuple[dict[str, Any], str]:
+    """The fields actually sent in a ``*Patch`` and the comment."""
+    values = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not UNSET}
+    comment = values.pop("comment", "")
+    return values, comment

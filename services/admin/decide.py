@@ -1,0 +1,149 @@
+"""Pure decisions: (current state, command) -> the one event to append, or None when nothing changes.
+
+No I/O and no HTTP here: the service reads the current state, calls these, and appends what they return.
+Flags, segments and environments share the same life cycle, described by a ``Kind``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from ...events import (
+    EntityKind,
+    Environment,
+    EnvironmentCreated,
+    EnvironmentUpdated,
+    Event,
+    Flag,
+    FlagArchived,
+    FlagCreated,
+    FlagRestored,
+    FlagToggled,
+    FlagUpdated,
+    Segment,
+    SegmentArchived,
+    SegmentCreated,
+    SegmentRestored,
+    SegmentUpdated,
+)
+from ...validation import Problem
+from .errors import Conflict, InvalidInput, NotFound
+from .store import Stored
+
+State = Flag | Segment | Environment
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of entity is stored: its state type, the event attribute holding it, its event classes."""
+
+    kind: EntityKind
+    state_type: type[Any]
+    attr: str
+    created: type[Event]
+    updated: type[Event]
+    archived: type[Event] | None = None
+    restored: type[Event] | None = None
+    toggled: type[Event] | None = None
+
+    @property
+    def label(self) -> str:
+        return str(self.kind)
+
+
+FLAG = Kind(EntityKind.FLAG, Flag, "flag", FlagCreated, FlagUpdated, FlagArchived, FlagRestored, FlagToggled)
+SEGMENT = Kind(EntityKind.SEGMENT, Segment, "segment", SegmentCreated, SegmentUpdated, SegmentArchived, SegmentRestored)
+ENVIRONMENT = Kind(EntityKind.ENVIRONMENT, Environment, "env", EnvironmentCreated, EnvironmentUpdated)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who writes, where, when and why: the envelope of the event to build."""
+
+    project: str
+    environment: str
+    actor: str
+    at: datetime
+    comment: str = ""
+
+
+def state_of(kind: Kind, stored: Stored) -> Any:
+    return getattr(stored.event, kind.attr)
+
+
+def _event(cls: type[Event], kind: Kind, state: Any, ctx: Context, revision: int) -> Event:
+    fields = {
+        "project": ctx.project,
+        "environment": ctx.environment,
+        "actor": ctx.actor,
+        "at": ctx.at,
+        "comment": ctx.comment,
+        "version": revision,
+        kind.attr: state,
+    }
+    return cls(**fields)
+
+
+def _existing(kind: Kind, current: Stored | None, key: str) -> Any:
+    if current is None:
+        raise NotFound(f"{kind.label} {key!r} not found")
+    return state_of(kind, current)
+
+
+def _writable(kind: Kind, current: Stored | None, key: str) -> Any:
+    state = _existing(kind, current, key)
+    if getattr(state, "archived", False):
+        raise Conflict(f"{kind.label} {key!r} is archived: restore it before changing it")
+    return state
+
+
+def create(kind: Kind, current: Stored | None, state: Any, ctx: Context) -> Event:
+    if current is not None:
+        raise Conflict(f"{kind.label} {state.key!r} already exists")
+    if getattr(state, "archived", False):
+        raise InvalidInput("a new entity cannot be archived", [Problem("$.archived", "must be false on create")])
+    return _event(kind.created, kind, state, ctx, 1)
+
+
+def replace(kind: Kind, current: Stored | None, state: Any, ctx: Context) -> Event | None:
+    """The whole new state; ``archived`` changes only through archive/restore."""
+    old = _writable(kind, current, state.key)
+    assert current is not None
+    if getattr(state, "archived", False) != getattr(old, "archived", False):
+        raise InvalidInput(
+            "archived cannot be changed by an update", [Problem("$.archived", "use the archive or restore action")]
+        )
+    if state == old:
+        return None
+    return _event(kind.updated, kind, state, ctx, current.event.version + 1)
+
+
+def patch(kind: Kind, current: Stored | None, key: str, changes: Mapping[str, Any], ctx: Context) -> Event | None:
+    """Top-level fields in ``changes`` replace the current ones; the others stay."""
+    old = _writable(kind, current, key)
+    return replace(kind, current, msgspec.structs.replace(old, **changes), ctx)
+
+
+def toggle(kind: Kind, current: Stored | None, key: str, on: bool, ctx: Context) -> Event | None:
+    assert kind.toggled is not None
+    old = _writable(kind, current, key)
+    assert current is not None
+    if old.on == on:
+        return None
+    return _event(kind.toggled, kind, msgspec.structs.replace(old, on=on), ctx, current.event.version + 1)
+
+
+def archive(kind: Kind, current: Stored | None, key: str, archived: bool, ctx: Context) -> Event | None:
+    """Archive (``archived=True``) or restore; nothing to do if it already is so."""
+    cls = kind.archived if archived else kind.restored
+    assert cls is not None
+    old = _existing(kind, current, key)
+    assert current is not None
+    if old.archived == archived:
+        return None
+    return _event(cls, kind, msgspec.structs.replace(old, archived=archived), ctx, current.event.version + 1)

@@ -1,0 +1,327 @@
+"""The route table: every HTTP endpoint with the metadata the OpenAPI document is built from.
+
+``app.py`` turns ``ENDPOINTS`` into Starlette routes and ``openapi.py`` into the document: one list, so the
+two cannot drift. Handlers parse the request, call the service, and render records; errors are raised as
+domain errors and mapped to HTTP in ``app.py`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...events import DEFAULT_PROJECT
+from .commands import (
+    ActionBody,
+    EnvironmentBody,
+    FlagBody,
+    FlagPatch,
+    SegmentBody,
+    SegmentPatch,
+    check_key,
+    convert,
+    parse_json,
+    patch_changes,
+    without_comment,
+)
+from .decide import ENVIRONMENT, FLAG, SEGMENT, Kind
+from .errors import InvalidInput, MalformedRequest, TooLarge
+from .responses import (
+    EnvironmentList,
+    EnvironmentRecord,
+    FlagList,
+    FlagRecord,
+    Health,
+    SegmentList,
+    SegmentRecord,
+    record,
+)
+from .service import AdminService, ListFilter, Outcome, WriteRequest
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+MAX_BODY = 1024 * 1024
+JSON = "application/json"
+API = "/api/v1"
+
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    description: str
+    enum: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    summary: str
+    tag: str
+    request: type[Any] | None = None
+    response: type[Any] | None = None
+    status: int = 200
+    query: tuple[Query, ...] = ()
+    #: Whether it writes (and so reads Idempotency-Key, If-Match and the actor header).
+    write: bool = False
+    extra_statuses: tuple[int, ...] = field(default=())
+
+
+# -- request helpers ---------------------------------------------------------------------------------------
+
+
+def service_of(request: Request) -> AdminService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def resolve_actor(request: Request) -> str:
+    """Who is writing. The ONE place identities come from (API tokens will replace this header)."""
+    value = request.headers.get(request.app.state.actor_header, "").strip()
+    return value or "anonymous"
+
+
+def _if_match(request: Request) -> int | None:
+    raw = request.headers.get("if-match")
+    if raw is None:
+        return None
+    value = raw.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise MalformedRequest(f"If-Match must be a version number (the ETag), got {raw!r}")
+    return int(value)
+
+
+def write_request(request: Request, comment: str) -> WriteRequest:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not (0 < len(key) <= 200):
+        raise MalformedRequest("Idempotency-Key must be 1 to 200 characters")
+    return WriteRequest(actor=resolve_actor(request), comment=comment, if_match=_if_match(request), idempotency_key=key)
+
+
+async def read_body(request: Request) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        raise TooLarge(f"request body is larger than {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge(f"request body is larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _where(request: Request) -> tuple[str, str]:
+    """(project, environment) from the URL, checked."""
+    project = check_key(request.path_params.get("project", DEFAULT_PROJECT), "project")
+    environment = request.path_params.get("environment", "")
+    return project, check_key(environment, "environment") if environment else ""
+
+
+def _key(request: Request) -> str:
+    return check_key(request.path_params["key"], "key")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def render(outcome: Outcome, status: int = 200) -> Response:
+    rec = record(outcome.stored)
+    return json_response(rec, 201 if outcome.created else status, {"ETag": f'"{rec.version}"'})
+
+
+def _same_key(body: dict[str, Any], key: str) -> None:
+    sent = body.get("key", key)
+    if sent != key:
+        raise InvalidInput(f"key in the body ({sent!r}) differs from the key in the URL ({key!r})")
+
+
+# -- handlers (built per kind) -----------------------------------------------------------------------------
+
+_BODIES: dict[str, tuple[type[Any], type[Any] | None]] = {
+    "flag": (FlagBody, FlagPatch),
+    "segment": (SegmentBody, SegmentPatch),
+    "environment": (EnvironmentBody, None),
+}
+
+
+def _list_filter(request: Request) -> ListFilter:
+    archived = request.query_params.get("archived", "false")
+    if archived not in ("true", "false", "all"):
+        raise MalformedRequest(f"archived must be true, false or all, got {archived!r}")
+    return ListFilter(
+        archived={"true": True, "false": False, "all": None}[archived],
+        tag=request.query_params.get("tag") or None,
+        q=request.query_params.get("q") or None,
+    )
+
+
+def make_list(kind: Kind, list_type: type[Any]) -> Handler:
+    async def handler(request: Request) -> Response:
+        project, environment = _where(request)
+        where = _list_filter(request) if kind is not ENVIRONMENT else ListFilter(archived=None)
+        items = await service_of(request).list(kind, project, environment, where)
+        return json_response(list_type(items=[record(s) for s in items]))
+
+    return handler
+
+
+def make_get(kind: Kind) -> Handler:
+    async def handler(request: Request) -> Response:
+        project, environment = _where(request)
+        key = environment if kind is ENVIRONMENT else _key(request)
+        return render(Outcome(await service_of(request).get(kind, project, environment, key)))
+
+    return handler
+
+
+def make_create(kind: Kind) -> Handler:
+    body_type = _BODIES[kind.label][0]
+
+    async def handler(request: Request) -> Response:
+        project, environment = _where(request)
+        data = parse_json(await read_body(request))
+        state, comment = without_comment(convert(data, body_type), kind.state_type)
+        outcome = await service_of(request).create(kind, project, environment, state, write_request(request, comment))
+        return render(outcome)
+
+    return handler
+
+
+def make_replace(kind: Kind) -> Handler:
+    body_type = _BODIES[kind.label][0]
+
+    async def handler(request: Request) -> Response:
+        project, environment = _where(request)
+        key = _key(request)
+        data = parse_json(await read_body(request))
+        if isinstance(data, dict):
+            _same_key(data, key)
+            data.setdefault("key", key)
+        state, comment = without_comment(convert(data, body_type), kind.state_type)
+        req = write_request(request, comment)
+        return render(await service_of(request).replace(kind, project, environment, key, state, req))
+
+    return handler
+
+
+def make_patch(kind: Kind) -> Handler:
+    patch_type = _BODIES[kind.label][1]
+    assert patch_type is not None
+
+    async def handler(request: Request) -> Response:
+        project, environment = _where(request)
+        key = _key(request)
+        data = parse_json(await read_body(request))
+        if isinstance(data, dict):
+            _same_key(data, key)
+        changes, comment = patch_changes(convert(data, patch_type))
+        changes.pop("key", None)
+        req = write_request(request, comment)
+        return render(await service_of(request).patch(kind, project, environment, key, changes, req))
+
+    return handler
+
+
+def make_action(kind: Kind, action: str) -> Handler:
+    async def handler(request: Request) -> Response:
+        project, environment = _where(request)
+        key = _key(request)
+        body = convert(parse_json(await read_body(request), allow_empty=True), ActionBody)
+        req = write_request(request, body.comment)
+        service = service_of(request)
+        if action in ("on", "off"):
+            outcome = await service.toggle(project, environment, key, action == "on", req)
+        else:
+            outcome = await service.archive(kind, project, environment, key, action == "archive", req)
+        return render(outcome)
+
+    return handler
+
+
+async def healthz(request: Request) -> Response:
+    return json_response(Health(status="ok"))
+
+
+async def readyz(request: Request) -> Response:
+    state = request.app.state
+    nc = getattr(state, "nc", None)
+    if nc is None or not nc.is_connected:
+        return json_response(Health(status="unavailable", detail="not connected to NATS"), 503)
+    if not await service_of(request).store.reachable():
+        return json_response(Health(status="unavailable", detail="the event stream cannot be reached"), 503)
+    return json_response(Health(status="ready"))
+
+
+async def openapi_json(request: Request) -> Response:
+    return Response(request.app.state.openapi, media_type=JSON)
+
+
+# -- the table ---------------------------------------------------------------------------------------------
+
+ARCHIVED = Query("archived", "true: archived only; false (default): active only; all: both", ("true", "false", "all"))
+TAG = Query("tag", "only entities carrying this tag")
+Q = Query("q", "case-insensitive text search in key and name")
+
+
+def _entity_endpoints(base: str, kind: Kind, plural: str, suffix: str) -> list[Endpoint]:
+    body, patch = _BODIES[kind.label]
+    rec, lst = {"flag": (FlagRecord, FlagList), "segment": (SegmentRecord, SegmentList)}[kind.label]
+    coll = f"{base}/environments/{{environment}}/{plural}"
+    one = f"{coll}/{{key}}"
+    name = kind.label.capitalize()
+    query = (ARCHIVED, TAG, Q) if kind is FLAG else (ARCHIVED, Q)
+    out = [
+        Endpoint("GET", coll, make_list(kind, lst), f"list{name}s{suffix}", f"List {plural}", plural, None, lst,
+                 query=query),
+        Endpoint("POST", coll, make_create(kind), f"create{name}{suffix}", f"Create a {kind.label}", plural, body, rec,
+                 201, write=True),
+        Endpoint("GET", one, make_get(kind), f"get{name}{suffix}", f"Get a {kind.label}", plural, None, rec),
+        Endpoint("PUT", one, make_replace(kind), f"replace{name}{suffix}", f"Replace a whole {kind.label}", plural,
+                 body, rec, write=True),
+        Endpoint("PATCH", one, make_patch(kind), f"patch{name}{suffix}", f"Change top-level fields of a {kind.label}",
+                 plural, patch, rec, write=True),
+    ]  # fmt: skip
+    actions = ["on", "off", "archive", "restore"] if kind is FLAG else ["archive", "restore"]
+    for action in actions:
+        label = {"on": "Turn a flag on", "off": "Turn a flag off"}.get(action, f"{action.capitalize()} a {kind.label}")
+        out.append(
+            Endpoint("POST", f"{one}/{action}", make_action(kind, action), f"{action}{name}{suffix}", label, plural,
+                     ActionBody, rec, write=True)
+        )  # fmt: skip
+    return out
+
+
+def _api_endpoints(base: str, suffix: str) -> list[Endpoint]:
+    envs = f"{base}/environments"
+    return [
+        Endpoint("GET", envs, make_list(ENVIRONMENT, EnvironmentList), f"listEnvironments{suffix}",
+                 "List environments", "environments", None, EnvironmentList),
+        Endpoint("POST", envs, make_create(ENVIRONMENT), f"createEnvironment{suffix}", "Create an environment",
+                 "environments", EnvironmentBody, EnvironmentRecord, 201, write=True),
+        Endpoint("GET", f"{envs}/{{environment}}", make_get(ENVIRONMENT), f"getEnvironment{suffix}",
+                 "Get an environment", "environments", None, EnvironmentRecord),
+        *_entity_endpoints(base, FLAG, "flags", suffix),
+        *_entity_endpoints(base, SEGMENT, "segments", suffix),
+    ]  # fmt: skip
+
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("GET", "/healthz", healthz, "healthz", "The process is alive", "health", None, Health),
+    Endpoint("GET", "/readyz", readyz, "readyz", "NATS is connected and the stream reachable", "health", None, Health,
+             extra_statuses=(503,)),
+    Endpoint("GET", "/openapi.json", openapi_json, "openapi", "This OpenAPI document", "meta"),
+    *_api_endpoints(f"{API}/projects/{{project}}", ""),
+    # Short forms for the default project.
+    *_api_endpoints(API, "Default"),
+]  # fmt: skip
