@@ -13,7 +13,7 @@ import logging
 import signal
 from pathlib import Path
 
-from .projector import Projector
+from .projector import BATCH_SIZE, Projector
 from .readmodel import ReadModel
 
 log = logging.getLogger("flagstream.projector")
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS server (default: %(default)s)")
     parser.add_argument("--db", required=True, type=Path, help="SQLite file of the read model (created if missing)")
     parser.add_argument("--durable", default="projector", help="name of the durable consumer (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="events per fetch and transaction")
     parser.add_argument(
         "--print-hash", action="store_true", help="catch up, print the state hash and exit (see --env, --project)"
     )
@@ -36,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    projector = Projector(nats_url=args.nats_url, db_path=args.db, durable=args.durable)
+    projector = Projector(nats_url=args.nats_url, db_path=args.db, durable=args.durable, batch_size=args.batch_size)
     if args.print_hash:
         return asyncio.run(_print_hash(projector, args))
     asyncio.run(_serve(projector))

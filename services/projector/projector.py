@@ -189,6 +189,8 @@ class Projector:
                     max_ack_pending=max(1024, self.batch_size * 4),
                 ),
             )
+        else:
+            log.info("consumer %r resumes at sequence %d", self.durable, position + 1)
         last = (await js.stream_info(STREAM)).state.last_seq
         if position > last:
             log.warning(
