@@ -87,7 +87,7 @@ def create_app(*, nats_url: str, actor_header: str = "X-Flagstream-Actor") -> St
             js = nc.jetstream()
             await ensure_stream(js)
             app.state.nc = nc
-            app.state.service = AdminService(EventStore(js))
+            app.state.service = AdminService(EventStore(nc))
             yield
         finally:
             await nc.close()

@@ -181,6 +181,10 @@ class AdminService:
             try:
                 appended = await self.store.append(subj, event, expected_seq=current_seq, msg_id=msg_id)
             except WrongLastSequence:
+                if msg_id is not None:  # a concurrent request with the same key may be the one that won
+                    seq = await self.store.find_msg_id(subj, msg_id)
+                    if seq is not None:
+                        return Outcome(await self.store.at(seq), created=created)
                 if attempt < attempts:
                     continue
                 latest = await self.store.last(subj)

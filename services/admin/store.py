@@ -11,23 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
 from ...events import STREAM, AnyEvent, DecodeError, decode_event, encode_event
+from ..stream import stream_config
 
 log = logging.getLogger("flagstream.admin.store")
 
 #: JetStream API error: ``Nats-Expected-Last-Subject-Sequence`` did not match.
 WRONG_LAST_SEQUENCE = 10071
-#: A last-subject-sequence no subject will ever have: a publish carrying it is always refused, unless
-#: JetStream answers first that its ``Nats-Msg-Id`` is a duplicate. That is how a message id is looked up.
-_NEVER = 2**62
+#: Seconds within which JetStream drops a repeated ``Nats-Msg-Id`` (the stream's duplicate window).
+DUPLICATE_WINDOW = stream_config().duplicate_window
 
 
 class WrongLastSequence(Exception):
@@ -62,9 +66,16 @@ def _decode(subject: str, seq: int, data: bytes | None) -> AnyEvent:  # type: ig
 class EventStore:
     """Reads and appends events of one JetStream stream."""
 
-    def __init__(self, js: JetStreamContext, stream: str = STREAM) -> None:
-        self.js = js
+    def __init__(
+        self, nc: NATS, stream: str = STREAM, *, lookback: float = DUPLICATE_WINDOW + 30, timeout: float = 5.0
+    ) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
         self.stream = stream
+        #: How far back an Idempotency-Key is looked for (at least the stream's duplicate window).
+        self.lookback = lookback
+        self.timeout = timeout
+        self.api_prefix = "$JS.API"
 
     async def last(self, subject: str) -> Stored | None:
         """The latest event on ``subject``, or None if nothing was ever written there."""
@@ -98,21 +109,27 @@ class EventStore:
         return Appended(ack.seq, bool(ack.duplicate))
 
     async def find_msg_id(self, subject: str, msg_id: str) -> int | None:
-        """Stream sequence of the message stored with ``msg_id`` within the duplicate window, if any.
+        """Stream sequence of the message stored on ``subject`` with ``msg_id`` in the last ``lookback`` seconds.
 
-        Writes nothing: the probe carries a last-subject-sequence that can never match, so JetStream either
-        answers "duplicate" (with the original's sequence) or refuses it.
+        Read-only: the subject's messages since then are walked with direct gets (``start_time`` then
+        ``next_by_subj``); one entity gets few writes in a couple of minutes.
         """
-        headers = {"Nats-Expected-Last-Subject-Sequence": str(_NEVER), "Nats-Msg-Id": msg_id}
-        try:
-            ack = await self.js.publish(subject, b"", stream=self.stream, headers=headers)
-        except APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
-                return None
-            raise
-        if not ack.duplicate:  # cannot happen: the expected sequence is unreachable
-            raise RuntimeError(f"probe for message id {msg_id!r} was stored at {ack.seq}")
-        return ack.seq
+        request: dict[str, Any] = {
+            "start_time": (datetime.now(UTC) - timedelta(seconds=self.lookback)).isoformat(),
+            "next_by_subj": subject,
+        }
+        api = f"{self.api_prefix}.DIRECT.GET.{self.stream}"
+        while True:
+            reply = await self.nc.request(api, json.dumps(request).encode(), timeout=self.timeout)
+            headers = reply.headers or {}
+            if not reply.data and headers.get("Status"):
+                if headers["Status"] == "404":
+                    return None
+                raise APIError.from_msg(reply)
+            seq = int(headers["Nats-Sequence"])
+            if headers.get("Nats-Msg-Id") == msg_id:
+                return seq
+            request = {"seq": seq + 1, "next_by_subj": subject}
 
     async def latest(self, filter_subject: str) -> dict[str, Stored]:
         return await load_latest(self.js, filter_subject, stream=self.stream)
