@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -22,7 +23,11 @@ log = logging.getLogger("flagstream.projector")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS server (default: %(default)s)")
     parser.add_argument("--db", required=True, type=Path, help="SQLite file of the read model (created if missing)")
-    parser.add_argument("--durable", default="projector", help="name of the durable consumer (default: %(default)s)")
+    parser.add_argument(
+        "--durable",
+        default=None,
+        help="name of the durable consumer (default: projector; with --print-hash a throw-away one of its own)",
+    )
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="events per fetch and transaction")
     parser.add_argument(
         "--print-hash", action="store_true", help="catch up, print the state hash and exit (see --env, --project)"
@@ -37,9 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    projector = Projector(nats_url=args.nats_url, db_path=args.db, durable=args.durable, batch_size=args.batch_size)
     if args.print_hash:
+        # A durable of its own, removed by the server a minute after the run: a hash check must never take over
+        # (and rewind) the durable of a projector running against another database.
+        durable = args.durable or f"projector-hash-{os.getpid()}"
+        projector = Projector(
+            nats_url=args.nats_url, db_path=args.db, durable=durable, batch_size=args.batch_size, inactive_threshold=60
+        )
         return asyncio.run(_print_hash(projector, args))
+    projector = Projector(
+        nats_url=args.nats_url, db_path=args.db, durable=args.durable or "projector", batch_size=args.batch_size
+    )
     asyncio.run(_serve(projector))
     return 0
 

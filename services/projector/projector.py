@@ -57,12 +57,16 @@ class Projector:
         durable: str = "projector",
         batch_size: int = BATCH_SIZE,
         fetch_timeout: float = FETCH_TIMEOUT,
+        inactive_threshold: float | None = None,
     ) -> None:
+        """``inactive_threshold`` (seconds): let the server delete the durable after that long without this
+        projector, for one-off runs (``--print-hash``); ``None`` keeps it forever."""
         self.nats_url = nats_url
         self.db_path = Path(db_path)
         self.durable = durable
         self.batch_size = batch_size
         self.fetch_timeout = fetch_timeout
+        self.inactive_threshold = inactive_threshold
         self._last_seq = 0
         self._applied = 0  # events applied by this process (good and bad)
         self._js: JetStreamContext | None = None
@@ -187,6 +191,7 @@ class Projector:
                     ack_wait=ACK_WAIT,
                     filter_subject=all_subjects(),
                     max_ack_pending=max(1024, self.batch_size * 4),
+                    inactive_threshold=self.inactive_threshold,
                 ),
             )
         else:

@@ -25,7 +25,7 @@ import msgspec
 
 from ...events import Environment, Flag, Segment, decode_event, state_hash, subject
 from ...events.catalog import AnyEvent
-from .projection import Batch, parse_time
+from .projection import Batch, format_time, parse_time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -276,9 +276,12 @@ class ReadModel:
         *,
         limit: int = 100,
         before_seq: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[EventRecord]:
         """Events of an environment (optionally of one kind, or one entity), newest first. Page with
-        ``before_seq`` = the smallest ``seq`` of the previous page."""
+        ``before_seq`` = the smallest ``seq`` of the previous page; ``since`` (inclusive) and ``until``
+        (exclusive) bound the events' ``at``."""
         if key is not None and kind is None:
             raise ValueError("key needs kind")
         clauses = ["project = ?", "environment = ?"]
@@ -292,9 +295,26 @@ class ReadModel:
         if before_seq is not None:
             clauses.append("seq < ?")
             params.append(before_seq)
+        if since is not None:
+            clauses.append("at >= ?")
+            params.append(format_time(since))
+        if until is not None:
+            clauses.append("at < ?")
+            params.append(format_time(until))
         sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?"
         async with self._conn.execute(sql, (*params, limit)) as cur:
             return [_event(row) for row in await cur.fetchall()]
+
+    async def as_of(self, project: str, environment: str, kind: str, key: str, seq: int) -> EventRecord | None:
+        """The event that set this entity's state as of stream sequence ``seq`` (time travel); ``None`` if the
+        entity did not exist yet. Its ``event()`` carries the whole state."""
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE project = ? AND environment = ? AND kind = ? AND key = ? "
+            "AND seq <= ? ORDER BY seq DESC LIMIT 1"
+        )
+        async with self._conn.execute(sql, (project, environment, kind, key, seq)) as cur:
+            row = await cur.fetchone()
+        return _event(row) if row else None
 
     async def event(self, seq: int) -> EventRecord | None:
         async with self._conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)) as cur:

@@ -166,10 +166,25 @@ async def test_folds_current_state_and_indexes_every_event(nats_url: str, tmp_pa
         assert [e.seq for e in page] == [seqs[4], seqs[3], seqs[2]]
         assert history[0].at == at(8)
         assert history[0].actor == "alice"
+        window = await model.events("acme", "prod", since=at(3), until=at(6))
+        assert [e.at for e in window] == [at(5), at(4), at(3)]
+        then = await model.as_of("acme", "prod", "flag", "checkout", seqs[5])
+        assert then is not None
+        assert then.event() == events[3]  # toggled on, before the rename
+        assert await model.as_of("acme", "prod", "flag", "banner", seqs[1]) is None
 
         assert await model.state_hash("acme", "prod") == expected_hash(events, "acme", "prod")
         assert await model.state_hash("acme", "dev") == expected_hash(other, "acme", "dev")
         assert await model.bad_event_count() == 0
+        assert await model.state_hash("acme", "prod") == sdk_hash(list(zip(seqs, events + other, strict=True)))
+
+
+def sdk_hash(events: list[tuple[int, Event]], project: str = "acme", env: str = "prod") -> str:
+    """The SDK's fold of the same events: its hash must equal the projector's (one shared function)."""
+    from flagstream.ruleset import Ruleset, apply_events
+
+    ruleset, _ = apply_events(Ruleset(project=project, environment=env), events)
+    return ruleset.state_hash()
 
 
 async def test_a_change_published_while_running_shows_up(nats_url: str, tmp_path: Path) -> None:
@@ -276,3 +291,25 @@ async def test_cli_print_hash_catches_up_and_prints_the_environment_hash(nats_ur
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip() == expected_hash(events, "acme", "prod")
+
+
+async def test_a_hash_check_beside_a_running_projector_leaves_it_alone(nats_url: str, tmp_path: Path) -> None:
+    """The rebuild story: fold the log into a new file next to the live read model and compare the hashes."""
+    db = tmp_path / "live.sqlite"
+    async with connected(nats_url) as js:
+        await publish(js, script()[:5])
+        async with running(Projector(nats_url=nats_url, db_path=db)) as live:
+            await live.wait_caught_up(20)
+            cmd = [FLAGSTREAM, "projector", "--nats-url", nats_url, "--db", str(tmp_path / "rebuilt.sqlite")]
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, "--print-hash", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode == 0, err.decode()
+            async with await ReadModel.open(db, readonly=True) as model:
+                assert out.decode().strip() == await model.state_hash_all()
+            # the live projector keeps its durable and its pace
+            last = (await publish(js, script()[5:]))[-1]
+            assert await live.wait_caught_up(20) == last
+    async with await ReadModel.open(db) as model:
+        assert await model.event_seqs() == list(range(1, last + 1))
