@@ -95,7 +95,8 @@ async def test_jetstream_refuses_an_append_on_a_moved_subject(admin: Admin) -> N
     created = await admin.http.post(FLAGS, json={"key": "checkout"})
     store = EventStore(admin.nc, STREAM)
     current = await store.last(SUBJECT)
-    assert current is not None and current.seq == created.json()["version"]
+    assert current is not None
+    assert current.seq == created.json()["version"]
     before = await admin.last_seq()
     try:
         await store.append(SUBJECT, current.event, expected_seq=current.seq - 1, msg_id=None)

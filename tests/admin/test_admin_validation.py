@@ -1,0 +1,101 @@
+"""Bad input gets a clear 4xx naming what is wrong, and nothing is written."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import API, Admin
+
+FLAGS = f"{API}/environments/development/flags"
+
+
+@pytest.fixture
+async def ready(admin: Admin) -> Admin:
+    await admin.create_env()
+    created = await admin.http.post(FLAGS, json={"key": "checkout"})
+    assert created.status_code == 201
+    return admin
+
+
+async def _refused(admin: Admin, method: str, path: str, status: int, **kwargs: object) -> dict:
+    before = await admin.last_seq()
+    response = await admin.http.request(method, path, **kwargs)  # type: ignore[arg-type]
+    assert response.status_code == status, response.text
+    assert await admin.last_seq() == before, "nothing is written on an error"
+    return response.json()
+
+
+async def test_malformed_json_is_400(ready: Admin) -> None:
+    body = await _refused(
+        ready, "POST", FLAGS, 400, content=b'{"key": "x",', headers={"content-type": "application/json"}
+    )
+    assert "malformed JSON" in body["error"]
+
+
+async def test_unknown_field_is_named(ready: Admin) -> None:
+    body = await _refused(ready, "POST", FLAGS, 422, json={"key": "new", "colour": "red"})
+    assert "$.colour" in body["error"]
+    nested = await _refused(
+        ready,
+        "PATCH",
+        f"{FLAGS}/checkout",
+        422,
+        json={"rules": [{"id": "r1", "serve": {"variation": "on", "weight": 3}}]},
+    )
+    assert nested["problems"] == [{"path": "$.rules[0].serve.weight", "message": "unknown field"}]
+
+
+async def test_wrong_type_names_the_path(ready: Admin) -> None:
+    body = await _refused(ready, "POST", FLAGS, 422, json={"key": "new", "rules": [{"id": "r1", "serve": 3}]})
+    assert body["error"] == "Expected `object`, got `int` - at `$.rules[0].serve`"
+    assert body["problems"][0]["path"] == "$.rules[0].serve"
+    null = await _refused(ready, "PATCH", f"{FLAGS}/checkout", 422, json={"on": None})
+    assert "$.on" in null["error"]
+
+
+async def test_bad_keys_explain_the_rule(ready: Admin) -> None:
+    in_body = await _refused(ready, "POST", FLAGS, 422, json={"key": "new checkout!"})
+    assert "letters, digits, '-' or '_'" in in_body["error"]
+    assert "$.key" in in_body["error"]
+    in_url = await _refused(ready, "PUT", f"{FLAGS}/bad%20key", 400, json={})
+    assert "letters, digits, '-' or '_'" in in_url["error"]
+    assert "'bad key'" in in_url["error"]
+    env = await _refused(ready, "GET", f"{API}/environments/a.b/flags", 400)
+    assert "environment" in env["error"]
+
+
+async def test_reference_to_a_missing_variation_is_422_with_problems(ready: Admin) -> None:
+    body = await _refused(ready, "PATCH", f"{FLAGS}/checkout", 422, json={"fallthrough": {"variation": "maybe"}})
+    assert {"path": "$.fallthrough.variation", "message": "unknown variation 'maybe'"} in body["problems"]
+    created = await _refused(ready, "POST", FLAGS, 422, json={"key": "new", "off_variation": "nope"})
+    assert created["problems"][0]["path"] == "$.off_variation"
+
+
+async def test_body_key_must_match_the_url(ready: Admin) -> None:
+    for method in ("PUT", "PATCH"):
+        body = await _refused(ready, method, f"{FLAGS}/checkout", 422, json={"key": "other"})
+        assert "'other'" in body["error"]
+        assert "'checkout'" in body["error"]
+
+
+async def test_a_body_that_is_not_an_object(ready: Admin) -> None:
+    body = await _refused(ready, "POST", FLAGS, 422, json=["checkout"])
+    assert "object" in body["error"]
+    empty = await _refused(ready, "POST", FLAGS, 400, content=b"")
+    assert "JSON body" in empty["error"]
+
+
+async def test_a_body_over_the_limit_is_413(ready: Admin) -> None:
+    huge = {"key": "big", "description": "x" * (1024 * 1024 + 1)}
+    body = await _refused(ready, "POST", FLAGS, 413, json=huge)
+    assert "larger than" in body["error"]
+
+
+async def test_archived_cannot_be_set_by_an_update(ready: Admin) -> None:
+    body = await _refused(ready, "PATCH", f"{FLAGS}/checkout", 422, json={"archived": True})
+    assert body["problems"][0]["path"] == "$.archived"
+
+
+async def test_bad_list_filter(ready: Admin) -> None:
+    response = await ready.http.get(FLAGS, params={"archived": "maybe"})
+    assert response.status_code == 400
+    assert "archived" in response.json()["error"]
