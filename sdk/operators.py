@@ -405,6 +405,36 @@ def _in_matcher(kind: str, attribute: str, strings: frozenset[str], negate: bool
     return match
 
 
+def string_in_parts(clause: Clause) -> tuple[str, str, frozenset[str], bool, Test] | None:
+    """For the engine to inline the commonest clause -- ``in``/``not_in``/``equals`` with string values on a
+    plain attribute, case-sensitive -- return (kind, attribute, values, negate, test of a non-string value)."""
+    try:
+        op = Operator(clause.op)
+    except ValueError:
+        return None
+    negate = bool(clause.negate)
+    if op is Operator.NOT_IN:
+        op, negate = Operator.IN, not negate
+    if (
+        op not in (Operator.IN, Operator.EQUALS)
+        or clause.case_insensitive
+        or _pointer(clause.attribute) is not None
+        or not clause.values
+        or not all(type(v) is str for v in clause.values)
+    ):
+        return None
+    strings = frozenset(clause.values)
+
+    def other(v: Any) -> bool:
+        if v is None:
+            return False
+        if type(v) is list or type(v) is tuple:
+            return any(type(x) is str and x in strings for x in v) is not negate
+        return negate
+
+    return clause.context_kind, clause.attribute, strings, negate, other
+
+
 def _exists_matcher(kind: str, attribute: str, negate: bool) -> Matcher:
     path = _pointer(attribute)
 
