@@ -169,6 +169,8 @@ class AdminService:
                     f"{kind.label} {key!r} is at version {current_seq}, not {req.if_match}: read it again and retry",
                     current,
                 )
+            if current is None and not created:
+                raise NotFound(_missing(kind, project, environment, key))
             try:
                 event = decision(current)
             except Conflict as exc:

@@ -1,0 +1,143 @@
+"""A small synchronous client of the admin API, used by the ``flagstream flags|envs`` commands.
+
+Errors come back as ``ApiError`` with one readable line (the API's own message, or why it cannot be reached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+DEFAULT_API = "http://127.0.0.1:8080"
+DEFAULT_ENV = "development"
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class ApiClient:
+    def __init__(
+        self, base_url: str, *, project: str = "default", actor: str | None = None, timeout: float = 10.0
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.project = project
+        headers = {"X-Flagstream-Actor": actor} if actor else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- environments ------------------------------------------------------------------------------------
+
+    def list_environments(self) -> list[dict[str, Any]]:
+        return self._request("GET", self._path("environments"))["items"]  # type: ignore[no-any-return]
+
+    def create_environment(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", self._path("environments"), json=body)
+
+    # -- flags -------------------------------------------------------------------------------------------
+
+    def list_flags(
+        self, env: str, *, archived: str = "false", tag: str | None = None, q: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {"archived": archived, **({"tag": tag} if tag else {}), **({"q": q} if q else {})}
+        return self._request("GET", self._flags(env), params=params)["items"]  # type: ignore[no-any-return]
+
+    def create_flag(self, env: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", self._flags(env), json=body)
+
+    def get_flag(self, env: str, key: str) -> dict[str, Any]:
+        return self._request("GET", f"{self._flags(env)}/{_segment(key)}")
+
+    def flag_action(self, env: str, key: str, action: str, comment: str = "") -> dict[str, Any]:
+        """``action``: on, off, archive or restore."""
+        return self._request("POST", f"{self._flags(env)}/{_segment(key)}/{action}", json={"comment": comment})
+
+    # -- plumbing ----------------------------------------------------------------------------------------
+
+    def _path(self, tail: str) -> str:
+        return f"/api/v1/projects/{_segment(self.project)}/{tail}"
+
+    def _flags(self, env: str) -> str:
+        return self._path(f"environments/{_segment(env)}/flags")
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ApiError(f"cannot reach the admin API at {self.base_url}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_error:
+            raise ApiError(_error_line(response, body), response.status_code)
+        if not isinstance(body, dict):
+            raise ApiError(f"unexpected answer from {self.base_url} (HTTP {response.status_code}): not a JSON object")
+        return body
+
+
+def _segment(value: str) -> str:
+    """A URL path segment: keep it one segment, let the API judge its content."""
+    return httpx.URL("/" + value).raw_path.decode()[1:].replace("/", "%2F").replace("?", "%3F").replace("#", "%23")
+
+
+def _error_line(response: httpx.Response, body: Any) -> str:
+    message = body.get("error") if isinstance(body, dict) else None
+    if not message:
+        message = response.text.strip() or response.reason_phrase
+    problems = body.get("problems", []) if isinstance(body, dict) else []
+    extra = [f"{p['path']}: {p['message']}" for p in problems[1:]]
+    if extra:
+        message = f"{message} (also: {'; '.join(extra)})"
+    return f"{' '.join(str(message).split())} (HTTP {response.status_code})"
+
+
+# -- shared by the CLI commands ----------------------------------------------------------------------------
+
+
+def add_client_arguments(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """The options every client command takes (``suppress``: on sub-commands, so either position works)."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument("--api", default=default(os.environ.get("FLAGSTREAM_API", DEFAULT_API)), help="admin API URL")
+    parser.add_argument("--env", default=default(os.environ.get("FLAGSTREAM_ENV", DEFAULT_ENV)), help="environment")
+    parser.add_argument("--project", default=default("default"), help="project (default: default)")
+    parser.add_argument("--comment", default=default(""), help="why: stored with the change")
+    parser.add_argument("--json", action="store_true", default=default(False), help="machine-readable output")
+
+
+def client_from(args: argparse.Namespace) -> ApiClient:
+    actor = os.environ.get("FLAGSTREAM_ACTOR") or _login()
+    return ApiClient(args.api, project=args.project, actor=actor)
+
+
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain text table, columns padded to their widest cell."""
+    cells = [[str(h) for h in headers], *([str(c) for c in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)

@@ -1,0 +1,130 @@
+"""The CLI as a user runs it: real `flagstream` processes against a real `flagstream admin` (uvicorn) server."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
+URL_LINE = re.compile(r"^http://127\.0\.0\.1:(\d+)$")
+
+
+@pytest.fixture
+def api_url(nats_url: str) -> Iterator[str]:
+    """`flagstream admin` on a free port; the URL it prints on a line of its own."""
+    proc = subprocess.Popen(
+        [FLAGSTREAM, "admin", "--nats-url", nats_url, "--port", "0", "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None:
+            assert time.monotonic() < deadline, f"no URL line from flagstream admin:\n{''.join(output)}"
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                assert proc.poll() is None, f"flagstream admin exited:\n{''.join(output)}"
+                continue
+            if URL_LINE.match(line):
+                url = line
+        while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "admin never ready"
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def flagstream(api: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLAGSTREAM_ACTOR": "cli-test", "FLAGSTREAM_ENV": "staging"}
+    return subprocess.run([FLAGSTREAM, *args, "--api", api], capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_cli_creates_lists_toggles_and_shows(api_url: str) -> None:
+    created = flagstream(api_url, "envs", "create", "staging", "--name", "Staging")
+    assert created.returncode == 0, created.stderr
+    assert "created environment staging" in created.stdout
+
+    envs = flagstream(api_url, "envs", "list")
+    assert envs.returncode == 0, envs.stderr
+    assert re.search(r"^staging\s+Staging\s+no\s+\d+$", envs.stdout, re.M), envs.stdout
+
+    flag = flagstream(api_url, "flags", "create", "new-checkout", "--name", "New checkout", "--tag", "web")
+    assert flag.returncode == 0, flag.stderr
+    assert "created flag new-checkout in staging: off" in flag.stdout
+
+    listed = flagstream(api_url, "flags", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split() == ["KEY", "NAME", "KIND", "STATE", "TAGS", "VERSION"]
+    assert re.search(r"^new-checkout\s+New checkout\s+boolean\s+off\s+web\s+\d+$", listed.stdout, re.M)
+
+    on = flagstream(api_url, "flags", "on", "new-checkout", "--comment", "launch")
+    assert on.returncode == 0, on.stderr
+    assert "flag new-checkout in staging: on" in on.stdout
+
+    shown = flagstream(api_url, "flags", "show", "new-checkout")
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^state\s+on$", shown.stdout, re.M), shown.stdout
+    assert re.search(r"^last change\s+flag\.toggled by cli-test at .+: launch$", shown.stdout, re.M), shown.stdout
+
+    machine = flagstream(api_url, "flags", "--json", "list")
+    assert machine.returncode == 0, machine.stderr
+    items = json.loads(machine.stdout)["items"]
+    assert [(i["key"], i["flag"]["on"]) for i in items] == [("new-checkout", True)]
+
+
+def test_cli_errors_are_one_clear_line(api_url: str) -> None:
+    assert flagstream(api_url, "envs", "create", "staging").returncode == 0
+    bad = flagstream(api_url, "flags", "create", "New Checkout!")
+    assert bad.returncode != 0
+    assert bad.stdout == ""
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1, bad.stderr
+    assert "letters, digits, '-' or '_'" in lines[0]
+    assert "$.key" in lines[0]
+    assert "HTTP 422" in lines[0]
+
+    missing = flagstream(api_url, "flags", "on", "nope")
+    assert missing.returncode != 0
+    assert missing.stderr.strip() == "flagstream flags on: flag 'nope' not found in environment 'staging' (HTTP 404)"
+
+    no_env = flagstream(api_url, "flags", "list", "--env", "qa")
+    assert no_env.returncode != 0
+    assert "environment 'qa' not found" in no_env.stderr
+
+
+def test_cli_without_a_server_says_so() -> None:
+    result = flagstream("http://127.0.0.1:9", "flags", "list")
+    assert result.returncode != 0
+    assert result.stderr.startswith("flagstream flags list: cannot reach the admin API at http://127.0.0.1:9")
+    assert len(result.stderr.strip().splitlines()) == 1
