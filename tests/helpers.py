@@ -1,0 +1,16 @@
+"""Helpers shared by the tests: waiting on a condition (never on a sleep)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+
+async def eventually(predicate: Callable[[], object], within: float = 30.0, what: str = "condition") -> None:
+    """Poll ``predicate()`` until it is truthy; fail after ``within`` seconds (generous: CI machines are noisy)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for: {what}")
+        await asyncio.sleep(0.005)

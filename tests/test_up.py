@@ -1,0 +1,121 @@
+"""`make run` from a user's side: `flagstream up` in an empty folder, use it, stop it, start it again."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
+URL_LINE = re.compile(r"^http://127\.0\.0\.1:(\d+)$")
+
+
+class Up:
+    """A running `flagstream up` process and the URL it printed."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [FLAGSTREAM, "up", "--data-dir", str(data_dir), "--port", "0", "--nats-port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.url = self._wait_for_url(timeout=60)
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            self.lines.put(line.rstrip("\n"))
+
+    def _wait_for_url(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.proc.poll() is None, f"flagstream up exited early:\n{''.join(self.output)}"
+                continue
+            if URL_LINE.match(line):
+                return line
+        raise AssertionError(f"no URL line from flagstream up:\n{''.join(self.output)}")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"/readyz never answered 200:\n{''.join(self.output)}")
+
+    def interrupt(self, timeout: float = 30) -> int:
+        """What Ctrl-C does."""
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout)
+
+
+def processes_using(path: Path) -> list[str]:
+    """Command lines of live processes that mention ``path`` (e.g. a nats-server left behind)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(path) in cmdline and int(pid) != os.getpid():
+            found.append(cmdline)
+    return found
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "flagstream-data"
+    yield path
+    for cmd in processes_using(path):  # never leave a server behind, even when the test fails
+        subprocess.run(["pkill", "-9", "-f", cmd.split()[0] + ".*" + re.escape(str(path))], check=False)
+
+
+def test_up_runs_the_product_and_keeps_data_across_a_restart(data_dir: Path) -> None:
+    flags = "/api/v1/projects/default/environments/development/flags"
+
+    first = Up(data_dir)
+    first.wait_ready()
+    created = httpx.post(f"{first.url}{flags}", json={"key": "new-checkout", "name": "New checkout"}, timeout=10)
+    assert created.status_code == 201, created.text
+    toggled = httpx.post(f"{first.url}{flags}/new-checkout/on", json={"comment": "launch"}, timeout=10)
+    assert toggled.status_code == 200, toggled.text
+    assert httpx.get(f"{first.url}{flags}/new-checkout", timeout=10).json()["flag"]["on"] is True
+
+    assert first.interrupt() == 0, "".join(first.output)
+    assert processes_using(data_dir) == [], "something was left running after Ctrl-C"
+
+    second = Up(data_dir)
+    try:
+        second.wait_ready()
+        again = httpx.get(f"{second.url}{flags}/new-checkout", timeout=10)
+        assert again.status_code == 200, again.text
+        assert again.json()["flag"]["on"] is True
+        assert again.json()["flag"]["name"] == "New checkout"
+        envs = httpx.get(f"{second.url}/api/v1/projects/default/environments", timeout=10).json()
+        assert {"development", "production"} <= {e["key"] for e in envs["items"]}
+    finally:
+        assert second.interrupt() == 0, "".join(second.output)
+    assert processes_using(data_dir) == []
