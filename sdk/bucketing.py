@@ -43,7 +43,7 @@ def bucket_text(value: Any) -> str | None:
 
 def bucket(salt: str, text: str) -> int:
     """The bucket of ``text`` under ``salt``: an integer in ``[0, 100_000)``."""
-    return _hash(f"{salt}.{text}", signed=False) % TOTAL
+    return _hash(f"{salt}.{text}", 0, False) % TOTAL
 
 
 def cumulative(weights: Iterable[int]) -> tuple[int, ...]:

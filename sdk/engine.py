@@ -96,7 +96,7 @@ class CompiledSegment:
                     continue
                 bucket_by, salt_dot, share = weight
                 text = bucket_text(a.get(bucket_by))
-                if text is not None and _hash(salt_dot + text, signed=False) % TOTAL < share:
+                if text is not None and _hash(salt_dot + text, 0, False) % TOTAL < share:
                     return True
         return False
 
@@ -183,7 +183,7 @@ class _Generator:
         self.emit(depth, f"d = {outcome}.last")
         self.emit(depth, f"return d if d.seq == seq else {outcome}.at(seq)")
 
-    def serve(self, depth: int, s: Serve, reason: Reason, rollout_reason: Reason) -> None:
+    def serve(self, depth: int, s: Serve, reason: Reason, rollout_reason: Reason, known: frozenset[str]) -> None:
         """Lines that return what ``s`` serves; a rollout that cannot bucket the context falls through."""
         if s.variation is not None:
             self.give(depth, self.const(_Outcome(self.values[s.variation], s.variation, reason)))
@@ -191,16 +191,20 @@ class _Generator:
         r: Rollout = s.rollout  # type: ignore[assignment]
         outcomes = tuple(_Outcome(self.values[w.variation], w.variation, rollout_reason) for w in r.variations)
         k = self.kind(r.context_kind)
-        self.emit(depth, f"v = {k}.get({self.const(r.bucket_by)}) if {k} is not None else None")
-        self.emit(depth, "t = v if type(v) is str else _bucket_text(v)")
-        self.emit(depth, "if t is not None:")
+        if r.bucket_by == "key" and k in known:
+            self.emit(depth, f"t = {k}['key']")  # a context's key is always a string
+        else:
+            self.emit(depth, f"v = {k}.get({self.const(r.bucket_by)}) if {k} is not None else None")
+            self.emit(depth, "t = v if type(v) is str else _bucket_text(v)")
+            self.emit(depth, "if t is not None:")
+            depth += 1
         salt, thresholds = self.const(self.salt_dot), self.const(cumulative(w.weight for w in r.variations))
-        self.emit(
-            depth + 1, f"o = {self.const(outcomes)}[_bisect({thresholds}, _hash({salt} + t, signed=False) % {TOTAL})]"
-        )
-        self.give(depth + 1, "o")
+        pick = f"{self.const(outcomes)}[_bisect({thresholds}, _hash({salt} + t, 0, False) % {TOTAL})]"
+        self.emit(depth, f"o = {pick}")
+        self.give(depth, "o")
 
-    def condition(self, clause: Clause) -> str:
+    def condition(self, clause: Clause, known: set[str]) -> str:
+        """A boolean expression for ``clause``; adds to ``known`` the kinds it proves present."""
         parts = string_in_parts(clause)
         if parts is None:
             self.needs_cx = True
@@ -208,8 +212,10 @@ class _Generator:
         kind, attribute, strings, negate, other = parts
         k = self.kind(kind)
         test = "not in" if negate else "in"
+        present = "" if k in known else f"{k} is not None and "
+        known.add(k)
         return (
-            f"{k} is not None and ((v {test} {self.const(strings)}) if type(v := {k}.get({self.const(attribute)}))"
+            f"{present}((v {test} {self.const(strings)}) if type(v := {k}.get({self.const(attribute)}))"
             f" is str else {self.const(other)}(v))"
         )
 
@@ -248,16 +254,18 @@ class _Generator:
 
         for i, rule in enumerate(flag.rules):
             depth = body
+            known: set[str] = set()
             for clause in rule.clauses:
-                self.emit(depth, f"if {self.condition(clause)}:")
+                self.emit(depth, f"if {self.condition(clause, known)}:")
                 depth += 1
             self.serve(
                 depth,
                 rule.serve,
                 Reason(kind=ReasonKind.RULE_MATCH, rule_index=i, rule_id=rule.id),
                 Reason(kind=ReasonKind.RULE_MATCH, rule_index=i, rule_id=rule.id, in_rollout=True),
+                frozenset(known),
             )
-        self.serve(body, flag.fallthrough, _FALLTHROUGH, _FALLTHROUGH_ROLLOUT)
+        self.serve(body, flag.fallthrough, _FALLTHROUGH, _FALLTHROUGH_ROLLOUT, frozenset())
         if flag.fallthrough.rollout is not None:
             #: A fallthrough rollout that cannot bucket the context serves the off variation.
             self.give(body, self.const(_Outcome(off.value, off.variation, _FALLTHROUGH)))
