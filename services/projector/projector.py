@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client
@@ -35,6 +37,7 @@ from .projection import Batch, RawMessage, fold_batch
 from .readmodel import ReadModel
 
 log = logging.getLogger("flagstream.projector")
+T = TypeVar("T")
 
 BATCH_SIZE = 256
 FETCH_TIMEOUT = 1.0
@@ -68,7 +71,7 @@ class Projector:
         self.fetch_timeout = fetch_timeout
         self.inactive_threshold = inactive_threshold
         self._last_seq = 0
-        self._applied = 0  # events applied by this process (good and bad)
+        self._last_error = ""
         self._js: JetStreamContext | None = None
         #: Set to "check" (verify the consumer) or "recreate" to leave the fetch loop and position it again.
         self._reposition: str | None = None
@@ -135,16 +138,24 @@ class Projector:
 
     async def _session(self, model: ReadModel, stop: asyncio.Event) -> None:
         """One connection: position the consumer, then fetch and apply until stopped or told to reposition."""
-        nc = await nats.connect(
-            self.nats_url,
-            name=f"flagstream-projector:{self.durable}",
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.25,
-            connect_timeout=2,
-            error_cb=self._on_error,
-            disconnected_cb=self._on_disconnected,
-            reconnected_cb=self._on_reconnected,
+        # nats-py retries a first connection for ever with max_reconnect_attempts=-1: give up on stop.
+        nc = await _unless_stopped(
+            nats.connect(
+                self.nats_url,
+                name=f"flagstream-projector:{self.durable}",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.25,
+                connect_timeout=2,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            ),
+            stop,
         )
+        if nc is None:
+            return
+        log.info("connected to %s", self.nats_url)
+        self._last_error = ""
         try:
             js = nc.jetstream()
             await ensure_stream(js)
@@ -245,32 +256,23 @@ class Projector:
                 last_report, reported_seq = now, self._last_seq
 
     async def _fetch(self, psub: JetStreamContext.PullSubscription, stop: asyncio.Event) -> list[Msg]:
-        """The next batch, or ``[]`` on timeout or stop (a fetch in flight is abandoned on stop)."""
-        fetch = asyncio.ensure_future(psub.fetch(self.batch_size, timeout=self.fetch_timeout))
-        stopped = asyncio.ensure_future(stop.wait())
+        """The next batch, or ``[]`` on timeout or stop (a fetch in flight is abandoned on stop: its messages,
+        delivered but never acknowledged, are redelivered to whoever resumes)."""
         try:
-            await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopped.cancel()
-        if not fetch.done():
-            fetch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await fetch
-            return []
-        try:
-            return fetch.result()
+            return await _unless_stopped(psub.fetch(self.batch_size, timeout=self.fetch_timeout), stop) or []
         except TimeoutError:
             return []
 
     def _report(self, batch: Batch) -> None:
-        self._applied += batch.last_seq - batch.after
         for bad in batch.bad:
             log.warning("skipped bad event at sequence %d on %s: %s", bad.seq, bad.subject, bad.error)
         if batch.duplicates:
             log.debug("ignored %d redelivered messages", batch.duplicates)
 
     async def _on_error(self, exc: Exception) -> None:
-        log.warning("nats: %s: %s", type(exc).__name__, exc)
+        text = f"{type(exc).__name__}: {exc}"
+        log.log(logging.DEBUG if text == self._last_error else logging.WARNING, "nats: %s", text)
+        self._last_error = text
 
     async def _on_disconnected(self) -> None:
         if not self._closing:
@@ -280,6 +282,22 @@ class Projector:
         log.info("reconnected to NATS")
         if self._reposition is None:
             self._reposition = "check"  # pull requests in flight are gone: check the consumer again
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """Await ``work``, or cancel it and return ``None`` as soon as ``stop`` is set."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return None
+    return task.result()
 
 
 def _resumes_at(info: ConsumerInfo, position: int) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -33,7 +34,7 @@ from flagstream.events import (
     state_hash,
     subject,
 )
-from flagstream.services.natsd import NatsServer
+from flagstream.services.natsd import NatsServer, free_port
 from flagstream.services.projector import Projector, ReadModel
 from flagstream.services.stream import ensure_stream
 
@@ -313,3 +314,33 @@ async def test_a_hash_check_beside_a_running_projector_leaves_it_alone(nats_url:
             assert await live.wait_caught_up(20) == last
     async with await ReadModel.open(db) as model:
         assert await model.event_seqs() == list(range(1, last + 1))
+
+
+async def test_waits_for_a_nats_server_that_is_not_up_yet_and_stops_promptly(tmp_path: Path) -> None:
+    server = NatsServer(store_dir=tmp_path / "late-nats", port=free_port())
+    db = tmp_path / "rm.sqlite"
+    try:
+        # nothing listens yet: the projector keeps trying, and a stop is honoured at once
+        stop = asyncio.Event()
+        task = asyncio.create_task(Projector(nats_url=server.url, db_path=db).run(stop))
+
+        async def read_model_created() -> bool:
+            try:
+                async with await ReadModel.open(db, readonly=True) as model:
+                    return await model.last_seq() == 0
+            except sqlite3.Error:
+                return False
+
+        await wait_for(read_model_created)
+        assert not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+        # started again before the server: it catches up once the server is there
+        async with running(Projector(nats_url=server.url, db_path=db)) as projector:
+            await asyncio.to_thread(server.start)
+            async with connected(server.url) as js:
+                seqs = await publish(js, script())
+            assert await projector.wait_caught_up(30) == seqs[-1]
+    finally:
+        server.stop()
