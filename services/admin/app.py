@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 import nats
 from nats.errors import ConnectionClosedError, NoServersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, NoStreamResponseError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -51,7 +50,7 @@ def error_response(exc: Exception) -> Response:
         return json_response(body, status)
     if isinstance(exc, HTTPException):
         return json_response(ErrorBody(error=str(exc.detail)), exc.status_code, dict(exc.headers or {}))
-    if isinstance(exc, ConnectionClosedError | NoServersError | NatsTimeoutError | NoStreamResponseError | APIError):
+    if isinstance(exc, ConnectionClosedError | NoServersError | TimeoutError | NoStreamResponseError | APIError):
         log.warning("event store unavailable: %r", exc)
         return json_response(ErrorBody(error=f"the event store is unavailable: {exc!r}"), 503)
     if isinstance(exc, CorruptEvent):
@@ -96,5 +95,5 @@ def create_app(*, nats_url: str, actor_header: str = "X-Flagstream-Actor") -> St
     handlers = {HTTPException: _on_error}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.actor_header = actor_header
-    app.state.openapi = build_openapi(ENDPOINTS)
+    app.state.openapi = build_openapi(ENDPOINTS, actor_header=actor_header)
     return app

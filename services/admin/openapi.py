@@ -30,7 +30,13 @@ _STATUS_TEXT = {
 }
 
 
-def build_openapi(endpoints: list[Endpoint], *, title: str = "Flagstream admin API", version: str = "1") -> bytes:
+def build_openapi(
+    endpoints: list[Endpoint],
+    *,
+    actor_header: str = "X-Flagstream-Actor",
+    title: str = "Flagstream admin API",
+    version: str = "1",
+) -> bytes:
     types: list[Any] = [ErrorBody]
     for e in endpoints:
         for t in (e.request, e.response):
@@ -61,7 +67,7 @@ def build_openapi(endpoints: list[Endpoint], *, title: str = "Flagstream admin A
             )
         if e.write:
             params += [
-                {"name": "X-Flagstream-Actor", "in": "header", "required": False, "schema": {"type": "string"},
+                {"name": actor_header, "in": "header", "required": False, "schema": {"type": "string"},
                  "description": "who makes the change (default: anonymous)"},
                 {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
                  "description": "a retried write with the same key lands once and gets the same answer"},

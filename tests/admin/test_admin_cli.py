@@ -101,6 +101,9 @@ def test_cli_creates_lists_toggles_and_shows(api_url: str) -> None:
     assert machine.returncode == 0, machine.stderr
     items = json.loads(machine.stdout)["items"]
     assert [(i["key"], i["flag"]["on"]) for i in items] == [("new-checkout", True)]
+    one = flagstream(api_url, "flags", "show", "new-checkout", "--json", "--env", "staging")
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout)["flag"]["tags"] == ["web"]
 
 
 def test_cli_errors_are_one_clear_line(api_url: str) -> None:
