@@ -105,7 +105,7 @@ def event_row(message: RawMessage) -> tuple[EventRow, EntityRow]:
     try:
         address = parse_subject(message.subject)
     except ValueError as exc:
-        raise BadEvent(str(exc)) from exc
+        raise BadEvent(f"bad subject: {exc}") from exc
     try:
         event: Event = decode_event(message.data)
     except DecodeError as exc:
