@@ -179,7 +179,8 @@ class AdminService:
             if event is None:
                 assert current is not None
                 return Outcome(current, changed=False)
-            await self._validate(kind, project, environment, event)
+            if type(event) in (kind.created, kind.updated):  # toggles and archiving keep the structure
+                await self._validate(kind, project, environment, event)
             try:
                 appended = await self.store.append(subj, event, expected_seq=current_seq, msg_id=msg_id)
             except WrongLastSequence:
