@@ -105,3 +105,21 @@ async def test_jetstream_refuses_an_append_on_a_moved_subject(admin: Admin) -> N
     else:
         raise AssertionError("an append on a stale sequence was accepted")
     assert await admin.last_seq() == before
+
+
+async def test_concurrent_updates_never_lose_one_silently(admin: Admin) -> None:
+    """Updates without If-Match still append atomically: each one either lands (200) or is told (409)."""
+    await admin.create_env()
+    await admin.http.post(FLAGS, json={"key": "checkout"})
+    answers = await asyncio.gather(
+        *(admin.http.patch(f"{FLAGS}/checkout", json={"name": f"name {i}"}) for i in range(6))
+    )
+    assert {a.status_code for a in answers} <= {200, 409}, [a.text for a in answers]
+    landed = [a.json() for a in answers if a.status_code == 200]
+    assert landed
+    for refused in (a.json() for a in answers if a.status_code == 409):
+        assert refused["version"] == refused["current"]["version"] > 0
+    events = await admin.events(SUBJECT)
+    assert len(events) == 1 + len(landed), "every 200 is exactly one stored update, every 409 none"
+    final = (await admin.http.get(f"{FLAGS}/checkout")).json()
+    assert final["flag"]["name"] == events[-1].flag.name
