@@ -405,9 +405,12 @@ def _in_matcher(kind: str, attribute: str, strings: frozenset[str], negate: bool
     return match
 
 
-def string_in_parts(clause: Clause) -> tuple[str, str, frozenset[str], bool, Test] | None:
+_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def string_in_parts(clause: Clause) -> tuple[str, str, frozenset[str], bool] | None:
     """For the engine to inline the commonest clause -- ``in``/``not_in``/``equals`` with string values on a
-    plain attribute, case-sensitive -- return (kind, attribute, values, negate, test of a non-string value)."""
+    plain attribute, case-sensitive -- return (kind, attribute, values, negate); see :func:`in_other`."""
     try:
         op = Operator(clause.op)
     except ValueError:
@@ -424,15 +427,20 @@ def string_in_parts(clause: Clause) -> tuple[str, str, frozenset[str], bool, Tes
     ):
         return None
     strings = frozenset(clause.values)
+    # Flags often share their lists (["CA"], ["iOS"]...): keep one copy.
+    if len(_SETS) >= 65_536:
+        _SETS.clear()
+    strings = _SETS.setdefault(strings, strings)
+    return clause.context_kind, clause.attribute, strings, negate
 
-    def other(v: Any) -> bool:
-        if v is None:
-            return False
-        if type(v) is list or type(v) is tuple:
-            return any(type(x) is str and x in strings for x in v) is not negate
-        return negate
 
-    return clause.context_kind, clause.attribute, strings, negate, other
+def in_other(v: Any, strings: frozenset[str], negate: bool) -> bool:
+    """An inlined string ``in`` clause, for an attribute value that is not a string."""
+    if v is None:
+        return False
+    if type(v) is list or type(v) is tuple:
+        return any(type(x) is str and x in strings for x in v) is not negate
+    return negate
 
 
 def _exists_matcher(kind: str, attribute: str, negate: bool) -> Matcher:
