@@ -4,9 +4,10 @@ and the ONE mapping from domain errors to HTTP responses.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import nats
 from nats.errors import ConnectionClosedError, NoServersError
@@ -76,12 +77,40 @@ def _guarded(handler: Handler) -> Handler:
     return endpoint
 
 
-def create_app(*, nats_url: str, actor_header: str = "X-Flagstream-Actor") -> Starlette:
-    """The admin API. Its lifespan connects to NATS and makes sure the stream exists; it closes on shutdown."""
+def _nats_error_log() -> Callable[[Exception], Awaitable[None]]:
+    """NATS connection errors, one line each, and the same one only once in a row (no retry spam)."""
+    last = ""
+
+    async def on_error(exc: Exception) -> None:
+        nonlocal last
+        line = f"NATS: {exc!r}"
+        if line != last:
+            log.warning("%s", line)
+        last = line
+
+    return on_error
+
+
+def create_app(*, nats_url: str, actor_header: str = "X-Flagstream-Actor", connect_wait: float = 30.0) -> Starlette:
+    """The admin API. Its lifespan connects to NATS (waiting up to ``connect_wait`` seconds) and makes sure the
+    stream exists; it closes on shutdown. Once connected, it reconnects forever (``/readyz`` tells meanwhile).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        nc = await nats.connect(nats_url, name="flagstream-admin", max_reconnect_attempts=-1)
+        try:
+            nc = await asyncio.wait_for(
+                nats.connect(
+                    nats_url,
+                    name="flagstream-admin",
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=_nats_error_log(),
+                ),
+                connect_wait,
+            )
+        except TimeoutError:
+            raise Unavailable(f"cannot connect to NATS at {nats_url} within {connect_wait:g}s") from None
         try:
             js = nc.jetstream()
             await ensure_stream(js)

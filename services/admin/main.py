@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -16,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS server holding the event stream")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free port)")
+    parser.add_argument("--connect-wait", type=float, default=30.0, help="seconds to wait for NATS at start-up")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -29,22 +33,45 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(_serve(args, sock))
+    except SystemExit:  # uvicorn exits this way when the app's start-up (connecting to NATS) fails
+        print(f"flagstream admin: the API did not start (is NATS reachable at {args.nats_url}?)", file=sys.stderr)
+        return 1
     finally:
         sock.close()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn whose stop signals are handled here: Ctrl-C / SIGTERM stop it cleanly and exit with 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def _stop(self) -> None:
+        self.should_exit = True
+
+
 async def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
-    config = uvicorn.Config(create_app(nats_url=args.nats_url), log_level=args.log_level, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task
-            print("flagstream admin: the API did not start (is NATS reachable?)", file=sys.stderr)
-            return 1
-        await asyncio.sleep(0.01)
-    host, port = sock.getsockname()[:2]
-    print("Flagstream admin API:", flush=True)
-    print(f"http://{host}:{port}", flush=True)
-    await task
+    app = create_app(nats_url=args.nats_url, connect_wait=args.connect_wait)
+    server = _Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on"))
+
+    async def announce() -> None:
+        while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
+            await asyncio.sleep(0.01)
+        host, port = sock.getsockname()[:2]
+        print("Flagstream admin API:", flush=True)
+        print(f"http://{host}:{port}", flush=True)
+
+    announcer = asyncio.create_task(announce())
+    try:
+        await server.serve(sockets=[sock])  # uvicorn raises SystemExit if the start-up fails
+    finally:
+        announcer.cancel()
     return 0

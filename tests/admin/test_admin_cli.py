@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -57,12 +58,14 @@ def api_url(nats_url: str) -> Iterator[str]:
             time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C does
         try:
-            proc.wait(20)
+            code = proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            raise
+    assert code == 0, f"flagstream admin did not stop cleanly on Ctrl-C:\n{''.join(output)}"
 
 
 def flagstream(api: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -131,3 +134,16 @@ def test_cli_without_a_server_says_so() -> None:
     assert result.returncode != 0
     assert result.stderr.startswith("flagstream flags list: cannot reach the admin API at http://127.0.0.1:9")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_admin_without_nats_exits_with_a_clear_line() -> None:
+    result = subprocess.run(
+        [FLAGSTREAM, "admin", "--nats-url", "nats://127.0.0.1:9", "--port", "0", "--connect-wait", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "flagstream admin: the API did not start (is NATS reachable at nats://127.0.0.1:9?)"
+    )
