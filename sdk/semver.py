@@ -25,11 +25,15 @@ _RELEASE = (1,)
 SemverKey = tuple[int, int, int, tuple]
 
 
-@lru_cache(maxsize=4096)
 def parse_semver(text: str) -> SemverKey | None:
-    """The precedence key of ``text``, or ``None`` if it is not a semantic version."""
+    """The precedence key of ``text``, or ``None`` if it is not a semantic version (or not a string)."""
     if type(text) is not str or len(text) > 256:
         return None
+    return _parse(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> SemverKey | None:
     m = _SEMVER.fullmatch(text)
     if m is None:
         return None
