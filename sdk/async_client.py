@@ -14,14 +14,23 @@ Evaluations are plain function calls (no await, no lock, no I/O) on the current 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from .cache import ClientStatus, FlagEvaluations, RulesetCache
 from .events import DEFAULT_PROJECT
 from .nats_source import NatsSource
+from .persistence import CorruptStateFile, StatePersister, load_state
 from .ruleset import Ruleset
+
+log = logging.getLogger("flagstream.client")
+
+#: ``callback(status)``, called on the client's loop when ``status`` changes.
+StatusListener = Callable[[ClientStatus], None]
 
 
 class AsyncFlagstreamClient(FlagEvaluations):
@@ -29,6 +38,11 @@ class AsyncFlagstreamClient(FlagEvaluations):
 
     ``nats_url``: one URL or a list (a cluster). ``reconnect_wait``: seconds between reconnect attempts.
     ``connect_options``: extra keyword arguments for ``nats.connect`` (credentials, TLS...).
+
+    ``cache_path``: a last-known-state file. After changes (at most every ``cache_write_interval`` seconds)
+    the client saves its flags there; ``start()`` loads it first, so a client started while NATS is down
+    serves those flags (status ``STALE``) until the live load replaces them (``READY``). A corrupt file is
+    logged, counted in ``cache_file_errors`` and ignored.
     """
 
     def __init__(
@@ -41,12 +55,22 @@ class AsyncFlagstreamClient(FlagEvaluations):
         reconnect_wait: float = 1.0,
         connect_timeout: float = 2.0,
         connect_options: dict[str, Any] | None = None,
+        cache_path: str | os.PathLike[str] | None = None,
+        cache_write_interval: float = 0.5,
     ) -> None:
         self.project = project
         self.environment = environment
         self._cache = RulesetCache(Ruleset(project=project, environment=environment))
         self._ready_event: asyncio.Event | None = None
         self._ready_hooks: list[Callable[[], None]] = []
+        self._status_listeners: list[StatusListener] = []
+        self._last_status = ClientStatus.INITIALIZING
+        self._started = False
+        self.cache_path = Path(cache_path) if cache_path is not None else None
+        self._cache_write_interval = cache_write_interval
+        self._persister: StatePersister | None = None
+        #: Last-known-state files that could not be used (corrupt, other environment...).
+        self.cache_file_errors = 0
         self._source = NatsSource(
             nats_url,
             project=project,
@@ -57,6 +81,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
             reconnect_wait=reconnect_wait,
             connect_timeout=connect_timeout,
             connect_options=connect_options,
+            on_status=self._status_changed,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -68,7 +93,11 @@ class AsyncFlagstreamClient(FlagEvaluations):
         Returns whether the client is ready.
         """
         self._event()
-        await self._source.start()
+        if not self._started:
+            self._started = True
+            if self.cache_path is not None:
+                self._load_cache_file(self.cache_path)
+            await self._source.start()
         if wait > 0:
             return await self.wait_until_ready(wait)
         return self.is_ready
@@ -86,6 +115,9 @@ class AsyncFlagstreamClient(FlagEvaluations):
     async def close(self) -> None:
         """Disconnect (for good: a closed client does not restart). Evaluations keep answering from the last ruleset."""
         await self._source.close()
+        if self._persister is not None:
+            await self._persister.close()
+        self._status_changed(self._source.status)
 
     async def __aenter__(self) -> AsyncFlagstreamClient:
         await self.start()
@@ -105,7 +137,47 @@ class AsyncFlagstreamClient(FlagEvaluations):
 
     @property
     def status(self) -> ClientStatus:
-        return self._source.status
+        """``STALE`` also while serving a last-known-state file before the live load."""
+        status = self._source.status
+        if status is ClientStatus.INITIALIZING and self._cache.loaded:
+            return ClientStatus.STALE
+        return status
+
+    def on_status_change(self, callback: StatusListener) -> Callable[[], None]:
+        """Call ``callback(status)`` (on the client's loop) when ``status`` changes; returns a remover."""
+        self._status_listeners.append(callback)
+        return lambda: self._status_listeners.remove(callback) if callback in self._status_listeners else None
+
+    def _status_changed(self, _: ClientStatus | None = None) -> None:
+        status = self.status
+        if status is self._last_status:
+            return
+        self._last_status = status
+        for callback in list(self._status_listeners):
+            try:
+                callback(status)
+            except Exception:
+                log.exception("flagstream: status listener %r failed", callback)
+
+    def _load_cache_file(self, path: Path) -> None:
+        try:
+            ruleset = load_state(path, self.project, self.environment)
+        except CorruptStateFile as exc:
+            self.cache_file_errors += 1
+            log.warning("flagstream: ignoring the last-known-state file: %s", exc)
+            ruleset = None
+        except Exception:
+            self.cache_file_errors += 1
+            log.exception("flagstream: ignoring the last-known-state file %s", path)
+            ruleset = None
+        if ruleset is not None:
+            self._cache.replace(ruleset)
+            self._source.replace_on_first_load()
+            log.info("flagstream: serving %d flags from %s until loaded", len(ruleset.flags), path)
+            self._status_changed()
+        self._persister = StatePersister(path, lambda: self._cache.ruleset, self._cache_write_interval)
+        self._cache.add_applied_hook(self._persister.mark)
+        self._persister.start()
 
     @property
     def bad_events(self) -> int:

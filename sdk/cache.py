@@ -23,6 +23,10 @@ log = logging.getLogger("flagstream.client")
 #: ``callback(flag_key, old_flag_or_None, new_flag_or_None)``, called after the change is applied.
 ChangeListener = Callable[[str, Flag | None, Flag | None], None]
 
+#: ``callback(changed_flag_keys, new_ruleset)``, called once per applied batch (for the SDK's own parts:
+#: persistence, telemetry, the OpenFeature provider).
+AppliedHook = Callable[[set[str], Ruleset], None]
+
 
 class ClientStatus(enum.StrEnum):
     #: Not loaded yet: connecting, or loading the current state.
@@ -44,9 +48,12 @@ class RulesetCache:
         self.ruleset = ruleset
         #: True once the initial state was loaded (the first catch-up).
         self.ready = False
+        #: True once some state is held: the live load, or a last-known-state file / offline file before it.
+        self.loaded = False
         #: Events the fold could not apply (an engine fault on one event); they are skipped.
         self.failed_events = 0
         self._listeners: dict[str | None, list[ChangeListener]] = {}
+        self._applied_hooks: list[AppliedHook] = []
 
     def apply(self, events: Sequence[tuple[int, Event]], fresh: bool = False) -> set[str]:
         """Fold ``(stream sequence, event)`` pairs in one ``apply_events`` call and swap the result in.
@@ -73,11 +80,32 @@ class RulesetCache:
                     continue
                 changed |= one
         if fresh:
-            changed |= {key for key, flag in old.flags.items() if new.flags.get(key) is not flag}
+            changed = _differences(old, new)
+        self._swap(old, new, changed)
+        return changed
+
+    def replace(self, ruleset: Ruleset) -> set[str]:
+        """Swap in a whole ruleset (a last-known-state file, an offline file, test data); notify what differs."""
+        old = self.ruleset
+        changed = _differences(old, ruleset)
+        self._swap(old, ruleset, changed)
+        return changed
+
+    def _swap(self, old: Ruleset, new: Ruleset, changed: set[str]) -> None:
         self.ruleset = new  # the atomic swap
+        self.loaded = True
         if changed and self._listeners:
             self._notify(changed, old, new)
-        return changed
+        for hook in list(self._applied_hooks):
+            try:
+                hook(changed, new)
+            except Exception:
+                log.exception("flagstream: internal hook %r failed", hook)
+
+    def add_applied_hook(self, hook: AppliedHook) -> Callable[[], None]:
+        """Call ``hook(changed, ruleset)`` after every swap (even with nothing changed); returns a remover."""
+        self._applied_hooks.append(hook)
+        return lambda: self._applied_hooks.remove(hook) if hook in self._applied_hooks else None
 
     def on_change(self, flag_key: str | None, callback: ChangeListener) -> Callable[[], None]:
         """Call ``callback`` when flag ``flag_key`` (or any flag, for ``None``) changes; returns a remover."""
@@ -104,6 +132,13 @@ class RulesetCache:
                     log.exception("flagstream: on_change listener %r failed for flag %r", callback, key)
 
 
+def _differences(old: Ruleset, new: Ruleset) -> set[str]:
+    """Flag keys whose state differs between two rulesets (all of them when the segments differ)."""
+    if dict(old.segments) != dict(new.segments):
+        return set(old.flags) | set(new.flags)
+    return {key for key in old.flags.keys() | new.flags.keys() if old.flags.get(key) != new.flags.get(key)}
+
+
 def _is_bool(value: Any) -> bool:
     return isinstance(value, bool)
 
@@ -120,6 +155,13 @@ def _is_json(value: Any) -> bool:
     return isinstance(value, dict | list)
 
 
+def _observe_safely(observe: Callable[[str, Any, EvaluationDetail], None], key: str, context: Any, d: Any) -> None:
+    try:
+        observe(key, context, d)
+    except Exception:
+        log.exception("flagstream: evaluation observer failed (ignored)")
+
+
 class FlagEvaluations:
     """The evaluation API shared by the sync and the async client; subclasses set ``self._cache``.
 
@@ -128,11 +170,21 @@ class FlagEvaluations:
     """
 
     _cache: RulesetCache
+    #: Called with ``(flag_key, context, detail)`` after each evaluation (telemetry counts, exposures); must be
+    #: quick and never raise. ``None`` (the default) costs one attribute test per evaluation.
+    _observe: Callable[[str, Any, EvaluationDetail], None] | None = None
 
     def variation(self, key: str, context: Any, default: Any = None) -> Any:
         return self.variation_detail(key, context, default).value
 
     def variation_detail(self, key: str, context: Any, default: Any = None) -> EvaluationDetail:
+        detail = self._evaluate(key, context, default)
+        observe = self._observe
+        if observe is not None:
+            _observe_safely(observe, key, context, detail)
+        return detail
+
+    def _evaluate(self, key: str, context: Any, default: Any) -> EvaluationDetail:
         cache = self._cache
         ruleset = cache.ruleset
         try:
@@ -140,15 +192,18 @@ class FlagEvaluations:
         except Exception:
             log.exception("flagstream: evaluating flag %r failed; serving the default", key)
             return error_detail(default, ErrorKind.EXCEPTION, ruleset.seq)
-        if not cache.ready and detail.reason.error_kind is ErrorKind.FLAG_NOT_FOUND:
+        if not cache.loaded and detail.reason.error_kind is ErrorKind.FLAG_NOT_FOUND:
             return error_detail(default, ErrorKind.CLIENT_NOT_READY, ruleset.seq)
         return detail
 
     def _typed(self, key: str, context: Any, default: Any, check: Callable[[Any], bool]) -> EvaluationDetail:
-        detail = self.variation_detail(key, context, default)
-        if detail.variation is None or check(detail.value):
-            return detail
-        return error_detail(default, ErrorKind.WRONG_TYPE, detail.seq)
+        detail = self._evaluate(key, context, default)
+        if detail.variation is not None and not check(detail.value):
+            detail = error_detail(default, ErrorKind.WRONG_TYPE, detail.seq)
+        observe = self._observe
+        if observe is not None:
+            _observe_safely(observe, key, context, detail)
+        return detail
 
     def bool_variation(self, key: str, context: Any, default: bool) -> bool:
         return self._typed(key, context, default, _is_bool).value

@@ -15,11 +15,13 @@ application's threads evaluate against the current in-memory ruleset directly: n
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from .async_client import AsyncFlagstreamClient
+from .async_client import AsyncFlagstreamClient, StatusListener
 from .cache import ClientStatus, FlagEvaluations
 from .events import DEFAULT_PROJECT
 
@@ -41,6 +43,8 @@ class FlagstreamClient(FlagEvaluations):
         reconnect_wait: float = 1.0,
         connect_timeout: float = 2.0,
         connect_options: dict[str, Any] | None = None,
+        cache_path: str | os.PathLike[str] | None = None,
+        cache_write_interval: float = 0.5,
     ) -> None:
         self._client = AsyncFlagstreamClient(
             nats_url,
@@ -50,6 +54,8 @@ class FlagstreamClient(FlagEvaluations):
             reconnect_wait=reconnect_wait,
             connect_timeout=connect_timeout,
             connect_options=connect_options,
+            cache_path=cache_path,
+            cache_write_interval=cache_write_interval,
         )
         self.project = project
         self.environment = environment
@@ -123,6 +129,14 @@ class FlagstreamClient(FlagEvaluations):
     @property
     def status(self) -> ClientStatus:
         return self._client.status
+
+    def on_status_change(self, callback: StatusListener) -> Callable[[], None]:
+        """Call ``callback(status)`` (on the background thread) when ``status`` changes; returns a remover."""
+        return self._client.on_status_change(callback)
+
+    @property
+    def cache_file_errors(self) -> int:
+        return self._client.cache_file_errors
 
     @property
     def bad_events(self) -> int:

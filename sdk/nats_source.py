@@ -55,10 +55,12 @@ class NatsSource:
         connect_timeout: float = 2.0,
         max_backoff: float = 10.0,
         connect_options: dict[str, Any] | None = None,
+        on_status: Callable[[ClientStatus], None] | None = None,
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.filter = environment_filter(project, environment)
-        self.status = ClientStatus.INITIALIZING
+        self._status = ClientStatus.INITIALIZING
+        self._on_status = on_status
         #: Messages skipped because they could not be decoded.
         self.bad_events = 0
         #: The last error met while connecting or subscribing (None once it recovers).
@@ -89,6 +91,31 @@ class NatsSource:
     @property
     def position(self) -> int:
         return self._position
+
+    @property
+    def status(self) -> ClientStatus:
+        return self._status
+
+    @status.setter
+    def status(self, value: ClientStatus) -> None:
+        if value is self._status:
+            return
+        self._status = value
+        if self._on_status is not None:
+            try:
+                self._on_status(value)
+            except Exception:
+                log.exception("flagstream: status listener failed")
+
+    @property
+    def connection(self) -> NATS | None:
+        """The NATS connection, once made (for the client's telemetry); ``None`` before and after."""
+        return self._nc
+
+    def replace_on_first_load(self) -> None:
+        """The state held before the first load (a last-known-state file) is replaced by it, not added to."""
+        if not self._loaded:
+            self._fresh = True
 
     async def start(self) -> None:
         """Start connecting in the background; never raises because NATS is unreachable."""
