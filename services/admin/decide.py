@@ -6,7 +6,7 @@ Flags, segments and environments share the same life cycle, described by a ``Kin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from ...events import (
     FlagRestored,
     FlagToggled,
     FlagUpdated,
+    Operator,
     Segment,
     SegmentArchived,
     SegmentCreated,
@@ -138,12 +139,35 @@ def toggle(kind: Kind, current: Stored | None, key: str, on: bool, ctx: Context)
     return _event(kind.toggled, kind, msgspec.structs.replace(old, on=on), ctx, current.event.version + 1)
 
 
-def archive(kind: Kind, current: Stored | None, key: str, archived: bool, ctx: Context) -> Event | None:
-    """Archive (``archived=True``) or restore; nothing to do if it already is so."""
+def dependents(kind: Kind, key: str, flags: Iterable[Flag]) -> list[str]:
+    """Keys of the active flags that refer to the flag (as a prerequisite) or segment (in a clause) ``key``."""
+    found = []
+    for flag in flags:
+        if flag.archived or (kind is FLAG and flag.key == key):
+            continue
+        if kind is FLAG:
+            uses = any(p.flag == key for p in flag.prerequisites)
+        else:
+            uses = any(c.op == Operator.IN_SEGMENT and key in c.values for rule in flag.rules for c in rule.clauses)
+        if uses:
+            found.append(flag.key)
+    return sorted(found)
+
+
+def archive(
+    kind: Kind, current: Stored | None, key: str, archived: bool, ctx: Context, used_by: Sequence[str] = ()
+) -> Event | None:
+    """Archive (``archived=True``) or restore; nothing to do if it already is so.
+
+    An entity still used by active flags (``used_by``) cannot be archived: they would refer to nothing.
+    """
     cls = kind.archived if archived else kind.restored
     assert cls is not None
     old = _existing(kind, current, key)
     assert current is not None
     if old.archived == archived:
         return None
+    if archived and used_by:
+        what = "a prerequisite of" if kind is FLAG else "used by"
+        raise Conflict(f"{kind.label} {key!r} is {what} {', '.join(map(repr, used_by))}: change those flags first")
     return _event(cls, kind, msgspec.structs.replace(old, archived=archived), ctx, current.event.version + 1)

@@ -138,8 +138,18 @@ class AdminService:
     ) -> Outcome:
         await self._require_environment(project, environment)
         ctx = self._context(project, environment, req)
+        used_by: list[str] = []
+        if archived:
+            flags = await self.store.latest(list_filter(FLAG, project, environment))
+            used_by = decide.dependents(kind, key, (s.event.flag for s in flags.values()))  # type: ignore[attr-defined]
         return await self._write(
-            kind, project, environment, key, req, lambda cur: decide.archive(kind, cur, key, archived, ctx), retry=True
+            kind,
+            project,
+            environment,
+            key,
+            req,
+            lambda cur: decide.archive(kind, cur, key, archived, ctx, used_by),
+            retry=True,
         )
 
     async def _write(
