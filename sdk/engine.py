@@ -168,11 +168,18 @@ class _Generator:
         self.consts: list[Any] = []
         self.lines: list[str] = []
         self.kinds: dict[str, str] = {}
+        self.names: dict[str, str] = {}
         self.needs_cx = False
 
     def const(self, value: Any) -> str:
         self.consts.append(value)
         return f"c{len(self.consts) - 1}"
+
+    def named(self, name: str, value: Any) -> str:
+        """A constant used by many lines (a function of the hot path): one slot, a fast local."""
+        if name not in self.names:
+            self.names[name] = self.const(value)
+        return self.names[name]
 
     def kind(self, kind: str) -> str:
         if kind not in self.kinds:
@@ -202,7 +209,8 @@ class _Generator:
             self.emit(depth, "if t is not None:")
             depth += 1
         salt, thresholds = self.const(self.salt_dot), self.const(cumulative(w.weight for w in r.variations))
-        pick = f"{self.const(outcomes)}[_bisect({thresholds}, _hash({salt} + t, 0, False) % {TOTAL})]"
+        h, b = self.named("_hash", _hash), self.named("_bisect", bisect_right)
+        pick = f"{self.const(outcomes)}[{b}({thresholds}, {h}({salt} + t, 0, False) % {TOTAL})]"
         self.emit(depth, f"o = {pick}")
         self.give(depth, "o")
 
@@ -291,7 +299,7 @@ class _Generator:
 
 
 _TEMPLATES: dict[str, FunctionType] = {}
-_GLOBALS = {"_hash": _hash, "_bisect": bisect_right, "_bucket_text": bucket_text, "_in_other": in_other}
+_GLOBALS = {"_bucket_text": bucket_text, "_in_other": in_other}
 
 
 def _template(source: str) -> FunctionType:
