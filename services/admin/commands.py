@@ -57,6 +57,7 @@ def _patch_type(name: str, base: type[Struct]) -> type[Struct]:
 
 FlagPatch = _patch_type("FlagPatch", Flag)
 SegmentPatch = _patch_type("SegmentPatch", Segment)
+EnvironmentPatch = _patch_type("EnvironmentPatch", Environment)
 
 
 def check_key(value: str, what: str) -> str:

@@ -19,6 +19,7 @@ from ...events import DEFAULT_PROJECT
 from .commands import (
     ActionBody,
     EnvironmentBody,
+    EnvironmentPatch,
     FlagBody,
     FlagPatch,
     SegmentBody,
@@ -135,9 +136,14 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(_encoder.encode(body), status_code=status, media_type=JSON, headers=headers)
 
 
-def render(outcome: Outcome, status: int = 200) -> Response:
+def render(outcome: Outcome, request: Request | None = None) -> Response:
+    """An entity record with its ETag; a creation is 201 with the new entity's Location."""
     rec = record(outcome.stored)
-    return json_response(rec, 201 if outcome.created else status, {"ETag": f'"{rec.version}"'})
+    headers = {"ETag": f'"{rec.version}"'}
+    if outcome.created and request is not None:
+        headers["Location"] = f"{request.url.path.rstrip('/')}/{rec.key}"
+        return json_response(rec, 201, headers)
+    return json_response(rec, 200, headers)
 
 
 def _same_key(body: dict[str, Any], key: str) -> None:
@@ -151,7 +157,7 @@ def _same_key(body: dict[str, Any], key: str) -> None:
 _BODIES: dict[str, tuple[type[Any], type[Any] | None]] = {
     "flag": (FlagBody, FlagPatch),
     "segment": (SegmentBody, SegmentPatch),
-    "environment": (EnvironmentBody, None),
+    "environment": (EnvironmentBody, EnvironmentPatch),
 }
 
 
@@ -193,7 +199,7 @@ def make_create(kind: Kind) -> Handler:
         data = parse_json(await read_body(request))
         state, comment = without_comment(convert(data, body_type), kind.state_type)
         outcome = await service_of(request).create(kind, project, environment, state, write_request(request, comment))
-        return render(outcome)
+        return render(outcome, request)
 
     return handler
 
@@ -221,7 +227,7 @@ def make_patch(kind: Kind) -> Handler:
 
     async def handler(request: Request) -> Response:
         project, environment = _where(request)
-        key = _key(request)
+        key = environment if kind is ENVIRONMENT else _key(request)
         data = parse_json(await read_body(request))
         if isinstance(data, dict):
             _same_key(data, key)
@@ -311,6 +317,9 @@ def _api_endpoints(base: str, suffix: str) -> list[Endpoint]:
                  "environments", EnvironmentBody, EnvironmentRecord, 201, write=True),
         Endpoint("GET", f"{envs}/{{environment}}", make_get(ENVIRONMENT), f"getEnvironment{suffix}",
                  "Get an environment", "environments", None, EnvironmentRecord),
+        Endpoint("PATCH", f"{envs}/{{environment}}", make_patch(ENVIRONMENT), f"patchEnvironment{suffix}",
+                 "Change top-level fields of an environment", "environments", EnvironmentPatch, EnvironmentRecord,
+                 write=True),
         *_entity_endpoints(base, FLAG, "flags", suffix),
         *_entity_endpoints(base, SEGMENT, "segments", suffix),
     ]  # fmt: skip

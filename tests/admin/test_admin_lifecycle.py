@@ -25,6 +25,7 @@ async def test_create_get_list_patch_toggle_archive_restore(admin: Admin) -> Non
     assert body["revision"] == 1
     assert body["version"] == before + 1
     assert created.headers["etag"] == f'"{body["version"]}"'
+    assert created.headers["location"] == f"{FLAGS}/checkout"
 
     got = await admin.http.get(f"{FLAGS}/checkout")
     assert got.status_code == 200
@@ -153,3 +154,25 @@ async def test_segments_have_the_same_life_cycle(admin: Admin) -> None:
     assert archived.json()["segment"]["archived"] is True
     events = await admin.events("flagstream.default.development.segment.beta")
     assert [type(e).__struct_config__.tag for e in events] == ["segment.created", "segment.updated", "segment.archived"]
+
+
+async def test_environment_patch(admin: Admin) -> None:
+    await admin.create_env("production")
+    patched = await admin.http.patch(
+        f"{API}/environments/production", json={"production": True, "comment": "careful now"}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["environment"] == {
+        "key": "production",
+        "name": "Production",
+        "description": "",
+        "production": True,
+        "archived": False,
+    }
+    events = await admin.events("flagstream.default.production.environment.production")
+    assert [(type(e).__struct_config__.tag, e.version, e.comment) for e in events] == [
+        ("environment.created", 1, ""),
+        ("environment.updated", 2, "careful now"),
+    ]
+    missing = await admin.http.patch(f"{API}/environments/qa", json={"name": "QA"})
+    assert missing.status_code == 404
