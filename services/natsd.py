@@ -6,6 +6,7 @@ store in a folder of ours, a client port, and an HTTP monitoring port used to wa
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,8 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 def nats_server_binary() -> str:
@@ -45,6 +48,8 @@ class NatsServer:
     host: str = "127.0.0.1"
     extra_args: list[str] = field(default_factory=list)
     log_file: Path | None = None
+    #: A config file holding JetStream's settings (and a cluster's): then ``-js -sd`` are not given.
+    config_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,6 +57,12 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> NatsServer:
+        self.launch()
+        self._wait_ready(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be healthy (``start`` waits)."""
         self.port = self.port or free_port()
         self.monitor_port = self.monitor_port or free_port()
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -61,14 +72,11 @@ class NatsServer:
             "-a", self.host,
             "-p", str(self.port),
             "-m", str(self.monitor_port),
-            "-js",
-            "-sd", str(self.store_dir),
             "-l", str(log),
+            *(["-c", str(self.config_file)] if self.config_file else ["-js", "-sd", str(self.store_dir)]),
             *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
-        self._wait_ready(timeout)
-        return self
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -108,3 +116,123 @@ class NatsServer:
     def restart(self, timeout: float = 20.0) -> NatsServer:
         """Start again on the same ports and store (after ``stop`` or ``kill``)."""
         return self.start(timeout)
+
+
+def _get_json(url: str, timeout: float = 1.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+@dataclass
+class NatsCluster:
+    """``size`` nats-servers on loopback, routed to each other as one cluster, each with JetStream.
+
+    Every node gets a ``server_name``, a client port, a monitoring port and a cluster port, written to a config
+    file in its own folder under ``base_dir``. ``start()`` returns once every node is healthy and the JetStream
+    meta group has a leader. Nodes are killed (SIGKILL) and restarted one at a time with ``kill(i)`` /
+    ``restart(i)``, keeping their ports and stores.
+    """
+
+    base_dir: Path
+    size: int = 3
+    name: str = "flagstream"
+    host: str = "127.0.0.1"
+    nodes: list[NatsServer] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def node_named(self, server_name: str) -> int:
+        """Index of the node with this ``server_name`` (``n0``, ``n1``...)."""
+        return int(server_name.removeprefix("n"))
+
+    def start(self, timeout: float = 30.0) -> NatsCluster:
+        if not self.nodes:
+            cluster_ports = [free_port() for _ in range(self.size)]
+            routes = ", ".join(f"nats-route://{self.host}:{p}" for p in cluster_ports)
+            for i, cluster_port in enumerate(cluster_ports):
+                store = self.base_dir / f"n{i}"
+                store.mkdir(parents=True, exist_ok=True)
+                config = store / "nats-server.conf"
+                config.write_text(
+                    f"server_name: n{i}\n"
+                    f'jetstream {{ store_dir: "{store / "js"}" }}\n'
+                    f"cluster {{\n  name: {self.name}\n  listen: {self.host}:{cluster_port}\n"
+                    f"  routes: [{routes}]\n}}\n"
+                )
+                node = NatsServer(store / "js", host=self.host, config_file=config, log_file=store / "nats-server.log")
+                self.nodes.append(node)
+        # Every node must be running before any can be healthy: a lone node waits for its peers' routes.
+        for node in self.nodes:
+            node.launch()
+        for node in self.nodes:
+            node._wait_ready(timeout)
+        self.wait_meta_leader(timeout)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one node (a crash)."""
+        self.nodes[index].kill()
+
+    def restart(self, index: int, timeout: float = 30.0) -> None:
+        self.nodes[index].restart(timeout)
+
+    def alive(self) -> list[int]:
+        return [i for i, n in enumerate(self.nodes) if n.process is not None and n.process.poll() is None]
+
+    def _jsz(self, index: int, query: str = "") -> dict[str, Any]:
+        node = self.nodes[index]
+        return dict(_get_json(f"http://{self.host}:{node.monitor_port}/jsz{query}"))
+
+    def meta_leader(self) -> str | None:
+        """``server_name`` of the JetStream meta leader, as a live node sees it (None during an election)."""
+        for i in self.alive():
+            try:
+                leader = self._jsz(i).get("meta_cluster", {}).get("leader")
+            except OSError:
+                continue
+            if leader:
+                return str(leader)
+        return None
+
+    def leader_of(self, stream: str) -> str | None:
+        """``server_name`` of ``stream``'s leader (None if no live node knows one: an election is going on).
+
+        Read from the monitoring endpoint ``/jsz?accounts=true&streams=true`` of the live nodes; a node only
+        reports a leader that is itself alive.
+        """
+        alive = {f"n{i}" for i in self.alive()}
+        for i in self.alive():
+            try:
+                jsz = self._jsz(i, "?accounts=true&streams=true")
+            except OSError:
+                continue
+            for account in jsz.get("account_details") or []:
+                for detail in account.get("stream_detail") or []:
+                    if detail.get("name") == stream:
+                        leader = (detail.get("cluster") or {}).get("leader")
+                        if leader in alive:
+                            return str(leader)
+        return None
+
+    def wait_meta_leader(self, timeout: float = 30.0) -> str:
+        return _poll(self.meta_leader, timeout, "a JetStream meta leader")
+
+    def wait_leader_of(self, stream: str, timeout: float = 30.0) -> str:
+        return _poll(lambda: self.leader_of(stream), timeout, f"a leader of stream {stream}")
+
+
+def _poll(probe: Callable[[], str | None], timeout: float, what: str) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {what} after {timeout}s")
+        time.sleep(0.05)
