@@ -73,11 +73,13 @@ class CompiledSegment:
         self.excluded = frozenset(segment.excluded)
         salt_dot = f"{segment.salt or segment.key}."
         rules: list[tuple[tuple[Matcher, ...], tuple[str, str, int] | None]] = []
-        if not self.archived:
-            for rule in segment.rules:
+        try:
+            for rule in () if self.archived else segment.rules:
                 matchers = tuple(compile_clause(c, None) for c in rule.clauses)
                 weight = None if rule.weight is None else (rule.bucket_by, salt_dot, rule.weight)
                 rules.append((matchers, weight))
+        except Exception:  # a fault validation did not foresee: the segment contains nobody
+            self.archived = True
         self.rules = tuple(rules)
 
     def contains(self, ctxs: Contexts) -> bool:
