@@ -4,13 +4,17 @@ from .async_client import AsyncFlagstreamClient
 from .cache import ClientStatus
 from .client import FlagstreamClient
 from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind
+from .offline import FlagFileError
+from .testdata import TestData
 
 __all__ = [
     "AsyncFlagstreamClient",
     "ClientStatus",
     "ErrorKind",
     "EvaluationDetail",
+    "FlagFileError",
     "FlagstreamClient",
     "Reason",
     "ReasonKind",
+    "TestData",
 ]

@@ -19,13 +19,17 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from .cache import ClientStatus, FlagEvaluations, RulesetCache
 from .events import DEFAULT_PROJECT
 from .nats_source import NatsSource
+from .offline import StaticSource, load_flag_file, ruleset_of
 from .persistence import CorruptStateFile, StatePersister, load_state
 from .ruleset import Ruleset
+
+if TYPE_CHECKING:
+    from .testdata import TestData
 
 log = logging.getLogger("flagstream.client")
 
@@ -58,20 +62,10 @@ class AsyncFlagstreamClient(FlagEvaluations):
         cache_path: str | os.PathLike[str] | None = None,
         cache_write_interval: float = 0.5,
     ) -> None:
-        self.project = project
-        self.environment = environment
-        self._cache = RulesetCache(Ruleset(project=project, environment=environment))
-        self._ready_event: asyncio.Event | None = None
-        self._ready_hooks: list[Callable[[], None]] = []
-        self._status_listeners: list[StatusListener] = []
-        self._last_status = ClientStatus.INITIALIZING
-        self._started = False
+        self._setup(project, environment)
         self.cache_path = Path(cache_path) if cache_path is not None else None
         self._cache_write_interval = cache_write_interval
-        self._persister: StatePersister | None = None
-        #: Last-known-state files that could not be used (corrupt, other environment...).
-        self.cache_file_errors = 0
-        self._source = NatsSource(
+        self._source: NatsSource | StaticSource = NatsSource(
             nats_url,
             project=project,
             environment=environment,
@@ -83,6 +77,53 @@ class AsyncFlagstreamClient(FlagEvaluations):
             connect_options=connect_options,
             on_status=self._status_changed,
         )
+
+    def _setup(self, project: str, environment: str) -> None:
+        self.project = project
+        self.environment = environment
+        #: True for a client built by ``from_file`` or ``from_test_data``: it never connects.
+        self.offline = False
+        self._cache = RulesetCache(Ruleset(project=project, environment=environment))
+        self._ready_event: asyncio.Event | None = None
+        self._ready_hooks: list[Callable[[], None]] = []
+        self._status_listeners: list[StatusListener] = []
+        self._last_status = ClientStatus.INITIALIZING
+        self._started = False
+        self.cache_path: Path | None = None
+        self._cache_write_interval = 0.5
+        self._persister: StatePersister | None = None
+        #: Last-known-state files that could not be used (corrupt, other environment...).
+        self.cache_file_errors = 0
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Self:
+        """An offline client serving the flags of an exported flag file (see :mod:`flagstream.offline`).
+
+        Ready at once, never connects. Raises ``FlagFileError`` (naming the JSON path) for a bad file.
+        """
+        flag_file = load_flag_file(path)
+        client = cls._offline(flag_file.project, flag_file.environment)
+        client._cache.replace(ruleset_of(flag_file))
+        client._source = StaticSource(client._became_ready)
+        client._status_changed()
+        return client
+
+    @classmethod
+    def from_test_data(cls, data: TestData) -> Self:
+        """An offline client serving ``data``'s flags; later changes to ``data`` apply at once (and fire
+        ``on_change`` listeners on the thread that made them)."""
+        client = cls._offline(data.project, data.environment)
+        data._attach(client._cache)
+        client._source = StaticSource(client._became_ready)
+        client._status_changed()
+        return client
+
+    @classmethod
+    def _offline(cls, project: str, environment: str) -> Self:
+        client = cls.__new__(cls)
+        client._setup(project, environment)
+        client.offline = True
+        return client
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -117,7 +158,12 @@ class AsyncFlagstreamClient(FlagEvaluations):
         await self._source.close()
         if self._persister is not None:
             await self._persister.close()
-        self._status_changed(self._source.status)
+        self._close_offline()
+
+    def _close_offline(self) -> None:
+        """The part of ``close`` that needs no event loop (all of it for an offline client)."""
+        self._source.status = ClientStatus.CLOSED
+        self._status_changed()
 
     async def __aenter__(self) -> AsyncFlagstreamClient:
         await self.start()

@@ -19,11 +19,14 @@ import os
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .async_client import AsyncFlagstreamClient, StatusListener
 from .cache import ClientStatus, FlagEvaluations
 from .events import DEFAULT_PROJECT
+
+if TYPE_CHECKING:
+    from .testdata import TestData
 
 
 class FlagstreamClient(FlagEvaluations):
@@ -57,8 +60,29 @@ class FlagstreamClient(FlagEvaluations):
             cache_path=cache_path,
             cache_write_interval=cache_write_interval,
         )
-        self.project = project
-        self.environment = environment
+        self._wrap(self._client)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> FlagstreamClient:
+        """An offline client serving the flags of an exported flag file (see :mod:`flagstream.offline`).
+
+        Ready at once, never connects, no thread. Raises ``FlagFileError`` (naming the JSON path) for a bad file.
+        """
+        client = cls.__new__(cls)
+        client._wrap(AsyncFlagstreamClient.from_file(path))
+        return client
+
+    @classmethod
+    def from_test_data(cls, data: TestData) -> FlagstreamClient:
+        """An offline client serving ``data``'s flags; later changes to ``data`` apply at once."""
+        client = cls.__new__(cls)
+        client._wrap(AsyncFlagstreamClient.from_test_data(data))
+        return client
+
+    def _wrap(self, client: AsyncFlagstreamClient) -> None:
+        self._client = client
+        self.project = client.project
+        self.environment = client.environment
         self._cache = self._client._cache
         self._ready = threading.Event()
         self._client._add_ready_hook(self._ready.set)
@@ -71,6 +95,8 @@ class FlagstreamClient(FlagEvaluations):
 
         Never raises because NATS is down. Returns whether the client is ready.
         """
+        if self._client.offline:
+            return True
         with self._lock:
             if self._thread is None:
                 loop = asyncio.new_event_loop()
@@ -86,6 +112,9 @@ class FlagstreamClient(FlagEvaluations):
 
     def close(self, timeout: float = 10.0) -> None:
         """Disconnect and stop the background thread, for good. Evaluations keep answering from the last ruleset."""
+        if self._client.offline:
+            self._client._close_offline()
+            return
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
