@@ -176,3 +176,10 @@ async def test_environment_patch(admin: Admin) -> None:
     ]
     missing = await admin.http.patch(f"{API}/environments/qa", json={"name": "QA"})
     assert missing.status_code == 404
+
+
+async def test_empty_lists(admin: Admin) -> None:
+    assert (await admin.http.get(f"{API}/environments")).json() == {"items": []}
+    await admin.create_env()
+    assert (await admin.http.get(FLAGS)).json() == {"items": []}
+    assert (await admin.http.get(f"{API}/environments/development/segments")).json() == {"items": []}
