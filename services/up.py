@@ -81,8 +81,10 @@ async def _serve(args: argparse.Namespace, nats_url: str, api_socket: socket.soc
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    api = _QuietServer(uvicorn.Config(create_app(nats_url=nats_url), log_level="warning", lifespan="on"))
-    projector = Projector(nats_url=nats_url, db_path=data_dir / "readmodel.sqlite")
+    read_model = data_dir / "readmodel.sqlite"
+    app = create_app(nats_url=nats_url, read_model=read_model)
+    api = _QuietServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    projector = Projector(nats_url=nats_url, db_path=read_model)
     api_task = asyncio.create_task(api.serve(sockets=[api_socket]), name="admin-api")
     projector_task = asyncio.create_task(projector.run(stop), name="projector")
     while not api.started:

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import nats
 from nats.errors import ConnectionClosedError, NoServersError
@@ -21,8 +22,9 @@ from starlette.routing import Route
 from ..stream import ensure_stream
 from .errors import AdminError, Conflict, InvalidInput, MalformedRequest, NotFound, TooLarge, Unavailable
 from .openapi import build_openapi
+from .registry import all_endpoints, feature_modules
 from .responses import ErrorBody, record
-from .routes import ENDPOINTS, Handler, json_response
+from .routes import Handler, json_response
 from .service import AdminService
 from .store import CorruptEvent, EventStore
 
@@ -91,9 +93,16 @@ def _nats_error_log() -> Callable[[Exception], Awaitable[None]]:
     return on_error
 
 
-def create_app(*, nats_url: str, actor_header: str = "X-Flagstream-Actor", connect_wait: float = 30.0) -> Starlette:
+def create_app(
+    *,
+    nats_url: str,
+    actor_header: str = "X-Flagstream-Actor",
+    connect_wait: float = 30.0,
+    read_model: Path | None = None,
+) -> Starlette:
     """The admin API. Its lifespan connects to NATS (waiting up to ``connect_wait`` seconds) and makes sure the
     stream exists; it closes on shutdown. Once connected, it reconnects forever (``/readyz`` tells meanwhile).
+    ``read_model``: the projector's SQLite file, for history and time travel (absent: those routes answer 503).
     """
 
     @contextlib.asynccontextmanager
@@ -116,13 +125,19 @@ def create_app(*, nats_url: str, actor_header: str = "X-Flagstream-Actor", conne
             await ensure_stream(js)
             app.state.nc = nc
             app.state.service = AdminService(EventStore(nc))
-            yield
+            async with contextlib.AsyncExitStack() as features:
+                for module in feature_modules():
+                    if hasattr(module, "lifespan"):
+                        await features.enter_async_context(module.lifespan(app))
+                yield
         finally:
             await nc.close()
 
-    routes = [Route(e.path, _guarded(e.handler), methods=[e.method], name=e.operation_id) for e in ENDPOINTS]
+    endpoints = all_endpoints()
+    routes = [Route(e.path, _guarded(e.handler), methods=[e.method], name=e.operation_id) for e in endpoints]
     handlers = {HTTPException: _on_error}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.actor_header = actor_header
-    app.state.openapi = build_openapi(ENDPOINTS, actor_header=actor_header)
+    app.state.read_model_path = read_model
+    app.state.openapi = build_openapi(endpoints, actor_header=actor_header)
     return app

@@ -1,0 +1,7 @@
+"""Admin feature module: ofrep (see registry.py for the contract)."""
+
+from __future__ import annotations
+
+from .routes import Endpoint
+
+ENDPOINTS: list[Endpoint] = []
