@@ -335,19 +335,22 @@ def evaluate(flags: Mapping[str, CompiledFlag], key: str, context: Any, default:
         flag = flags.get(key)
         if flag is None:
             return error_detail(default, ErrorKind.FLAG_NOT_FOUND, seq)
+        # A plain dict with a string key is one user context: used as is (ctxs None), nothing allocated.
+        plain = type(context) is dict and "kind" not in context and type(context.get("key")) is str
+        o = flag.const
+        if o is not None:  # serves the same to everyone (never set on an archived or malformed flag)
+            if not plain and normalize(context) is None:
+                return error_detail(default, ErrorKind.MALFORMED_CONTEXT, seq)
+            d = o.last
+            return d if d.seq == seq else o.at(seq)
         if flag.error is not None:
             return error_detail(default, flag.error, seq)
-        # A plain dict with a string key is one user context: passed as is (ctxs None), nothing allocated.
-        if type(context) is dict and "kind" not in context and type(context.get("key")) is str:
+        if plain:
             ctxs = None
         else:
             ctxs = normalize(context)
             if ctxs is None:
                 return error_detail(default, ErrorKind.MALFORMED_CONTEXT, seq)
-        o = flag.const
-        if o is not None:
-            d = o.last
-            return d if d.seq == seq else o.at(seq)
         return flag.run(flags, context, ctxs, seq, 0)  # type: ignore[misc]
     except _Cycle:
         return error_detail(default, ErrorKind.MALFORMED_FLAG, seq)
