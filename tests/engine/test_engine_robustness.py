@@ -141,3 +141,77 @@ def test_hostile_mapping_gives_an_error_detail() -> None:
 def test_flags_mapping_that_is_not_a_mapping() -> None:
     d = evaluate(None, "all", {"key": "u"}, "default")  # type: ignore[arg-type]
     assert (d.value, d.reason.error_kind) == ("default", ErrorKind.EXCEPTION)
+
+
+any_values = st.lists(
+    st.one_of(
+        st.text(max_size=8),
+        st.integers(-5, 5),
+        st.floats(allow_nan=True),
+        st.booleans(),
+        st.none(),
+        st.sampled_from(["1.0.0", "2024-01-01", "(a+)+", "[", "seg", "gate", "on"]),
+    ),
+    max_size=3,
+).map(tuple)
+clauses = st.builds(
+    Clause,
+    attribute=st.sampled_from(["key", "x", "/y/z", "", "kind"]),
+    op=st.sampled_from(list(Operator)),
+    values=any_values,
+    negate=st.booleans(),
+    case_insensitive=st.booleans(),
+    context_kind=st.sampled_from(["user", "org", "multi", ""]),
+)
+serves = st.one_of(
+    st.builds(Serve, variation=st.sampled_from(["on", "off", "nope"])),
+    st.builds(
+        lambda w, by, kind: Serve(
+            rollout=Rollout(
+                variations=(
+                    WeightedVariation(variation="on", weight=w),
+                    WeightedVariation(variation="off", weight=100_000 - w),
+                ),
+                bucket_by=by,
+                context_kind=kind,
+            )
+        ),
+        st.integers(0, 100_000),
+        st.sampled_from(["key", "x", "missing"]),
+        st.sampled_from(["user", "org"]),
+    ),
+)
+arbitrary_flags = st.builds(
+    lambda rules, targets, prereq, ft, on: Flag(
+        key="any",
+        on=on,
+        rules=tuple(Rule(id=f"r{i}", clauses=c, serve=s) for i, (c, s) in enumerate(rules)),
+        targets=targets,
+        prerequisites=(Prerequisite(flag=prereq, variation="on"),) if prereq else (),
+        fallthrough=ft,
+    ),
+    st.lists(st.tuples(st.lists(clauses, max_size=3).map(tuple), serves), max_size=4),
+    st.lists(
+        st.builds(
+            Target,
+            variation=st.sampled_from(["on", "off"]),
+            values=st.lists(st.text(max_size=3), max_size=3).map(tuple),
+            context_kind=st.sampled_from(["user", "org"]),
+        ),
+        max_size=2,
+    ).map(tuple),
+    st.sampled_from([None, "gate", "any", "missing"]),
+    serves,
+    st.booleans(),
+)
+
+
+@given(arbitrary_flags, contexts)
+@settings(max_examples=400, deadline=None)
+def test_arbitrary_flags_compile_and_evaluate_without_raising(flag: Flag, context: Any) -> None:
+    compiled = {**FLAGS, "any": compile_flag(flag, {})}
+    d = evaluate(compiled, "any", context, "default", 2)
+    assert isinstance(d, EvaluationDetail)
+    assert d.reason.error_kind is not ErrorKind.EXCEPTION, (flag, context, d)
+    if compiled["any"].problems:
+        assert d.reason.error_kind in (ErrorKind.MALFORMED_FLAG, ErrorKind.MALFORMED_CONTEXT)
