@@ -209,15 +209,20 @@ class NatsCluster:
         alive = {f"n{i}" for i in self.alive()}
         for i in self.alive():
             try:
-                jsz = self._jsz(i, "?accounts=true&streams=true")
+                detail = self.stream_detail(i, stream)
             except OSError:
                 continue
-            for account in jsz.get("account_details") or []:
-                for detail in account.get("stream_detail") or []:
-                    if detail.get("name") == stream:
-                        leader = (detail.get("cluster") or {}).get("leader")
-                        if leader in alive:
-                            return str(leader)
+            leader = ((detail or {}).get("cluster") or {}).get("leader")
+            if leader in alive:
+                return str(leader)
+        return None
+
+    def stream_detail(self, index: int, stream: str) -> dict[str, Any] | None:
+        """``stream``'s details as node ``index`` reports them (its ``state`` and ``cluster`` view), or None."""
+        for account in self._jsz(index, "?accounts=true&streams=true").get("account_details") or []:
+            for detail in account.get("stream_detail") or []:
+                if detail.get("name") == stream:
+                    return dict(detail)
         return None
 
     def wait_meta_leader(self, timeout: float = 30.0) -> str:
