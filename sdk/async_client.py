@@ -158,6 +158,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
         await self._source.close()
         if self._persister is not None:
             await self._persister.close()
+        if self._exposure_recorders:
+            await asyncio.to_thread(self._close_exposures)
         self._close_offline()
 
     def _close_offline(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from .engine import evaluate
 from .evaluation import ErrorKind, EvaluationDetail, error_detail
 from .events import Event, Flag
+from .exposures import ExposureCallback, ExposureRecorder
 from .ruleset import Ruleset, apply_events
 
 log = logging.getLogger("flagstream.client")
@@ -173,6 +174,32 @@ class FlagEvaluations:
     #: Called with ``(flag_key, context, detail)`` after each evaluation (telemetry counts, exposures); must be
     #: quick and never raise. ``None`` (the default) costs one attribute test per evaluation.
     _observe: Callable[[str, Any, EvaluationDetail], None] | None = None
+    _observers: tuple[Callable[[str, Any, EvaluationDetail], None], ...] = ()
+
+    def _add_observer(self, observer: Callable[[str, Any, EvaluationDetail], None]) -> Callable[[], None]:
+        """Observe every evaluation of this client object; returns a remover."""
+        self._observers = (*self._observers, observer)
+        self._set_observe()
+
+        def remove() -> None:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+            self._set_observe()
+
+        return remove
+
+    def _set_observe(self) -> None:
+        observers = self._observers
+        if not observers:
+            self._observe = None
+        elif len(observers) == 1:
+            self._observe = observers[0]
+        else:
+
+            def observe_all(key: str, context: Any, detail: EvaluationDetail) -> None:
+                for observer in observers:
+                    _observe_safely(observer, key, context, detail)
+
+            self._observe = observe_all
 
     def variation(self, key: str, context: Any, default: Any = None) -> Any:
         return self.variation_detail(key, context, default).value
@@ -244,6 +271,29 @@ class FlagEvaluations:
     def state_hash(self) -> str:
         """Hash of the loaded flags and segments, comparable with the projector's for this environment."""
         return self._cache.ruleset.state_hash()
+
+    def on_exposure(
+        self, callback: ExposureCallback, sample_rate: float = 1.0, max_queue: int = 10_000
+    ) -> ExposureRecorder:
+        """Call ``callback(Exposure)`` for evaluations of this client (see :mod:`flagstream.exposures`).
+
+        The callback runs on a thread of its own, after the evaluation returned: it never slows or breaks
+        evaluations (a full queue of ``max_queue`` records drops new ones, counted in ``dropped``; errors are
+        counted in ``callback_errors``). ``sample_rate`` (0..1) keeps a deterministic share of the
+        (flag, context key) pairs. ``close()`` delivers what is queued and stops it (so does the client's).
+        """
+        recorder = ExposureRecorder(callback, sample_rate, max_queue)
+        remove = self._add_observer(recorder.observe)
+        recorder.on_close = remove
+        self._exposure_recorders = (*self._exposure_recorders, recorder)
+        return recorder
+
+    _exposure_recorders: tuple[ExposureRecorder, ...] = ()
+
+    def _close_exposures(self) -> None:
+        recorders, self._exposure_recorders = self._exposure_recorders, ()
+        for recorder in recorders:
+            recorder.close()
 
     def on_change(self, flag_key: str | None, callback: ChangeListener) -> Callable[[], None]:
         """Call ``callback(key, old_flag, new_flag)`` after a change to ``flag_key`` (``None``: any flag).

@@ -112,6 +112,7 @@ class FlagstreamClient(FlagEvaluations):
 
     def close(self, timeout: float = 10.0) -> None:
         """Disconnect and stop the background thread, for good. Evaluations keep answering from the last ruleset."""
+        self._close_exposures()
         if self._client.offline:
             self._client._close_offline()
             return
