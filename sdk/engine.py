@@ -20,7 +20,7 @@ from .bucketing import TOTAL, bucket_text, cumulative
 from .context import Contexts, normalize
 from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind, error_detail
 from .events import Clause, Flag, Rollout, Segment, Serve
-from .operators import Matcher, compile_clause, in_other, string_in_parts
+from .operators import Matcher, any_element, attribute_parts, compile_clause, in_other, string_in_parts
 from .validation import MAX_PREREQUISITE_DEPTH, flag_problems, validate_segment
 
 _hash = mmh3.hash
@@ -217,20 +217,35 @@ class _Generator:
         self.give(depth, "o")
 
     def condition(self, clause: Clause, known: set[str]) -> str:
-        """A boolean expression for ``clause``; adds to ``known`` the kinds it proves present."""
+        """A boolean expression for ``clause``; adds to ``known`` the kinds it proves present.
+
+        Attribute clauses are inlined (the commonest, ``in`` with strings, down to a set lookup); ``exists``,
+        ``in_segment`` and path attributes call their matcher with the contexts mapping ``cx``.
+        """
         parts = string_in_parts(clause)
-        if parts is None:
-            self.needs_cx = True
-            return f"{self.const(compile_clause(clause, self.segments))}(cx)"
-        kind, attribute, strings, negate = parts
-        k = self.kind(kind)
-        test = "not in" if negate else "in"
-        present = "" if k in known else f"{k} is not None and "
-        known.add(k)
-        return (
-            f"{present}((v {test} {self.const(strings)}) if type(v := {k}.get({self.const(attribute)}))"
-            f" is str else _in_other(v, {self.const(strings)}, {negate}))"
-        )
+        if parts is not None:
+            kind, attribute, strings, negate = parts
+            k, s = self.kind(kind), self.const(strings)
+            test = "not in" if negate else "in"
+            present = "" if k in known else f"{k} is not None and "
+            known.add(k)
+            return (
+                f"{present}((v {test} {s}) if type(v := {k}.get({self.const(attribute)})) is str"
+                f" else _in_other(v, {s}, {negate}))"
+            )
+        general = attribute_parts(clause)
+        if general is not None:
+            kind, attribute, element, negate = general
+            k, t = self.kind(kind), self.const(element)
+            present = "" if k in known else f"{k} is not None and "
+            known.add(k)
+            single = f"not {t}(v)" if negate else f"{t}(v)"
+            return (
+                f"{present}(v := {k}.get({self.const(attribute)})) is not None and ({single}"
+                f" if type(v) is not list and type(v) is not tuple else _any_element(v, {t}, {negate}))"
+            )
+        self.needs_cx = True
+        return f"{self.const(compile_clause(clause, self.segments))}(cx)"
 
     def build(self) -> _Run:
         flag = self.flag
@@ -301,7 +316,7 @@ class _Generator:
 
 
 _TEMPLATES: dict[str, FunctionType] = {}
-_GLOBALS = {"_bucket_text": bucket_text, "_in_other": in_other}
+_GLOBALS = {"_bucket_text": bucket_text, "_in_other": in_other, "_any_element": any_element}
 
 
 def _template(source: str) -> FunctionType:

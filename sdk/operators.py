@@ -461,6 +461,24 @@ def _segment_matcher(segments: tuple[SegmentMembership, ...], negate: bool) -> M
     return match
 
 
+def attribute_parts(clause: Clause) -> tuple[str, str, Test, bool] | None:
+    """For the engine to inline an attribute clause: (kind, attribute, element test, negate), or ``None`` for
+    ``exists``, ``in_segment`` and path attributes. Raises :class:`ValueProblem` like :func:`compile_clause`."""
+    op = Operator(clause.op)
+    negate = bool(clause.negate)
+    if op is Operator.NOT_IN:
+        op, negate = Operator.IN, not negate
+    if op in (Operator.EXISTS, Operator.IN_SEGMENT) or _pointer(clause.attribute) is not None:
+        return None
+    values = prepare_values(op, tuple(clause.values), clause.case_insensitive)
+    return clause.context_kind, clause.attribute, element_test(op, values, clause.case_insensitive), negate
+
+
+def any_element(values: Any, test: Test, negate: bool) -> bool:
+    """An inlined attribute clause, for a list-valued attribute: any element matches (then negated)."""
+    return any(map(test, values)) is not negate
+
+
 def compile_clause(clause: Clause, segments: Mapping[str, SegmentMembership] | None = None) -> Matcher:
     """A matcher for ``clause``; raises :class:`ValueProblem` if its values are unusable.
 
