@@ -30,14 +30,17 @@ def bucket_text(value: Any) -> str | None:
     t = type(value)
     if t is str:
         return value
-    if t is int:
-        return str(value)
-    if t is float and math.isfinite(value) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(int(value))
+    try:
+        if t is int:
+            return str(value)
+        if t is float and math.isfinite(value) and value.is_integer():
+            return str(int(value))
+        if isinstance(value, str):
+            return str(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(int(value))
+    except ValueError:  # an integer with more digits than Python converts to text
+        return None
     return None
 
 

@@ -82,9 +82,11 @@ def parse_date(value: Any) -> float | None:
     if t is str:
         return _parse_iso(value) if len(value) <= 64 else None
     if t is int or t is float:
-        if not math.isfinite(value):
+        try:
+            ms = float(value) if abs(value) >= EPOCH_MS_THRESHOLD else float(value) * 1000.0
+        except OverflowError:  # an integer too large for a float
             return None
-        return float(value) if abs(value) >= EPOCH_MS_THRESHOLD else float(value) * 1000.0
+        return ms if math.isfinite(ms) else None
     return None
 
 

@@ -113,6 +113,8 @@ CASES: list[tuple[Operator, tuple[Any, ...], Any, bool]] = [
     (Op.BEFORE, ("2024-01-01",), "2024-06-01", False),
     (Op.BEFORE, ("2024-01-01",), "yesterday", False),
     (Op.BEFORE, ("2024-01-01",), True, False),
+    (Op.AFTER, ("2024-01-01",), 10**400, False),
+    (Op.AFTER, ("2024-01-01",), float("inf"), False),
     # presence
     (Op.EXISTS, (), "x", True),
     (Op.EXISTS, (), 0, True),

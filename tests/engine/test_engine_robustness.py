@@ -94,6 +94,7 @@ scalars = st.one_of(
     st.text(max_size=30),
     st.sampled_from(["1.0.0", "2.0.0-rc.2", "v1", "2024-05-01", "2024-13-45T99:00", "a", "t1", "ab" * 200]),
     st.binary(max_size=5),
+    st.sampled_from([10**400, -(10**5000), 2**63, float("-inf")]),
 )
 json_like = st.recursive(
     scalars,
