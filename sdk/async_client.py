@@ -27,6 +27,7 @@ from .nats_source import NatsSource
 from .offline import StaticSource, load_flag_file, ruleset_of
 from .persistence import CorruptStateFile, StatePersister, load_state
 from .ruleset import Ruleset
+from .telemetry import TelemetryReporter
 
 if TYPE_CHECKING:
     from .testdata import TestData
@@ -47,6 +48,9 @@ class AsyncFlagstreamClient(FlagEvaluations):
     the client saves its flags there; ``start()`` loads it first, so a client started while NATS is down
     serves those flags (status ``STALE``) until the live load replaces them (``READY``). A corrupt file is
     logged, counted in ``cache_file_errors`` and ignored.
+
+    ``telemetry``: every ``telemetry_interval`` seconds publish a heartbeat and evaluation counts over core
+    NATS (see :mod:`flagstream.telemetry`); ``False`` turns it off (and the per-evaluation count with it).
     """
 
     def __init__(
@@ -61,6 +65,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
         connect_options: dict[str, Any] | None = None,
         cache_path: str | os.PathLike[str] | None = None,
         cache_write_interval: float = 0.5,
+        telemetry: bool = True,
+        telemetry_interval: float = 10.0,
     ) -> None:
         self._setup(project, environment)
         self.cache_path = Path(cache_path) if cache_path is not None else None
@@ -77,6 +83,17 @@ class AsyncFlagstreamClient(FlagEvaluations):
             connect_options=connect_options,
             on_status=self._status_changed,
         )
+        if telemetry:
+            self._telemetry = TelemetryReporter(
+                project=project,
+                environment=environment,
+                connection=lambda: self._source.connection,
+                status=lambda: self.status.value,
+                seq=lambda: self._cache.ruleset.seq,
+                interval=telemetry_interval,
+            )
+            self._cache.add_applied_hook(self._telemetry.applied)
+            self._add_observer(self._telemetry.count)
 
     def _setup(self, project: str, environment: str) -> None:
         self.project = project
@@ -94,6 +111,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
         self._persister: StatePersister | None = None
         #: Last-known-state files that could not be used (corrupt, other environment...).
         self.cache_file_errors = 0
+        #: The telemetry reporter (``None`` offline or with ``telemetry=False``).
+        self._telemetry: TelemetryReporter | None = None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Self:
@@ -139,6 +158,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
             if self.cache_path is not None:
                 self._load_cache_file(self.cache_path)
             await self._source.start()
+            if self._telemetry is not None:
+                self._telemetry.start()
         if wait > 0:
             return await self.wait_until_ready(wait)
         return self.is_ready
@@ -155,6 +176,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
 
     async def close(self) -> None:
         """Disconnect (for good: a closed client does not restart). Evaluations keep answering from the last ruleset."""
+        if self._telemetry is not None:
+            await self._telemetry.close()  # a last report while still connected
         await self._source.close()
         if self._persister is not None:
             await self._persister.close()

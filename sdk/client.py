@@ -48,6 +48,8 @@ class FlagstreamClient(FlagEvaluations):
         connect_options: dict[str, Any] | None = None,
         cache_path: str | os.PathLike[str] | None = None,
         cache_write_interval: float = 0.5,
+        telemetry: bool = True,
+        telemetry_interval: float = 10.0,
     ) -> None:
         self._client = AsyncFlagstreamClient(
             nats_url,
@@ -59,6 +61,8 @@ class FlagstreamClient(FlagEvaluations):
             connect_options=connect_options,
             cache_path=cache_path,
             cache_write_interval=cache_write_interval,
+            telemetry=telemetry,
+            telemetry_interval=telemetry_interval,
         )
         self._wrap(self._client)
 
@@ -84,6 +88,8 @@ class FlagstreamClient(FlagEvaluations):
         self.project = client.project
         self.environment = client.environment
         self._cache = self._client._cache
+        if client._telemetry is not None:
+            self._add_observer(client._telemetry.count)  # evaluations on this object count too
         self._ready = threading.Event()
         self._client._add_ready_hook(self._ready.set)
         self._loop: asyncio.AbstractEventLoop | None = None
