@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +169,7 @@ def row_floor(tmp: str) -> Row:
         return ctx["state"] == "CA" and ctx["os"] == "iOS" and h(ctx["key"] + RULE, signed=False) % 100 < PCT
 
     return (
-        f"mmh3 {mmh3.__version__ if hasattr(mmh3, '__version__') else '?'}",
+        f"mmh3 {metadata.version('mmh3')}",
         'bare inline Python: state=="CA" and os=="iOS" and mmh3(key+flag) % 100 < 10; trivial = `return True`'
         " (= harness overhead)",
         dict,
