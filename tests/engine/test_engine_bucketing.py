@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from flagstream.bucketing import bucket, bucket_text
 from flagstream.engine import compile_flag, evaluate
 from flagstream.evaluation import ReasonKind
-from flagstream.events import Flag, Rollout, Serve, Variation, WeightedVariation
+from flagstream.events import Flag, Rollout, Rule, Serve, Variation, WeightedVariation
 
 GOLDEN = [
     # (salt, bucketing text, bucket) = mmh3.hash(f"{salt}.{text}", signed=False) % 100_000
@@ -166,3 +166,21 @@ def test_two_flags_with_the_same_percentage_bucket_independently() -> None:
     both = sum(1 for x, y in zip(a, b, strict=True) if x == 0 and y == 0)
     assert abs(both / 1_000 - 25.0) <= 0.5  # independent: P(a and b) = P(a) * P(b)
     assert a != b
+
+
+def test_percentage_rule_does_not_apply_to_a_context_it_cannot_bucket() -> None:
+    half = Rollout(variations=(WeightedVariation(variation="v1", weight=100_000),), bucket_by="team")
+    flag = Flag(
+        key="f",
+        on=True,
+        variations=(Variation(key="v0", value=0), Variation(key="v1", value=1), Variation(key="v2", value=2)),
+        off_variation="v0",
+        fallthrough=Serve(variation="v0"),
+        rules=(Rule(id="by-team", serve=Serve(rollout=half)), Rule(id="next", serve=Serve(variation="v2"))),
+    )
+    flags = {"f": compile_flag(flag, {})}
+    assert evaluate(flags, "f", {"key": "u", "team": "red"}, -1).reason.rule_id == "by-team"
+    for team in (None, True, 1.5, ["red"]):
+        d = evaluate(flags, "f", {"key": "u", "team": team}, -1)
+        assert (d.value, d.reason.rule_id) == (2, "next")
+    assert evaluate(flags, "f", {"key": "u", "team": 7}, -1).reason.rule_id == "by-team"
