@@ -253,3 +253,11 @@ def test_variations_of_any_json_type() -> None:
     for i, v in enumerate(values):
         flag = Flag(key="j", on=True, variations=variations, off_variation="v0", fallthrough=Serve(variation=f"v{i}"))
         assert evaluate(compiled(flag), "j", {"key": "u"}, "default").value == v
+
+
+def test_rule_with_hundreds_of_clauses() -> None:
+    clauses = tuple(Clause(attribute=f"a{i}", op=Operator.GTE, values=(i,)) for i in range(300))
+    flags = compiled(colors(rules=(Rule(id="many", clauses=clauses, serve=Serve(variation="blue")),)))
+    everything = {"key": "u", **{f"a{i}": i for i in range(300)}}
+    assert evaluate(flags, "color", everything, None).reason.rule_id == "many"
+    assert evaluate(flags, "color", {**everything, "a299": 0}, None).reason.kind is ReasonKind.FALLTHROUGH
