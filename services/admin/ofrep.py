@@ -1,7 +1,337 @@
-"""Admin feature module: ofrep (see registry.py for the contract)."""
+"""Admin feature module: OFREP, the OpenFeature Remote Evaluation Protocol (v0.3.0, see ``docs/ofrep.md``).
+
+``POST /ofrep/v1/evaluate/flags/{key}`` evaluates one flag, ``POST /ofrep/v1/evaluate/flags`` every active flag
+(with an ``ETag``; ``If-None-Match`` answers 304 while neither the flags nor the context changed). Evaluations
+run on a live in-memory ruleset per environment (``services/evaluator.py``), with the SDK's own engine.
+
+Which environment: the ``X-Flagstream-Environment`` and ``X-Flagstream-Project`` headers (or the ``environment``
+and ``project`` query parameters), by default ``production`` of project ``default``. :func:`where` is the one
+place that decides it (an SDK-scoped API token naming an environment is meant to decide it there).
+
+Context: OFREP's ``{"targetingKey": "u1", ...attributes}`` becomes the Flagstream context exactly as the
+in-process OpenFeature provider (``flagstream.openfeature``) maps an ``EvaluationContext``: the ``user`` context
+``{"key": "u1", ...}``; an attribute ``kind`` names another kind; ``kind: "multi"`` makes every mapping-valued
+attribute a member of that kind, the targeting key and plain attributes the ``user`` member.
+"""
 
 from __future__ import annotations
 
-from .routes import Endpoint
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
-ENDPOINTS: list[Endpoint] = []
+import msgspec
+from msgspec import UNSET, Struct, UnsetType
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...context import normalize
+from ...evaluation import ErrorKind, EvaluationDetail, ReasonKind
+from ...events import DEFAULT_PROJECT
+from ..evaluator import EvaluatorPool, NotLoaded
+from .commands import check_key
+from .decide import ENVIRONMENT
+from .errors import AdminError, NotFound
+from .routes import Endpoint, json_response, read_body, service_of
+
+OFREP = "/ofrep/v1"
+ENVIRONMENT_HEADER = "X-Flagstream-Environment"
+PROJECT_HEADER = "X-Flagstream-Project"
+DEFAULT_ENVIRONMENT = "production"
+
+# -- wire types (OFREP's JSON names) -----------------------------------------------------------------------
+
+Metadata = dict[str, bool | int | float | str]
+
+
+class OfrepEvaluationRequest(Struct, kw_only=True):
+    """``{"context": {"targetingKey": "user-1", ...attributes}}``; no context evaluates for nobody."""
+
+    context: dict[str, Any] | None = None
+
+
+class OfrepEvaluation(Struct, kw_only=True, omit_defaults=True, rename="camel"):
+    """One flag's evaluation: ``value``/``reason``/``variant`` on success, ``errorCode``/``errorDetails`` else."""
+
+    key: str
+    value: Any | UnsetType = UNSET
+    reason: str | UnsetType = UNSET
+    variant: str | UnsetType = UNSET
+    error_code: str | UnsetType = UNSET
+    error_details: str | UnsetType = UNSET
+    metadata: Metadata = {}
+
+
+class OfrepBulkEvaluation(Struct, kw_only=True, omit_defaults=True):
+    flags: list[OfrepEvaluation]
+    metadata: Metadata = {}
+
+
+class OfrepError(Struct, kw_only=True, omit_defaults=True, rename="camel"):
+    """An OFREP error; ``error`` repeats the details under the admin API's own error field."""
+
+    error_code: str
+    error_details: str
+    error: str
+    key: str | UnsetType = UNSET
+
+
+class OfrepFailure(Exception):
+    """A request OFREP answers with an error body: ``status``, OFREP ``code``, human ``details``."""
+
+    def __init__(self, status: int, code: str, details: str, key: str | None = None) -> None:
+        super().__init__(details)
+        self.status = status
+        self.code = code
+        self.details = details
+        self.key = key
+
+    def response(self) -> Response:
+        body = OfrepError(error_code=self.code, error_details=self.details, error=self.details)
+        if self.key is not None:
+            body.key = self.key
+        headers = {"Retry-After": "1"} if self.status == 503 else None
+        return json_response(body, self.status, headers)
+
+
+# -- pure mapping ------------------------------------------------------------------------------------------
+
+
+def to_flagstream_context(raw: Any) -> Any:
+    """The Flagstream context for an OFREP ``context`` (``None``: no context). Raises ``OfrepFailure`` (400).
+
+    The same mapping as ``flagstream.openfeature.to_flagstream_context`` (see the module docstring).
+    """
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise OfrepFailure(400, "INVALID_CONTEXT", "context must be a JSON object")
+    key = raw.get("targetingKey")
+    if key is not None and not isinstance(key, str):
+        raise OfrepFailure(400, "INVALID_CONTEXT", "context.targetingKey must be a string")
+    attributes = {k: v for k, v in raw.items() if k != "targetingKey"}
+    context: Any
+    if not attributes:
+        context = None if key is None else {"key": key}
+    elif attributes.get("kind") != "multi":
+        context = dict(attributes)
+        if key is not None:
+            context["key"] = key
+    else:
+        context = {"kind": "multi"}
+        user: dict[str, Any] = {}
+        for name, value in attributes.items():
+            if name == "kind":
+                continue
+            if isinstance(value, Mapping):
+                context[name] = value
+            else:
+                user[name] = value
+        if key is not None or user:
+            member = dict(context.get("user") or {})
+            member.update(user)
+            if key is not None:
+                member["key"] = key
+            context["user"] = member
+    if normalize(context) is None:
+        if key is None and not _has_member_key(attributes):
+            raise OfrepFailure(400, "TARGETING_KEY_MISSING", "context.targetingKey is missing")
+        raise OfrepFailure(
+            400,
+            "INVALID_CONTEXT",
+            "context cannot be mapped: 'kind' must be a non-empty string; with kind 'multi', every mapping"
+            " attribute is a context of that kind and needs a string 'key'",
+        )
+    return context
+
+
+def _has_member_key(attributes: Mapping[str, Any]) -> bool:
+    return attributes.get("kind") == "multi" and any(isinstance(v, Mapping) and "key" in v for v in attributes.values())
+
+
+def ofrep_reason(detail: EvaluationDetail) -> str:
+    """OpenFeature's reason for a successful evaluation (the same as the in-process provider's)."""
+    reason = detail.reason
+    kind = reason.kind
+    if kind is ReasonKind.OFF:
+        return "DISABLED"
+    if kind is ReasonKind.TARGET_MATCH:
+        return "TARGETING_MATCH"
+    if kind is ReasonKind.RULE_MATCH:
+        return "SPLIT" if reason.in_rollout else "TARGETING_MATCH"
+    if kind is ReasonKind.FALLTHROUGH:
+        return "SPLIT" if reason.in_rollout else "DEFAULT"
+    # PREREQUISITE_FAILED: OpenFeature has no such reason (metadata "reason_kind" tells it).
+    return "UNKNOWN"
+
+
+#: Our error kinds as (HTTP status, OFREP error code).
+ERRORS: dict[ErrorKind, tuple[int, str]] = {
+    ErrorKind.FLAG_NOT_FOUND: (404, "FLAG_NOT_FOUND"),
+    ErrorKind.MALFORMED_CONTEXT: (400, "INVALID_CONTEXT"),
+    ErrorKind.MALFORMED_FLAG: (400, "PARSE_ERROR"),
+    ErrorKind.WRONG_TYPE: (400, "TYPE_MISMATCH"),
+    ErrorKind.CLIENT_NOT_READY: (503, "GENERAL"),
+    ErrorKind.EXCEPTION: (500, "GENERAL"),
+}
+
+_DETAILS = {
+    ErrorKind.FLAG_NOT_FOUND: "flag {key!r} was not found in environment {env!r}",
+    ErrorKind.MALFORMED_CONTEXT: "the context cannot be used for flag {key!r}",
+    ErrorKind.MALFORMED_FLAG: "flag {key!r} is stored in a form that cannot be evaluated",
+    ErrorKind.WRONG_TYPE: "flag {key!r} has another type",
+    ErrorKind.CLIENT_NOT_READY: "the flags of environment {env!r} are not loaded yet",
+    ErrorKind.EXCEPTION: "evaluating flag {key!r} failed",
+}
+
+
+def _metadata(detail: EvaluationDetail, version: int | None) -> Metadata:
+    reason = detail.reason
+    metadata: Metadata = {"seq": detail.seq, "reason_kind": reason.kind.value}
+    if version is not None:
+        metadata["version"] = version
+    if reason.rule_id is not None:
+        metadata["rule_id"] = reason.rule_id
+    if reason.rule_index is not None:
+        metadata["rule_index"] = reason.rule_index
+    if reason.prerequisite_key is not None:
+        metadata["prerequisite"] = reason.prerequisite_key
+    return metadata
+
+
+def evaluation(key: str, detail: EvaluationDetail, version: int | None, environment: str) -> OfrepEvaluation:
+    """The OFREP item for one evaluation (a failure item when the evaluation is an error)."""
+    reason = detail.reason
+    if reason.kind is ReasonKind.ERROR:
+        kind = reason.error_kind or ErrorKind.EXCEPTION
+        details = _DETAILS[kind].format(key=key, env=environment)
+        return OfrepEvaluation(
+            key=key, error_code=ERRORS[kind][1], error_details=details, metadata=_metadata(detail, version)
+        )
+    return OfrepEvaluation(
+        key=key,
+        value=detail.value,
+        reason=ofrep_reason(detail),
+        variant=detail.variation if detail.variation is not None else UNSET,
+        metadata=_metadata(detail, version),
+    )
+
+
+def bulk_etag(project: str, environment: str, seq: int, context: Any) -> str:
+    """A strong ETag for a bulk answer: the environment's ruleset sequence and the context, hashed."""
+    digest = hashlib.sha256(msgspec.json.encode([project, environment, seq, context], order="sorted"))
+    return f'"{seq}-{digest.hexdigest()[:20]}"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if if_none_match is None:
+        return False
+    for candidate in if_none_match.split(","):
+        value = candidate.strip().removeprefix("W/")
+        if value == "*" or value == etag or f'"{value}"' == etag:
+            return True
+    return False
+
+
+# -- HTTP --------------------------------------------------------------------------------------------------
+
+
+def where(request: Request) -> tuple[str, str]:
+    """(project, environment) of an OFREP request: headers, else query parameters, else the defaults."""
+    try:
+        project = request.headers.get(PROJECT_HEADER) or request.query_params.get("project") or DEFAULT_PROJECT
+        environment = (
+            request.headers.get(ENVIRONMENT_HEADER) or request.query_params.get("environment") or DEFAULT_ENVIRONMENT
+        )
+        return check_key(project.strip(), "project"), check_key(environment.strip(), "environment")
+    except AdminError as exc:
+        raise OfrepFailure(400, "GENERAL", f"{exc.message} (from {PROJECT_HEADER}/{ENVIRONMENT_HEADER})") from None
+
+
+async def _context(request: Request) -> Any:
+    body = await read_body(request)
+    if not body.strip():
+        return None
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise OfrepFailure(400, "PARSE_ERROR", f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise OfrepFailure(400, "PARSE_ERROR", 'the request body must be a JSON object: {"context": {...}}')
+    return to_flagstream_context(data.get("context"))
+
+
+async def _ruleset_client(request: Request, project: str, environment: str) -> Any:
+    pool: EvaluatorPool = request.app.state.evaluator
+    if not pool.holds(project, environment):
+        try:
+            await service_of(request).get(ENVIRONMENT, project, environment, environment)
+        except NotFound as exc:
+            raise OfrepFailure(404, "FLAG_NOT_FOUND", f"{exc.message} (choose it with {ENVIRONMENT_HEADER})") from None
+    try:
+        return await pool.client(project, environment)
+    except NotLoaded as exc:
+        raise OfrepFailure(503, "GENERAL", str(exc)) from None
+
+
+async def evaluate_flag(request: Request) -> Response:
+    key = request.path_params["key"]
+    try:
+        project, environment = where(request)
+        context = await _context(request)
+        client = await _ruleset_client(request, project, environment)
+    except OfrepFailure as failure:
+        failure.key = key
+        return failure.response()
+    detail = client.variation_detail(key, context, None)
+    item = evaluation(key, detail, client.ruleset.versions.get(f"flag/{key}"), environment)
+    if item.error_code is not UNSET:
+        kind = detail.reason.error_kind or ErrorKind.EXCEPTION
+        status = ERRORS[kind][0]
+        details = str(item.error_details)
+        return json_response(OfrepError(key=key, error_code=str(item.error_code), error_details=details, error=details),
+                             status)  # fmt: skip
+    return json_response(item)
+
+
+async def evaluate_flags(request: Request) -> Response:
+    try:
+        project, environment = where(request)
+        context = await _context(request)
+        client = await _ruleset_client(request, project, environment)
+    except OfrepFailure as failure:
+        return failure.response()
+    ruleset = client.ruleset
+    etag = bulk_etag(project, environment, ruleset.seq, context)
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    flags = [
+        evaluation(key, client.variation_detail(key, context, None), ruleset.versions.get(f"flag/{key}"), environment)
+        for key in sorted(ruleset.flags)
+        if not ruleset.flags[key].archived
+    ]
+    metadata: Metadata = {"seq": ruleset.seq, "project": project, "environment": environment}
+    return json_response(OfrepBulkEvaluation(flags=flags, metadata=metadata), headers={"ETag": etag})
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    servers = [url.geturl() for url in app.state.nc.servers]
+    pool = EvaluatorPool(servers, name="flagstream-admin-ofrep")
+    app.state.evaluator = pool
+    try:
+        yield
+    finally:
+        await pool.close()
+
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("POST", f"{OFREP}/evaluate/flags/{{key}}", evaluate_flag, "evaluateFlag",
+             "OFREP: evaluate one flag (environment from X-Flagstream-Environment, default production)", "ofrep",
+             OfrepEvaluationRequest, OfrepEvaluation, extra_statuses=(400, 404)),
+    Endpoint("POST", f"{OFREP}/evaluate/flags", evaluate_flags, "evaluateFlagsBulk",
+             "OFREP: evaluate every flag (ETag; If-None-Match gives 304 while nothing changed)", "ofrep",
+             OfrepEvaluationRequest, OfrepBulkEvaluation, extra_statuses=(400, 404)),
+]  # fmt: skip
