@@ -278,10 +278,11 @@ class ReadModel:
         before_seq: int | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        actor: str | None = None,
     ) -> list[EventRecord]:
         """Events of an environment (optionally of one kind, or one entity), newest first. Page with
         ``before_seq`` = the smallest ``seq`` of the previous page; ``since`` (inclusive) and ``until``
-        (exclusive) bound the events' ``at``."""
+        (exclusive) bound the events' ``at``; ``actor`` keeps one author's events."""
         if key is not None and kind is None:
             raise ValueError("key needs kind")
         clauses = ["project = ?", "environment = ?"]
@@ -301,6 +302,9 @@ class ReadModel:
         if until is not None:
             clauses.append("at < ?")
             params.append(format_time(until))
+        if actor is not None:
+            clauses.append("actor = ?")
+            params.append(actor)
         sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?"
         async with self._conn.execute(sql, (*params, limit)) as cur:
             return [_event(row) for row in await cur.fetchall()]
@@ -315,6 +319,35 @@ class ReadModel:
         async with self._conn.execute(sql, (project, environment, kind, key, seq)) as cur:
             row = await cur.fetchone()
         return _event(row) if row else None
+
+    async def seq_at(self, at: datetime) -> int:
+        """The last stream sequence whose event happened at or before ``at`` (0: none). Events share a second
+        often, never a sequence: ``at`` has microseconds and ties are broken by sequence."""
+        sql = "SELECT seq FROM events WHERE at <= ? ORDER BY at DESC, seq DESC LIMIT 1"
+        async with self._conn.execute(sql, (format_time(at),)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def states_as_of(
+        self, project: str, environment: str, seq: int, kinds: tuple[str, ...] = ("flag", "segment")
+    ) -> list[EventRecord]:
+        """For every entity of these kinds in the environment, the event that set its state as of stream
+        sequence ``seq`` (entities created later are absent), by kind and key. One indexed look-up per entity
+        (entities are never deleted, so the entities table lists every one that ever existed)."""
+        marks = ", ".join("?" for _ in kinds)
+        cols = ", ".join(f"e.{c.strip()}" for c in _EVENT_COLUMNS.split(","))
+        sql = (
+            f"SELECT {cols} FROM entities n JOIN events e ON e.seq = (CASE WHEN n.seq <= ? THEN n.seq ELSE "
+            "(SELECT max(x.seq) FROM events x WHERE x.project = n.project AND x.environment = n.environment "
+            "AND x.kind = n.kind AND x.key = n.key AND x.seq <= ?) END) "
+            f"WHERE n.project = ? AND n.environment = ? AND n.kind IN ({marks}) ORDER BY n.kind, n.key"
+        )
+        async with self._conn.execute(sql, (seq, seq, project, environment, *kinds)) as cur:
+            return [_event(row) for row in await cur.fetchall()]
+
+    async def previous(self, project: str, environment: str, kind: str, key: str, seq: int) -> EventRecord | None:
+        """The event of this entity just before stream sequence ``seq`` (its previous version)."""
+        return await self.as_of(project, environment, kind, key, seq - 1)
 
     async def event(self, seq: int) -> EventRecord | None:
         async with self._conn.execute(f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq = ?", (seq,)) as cur:
