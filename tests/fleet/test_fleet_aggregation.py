@@ -1,0 +1,130 @@
+"""The pure fleet aggregation: instances, convergence of changes, evaluation counts, last-evaluated times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from flagstream.events.telemetry import AppliedChange, EvaluationCounts, FlagCount, Heartbeat
+from flagstream.services.fleet import Change, FleetAggregator, percentile
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def beat(instance: str, seq: int, sent: datetime, *applied: tuple[int, datetime], started: datetime = T0) -> Heartbeat:
+    return Heartbeat(
+        instance_id=instance,
+        sdk_version="1.2.3",
+        project="default",
+        environment="production",
+        seq=seq,
+        applied=tuple(AppliedChange(seq=s, at=at) for s, at in applied),
+        started_at=started,
+        sent_at=sent,
+        status="READY",
+    )
+
+
+def ms(n: float) -> timedelta:
+    return timedelta(milliseconds=n)
+
+
+def test_instances_are_connected_until_they_miss_three_intervals() -> None:
+    clock = Clock()
+    fleet = FleetAggregator(clock=clock, default_interval=10)
+    fleet.heartbeat(beat("a", 5, T0, (5, T0)))
+    fleet.heartbeat(beat("b", 5, T0, (5, T0)))
+    clock.advance(2)
+    fleet.heartbeat(beat("a", 5, T0 + timedelta(seconds=2)))  # a reports every 2 s
+    [a, _] = fleet.instances("default", "production")
+    assert (a.instance_id, a.sdk_version, a.seq, a.connected) == ("a", "1.2.3", 5, True)
+    clock.advance(7)  # a: 7 s > 3 x 2 s; b: 9 s < 3 x 10 s (its interval is not known yet)
+    assert [i.instance_id for i in fleet.instances("default", "production")] == ["b"]
+    assert [i.connected for i in fleet.instances("default", "production", include_gone=True)] == [False, True]
+    assert fleet.instances("default", "staging") == []
+
+
+def test_convergence_counts_applied_and_pending_instances_with_their_times() -> None:
+    clock = Clock()
+    fleet = FleetAggregator(clock=clock)
+    change = Change(seq=10, entity="flag", key="checkout", type="FlagToggled", at=T0 + timedelta(seconds=1))
+    for n, delay in enumerate((5, 20, 8)):
+        fleet.heartbeat(beat(f"i{n}", 10, T0 + timedelta(seconds=2), (4, T0), (10, change.at + ms(delay))))
+    fleet.heartbeat(beat("slow", 4, T0 + timedelta(seconds=2), (4, T0)))
+    # Started after the change: it loaded it (applied, but no propagation time).
+    fleet.heartbeat(beat("late", 10, T0 + timedelta(seconds=3), (10, T0 + timedelta(seconds=3)), started=T0 + ms(2500)))
+    [result] = fleet.convergence("default", "production", [change])
+    assert (result.applied, result.pending, result.measured) == (4, 1, 3)
+    assert (result.p50_ms, result.p99_ms, result.max_ms) == (8, 20, 20)
+    assert result.change.key == "checkout"
+
+
+def test_a_batch_that_skipped_over_the_change_still_measures_it() -> None:
+    fleet = FleetAggregator()
+    change = Change(seq=7, entity="flag", key="a", type="FlagUpdated", at=T0)
+    fleet.heartbeat(beat("i", 9, T0 + ms(50), (3, T0 - ms(10)), (9, T0 + ms(30))))  # 7..9 arrived together
+    [result] = fleet.convergence("default", "production", [change])
+    assert (result.applied, result.measured, result.p50_ms) == (1, 1, 30)
+
+
+def test_heartbeats_repeating_batches_do_not_count_them_twice() -> None:
+    fleet = FleetAggregator()
+    change = Change(seq=5, entity="flag", key="a", type="FlagUpdated", at=T0)
+    fleet.heartbeat(beat("i", 5, T0, (1, T0 - ms(5)), (5, T0 + ms(40))))
+    fleet.heartbeat(beat("i", 5, T0 + ms(1), (5, T0 + ms(90))))
+    assert fleet.convergence("default", "production", [change])[0].p50_ms == 40
+
+
+def counts(instance: str, until: datetime, *items: tuple[str, str | None, int]) -> EvaluationCounts:
+    return EvaluationCounts(
+        instance_id=instance,
+        project="default",
+        environment="production",
+        since=until - timedelta(seconds=10),
+        until=until,
+        counts=tuple(FlagCount(flag=f, variation=v, count=n) for f, v, n in items),
+    )
+
+
+def test_evaluation_counts_total_and_recent() -> None:
+    clock = Clock()
+    fleet = FleetAggregator(clock=clock)
+    fleet.counts(counts("a", T0, ("checkout", "on", 3), ("checkout", "off", 1), ("banner", None, 2)))
+    clock.advance(600)
+    fleet.counts(counts("b", clock.now, ("checkout", "on", 4)))
+    [banner, checkout] = fleet.evaluations("default", "production", window=60)
+    assert (banner.flag, banner.total, banner.recent) == ("banner", 2, 0)
+    assert banner.variations[0].variation is None
+    assert (checkout.total, checkout.recent) == (8, 4)
+    assert [(v.variation, v.total, v.recent) for v in checkout.variations] == [("off", 1, 0), ("on", 7, 4)]
+    assert checkout.last_evaluated == clock.now
+    assert banner.last_evaluated == T0
+    assert fleet.evaluations("default", "staging", window=60) == []
+
+
+def test_last_evaluated_times_are_handed_out_once_to_persist_and_can_be_restored() -> None:
+    clock = Clock()
+    fleet = FleetAggregator(clock=clock)
+    fleet.counts(counts("a", T0, ("checkout", "on", 1), ("unused", "on", 0)))
+    assert fleet.take_dirty() == {("default", "production", "checkout"): T0}
+    assert fleet.take_dirty() == {}
+    restarted = FleetAggregator(clock=clock)
+    restarted.remember_evaluated("default", "production", "checkout", T0)
+    restarted.remember_evaluated("default", "production", "checkout", T0 - timedelta(days=3))
+    assert restarted.last_evaluated("default", "production") == {"checkout": T0}
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([3.0], 99) == 3
+    assert percentile([float(n) for n in range(1, 101)], 50) == 50
+    assert percentile([float(n) for n in range(1, 101)], 99) == 99
