@@ -93,7 +93,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
                 interval=telemetry_interval,
             )
             self._cache.add_applied_hook(self._telemetry.applied)
-            self._add_observer(self._telemetry.count)
+            self._counter = self._telemetry
 
     def _setup(self, project: str, environment: str) -> None:
         self.project = project

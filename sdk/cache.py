@@ -174,6 +174,8 @@ class FlagEvaluations:
     #: Called with ``(flag_key, context, detail)`` after each evaluation (telemetry counts, exposures); must be
     #: quick and never raise. ``None`` (the default) costs one attribute test per evaluation.
     _observe: Callable[[str, Any, EvaluationDetail], None] | None = None
+    #: Telemetry: ``counts`` (a ``defaultdict(int)`` keyed by (flag, variation)) incremented per evaluation.
+    _counter: Any = None
     _observers: tuple[Callable[[str, Any, EvaluationDetail], None], ...] = ()
 
     def _add_observer(self, observer: Callable[[str, Any, EvaluationDetail], None]) -> Callable[[], None]:
@@ -206,9 +208,15 @@ class FlagEvaluations:
 
     def variation_detail(self, key: str, context: Any, default: Any = None) -> EvaluationDetail:
         detail = self._evaluate(key, context, default)
+        counter = self._counter
+        if counter is not None:
+            counter.counts[key, detail.variation] += 1
         observe = self._observe
         if observe is not None:
-            _observe_safely(observe, key, context, detail)
+            try:
+                observe(key, context, detail)
+            except Exception:
+                log.exception("flagstream: evaluation observer failed (ignored)")
         return detail
 
     def _evaluate(self, key: str, context: Any, default: Any) -> EvaluationDetail:
@@ -227,9 +235,15 @@ class FlagEvaluations:
         detail = self._evaluate(key, context, default)
         if detail.variation is not None and not check(detail.value):
             detail = error_detail(default, ErrorKind.WRONG_TYPE, detail.seq)
+        counter = self._counter
+        if counter is not None:
+            counter.counts[key, detail.variation] += 1
         observe = self._observe
         if observe is not None:
-            _observe_safely(observe, key, context, detail)
+            try:
+                observe(key, context, detail)
+            except Exception:
+                log.exception("flagstream: evaluation observer failed (ignored)")
         return detail
 
     def bool_variation(self, key: str, context: Any, default: bool) -> bool:

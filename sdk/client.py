@@ -88,8 +88,7 @@ class FlagstreamClient(FlagEvaluations):
         self.project = client.project
         self.environment = client.environment
         self._cache = self._client._cache
-        if client._telemetry is not None:
-            self._add_observer(client._telemetry.count)  # evaluations on this object count too
+        self._counter = client._telemetry  # evaluations on this object count too
         self._ready = threading.Event()
         self._client._add_ready_hook(self._ready.set)
         self._loop: asyncio.AbstractEventLoop | None = None

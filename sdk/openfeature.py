@@ -41,6 +41,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
+from types import MappingProxyType
 from typing import Any
 
 from openfeature.evaluation_context import EvaluationContext
@@ -84,7 +85,12 @@ def _reason(detail: EvaluationDetail) -> str:
     return Reason.ERROR
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, Mapping):
@@ -99,12 +105,14 @@ def to_flagstream_context(context: EvaluationContext | None) -> dict[str, Any] |
     if context is None:
         return None
     key = context.targeting_key
-    attributes = context.attributes or {}
+    attributes = context.attributes
     if not attributes:
         return None if key is None else {"key": key}
-    kind = attributes.get("kind")
-    if kind != "multi":
-        out = {k: _plain(v) for k, v in attributes.items()}
+    if attributes.get("kind") != "multi":
+        out = dict(attributes)
+        for name, value in out.items():
+            if type(value) not in _SCALARS:
+                out[name] = _plain(value)
         if key is not None:
             out["key"] = key
         return out
@@ -147,8 +155,27 @@ def _resolution(detail: EvaluationDetail, value: Any = None) -> FlagResolutionDe
         error_message=message,
         reason=_reason(detail),
         variant=detail.variation,
-        flag_metadata=metadata,
+        flag_metadata=MappingProxyType(metadata),
     )
+
+
+class _Resolutions:
+    """The resolution of an ``EvaluationDetail``, remembered by identity: the engine hands out the same detail
+    object for the same outcome at the same ruleset sequence, so the hot path builds nothing."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._by_id: dict[int, tuple[EvaluationDetail, FlagResolutionDetails[Any]]] = {}
+
+    def of(self, detail: EvaluationDetail) -> FlagResolutionDetails[Any]:
+        entry = self._by_id.get(id(detail))
+        if entry is not None and entry[0] is detail:
+            return entry[1]
+        resolution = _resolution(detail)
+        if len(self._by_id) >= self._limit:
+            self._by_id = {}
+        self._by_id[id(detail)] = (detail, resolution)
+        return resolution
 
 
 class FlagstreamProvider(AbstractProvider):
@@ -161,6 +188,7 @@ class FlagstreamProvider(AbstractProvider):
         self._lock = threading.Lock()
         self._initialized = False  # initialize() returned (or raised): events are ours to emit from then on
         self._removers: list[Callable[[], None]] = []
+        self._resolutions = _Resolutions()
 
     def get_metadata(self) -> Metadata:
         return Metadata(name="flagstream")
@@ -230,13 +258,13 @@ class FlagstreamProvider(AbstractProvider):
         self, flag_key: str, default_value: bool, evaluation_context: EvaluationContext | None = None
     ) -> FlagResolutionDetails[bool]:
         context = to_flagstream_context(evaluation_context)
-        return _resolution(self.client.bool_variation_detail(flag_key, context, default_value))
+        return self._resolutions.of(self.client.bool_variation_detail(flag_key, context, default_value))
 
     def resolve_string_details(
         self, flag_key: str, default_value: str, evaluation_context: EvaluationContext | None = None
     ) -> FlagResolutionDetails[str]:
         context = to_flagstream_context(evaluation_context)
-        return _resolution(self.client.string_variation_detail(flag_key, context, default_value))
+        return self._resolutions.of(self.client.string_variation_detail(flag_key, context, default_value))
 
     def resolve_integer_details(
         self, flag_key: str, default_value: int, evaluation_context: EvaluationContext | None = None
@@ -248,7 +276,7 @@ class FlagstreamProvider(AbstractProvider):
             if not (isinstance(value, float) and value.is_integer()):
                 return _resolution(error_detail(default_value, ErrorKind.WRONG_TYPE, detail.seq))
             return _resolution(detail, int(value))
-        return _resolution(detail)
+        return self._resolutions.of(detail)
 
     def resolve_float_details(
         self, flag_key: str, default_value: float, evaluation_context: EvaluationContext | None = None
@@ -257,7 +285,7 @@ class FlagstreamProvider(AbstractProvider):
         detail = self.client.number_variation_detail(flag_key, context, default_value)
         if detail.variation is not None and isinstance(detail.value, int):
             return _resolution(detail, float(detail.value))
-        return _resolution(detail)
+        return self._resolutions.of(detail)
 
     def resolve_object_details(
         self,
@@ -266,4 +294,4 @@ class FlagstreamProvider(AbstractProvider):
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[Sequence[FlagValueType] | Mapping[str, FlagValueType]]:
         context = to_flagstream_context(evaluation_context)
-        return _resolution(self.client.json_variation_detail(flag_key, context, default_value))
+        return self._resolutions.of(self.client.json_variation_detail(flag_key, context, default_value))

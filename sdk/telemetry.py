@@ -18,11 +18,9 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
 
 from nats.aio.client import Client as NATS
 
-from .evaluation import EvaluationDetail
 from .events.telemetry import (
     AppliedChange,
     EvaluationCounts,
@@ -71,7 +69,8 @@ class TelemetryReporter:
         self._connection = connection
         self._status = status
         self._seq = seq
-        self._counts: dict[tuple[str, str | None], int] = {}
+        #: Incremented by the clients' evaluations (``counts[flag, variation] += 1``), swapped by ``report``.
+        self.counts: collections.defaultdict[tuple[str, str | None], int] = collections.defaultdict(int)
         self._unsent: dict[tuple[str, str | None], int] = {}
         self._since = self.started_at
         self._applied: collections.deque[AppliedChange] = collections.deque(maxlen=MAX_APPLIED)
@@ -79,13 +78,6 @@ class TelemetryReporter:
         self._task: asyncio.Task[None] | None = None
         self._heartbeat_subject = heartbeat_subject(project, environment)
         self._counts_subject = counts_subject(project, environment)
-
-    # -- on the evaluation path ----------------------------------------------------------------------------
-
-    def count(self, key: str, context: Any, detail: EvaluationDetail) -> None:
-        counts = self._counts
-        k = (key, detail.variation)
-        counts[k] = counts.get(k, 0) + 1
 
     # -- on the client's loop ------------------------------------------------------------------------------
 
@@ -115,7 +107,7 @@ class TelemetryReporter:
 
     async def report(self) -> bool:
         """Publish a heartbeat and the counts since the last report; False if not connected (kept for later)."""
-        counts, self._counts = self._counts, {}
+        counts, self.counts = self.counts, collections.defaultdict(int)
         for k, n in counts.items():
             self._unsent[k] = self._unsent.get(k, 0) + n
         nc = self._connection()
