@@ -9,12 +9,15 @@ import argparse
 import getpass
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 DEFAULT_API = "http://127.0.0.1:8080"
 DEFAULT_ENV = "development"
+#: Where ``flagstream up`` saves the operator token (with the default ``--data-dir``).
+DEFAULT_TOKEN_FILE = ".flagstream/operator-token"
 
 
 class ApiError(Exception):
@@ -26,11 +29,19 @@ class ApiError(Exception):
 
 class ApiClient:
     def __init__(
-        self, base_url: str, *, project: str = "default", actor: str | None = None, timeout: float = 10.0
+        self,
+        base_url: str,
+        *,
+        project: str = "default",
+        actor: str | None = None,
+        token: str | None = None,
+        timeout: float = 10.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.project = project
         headers = {"X-Flagstream-Actor": actor} if actor else {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
     def close(self) -> None:
@@ -68,6 +79,18 @@ class ApiClient:
         """``action``: on, off, archive or restore."""
         return self._request("POST", f"{self._flags(env)}/{_segment(key)}/{action}", json={"comment": comment})
 
+    # -- API tokens --------------------------------------------------------------------------------------
+
+    def list_tokens(self, *, revoked: bool = False) -> list[dict[str, Any]]:
+        params = {"revoked": "all" if revoked else "false"}
+        return self._request("GET", "/api/v1/tokens", params=params)["items"]  # type: ignore[no-any-return]
+
+    def create_token(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/api/v1/tokens", json=body)
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/api/v1/tokens/{_segment(token_id)}")
+
     # -- plumbing ----------------------------------------------------------------------------------------
 
     def _path(self, tail: str) -> str:
@@ -86,7 +109,12 @@ class ApiClient:
         except ValueError:
             body = None
         if response.is_error:
-            raise ApiError(_error_line(response, body), response.status_code)
+            line = _error_line(response, body)
+            if response.status_code == 401:
+                line += (
+                    f"; give a token with --token or FLAGSTREAM_TOKEN (flagstream up saves one in {DEFAULT_TOKEN_FILE})"
+                )
+            raise ApiError(line, response.status_code)
         if not isinstance(body, dict):
             raise ApiError(f"unexpected answer from {self.base_url} (HTTP {response.status_code}): not a JSON object")
         return body
@@ -121,12 +149,29 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, suppress: bool = Fa
     parser.add_argument("--env", default=default(os.environ.get("FLAGSTREAM_ENV", DEFAULT_ENV)), help="environment")
     parser.add_argument("--project", default=default("default"), help="project (default: default)")
     parser.add_argument("--comment", default=default(""), help="why: stored with the change")
+    parser.add_argument(
+        "--token",
+        default=default(None),
+        help=f"API token (default: $FLAGSTREAM_TOKEN, else the file {DEFAULT_TOKEN_FILE} if present)",
+    )
     parser.add_argument("--json", action="store_true", default=default(False), help="machine-readable output")
 
 
 def client_from(args: argparse.Namespace) -> ApiClient:
     actor = os.environ.get("FLAGSTREAM_ACTOR") or _login()
-    return ApiClient(args.api, project=args.project, actor=actor)
+    return ApiClient(args.api, project=args.project, actor=actor, token=token_from(args))
+
+
+def token_from(args: argparse.Namespace) -> str | None:
+    """``--token``, else ``$FLAGSTREAM_TOKEN``, else the operator token ``flagstream up`` saved here."""
+    token = getattr(args, "token", None) or os.environ.get("FLAGSTREAM_TOKEN")
+    if token:
+        return str(token).strip()
+    path = Path(DEFAULT_TOKEN_FILE)
+    try:
+        return path.read_text().strip() or None if path.is_file() else None
+    except OSError:
+        return None
 
 
 def _login() -> str | None:

@@ -3,6 +3,10 @@ folder), the admin API and the projector, prints the API's URL, and stops everyt
 
 Data lives under ``--data-dir`` (``.flagstream/`` by default): ``nats/`` is the JetStream store (the event log,
 the source of truth) and ``readmodel.sqlite`` is the projector's read model (rebuildable from the log).
+
+Security (``docs/security.md``): the first start creates ``operator-token`` (the admin API's bootstrap token)
+and ``nats-users.json`` (a NATS user per role: admin, projector, operator, and an SDK user per default
+environment), both mode 0600, and runs nats-server with ``nats-server.conf`` generated from them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import socket
 import sys
@@ -24,12 +29,14 @@ from nats.js.errors import APIError
 
 from ..events import EnvironmentCreated, encode_event, subject
 from ..events.model import Environment
+from .nats_auth import ADMIN, PROJECTOR, Credentials, write_private, write_server_config
 from .natsd import NatsServer, free_port
 from .stream import ensure_stream
 
 log = logging.getLogger("flagstream.up")
 
 DEFAULT_ENVIRONMENTS = ("development", "production")
+OPERATOR_TOKEN_FILE = "operator-token"
 WRONG_LAST_SEQUENCE = 10071
 
 
@@ -56,14 +63,17 @@ def run(args: argparse.Namespace) -> int:
     if not _port_free("127.0.0.1", nats_port):
         print(f"flagstream up: port {nats_port} is taken; pass --nats-port 0 for any free port", file=sys.stderr)
         return 2
-    server = NatsServer(store_dir=data_dir / "nats", port=nats_port)
+    token_file, token = ensure_operator_token(data_dir)
+    creds = Credentials.load_or_create(data_dir, sdk=[(args.project, env) for env in DEFAULT_ENVIRONMENTS])
+    config = write_server_config(creds, data_dir / "nats", data_dir / "nats-server.conf")
+    server = NatsServer(store_dir=data_dir / "nats", port=nats_port, config_file=config)
     try:
         server.start()
     except (RuntimeError, TimeoutError) as exc:
         print(f"flagstream up: nats-server did not start: {exc} (log: {data_dir / 'nats'})", file=sys.stderr)
         return 1
     try:
-        asyncio.run(_serve(args, server.url, api_socket, data_dir))
+        asyncio.run(_serve(args, server.url, api_socket, data_dir, token_file, token, creds))
     finally:
         server.stop()
         api_socket.close()
@@ -71,20 +81,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(args: argparse.Namespace, nats_url: str, api_socket: socket.socket, data_dir: Path) -> None:
+async def _serve(
+    args: argparse.Namespace,
+    nats_url: str,
+    api_socket: socket.socket,
+    data_dir: Path,
+    token_file: Path,
+    token: str,
+    creds: Credentials,
+) -> None:
     from .admin.app import create_app
     from .projector.projector import Projector
 
-    await _seed_environments(nats_url, args.project)
+    admin_login = {"user": ADMIN, "password": creds.passwords[ADMIN]}
+    await _seed_environments(nats_url, args.project, admin_login)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
     read_model = data_dir / "readmodel.sqlite"
-    app = create_app(nats_url=nats_url, read_model=read_model)
+    app = create_app(nats_url=nats_url, read_model=read_model, operator_token=token, nats_options=admin_login)
     api = _QuietServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    projector = Projector(nats_url=nats_url, db_path=read_model)
+    projector = Projector(nats_url=creds.url(nats_url, PROJECTOR), db_path=read_model)
     api_task = asyncio.create_task(api.serve(sockets=[api_socket]), name="admin-api")
     projector_task = asyncio.create_task(projector.run(stop), name="projector")
     while not api.started:
@@ -94,6 +113,8 @@ async def _serve(args: argparse.Namespace, nats_url: str, api_socket: socket.soc
         await asyncio.sleep(0.01)
     host, port = api_socket.getsockname()[:2]
     print(f"Flagstream is running. Event log: nats-server at {nats_url}, data in {data_dir}", flush=True)
+    print(f"Operator token (admin API, CLI): {token_file}", flush=True)
+    print(f"NATS users and passwords (SDK: sdk-{args.project}-<environment>): {creds.path}", flush=True)
     print("Admin API (Ctrl-C to stop):", flush=True)
     print(f"http://{host}:{port}", flush=True)
 
@@ -109,9 +130,21 @@ async def _serve(args: argparse.Namespace, nats_url: str, api_socket: socket.soc
     stop_wait.cancel()
 
 
-async def _seed_environments(nats_url: str, project: str) -> None:
+def ensure_operator_token(data_dir: Path) -> tuple[Path, str]:
+    """``<data_dir>/operator-token``, created (0600) with a new random token on the first start."""
+    path = data_dir / OPERATOR_TOKEN_FILE
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return path, token
+    token = "fs_operator_" + secrets.token_urlsafe(32)
+    write_private(path, token + "\n")
+    return path, token
+
+
+async def _seed_environments(nats_url: str, project: str, login: dict[str, str]) -> None:
     """On the first start, create the default environments (a create on an existing subject is refused)."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_url, **login)
     try:
         js = nc.jetstream()
         await ensure_stream(js)

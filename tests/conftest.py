@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flagstream.services.natsd import NatsServer
-from tests.helpers import eventually
+from tests.helpers import ADMIN_TOKEN, eventually
 
 
 @pytest.fixture
@@ -39,7 +39,9 @@ async def admin_url(nats_url: str) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(nats_url=nats_url), log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN), log_level="warning", lifespan="on")
+    )
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     await eventually(lambda: server.started or task.done(), within=30, what="admin API started")

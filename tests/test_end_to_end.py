@@ -7,14 +7,14 @@ import asyncio
 import httpx
 
 from flagstream import AsyncFlagstreamClient, FlagstreamClient, ReasonKind
-from tests.helpers import eventually
+from tests.helpers import auth_headers, eventually
 
 FLAGS = "/api/v1/projects/default/environments/production/flags"
 USER = {"key": "user-42", "country": "NO"}
 
 
 async def test_a_change_over_http_reaches_every_client(nats_url: str, admin_url: str) -> None:
-    async with httpx.AsyncClient(base_url=admin_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=admin_url, timeout=10, headers=auth_headers()) as http:
         response = await http.post("/api/v1/projects/default/environments", json={"key": "production"})
         assert response.status_code == 201, response.text
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import auth_headers
+
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 URL_LINE = re.compile(r"^http://127\.0\.0\.1:(\d+)$")
 
@@ -98,11 +100,15 @@ def test_up_runs_the_product_and_keeps_data_across_a_restart(data_dir: Path) -> 
 
     first = Up(data_dir)
     first.wait_ready()
-    created = httpx.post(f"{first.url}{flags}", json={"key": "new-checkout", "name": "New checkout"}, timeout=10)
+    token_file = data_dir / "operator-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    auth = auth_headers(token_file.read_text().strip())
+    body = {"key": "new-checkout", "name": "New checkout"}
+    created = httpx.post(f"{first.url}{flags}", json=body, timeout=10, headers=auth)
     assert created.status_code == 201, created.text
-    toggled = httpx.post(f"{first.url}{flags}/new-checkout/on", json={"comment": "launch"}, timeout=10)
+    toggled = httpx.post(f"{first.url}{flags}/new-checkout/on", json={"comment": "launch"}, timeout=10, headers=auth)
     assert toggled.status_code == 200, toggled.text
-    assert httpx.get(f"{first.url}{flags}/new-checkout", timeout=10).json()["flag"]["on"] is True
+    assert httpx.get(f"{first.url}{flags}/new-checkout", timeout=10, headers=auth).json()["flag"]["on"] is True
 
     assert first.interrupt() == 0, "".join(first.output)
     assert processes_using(data_dir) == [], "something was left running after Ctrl-C"
@@ -110,11 +116,11 @@ def test_up_runs_the_product_and_keeps_data_across_a_restart(data_dir: Path) -> 
     second = Up(data_dir)
     try:
         second.wait_ready()
-        again = httpx.get(f"{second.url}{flags}/new-checkout", timeout=10)
+        again = httpx.get(f"{second.url}{flags}/new-checkout", timeout=10, headers=auth)
         assert again.status_code == 200, again.text
         assert again.json()["flag"]["on"] is True
         assert again.json()["flag"]["name"] == "New checkout"
-        envs = httpx.get(f"{second.url}/api/v1/projects/default/environments", timeout=10).json()
+        envs = httpx.get(f"{second.url}/api/v1/projects/default/environments", timeout=10, headers=auth).json()
         assert {"development", "production"} <= {e["key"] for e in envs["items"]}
     finally:
         assert second.interrupt() == 0, "".join(second.output)

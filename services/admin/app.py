@@ -9,6 +9,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import nats
 from nats.errors import ConnectionClosedError, NoServersError
@@ -19,7 +20,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..limits import RateLimiter
 from ..stream import ensure_stream
+from ..tokens import TokenStore
+from . import auth
 from .errors import AdminError, Conflict, InvalidInput, MalformedRequest, NotFound, TooLarge, Unavailable
 from .openapi import build_openapi
 from .registry import all_endpoints, feature_modules
@@ -37,6 +41,9 @@ STATUS: dict[type[AdminError], int] = {
     TooLarge: 413,
     InvalidInput: 422,
     Unavailable: 503,
+    auth.Unauthorized: 401,
+    auth.Forbidden: 403,
+    auth.RateLimited: 429,
 }
 
 
@@ -50,7 +57,7 @@ def error_response(exc: Exception) -> Response:
         if isinstance(exc, Conflict) and exc.current is not None:
             body.version = exc.current.seq
             body.current = record(exc.current)
-        return json_response(body, status)
+        return json_response(body, status, dict(getattr(exc, "headers", None) or {}))
     if isinstance(exc, HTTPException):
         return json_response(ErrorBody(error=str(exc.detail)), exc.status_code, dict(exc.headers or {}))
     if isinstance(exc, ConnectionClosedError | NoServersError | TimeoutError | NoStreamResponseError | APIError):
@@ -99,10 +106,18 @@ def create_app(
     actor_header: str = "X-Flagstream-Actor",
     connect_wait: float = 30.0,
     read_model: Path | None = None,
+    operator_token: str | None = None,
+    write_rate: float = 10.0,
+    write_burst: int = 50,
+    nats_options: dict[str, Any] | None = None,
 ) -> Starlette:
     """The admin API. Its lifespan connects to NATS (waiting up to ``connect_wait`` seconds) and makes sure the
     stream exists; it closes on shutdown. Once connected, it reconnects forever (``/readyz`` tells meanwhile).
     ``read_model``: the projector's SQLite file, for history and time travel (absent: those routes answer 503).
+    ``operator_token``: the bootstrap admin token (see ``auth.py``); other tokens live in NATS (``tokens.py``).
+    Without it, only tokens created earlier are accepted. ``write_rate``/``write_burst``: writes per second per
+    API token (the operator token is not limited). ``nats_options``: more ``nats.connect`` arguments (NATS user
+    and password, ``tls``: an ``ssl.SSLContext``).
     """
 
     @contextlib.asynccontextmanager
@@ -115,6 +130,7 @@ def create_app(
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.5,
                     error_cb=_nats_error_log(),
+                    **(nats_options or {}),
                 ),
                 connect_wait,
             )
@@ -123,6 +139,7 @@ def create_app(
         try:
             js = nc.jetstream()
             await ensure_stream(js)
+            app.state.auth.store = await TokenStore.open(nc)
             app.state.nc = nc
             app.state.service = AdminService(EventStore(nc))
             async with contextlib.AsyncExitStack() as features:
@@ -133,11 +150,12 @@ def create_app(
         finally:
             await nc.close()
 
-    endpoints = all_endpoints()
-    routes = [Route(e.path, _guarded(e.handler), methods=[e.method], name=e.operation_id) for e in endpoints]
+    endpoints = [*all_endpoints(), *auth.ENDPOINTS]
+    routes = [Route(e.path, _guarded(auth.protect(e)), methods=[e.method], name=e.operation_id) for e in endpoints]
     handlers = {HTTPException: _on_error}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.actor_header = actor_header
+    app.state.auth = auth.Authenticator(operator_token, RateLimiter(write_rate, write_burst))
     app.state.read_model_path = read_model
     app.state.openapi = build_openapi(endpoints, actor_header=actor_header)
     return app

@@ -5,14 +5,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 
+from ..nats_auth import add_nats_arguments, nats_options
 from .app import create_app
+
+
+def operator_token(path: Path | None) -> str | None:
+    """The operator token from ``path``, else ``$FLAGSTREAM_OPERATOR_TOKEN``, else None (only stored tokens)."""
+    if path is not None:
+        token = path.read_text().strip()
+        if not token:
+            raise ValueError(f"the operator token file {path} is empty")
+        return token
+    return os.environ.get("FLAGSTREAM_OPERATOR_TOKEN", "").strip() or None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +34,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free port)")
     parser.add_argument("--connect-wait", type=float, default=30.0, help="seconds to wait for NATS at start-up")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--operator-token-file",
+        type=Path,
+        default=None,
+        help="file holding the bootstrap admin token (default: $FLAGSTREAM_OPERATOR_TOKEN)",
+    )
+    parser.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, default=None, help="private key of --tls-cert (PEM)")
+    add_nats_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("flagstream admin: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    try:
+        args.operator_token = operator_token(args.operator_token_file)
+        args.nats_options = nats_options(args)
+    except (OSError, ValueError) as exc:
+        print(f"flagstream admin: {exc}", file=sys.stderr)
+        return 2
     try:
         sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -59,15 +90,21 @@ class _Server(uvicorn.Server):
 
 
 async def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
-    app = create_app(nats_url=args.nats_url, connect_wait=args.connect_wait)
-    server = _Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on"))
+    app = create_app(
+        nats_url=args.nats_url,
+        connect_wait=args.connect_wait,
+        operator_token=args.operator_token,
+        nats_options=args.nats_options,
+    )
+    tls = {"ssl_certfile": str(args.tls_cert), "ssl_keyfile": str(args.tls_key)} if args.tls_cert else {}
+    server = _Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on", **tls))  # type: ignore[arg-type]
 
     async def announce() -> None:
         while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
             await asyncio.sleep(0.01)
         host, port = sock.getsockname()[:2]
         print("Flagstream admin API:", flush=True)
-        print(f"http://{host}:{port}", flush=True)
+        print(f"{'https' if args.tls_cert else 'http'}://{host}:{port}", flush=True)
 
     announcer = asyncio.create_task(announce())
     try:

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...events import DEFAULT_PROJECT
+from ..limits import check_lengths
 from .commands import (
     ActionBody,
     EnvironmentBody,
@@ -75,6 +76,8 @@ class Endpoint:
     #: Whether it writes (and so reads Idempotency-Key, If-Match and the actor header).
     write: bool = False
     extra_statuses: tuple[int, ...] = field(default=())
+    #: Open to anyone (no token): only health and the API description (see ``auth.py``).
+    public: bool = False
 
 
 # -- request helpers ---------------------------------------------------------------------------------------
@@ -85,9 +88,14 @@ def service_of(request: Request) -> AdminService:
 
 
 def resolve_actor(request: Request) -> str:
-    """Who is writing. The ONE place identities come from (API tokens will replace this header)."""
-    value = request.headers.get(request.app.state.actor_header, "").strip()
-    return value or "anonymous"
+    """Who is writing: the name of the API token that authenticated the request (``auth.py``). The ONE place
+    identities come from. The actor header is informational only: it is appended as "(for ...)" and can never
+    replace the token's identity.
+    """
+    principal = getattr(request.state, "principal", None)
+    name = principal.name if principal is not None else "anonymous"
+    claimed = " ".join(request.headers.get(request.app.state.actor_header, "").split())[:100]
+    return f"{name} (for {claimed})" if claimed and claimed != name else name
 
 
 def _if_match(request: Request) -> int | None:
@@ -196,7 +204,7 @@ def make_create(kind: Kind) -> Handler:
 
     async def handler(request: Request) -> Response:
         project, environment = _where(request)
-        data = parse_json(await read_body(request))
+        data = check_lengths(parse_json(await read_body(request)))
         state, comment = without_comment(convert(data, body_type), kind.state_type)
         outcome = await service_of(request).create(kind, project, environment, state, write_request(request, comment))
         return render(outcome, request)
@@ -210,7 +218,7 @@ def make_replace(kind: Kind) -> Handler:
     async def handler(request: Request) -> Response:
         project, environment = _where(request)
         key = _key(request)
-        data = parse_json(await read_body(request))
+        data = check_lengths(parse_json(await read_body(request)))
         if isinstance(data, dict):
             _same_key(data, key)
             data.setdefault("key", key)
@@ -228,7 +236,7 @@ def make_patch(kind: Kind) -> Handler:
     async def handler(request: Request) -> Response:
         project, environment = _where(request)
         key = environment if kind is ENVIRONMENT else _key(request)
-        data = parse_json(await read_body(request))
+        data = check_lengths(parse_json(await read_body(request)))
         if isinstance(data, dict):
             _same_key(data, key)
         changes, comment = patch_changes(convert(data, patch_type))
@@ -326,10 +334,10 @@ def _api_endpoints(base: str, suffix: str) -> list[Endpoint]:
 
 
 ENDPOINTS: list[Endpoint] = [
-    Endpoint("GET", "/healthz", healthz, "healthz", "The process is alive", "health", None, Health),
+    Endpoint("GET", "/healthz", healthz, "healthz", "The process is alive", "health", None, Health, public=True),
     Endpoint("GET", "/readyz", readyz, "readyz", "NATS is connected and the stream reachable", "health", None, Health,
-             extra_statuses=(503,)),
-    Endpoint("GET", "/openapi.json", openapi_json, "openapi", "This OpenAPI document", "meta"),
+             extra_statuses=(503,), public=True),
+    Endpoint("GET", "/openapi.json", openapi_json, "openapi", "This OpenAPI document", "meta", public=True),
     *_api_endpoints(f"{API}/projects/{{project}}", ""),
     # Short forms for the default project.
     *_api_endpoints(API, "Default"),

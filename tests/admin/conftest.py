@@ -14,6 +14,7 @@ from nats.js.errors import NotFoundError
 
 from flagstream.events import STREAM, decode_event
 from flagstream.services.admin.app import create_app
+from tests.helpers import ADMIN_TOKEN, auth_headers
 
 API = "/api/v1/projects/default"
 
@@ -50,10 +51,10 @@ class Admin:
 
 @pytest.fixture
 async def admin(nats_url: str) -> AsyncIterator[Admin]:
-    app = create_app(nats_url=nats_url)
+    app = create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth_headers()) as http:
             nc = await nats.connect(nats_url)
             try:
                 yield Admin(http, nc)

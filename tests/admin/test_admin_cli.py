@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import ADMIN_TOKEN
+
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 URL_LINE = re.compile(r"^http://127\.0\.0\.1:(\d+)$")
 
@@ -26,6 +28,7 @@ def api_url(nats_url: str) -> Iterator[str]:
     """`flagstream admin` on a free port; the URL it prints on a line of its own."""
     proc = subprocess.Popen(
         [FLAGSTREAM, "admin", "--nats-url", nats_url, "--port", "0", "--log-level", "warning"],
+        env={**os.environ, "FLAGSTREAM_OPERATOR_TOKEN": ADMIN_TOKEN},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -69,7 +72,7 @@ def api_url(nats_url: str) -> Iterator[str]:
 
 
 def flagstream(api: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FLAGSTREAM_ACTOR": "cli-test", "FLAGSTREAM_ENV": "staging"}
+    env = {**os.environ, "FLAGSTREAM_ACTOR": "cli-test", "FLAGSTREAM_ENV": "staging", "FLAGSTREAM_TOKEN": ADMIN_TOKEN}
     return subprocess.run([FLAGSTREAM, *args, "--api", api], capture_output=True, text=True, timeout=60, env=env)
 
 
@@ -98,7 +101,9 @@ def test_cli_creates_lists_toggles_and_shows(api_url: str) -> None:
     shown = flagstream(api_url, "flags", "show", "new-checkout")
     assert shown.returncode == 0, shown.stderr
     assert re.search(r"^state\s+on$", shown.stdout, re.M), shown.stdout
-    assert re.search(r"^last change\s+flag\.toggled by cli-test at .+: launch$", shown.stdout, re.M), shown.stdout
+    assert re.search(r"^last change\s+flag\.toggled by operator \(for cli-test\) at .+: launch$", shown.stdout, re.M), (
+        shown.stdout
+    )
 
     machine = flagstream(api_url, "flags", "--json", "list")
     assert machine.returncode == 0, machine.stderr

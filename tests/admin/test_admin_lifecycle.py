@@ -65,7 +65,15 @@ async def test_create_get_list_patch_toggle_archive_restore(admin: Admin) -> Non
         "flag.restored",
     ]
     assert [e.version for e in events] == [1, 2, 3, 4, 5, 6]
-    assert [e.actor for e in events] == ["ann@example.com", "bob", "anonymous", "anonymous", "anonymous", "anonymous"]
+    # The actor is the token's name (the operator token here); the actor header only adds "(for ...)".
+    assert [e.actor for e in events] == [
+        "operator (for ann@example.com)",
+        "operator (for bob)",
+        "operator",
+        "operator",
+        "operator",
+        "operator",
+    ]
     assert [e.comment for e in events] == ["first cut", "doc", "launch", "", "done", ""]
     assert all(e.project == "default" and e.environment == "development" for e in events)
     assert await admin.last_seq() == before + 6, "one event per write, nothing else"

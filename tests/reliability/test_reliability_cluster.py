@@ -22,7 +22,7 @@ from flagstream.events import STREAM
 from flagstream.services.admin.app import create_app
 from flagstream.services.natsd import NatsCluster
 from flagstream.services.stream import ensure_stream
-from tests.helpers import eventually
+from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
 
 
 @pytest.fixture
@@ -43,10 +43,12 @@ async def test_writes_continue_through_a_stream_leader_crash(cluster: NatsCluste
     leader = cluster.node_named(cluster.wait_leader_of(STREAM))
 
     flags = [f"flag-{i:02d}" for i in range(20)]
-    app = create_app(nats_url=cluster.nodes[leader].url)
+    app = create_app(nats_url=cluster.nodes[leader].url, operator_token=ADMIN_TOKEN)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://admin", timeout=30) as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://admin", timeout=30, headers=auth_headers()
+        ) as http:
             assert (await http.post(f"{API}/environments", json={"key": ENV})).status_code == 201
             for flag in flags:
                 assert (await http.post(FLAGS, json={"key": flag})).status_code == 201

@@ -22,6 +22,7 @@ import nats
 from nats.js.errors import NotFoundError
 
 from flagstream.events import STREAM, decode_event, subject
+from tests.helpers import auth_headers
 
 API = "/api/v1/projects/default"
 FLAG = f"{API}/environments/production/flags/contended"
@@ -79,7 +80,7 @@ async def subject_history(nats_url: str) -> list[tuple[int, Any]]:
 
 async def test_concurrent_if_match_writers_never_lose_an_update(nats_url: str, admin_url: str) -> None:
     limits = httpx.Limits(max_connections=WORKERS * 2)
-    async with httpx.AsyncClient(base_url=admin_url, timeout=30, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=admin_url, timeout=30, limits=limits, headers=auth_headers()) as http:
         assert (await http.post(f"{API}/environments", json={"key": "production"})).status_code == 201
         assert (await http.post(f"{API}/environments/production/flags", json={"key": "contended"})).status_code == 201
         attempts: list[Attempt] = []

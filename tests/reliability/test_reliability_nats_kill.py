@@ -28,7 +28,7 @@ from flagstream import AsyncFlagstreamClient
 from flagstream.events import STREAM, decode_event, subject
 from flagstream.services.natsd import NatsServer
 from flagstream.services.projector import Projector, ReadModel
-from tests.helpers import eventually
+from tests.helpers import auth_headers, eventually
 
 ENV = "production"
 API = "/api/v1/projects/default"
@@ -196,7 +196,7 @@ async def test_acknowledged_writes_survive_nats_server_crashes(
     nats_server: NatsServer, admin_url: str, tmp_path: Path
 ) -> None:
     flags = [f"flag-{i:02d}" for i in range(20)]
-    async with httpx.AsyncClient(base_url=admin_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=admin_url, timeout=10, headers=auth_headers()) as http:
         assert (await http.post(f"{API}/environments", json={"key": ENV})).status_code == 201
         for flag in flags:
             response = await http.post(FLAGS, json={"key": flag})
