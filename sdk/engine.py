@@ -21,7 +21,7 @@ from .context import Contexts, normalize
 from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind, error_detail
 from .events import Clause, Flag, Rollout, Segment, Serve
 from .operators import Matcher, any_element, attribute_parts, compile_clause, in_other, string_in_parts
-from .validation import MAX_PREREQUISITE_DEPTH, flag_problems, validate_segment
+from .validation import MAX_PREREQUISITE_DEPTH, Problem, flag_problems, validate_segment
 
 _hash = mmh3.hash
 
@@ -68,7 +68,10 @@ class CompiledSegment:
         self.segment = segment
         self.key = segment.key
         self.kind = segment.context_kind
-        self.archived = segment.archived or bool(validate_segment(segment))
+        try:
+            self.archived = segment.archived or bool(validate_segment(segment))
+        except Exception:  # not even checkable: the segment contains nobody
+            self.archived = True
         self.included = frozenset(segment.included)
         self.excluded = frozenset(segment.excluded)
         salt_dot = f"{segment.salt or segment.key}."
@@ -123,7 +126,10 @@ class CompiledFlag:
         self.const: _Outcome | None = None
         self.run: _Run | None = None
         self.error: ErrorKind | None = None
-        self.problems = flag_problems(flag)
+        try:
+            self.problems = flag_problems(flag)
+        except Exception as e:  # not even checkable (built in code with wrong types): refuse it
+            self.problems = [Problem("$", f"cannot check this flag: {e!r}")]
         self.malformed = bool(self.problems)
         if self.archived:
             self.error = ErrorKind.FLAG_NOT_FOUND

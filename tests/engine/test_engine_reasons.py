@@ -261,3 +261,14 @@ def test_rule_with_hundreds_of_clauses() -> None:
     everything = {"key": "u", **{f"a{i}": i for i in range(300)}}
     assert evaluate(flags, "color", everything, None).reason.rule_id == "many"
     assert evaluate(flags, "color", {**everything, "a299": 0}, None).reason.kind is ReasonKind.FALLTHROUGH
+
+
+def test_flag_built_with_wrong_types_is_malformed_not_a_crash() -> None:
+    weird = Flag(key="color", on=True, variations=None, rules=(None,))  # type: ignore[arg-type]
+    d = evaluate(compiled(weird), "color", {"key": "u"}, "default")
+    assert (d.value, d.reason.error_kind) == ("default", ErrorKind.MALFORMED_FLAG)
+    weird_segment = Segment(key="s", rules=(None,))  # type: ignore[arg-type]
+    flag = colors(
+        rules=(Rule(id="r", clauses=(Clause(op=Operator.IN_SEGMENT, values=("s",)),), serve=Serve(variation="blue")),)
+    )
+    assert evaluate(compiled(flag, segments=(weird_segment,)), "color", {"key": "u"}, None).variation == "green"
