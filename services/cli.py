@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "projector": ("flagstream.services.projector.main", "run the projector against a NATS server"),
     "envs": ("flagstream.services.cli_envs", "list and create environments through the admin API"),
     "flags": ("flagstream.services.cli_flags", "create, list, show and toggle flags through the admin API"),
+    "tokens": ("flagstream.services.cli_tokens", "create, list and revoke API tokens through the admin API"),
 }
 
 
