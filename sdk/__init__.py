@@ -4,6 +4,7 @@ from .async_client import AsyncFlagstreamClient
 from .cache import ClientStatus
 from .client import FlagstreamClient
 from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind
+from .exposures import Exposure
 from .offline import FlagFileError
 from .testdata import TestData
 
@@ -12,6 +13,7 @@ __all__ = [
     "ClientStatus",
     "ErrorKind",
     "EvaluationDetail",
+    "Exposure",
     "FlagFileError",
     "FlagstreamClient",
     "Reason",
