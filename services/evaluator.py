@@ -7,6 +7,9 @@ then on. An evaluation is then a function call on the ruleset in memory: no stre
 The pool is bounded: past ``capacity`` environments, the least recently used one is closed (and reloaded when
 asked for again). The caller checks that an environment exists before asking (the pool would otherwise hold a
 client for any name it is given).
+
+The clients connect with the given ``connect_options`` (the admin passes its own NATS credentials) and report
+telemetry like any SDK instance, so evaluations served through the pool count in the fleet's numbers.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from typing import Any
 
 from ..async_client import AsyncFlagstreamClient
 
@@ -39,6 +43,7 @@ class EvaluatorPool:
         load_timeout: float = 10.0,
         capacity: int = 64,
         name: str = "flagstream-evaluator",
+        connect_options: dict[str, Any] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -46,6 +51,7 @@ class EvaluatorPool:
         self.load_timeout = load_timeout
         self.capacity = capacity
         self.name = name
+        self.connect_options = connect_options or {}
         self._clients: OrderedDict[tuple[str, str], AsyncFlagstreamClient] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -65,7 +71,11 @@ class EvaluatorPool:
         client = self._clients.get(where)
         if client is None:
             client = AsyncFlagstreamClient(
-                self.servers, project=project, environment=environment, name=f"{self.name}:{project}/{environment}"
+                self.servers,
+                project=project,
+                environment=environment,
+                name=f"{self.name}:{project}/{environment}",
+                connect_options=self.connect_options,
             )
             self._clients[where] = client
             self._evict()

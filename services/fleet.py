@@ -191,6 +191,12 @@ class FleetAggregator:
         dirty, self._dirty = self._dirty, {}
         return dirty
 
+    def requeue(self, dirty: dict[tuple[str, str, str], datetime]) -> None:
+        """Hand back times from ``take_dirty`` that could not be stored (newer ones already queued win)."""
+        for where, at in dirty.items():
+            if where not in self._dirty or self._dirty[where] < at:
+                self._dirty[where] = at
+
     # -- views -----------------------------------------------------------------------------------------------
 
     def _connected(self, instance: _Instance, now: datetime) -> bool:

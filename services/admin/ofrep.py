@@ -239,15 +239,23 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 
 def where(request: Request) -> tuple[str, str]:
-    """(project, environment) of an OFREP request: headers, else query parameters, else the defaults."""
+    """(project, environment) of an OFREP request: headers, else query parameters, else the token's only
+    environment, else ``production``. A token limited to environments may evaluate those only (403)."""
+    principal = getattr(request.state, "principal", None)
+    allowed: tuple[str, ...] | None = getattr(principal, "environments", None)
+    asked = request.headers.get(ENVIRONMENT_HEADER) or request.query_params.get("environment")
+    if asked is None:
+        asked = allowed[0] if allowed is not None and len(allowed) == 1 else DEFAULT_ENVIRONMENT
+    project = request.headers.get(PROJECT_HEADER) or request.query_params.get("project") or DEFAULT_PROJECT
     try:
-        project = request.headers.get(PROJECT_HEADER) or request.query_params.get("project") or DEFAULT_PROJECT
-        environment = (
-            request.headers.get(ENVIRONMENT_HEADER) or request.query_params.get("environment") or DEFAULT_ENVIRONMENT
-        )
-        return check_key(project.strip(), "project"), check_key(environment.strip(), "environment")
+        project, environment = check_key(project.strip(), "project"), check_key(asked.strip(), "environment")
     except AdminError as exc:
         raise OfrepFailure(400, "GENERAL", f"{exc.message} (from {PROJECT_HEADER}/{ENVIRONMENT_HEADER})") from None
+    if allowed is not None and environment not in allowed:
+        raise OfrepFailure(
+            403, "GENERAL", f"this token may not evaluate environment {environment!r} (only: {', '.join(allowed)})"
+        )
+    return project, environment
 
 
 async def _context(request: Request) -> Any:
@@ -316,10 +324,18 @@ async def evaluate_flags(request: Request) -> Response:
     return json_response(OfrepBulkEvaluation(flags=flags, metadata=metadata), headers={"ETag": etag})
 
 
+def same_credentials(nc: Any) -> dict[str, Any]:
+    """The admin connection's own NATS credentials and TLS, for the evaluator's clients."""
+    options = getattr(nc, "options", {})
+    keys = ("user", "password", "token", "tls", "tls_hostname")
+    return {k: options[k] for k in keys if options.get(k) is not None}
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    servers = [url.geturl() for url in app.state.nc.servers]
-    pool = EvaluatorPool(servers, name="flagstream-admin-ofrep")
+    nc = app.state.nc
+    servers = [url.geturl() for url in nc.servers]
+    pool = EvaluatorPool(servers, name="flagstream-admin-ofrep", connect_options=same_credentials(nc))
     app.state.evaluator = pool
     try:
         yield

@@ -189,3 +189,24 @@ def test_a_context_without_any_key_is_refused() -> None:
     assert refused.value.code == "TARGETING_KEY_MISSING"
     assert to_flagstream_context({}) is None
     assert to_flagstream_context(None) is None
+
+
+async def test_a_token_limited_to_one_environment_evaluates_that_one_only(http: httpx.AsyncClient) -> None:
+    assert (await http.post(API, json={"key": "development"})).status_code == 201
+    flag = {"key": "checkout", "on": True, "fallthrough": {"variation": "on"}}
+    assert (await http.post(f"{API}/development/flags", json=flag)).status_code == 201
+    created = await http.post(
+        "/api/v1/tokens", json={"name": "web-app", "role": "reader", "environments": ["development"]}
+    )
+    assert created.status_code == 201, created.text
+    sdk = auth_headers(created.json()["token"])
+
+    own = await http.post(f"{BULK}/checkout", json={"context": {"targetingKey": "user-2"}}, headers=sdk)
+    assert own.status_code == 200, own.text
+    assert own.json()["value"] is True  # development's flag: no header needed
+    other = await http.post(BULK, json=CONTEXT, headers={**sdk, "X-Flagstream-Environment": "production"})
+    assert other.status_code == 403
+    assert other.json()["errorCode"] == "GENERAL"
+    assert "production" in other.json()["errorDetails"]
+    anonymous = await http.post(BULK, json=CONTEXT, headers={"Authorization": ""})
+    assert anonymous.status_code == 401

@@ -1,0 +1,178 @@
+"""Fleet telemetry end to end: real SDK clients report to the real admin service over a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from flagstream import AsyncFlagstreamClient
+from flagstream.services.admin.app import create_app
+from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
+
+ENVS = "/api/v1/projects/default/environments"
+FLEET = f"{ENVS}/production/fleet"
+USER = {"key": "user-1"}
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """``eventually`` for a check that must await (an HTTP call): repeat it in a task, watch its outcome."""
+    done = False
+
+    async def poll() -> None:
+        nonlocal done
+        while not await check():
+            pass
+        done = True
+
+    task = asyncio.create_task(poll())
+    try:
+        await eventually(lambda: done or task.done(), what=what)
+        await task
+    finally:
+        task.cancel()
+
+
+@pytest.fixture
+async def http(admin_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=admin_url, headers=auth_headers(), timeout=30) as client:
+        assert (await client.post(ENVS, json={"key": "production"})).status_code == 201
+        for key in ("checkout", "banner", "forgotten"):
+            response = await client.post(f"{ENVS}/production/flags", json={"key": key, "on": True})
+            assert response.status_code == 201, response.text
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def sdk(nats_url: str, n: int = 1) -> AsyncIterator[list[AsyncFlagstreamClient]]:
+    clients = [AsyncFlagstreamClient(nats_url, environment="production", telemetry_interval=0.05) for _ in range(n)]
+    try:
+        for client in clients:
+            assert await client.start(wait=30)
+        yield clients
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def get(http: httpx.AsyncClient, path: str, **params: Any) -> Any:
+    response = await http.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_connected_instances_and_the_convergence_of_a_change(http: httpx.AsyncClient, nats_url: str) -> None:
+    async with sdk(nats_url, 2) as clients:
+        seq = clients[0].seq
+        body: dict[str, Any] = {}
+
+        async def both_connected() -> bool:
+            body.update(await get(http, FLEET))
+            return len(body["instances"]) == 2 and all(i["seq"] == seq for i in body["instances"])
+
+        await until(both_connected, "both SDK instances are listed")
+        assert {i["instance_id"] for i in body["instances"]} == {c._telemetry.instance_id for c in clients}  # type: ignore[union-attr]
+        assert all(i["sdk_version"] and i["status"] == "READY" for i in body["instances"])
+        assert body["changes"][0]["change"]["key"] == "forgotten"  # newest first
+
+        off = await http.post(f"{ENVS}/production/flags/checkout/off", json={})
+        version = off.json()["version"]
+
+        async def converged() -> bool:
+            body.update(await get(http, FLEET, changes=1))
+            [latest] = body["changes"]
+            return latest["change"]["seq"] == version and latest["applied"] == 2 and latest["measured"] == 2
+
+        await until(converged, "both instances applied the change")
+        [latest] = body["changes"]
+        assert latest["change"]["type"] == "FlagToggled"
+        assert latest["pending"] == 0
+        assert latest["p50_ms"] is not None
+        assert latest["p99_ms"] >= latest["p50_ms"]
+        assert latest["change"]["actor"]
+
+        await clients[1].close()
+        gone = clients[1]._telemetry.instance_id  # type: ignore[union-attr]
+
+        async def one_left() -> bool:
+            body.update(await get(http, FLEET))
+            return [i["instance_id"] for i in body["instances"]] != [] and gone not in {
+                i["instance_id"] for i in body["instances"]
+            }
+
+        await until(one_left, "the closed instance is no longer listed")
+
+
+async def test_evaluation_counts_per_flag_and_variation(http: httpx.AsyncClient, nats_url: str) -> None:
+    async with sdk(nats_url) as [client]:
+        for _ in range(5):
+            client.bool_variation("checkout", USER, False)
+        client.bool_variation("banner", USER, False)
+        client.bool_variation("no-such-flag", USER, False)
+        flags: dict[str, Any] = {}
+
+        async def counted() -> bool:
+            report = await get(http, f"{FLEET}/evaluations", window=60)
+            flags.clear()
+            flags.update({f["flag"]: f for f in report["flags"]})
+            return sum(f["total"] for f in flags.values()) == 7
+
+        await until(counted, "the evaluation counts arrive")
+    assert flags["checkout"]["total"] == 5
+    assert flags["checkout"]["recent"] == 5
+    assert flags["checkout"]["variations"] == [{"variation": "on", "total": 5, "recent": 5}]
+    assert flags["no-such-flag"]["variations"] == [{"variation": None, "total": 1, "recent": 1}]
+    assert flags["checkout"]["last_evaluated"]
+
+
+async def test_stale_flags_and_their_last_evaluation_survive_a_restart(http: httpx.AsyncClient, nats_url: str) -> None:
+    async with sdk(nats_url) as [client]:
+        client.bool_variation("checkout", USER, False)
+        client.bool_variation("banner", USER, False)
+        report: dict[str, Any] = {}
+
+        async def evaluated_ones_are_fresh() -> bool:
+            report.update(await get(http, f"{FLEET}/stale", days=1))
+            return [f["key"] for f in report["flags"]] == ["forgotten"]
+
+        await until(evaluated_ones_are_fresh, "only the unevaluated flag is stale")
+    assert report["persistent"] is True
+    assert report["flags"][0]["last_evaluated"] is None
+    assert report["flags"][0]["last_changed"]
+    every = await get(http, f"{FLEET}/stale", days=0)
+    assert [f["key"] for f in every["flags"]] == ["banner", "checkout", "forgotten"]
+
+    # A new admin process (nothing in memory) knows what the first one stored.
+    app = create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth_headers()) as fresh:
+
+            async def remembered() -> bool:
+                stale = await get(fresh, f"{FLEET}/stale", days=1)
+                return [f["key"] for f in stale["flags"]] == ["forgotten"]
+
+            await until(remembered, "the restarted admin knows the last evaluations")
+
+
+async def test_bad_queries_and_unknown_environments(http: httpx.AsyncClient) -> None:
+    for path, params in (
+        (f"{FLEET}/stale", {"days": "soon"}),
+        (f"{FLEET}/stale", {"days": "-1"}),
+        (f"{FLEET}/evaluations", {"window": "0"}),
+        (FLEET, {"changes": "1000"}),
+    ):
+        response = await http.get(path, params=params)
+        assert response.status_code == 400, (path, params, response.text)
+        assert response.json()["error"]
+    for path in (f"{ENVS}/staging/fleet", f"{ENVS}/staging/fleet/stale", "/api/v1/environments/staging/fleet"):
+        response = await http.get(path)
+        assert response.status_code == 404
+        assert "staging" in response.json()["error"]
+    short = await http.get("/api/v1/environments/production/fleet")
+    assert short.status_code == 200
+    assert short.json()["instances"] == []
