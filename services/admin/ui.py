@@ -1,7 +1,174 @@
-"""Admin feature module: ui (see registry.py for the contract)."""
+"""Admin feature module: the web UI (see registry.py for the contract).
+
+Serves the single-page UI (plain HTML, CSS and ES modules from ``static/``, no build step, nothing fetched from
+the internet) at ``/ui/``, redirects ``/`` there, and adds the live-update stream the UI listens to:
+``GET .../environments/{environment}/changes/stream``, Server-Sent Events of every change in one environment,
+each event's ``id`` being its stream sequence (the entity's new version). A client that reconnects with
+``Last-Event-ID`` (or ``?after=``) resumes right after it, so nothing is missed between two connections.
+"""
 
 from __future__ import annotations
 
-from .routes import Endpoint
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
-ENDPOINTS: list[Endpoint] = []
+import msgspec
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from ...events import STREAM, DecodeError, decode_event, entity_of, environment_filter
+from .errors import MalformedRequest, NotFound
+from .responses import record
+from .routes import API, Endpoint, _where
+from .store import Stored
+
+log = logging.getLogger("flagstream.admin.ui")
+
+STATIC = Path(__file__).parent / "static"
+
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+}
+
+#: The UI's own files must never be framed, sniffed or allowed to load anything from elsewhere.
+_SECURITY = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+#: A stream ends after this long; the client reconnects with Last-Event-ID at once and misses nothing.
+#: Bounded so that a server shutting down never waits on an idle browser for long.
+STREAM_LIFETIME = 25.0
+HEARTBEAT = 10.0
+
+_encoder = msgspec.json.Encoder()
+
+
+def _file(name: str) -> Response:
+    path = STATIC / name
+    suffix = path.suffix.lower()
+    if "/" in name or name.startswith(".") or suffix not in _TYPES or not path.is_file():
+        raise NotFound(f"no such UI file: {name!r}")
+    return Response(path.read_bytes(), media_type=_TYPES[suffix], headers=_SECURITY)
+
+
+async def root(request: Request) -> Response:
+    return RedirectResponse("/ui/", status_code=307)
+
+
+async def index(request: Request) -> Response:
+    return _file("index.html")
+
+
+async def favicon(request: Request) -> Response:
+    return _file("favicon.svg")
+
+
+async def asset(request: Request) -> Response:
+    return _file(request.path_params["asset"])
+
+
+def _start(request: Request) -> int | None:
+    raw = request.headers.get("last-event-id") or request.query_params.get("after")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise MalformedRequest(f"Last-Event-ID / after must be a stream sequence, got {raw!r}")
+    return int(raw)
+
+
+def _sse(event: str, data: bytes, ident: int | None = None) -> bytes:
+    head = f"id: {ident}\n" if ident is not None else ""
+    return f"{head}event: {event}\n".encode() + b"data: " + data + b"\n\n"
+
+
+def _change(seq: int, event: Any) -> bytes:
+    """One change as the UI gets it: the entity's record, or for other events (schedules...) their fields."""
+    tag = type(event).__struct_config__.tag
+    try:
+        kind = entity_of(event)[0]
+    except TypeError:
+        return _encoder.encode({"kind": str(tag).split(".")[0], "event": tag, "version": seq, "data": event})
+    return _encoder.encode({"kind": kind, "event": tag, "record": record(Stored(seq=seq, event=event))})
+
+
+async def changes_stream(request: Request) -> Response:
+    """Server-Sent Events: ``change`` (data: ``{"kind": ..., "record": <the entity's record>}``) per event."""
+    project, environment = _where(request)
+    after = _start(request)
+    js = request.app.state.nc.jetstream()
+    if after is None:
+        after = int((await js.stream_info(STREAM)).state.last_seq)
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1)
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=10_000)
+
+    async def on_message(msg: object) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(msg)
+
+    sub = await js.subscribe(
+        environment_filter(project, environment), stream=STREAM, cb=on_message, ordered_consumer=True, config=config
+    )
+
+    async def events() -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STREAM_LIFETIME
+        try:
+            yield b"retry: 1000\n\n" + _sse("ready", _encoder.encode({"after": after}))
+            while (left := deadline - loop.time()) > 0:
+                try:
+                    msg = await asyncio.wait_for(queue.get(), min(HEARTBEAT, left))
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                seq = msg.metadata.sequence.stream  # type: ignore[attr-defined]
+                try:
+                    event = decode_event(msg.data)  # type: ignore[attr-defined]
+                except DecodeError:
+                    log.warning("skipping an undecodable event at sequence %s", seq)
+                    continue
+                yield _sse("change", _change(seq, event), seq)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+_STREAM_PATH = "/environments/{environment}/changes/stream"
+
+
+def _public(endpoint: Endpoint) -> Endpoint:
+    """The UI's own files hold no data: open to everyone (the page then signs in with an API token)."""
+    if "public" in {f.name for f in dataclasses.fields(endpoint)}:
+        return dataclasses.replace(endpoint, public=True)  # type: ignore[call-arg]
+    return endpoint
+
+
+ENDPOINTS: list[Endpoint] = [
+    _public(Endpoint("GET", "/", root, "uiRoot", "Redirect to the web UI", "ui")),
+    _public(Endpoint("GET", "/favicon.ico", favicon, "uiFavicon", "The web UI's icon", "ui")),
+    _public(Endpoint("GET", "/ui/", index, "uiIndex", "The web UI (a single page)", "ui")),
+    _public(Endpoint("GET", "/ui/{asset}", asset, "uiAsset", "A file of the web UI (HTML, CSS, JavaScript)", "ui",
+                     extra_statuses=(404,))),
+    Endpoint("GET", f"{API}/projects/{{project}}{_STREAM_PATH}", changes_stream, "streamChanges",
+             "Live changes of one environment (Server-Sent Events; resume with Last-Event-ID)", "ui"),
+    Endpoint("GET", f"{API}{_STREAM_PATH}", changes_stream, "streamChangesDefault",
+             "Live changes of one environment of the default project (Server-Sent Events)", "ui"),
+]  # fmt: skip

@@ -1,0 +1,34 @@
+// Actions shared by several pages: turning a flag on or off (with confirmation and a required comment in a
+// production-like environment), showing errors.
+import { call, envBase } from "./api.js";
+import { confirmDialog, toast } from "./dom.js";
+
+/** Turn a flag on/off. Resolves to the new record, or null if cancelled or refused. */
+export async function toggleFlag(ctx, rec, on) {
+  const name = rec.flag.name || rec.key;
+  let comment = "";
+  if (ctx.production) {
+    const answer = await confirmDialog({
+      title: `Turn ${name} ${on ? "on" : "off"} in ${ctx.environment.name || ctx.env}?`,
+      message: `This is a production environment: the change reaches every connected application within ` +
+        `milliseconds. Say why, for whoever is on call next.`,
+      confirmLabel: `Turn ${on ? "on" : "off"}`,
+      comment: "required",
+    });
+    if (!answer) return null;
+    comment = answer.comment;
+  }
+  try {
+    const updated = await call("POST", `${envBase(ctx.project, ctx.env)}/flags/${encodeURIComponent(rec.key)}/${on ? "on" : "off"}`,
+      { body: { comment }, ifMatch: rec.version });
+    toast(`${name} is now ${on ? "ON" : "OFF"} in ${ctx.env}.`);
+    return updated;
+  } catch (err) {
+    if (err.status === 409 && err.body.current) {
+      toast(`Not changed: ${err.body.current.actor} changed ${name} just before you. Look at the current state and try again.`, "error");
+      return err.body.current;
+    }
+    toast(`Could not turn ${name} ${on ? "on" : "off"}: ${err.message}`, "error");
+    return null;
+  }
+}

@@ -1,0 +1,60 @@
+// The admin REST API, with the signed-in API token (kept in sessionStorage) on every call.
+
+const TOKEN = "flagstream.token";
+
+export const auth = {
+  get token() { return sessionStorage.getItem(TOKEN) || ""; },
+  set token(value) { value ? sessionStorage.setItem(TOKEN, value) : sessionStorage.removeItem(TOKEN); },
+};
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body || {};
+    this.problems = (body && body.problems) || [];
+  }
+}
+
+export async function call(method, path, { body, ifMatch, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  if (auth.token) headers.Authorization = `Bearer ${auth.token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (ifMatch !== undefined && ifMatch !== null) headers["If-Match"] = `"${ifMatch}"`;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, { error: `The admin service cannot be reached (${err.message}).` });
+  }
+  const text = await response.text();
+  let data = null;
+  if (text) {
+    try { data = JSON.parse(text); } catch { data = { error: text }; }
+  }
+  if (!response.ok) {
+    const error = new ApiError(response.status, data);
+    if (response.status === 401) window.dispatchEvent(new CustomEvent("flagstream:unauthorized"));
+    throw error;
+  }
+  return data;
+}
+
+export const API = "/api/v1";
+export const envBase = (project, env) =>
+  `${API}/projects/${encodeURIComponent(project)}/environments/${encodeURIComponent(env)}`;
+
+let openapi = null;
+/** The operations this server offers (so pages for features not deployed yet stay hidden). */
+export async function operations() {
+  if (!openapi) {
+    const doc = await call("GET", "/openapi.json");
+    openapi = new Set();
+    for (const methods of Object.values(doc.paths || {})) {
+      for (const op of Object.values(methods)) openapi.add(op.operationId);
+    }
+    openapi.paths = doc.paths || {};
+  }
+  return openapi;
+}
