@@ -242,6 +242,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
             log.exception("flagstream: ignoring the last-known-state file %s", path)
             ruleset = None
         if ruleset is not None:
+            if self._telemetry is not None:
+                self._telemetry.baseline(ruleset.seq)
             self._cache.replace(ruleset)
             self._source.replace_on_first_load()
             log.info("flagstream: serving %d flags from %s until loaded", len(ruleset.flags), path)

@@ -17,7 +17,11 @@ Evaluations are the client's (local, no I/O). Context mapping (an ``EvaluationCo
 * ``kind: "multi"`` makes a multi-kind context: every other attribute whose value is a mapping is one member
   (its kind is the attribute name, it needs a ``key``); the targeting key and the remaining plain attributes
   form the ``user`` member. A nested mapping without ``kind: "multi"`` is an ordinary (object) attribute.
-* ``datetime`` values become ISO-8601 strings (what the ``before``/``after`` operators compare).
+* ``datetime`` values become ISO-8601 strings (what the ``before``/``after`` operators compare);
+* no targeting key (and no ``key`` attribute) means no context: flags still serve (off value, fallthrough)
+  but no rule, target or rollout can match, so attributes alone are ignored. This keeps API-level contexts
+  without a key (``{"service": "checkout"}``) from turning every evaluation into an error.
+  In a multi-kind context, plain attributes without a targeting key are ignored the same way.
 
 Reasons: OFF -> DISABLED, TARGET_MATCH -> TARGETING_MATCH, RULE_MATCH -> TARGETING_MATCH (SPLIT when served by
 a rollout), FALLTHROUGH -> DEFAULT (SPLIT when a rollout), PREREQUISITE_FAILED -> ``"PREREQUISITE_FAILED"``
@@ -109,6 +113,8 @@ def to_flagstream_context(context: EvaluationContext | None) -> dict[str, Any] |
     if not attributes:
         return None if key is None else {"key": key}
     if attributes.get("kind") != "multi":
+        if key is None and "key" not in attributes:
+            return None  # no targeting key: evaluated without a context (see the module docstring)
         out = dict(attributes)
         for name, value in out.items():
             if type(value) not in _SCALARS:
@@ -125,7 +131,7 @@ def to_flagstream_context(context: EvaluationContext | None) -> dict[str, Any] |
             multi[name] = _plain(value)
         else:
             user[name] = _plain(value)
-    if key is not None or user:
+    if key is not None:
         member = dict(multi.get("user") or {})
         member.update(user)
         if key is not None:

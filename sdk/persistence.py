@@ -155,9 +155,10 @@ class StatePersister:
         self.writes = 0
         self.write_errors = 0
         self._current = current
+        self._written = current()  # what the file holds (or need not hold: nothing new yet)
         self._dirty = asyncio.Event()
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._written_seq: int | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -167,20 +168,24 @@ class StatePersister:
         self._dirty.set()
 
     async def close(self) -> None:
-        """Stop, writing the latest state once more if it changed since the last write."""
+        """Stop after the write in progress (never cut short), then write the latest state if not yet written."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
+            self._stop.set()
+            self._dirty.set()  # wakes the loop if it waits for a change
+            with contextlib.suppress(Exception):
                 await self._task
             self._task = None
-        if self._dirty.is_set():
+        if self._current() is not self._written:
             await self._write()
 
     async def _run(self) -> None:
         while True:
             await self._dirty.wait()
+            if self._stop.is_set():
+                return
             await self._write()
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
 
     async def _write(self) -> None:
         self._dirty.clear()
@@ -192,4 +197,4 @@ class StatePersister:
             log.exception("flagstream: cannot write the last-known-state file %s", self.path)
         else:
             self.writes += 1
-            self._written_seq = ruleset.seq
+            self._written = ruleset

@@ -81,6 +81,10 @@ class TelemetryReporter:
 
     # -- on the client's loop ------------------------------------------------------------------------------
 
+    def baseline(self, seq: int) -> None:
+        """The client starts from ``seq`` (a last-known-state file): not an applied change to report."""
+        self._last_seq = seq
+
     def applied(self, changed: set[str], ruleset: Ruleset) -> None:
         if ruleset.seq != self._last_seq:
             self._last_seq = ruleset.seq

@@ -209,6 +209,10 @@ async def test_every_type_and_reason_through_the_openfeature_client(nats_url: st
     multi = EvaluationContext("user-1", {"kind": "multi", "organization": {"key": "org-1", "plan": "gold"}})
     assert boolean("org-flag", multi, False) == (True, Reason.TARGETING_MATCH, "on")
     assert boolean("org-flag", USER, True) == (False, Reason.DEFAULT, "off")
+    # No targeting key: no context; flags still serve, attributes alone match nothing.
+    keyless = client.get_string_details("by-rule", "default", EvaluationContext(attributes={"country": "NO"}))
+    assert (keyless.value, keyless.reason, keyless.error_code) == ("blue", Reason.DEFAULT, None)
+    assert client.get_boolean_value("off-flag", True) is False
     single = EvaluationContext("org-2", {"kind": "organization", "plan": "gold"})
     assert boolean("org-flag", single, False) == (True, Reason.TARGETING_MATCH, "on")
 

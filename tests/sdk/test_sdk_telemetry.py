@@ -120,3 +120,27 @@ async def test_sync_client_counts_and_telemetry_false_sends_nothing(nats_url: st
         await nc.close()
     assert {h.instance_id for h in listener.heartbeats} == {tel.instance_id}
     assert {c.instance_id for c in listener.counts} == {tel.instance_id}
+
+
+async def test_a_state_loaded_from_the_file_is_not_reported_as_applied(nats_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    listener = Listener()
+    await nc.subscribe(telemetry_filter(), cb=listener.on_message)
+    first_seq = await publish(js, FlagCreated, Flag(key="checkout", on=True))
+    path = tmp_path / "state.json"
+    writer = AsyncFlagstreamClient(nats_url, environment="production", cache_path=path, telemetry=False)
+    assert await writer.start(wait=15)
+    await writer.close()  # writes the file
+
+    client = AsyncFlagstreamClient(nats_url, environment="production", cache_path=path, telemetry_interval=0.05)
+    try:
+        assert await client.start(wait=15)
+        assert client.seq == first_seq
+        toggled = await publish(js, FlagToggled, Flag(key="checkout", on=False))
+        await eventually(lambda: bool(listener.heartbeats) and listener.heartbeats[-1].seq == toggled, what="beat")
+    finally:
+        await client.close()
+        await nc.close()
+    assert [a.seq for h in listener.heartbeats for a in h.applied] == [toggled]
