@@ -98,9 +98,10 @@ def regex_problem(pattern: Any) -> str | None:
         return f"regular expression longer than {REGEX_MAX} characters"
     try:
         re.compile(pattern)
-    except re.error as e:
+        nested = _nested_quantifier(pattern)
+    except (re.error, OverflowError, RecursionError, ValueError) as e:
         return f"invalid regular expression: {e}"
-    if _nested_quantifier(pattern):
+    if nested:
         return "nested quantifiers (like (a+)+) can take exponential time; rewrite the expression"
     return None
 

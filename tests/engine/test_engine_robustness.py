@@ -23,6 +23,7 @@ from flagstream.events import (
     Target,
     WeightedVariation,
 )
+from flagstream.validation import validate_flag
 
 VALUES: dict[Operator, tuple[Any, ...]] = {
     Operator.IN: ("a", 1, True),
@@ -216,3 +217,11 @@ def test_arbitrary_flags_compile_and_evaluate_without_raising(flag: Flag, contex
     assert d.reason.error_kind is not ErrorKind.EXCEPTION, (flag, context, d)
     if compiled["any"].problems:
         assert d.reason.error_kind in (ErrorKind.MALFORMED_FLAG, ErrorKind.MALFORMED_CONTEXT)
+
+
+@given(arbitrary_flags)
+@settings(max_examples=300, deadline=None)
+def test_validation_never_raises(flag: Flag) -> None:
+    problems = validate_flag(flag, segments={"seg": Segment(key="seg")}, flags={"gate": Flag(key="gate")})
+    assert all(p.path.startswith("$") and p.message for p in problems)
+    assert bool(problems) or not compile_flag(flag, {}).malformed

@@ -96,6 +96,17 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "$.rules[0].clauses[0].values[0]",
     ),
     (
+        "huge repeat",
+        {
+            "rules": (
+                rule(
+                    Clause(attribute="a", op=Operator.MATCHES, values=("a{99999999999}",)),
+                ),
+            )
+        },
+        "$.rules[0].clauses[0].values[0]",
+    ),
+    (
         "long regex",
         {
             "rules": (
