@@ -89,7 +89,7 @@ def apply_events(ruleset: Ruleset, events: Iterable[tuple[int, Event]]) -> tuple
         flags=MappingProxyType(flags),
         segments=MappingProxyType(segments),
         env=env,
-        compiled=MappingProxyType(compiled),
+        compiled=compiled,  # a plain dict: the hot path reads it on every evaluation (never mutated)
         compiled_segments=frozen_segments,
         versions=MappingProxyType(versions),
     )
