@@ -99,12 +99,14 @@ def _sse(event: str, data: bytes, ident: int | None = None) -> bytes:
 
 def _change(seq: int, event: Any) -> bytes:
     """One change as the UI gets it: the entity's record, or for other events (schedules...) their fields."""
-    tag = type(event).__struct_config__.tag
+    tag = str(type(event).__struct_config__.tag)
     try:
         kind = entity_of(event)[0]
     except TypeError:
-        return _encoder.encode({"kind": str(tag).split(".")[0], "event": tag, "version": seq, "data": event})
-    return _encoder.encode({"kind": kind, "event": tag, "record": record(Stored(seq=seq, event=event))})
+        kind = tag.split(".")[0]
+    if kind in ("flag", "segment", "environment"):
+        return _encoder.encode({"kind": kind, "event": tag, "record": record(Stored(seq=seq, event=event))})
+    return _encoder.encode({"kind": kind, "event": tag, "version": seq, "data": event})
 
 
 async def changes_stream(request: Request) -> Response:
@@ -138,11 +140,14 @@ async def changes_stream(request: Request) -> Response:
                     continue
                 seq = msg.metadata.sequence.stream  # type: ignore[attr-defined]
                 try:
-                    event = decode_event(msg.data)  # type: ignore[attr-defined]
+                    body = _change(seq, decode_event(msg.data))  # type: ignore[attr-defined]
                 except DecodeError:
                     log.warning("skipping an undecodable event at sequence %s", seq)
                     continue
-                yield _sse("change", _change(seq, event), seq)
+                except Exception:
+                    log.exception("cannot render the event at sequence %s for the UI; skipped", seq)
+                    continue
+                yield _sse("change", body, seq)
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -20,8 +20,10 @@ const ctx = {
 };
 
 let page = null;
+let buffered = null; // changes that arrive while a page renders, replayed to it once shown
 const live = new Live(
   (change) => {
+    if (buffered) buffered.push(change);
     if (change.kind === "environment") {
       const at = ctx.envs.findIndex((e) => e.key === change.record.key);
       if (at >= 0) ctx.envs[at] = change.record; else ctx.envs.push(change.record);
@@ -38,9 +40,9 @@ const live = new Live(
 
 // Pages of features this server may not offer yet: each registers itself only if its operations exist.
 const optional = [
-  { module: "./history.js", needs: "listFlagHistory", label: "History", path: "history" },
-  { module: "./playground.js", needs: "evaluateFlags", label: "Playground", path: "playground" },
-  { module: "./fleet.js", needs: "listFleetInstances", label: "Fleet", path: "fleet" },
+  { module: "./history.js", needs: "flagHistory", label: "History", path: "history" },
+  { module: "./playground.js", needs: "evaluate", label: "Playground", path: "playground" },
+  { module: "./fleet.js", needs: "getFleet", label: "Fleet", path: "fleet" },
 ];
 
 function renderNav(current) {
@@ -207,15 +209,19 @@ async function route() {
   }
   // Each page renders into its own box, shown only if no newer navigation started meanwhile.
   const box = h("div", { class: "page" });
+  buffered = [];
   try {
     const rendered = (await view.render(ctx, box, key, parts.slice(3))) || {};
     if (turn !== routing) { rendered.destroy?.(); return; }
     clear(main, box);
     page = rendered;
     page.hash = location.hash;
-    rendered.shown?.();
+    const missed = buffered || [];
+    buffered = null;
+    for (const change of missed) page.onChange?.(change);
   } catch (err) {
     if (turn !== routing) return;
+    buffered = null;
     clear(main, h("div", { class: "banner error", role: "alert" }, err.message));
   }
 }

@@ -135,7 +135,7 @@ export async function render(ctx, main, key) {
         rec.flag.archived ? h("span", { class: "state archived" }, "archived")
           : h("span", { class: `state ${rec.flag.on ? "on" : "off"}`, id: "flag-state" }, rec.flag.on ? "ON" : "OFF"),
         archive,
-        ctx.extra.history ? h("a", { class: "button", href: ctx.link(`history/flag/${encodeURIComponent(key)}`) }, "History") : null));
+        ctx.extra.history ? h("a", { class: "button", href: ctx.link(`history/flag/${encodeURIComponent(key)}`) }, "History and time travel") : null));
   }
 
   function banners() {

@@ -9,9 +9,9 @@ export async function render(ctx, main) {
   const base = envBase(ctx.project, ctx.env);
   let records = (await call("GET", `${base}/flags?archived=all`)).items;
   const params = new URLSearchParams(sessionStorage.getItem("flagstream.flagfilters") || "");
-  const search = h("input", { type: "search", id: "flag-search", value: params.get("q") || "", placeholder: "key, name or description" });
-  const tag = h("select", { id: "flag-tag" });
-  const state = h("select", { id: "flag-state" }, STATES.map(([v, l]) => h("option", { value: v }, l)));
+  const search = h("input", { type: "search", id: "flags-search", value: params.get("q") || "", placeholder: "key, name or description" });
+  const tag = h("select", { id: "flags-tag" });
+  const state = h("select", { id: "flags-state" }, STATES.map(([v, l]) => h("option", { value: v }, l)));
   state.value = params.get("state") || "active";
   const count = h("p", { class: "muted small", role: "status", "aria-live": "polite" });
   const body = h("tbody");
