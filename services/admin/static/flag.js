@@ -14,6 +14,7 @@ function weightOf(text) {
   const value = Number(String(text).replace(",", ".").trim());
   return text.trim() === "" || Number.isNaN(value) ? NaN : Math.round(value * 1000);
 }
+const sr = (text) => h("span", { class: "sr-only" }, text);
 function showValue(v) { return typeof v === "string" ? v : JSON.stringify(v); }
 
 export async function render(ctx, main, key) {
@@ -209,9 +210,9 @@ export async function render(ctx, main, key) {
         "aria-label": `Remove variation ${v.key}` }, "✕");
       remove.addEventListener("click", () => { draft.variations.splice(i, 1); changed(true); });
       return h("div", { class: "row card", dataset: { path: p } },
-        control(problems, `${p}.key`, "Key", input(v.key, (k) => { v.key = k; changed(false); }, { readonly: fixed, size: 10 })),
-        control(problems, `${p}.name`, "Name", input(v.name, (k) => { v.name = k; changed(false); }, { size: 14 })),
-        h("div", { class: "grow" }, control(problems, `${p}.value`, "Value", valueEl)), remove);
+        control(problems, `${p}.key`, [sr(`Variation ${i + 1} `), "Key"], input(v.key, (k) => { v.key = k; changed(false); }, { readonly: fixed, size: 10 })),
+        control(problems, `${p}.name`, [sr(`Variation ${i + 1} `), "Name"], input(v.name, (k) => { v.name = k; changed(false); }, { size: 14 })),
+        h("div", { class: "grow" }, control(problems, `${p}.value`, [sr(`Variation ${i + 1} `), "Value"], valueEl)), remove);
     });
     const add = h("button", { type: "button", class: "small", hidden: fixed }, "+ Variation");
     add.addEventListener("click", () => {
