@@ -6,6 +6,7 @@ The tag (``type`` on the wire) is part of the stored format: never rename one. A
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 
 from msgspec import Struct
 
@@ -83,6 +84,63 @@ class EnvironmentUpdated(EnvironmentEvent, frozen=True, kw_only=True, tag="envir
     pass
 
 
+class ScheduledChange(Struct, frozen=True, kw_only=True):
+    """What a schedule does when due: one write to one flag or segment, as the admin API would do it."""
+
+    kind: Literal["flag", "segment"] = "flag"
+    key: Key
+    #: ``patch`` (top-level fields in ``changes``), ``on``/``off`` (flags), ``archive``, ``restore``.
+    action: Literal["patch", "on", "off", "archive", "restore"]
+    changes: dict[str, Any] = {}
+
+
+#: A schedule's life: pending -> claimed (by one admin process) -> applied | failed; pending -> cancelled.
+ScheduleStatus = Literal["pending", "claimed", "applied", "failed", "cancelled"]
+
+
+class Schedule(Struct, frozen=True, kw_only=True):
+    """A change stored now to apply at ``due``. Its subject is ``flagstream.<p>.<env>.schedule.<id>``."""
+
+    id: Key
+    due: datetime
+    change: ScheduledChange
+    status: ScheduleStatus = "pending"
+    #: The admin process that claimed it (the last claim wins the right to apply it).
+    claimed_by: str = ""
+    #: Stream sequence of the change's event (or of the entity's version if nothing needed to change).
+    result_seq: int = 0
+    error: str = ""
+
+    @property
+    def archived(self) -> bool:
+        """Done (applied, failed or cancelled): nothing more will happen to it."""
+        return self.status in ("applied", "failed", "cancelled")
+
+
+class ScheduleEvent(Event, frozen=True, kw_only=True):
+    schedule: Schedule
+
+
+class ScheduleCreated(ScheduleEvent, frozen=True, kw_only=True, tag="schedule.created"):
+    pass
+
+
+class ScheduleCancelled(ScheduleEvent, frozen=True, kw_only=True, tag="schedule.cancelled"):
+    pass
+
+
+class ScheduleClaimed(ScheduleEvent, frozen=True, kw_only=True, tag="schedule.claimed"):
+    pass
+
+
+class ScheduleApplied(ScheduleEvent, frozen=True, kw_only=True, tag="schedule.applied"):
+    pass
+
+
+class ScheduleFailed(ScheduleEvent, frozen=True, kw_only=True, tag="schedule.failed"):
+    pass
+
+
 AnyEvent = (
     FlagCreated
     | FlagUpdated
@@ -95,6 +153,11 @@ AnyEvent = (
     | SegmentRestored
     | EnvironmentCreated
     | EnvironmentUpdated
+    | ScheduleCreated
+    | ScheduleCancelled
+    | ScheduleClaimed
+    | ScheduleApplied
+    | ScheduleFailed
 )
 
 #: The wire tag of every event class, for docs and tests.
@@ -104,7 +167,7 @@ TAGS: dict[str, type[Event]] = {
 }
 
 
-def entity_of(event: Event) -> tuple[str, str, Flag | Segment | Environment]:
+def entity_of(event: Event) -> tuple[str, str, Flag | Segment | Environment | Schedule]:
     """(kind, key, state) of the entity an event is about."""
     if isinstance(event, FlagEvent):
         return "flag", event.flag.key, event.flag
@@ -112,4 +175,6 @@ def entity_of(event: Event) -> tuple[str, str, Flag | Segment | Environment]:
         return "segment", event.segment.key, event.segment
     if isinstance(event, EnvironmentEvent):
         return "environment", event.env.key, event.env
+    if isinstance(event, ScheduleEvent):
+        return "schedule", event.schedule.id, event.schedule
     raise TypeError(f"unknown event class {type(event).__name__}")

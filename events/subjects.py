@@ -14,6 +14,7 @@ class EntityKind(enum.StrEnum):
     FLAG = "flag"
     SEGMENT = "segment"
     ENVIRONMENT = "environment"
+    SCHEDULE = "schedule"
 
 
 class Address(NamedTuple):

@@ -8,6 +8,7 @@ model (``app.state.read_model_path``; absent: 503); reverts write through ``Admi
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -21,8 +22,10 @@ from starlette.responses import Response
 
 from ...evaluation import Reason
 from ...events import DEFAULT_PROJECT, Event, entity_of
+from ...events.catalog import Schedule, ScheduleCancelled, ScheduleCreated, ScheduledChange, ScheduleEvent
 from ..diff import Change, diff
 from ..projector.readmodel import EventRecord, ReadModel
+from ..schedules import POLL, describe, project_states, running, schedule_subject, schedules_filter
 from ..timetravel import (
     EntityDiff,
     Evaluation,
@@ -34,14 +37,16 @@ from ..timetravel import (
     ruleset_of,
     states,
 )
-from .commands import check_key, convert, parse_json
+from .commands import FlagPatch, SegmentPatch, check_key, convert, parse_json
 from .decide import FLAG, SEGMENT, Kind
 from .errors import Conflict, InvalidInput, MalformedRequest, NotFound, Unavailable
 from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, service_of
 from .service import ListFilter, WriteRequest
+from .store import Stored, WrongLastSequence
 
 MAX_LIMIT = 1000
 KINDS: dict[str, Kind] = {"flag": FLAG, "segment": SEGMENT}
+HISTORY_KINDS = ("flag", "segment", "environment", "schedule")
 
 # -- response and request bodies ---------------------------------------------------------------------------
 
@@ -161,10 +166,13 @@ class RevertResponse(Struct, kw_only=True):
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """The read model is opened on first use; the schedule runner applies due changes meanwhile."""
     app.state.history_model = None
     app.state.history_lock = asyncio.Lock()
     try:
-        yield
+        async with running(app.state.service, poll=getattr(app.state, "schedule_poll", POLL)) as runner:
+            app.state.schedule_runner = runner
+            yield
     finally:
         model = app.state.history_model
         if model is not None:
@@ -277,6 +285,23 @@ async def states_at(model: ReadModel, project: str, environment: str, seq: int) 
     return states((r.seq, r.event()) for r in await model.states_as_of(project, environment, seq))
 
 
+async def with_pending(
+    request: Request, project: str, environment: str, found: dict[tuple[str, str], Versioned], until: datetime
+) -> dict[tuple[str, str], Versioned]:
+    """For a future instant: the states once the pending scheduled changes due by then have applied."""
+    if until <= datetime.now(UTC):
+        return found
+    latest = await service_of(request).store.latest(schedules_filter(project, environment))
+    pending = [s.event.schedule for s in latest.values() if isinstance(s.event, ScheduleEvent)]
+    future = project_states({i: v.state for i, v in found.items()}, pending, until)
+    out = dict(found)
+    for ident, state in future.items():
+        if state is not found[ident].state:
+            event = found[ident].event
+            out[ident] = Versioned(found[ident].seq, msgspec.structs.replace(event, **{KINDS[ident[0]].attr: state}))
+    return out
+
+
 # -- handlers: audit log -----------------------------------------------------------------------------------
 
 
@@ -285,8 +310,8 @@ def make_history(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
         project, environment = _where(request)
         q = request.query_params
         want_kind = kind or q.get("kind") or None
-        if want_kind is not None and want_kind not in ("flag", "segment", "environment"):
-            raise MalformedRequest(f"kind must be flag, segment or environment, got {want_kind!r}")
+        if want_kind is not None and want_kind not in HISTORY_KINDS:
+            raise MalformedRequest(f"kind must be one of {', '.join(HISTORY_KINDS)}, got {want_kind!r}")
         key = check_key(request.path_params["key"], "key") if kind else (q.get("key") or None)
         if key is not None and want_kind is None:
             raise MalformedRequest("key needs kind (flag or segment)")
@@ -356,8 +381,11 @@ def make_entity_state(kind: str) -> Callable[[Request], Awaitable[Response]]:
 async def environment_state(request: Request) -> Response:
     project, environment = _where(request)
     model = await model_of(request)
-    seq, at = await resolve(model, _instant_of(request))
+    instant = _instant_of(request)
+    seq, at = await resolve(model, instant)
     found = await states_at(model, project, environment, seq)
+    if isinstance(instant, datetime):
+        found = await with_pending(request, project, environment, found, instant)
     records = [_record(v) for _, v in sorted(found.items())]
     return json_response(
         EnvironmentState(
@@ -391,6 +419,8 @@ async def evaluate_handler(request: Request) -> Response:
         instant = parse_instant(body.as_of, "as_of") if body.as_of is not None else body.seq
         seq, at = await resolve(model, instant)
         found = await states_at(model, project, environment, seq)
+        if isinstance(instant, datetime):
+            found = await with_pending(request, project, environment, found, instant)
     ruleset = ruleset_of(project, environment, seq, found)
     results = [_result(e) for e in evaluate_all(ruleset, body.context, body.flags)]
     return json_response(EvaluateResponse(seq=seq, at=at, results=results))
@@ -517,6 +547,141 @@ async def _step(
     return int(outcome.stored.seq)
 
 
+# -- handlers: scheduled changes ---------------------------------------------------------------------------
+
+
+class ScheduleBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A change to make at ``due`` (RFC 3339, in the future) to one flag or one segment."""
+
+    due: str
+    flag: str | None = None
+    segment: str | None = None
+    #: patch (the top-level fields in ``changes``), on, off (flags), archive, restore.
+    action: str
+    changes: dict[str, Any] = {}
+    comment: str = ""
+
+
+class ScheduleRecord(Struct, kw_only=True):
+    id: str
+    version: int
+    status: str
+    due: datetime
+    change: ScheduledChange
+    description: str
+    claimed_by: str
+    result_seq: int
+    error: str
+    actor: str
+    at: datetime
+    comment: str
+
+
+class ScheduleList(Struct, kw_only=True):
+    items: list[ScheduleRecord]
+
+
+ACTIONS = ("patch", "on", "off", "archive", "restore")
+
+
+def _schedule_record(stored: Stored) -> ScheduleRecord:
+    event = stored.event
+    s: Schedule = event.schedule
+    return ScheduleRecord(
+        id=s.id, version=stored.seq, status=s.status, due=s.due, change=s.change, description=describe(s.change),
+        claimed_by=s.claimed_by, result_seq=s.result_seq, error=s.error, actor=event.actor, at=event.at,
+        comment=event.comment,
+    )  # fmt: skip
+
+
+def _change_of(body: ScheduleBody) -> ScheduledChange:
+    if (body.flag is None) == (body.segment is None):
+        raise MalformedRequest('give exactly one of "flag" or "segment" (the key of what to change)')
+    kind = "flag" if body.flag is not None else "segment"
+    key = check_key(body.flag or body.segment or "", kind)
+    if body.action not in ACTIONS or (kind == "segment" and body.action in ("on", "off")):
+        allowed = ACTIONS if kind == "flag" else ("patch", "archive", "restore")
+        raise InvalidInput(f"action must be one of {', '.join(allowed)} for a {kind}, got {body.action!r}")
+    if body.action == "patch":
+        if not body.changes:
+            raise InvalidInput('a patch needs "changes": the top-level fields to set')
+        for name in ("key", "archived", "comment"):
+            if name in body.changes:
+                raise InvalidInput(f"changes cannot set {name!r}")
+        convert(body.changes, FlagPatch if kind == "flag" else SegmentPatch)
+    elif body.changes:
+        raise InvalidInput(f'"changes" only goes with action patch, not {body.action!r}')
+    return ScheduledChange(kind=kind, key=key, action=body.action, changes=body.changes)  # type: ignore[arg-type]
+
+
+async def create_schedule(request: Request) -> Response:
+    project, environment = _where(request)
+    body = convert(parse_json(await read_body(request)), ScheduleBody)
+    change = _change_of(body)
+    due = parse_time(body.due, "due")
+    if due <= datetime.now(UTC):
+        raise InvalidInput(f"due must be in the future, got {body.due!r}")
+    service = service_of(request)
+    await service.get(KINDS[change.kind], project, environment, change.key)  # 404 if it does not exist
+    schedule = Schedule(id=f"s{uuid.uuid4().hex[:16]}", due=due, change=change)
+    event = ScheduleCreated(
+        project=project, environment=environment, actor=resolve_actor(request), at=datetime.now(UTC),
+        comment=body.comment, version=1, schedule=schedule,
+    )  # fmt: skip
+    appended = await service.store.append(
+        schedule_subject(project, environment, schedule.id), event, expected_seq=0, msg_id=None
+    )
+    runner = getattr(request.app.state, "schedule_runner", None)
+    if runner is not None:
+        runner.wake.set()
+    record = _schedule_record(Stored(appended.seq, event))
+    return json_response(record, 201, {"Location": f"{request.url.path.rstrip('/')}/{schedule.id}"})
+
+
+async def list_schedules(request: Request) -> Response:
+    project, environment = _where(request)
+    status = request.query_params.get("status") or None
+    statuses = ("pending", "claimed", "applied", "failed", "cancelled")
+    if status is not None and status not in statuses:
+        raise MalformedRequest(f"status must be one of {', '.join(statuses)}, got {status!r}")
+    latest = await service_of(request).store.latest(schedules_filter(project, environment))
+    items = [_schedule_record(s) for s in latest.values() if isinstance(s.event, ScheduleEvent)]
+    items = [i for i in items if status is None or i.status == status]
+    return json_response(ScheduleList(items=sorted(items, key=lambda i: (i.due, i.id))))
+
+
+async def _schedule(request: Request) -> tuple[str, str, Stored]:
+    project, environment = _where(request)
+    sid = check_key(request.path_params["id"], "schedule id")
+    stored = await service_of(request).store.last(schedule_subject(project, environment, sid))
+    if stored is None or not isinstance(stored.event, ScheduleEvent):
+        raise NotFound(f"schedule {sid!r} not found in environment {environment!r}")
+    return project, environment, stored
+
+
+async def get_schedule(request: Request) -> Response:
+    return json_response(_schedule_record((await _schedule(request))[2]))
+
+
+async def cancel_schedule(request: Request) -> Response:
+    project, environment, stored = await _schedule(request)
+    schedule: Schedule = stored.event.schedule
+    if schedule.status != "pending":
+        raise Conflict(f"schedule {schedule.id!r} is {schedule.status}: only a pending schedule can be cancelled")
+    event = ScheduleCancelled(
+        project=project, environment=environment, actor=resolve_actor(request), at=datetime.now(UTC),
+        comment=stored.event.comment, version=stored.event.version + 1,
+        schedule=msgspec.structs.replace(schedule, status="cancelled"),
+    )  # fmt: skip
+    try:
+        appended = await service_of(request).store.append(
+            schedule_subject(project, environment, schedule.id), event, expected_seq=stored.seq, msg_id=None
+        )
+    except WrongLastSequence:
+        raise Conflict(f"schedule {schedule.id!r} was claimed or changed meanwhile: read it again") from None
+    return json_response(_schedule_record(Stored(appended.seq, event)))
+
+
 # -- the table ---------------------------------------------------------------------------------------------
 
 _HISTORY_QUERY = (
@@ -538,7 +703,7 @@ def _endpoints(base: str, suffix: str) -> list[Endpoint]:
     out = [
         Endpoint("GET", f"{env}/history", make_history(None), f"environmentHistory{suffix}",
                  "Audit log of an environment, newest first, with field-level diffs", "history", None, HistoryPage,
-                 query=(Query("kind", "flag, segment or environment", ("flag", "segment", "environment")),
+                 query=(Query("kind", "only this kind of entity", HISTORY_KINDS),
                         Query("key", "one entity (needs kind)"), *_HISTORY_QUERY), extra_statuses=(503,)),
         Endpoint("GET", f"{env}/state", environment_state, f"environmentState{suffix}",
                  "Flags and segments of an environment as of a time or a stream sequence", "history", None,
@@ -554,6 +719,19 @@ def _endpoints(base: str, suffix: str) -> list[Endpoint]:
         Endpoint("POST", f"{env}/revert", make_revert(None), f"revertEnvironment{suffix}",
                  "Restore every flag and segment of an environment to its state at a time or sequence", "history",
                  RevertBody, RevertResponse, write=True, extra_statuses=(503,)),
+    ]  # fmt: skip
+    sched = f"{env}/schedules"
+    out += [
+        Endpoint("POST", sched, create_schedule, f"createSchedule{suffix}",
+                 "Schedule a change of a flag or segment at a future time", "schedules", ScheduleBody, ScheduleRecord,
+                 201, write=True),
+        Endpoint("GET", sched, list_schedules, f"listSchedules{suffix}", "Scheduled changes of an environment",
+                 "schedules", None, ScheduleList,
+                 query=(Query("status", "only these", ("pending", "claimed", "applied", "failed", "cancelled")),)),
+        Endpoint("GET", f"{sched}/{{id}}", get_schedule, f"getSchedule{suffix}", "One scheduled change",
+                 "schedules", None, ScheduleRecord),
+        Endpoint("POST", f"{sched}/{{id}}/cancel", cancel_schedule, f"cancelSchedule{suffix}",
+                 "Cancel a pending scheduled change", "schedules", None, ScheduleRecord, write=True),
     ]  # fmt: skip
     for kind, plural in (("flag", "flags"), ("segment", "segments")):
         one = f"{env}/{plural}/{{key}}"
