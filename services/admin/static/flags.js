@@ -11,7 +11,19 @@ export async function render(ctx, main) {
   const params = new URLSearchParams(sessionStorage.getItem("flagstream.flagfilters") || "");
   const search = h("input", { type: "search", id: "flags-search", value: params.get("q") || "", placeholder: "key, name or description" });
   const tag = h("select", { id: "flags-tag" });
-  const state = h("select", { id: "flags-state" }, STATES.map(([v, l]) => h("option", { value: v }, l)));
+  const states = ctx.extra.fleet ? [...STATES, ["stale", "Stale (no evaluation in 30 days)"]] : STATES;
+  const state = h("select", { id: "flags-state" }, states.map(([v, l]) => h("option", { value: v }, l)));
+  let stale = null; // keys of stale flags, fetched from the fleet API when that filter is chosen
+  async function loadStale() {
+    try {
+      const report = await call("GET", `${base}/fleet/stale?days=30`);
+      stale = new Set(report.flags.map((f) => f.key));
+    } catch (err) {
+      stale = new Set();
+      toast(`Cannot tell stale flags: ${err.message}`, "error");
+    }
+    renderRows();
+  }
   state.value = params.get("state") || "active";
   const count = h("p", { class: "muted small", role: "status", "aria-live": "polite" });
   const body = h("tbody");
@@ -35,6 +47,7 @@ export async function render(ctx, main) {
         case "on": return !f.archived && f.on;
         case "off": return !f.archived && !f.on;
         case "archived": return f.archived;
+        case "stale": return !f.archived && (stale === null || stale.has(f.key));
         default: return true;
       }
     }).sort((a, b) => a.key.localeCompare(b.key));
@@ -83,6 +96,7 @@ export async function render(ctx, main) {
   }
 
   for (const el of [search, tag, state]) el.addEventListener("input", renderRows);
+  state.addEventListener("input", () => { if (state.value === "stale") loadStale(); });
   const create = h("button", { type: "button", class: "primary", id: "new-flag" }, "New flag");
   create.addEventListener("click", () => newFlagDialog(ctx));
 
@@ -99,7 +113,7 @@ export async function render(ctx, main) {
       h("thead", {}, h("tr", {}, ["On", "Flag", "Tags", "Last change", "Rev."].map((c) => h("th", { scope: "col" }, c)))),
       body));
   renderTags();
-  renderRows();
+  if (state.value === "stale") await loadStale(); else renderRows();
 
   return {
     onChange(change) {

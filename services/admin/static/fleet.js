@@ -54,5 +54,7 @@ export async function render(ctx, main) {
   clear(main, h("div", { class: "page-head" }, h("h1", { class: "grow" }, "Fleet"),
     h("label", { class: "field", for: "stale-days" }, h("span", {}, "Stale after (days)"), days), refresh), box);
   await load();
-  return { onChange(change) { if (change.kind === "flag") load(); } };
+  // Telemetry is not in the change stream: refresh while the page is open.
+  const timer = setInterval(() => { if (document.visibilityState === "visible") load().catch(() => {}); }, 5000);
+  return { onChange(change) { if (change.kind === "flag") load().catch(() => {}); }, destroy() { clearInterval(timer); } };
 }
