@@ -1,0 +1,109 @@
+"""The history commands as a user runs them: ``flagstream history | eval | revert | schedule`` as real
+processes against a real admin API (uvicorn) with a projector and its read model."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from flagstream.services.admin.app import create_app
+from flagstream.services.projector.projector import Projector
+from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
+
+
+@pytest.fixture
+async def served(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[str, Projector]]:
+    db = tmp_path / "readmodel.sqlite"
+    projector = Projector(nats_url=nats_url, db_path=db, fetch_timeout=0.2)
+    stop = asyncio.Event()
+    ptask = asyncio.create_task(projector.run(stop))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    await eventually(lambda: server.started or task.done(), what="admin API started")
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", projector
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+        stop.set()
+        await ptask
+        sock.close()
+
+
+async def cli(url: str, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "FLAGSTREAM_TOKEN": ADMIN_TOKEN, "FLAGSTREAM_API": url, "FLAGSTREAM_ENV": "production"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flagstream.services.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_history_eval_revert_and_schedule_commands(served: tuple[str, Projector]) -> None:
+    url, projector = served
+    env = "/api/v1/projects/default/environments/production"
+    async with httpx.AsyncClient(base_url=url, headers=auth_headers()) as http:
+        assert (await http.post("/api/v1/projects/default/environments", json={"key": "production"})).is_success
+        assert (await http.post(f"{env}/flags", json={"key": "new-checkout"})).is_success
+        first = (await http.post(f"{env}/flags/new-checkout/on", json={"comment": "launch"})).json()
+        assert (await http.post(f"{env}/flags/new-checkout/off", json={"comment": "incident"})).is_success
+    await projector.wait_caught_up(30)
+
+    code, out, err = await cli(url, "history", "new-checkout")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "flag.toggled new-checkout  incident" in lines[0]
+    assert lines[1].strip() == "on: true -> false"
+    assert any("flag.created" in line for line in lines)
+
+    code, out, err = await cli(
+        url, "eval", "new-checkout", "--context", '{"key": "u1"}', "--as-of", str(first["version"])
+    )
+    assert code == 0, err
+    assert "new-checkout  true   on" in out.replace("  ", "  ")
+    code, out, _ = await cli(url, "eval", "--context", '{"key": "u1"}')
+    assert "OFF" in out
+
+    code, out, err = await cli(url, "revert", "new-checkout", "--seq", str(first["version"]), "--comment", "undo")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith(f"revert flag new-checkout to its state at seq {first['version']} (")
+    assert "replace flag new-checkout" in out
+    code, out, err = await cli(url, "flags", "show", "new-checkout")
+    assert "state" in out
+    assert " on" in out
+
+    due = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    code, out, err = await cli(url, "schedule", "create", "new-checkout", "--at", due, "--off", "--json")
+    assert code == 0, err
+    sid = json.loads(out)["id"]
+    code, out, _ = await cli(url, "schedule", "list")
+    assert sid in out
+    assert "pending" in out
+    assert "off flag new-checkout" in out
+    code, out, _ = await cli(url, "schedule", "cancel", sid)
+    assert code == 0
+    assert "cancelled" in out
+
+    code, _, err = await cli(url, "eval", "--context", "{nope")
+    assert code == 2
+    assert "--context is not JSON" in err
+    code, _, err = await cli(url, "revert", "--to", "last tuesday")
+    assert code == 1
+    assert "RFC 3339" in err
