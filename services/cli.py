@@ -18,10 +18,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "envs": ("flagstream.services.cli_envs", "list and create environments through the admin API"),
     "flags": ("flagstream.services.cli_flags", "create, list, show and toggle flags through the admin API"),
     "tokens": ("flagstream.services.cli_tokens", "create, list and revoke API tokens through the admin API"),
+    "projects": ("flagstream.services.cli_projects", "list projects and their environments through the admin API"),
     "history": ("flagstream.services.cli_history", "audit log of flags, segments, an environment, with diffs"),
     "eval": ("flagstream.services.cli_history", "evaluate a context now, or as of a time or sequence"),
     "revert": ("flagstream.services.cli_history", "restore a flag or an environment to an earlier state"),
     "schedule": ("flagstream.services.cli_history", "list, create and cancel scheduled changes"),
+    "rebuild": ("flagstream.services.cli_history", "rebuild the projector's read model from sequence 1"),
 }
 
 

@@ -13,6 +13,7 @@ read while the projector writes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -397,3 +398,39 @@ async def open_read_model(path: Path | str, *, readonly: bool = False) -> AsyncI
         yield model
     finally:
         await model.close()
+
+
+def rebuild_path(path: Path | str) -> Path:
+    """Where a rebuild of the read model at ``path`` is folded before it replaces it."""
+    path = Path(path)
+    return path.with_name(path.name + ".rebuild")
+
+
+def remove_database(path: Path | str) -> None:
+    """Delete an SQLite file and its WAL and shared-memory files (if any)."""
+    path = Path(path)
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        path.with_name(name).unlink(missing_ok=True)
+
+
+async def seal(path: Path | str) -> None:
+    """Fold the WAL into the database file and leave it as one self-contained file (ready to be moved)."""
+    conn = await aiosqlite.connect(Path(path), isolation_level=None)
+    try:
+        for pragma in ("PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA journal_mode = DELETE"):
+            async with conn.execute(pragma) as cur:
+                await cur.fetchall()
+    finally:
+        await conn.close()
+
+
+def swap_in(fresh: Path | str, path: Path | str) -> None:
+    """Atomically put the closed database ``fresh`` in place of ``path``. The old file's WAL and shared-memory
+    files go first (a stale WAL must never meet the new file); no projector may have ``path`` open."""
+    fresh, path = Path(fresh), Path(path)
+    for leftover in (fresh.name + "-wal", fresh.name + "-shm"):
+        if fresh.with_name(leftover).exists():
+            raise RuntimeError(f"{fresh} was not closed cleanly ({leftover} remains)")
+    for name in (path.name + "-wal", path.name + "-shm"):
+        path.with_name(name).unlink(missing_ok=True)
+    os.replace(fresh, path)
