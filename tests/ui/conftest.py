@@ -75,7 +75,7 @@ class UI:
         await self.page.get_by_role("button", name="Sign in").click()
         await playwright_api.expect(self.page.locator("#topbar")).to_be_visible()
 
-    async def shot(self, name: str, *, full_page: bool = True) -> Path:
+    async def shot(self, name: str, *, full_page: bool = False) -> Path:
         path = self.shots / f"{name}.png"
         await self.page.screenshot(path=str(path), full_page=full_page)
         return path

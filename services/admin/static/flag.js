@@ -1,7 +1,7 @@
 // The flag page: everything about one flag in one environment, edited with checks that explain errors before
 // saving, the server's 422 problems next to their fields, and a 409 (someone saved first) shown with a reload.
 import { call, envBase } from "./api.js";
-import { clear, clone, confirmDialog, h, lastChange, toast } from "./dom.js";
+import { clear, clone, confirmDialog, h, lastChange, timeEl, toast } from "./dom.js";
 import { toggleFlag } from "./actions.js";
 import { Problems, clausesEditor, control, decorate, errorsAt, input, lines, newId, parseLines, select } from "./form.js";
 import { flagProblems } from "./validate.js";
@@ -136,7 +136,7 @@ export async function render(ctx, main, key) {
         rec.flag.archived ? h("span", { class: "state archived" }, "archived")
           : h("span", { class: `state ${rec.flag.on ? "on" : "off"}`, id: "flag-state" }, rec.flag.on ? "ON" : "OFF"),
         archive,
-        ctx.extra.history ? h("a", { class: "button", href: ctx.link(`history/flag/${encodeURIComponent(key)}`) }, "History and time travel") : null));
+        ctx.extra.history ? h("a", { class: "button small", href: ctx.link(`history/flag/${encodeURIComponent(key)}`) }, "History and time travel") : null));
   }
 
   function banners() {
@@ -148,7 +148,8 @@ export async function render(ctx, main, key) {
       keep.addEventListener("click", () => { conflict = null; paint(); });
       out.push(h("div", { class: "banner error", role: "alert", id: "conflict" },
         h("strong", {}, "Not saved: someone else saved this flag first. "),
-        `${conflict.actor} changed it `, lastChange(conflict), ` (revision r${conflict.revision}) after you opened it. `,
+        h("strong", {}, conflict.actor), " changed it ", timeEl(conflict.at),
+        conflict.comment ? ` (“${conflict.comment}”)` : "", `, revision r${conflict.revision}, after you opened it. `,
         "Your edits are still here, but saving them now would overwrite that change. ",
         "Reload to see it, then make your change again.",
         h("div", { class: "actions" }, reload, keep)));
@@ -156,7 +157,8 @@ export async function render(ctx, main, key) {
       const reload = h("button", { type: "button", id: "reload" }, "Reload (discard my edits)");
       reload.addEventListener("click", () => accept(changedElsewhere));
       out.push(h("div", { class: "banner warn", role: "status", id: "changed-elsewhere" },
-        `${changedElsewhere.actor} changed this flag while you were editing (revision r${changedElsewhere.revision}). `,
+        h("strong", {}, changedElsewhere.actor), " changed this flag while you were editing (", timeEl(changedElsewhere.at),
+        changedElsewhere.comment ? `: “${changedElsewhere.comment}”` : "", `, revision r${changedElsewhere.revision}). `,
         "Saving will be refused until you reload.", h("div", { class: "actions" }, reload)));
     }
     if (problems.size) {
@@ -173,7 +175,7 @@ export async function render(ctx, main, key) {
 
   function settings() {
     return h("section", { class: "panel", "aria-labelledby": "s-settings" }, h("h2", { id: "s-settings" }, "Settings"),
-      h("div", { class: "row" },
+      h("div", { class: "row top" },
         h("div", { class: "grow" }, control(problems, "$.name", "Name", input(draft.name, (v) => { draft.name = v; changed(false); }))),
         h("div", { class: "grow" }, control(problems, "$.tags", "Tags", input(draft.tags.join(", "), (v) => {
           draft.tags = v.split(",").map((t) => t.trim()).filter(Boolean); changed(false);

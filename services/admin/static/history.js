@@ -8,6 +8,9 @@ const show = (v) => (v === undefined ? "" : typeof v === "string" ? JSON.stringi
 
 function diffTable(entry) {
   if (!entry.changes.length) return h("p", { class: "small muted" }, "No field changed.");
+  const whole = entry.changes.length === 1 && !entry.changes[0].path && entry.changes[0].op === "added" ? entry.changes[0].new : null;
+  if (whole && entry.kind === "flag") return h("div", { class: "created" }, h("p", { class: "small muted" }, "Created as:"), flagSummary(whole));
+  if (whole && entry.kind === "segment") return h("div", { class: "created" }, h("p", { class: "small muted" }, "Created as:"), segmentSummary(whole));
   return h("table", { class: "diff", "aria-label": `Changes of revision ${entry.revision}` },
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Field"), h("th", { scope: "col" }, "Before"), h("th", { scope: "col" }, "After"))),
     h("tbody", {}, entry.changes.map((c) => {

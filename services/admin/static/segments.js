@@ -1,6 +1,6 @@
 // Segments: the list, and the editor (included and excluded keys, rules of clauses with an optional share).
 import { call, envBase } from "./api.js";
-import { clear, clone, confirmDialog, field, h, lastChange, toast } from "./dom.js";
+import { clear, clone, confirmDialog, field, h, lastChange, timeEl, toast } from "./dom.js";
 import { Problems, clausesEditor, control, decorate, input, lines, newId, parseLines } from "./form.js";
 import { segmentProblems } from "./validate.js";
 
@@ -136,13 +136,13 @@ export const editor = {
           reload.addEventListener("click", () => accept(conflict));
           return h("div", { class: "banner error", role: "alert", id: "conflict" },
             h("strong", {}, "Not saved: someone else saved this segment first. "),
-            `${conflict.actor} changed it `, lastChange(conflict), ". Reload to see it, then make your change again.",
+            h("strong", {}, conflict.actor), " changed it ", timeEl(conflict.at), ". Reload to see it, then make your change again.",
             h("div", { class: "actions" }, reload));
         })() : null,
         problems.size ? h("div", { class: "banner error", role: "alert", id: "problems" },
           h("strong", {}, "Not saved:"), h("ul", {}, problems.list.map((p) => h("li", {}, `${p.path}: ${p.message}`)))) : null,
         h("section", { class: "panel" }, h("h2", {}, "Settings"),
-          h("div", { class: "row" },
+          h("div", { class: "row top" },
             h("div", { class: "grow" }, control(problems, "$.name", "Name", input(draft.name, (v) => { draft.name = v; changed(false); }))),
             control(problems, "$.context_kind", "Context kind", input(draft.context_kind, (v) => { draft.context_kind = v; changed(false); }, { size: 8 }))),
           control(problems, "$.description", "Description", input(draft.description, (v) => { draft.description = v; changed(false); }))),
