@@ -46,6 +46,9 @@ ExposureCallback = Callable[[Exposure], None]
 
 def context_identity(context: Any) -> tuple[str | None, str | None]:
     """(kind, key) of a context as an exposure names it; (None, None) if it has no usable key."""
+    if type(context) is dict and "kind" not in context:  # the common case: a plain user dict
+        key = context.get("key")
+        return ("user", key) if type(key) is str else (None, None)
     if not isinstance(context, Mapping):
         return None, None
     kind = context.get("kind", "user")
