@@ -76,12 +76,23 @@ class WeightedVariation(Model, frozen=True, kw_only=True):
 
 
 class Rollout(Model, frozen=True, kw_only=True):
-    """Serve variations by weight. The bucket is murmur3(salt + "." + bucketing value) mod 100,000."""
+    """Serve variations by weight. The bucket is murmur3(salt + "." + bucketing value) mod 100,000 (by default)."""
 
     variations: tuple[WeightedVariation, ...]
     #: Attribute used for bucketing; ``key`` is the targeting key of ``context_kind``.
     bucket_by: str = "key"
     context_kind: str = "user"
+    #: How the bucket is computed: ``flagstream`` (the formula above, with the flag's salt), or the scheme of
+    #: an imported flag, so it answers as in its original system (docs/migration.md): ``unleash`` (Unleash's
+    #: rollout normalisation), ``unleash_variant`` (Unleash's variant normalisation), ``flagd`` (flagd's
+    #: ``fractional``).
+    algorithm: str = "flagstream"
+    #: For the imported schemes: the text hashed before the bucketing value (Unleash: ``"{groupId}:"``;
+    #: flagd: the flag key, or empty with a custom bucketing key). Empty for ``flagstream``.
+    hash_prefix: str = ""
+    #: The weights may sum to less than 100,000: a context bucketed in the rest is not served by this rollout
+    #: (a rule then does not apply and evaluation goes on; the fallthrough serves the off variation).
+    partial: bool = False
 
 
 class Serve(Model, frozen=True, kw_only=True):

@@ -16,7 +16,18 @@ from typing import Any
 
 import mmh3
 
-from .bucketing import TOTAL, bucket_text, cumulative
+from .bucketing import (
+    FLAGD,
+    FLAGSTREAM,
+    MAX_INT32,
+    TOTAL,
+    UNLEASH,
+    UNLEASH_VARIANT,
+    UNLEASH_VARIANT_SEED,
+    bucket_text,
+    cumulative,
+    flagd_range_ends,
+)
 from .context import Contexts, normalize
 from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind, error_detail
 from .events import Clause, Flag, Rollout, Segment, Serve
@@ -217,10 +228,30 @@ class _Generator:
             self.emit(depth, "t = v if type(v) is str else _bucket_text(v)")
             self.emit(depth, "if t is not None:")
             depth += 1
-        salt, thresholds = self.const(self.salt_dot), self.const(cumulative(w.weight for w in r.variations))
         h, b = self.named("_hash", _hash), self.named("_bisect", bisect_right)
-        pick = f"{self.const(outcomes)}[{b}({thresholds}, {h}({salt} + t, 0, False) % {TOTAL})]"
-        self.emit(depth, f"o = {pick}")
+        algorithm = r.algorithm
+        if algorithm == FLAGSTREAM:
+            bucket = f"{h}({self.const(self.salt_dot)} + t, 0, False) % {TOTAL}"
+        else:  # an imported flag's own scheme (see bucketing.py)
+            prefix = self.const(r.hash_prefix)
+            bucket = {
+                UNLEASH: f"{h}({prefix} + t, 0, False) % 100 * 1000",
+                UNLEASH_VARIANT: f"{h}({prefix} + t, {UNLEASH_VARIANT_SEED}, False) % 1000 * 100",
+                FLAGD: f"abs({h}({prefix} + t, 0, True)) / {MAX_INT32} * 100",
+            }[algorithm]
+        weights = [w.weight for w in r.variations]
+        if algorithm == FLAGD:
+            thresholds: tuple[float, ...] = flagd_range_ends(weights)
+            outcomes += (outcomes[-1],)  # the one hash above every range end (abs(-2**31)): the last variation
+        else:
+            thresholds = cumulative(weights)
+        if r.partial:  # the rest of the buckets: not served by this rollout
+            thresholds += (float("inf"),)
+            outcomes += (None,)  # type: ignore[assignment]
+        self.emit(depth, f"o = {self.const(outcomes)}[{b}({self.const(thresholds)}, {bucket})]")
+        if r.partial:
+            self.emit(depth, "if o is not None:")
+            depth += 1
         self.give(depth, "o")
 
     def condition(self, clause: Clause, known: set[str]) -> str:

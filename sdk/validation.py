@@ -13,6 +13,7 @@ from typing import Any
 
 from msgspec import Struct
 
+from .bucketing import ALGORITHMS, FLAGSTREAM
 from .events import WEIGHT_TOTAL, Clause, Flag, Operator, Segment, Serve
 from .operators import ValueProblem, prepare_values
 
@@ -165,8 +166,18 @@ def _serve_problems(serve: Serve, path: str, keys: set[str]) -> list[Problem]:
         if not 0 <= weighted.weight <= WEIGHT_TOTAL:
             problems.append(Problem(f"{rpath}.variations[{i}].weight", f"weight must be between 0 and {WEIGHT_TOTAL}"))
         total += weighted.weight
-    if rollout.variations and total != WEIGHT_TOTAL:
+    if rollout.partial:
+        if total > WEIGHT_TOTAL:
+            problems.append(Problem(f"{rpath}.variations", f"weights sum to {total}, more than {WEIGHT_TOTAL} (100%)"))
+    elif rollout.variations and total != WEIGHT_TOTAL:
         problems.append(Problem(f"{rpath}.variations", f"weights sum to {total}, not {WEIGHT_TOTAL} (100%)"))
+    if rollout.algorithm not in ALGORITHMS:
+        known = ", ".join(ALGORITHMS)
+        problems.append(Problem(f"{rpath}.algorithm", f"unknown algorithm {rollout.algorithm!r} (known: {known})"))
+    elif rollout.algorithm == FLAGSTREAM and rollout.hash_prefix:
+        problems.append(Problem(f"{rpath}.hash_prefix", "the flagstream algorithm uses the flag's salt, not a prefix"))
+    if not isinstance(rollout.hash_prefix, str):
+        problems.append(Problem(f"{rpath}.hash_prefix", "hash_prefix must be a string"))
     if not rollout.bucket_by:
         problems.append(Problem(f"{rpath}.bucket_by", "bucket_by must name an attribute"))
     _kind_problem(rollout.context_kind, f"{rpath}.context_kind", problems)
