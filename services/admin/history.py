@@ -368,12 +368,17 @@ def make_entity_state(kind: str) -> Callable[[Request], Awaitable[Response]]:
         project, environment = _where(request)
         key = check_key(request.path_params["key"], "key")
         model = await model_of(request)
-        seq, at = await resolve(model, _instant_of(request))
+        instant = _instant_of(request)
+        seq, at = await resolve(model, instant)
         found = await model.as_of(project, environment, kind, key, seq)
         if found is None and await model.as_of(project, environment, kind, key, 2**62) is None:
             raise NotFound(f"{kind} {key!r} not found in environment {environment!r}")
-        record = _record(Versioned(found.seq, found.event())) if found else None
-        return json_response(EntityState(seq=seq, at=at, record=record))
+        if found is None:
+            return json_response(EntityState(seq=seq, at=at, record=None))
+        versioned = {(kind, key): Versioned(found.seq, found.event())}
+        if isinstance(instant, datetime):  # a future instant: with the pending scheduled changes
+            versioned = await with_pending(request, project, environment, versioned, instant)
+        return json_response(EntityState(seq=seq, at=at, record=_record(versioned[(kind, key)])))
 
     return handler
 

@@ -77,7 +77,9 @@ async def test_history_eval_revert_and_schedule_commands(served: tuple[str, Proj
         url, "eval", "new-checkout", "--context", '{"key": "u1"}', "--as-of", str(first["version"])
     )
     assert code == 0, err
-    assert "new-checkout  true   on" in out.replace("  ", "  ")
+    assert out.splitlines()[0].startswith(f"as of seq {first['version']} (")
+    row = out.splitlines()[-1].split()
+    assert row[:4] == ["new-checkout", "true", "on", "FALLTHROUGH"]
     code, out, _ = await cli(url, "eval", "--context", '{"key": "u1"}')
     assert "OFF" in out
 

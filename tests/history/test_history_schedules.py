@@ -90,6 +90,9 @@ async def test_a_scheduled_change_applies_at_its_time_and_shows_in_future_evalua
     assert [(r["flag"], r["value"]) for r in tomorrow["results"]] == [("banner", "blue"), ("launch", False)]
     state = await ok("GET", f"{ENV}/state", params={"at": (due + timedelta(seconds=5)).isoformat()})
     assert [f["state"]["on"] for f in state["flags"]] == [True, True]
+    one = await ok("GET", f"{ENV}/flags/banner/state", params={"at": (due + timedelta(seconds=5)).isoformat()})
+    assert one["record"]["state"]["fallthrough"]["variation"] == "b"
+    assert (await ok("GET", f"{ENV}/flags/banner/state"))["record"]["state"]["fallthrough"]["variation"] == "a"
 
     # Cancel one; it cannot be cancelled twice.
     cancelled = await ok("POST", f"{ENV}/schedules/{later['id']}/cancel")
