@@ -74,7 +74,8 @@ export async function render(ctx, main, kind, rest = []) {
     const box = travel.querySelector(".state-view");
     try {
       const state = await call("GET", `${one || base}/state?${params}`);
-      const when = h("p", { class: "small muted" }, `As of ${label}`, state.at ? [" — ", timeEl(state.at)] : null, ` (stream #${state.seq}).`);
+      const when = h("p", { class: "small muted" }, `As of ${label}`, state.at && instant.seq ? [" — ", timeEl(state.at)] : null,
+        ` (stream #${state.seq}).`);
       if (one) {
         const rec = state.record;
         clear(box, h("h3", {}, `${key} as it was`), when,
