@@ -210,7 +210,10 @@ class FlagEvaluations:
         detail = self._evaluate(key, context, default)
         counter = self._counter
         if counter is not None:
-            counter.counts[key, detail.variation] += 1
+            try:
+                counter.counts[key, detail.variation] += 1
+            except TypeError:  # an unhashable "key" from the caller: not counted
+                pass
         observe = self._observe
         if observe is not None:
             try:
@@ -237,7 +240,10 @@ class FlagEvaluations:
             detail = error_detail(default, ErrorKind.WRONG_TYPE, detail.seq)
         counter = self._counter
         if counter is not None:
-            counter.counts[key, detail.variation] += 1
+            try:
+                counter.counts[key, detail.variation] += 1
+            except TypeError:  # an unhashable "key" from the caller: not counted
+                pass
         observe = self._observe
         if observe is not None:
             try:

@@ -67,6 +67,7 @@ async def test_heartbeats_and_counts_match_the_evaluations(nats_url: str) -> Non
             client.variation_detail("banner", {"key": f"user-{i}"})
         client.string_variation("checkout", {"key": "u"}, "x")  # wrong type: the default is served
         client.variation("missing", None, 0)
+        assert client.variation(["not", "a", "key"], None, "d") == "d"  # type: ignore[arg-type]  # never raises
         toggled = await publish(js, FlagToggled, Flag(key="checkout", on=False))
         await eventually(lambda: client.seq == toggled, what="the toggle applied")
         client.bool_variation("checkout", {"key": "user-1"}, True)
