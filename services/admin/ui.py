@@ -25,7 +25,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from ...events import STREAM, DecodeError, decode_event, entity_of, environment_filter
 from .errors import MalformedRequest, NotFound
 from .responses import record
-from .routes import API, Endpoint, _where
+from .routes import API, Endpoint, Query, _where
 from .store import Stored
 
 log = logging.getLogger("flagstream.admin.ui")
@@ -110,7 +110,8 @@ def _change(seq: int, event: Any) -> bytes:
 
 
 async def changes_stream(request: Request) -> Response:
-    """Server-Sent Events: ``change`` (data: ``{"kind": ..., "record": <the entity's record>}``) per event."""
+    """Server-Sent Events (for ``Accept: text/event-stream``): ``ready`` (data: ``{"after": <sequence>}``), then
+    ``change`` per event (data: ``{"kind": ..., "event": <tag>, "record": <the entity's record>}``)."""
     project, environment = _where(request)
     after = _start(request)
     js = request.app.state.nc.jetstream()
@@ -127,9 +128,12 @@ async def changes_stream(request: Request) -> Response:
         environment_filter(project, environment), stream=STREAM, cb=on_message, ordered_consumer=True, config=config
     )
 
+    # A client that does not ask for an event stream (a plain HTTP tool) gets the ready event and the end.
+    lifetime = STREAM_LIFETIME if "text/event-stream" in request.headers.get("accept", "") else 0.0
+
     async def events() -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + STREAM_LIFETIME
+        deadline = loop.time() + lifetime
         try:
             yield b"retry: 1000\n\n" + _sse("ready", _encoder.encode({"after": after}))
             while (left := deadline - loop.time()) > 0:
@@ -157,6 +161,7 @@ async def changes_stream(request: Request) -> Response:
 
 
 _STREAM_PATH = "/environments/{environment}/changes/stream"
+AFTER = Query("after", "resume right after this stream sequence (as the Last-Event-ID header does)")
 
 
 def _public(endpoint: Endpoint) -> Endpoint:
@@ -173,7 +178,9 @@ ENDPOINTS: list[Endpoint] = [
     _public(Endpoint("GET", "/ui/{asset}", asset, "uiAsset", "A file of the web UI (HTML, CSS, JavaScript)", "ui",
                      extra_statuses=(404,))),
     Endpoint("GET", f"{API}/projects/{{project}}{_STREAM_PATH}", changes_stream, "streamChanges",
-             "Live changes of one environment (Server-Sent Events; resume with Last-Event-ID)", "ui"),
+             "Live changes of one environment (Server-Sent Events; resume with Last-Event-ID)", "ui",
+             query=(AFTER,)),
     Endpoint("GET", f"{API}{_STREAM_PATH}", changes_stream, "streamChangesDefault",
-             "Live changes of one environment of the default project (Server-Sent Events)", "ui"),
+             "Live changes of one environment of the default project (Server-Sent Events)", "ui",
+             query=(AFTER,)),
 ]  # fmt: skip

@@ -174,3 +174,10 @@ async def hui(browser: Any, history_url: str, screenshot_dir: Path) -> AsyncIter
     """A desktop page over an admin service that has history (a projector and its read model)."""
     async for item in _make_ui(browser, history_url, screenshot_dir, DESKTOP):
         yield item
+
+
+@pytest.fixture
+async def api(admin_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the admin service signed in as the operator (for tests that need no browser)."""
+    async with httpx.AsyncClient(base_url=admin_url, headers=auth_headers(), timeout=30) as client:
+        yield client

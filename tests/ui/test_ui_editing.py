@@ -3,8 +3,9 @@ overwrite; the server's 422 problems appear next to the field they are about; se
 
 from __future__ import annotations
 
-from conftest import API, UI, create_env, create_flag
 from playwright.async_api import expect
+
+from tests.ui.conftest import API, UI, create_env, create_flag
 
 FLAG = f"{API}/environments/development/flags/new-checkout"
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 
-from conftest import API, UI, create_env, create_flag
 from playwright.async_api import expect
 
 from flagstream.services.admin.ui import STATIC
+from tests.ui.conftest import API, UI, create_env, create_flag
 
 
 async def test_root_redirects_to_the_ui_and_files_are_served(ui: UI) -> None:

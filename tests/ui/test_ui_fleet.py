@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import API, UI, create_env, create_flag
 from playwright.async_api import expect
 
 from flagstream import AsyncFlagstreamClient
 from tests.helpers import eventually
+from tests.ui.conftest import API, UI, create_env, create_flag
 
 FLEET = f"{API}/environments/production/fleet"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from conftest import API, UI, create_env, create_flag
 from playwright.async_api import expect
+
+from tests.ui.conftest import API, UI, create_env, create_flag
 
 FLAG = f"{API}/environments/development/flags/new-checkout"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import API, UI, create_env, create_flag
 from playwright.async_api import expect
+
+from tests.ui.conftest import API, UI, create_env, create_flag
 
 
 async def no_horizontal_scroll(ui: UI) -> None:
