@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +25,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError
 
 from .cache import ClientStatus
 from .events import STREAM, DecodeError, Event, decode_event, environment_filter
@@ -179,6 +181,13 @@ class NatsSource:
         # nats-py keeps retrying (initial connect included: max_reconnect_attempts=-1) and reports each failure
         # here: warn once per outage, not once per attempt.
         self.last_error = exc
+        if isinstance(exc, APIError) and self._sub is not None and self._nc is not None and self._nc.is_connected:
+            # Most likely the ordered consumer's reset (after a gap or missed heartbeats) failing to re-create
+            # the consumer: follow again from the last folded sequence with a new consumer.
+            log.warning("flagstream: JetStream error while following (%r); subscribing again", exc)
+            if not self._closing and (self._resubscribe_task is None or self._resubscribe_task.done()):
+                self._resubscribe_task = asyncio.create_task(self._subscribe_until_done())
+            return
         if self._warned:
             log.debug("flagstream: NATS error: %r", exc)
         else:
@@ -232,6 +241,10 @@ class NatsSource:
         else:
             config = ConsumerConfig()
             policy = DeliverPolicy.LAST_PER_SUBJECT
+        # A named consumer is created on $JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>: the filter is in the
+        # subject, so a credential can be limited to its own environment (services/nats_auth.py). New name per
+        # subscription; if nats-py's ordered-consumer reset cannot re-create it under that name, _error resubscribes.
+        config.name = f"flagstream-sdk-{secrets.token_hex(8)}"
 
         async def on_message(msg: Msg) -> None:
             try:
