@@ -136,9 +136,19 @@ async def test_production_toggle_asks_for_confirmation_and_a_comment(ui: UI) -> 
     await expect(dialog).to_be_hidden()
     assert (await ui.api.get(f"{API}/environments/production/flags/payments-v2")).json()["flag"]["on"] is False
 
-    await row.get_by_role("switch").click()
-    await dialog.get_by_label("Comment (required)").fill("INC-42: roll forward")
-    await dialog.get_by_role("button", name="Turn on").click()
+    # With the keyboard only: Space on the switch, type the comment, Tab to the button, Enter.
+    await row.get_by_role("switch").focus()
+    await page.keyboard.press("Space")
+    await expect(dialog.get_by_label("Comment (required)")).to_be_focused()
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await page.keyboard.press("Space")
+    await expect(dialog.get_by_label("Comment (required)")).to_be_focused()
+    await page.keyboard.type("INC-42: roll forward")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Tab")
+    await expect(dialog.get_by_role("button", name="Turn on")).to_be_focused()
+    await page.keyboard.press("Enter")
     await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")
     stored = (await ui.api.get(f"{API}/environments/production/flags/payments-v2")).json()
     assert stored["flag"]["on"] is True

@@ -80,6 +80,16 @@ async def test_history_diff_time_travel_and_revert(hui: UI) -> None:
     assert stored["flag"]["rules"][0]["serve"]["rollout"]["variations"][0]["weight"] == 10_000
     assert "INC-7: back to 10%" in stored["comment"]
 
+    # The whole environment: its timeline, and every flag as of an earlier change.
+    await page.get_by_role("link", name="History", exact=True).click()
+    await expect(page.get_by_role("heading", name="History of Development")).to_be_visible()
+    created_entry = page.locator(f"li.entry[data-seq='{created['version']}']")
+    await expect(created_entry).to_contain_text("flag new-checkout")
+    await created_entry.get_by_role("button", name="View as of this change").click()
+    then = page.locator("#time-travel tr[data-key='new-checkout']")
+    await expect(then).to_contain_text("OFF")
+    await expect(then).to_contain_text("r1")
+
 
 async def test_scheduled_changes_are_listed_and_cancellable(hui: UI) -> None:
     ui = hui

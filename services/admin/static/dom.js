@@ -47,6 +47,7 @@ export function toast(message, kind = "info") {
 /** A modal dialog. Resolves to {comment} on confirm, or null when cancelled (Escape works too). */
 export function confirmDialog({ title, message, confirmLabel = "Confirm", danger = false, comment = "none" }) {
   const dialog = document.getElementById("dialog");
+  const opener = document.activeElement;
   return new Promise((resolve) => {
     const textId = nextId("comment");
     const error = h("p", { class: "field-error", id: `${textId}-error`, hidden: true }, "A comment is required here.");
@@ -67,6 +68,7 @@ export function confirmDialog({ title, message, confirmLabel = "Confirm", danger
       if (settled) return;
       settled = true;
       if (dialog.open) dialog.close();
+      if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
       resolve(value);
     };
     form.addEventListener("submit", (event) => {

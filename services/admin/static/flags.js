@@ -60,9 +60,10 @@ export async function render(ctx, main) {
       "aria-label": `${f.name || f.key} is ${f.on ? "on" : "off"}; turn it ${f.on ? "off" : "on"}`,
       disabled: f.archived, dataset: { flag: f.key }, title: label });
     sw.addEventListener("click", async () => {
-      sw.disabled = true;
+      if (sw.getAttribute("aria-busy") === "true") return; // not disabled: that would drop the keyboard focus
+      sw.setAttribute("aria-busy", "true");
       const updated = await toggleFlag(ctx, rec, !f.on);
-      sw.disabled = false;
+      sw.removeAttribute("aria-busy");
       if (updated) upsert(updated);
     });
     const stateEl = f.archived ? h("span", { class: "state archived" }, "archived")
