@@ -117,3 +117,16 @@ async def test_scheduled_changes_are_listed_and_cancellable(hui: UI) -> None:
         return got.json()["status"] == "cancelled"
 
     assert await cancelled()
+
+    # Schedule one from the flag's history page.
+    await page.goto(f"{ui.base}/ui/#/development/history/flag/new-checkout")
+    tomorrow = datetime.now().astimezone() + timedelta(days=1)
+    form = page.locator("#schedules")
+    await form.get_by_label("Action").select_option("off")
+    await form.get_by_label("Due at").fill(tomorrow.strftime("%Y-%m-%dT%H:%M"))
+    await form.get_by_label("Comment").fill("end of the campaign")
+    await form.get_by_role("button", name="Schedule", exact=True).click()
+    pending = page.locator("#schedules tr[data-status='pending']")
+    await expect(pending).to_contain_text("end of the campaign")
+    listed = (await ui.api.get(f"{API}/environments/development/schedules", params={"status": "pending"})).json()
+    assert [(s["change"]["key"], s["change"]["action"]) for s in listed["items"]] == [("new-checkout", "off")]

@@ -171,8 +171,8 @@ export async function render(ctx, main, kind, rest = []) {
     const action = h("select", { id: "sched-action" }, [["on", "Turn on"], ["off", "Turn off"]].map(([v, l]) => h("option", { value: v }, l)));
     const note = h("input", { id: "sched-comment", placeholder: ctx.production ? "required in production" : "optional" });
     const form = h("form", { class: "row", novalidate: true },
-      h("label", { class: "field", for: "sched-action" }, h("span", {}, "Schedule"), action),
-      h("label", { class: "field", for: "sched-due" }, h("span", {}, "at"), due),
+      h("label", { class: "field", for: "sched-action" }, h("span", {}, "Action"), action),
+      h("label", { class: "field", for: "sched-due" }, h("span", {}, "Due at"), due),
       h("label", { class: "field grow", for: "sched-comment" }, h("span", {}, "Comment"), note),
       h("button", { type: "submit" }, "Schedule"));
     form.addEventListener("submit", async (event) => {
