@@ -217,6 +217,13 @@ async def test_revert_a_flag_appends_events_naming_the_instant(history: History)
     # Nothing to do the second time.
     again = await history.call("POST", f"{ENV}/flags/new-checkout/revert", json={"seq": target})
     assert again["written"] == []
+    # A segment, by time.
+    segment = await history.call("POST", f"{ENV}/segments/beta/revert", json={"to": s["segment"]["at"]})
+    assert [(w["kind"], w["action"]) for w in segment["written"]] == [("segment", "replace")]
+    assert (await history.call("GET", f"{ENV}/segments/beta"))["segment"]["included"] == ["u1"]
+    # A flag that never existed: 404.
+    missing = await history.http.post(f"{ENV}/flags/ghost/revert", json={"seq": target}, headers=auth_headers())
+    assert missing.status_code == 404
 
 
 async def test_bad_requests_name_the_problem(history: History) -> None:
