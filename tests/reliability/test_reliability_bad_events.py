@@ -101,3 +101,41 @@ async def test_bad_events_are_skipped_counted_logged_and_later_ones_apply(
         by = {r.name for r in caplog.records if str(seq) in r.getMessage() and "skip" in r.getMessage()}
         assert any(n.startswith("flagstream.client") for n in by), (seq, by)
         assert any(n.startswith("flagstream.projector") for n in by), (seq, by)
+
+
+#: A message whose JSON is well-formed but holds invalid UTF-8 inside a string (see tests/fuzz/test_fuzz_events.py).
+INVALID_UTF8 = (
+    b'{"type": "flag.created", "project": "default", "environment": "production", "actor": "\x80",'
+    b' "at": "2026-01-01T00:00:00Z", "flag": {"key": "poison"}}'
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="decode_event raises UnicodeDecodeError, not DecodeError, on invalid UTF-8 in a string: the projector "
+    "retries the batch for ever (stuck at that sequence) and a cold-starting SDK client whose last message is it "
+    "never becomes ready",
+)
+async def test_invalid_utf8_in_an_event_is_skipped_like_any_bad_event(nats_url: str, tmp_path: Path) -> None:
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    await js.publish(flag_subject("alpha"), good("alpha", True))
+    poison = (await js.publish(flag_subject("poison"), INVALID_UTF8)).seq
+    stop = asyncio.Event()
+    db = tmp_path / "read-model.sqlite"
+    projector = Projector(nats_url=nats_url, db_path=db)
+    projector_task = asyncio.create_task(projector.run(stop))
+    client = AsyncFlagstreamClient(nats_url, environment=ENV)
+    try:
+        ready, caught_up = await asyncio.gather(
+            client.start(wait=8), projector.wait_caught_up(8), return_exceptions=True
+        )
+        # Observed: projector at 0 (the whole batch fails, "alpha" is not applied either), client not ready.
+        assert (projector.last_seq, ready) == (poison, True), (projector.last_seq, ready, caught_up)
+        assert client.bad_events == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(projector_task, 30)
+        await client.close()
+        await nc.close()
