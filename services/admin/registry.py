@@ -16,7 +16,7 @@ from . import routes
 from .routes import Endpoint
 
 #: Feature modules, in the order their routes are matched (before the core routes).
-FEATURES: tuple[str, ...] = ("history", "ofrep", "fleet", "ui")
+FEATURES: tuple[str, ...] = ("history", "ofrep", "fleet", "ui", "projects")
 
 
 def feature_modules() -> list[ModuleType]:
