@@ -207,8 +207,13 @@ def server_config(creds: Credentials, store_dir: Path, tls: ServerTls | None = N
     text = f"jetstream {{ store_dir: {json.dumps(str(store_dir))} }}\n"
     text += "authorization {\n  users = [\n" + ",\n".join(blocks) + "\n  ]\n}\n"
     if tls is not None:
-        text += f"tls {{\n  cert_file: {json.dumps(str(tls.cert))}\n  key_file: {json.dumps(str(tls.key))}\n}}\n"
+        text += tls_block(tls)
     return text
+
+
+def tls_block(tls: ServerTls) -> str:
+    """The nats-server ``tls`` block: every client connection must then use TLS."""
+    return f"tls {{\n  cert_file: {json.dumps(str(tls.cert))}\n  key_file: {json.dumps(str(tls.key))}\n}}\n"
 
 
 def write_server_config(creds: Credentials, store_dir: Path, path: Path, tls: ServerTls | None = None) -> Path:

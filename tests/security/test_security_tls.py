@@ -1,0 +1,147 @@
+"""TLS with a self-signed certificate made here (openssl CLI): an SDK over TLS to nats-server, and the admin API
+over HTTPS (itself talking TLS and a NATS user to nats-server). With the CA it works; without it, it does not."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from flagstream import AsyncFlagstreamClient
+from flagstream.events import FlagCreated, encode_event, subject
+from flagstream.events.model import Flag
+from flagstream.services.nats_auth import ADMIN, Credentials, ServerTls, tls_block, write_server_config
+from flagstream.services.natsd import NatsServer
+from flagstream.services.stream import ensure_stream
+from tests.helpers import ADMIN_TOKEN, auth_headers
+
+FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
+URL_LINE = re.compile(r"^https://127\.0\.0\.1:(\d+)$")
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+
+
+@pytest.fixture
+def cert(tmp_path: Path) -> ServerTls:
+    """A self-signed certificate for 127.0.0.1 and localhost (it is its own CA)."""
+    key, crt = tmp_path / "server.key", tmp_path / "server.crt"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(crt)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return ServerTls(cert=crt, key=key)
+
+
+def trusting(tls: ServerTls) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(tls.cert))
+
+
+async def test_an_sdk_follows_flags_over_tls_and_needs_the_ca(tmp_path: Path, cert: ServerTls) -> None:
+    config = tmp_path / "nats-server.conf"
+    config.write_text(f'jetstream {{ store_dir: "{tmp_path / "nats"}" }}\n' + tls_block(cert))
+    server = NatsServer(store_dir=tmp_path / "nats", config_file=config).start()
+    try:
+        nc = await nats.connect(server.url, tls=trusting(cert))
+        js = nc.jetstream()
+        await ensure_stream(js)
+        event = FlagCreated(project="default", environment="production", actor="t", at=datetime.now(UTC),
+                            flag=Flag(key="checkout", on=True))  # fmt: skip
+        await js.publish(subject("default", "production", "flag", "checkout"), encode_event(event))
+        await nc.close()
+
+        client = AsyncFlagstreamClient(server.url, environment="production", connect_options={"tls": trusting(cert)})
+        try:
+            assert await client.start(wait=10), f"not ready: {client.last_error!r}"
+            assert client.bool_variation("checkout", {"key": "u1"}, False) is True
+        finally:
+            await client.close()
+
+        with pytest.raises(Exception, match=r"(?i)certificate"):
+            await nats.connect(server.url, tls=ssl.create_default_context(), allow_reconnect=False)
+        with pytest.raises(Exception):  # noqa: B017, PT011 (plain text to a TLS-only server: refused)
+            await nats.connect(server.url, allow_reconnect=False, connect_timeout=2)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def tls_nats(tmp_path: Path, cert: ServerTls) -> Iterator[tuple[NatsServer, Credentials]]:
+    creds = Credentials.load_or_create(tmp_path)
+    config = write_server_config(creds, tmp_path / "nats", tmp_path / "nats-server.conf", tls=cert)
+    server = NatsServer(store_dir=tmp_path / "nats", config_file=config).start()
+    try:
+        yield server, creds
+    finally:
+        server.stop()
+
+
+def test_the_admin_api_over_https_with_tls_and_a_user_to_nats(
+    tmp_path: Path, cert: ServerTls, tls_nats: tuple[NatsServer, Credentials]
+) -> None:
+    server, creds = tls_nats
+    password_file = tmp_path / "admin-password"
+    password_file.write_text(creds.passwords[ADMIN])
+    command = [
+        FLAGSTREAM, "admin", "--nats-url", server.url, "--port", "0", "--log-level", "warning",
+        "--tls-cert", str(cert.cert), "--tls-key", str(cert.key),
+        "--nats-user", ADMIN, "--nats-password-file", str(password_file), "--nats-ca", str(cert.cert),
+    ]  # fmt: skip
+    env = {**os.environ, "FLAGSTREAM_OPERATOR_TOKEN": ADMIN_TOKEN}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None:
+            assert time.monotonic() < deadline, f"no https URL from flagstream admin:\n{''.join(output)}"
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                assert proc.poll() is None, f"flagstream admin exited:\n{''.join(output)}"
+                continue
+            if URL_LINE.match(line):
+                url = line
+        ca = trusting(cert)
+        while httpx.get(f"{url}/readyz", verify=ca, timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.05)
+        envs = httpx.post(f"{url}/api/v1/environments", json={"key": "production"}, verify=ca,
+                          headers=auth_headers(), timeout=10)  # fmt: skip
+        assert envs.status_code == 201, envs.text
+        with pytest.raises(httpx.ConnectError, match=r"(?i)certificate"):
+            httpx.get(f"{url}/readyz", timeout=5)  # the system CAs do not know this certificate
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url.replace("https://", "http://") + "/readyz", timeout=5)  # no plain HTTP
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    assert code == 0, "".join(output)
