@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import re
 import secrets
 import ssl
 from collections.abc import Iterable
@@ -83,6 +85,7 @@ def projector_permissions() -> Permissions:
         publish=(
             "$JS.API.INFO",
             f"$JS.API.STREAM.INFO.{STREAM}",
+            f"$JS.API.STREAM.CREATE.{STREAM}",  # if it starts first: the append-only stream of stream.py
             f"$JS.API.CONSUMER.*.{STREAM}",
             f"$JS.API.CONSUMER.*.{STREAM}.>",
             f"$JS.API.CONSUMER.DURABLE.CREATE.{STREAM}.>",
@@ -157,6 +160,24 @@ def write_private(path: Path, text: str) -> None:
         f.write(text)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+class RedactCredentials(logging.Filter):
+    """Hide passwords of ``nats://user:password@host`` URLs in log records (clients that only take a URL log it)."""
+
+    _URL = re.compile(r"(\w+://[^:/@\s]+):[^@\s]+@")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "@" in message:
+            record.msg, record.args = self._URL.sub(r"\1:***@", message), None
+        return True
+
+
+def redact_logs(*loggers: str) -> None:
+    """Install ``RedactCredentials`` on these loggers."""
+    for name in loggers:
+        logging.getLogger(name).addFilter(RedactCredentials())
 
 
 def with_credentials(url: str, user: str, password: str) -> str:

@@ -29,7 +29,7 @@ from nats.js.errors import APIError
 
 from ..events import EnvironmentCreated, encode_event, subject
 from ..events.model import Environment
-from .nats_auth import ADMIN, PROJECTOR, Credentials, write_private, write_server_config
+from .nats_auth import ADMIN, PROJECTOR, Credentials, redact_logs, write_private, write_server_config
 from .natsd import NatsServer, free_port
 from .stream import ensure_stream
 
@@ -51,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact_logs("flagstream.projector")  # the projector is given its NATS user in its URL
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -14,6 +14,7 @@ import os
 import signal
 from pathlib import Path
 
+from ..nats_auth import redact_logs, with_credentials
 from .projector import BATCH_SIZE, Projector
 from .readmodel import ReadModel
 
@@ -38,10 +39,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="with --print-hash: give up after N seconds")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--nats-user", default=os.environ.get("FLAGSTREAM_NATS_USER"), help="NATS user name")
+    parser.add_argument(
+        "--nats-password-file",
+        type=Path,
+        default=None,
+        help="file holding the NATS password (default: $FLAGSTREAM_NATS_PASSWORD)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.nats_user:
+        # The projector takes a URL only: the NATS user rides in it (never printed, see _serve).
+        if args.nats_password_file is not None:
+            password = args.nats_password_file.read_text().strip()
+        else:
+            password = os.environ.get("FLAGSTREAM_NATS_PASSWORD", "")
+        args.nats_url = with_credentials(args.nats_url, args.nats_user, password)
+        redact_logs("flagstream.projector")
     if args.print_hash:
         # A durable of its own, removed by the server a minute after the run: a hash check must never take over
         # (and rewind) the durable of a projector running against another database.
@@ -62,7 +78,7 @@ async def _serve(projector: Projector) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("projector %r: %s -> %s", projector.durable, projector.nats_url, projector.db_path)
+    log.info("projector %r: %s -> %s", projector.durable, _redacted(projector.nats_url), projector.db_path)
     await projector.run(stop)
 
 
@@ -85,3 +101,10 @@ async def _print_hash(projector: Projector, args: argparse.Namespace) -> int:
         else:
             print(await model.state_hash_all(), flush=True)
     return 0
+
+
+def _redacted(url: str) -> str:
+    """``url`` without a password in it."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{userinfo.split(':')[0]}:***@{host}" if at else url

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -264,3 +266,16 @@ async def test_an_sdk_credential_follows_its_environment_with_a_named_ordered_co
         await eventually(lambda: heard == [b"{}"], what="telemetry reaching the admin side")
     finally:
         await sdk.close()
+
+
+def test_flagstream_projector_runs_with_its_nats_user(secured: Secured, tmp_path: Path) -> None:
+    password_file = tmp_path / "projector-password"
+    password_file.write_text(secured.creds.passwords[PROJECTOR])
+    flagstream = str(Path(sys.executable).with_name("flagstream"))
+    command = [flagstream, "projector", "--nats-url", secured.server.url, "--db", str(tmp_path / "rm.sqlite"),
+               "--print-hash", "--timeout", "30", "--nats-user", PROJECTOR]  # fmt: skip
+    done = subprocess.run([*command, "--nats-password-file", str(password_file)], capture_output=True, text=True,
+                          timeout=90)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip()) >= 16, done.stdout
+    assert secured.creds.passwords[PROJECTOR] not in done.stdout + done.stderr, "the password is never printed"
