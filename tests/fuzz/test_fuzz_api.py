@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.helpers import auth_headers
 
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
-EXAMPLES = 4  # per operation, mode and parameter choice
+EXAMPLES = 3  # per operation, mode and parameter choice
 EXISTING = {"project": "default", "environment": "development", "key": "checkout"}
 CHECKS = [
     not_a_server_error,
