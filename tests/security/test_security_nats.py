@@ -207,11 +207,6 @@ async def test_admin_api_and_projector_work_with_their_users(secured: Secured, t
         await task
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the SDK's ordered consumer is created on $JS.API.CONSUMER.CREATE.FLAGSTREAM (no name, so no filter in "
-    "the subject), which an SDK credential may not use; sdk/nats_source.py must name it (ConsumerConfig(name=...))",
-)
 async def test_the_sdk_client_follows_its_own_environment_with_its_credential(secured: Secured, admin_nc: NATS) -> None:
     await publish(admin_nc, FlagCreated, "production", "checkout")
     await publish(admin_nc, FlagCreated, "development", "secret-plan")
