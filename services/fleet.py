@@ -47,6 +47,7 @@ class Change(Struct, kw_only=True):
     seq: int
     entity: str
     key: str
+    #: The event type, as the admin API's records name it (``flag.toggled``...).
     type: str
     at: datetime
     actor: str = ""
@@ -128,12 +129,19 @@ class FleetAggregator:
         missed_intervals: float = 3.0,
         max_window: float = 3600.0,
         forget_after: float = 24 * 3600.0,
+        max_instances: int = 10_000,
+        max_counters: int = 10_000,
     ) -> None:
         self.clock = clock
         self.default_interval = default_interval
         self.missed_intervals = missed_intervals
         self.max_window = max_window
         self.forget_after = forget_after
+        #: Bounds per environment (telemetry is input from every SDK host): instances tracked, and distinct
+        #: (flag, variation) pairs counted. Past them, new ones are ignored and counted in ``dropped``.
+        self.max_instances = max_instances
+        self.max_counters = max_counters
+        self.dropped = 0
         self.started_at = self._forgot_at = clock()
         self._instances: dict[Where, dict[str, _Instance]] = {}
         self._totals: dict[Where, collections.Counter[tuple[str, str | None]]] = {}
@@ -151,6 +159,9 @@ class FleetAggregator:
         instances = self._instances.setdefault(where, {})
         known = instances.get(message.instance_id)
         if known is None:
+            if len(instances) >= self.max_instances:
+                self.dropped += 1
+                return
             known = instances[message.instance_id] = _Instance(message, now)
         else:
             gap = (message.sent_at - known.heartbeat.sent_at).total_seconds()
@@ -171,6 +182,9 @@ class FleetAggregator:
         last = self._last_evaluated.setdefault(where, {})
         for item in message.counts:
             if item.count <= 0:
+                continue
+            if (item.flag, item.variation) not in totals and len(totals) >= self.max_counters:
+                self.dropped += 1
                 continue
             totals[(item.flag, item.variation)] += item.count
             window.add(now, item.flag, item.variation, item.count)

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 from starlette.applications import Starlette
@@ -125,22 +126,27 @@ class Fleet:
             self.kv = None
             log.warning("fleet: last-evaluated times will not survive a restart (no KV bucket: %r)", exc)
 
-    async def watch(self) -> None:
-        """Feed the aggregator with the stored last-evaluated times (and other admin processes' writes)."""
-        assert self.kv is not None
-        watcher = await self.kv.watchall()
-        try:
-            async for entry in watcher:
-                if entry is None or entry.value is None or entry.operation is not None:
-                    continue
-                with contextlib.suppress(ValueError, msgspec.DecodeError, msgspec.ValidationError):
-                    project, environment, flag = entry.key.split(".")
-                    at = msgspec.json.decode(entry.value, type=datetime)
-                    self.aggregator.remember_evaluated(project, environment, flag, at)
-                    self._persisted[(project, environment, flag)] = at
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
+    async def follow(self, js: Any) -> Any:
+        """Feed the aggregator with the stored last-evaluated times, then with every later write (other admin
+        processes' too): an ordered consumer on the bucket, last value per key. Returns the subscription."""
+        prefix = f"$KV.{BUCKET}."
+
+        async def on_entry(msg: Msg) -> None:
+            if msg.headers and msg.headers.get("KV-Operation"):
+                return  # a delete or purge marker
+            with contextlib.suppress(ValueError, msgspec.DecodeError, msgspec.ValidationError):
+                project, environment, flag = msg.subject.removeprefix(prefix).split(".")
+                at = msgspec.json.decode(msg.data, type=datetime)
+                self.aggregator.remember_evaluated(project, environment, flag, at)
+                self._persisted[(project, environment, flag)] = at
+
+        return await js.subscribe(
+            f"{prefix}>",
+            stream=f"KV_{BUCKET}",
+            cb=on_entry,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        )
 
     async def flush(self) -> None:
         """Store the last-evaluated times that changed (each flag at most every ``PERSIST_EVERY``)."""
@@ -182,20 +188,25 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     fleet = Fleet(FleetAggregator())
     app.state.fleet = fleet
     sub = await nc.subscribe(telemetry_filter(), cb=fleet.on_message)
-    await fleet.open_kv(nc.jetstream())
-    tasks = [asyncio.create_task(fleet.flush_forever(), name="fleet-flush")]
+    js = nc.jetstream()
+    await fleet.open_kv(js)
+    stored = None
     if fleet.kv is not None:
-        tasks.append(asyncio.create_task(fleet.watch(), name="fleet-watch"))
+        try:
+            stored = await fleet.follow(js)
+        except Exception as exc:
+            log.warning("fleet: cannot read the stored last-evaluated times: %r", exc)
+    flusher = asyncio.create_task(fleet.flush_forever(), name="fleet-flush")
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        flusher.cancel()
+        with contextlib.suppress(BaseException):
+            await flusher
+        for subscription in (sub, stored):
+            if subscription is not None:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
         with contextlib.suppress(Exception):
             await fleet.flush()
 
@@ -244,7 +255,7 @@ async def fleet_status(request: Request) -> Response:
             continue
         event = stored.event
         changes.append(
-            Change(seq=stored.seq, entity=address.kind.value, key=address.key, type=type(event).__name__,
+            Change(seq=stored.seq, entity=address.kind.value, key=address.key, type=type(event).__struct_config__.tag,
                    at=event.at, actor=event.actor)
         )  # fmt: skip
     changes.sort(key=lambda c: c.seq, reverse=True)

@@ -128,3 +128,14 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([3.0], 99) == 3
     assert percentile([float(n) for n in range(1, 101)], 50) == 50
     assert percentile([float(n) for n in range(1, 101)], 99) == 99
+
+
+def test_what_one_environment_can_fill_is_bounded() -> None:
+    fleet = FleetAggregator(max_instances=2, max_counters=2)
+    for n in range(3):
+        fleet.heartbeat(beat(f"i{n}", 1, T0))
+    fleet.counts(counts("i0", T0, ("a", "on", 1), ("b", "on", 1), ("c", "on", 1)))
+    fleet.counts(counts("i0", T0, ("a", "on", 1)))
+    assert [i.instance_id for i in fleet.instances("default", "production")] == ["i0", "i1"]
+    assert [(f.flag, f.total) for f in fleet.evaluations("default", "production", window=60)] == [("a", 2), ("b", 1)]
+    assert fleet.dropped == 2

@@ -89,7 +89,7 @@ async def test_connected_instances_and_the_convergence_of_a_change(http: httpx.A
 
         await until(converged, "both instances applied the change")
         [latest] = body["changes"]
-        assert latest["change"]["type"] == "FlagToggled"
+        assert latest["change"]["type"] == "flag.toggled"
         assert latest["pending"] == 0
         assert latest["p50_ms"] is not None
         assert latest["p99_ms"] >= latest["p50_ms"]
