@@ -67,6 +67,8 @@ export function confirmDialog({ title, message, confirmLabel = "Confirm", danger
     const finish = (value) => {
       if (settled) return;
       settled = true;
+      dialog.dataset.session = "";
+      dialog.removeEventListener("close", onClose); // eslint-disable-line no-use-before-define
       if (dialog.open) dialog.close();
       if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
       resolve(value);
@@ -82,7 +84,14 @@ export function confirmDialog({ title, message, confirmLabel = "Confirm", danger
       finish({ comment: text ? text.value.trim() : "" });
     });
     cancel.addEventListener("click", () => finish(null));
-    dialog.addEventListener("close", () => finish(null), { once: true });
+    // Escape closes the dialog: that is a cancel. (Only for this dialog: a late close event of an earlier one
+    // must not cancel this one.)
+    const session = nextId("dialog");
+    const onClose = () => {
+      if (dialog.dataset.session === session) finish(null);
+    };
+    dialog.addEventListener("close", onClose);
+    dialog.dataset.session = session;
     clear(dialog, form);
     dialog.showModal();
     (text || ok).focus();
