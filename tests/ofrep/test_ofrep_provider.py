@@ -77,6 +77,12 @@ FLAGS: list[dict[str, Any]] = [
     },
     {"key": "dark-launch", "on": False},
     {
+        "key": "needs-dark-launch",
+        "on": True,
+        "fallthrough": {"variation": "on"},
+        "prerequisites": [{"flag": "dark-launch", "variation": "on"}],
+    },
+    {
         "key": "org-beta",
         "on": True,
         "fallthrough": {"variation": "off"},
@@ -150,6 +156,13 @@ async def test_disabled_split_and_no_context(of: OpenFeatureClient) -> None:
     # No context at all: flags still serve; nothing can match a rule.
     anonymous = await call(of.get_boolean_details, "new-checkout", True)
     assert (anonymous.value, anonymous.reason) == (False, Reason.DEFAULT)
+
+
+async def test_a_failed_prerequisite_serves_the_off_value(of: OpenFeatureClient) -> None:
+    detail = await call(of.get_boolean_details, "needs-dark-launch", True, USER)
+    assert (detail.value, detail.reason, detail.variant) == (False, Reason.UNKNOWN, "off")
+    assert detail.flag_metadata["reason_kind"] == "PREREQUISITE_FAILED"
+    assert detail.flag_metadata["prerequisite"] == "dark-launch"
 
 
 async def test_errors_give_the_code_default(of: OpenFeatureClient) -> None:
