@@ -1,0 +1,239 @@
+"""The deployment of compose.yaml, run as local processes (no Docker here): three nats-servers in a cluster with
+JetStream, the stream created with 3 replicas by the compose file's one-shot service, two `flagstream admin`
+processes and one `flagstream projector`. Every command comes from compose.yaml; only hosts, ports and volume
+paths are rewritten to loopback, free ports and the test's folder.
+
+Then the end-to-end scenario: create and toggle a flag through admin #1, read it through admin #2, an SDK client
+given the three NATS URLs sees the change, and the projector's read model has it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+import yaml
+
+from flagstream import AsyncFlagstreamClient
+from flagstream.events import STREAM
+from flagstream.services.natsd import NatsServer, free_port
+from flagstream.services.projector.readmodel import ReadModel
+from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
+#: nats-server options the local NatsServer sets itself (address, ports, store, log).
+OWN_OPTIONS = {"-js": 0, "-sd": 1, "-m": 1, "-p": 1, "-a": 1, "-l": 1}
+URL = re.compile(r"(nats|nats-route)://([A-Za-z0-9_.-]+):(\d+)")
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())  # type: ignore[no-any-return]
+
+
+@dataclass
+class Topology:
+    """compose.yaml's services as local processes."""
+
+    base: Path
+    services: dict[str, Any]
+    client_ports: dict[str, int] = field(default_factory=dict)
+    cluster_ports: dict[str, int] = field(default_factory=dict)
+    http_ports: dict[str, int] = field(default_factory=dict)
+    nats: dict[str, NatsServer] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def names(self, image_prefix: str) -> list[str]:
+        return [n for n, s in self.services.items() if str(s.get("image", "")).startswith(image_prefix)]
+
+    def flagstream_services(self, first_arg: str) -> list[str]:
+        return [n for n, s in self.services.items() if "build" in s and s["command"][0] == first_arg]
+
+    def rewrite_url(self, match: re.Match[str]) -> str:
+        scheme, host, port = match.groups()
+        if scheme == "nats-route" or port == "6222":
+            return f"{scheme}://127.0.0.1:{self.cluster_ports[host]}"
+        if host in self.client_ports:
+            return f"{scheme}://127.0.0.1:{self.client_ports[host]}"
+        return f"{scheme}://127.0.0.1:{port}"  # 0.0.0.0: the listen address, rewritten by the caller
+
+    def volumes(self, name: str) -> dict[str, Path]:
+        out = {}
+        for volume in self.services[name].get("volumes", []):
+            source, target = volume.split(":")[:2]
+            out[target] = self.base / source
+            out[target].mkdir(parents=True, exist_ok=True)
+        return out
+
+    def local_args(self, name: str, args: list[str]) -> list[str]:
+        mounts = self.volumes(name)
+        out = []
+        for arg in args:
+            arg = URL.sub(self.rewrite_url, str(arg))
+            for target, local in mounts.items():
+                if arg.startswith(target + "/") or arg == target:
+                    arg = str(local) + arg[len(target) :]
+            out.append(arg)
+        return out
+
+    # -- starting -------------------------------------------------------------------------------------
+
+    def start_nats(self) -> None:
+        names = self.names("nats:")
+        assert len(names) == 3, f"compose.yaml should have three nats services, has {names}"
+        for name in names:
+            self.client_ports[name] = free_port()
+            self.cluster_ports[name] = free_port()
+        for name in names:
+            args = self.services[name]["command"]
+            rest: list[str] = []
+            skip = 0
+            for i, arg in enumerate(args):
+                if skip:
+                    skip -= 1
+                    continue
+                if arg in OWN_OPTIONS:
+                    skip = OWN_OPTIONS[arg]
+                    continue
+                if arg == "--cluster":
+                    rest += [arg, f"nats://127.0.0.1:{self.cluster_ports[name]}"]
+                    skip = 1
+                    continue
+                rest.append(self.local_args(name, [arg])[0] if i else arg)
+            store = self.volumes(name).get("/data", self.base / name)
+            server = NatsServer(
+                store, port=self.client_ports[name], extra_args=rest, log_file=self.base / f"{name}.log"
+            )
+            self.nats[name] = server
+            server.launch()
+        for server in self.nats.values():
+            server._wait_ready(60)
+
+    def run_once(self, name: str) -> str:
+        args = self.local_args(name, self.services[name]["command"])
+        done = subprocess.run([FLAGSTREAM, *args], capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def start(self, name: str) -> None:
+        args = self.local_args(name, self.services[name]["command"])
+        for i, arg in enumerate(args):
+            if arg == "--host":
+                args[i + 1] = "127.0.0.1"
+            if arg == "--port":
+                self.http_ports[name] = free_port()
+                args[i + 1] = str(self.http_ports[name])
+        env = {**os.environ, **{k: str(v) for k, v in (self.services[name].get("environment") or {}).items()}}
+        env["FLAGSTREAM_OPERATOR_TOKEN"] = ADMIN_TOKEN  # compose takes it from .env
+        log = (self.base / f"{name}.out").open("wb")
+        self.procs[name] = subprocess.Popen(
+            [FLAGSTREAM, *args, "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.http_ports[name]}"
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for server in self.nats.values():
+            server.stop()
+
+
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[Topology]:
+    topo = Topology(tmp_path, compose()["services"])
+    try:
+        topo.start_nats()
+        yield topo
+    finally:
+        topo.stop()
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, f"{url} exited:\n{log.read_text()}"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} never ready:\n{log.read_text()}"
+        time.sleep(0.1)
+
+
+async def test_compose_topology_end_to_end(topology: Topology) -> None:
+    (stream_service,) = topology.flagstream_services("stream")
+    assert "stream FLAGSTREAM: 3 replica(s)" in topology.run_once(stream_service)
+    admins = topology.flagstream_services("admin")
+    (projector,) = topology.flagstream_services("projector")
+    assert len(admins) == 2
+    for name in [*admins, projector]:
+        topology.start(name)
+    for name in admins:
+        wait_ready(topology.url(name), topology.procs[name], topology.base / f"{name}.out")
+
+    urls = [s.url for s in topology.nats.values()]
+    nc = await nats.connect(urls)
+    try:
+        info = await nc.jetstream().stream_info(STREAM)
+        assert info.config.num_replicas == 3  # the admins did not replace it with a one-replica stream
+        assert info.cluster is not None
+        assert len(info.cluster.replicas or []) == 2  # a leader and two followers
+    finally:
+        await nc.close()
+
+    one, two = (topology.url(n) for n in admins)
+    api = "/api/v1/projects/default/environments"
+    async with httpx.AsyncClient(headers=auth_headers(), timeout=30) as http:
+        assert (await http.post(f"{one}{api}", json={"key": "production"})).status_code == 201
+        sdk = AsyncFlagstreamClient(urls, environment="production", telemetry=False)
+        try:
+            assert await sdk.start(wait=30)
+            r = await http.post(f"{one}{api}/production/flags", json={"key": "checkout", "name": "Checkout"})
+            assert r.status_code == 201, r.text
+            assert (await http.post(f"{one}{api}/production/flags/checkout/on", json={})).status_code == 200
+            seen = await http.get(f"{two}{api}/production/flags/checkout")
+            assert seen.status_code == 200
+            assert seen.json()["flag"]["on"] is True
+            await eventually(lambda: sdk.bool_variation("checkout", {"key": "u1"}, False), what="the SDK sees it on")
+        finally:
+            await sdk.close()
+
+    db = topology.local_args(projector, ["/data/readmodel.sqlite"])[0]
+
+    async def projected() -> bool:
+        if not await asyncio.to_thread(Path(db).exists):
+            return False
+        async with await ReadModel.open(db, readonly=True) as model:
+            found = await model.get("default", "production", "flag", "checkout")
+            return found is not None and bool(found.decoded().on)  # type: ignore[union-attr]
+
+    ok = False
+    for _ in range(600):
+        ok = await projected()
+        if ok:
+            break
+        assert topology.procs[projector].poll() is None, (topology.base / f"{projector}.out").read_text()
+        await asyncio.sleep(0.05)
+    assert ok, "the projector's read model never had the flag on"
