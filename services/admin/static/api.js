@@ -16,7 +16,7 @@ export class ApiError extends Error {
   }
 }
 
-export async function call(method, path, { body, ifMatch, signal } = {}) {
+export async function call(method, path, { body, ifMatch, signal, signingIn = false } = {}) {
   const headers = { Accept: "application/json" };
   if (auth.token) headers.Authorization = `Bearer ${auth.token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -35,7 +35,7 @@ export async function call(method, path, { body, ifMatch, signal } = {}) {
   }
   if (!response.ok) {
     const error = new ApiError(response.status, data);
-    if (response.status === 401) window.dispatchEvent(new CustomEvent("flagstream:unauthorized"));
+    if (response.status === 401 && !signingIn) window.dispatchEvent(new CustomEvent("flagstream:unauthorized"));
     throw error;
   }
   return data;

@@ -20,6 +20,8 @@ const ctx = {
 };
 
 let page = null;
+let routing = 0; // navigation counter: a slower, older navigation never overwrites a newer one
+let booting = null;
 let buffered = null; // changes that arrive while a page renders, replayed to it once shown
 const live = new Live(
   (change) => {
@@ -68,6 +70,7 @@ function renderEnvSwitch() {
 }
 
 function showSignIn(message) {
+  routing++; // whatever was loading is moot now
   live.stop();
   page?.destroy?.();
   page = null;
@@ -87,7 +90,7 @@ function showSignIn(message) {
     event.preventDefault();
     auth.token = input.value.trim();
     try {
-      await call("GET", `${API}/projects/${ctx.project}/environments`);
+      await call("GET", `${API}/projects/${ctx.project}/environments`, { signingIn: true });
     } catch (err) {
       auth.token = "";
       error.hidden = false;
@@ -155,9 +158,6 @@ function noEnvironments() {
   clear(main, form);
 }
 
-let routing = 0;
-let booting = null;
-
 async function route() {
   const turn = ++routing;
   if (!auth.token) return showSignIn();
@@ -220,7 +220,7 @@ async function route() {
     buffered = null;
     for (const change of missed) page.onChange?.(change);
   } catch (err) {
-    if (turn !== routing) return;
+    if (turn !== routing || err.status === 401) return; // 401: the sign-in form is already back
     buffered = null;
     clear(main, h("div", { class: "banner error", role: "alert" }, err.message));
   }

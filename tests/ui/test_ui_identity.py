@@ -1,0 +1,55 @@
+"""Who is signed in decides what is recorded and what is allowed: a writer's changes carry its name in the
+actor column; a reader sees everything, and a refused change is explained, not silently dropped; a wrong or
+revoked token brings the sign-in back."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+
+from tests.ui.conftest import API, UI, create_env, create_flag
+
+
+async def token(ui: UI, name: str, role: str) -> dict[str, str]:
+    response = await ui.api.post("/api/v1/tokens", json={"name": name, "role": role})
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_changes_carry_the_signed_in_name_and_readers_are_told_no(ui: UI) -> None:
+    await create_env(ui.api, "development")
+    await create_flag(ui.api, "development", "dark-mode", name="Dark mode")
+    ada = await token(ui, "ada", "writer")
+    viewer = await token(ui, "viewer", "reader")
+    page = ui.page
+
+    # A wrong token is refused at the door.
+    ui.expect_http(401, 403)
+    await page.goto(f"{ui.base}/")
+    await page.get_by_label("API token").fill("not-a-token")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_text("That token was not accepted")).to_be_visible()
+
+    # ada turns the flag on: the list says it was ada.
+    await page.get_by_label("API token").fill(ada["token"])
+    await page.get_by_role("button", name="Sign in").click()
+    row = page.locator("tr[data-key='dark-mode']")
+    await row.get_by_role("switch").click()
+    await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")
+    await expect(row.locator(".actor")).to_have_text("ada")
+    assert (await ui.api.get(f"{API}/environments/development/flags/dark-mode")).json()["actor"] == "ada"
+
+    # A reader sees the same, but cannot change it: the refusal is shown and the switch stays as it is.
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_label("API token").fill(viewer["token"])
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(row.locator(".actor")).to_have_text("ada")
+    await row.get_by_role("switch").click()
+    await expect(page.get_by_role("alert").filter(has_text="Could not turn Dark mode off")).to_be_visible()
+    await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")
+
+    # Revoked while signed in: the next call brings the sign-in form back.
+    revoked = await ui.api.delete(f"/api/v1/tokens/{viewer['id']}")
+    assert revoked.status_code == 200, revoked.text
+    await page.get_by_role("link", name="Segments").click()
+    await expect(page.get_by_text("Your session ended or your token was revoked")).to_be_visible()
+    await expect(page.get_by_label("API token")).to_be_visible()
