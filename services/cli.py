@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "revert": ("flagstream.services.cli_history", "restore a flag or an environment to an earlier state"),
     "schedule": ("flagstream.services.cli_history", "list, create and cancel scheduled changes"),
     "rebuild": ("flagstream.services.cli_history", "rebuild the projector's read model from sequence 1"),
+    "import": ("flagstream.services.cli_import", "import flags and segments from Unleash or flagd via the admin API"),
 }
 
 

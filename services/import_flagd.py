@@ -53,8 +53,12 @@ _SEMVER = {"=": Operator.SEMVER_EQ, "<": Operator.SEMVER_LT, "<=": Operator.SEMV
 def load_flagd(path: str | Path) -> ImportResult:
     """Read and map a flagd flag definition file; :class:`ImportFileError` if it is not one."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ImportFileError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
         raise ImportFileError(f"{path}: cannot read it as JSON: {e}") from None
     return import_flagd(doc, source=str(path))
 

@@ -55,8 +55,12 @@ _ALWAYS: Alternatives = [()]
 def load_unleash(path: str | Path, *, user_id_attribute: str = "userId") -> ImportResult:
     """Read and map an Unleash export file; :class:`ImportFileError` if it is not one."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ImportFileError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
         raise ImportFileError(f"{path}: cannot read it as JSON: {e}") from None
     return import_unleash(doc, user_id_attribute=user_id_attribute, source=str(path))
 

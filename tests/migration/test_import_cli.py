@@ -1,0 +1,79 @@
+"""End to end: ``flagstream import unleash FILE`` against a real admin API, then an SDK client answers as Unleash
+would (expected answers from Unleash's documented normalisation, computed here)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import mmh3
+import pytest
+
+from flagstream import AsyncFlagstreamClient
+from flagstream.services.cli import main
+from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
+
+DATA = Path(__file__).parent / "data"
+
+
+def unleash_in_rollout(group: str, user: str, rollout: int) -> bool:
+    return mmh3.hash(f"{group}:{user}", 0, signed=False) % 100 + 1 <= rollout
+
+
+async def test_import_unleash_then_an_sdk_client_answers_as_unleash(
+    nats_url: str, admin_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with httpx.AsyncClient(base_url=admin_url, timeout=10, headers=auth_headers()) as http:
+        created = await http.post("/api/v1/projects/default/environments", json={"key": "production"})
+        assert created.status_code == 201, created.text
+
+    argv = ["import", "unleash", str(DATA / "unleash-features.json"), "--env", "production", "--api", admin_url,
+            "--token", ADMIN_TOKEN, "--user-id-attribute", "key"]  # fmt: skip
+    assert await asyncio.to_thread(main, argv) == 0
+    out = capsys.readouterr().out
+    assert "created segment Beta-testers in production" in out
+    assert "created flag checkout-v2 in production" in out
+    assert "5 flag(s) not imported (launch-at-noon, host-only, coin-flip, office, in-window)" in out
+    assert "UNMAPPED     flag office" in out
+
+    client = AsyncFlagstreamClient(nats_url, environment="production")
+    await client.start()
+    try:
+        assert await client.wait_until_ready(30)
+        await eventually(lambda: client.variation("beta-child", {"key": "x"}, None) is not None, within=10,
+                         what="the imported flags reach the client")  # fmt: skip
+        users = [f"user-{i}" for i in range(400)]
+        for user in users:
+            nordic = {"key": user, "country": "NO"}
+            expected = unleash_in_rollout("checkout", user, 30)
+            assert client.variation("checkout-v2", nordic, None) is expected, user
+            assert client.variation("checkout-v2", {"key": user, "country": "US"}, None) is False
+        assert client.variation("checkout-v2", {"key": "u-7"}, None) is True  # userWithId
+        beta = {"key": "user-1", "tier": "beta", "plan": "pro"}
+        assert client.variation("beta-banner", beta, None) is True  # through the imported segment
+        assert client.variation("beta-banner", beta | {"tier": "ga"}, None) is False
+        assert client.variation("beta-child", beta, None) is True  # dependency -> prerequisite
+        assert client.variation("beta-child", beta | {"plan": "free"}, None) is False
+        assert client.variation("old-feature", beta, None) is False
+        assert client.variation("coin-flip", beta, "not imported") == "not imported"
+    finally:
+        await client.close()
+
+    # Importing again updates in place (nothing to create twice).
+    assert await asyncio.to_thread(main, argv) == 0
+    assert "updated flag checkout-v2 in production" in capsys.readouterr().out
+
+
+def test_a_dry_run_writes_nothing_and_needs_no_api(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["import", "flagd", str(DATA / "flagd-flags.json"), "--env", "production", "--dry-run",
+            "--api", "http://127.0.0.1:9"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "would write flag header-color to production" in out
+    assert "3 flag(s) not imported (time-bomb, truthy, thirds)" in out
+
+
+def test_a_missing_file_is_one_clear_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["import", "unleash", str(tmp_path / "nope.json"), "--env", "production", "--dry-run"]) == 1
+    assert "nope.json: cannot read it: No such file or directory" in capsys.readouterr().err
