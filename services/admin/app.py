@@ -25,6 +25,7 @@ from ..stream import ensure_stream
 from ..tokens import TokenStore
 from . import auth
 from .errors import AdminError, Conflict, InvalidInput, MalformedRequest, NotFound, TooLarge, Unavailable
+from .metrics import install as install_metrics
 from .openapi import build_openapi
 from .registry import all_endpoints, feature_modules
 from .responses import ErrorBody, record
@@ -158,4 +159,6 @@ def create_app(
     app.state.auth = auth.Authenticator(operator_token, RateLimiter(write_rate, write_burst))
     app.state.read_model_path = read_model
     app.state.openapi = build_openapi(endpoints, actor_header=actor_header)
+    # Request metrics for GET /metrics (services/admin/metrics.py): a middleware times every request.
+    install_metrics(app)
     return app

@@ -14,6 +14,9 @@ import os
 import signal
 from pathlib import Path
 
+import nats
+
+from ..logs import add_log_arguments, configure
 from ..nats_auth import redact_logs, with_credentials
 from .projector import BATCH_SIZE, Projector
 from .readmodel import ReadModel
@@ -46,10 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="file holding the NATS password (default: $FLAGSTREAM_NATS_PASSWORD)",
     )
+    add_log_arguments(parser)
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics at http://HOST:PORT/metrics"
+    )
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address of --metrics-port (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(args.log_level, args.log_format)
     if args.nats_user:
         # The projector takes a URL only: the NATS user rides in it (never printed, see _serve).
         if args.nats_password_file is not None:
@@ -69,17 +77,32 @@ def run(args: argparse.Namespace) -> int:
     projector = Projector(
         nats_url=args.nats_url, db_path=args.db, durable=args.durable or "projector", batch_size=args.batch_size
     )
-    asyncio.run(_serve(projector))
+    asyncio.run(_serve(projector, args.metrics_port, args.metrics_host))
     return 0
 
 
-async def _serve(projector: Projector) -> None:
+async def _serve(projector: Projector, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("projector %r: %s -> %s", projector.durable, _redacted(projector.nats_url), projector.db_path)
-    await projector.run(stop)
+    if metrics_port is None:
+        await projector.run(stop)
+        return
+    from ..metrics import ProjectorMetrics, serve  # prometheus-client only when asked for
+
+    metrics = ProjectorMetrics()
+    metrics.instrument(projector)
+    server = serve(metrics.registry, metrics_port, metrics_host)
+    log.info("metrics at http://%s:%d/metrics", metrics_host, server.server_port)
+    follower = asyncio.create_task(metrics.follow_stream(lambda: nats.connect(projector.nats_url), stop))
+    try:
+        await projector.run(stop)
+    finally:
+        stop.set()
+        await follower
+        server.shutdown()
 
 
 async def _print_hash(projector: Projector, args: argparse.Namespace) -> int:
