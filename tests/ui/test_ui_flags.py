@@ -142,6 +142,7 @@ async def test_production_toggle_asks_for_confirmation_and_a_comment(ui: UI) -> 
     await expect(dialog.get_by_label("Comment (required)")).to_be_focused()
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
+    await expect(row.get_by_role("switch")).to_be_focused()  # the focus goes back where it was
     await page.keyboard.press("Space")
     await expect(dialog.get_by_label("Comment (required)")).to_be_focused()
     await page.keyboard.type("INC-42: roll forward")
