@@ -18,5 +18,8 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(data: bytes) -> AnyEvent:  # type: ignore[valid-type]
-    """Decode one event; raises ``DecodeError`` (or its subclass ``ValidationError``) on bad input."""
-    return _decoder.decode(data)
+    """Decode one event; raises ``DecodeError`` (or its subclass ``ValidationError``) on any bad input."""
+    try:
+        return _decoder.decode(data)
+    except UnicodeDecodeError as exc:  # invalid UTF-8 inside a JSON string: msgspec lets it through as is
+        raise DecodeError(f"invalid UTF-8 in the event: {exc.reason} at byte {exc.start}") from exc

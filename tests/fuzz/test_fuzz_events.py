@@ -147,12 +147,6 @@ INVALID_UTF8 = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="bug in events/codec.py: msgspec raises "
-    "UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a JSON string",
-)
 def test_invalid_utf8_in_a_string_is_a_decode_error() -> None:
     with pytest.raises(DecodeError):
         decode_event(INVALID_UTF8)

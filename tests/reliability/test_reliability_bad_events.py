@@ -110,12 +110,6 @@ INVALID_UTF8 = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decode_event raises UnicodeDecodeError, not DecodeError, on invalid UTF-8 in a string: the projector "
-    "retries the batch for ever (stuck at that sequence) and a cold-starting SDK client whose last message is it "
-    "never becomes ready",
-)
 async def test_invalid_utf8_in_an_event_is_skipped_like_any_bad_event(nats_url: str, tmp_path: Path) -> None:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
