@@ -166,6 +166,10 @@ class SegmentRule(Model, frozen=True, kw_only=True):
     clauses: tuple[Clause, ...] = ()
     weight: Weight | None = None
     bucket_by: str = "key"
+    #: How ``weight`` buckets (as ``Rollout.algorithm``): ``flagstream`` (the segment's salt) or ``unleash``
+    #: (an imported Unleash percentage, hashed as ``hash_prefix + value``).
+    algorithm: str = "flagstream"
+    hash_prefix: str = ""
 
 
 class Segment(Model, frozen=True, kw_only=True):

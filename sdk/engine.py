@@ -86,11 +86,17 @@ class CompiledSegment:
         self.included = frozenset(segment.included)
         self.excluded = frozenset(segment.excluded)
         salt_dot = f"{segment.salt or segment.key}."
-        rules: list[tuple[tuple[Matcher, ...], tuple[str, str, int] | None]] = []
+        rules: list[tuple[tuple[Matcher, ...], tuple[str, str, int, int, int] | None]] = []
         try:
             for rule in () if self.archived else segment.rules:
                 matchers = tuple(compile_clause(c, None) for c in rule.clauses)
-                weight = None if rule.weight is None else (rule.bucket_by, salt_dot, rule.weight)
+                weight = None
+                if rule.weight is not None:
+                    # (attribute, prefix, share, modulus, scale): bucket = hash(prefix + text) % modulus * scale
+                    if rule.algorithm == UNLEASH:
+                        weight = (rule.bucket_by, rule.hash_prefix, rule.weight, 100, 1000)
+                    else:
+                        weight = (rule.bucket_by, salt_dot, rule.weight, TOTAL, 1)
                 rules.append((matchers, weight))
         except Exception:  # a fault validation did not foresee: the segment contains nobody
             self.archived = True
@@ -113,9 +119,9 @@ class CompiledSegment:
                     return True
                 if a is None:
                     continue
-                bucket_by, salt_dot, share = weight
+                bucket_by, prefix, share, modulus, scale = weight
                 text = bucket_text(a.get(bucket_by))
-                if text is not None and _hash(salt_dot + text, 0, False) % TOTAL < share:
+                if text is not None and _hash(prefix + text, 0, False) % modulus * scale < share:
                     return True
         return False
 

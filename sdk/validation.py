@@ -13,7 +13,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from .bucketing import ALGORITHMS, FLAGSTREAM
+from .bucketing import ALGORITHMS, FLAGSTREAM, UNLEASH
 from .events import WEIGHT_TOTAL, Clause, Flag, Operator, Segment, Serve
 from .operators import ValueProblem, prepare_values
 
@@ -53,6 +53,14 @@ def validate_segment(segment: Segment) -> list[Problem]:
             problems.append(Problem(f"{path}.bucket_by", "bucket_by must name an attribute"))
         if rule.weight is not None and not 0 <= rule.weight <= WEIGHT_TOTAL:
             problems.append(Problem(f"{path}.weight", f"weight must be between 0 and {WEIGHT_TOTAL}"))
+        if rule.algorithm not in (FLAGSTREAM, UNLEASH):
+            problems.append(
+                Problem(f"{path}.algorithm", f"unknown algorithm {rule.algorithm!r} (known: flagstream, unleash)")
+            )
+        elif rule.algorithm == FLAGSTREAM and rule.hash_prefix:
+            problems.append(
+                Problem(f"{path}.hash_prefix", "the flagstream algorithm uses the segment's salt, not a prefix")
+            )
         for j, clause in enumerate(rule.clauses):
             cpath = f"{path}.clauses[{j}]"
             if _op(clause) is Operator.IN_SEGMENT:

@@ -77,6 +77,7 @@ class _Importer:
         self.user_id = user_id_attribute
         self.result = ImportResult(source=source)
         self.segment_keys: dict[Any, str] = {}  # Unleash segment id -> our key (mapped segments only)
+        self.segment_taken: set[str] = set()
         self.unmapped_segments: dict[Any, str] = {}  # id -> why
         self.flag_keys: dict[str, str] = {}  # feature name -> our key
         self.flags: dict[str, Flag] = {}  # feature name -> mapped flag
@@ -84,9 +85,8 @@ class _Importer:
     # -- the file ------------------------------------------------------------------------------------------
 
     def run(self) -> ImportResult:
-        taken: set[str] = set()
         for i, seg in enumerate(self.doc.get("segments") or []):
-            self._segment(seg, f"segments[{i}]", taken)
+            self._segment(seg, f"segments[{i}]", self.segment_taken)
         features = self.doc["features"]
         taken = set()
         for i, feature in enumerate(features):
@@ -130,14 +130,16 @@ class _Importer:
             return
         subject = f"flag {name}"
         before = len(self.result.notes)
+        mapper = _Feature(self, feature, name, path)
         try:
-            flag = _Feature(self, feature, name, path).flag()
+            flag = mapper.flag()
         except Unmappable as e:
             del self.result.notes[before:]  # what was mapped of a flag that is not imported: not worth a line
             self.result.note("unmapped", subject, e.path, f"{e.message}; flag not imported")
             self.result.skipped.append(name)
             return
         self.flags[name] = flag
+        self.result.segments += mapper.segments
         renamed = f" (key {flag.key})" if flag.key != name else ""
         self.result.note("mapped", subject, path, f"{'on' if flag.on else 'off'}, {len(flag.rules)} rule(s){renamed}")
 
@@ -223,6 +225,7 @@ class _Feature:
         self.subject = f"flag {name}"
         self.values: dict[str, Any] = {}  # variation key -> value
         self.by_value: dict[str, str] = {}  # canonical JSON of a value -> variation key
+        self.segments: list[Segment] = []  # segments this flag needs (written only if the flag is imported)
 
     def note(self, severity: str, path: str, message: str) -> None:
         self.imp.result.note(severity, self.subject, path, message)  # type: ignore[arg-type]
@@ -325,12 +328,7 @@ class _Feature:
             if number is None:
                 raise Unmappable(f"{path}.parameters.{key}", f"{params.get(key)!r} is not a percentage")
             rollout = max(0, min(100, math.floor(number)))  # normalizedValue (an integer) <= percentage
-            fixed = {
-                "gradualRolloutUserId": "userId",
-                "gradualRolloutSessionId": "sessionId",
-                "gradualRolloutRandom": "random",
-            }
-            stickiness = fixed.get(name, str(params.get("stickiness") or "default"))
+            stickiness = _GRADUAL.get(name, str(params.get("stickiness") or "default"))
             percentage = self.stickiness(stickiness, rollout, f"{path}.parameters")
         else:
             raise Unmappable(path, f"strategy {name!r} has no Flagstream equivalent")
@@ -338,13 +336,14 @@ class _Feature:
             self.note("mapped", path, "0% rollout: matches nobody, as in Unleash")
             return []
         variants = s.get("variants") or []
+        if (variants or self.feature.get("variants")) and any(b is not None for _, b in percentage):
+            # Two hashes (who is in, then which variant): the percentage becomes a segment to be in.
+            percentage = [((self.rollout_segment(percentage, rollout, group, index),), None)]
         rules: list[Rule] = []
         for cond in conditions:
             for extra, bucket_by in percentage:
                 clauses = cond + extra
                 if bucket_by is not None:
-                    if variants or self.feature.get("variants"):
-                        raise Unmappable(path, "a percentage below 100% together with variants hashes twice")
                     weighted = (WeightedVariation(variation=on, weight=rollout * 1000),)
                     r = Rollout(variations=weighted, bucket_by=bucket_by, algorithm=UNLEASH,
                                 hash_prefix=f"{group}:", partial=True)  # fmt: skip
@@ -358,6 +357,26 @@ class _Feature:
                     rules.append(Rule(id=f"s{index}-{len(rules)}", clauses=clauses + more, serve=serve))
         self.note("mapped", path, f"strategy {name}: {len(rules)} rule(s)")
         return rules
+
+    def rollout_segment(
+        self, percentage: list[tuple[tuple[Clause, ...], str | None]], rollout: int, group: str, index: int
+    ) -> Clause:
+        """A segment holding the strategy's percentage (Unleash's normalisation), and the clause to be in it."""
+        key = key_for(f"{self.imp.flag_keys[self.name]}-s{index}-rollout", self.imp.segment_taken, "rollout")
+        rules = tuple(
+            SegmentRule(
+                id=f"r{k}",
+                clauses=extra,
+                weight=rollout * 1000,
+                bucket_by=bucket_by or "key",
+                algorithm=UNLEASH,
+                hash_prefix=f"{group}:",
+            )
+            for k, (extra, bucket_by) in enumerate(percentage)
+        )
+        name = f"{rollout}% of feature {self.name}, strategy {index} (Unleash)"
+        self.segments.append(Segment(key=key, name=name, rules=rules, description="imported from Unleash"))
+        return Clause(op=Operator.IN_SEGMENT, values=(key,))
 
     def stickiness(self, stickiness: str, rollout: int, path: str) -> list[tuple[tuple[Clause, ...], str | None]]:
         """(clauses, attribute to bucket by or None for "no percentage") alternatives for a percentage."""

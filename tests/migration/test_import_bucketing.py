@@ -6,10 +6,21 @@ from __future__ import annotations
 import mmh3
 import pytest
 
-from flagstream.engine import compile_flag, evaluate
+from flagstream.engine import compile_flag, compile_segment, evaluate
 from flagstream.evaluation import ReasonKind
-from flagstream.events import Clause, Flag, Operator, Rollout, Rule, Serve, Variation, WeightedVariation
-from flagstream.validation import flag_problems
+from flagstream.events import (
+    Clause,
+    Flag,
+    Operator,
+    Rollout,
+    Rule,
+    Segment,
+    SegmentRule,
+    Serve,
+    Variation,
+    WeightedVariation,
+)
+from flagstream.validation import flag_problems, validate_segment
 
 USERS = [f"user-{i}" for i in range(2000)]
 
@@ -154,3 +165,13 @@ def test_a_partial_rollout_in_a_rule_lets_the_next_rule_answer() -> None:
 def test_invalid_schemes_are_refused_with_the_field_named(rollout: Rollout, path: str, message: str) -> None:
     problems = flag_problems(flag_with(rollout))
     assert any(p.path == f"$.fallthrough.rollout.{path}" and message in p.message for p in problems), problems
+
+
+def test_a_segment_rule_can_hold_an_unleash_percentage() -> None:
+    rule = SegmentRule(id="r", weight=25_000, bucket_by="userId", algorithm="unleash", hash_prefix="grp:")
+    segment = compile_segment(Segment(key="quarter", rules=(rule,)))
+    for user in USERS[:500]:
+        assert segment.contains({"user": {"key": "k", "userId": user}}) is (unleash_normalized("grp", user) <= 25)
+    assert not segment.contains({"user": {"key": "k"}})  # nothing to bucket by: not in
+    bad = Segment(key="s", rules=(SegmentRule(id="r", weight=1, algorithm="flagd"),))
+    assert [p.path for p in validate_segment(bad)] == ["$.rules[0].algorithm"]
