@@ -131,7 +131,9 @@ class Topology:
         for i, arg in enumerate(args):
             if arg == "--host":
                 args[i + 1] = "127.0.0.1"
-            if arg == "--port":
+            if arg == "--metrics-host":
+                args[i + 1] = "127.0.0.1"
+            if arg in ("--port", "--metrics-port"):
                 self.http_ports[name] = free_port()
                 args[i + 1] = str(self.http_ports[name])
         env = {**os.environ, **{k: str(v) for k, v in (self.services[name].get("environment") or {}).items()}}
@@ -237,3 +239,11 @@ async def test_compose_topology_end_to_end(topology: Topology) -> None:
         assert topology.procs[projector].poll() is None, (topology.base / f"{projector}.out").read_text()
         await asyncio.sleep(0.05)
     assert ok, "the projector's read model never had the flag on"
+
+    # Its metrics listener (compose's health check) shows it caught up with the replicated stream.
+    wanted = {"flagstream_projector_events_applied_total 3.0", "flagstream_projector_lag 0.0"}  # env, flag, toggle
+    lines: set[str] = set()
+    async with httpx.AsyncClient(timeout=10) as http, asyncio.timeout(30):
+        while not wanted <= lines:
+            lines = set((await http.get(f"{topology.url(projector)}/metrics")).text.splitlines())
+            await asyncio.sleep(0.05)
