@@ -144,7 +144,10 @@ async def test_projector_metrics_show_lag_then_catch_up(nats_url: str, tmp_path:
 
         running = asyncio.create_task(projector.run(stop))
         await projector.wait_caught_up(30)
-        text = await scrape(url)
+        async with asyncio.timeout(30):  # the batch is counted once acknowledged, just after it is committed
+            while value(text, "flagstream_projector_events_applied_total") != 20:
+                text = await scrape(url)
+                await asyncio.sleep(0.02)
         assert value(text, "flagstream_projector_lag") == 0
         assert value(text, "flagstream_projector_last_applied_seq") == last
         assert value(text, "flagstream_projector_events_applied_total") == 20
