@@ -5,5 +5,12 @@ COPY pyproject.toml README.md ./
 COPY events ./events
 COPY sdk ./sdk
 COPY services ./services
-RUN pip install --no-cache-dir '.[server]'
+RUN pip install --no-cache-dir '.[server]' \
+    && useradd --system --uid 10001 --home-dir /data flagstream \
+    && mkdir -p /data && chown flagstream /data
+# Not root. /data: the projector's read model (a volume in compose.yaml; it is rebuilt from the stream if lost).
+USER flagstream
+VOLUME ["/data"]
+# 8080: admin API (GET /readyz, GET /metrics); 9102: projector metrics (flagstream projector --metrics-port 9102)
+EXPOSE 8080 9102
 ENTRYPOINT ["flagstream"]
