@@ -238,6 +238,15 @@ class FleetAggregator:
             )
         return sorted(views, key=lambda v: (v.started_at, v.instance_id))
 
+    def connected_counts(self) -> dict[Where, int]:
+        """Connected instances per (project, environment) with any instance known (for metrics)."""
+        now = self.clock()
+        return {
+            where: sum(self._connected(i, now) for i in instances.values())
+            for where, instances in self._instances.items()
+            if instances
+        }
+
     def convergence(self, project: str, environment: str, changes: Iterable[Change]) -> list[ChangeConvergence]:
         now = self.clock()
         live = [i for i in self._instances.get((project, environment), {}).values() if self._connected(i, now)]

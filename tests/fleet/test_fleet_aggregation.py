@@ -52,6 +52,7 @@ def test_instances_are_connected_until_they_miss_three_intervals() -> None:
     assert [i.instance_id for i in fleet.instances("default", "production")] == ["b"]
     assert [i.connected for i in fleet.instances("default", "production", include_gone=True)] == [False, True]
     assert fleet.instances("default", "staging") == []
+    assert fleet.connected_counts() == {("default", "production"): 1}
 
 
 def test_convergence_counts_applied_and_pending_instances_with_their_times() -> None:
