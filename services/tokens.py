@@ -25,13 +25,14 @@ from datetime import UTC, datetime
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 from ..events import STREAM
 
 BUCKET = "flagstream_tokens"
 PREFIX = "fs_"
+_ID = re.compile(r"^[0-9a-f]{12}$")
 _SHAPE = re.compile(r"^fs_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 NAME_MAX = 64
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@:-]*$")
@@ -165,6 +166,8 @@ class TokenStore:
         return record, token
 
     async def get(self, token_id: str) -> TokenRecord | None:
+        if not _ID.match(token_id):
+            return None
         try:
             entry = await self._kv.get(token_id)
         except (KeyNotFoundError, NotFoundError):
@@ -188,6 +191,8 @@ class TokenStore:
 
     async def revoke(self, token_id: str, revoked_by: str) -> TokenRecord | None:
         """Mark revoked (a new revision; the record stays for the audit). None if there is no such token."""
+        if not _ID.match(token_id):
+            return None
         try:
             entry = await self._kv.get(token_id)
         except (KeyNotFoundError, NotFoundError):
@@ -205,13 +210,15 @@ class TokenStore:
     async def list(self) -> list[TokenRecord]:
         try:
             keys = await self._kv.keys()
-        except NotFoundError:  # no keys yet
+        except (NoKeysError, NotFoundError):  # no token yet
             return []
         found = [await self.get(k) for k in keys]
         return sorted((r for r in found if r is not None), key=lambda r: (r.created_at, r.id))
 
     async def history(self, token_id: str) -> list[TokenRecord]:
         """Every revision of one token's record: its creation and revocation, for the audit."""
+        if not _ID.match(token_id):
+            return []
         try:
             entries = await self._kv.history(token_id)
         except (KeyNotFoundError, NotFoundError):

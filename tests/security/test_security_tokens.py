@@ -158,3 +158,12 @@ async def test_bad_token_requests_are_clear_4xx(http: httpx.AsyncClient) -> None
         r = await http.post("/api/v1/tokens", json=body, headers=auth_headers())
         assert r.status_code in (400, 422), (body, r.text)
         assert r.json()["error"], body
+
+
+async def test_listing_with_no_token_yet_and_revoking_odd_ids(http: httpx.AsyncClient) -> None:
+    listed = await http.get("/api/v1/tokens", headers=auth_headers())
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["items"] == []
+    for odd in ["s%C2%89%C2%A7", "..", "a.b", "*", "0123456789ABCDEF"]:
+        r = await http.delete(f"/api/v1/tokens/{odd}", headers=auth_headers())
+        assert r.status_code == 404, (odd, r.text)
