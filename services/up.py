@@ -29,6 +29,7 @@ from nats.js.errors import APIError
 
 from ..events import EnvironmentCreated, encode_event, subject
 from ..events.model import Environment
+from .listen import listening_socket
 from .nats_auth import ADMIN, PROJECTOR, Credentials, redact_logs, write_private, write_server_config
 from .natsd import NatsServer, free_port
 from .stream import ensure_stream
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        api_socket = _bind(args.host, args.port)
+        api_socket = listening_socket(args.host, args.port)
     except OSError as exc:
         message = f"flagstream up: cannot listen on {args.host}:{args.port}: {exc.strerror} (try --port 0)"
         print(message, file=sys.stderr)
@@ -174,15 +175,6 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _port_free(host: str, port: int) -> bool:

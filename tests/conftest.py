@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from flagstream.services.listen import listening_socket
 from flagstream.services.natsd import NatsServer
 from tests.helpers import ADMIN_TOKEN, eventually
 
@@ -36,8 +36,7 @@ async def admin_url(nats_url: str) -> AsyncIterator[str]:
 
     from flagstream.services.admin.app import create_app
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN), log_level="warning", lifespan="on")

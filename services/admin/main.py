@@ -14,6 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
+from ..listen import listening_socket
 from ..nats_auth import add_nats_arguments, nats_options
 from .app import create_app
 
@@ -56,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"flagstream admin: {exc}", file=sys.stderr)
         return 2
     try:
-        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
+        sock = listening_socket(args.host, args.port)
     except OSError as exc:
         print(f"flagstream admin: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 2

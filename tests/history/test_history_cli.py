@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ import pytest
 import uvicorn
 
 from flagstream.services.admin.app import create_app
+from flagstream.services.listen import listening_socket
 from flagstream.services.projector.projector import Projector
 from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
 
@@ -28,8 +28,7 @@ async def served(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[str, Proj
     projector = Projector(nats_url=nats_url, db_path=db, fetch_timeout=0.2)
     stop = asyncio.Event()
     ptask = asyncio.create_task(projector.run(stop))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)
     app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
