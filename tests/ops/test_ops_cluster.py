@@ -4,12 +4,14 @@ processes and one `flagstream projector`. Every command comes from compose.yaml;
 paths are rewritten to loopback, free ports and the test's folder.
 
 Then the end-to-end scenario: create and toggle a flag through admin #1, read it through admin #2, an SDK client
-given the three NATS URLs sees the change, and the projector's read model has it.
+given the three NATS URLs sees the change, and the projector's read model has it. The "edge" profile's leaf node
+(deploy/nats-leaf.conf) with its mirror (deploy/edge-mirror.json) serves the change to an SDK client in that region.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -33,8 +35,6 @@ from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
-#: nats-server options the local NatsServer sets itself (address, ports, store, log).
-OWN_OPTIONS = {"-js": 0, "-sd": 1, "-m": 1, "-p": 1, "-a": 1, "-l": 1}
 URL = re.compile(r"(nats|nats-route)://([A-Za-z0-9_.-]+):(\d+)")
 
 
@@ -50,6 +50,7 @@ class Topology:
     services: dict[str, Any]
     client_ports: dict[str, int] = field(default_factory=dict)
     cluster_ports: dict[str, int] = field(default_factory=dict)
+    leaf_ports: dict[str, int] = field(default_factory=dict)
     http_ports: dict[str, int] = field(default_factory=dict)
     nats: dict[str, NatsServer] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -72,6 +73,8 @@ class Topology:
         out = {}
         for volume in self.services[name].get("volumes", []):
             source, target = volume.split(":")[:2]
+            if source.startswith((".", "/")):  # a file of this repository, mounted: see nats_conf
+                continue
             out[target] = self.base / source
             out[target].mkdir(parents=True, exist_ok=True)
         return out
@@ -89,36 +92,44 @@ class Topology:
 
     # -- starting -------------------------------------------------------------------------------------
 
+    def nats_conf(self, name: str) -> str:
+        """The service's nats-server config file (mounted from deploy/), made local: its server name, store,
+        cluster and leaf ports and its peers' addresses on loopback (client and monitoring ports are set by
+        ``NatsServer`` on the command line, which wins over the file)."""
+        service = self.services[name]
+        assert service["command"] == ["-c", "/etc/nats/nats.conf"], service["command"]
+        (mount,) = [v for v in service["volumes"] if v.endswith(":/etc/nats/nats.conf:ro")]
+        text = (ROOT / mount.split(":")[0]).read_text()
+        text = text.replace("$NATS_SERVER_NAME", service["environment"]["NATS_SERVER_NAME"])
+        text = text.replace('"/data"', f'"{self.volumes(name)["/data"] / "js"}"')
+        text = text.replace("0.0.0.0:6222", f"127.0.0.1:{self.cluster_ports.get(name, 0)}")
+        text = text.replace("port: 7422", f"port: {self.leaf_ports.get(name, 0)}")
+        for peer in self.cluster_ports:
+            text = text.replace(f"{peer}:6222", f"127.0.0.1:{self.cluster_ports[peer]}")
+            text = text.replace(f"{peer}:7422", f"127.0.0.1:{self.leaf_ports[peer]}")
+        assert not re.search(r"nats-\d:|0\.0\.0\.0", text), text
+        return text
+
+    def launch_nats(self, name: str) -> NatsServer:
+        self.client_ports.setdefault(name, free_port())
+        config = self.base / f"{name}.conf"
+        config.write_text(self.nats_conf(name))
+        log = self.base / f"{name}.log"
+        server = NatsServer(self.base / name, port=self.client_ports[name], config_file=config, log_file=log)
+        self.nats[name] = server
+        server.launch()
+        return server
+
     def start_nats(self) -> None:
-        names = self.names("nats:")
+        names = [n for n in self.names("nats:") if not self.services[n].get("profiles")]
         assert len(names) == 3, f"compose.yaml should have three nats services, has {names}"
         for name in names:
-            self.client_ports[name] = free_port()
             self.cluster_ports[name] = free_port()
+            self.leaf_ports[name] = free_port()
         for name in names:
-            args = self.services[name]["command"]
-            rest: list[str] = []
-            skip = 0
-            for i, arg in enumerate(args):
-                if skip:
-                    skip -= 1
-                    continue
-                if arg in OWN_OPTIONS:
-                    skip = OWN_OPTIONS[arg]
-                    continue
-                if arg == "--cluster":
-                    rest += [arg, f"nats://127.0.0.1:{self.cluster_ports[name]}"]
-                    skip = 1
-                    continue
-                rest.append(self.local_args(name, [arg])[0] if i else arg)
-            store = self.volumes(name).get("/data", self.base / name)
-            server = NatsServer(
-                store, port=self.client_ports[name], extra_args=rest, log_file=self.base / f"{name}.log"
-            )
-            self.nats[name] = server
-            server.launch()
-        for server in self.nats.values():
-            server._wait_ready(60)
+            self.launch_nats(name)
+        for name in names:
+            self.nats[name]._wait_ready(60)
 
     def run_once(self, name: str) -> str:
         args = self.local_args(name, self.services[name]["command"])
@@ -205,13 +216,32 @@ async def test_compose_topology_end_to_end(topology: Topology) -> None:
     finally:
         await nc.close()
 
+    # The edge region of compose's "edge" profile: a leaf node with a mirror of the stream, created from the file
+    # the edge-mirror service gives `nats stream add --config` (the same JetStream API request).
+    (edge,) = [n for n in topology.names("nats:") if "edge" in topology.services[n].get("profiles", [])]
+    topology.launch_nats(edge)._wait_ready(60)
+    (mirror_service,) = [n for n in topology.services if n.endswith("mirror")]
+    command = topology.services[mirror_service]["command"]
+    mirror_file = command[command.index("--config") + 1]
+    assert mirror_file.startswith("/deploy/")
+    mirror = json.loads((ROOT / "deploy" / mirror_file.removeprefix("/deploy/")).read_text())
+    edge_url = topology.nats[edge].url
+    enc = await nats.connect(edge_url)
+    try:
+        reply = await enc.request(f"$JS.API.STREAM.CREATE.{mirror['name']}", json.dumps(mirror).encode(), timeout=10)
+        assert "error" not in json.loads(reply.data), reply.data
+    finally:
+        await enc.close()
+
     one, two = (topology.url(n) for n in admins)
     api = "/api/v1/projects/default/environments"
     async with httpx.AsyncClient(headers=auth_headers(), timeout=30) as http:
         assert (await http.post(f"{one}{api}", json={"key": "production"})).status_code == 201
         sdk = AsyncFlagstreamClient(urls, environment="production", telemetry=False)
+        edge_sdk = AsyncFlagstreamClient(edge_url, environment="production", telemetry=False)
         try:
             assert await sdk.start(wait=30)
+            assert await edge_sdk.start(wait=30)
             r = await http.post(f"{one}{api}/production/flags", json={"key": "checkout", "name": "Checkout"})
             assert r.status_code == 201, r.text
             assert (await http.post(f"{one}{api}/production/flags/checkout/on", json={})).status_code == 200
@@ -219,8 +249,13 @@ async def test_compose_topology_end_to_end(topology: Topology) -> None:
             assert seen.status_code == 200
             assert seen.json()["flag"]["on"] is True
             await eventually(lambda: sdk.bool_variation("checkout", {"key": "u1"}, False), what="the SDK sees it on")
+            await eventually(
+                lambda: edge_sdk.bool_variation("checkout", {"key": "u1"}, False), what="the edge SDK sees it on"
+            )
+            assert edge_sdk.seq == sdk.seq  # a mirror keeps the stream's sequences: versions mean the same
         finally:
             await sdk.close()
+            await edge_sdk.close()
 
     db = topology.local_args(projector, ["/data/readmodel.sqlite"])[0]
 
