@@ -1,0 +1,73 @@
+"""`flagstream up` secured out of the box: private credential files, no anonymous NATS, an SDK user per default
+environment that works, and the CLI finding the operator token in `.flagstream/` (the README's flow)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from flagstream import AsyncFlagstreamClient
+from flagstream.services.nats_auth import sdk_connect_options
+from tests.helpers import auth_headers, eventually
+from tests.test_up import Up, processes_using
+
+FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
+NATS_LINE = re.compile(r"nats-server at (nats://127\.0\.0\.1:\d+)")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / ".flagstream"
+    yield path
+    for cmd in processes_using(path):  # never leave a server behind, even when the test fails
+        subprocess.run(["pkill", "-9", "-f", cmd.split()[0] + ".*" + re.escape(str(path))], check=False)
+
+
+async def test_up_is_secured_and_its_sdk_users_work(data_dir: Path) -> None:
+    up = Up(data_dir)
+    try:
+        await asyncio.to_thread(up.wait_ready)
+        nats_url = next(m.group(1) for line in up.output if (m := NATS_LINE.search(line)))
+        assert any(str(data_dir / "operator-token") in line for line in up.output), "it says where the token is"
+        for name in ("operator-token", "nats-users.json", "nats-server.conf"):
+            assert (data_dir / name).stat().st_mode & 0o777 == 0o600, name
+        token = (data_dir / "operator-token").read_text().strip()
+        passwords = json.loads((data_dir / "nats-users.json").read_text())["passwords"]
+        assert not any(password in "".join(up.output) for password in passwords.values()), "no password printed"
+
+        with pytest.raises(Exception, match=r"(?i)authorization"):
+            await nats.connect(nats_url, allow_reconnect=False)
+
+        async with httpx.AsyncClient(base_url=up.url, headers=auth_headers(token), timeout=10) as http:
+            created = await http.post("/api/v1/environments/production/flags", json={"key": "checkout"})
+            assert created.status_code == 201, created.text
+            options = sdk_connect_options("default", "production", passwords["sdk-default-production"])
+            client = AsyncFlagstreamClient(nats_url, environment="production", connect_options=options)
+            try:
+                assert await client.start(wait=10), f"not ready: {client.last_error!r}"
+                assert client.bool_variation("checkout", {"key": "u1"}, True) is False
+                assert (await http.post("/api/v1/environments/production/flags/checkout/on")).status_code == 200
+                await eventually(lambda: client.bool_variation("checkout", {"key": "u1"}, False), what="the change")
+            finally:
+                await client.close()
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSTREAM_")}
+        listed = await asyncio.to_thread(
+            subprocess.run, [FLAGSTREAM, "flags", "list", "--env", "production", "--api", up.url],
+            capture_output=True, text=True, timeout=60, env=env, cwd=data_dir.parent,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert "checkout" in listed.stdout
+    finally:
+        assert up.interrupt() == 0, "".join(up.output)
+    assert processes_using(data_dir) == []
