@@ -25,6 +25,8 @@ from .api_client import ApiClient, ApiError, _segment, add_client_arguments, cli
 from .flagfile import Action, Change, Current, FlagFile, FlagFileError, Plan, describe
 
 PLURAL = {"flag": "flags", "segment": "segments"}
+#: How the admin API words a 409 caused by another write (not, e.g., archiving a flag still in use).
+RACED = ("is at version", "meanwhile", "already exists")
 STATE_TYPES: dict[str, type[Any]] = {"flag": Flag, "segment": Segment}
 
 
@@ -154,7 +156,8 @@ def execute(api: FlagsApi, result: Plan, comment: str) -> Outcome:
         try:
             version = apply_change(api, change, comment)
         except ApiError as exc:
-            why = "changed since the plan was made; run plan again" if exc.status == 409 else "refused"
+            raced = exc.status == 409 and any(m in exc.message for m in RACED)
+            why = "changed since the plan was made; run plan again" if raced else "refused"
             outcome.failed.append(f"FAILED {describe(change)}: {why}: {exc.message}")
             continue
         outcome.applied.append(f"ok     {describe(change)} -> version {version}")

@@ -311,8 +311,8 @@ def plan(
     prune: bool = False,
 ) -> Plan:
     """The changes that make an environment (``flags``, ``segments``: its current entities) match ``desired``,
-    in the order they must be applied: segments, then flags (prerequisites first), then flag archives, then
-    segment archives (a segment is archived only once no flag uses it)."""
+    in the order they must be applied: segments, then flags (prerequisites first), then flag archives (a flag
+    before its prerequisites), then segment archives (a segment is archived only once no flag uses it)."""
     flag_changes, flags_same = _entity_changes("flag", desired.flags, flags, prune)
     segment_changes, segments_same = _entity_changes("segment", desired.segments, segments, prune)
 
@@ -325,7 +325,7 @@ def plan(
     ordered = [
         *writes(segment_changes),
         *_prerequisites_first(writes(flag_changes)),
-        *archives(flag_changes),
+        *reversed(_prerequisites_first(archives(flag_changes))),  # a flag before the flags it needs
         *archives(segment_changes),
     ]
     return Plan(tuple(ordered), flags_same + segments_same)

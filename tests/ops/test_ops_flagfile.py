@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from flagstream.events import Flag, Segment
+from flagstream.events.model import Serve
 from flagstream.services import flagfile
 from flagstream.services.api_client import ApiClient
 from flagstream.services.cli import main
@@ -258,3 +259,36 @@ async def test_a_change_between_plan_and_apply_is_a_conflict_for_that_flag_only(
     assert production["base"].description == "new words"
     assert production["theme"].description == ""
     assert production["theme"].on
+
+
+async def test_refusals_and_missing_things_are_clear(
+    http: httpx.AsyncClient, admin_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await seed(http, "production")
+    missing = tmp_path / "nope.yaml"
+    assert await asyncio.to_thread(main, cli("plan", "--api", admin_url, "--env", "production", "-f", str(missing)))\
+        == 1  # fmt: skip
+    assert "No such file or directory" in capsys.readouterr().err
+
+    file = tmp_path / "only-checkout.yaml"
+    file.write_text(flagfile.dump(FlagFile(flags={"x": Flag(key="x")})))
+    assert await asyncio.to_thread(main, cli("plan", "--api", admin_url, "--env", "nowhere", "-f", str(file))) == 1
+    assert "environment 'nowhere' not found in project 'default'" in capsys.readouterr().err
+
+    # A flag the API refuses is reported with the API's reason; the others are applied. Pruning archives
+    # checkout before base, its prerequisite (the other order would be refused).
+    bad = Flag(key="y", fallthrough=msgspec.convert({"variation": "nope"}, Serve))
+    file.write_text(flagfile.dump(FlagFile(flags={"x": Flag(key="x"), "y": bad})))
+    args = cli("apply", "--api", admin_url, "--env", "production", "-f", str(file), "--prune")
+    assert await asyncio.to_thread(main, args) == 1
+    out = capsys.readouterr().out
+    assert "ok     + flag x -> version" in out
+    refused = next(line for line in out.splitlines() if line.startswith("FAILED + flag y"))
+    assert "refused" in refused
+    assert "nope" in refused
+    assert "(HTTP 422)" in refused
+    assert out.index("- flag checkout") < out.index("- flag base")
+    production, _ = await states(http, "production")
+    assert "y" not in production
+    assert production["x"].on is False
+    assert all(production[k].archived for k in ("base", "checkout", "theme", "limits"))
