@@ -22,12 +22,13 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import nats
 import uvicorn
 from nats.js.errors import APIError
 
-from ..events import EnvironmentCreated, encode_event, subject
+from ..events import STREAM, EnvironmentCreated, encode_event, subject
 from ..events.model import Environment
 from .listen import listening_socket
 from .nats_auth import ADMIN, PROJECTOR, Credentials, redact_logs, write_private, write_server_config
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"flagstream up: nats-server did not start: {exc} (log: {data_dir / 'nats'})", file=sys.stderr)
         return 1
     try:
-        asyncio.run(_serve(args, server.url, api_socket, data_dir, token_file, token, creds))
+        asyncio.run(_serve(args, server, api_socket, data_dir, token_file, token, creds))
     finally:
         server.stop()
         api_socket.close()
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(
     args: argparse.Namespace,
-    nats_url: str,
+    server: NatsServer,
     api_socket: socket.socket,
     data_dir: Path,
     token_file: Path,
@@ -95,8 +96,11 @@ async def _serve(
     from .admin.app import create_app
     from .projector.projector import Projector
 
+    nats_url = server.url
     admin_login = {"user": ADMIN, "password": creds.passwords[ADMIN]}
     await _seed_environments(nats_url, args.project, admin_login)
+    users_nc = await nats.connect(nats_url, **admin_login)
+    await _sdk_users_follow_environments(users_nc, server, data_dir, creds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -130,6 +134,37 @@ async def _serve(
         except Exception:
             log.exception("%s did not stop cleanly", task.get_name())
     stop_wait.cancel()
+    await users_nc.close()
+
+
+ENVIRONMENT_SUBJECTS = "flagstream.*.*.environment.*"
+
+
+async def _sdk_users_follow_environments(nc: nats.NATS, server: NatsServer, data_dir: Path, creds: Credentials) -> None:
+    """Give every environment an SDK user ``sdk-<project>-<env>``: the ones in the log now, and each one created
+    later (watched on ``nc``). A new user is added to ``nats-users.json`` and the config, and nats-server reloads it
+    (SIGHUP); existing connections are not disturbed."""
+    known = set(creds.sdk.values())
+
+    def add(pairs: set[tuple[str, str]]) -> None:
+        new = pairs - known
+        if not new:
+            return
+        known.update(new)
+        fresh = Credentials.load_or_create(data_dir, sdk=sorted(known))
+        creds.passwords, creds.sdk = fresh.passwords, fresh.sdk
+        write_server_config(creds, data_dir / "nats", data_dir / "nats-server.conf")
+        if server.process is not None:
+            server.process.send_signal(signal.SIGHUP)
+        log.info("NATS users added for %s", ", ".join(f"{p}/{e}" for p, e in sorted(new)))
+
+    async def on_environment(msg: Any) -> None:
+        parts = msg.subject.split(".")
+        add({(parts[1], parts[2])})
+
+    await nc.subscribe(ENVIRONMENT_SUBJECTS, cb=on_environment)
+    info = await nc.jetstream().stream_info(STREAM, subjects_filter=ENVIRONMENT_SUBJECTS)
+    add({(s.split(".")[1], s.split(".")[2]) for s in (info.state.subjects or {})})
 
 
 def ensure_operator_token(data_dir: Path) -> tuple[Path, str]:

@@ -61,6 +61,23 @@ async def test_up_is_secured_and_its_sdk_users_work(data_dir: Path) -> None:
             finally:
                 await client.close()
 
+            # An environment created later gets its SDK user at once (nats-server reloads its config).
+            staging = await http.post("/api/v1/environments", json={"key": "staging"})
+            assert staging.status_code == 201, staging.text
+            assert (await http.post("/api/v1/environments/staging/flags", json={"key": "beta"})).status_code == 201
+        users = data_dir / "nats-users.json"
+        await eventually(lambda: "sdk-default-staging" in users.read_text(), what="the staging SDK user")
+        password = json.loads(users.read_text())["passwords"]["sdk-default-staging"]
+        staging_client = AsyncFlagstreamClient(
+            nats_url, environment="staging", connect_options=sdk_connect_options("default", "staging", password)
+        )
+        try:
+            await eventually(lambda: _log_mentions(data_dir, "Reloaded server configuration"), what="reload")
+            assert await staging_client.start(wait=10), f"not ready: {staging_client.last_error!r}"
+            assert staging_client.bool_variation("beta", {"key": "u1"}, True) is False
+        finally:
+            await staging_client.close()
+
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSTREAM_")}
         listed = await asyncio.to_thread(
             subprocess.run, [FLAGSTREAM, "flags", "list", "--env", "production", "--api", up.url],
@@ -71,3 +88,8 @@ async def test_up_is_secured_and_its_sdk_users_work(data_dir: Path) -> None:
     finally:
         assert up.interrupt() == 0, "".join(up.output)
     assert processes_using(data_dir) == []
+
+
+def _log_mentions(data_dir: Path, text: str) -> bool:
+    log = data_dir / "nats" / "nats-server.log"
+    return log.exists() and text in log.read_text()
