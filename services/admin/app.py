@@ -158,7 +158,7 @@ def create_app(
     app.state.actor_header = actor_header
     app.state.auth = auth.Authenticator(operator_token, RateLimiter(write_rate, write_burst))
     app.state.read_model_path = read_model
-    app.state.openapi = build_openapi(endpoints, actor_header=actor_header)
+    app.state.openapi = auth.document_security(build_openapi(endpoints, actor_header=actor_header), endpoints)
     # Request metrics for GET /metrics (services/admin/metrics.py): a middleware times every request.
     install_metrics(app)
     return app

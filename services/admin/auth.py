@@ -135,6 +135,34 @@ def protect(endpoint: Endpoint) -> Handler:
     return guarded
 
 
+def document_security(document: bytes, endpoints: list[Endpoint]) -> bytes:
+    """The OpenAPI document with the bearer scheme: required everywhere but on public endpoints, and the 401, 403
+    (and, for writes, 429) answers each protected operation can give."""
+    doc = msgspec.json.decode(document)
+    doc.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "an API token (fs_...) or the operator token"}
+    }
+    doc["security"] = [{"bearer": []}]
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    answers = {
+        "401": "no token, or an unknown or revoked one",
+        "403": "the token's role or environments do not allow this",
+        "429": "too many writes with this token (see Retry-After)",
+    }
+    for e in endpoints:
+        operation = doc["paths"].get(e.path, {}).get(e.method.lower())
+        if operation is None:
+            continue
+        if e.public:
+            operation["security"] = []
+            continue
+        responses = operation.setdefault("responses", {})
+        for status, text in answers.items():
+            if status != "429" or e.write:
+                responses.setdefault(status, {"description": text, "content": error})
+    return msgspec.json.encode(doc)
+
+
 # -- token management endpoints ----------------------------------------------------------------------------
 
 

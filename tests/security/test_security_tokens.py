@@ -167,3 +167,13 @@ async def test_listing_with_no_token_yet_and_revoking_odd_ids(http: httpx.AsyncC
     for odd in ["s%C2%89%C2%A7", "..", "a.b", "*", "0123456789ABCDEF"]:
         r = await http.delete(f"/api/v1/tokens/{odd}", headers=auth_headers())
         assert r.status_code == 404, (odd, r.text)
+
+
+async def test_the_openapi_document_says_which_routes_need_a_token(http: httpx.AsyncClient) -> None:
+    doc = (await http.get("/openapi.json")).json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert doc["security"] == [{"bearer": []}]
+    assert doc["paths"]["/healthz"]["get"]["security"] == [], "open"
+    create = doc["paths"][PROD.replace("production", "{environment}").replace("default", "{project}")]["post"]
+    assert {"401", "403", "429"} <= set(create["responses"])
+    assert "429" not in doc["paths"]["/api/v1/tokens"]["get"]["responses"], "reads are not rate limited"
