@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ class Write:
     #: The version (stream sequence) of the 2xx answer; None until acknowledged.
     version: int | None = None
     attempts: int = 0
+    #: When the first attempt failed (5xx or connection error), if one did.
+    failed_at: datetime | None = None
 
     @property
     def subject(self) -> str:
@@ -88,6 +91,11 @@ class Writer:
         for write in writes:
             await self._send(write)
 
+    def _failed(self, write: Write) -> None:
+        self.failures += 1
+        if write.failed_at is None:
+            write.failed_at = datetime.now(UTC)
+
     async def _send(self, write: Write) -> None:
         headers = {"Idempotency-Key": write.idempotency_key}
         while True:
@@ -100,14 +108,14 @@ class Writer:
                 else:
                     response = await self.http.post(f"{FLAGS}/{write.flag}/{write.action}", headers=headers)
             except httpx.TransportError as exc:
-                self.failures += 1
+                self._failed(write)
                 log.info("retrying %s after %r", write.idempotency_key, exc)
             else:
                 if response.status_code < 300:
                     write.version = int(response.json()["version"])
                     return
                 assert response.status_code >= 500, (write, response.status_code, response.text)
-                self.failures += 1
+                self._failed(write)
             await asyncio.sleep(0.05)  # back off a little before retrying
 
 
@@ -170,6 +178,11 @@ def check_log(writer: Writer, stored: list[Stored]) -> dict[str, int]:
         "acknowledged": writer.acknowledged,
         "found": sum(1 for w in writer.writes if w.version in by_seq),
         "writes_retried": sum(1 for w in writer.writes if w.attempts > 1),
+        # Stored by an attempt whose answer was lost (the event was decided before that attempt failed): the
+        # retry found it by its key instead of writing it again.
+        "stored_before_the_failure": sum(
+            1 for w in writer.writes if w.failed_at is not None and by_seq[w.version or 0].event.at < w.failed_at
+        ),
         "failed_attempts": writer.failures,
         "stream_messages": len(stored),
     }
