@@ -76,6 +76,8 @@ def parse_json(body: bytes, *, allow_empty: bool = False) -> Any:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise MalformedRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedRequest("malformed JSON: nested too deeply") from None
 
 
 def unknown_fields(value: Any, info: mi.Type, path: str = "$") -> list[str]:
