@@ -55,6 +55,14 @@ class Topology:
     nats: dict[str, NatsServer] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    def port(self) -> int:
+        """A free port not handed out before in this topology (the OS may offer a just-closed one twice)."""
+        taken = {*self.client_ports.values(), *self.cluster_ports.values(), *self.leaf_ports.values()}
+        taken |= set(self.http_ports.values())
+        while (port := free_port()) in taken:
+            pass
+        return port
+
     def names(self, image_prefix: str) -> list[str]:
         return [n for n, s in self.services.items() if str(s.get("image", "")).startswith(image_prefix)]
 
@@ -111,11 +119,14 @@ class Topology:
         return text
 
     def launch_nats(self, name: str) -> NatsServer:
-        self.client_ports.setdefault(name, free_port())
+        self.client_ports.setdefault(name, self.port())
         config = self.base / f"{name}.conf"
         config.write_text(self.nats_conf(name))
         log = self.base / f"{name}.log"
-        server = NatsServer(self.base / name, port=self.client_ports[name], config_file=config, log_file=log)
+        self.http_ports[f"{name}-monitor"] = monitor = self.port()
+        server = NatsServer(
+            self.base / name, port=self.client_ports[name], monitor_port=monitor, config_file=config, log_file=log
+        )
         self.nats[name] = server
         server.launch()
         return server
@@ -124,8 +135,8 @@ class Topology:
         names = [n for n in self.names("nats:") if not self.services[n].get("profiles")]
         assert len(names) == 3, f"compose.yaml should have three nats services, has {names}"
         for name in names:
-            self.cluster_ports[name] = free_port()
-            self.leaf_ports[name] = free_port()
+            self.cluster_ports[name] = self.port()
+            self.leaf_ports[name] = self.port()
         for name in names:
             self.launch_nats(name)
         for name in names:
@@ -145,7 +156,7 @@ class Topology:
             if arg == "--metrics-host":
                 args[i + 1] = "127.0.0.1"
             if arg in ("--port", "--metrics-port"):
-                self.http_ports[name] = free_port()
+                self.http_ports[name] = self.port()
                 args[i + 1] = str(self.http_ports[name])
         env = {**os.environ, **{k: str(v) for k, v in (self.services[name].get("environment") or {}).items()}}
         env["FLAGSTREAM_OPERATOR_TOKEN"] = ADMIN_TOKEN  # compose takes it from .env
