@@ -42,6 +42,12 @@ def all_subjects() -> str:
     return f"{PREFIX}.>"
 
 
+def sdk_inbox_prefix(project: str, environment: str) -> str:
+    """The reply-inbox prefix of an SDK client of one environment. NATS permissions confine an SDK credential
+    to it, so replies and deliveries meant for anyone else are out of its reach; the SDK uses it by default."""
+    return f"_INBOX_{project}_{environment}"
+
+
 def parse_subject(value: str) -> Address:
     """Split a subject into its address; ``ValueError`` if it is not one of ours."""
     parts = value.split(".")

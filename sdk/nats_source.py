@@ -29,6 +29,7 @@ from nats.js.errors import APIError
 
 from .cache import ClientStatus
 from .events import STREAM, DecodeError, Event, decode_event, environment_filter
+from .events.subjects import sdk_inbox_prefix
 
 log = logging.getLogger("flagstream.client")
 
@@ -61,6 +62,7 @@ class NatsSource:
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.filter = environment_filter(project, environment)
+        self._inbox_prefix = sdk_inbox_prefix(project, environment)
         self._status = ClientStatus.INITIALIZING
         self._on_status = on_status
         #: Messages skipped because they could not be decoded.
@@ -154,7 +156,7 @@ class NatsSource:
                     disconnected_cb=self._disconnected,
                     reconnected_cb=self._reconnected,
                     error_cb=self._error,
-                    **self._connect_options,
+                    **{"inbox_prefix": self._inbox_prefix, **self._connect_options},
                 )
                 break
             except Exception as exc:

@@ -30,8 +30,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..events import STREAM
-from ..events.subjects import PREFIX, environment_filter
+from ..events.subjects import PREFIX, environment_filter, sdk_inbox_prefix
 from ..events.telemetry import TELEMETRY_PREFIX
+from .admin.fleet import BUCKET as FLEET_BUCKET
 from .tokens import BUCKET
 
 ADMIN = "admin"
@@ -43,12 +44,6 @@ USERS_FILE = "nats-users.json"
 
 def sdk_user(project: str, environment: str) -> str:
     return f"{SDK_PREFIX}{project}-{environment}"
-
-
-def sdk_inbox_prefix(project: str, environment: str) -> str:
-    """The inbox prefix an SDK credential must use (``nats.connect(inbox_prefix=...)``): replies and deliveries
-    to anyone else's inbox are out of its reach."""
-    return f"_INBOX_{project}_{environment}"
 
 
 def sdk_connect_options(project: str, environment: str, password: str) -> dict[str, Any]:
@@ -69,7 +64,15 @@ class Permissions:
 
 def admin_permissions() -> Permissions:
     return Permissions(
-        publish=(f"{PREFIX}.>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", f"$KV.{BUCKET}.>"),
+        publish=(
+            f"{PREFIX}.>",
+            "$JS.API.>",
+            "$JS.ACK.>",
+            "$JS.FC.>",
+            f"$KV.{BUCKET}.>",
+            f"$KV.{FLEET_BUCKET}.>",  # last-evaluated times of the fleet view
+            f"{TELEMETRY_PREFIX}.>",  # the OFREP evaluator's own SDK clients report like any SDK
+        ),
         subscribe=("_INBOX.>", f"{PREFIX}.>", f"{TELEMETRY_PREFIX}.>"),
         deny_publish=(
             "$JS.API.STREAM.DELETE.>",

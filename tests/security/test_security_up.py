@@ -93,3 +93,25 @@ async def test_up_is_secured_and_its_sdk_users_work(data_dir: Path) -> None:
 def _log_mentions(data_dir: Path, text: str) -> bool:
     log = data_dir / "nats" / "nats-server.log"
     return log.exists() and text in log.read_text()
+
+
+def test_the_readme_flow_works_against_flagstream_up(data_dir: Path, tmp_path: Path) -> None:
+    """The README's CLI commands and its SDK snippet, run as written (only the ports differ)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert snippet is not None
+    up = Up(data_dir)
+    try:
+        up.wait_ready()
+        nats_port = next(m.group(1) for line in up.output if (m := NATS_LINE.search(line))).rsplit(":", 1)[1]
+        env = {**os.environ, "FLAGSTREAM_API": up.url, "FLAGSTREAM_ENV": "development"}
+        cwd = data_dir.parent  # the CLI finds .flagstream/operator-token here, as after `make run`
+        for args in (["flags", "create", "new-checkout", "--name", "New checkout"], ["flags", "on", "new-checkout"]):
+            done = subprocess.run([FLAGSTREAM, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+        code = snippet.group(1).replace("@127.0.0.1:4222", f"@127.0.0.1:{nats_port}")
+        run = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "True"
+    finally:
+        assert up.interrupt() == 0
