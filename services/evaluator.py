@@ -51,7 +51,8 @@ class EvaluatorPool:
         self.load_timeout = load_timeout
         self.capacity = capacity
         self.name = name
-        self.connect_options = connect_options or {}
+        # The admin's credentials, with the admin's own inbox (not the per-environment SDK inbox an SDK uses).
+        self.connect_options = {"inbox_prefix": "_INBOX", **(connect_options or {})}
         self._clients: OrderedDict[tuple[str, str], AsyncFlagstreamClient] = OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
