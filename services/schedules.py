@@ -249,7 +249,11 @@ async def running(service: AdminService, **options: Any) -> AsyncIterator[Schedu
     try:
         yield runner
     finally:
+        # Never hold up the app's shutdown: a pass in flight gets 2 s, then is cancelled (its claim, if any,
+        # is taken over by another runner after the lease), and the cancellation gets 2 s more.
         stop.set()
         runner.wake.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
+        _, pending = await asyncio.wait({task}, timeout=2)
+        if pending:
+            task.cancel()
+            await asyncio.wait({task}, timeout=2)
