@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -106,9 +107,17 @@ def test_the_readme_flow_works_against_flagstream_up(data_dir: Path, tmp_path: P
         nats_port = next(m.group(1) for line in up.output if (m := NATS_LINE.search(line))).rsplit(":", 1)[1]
         env = {**os.environ, "FLAGSTREAM_API": up.url, "FLAGSTREAM_ENV": "development"}
         cwd = data_dir.parent  # the CLI finds .flagstream/operator-token here, as after `make run`
-        for args in (["flags", "create", "new-checkout", "--name", "New checkout"], ["flags", "on", "new-checkout"]):
+        try_it = readme[readme.index("## Try it") :]
+        shell = re.search(r"```sh\n(.*?)```", try_it, re.S)
+        assert shell is not None
+        commands = [
+            line.split("  #")[0].strip() for line in shell.group(1).splitlines() if line.startswith("flagstream ")
+        ]
+        assert len(commands) >= 5
+        for command in commands:
+            args = shlex.split(command)[1:]
             done = subprocess.run([FLAGSTREAM, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
-            assert done.returncode == 0, done.stderr
+            assert done.returncode == 0, f"{command}: {done.stderr}"
         code = snippet.group(1).replace("@127.0.0.1:4222", f"@127.0.0.1:{nats_port}")
         run = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
