@@ -220,7 +220,24 @@ async def revoke_token(request: Request) -> Response:
     return json_response(view(record))
 
 
+class Identity(msgspec.Struct, kw_only=True):
+    """Who the presented token is: the name every change it makes is recorded under."""
+
+    name: str
+    role: Role
+    #: None: every environment.
+    environments: list[str] | None
+
+
+async def whoami(request: Request) -> Response:
+    principal: Principal = request.state.principal
+    envs = list(principal.environments) if principal.environments is not None else None
+    return json_response(Identity(name=principal.name, role=principal.role, environments=envs))
+
+
 ENDPOINTS: list[Endpoint] = [
+    Endpoint("GET", f"{API}/whoami", whoami, "whoami", "Who the presented token is (name, role, environments)",
+             "identity", None, Identity),
     Endpoint("GET", f"{API}/tokens", list_tokens, "listTokens", "List API tokens (never their secrets)", TOKENS_TAG,
              None, TokenList),
     Endpoint("POST", f"{API}/tokens", create_token, "createToken", "Create an API token (its secret is shown once)",

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import API, Admin
-
 from flagstream.events import STREAM
 from flagstream.services.admin.store import EventStore, WrongLastSequence
+from tests.admin.conftest import API, Admin
 
 FLAGS = f"{API}/environments/development/flags"
 SUBJECT = "flagstream.default.development.flag.checkout"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import API, Admin
+from tests.admin.conftest import API, Admin
 
 FLAGS = f"{API}/environments/development/flags"
 SUBJECT = "flagstream.default.development.flag.checkout"

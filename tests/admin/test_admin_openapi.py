@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 
-from conftest import Admin
 from starlette.routing import Route
 
 from flagstream.services.admin.app import create_app
 from flagstream.services.natsd import NatsServer
+from tests.admin.conftest import Admin
 
 
 async def test_openapi_describes_every_route(admin: Admin) -> None:

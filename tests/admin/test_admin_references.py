@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import API, Admin
+from tests.admin.conftest import API, Admin
 
 ENV = f"{API}/environments/development"
 BETA_RULE = {"id": "beta", "clauses": [{"op": "in_segment", "values": ["beta"]}], "serve": {"variation": "on"}}

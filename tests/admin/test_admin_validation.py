@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import API, Admin
+
+from tests.admin.conftest import API, Admin
 
 FLAGS = f"{API}/environments/development/flags"
 
