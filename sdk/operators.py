@@ -28,13 +28,14 @@ from typing import Any, Protocol
 
 from .context import Contexts
 from .events import Clause, Operator
+from .regex_guard import backtracking_problem
 from .semver import parse_semver
 
 Matcher = Callable[[Contexts], bool]
 Test = Callable[[Any], bool]
 
 #: Longest regular expression accepted in a clause (a guard against pathological patterns, with the
-#: nested-quantifier check in :func:`regex_problem`).
+#: backtracking check of :mod:`flagstream.regex_guard`).
 REGEX_MAX = 500
 #: Epoch numbers at or above this are milliseconds, below it seconds (1e11 s is the year 5138; 1e11 ms 1973).
 EPOCH_MS_THRESHOLD = 1e11
@@ -98,43 +99,9 @@ def regex_problem(pattern: Any) -> str | None:
         return f"regular expression longer than {REGEX_MAX} characters"
     try:
         re.compile(pattern)
-        nested = _nested_quantifier(pattern)
+        return backtracking_problem(pattern)
     except (re.error, OverflowError, RecursionError, ValueError) as e:
         return f"invalid regular expression: {e}"
-    if nested:
-        return "nested quantifiers (like (a+)+) can take exponential time; rewrite the expression"
-    return None
-
-
-def _nested_quantifier(pattern: str) -> bool:
-    try:
-        from re import _parser as sre_parse  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - older layouts
-        import sre_parse  # type: ignore[no-redef]
-    repeats = {sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT, getattr(sre_parse, "POSSESSIVE_REPEAT", None)}
-    maxrepeat = sre_parse.MAXREPEAT
-
-    def walk(items: Any, inside_unbounded: bool) -> bool:
-        for op, av in items:
-            if op in repeats:
-                _lo, hi, sub = av
-                unbounded = hi == maxrepeat or hi > 100
-                if unbounded and inside_unbounded:
-                    return True
-                if walk(sub, inside_unbounded or unbounded):
-                    return True
-            elif op is sre_parse.SUBPATTERN:
-                if walk(av[-1], inside_unbounded):
-                    return True
-            elif op is sre_parse.BRANCH:
-                for branch in av[1]:
-                    if walk(branch, inside_unbounded):
-                        return True
-            elif op in (sre_parse.ASSERT, sre_parse.ASSERT_NOT) and walk(av[1], inside_unbounded):
-                return True
-        return False
-
-    return walk(sre_parse.parse(pattern), False)
 
 
 # ---------------------------------------------------------------------------------------------------------
