@@ -78,7 +78,9 @@ export async function render(ctx, main, key) {
         `${path}.rollout.variations[${i}].weight`, `${wv.variation} %`,
         input(pct(wv.weight), (text) => { wv.weight = weightOf(text); changed(false); },
           { inputmode: "decimal", "aria-label": `Percentage of ${wv.variation}`, class: "pct" })))));
-      body.push(h("p", { class: "small" }, "Total: ", sum, " (must be 100%)"), errorsAt(problems, `${path}.rollout.variations`));
+      const rule = r.partial ? " (at most 100%: contexts in the rest go on to the next rule)" : " (must be 100%)";
+      const scheme = r.algorithm && r.algorithm !== "flagstream" ? ` Bucketing: ${r.algorithm}-compatible (imported).` : "";
+      body.push(h("p", { class: "small" }, "Total: ", sum, rule + scheme), errorsAt(problems, `${path}.rollout.variations`));
       body.push(h("div", { class: "row" },
         control(problems, `${path}.rollout.bucket_by`, "Bucket by attribute",
           input(r.bucket_by, (v) => { r.bucket_by = v; changed(false); }, { size: 10 })),
@@ -97,7 +99,8 @@ export async function render(ctx, main, key) {
         : draft.rules[Number(/rules\[(\d+)\]/.exec(path)[1])].serve;
       const total = serve.rollout.variations.reduce((a, wv) => a + (Number.isFinite(wv.weight) ? wv.weight : 0), 0);
       el.textContent = `${total / 1000}%`;
-      el.className = `sum ${total === 100000 ? "good" : "bad"}`;
+      const fine = serve.rollout.partial ? total <= 100000 : total === 100000;
+      el.className = `sum ${fine ? "good" : "bad"}`;
     }
     const save = root.querySelector("#save");
     if (save) save.textContent = dirty ? "Save changes" : "Saved";

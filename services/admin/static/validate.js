@@ -22,7 +22,9 @@ function serveProblems(serve, path, keys, out) {
     }
     sum += Number.isFinite(wv.weight) ? wv.weight : 0;
   });
-  if (sum !== TOTAL) {
+  if (r.partial && sum > TOTAL) {
+    out.push({ path: `${path}.rollout.variations`, message: `the percentages add up to ${sum / 1000}%, at most 100% for a partial rollout` });
+  } else if (!r.partial && sum !== TOTAL) {
     out.push({ path: `${path}.rollout.variations`, message: `the percentages add up to ${sum / 1000}%, they must add up to 100%` });
   }
   if (!r.bucket_by) out.push({ path: `${path}.rollout.bucket_by`, message: "name the attribute to bucket by (usually key)" });
@@ -59,7 +61,10 @@ export function flagProblems(flag, { production = false, comment = "", otherFlag
     const p = `$.rules[${i}]`;
     if (ids.has(rule.id)) out.push({ path: `${p}.id`, message: "duplicate rule id" });
     ids.add(rule.id);
-    if (!rule.clauses.length) out.push({ path: `${p}.clauses`, message: "add at least one condition (or use the default rule)" });
+    // A rule without conditions matches everyone: only a partial rollout (the rest goes on to the next rule)
+    // makes it different from the default rule.
+    const partial = rule.serve && rule.serve.rollout && rule.serve.rollout.partial;
+    if (!rule.clauses.length && !partial) out.push({ path: `${p}.clauses`, message: "add at least one condition (or use the default rule)" });
     rule.clauses.forEach((c, j) => clauseProblems(c, `${p}.clauses[${j}]`, out));
     serveProblems(rule.serve, `${p}.serve`, keys, out);
   });
