@@ -13,7 +13,7 @@ from msgspec import Struct
 from .model import Environment, Flag, Key, Segment
 
 
-class Event(Struct, frozen=True, kw_only=True, tag_field="type"):
+class Event(Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     """Envelope fields common to every event.
 
     ``version`` is the per-entity revision (1 for the creating event, then +1 per change); the stream

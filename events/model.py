@@ -25,7 +25,7 @@ WEIGHT_TOTAL = 100_000
 Weight = Annotated[int, Meta(ge=0, le=WEIGHT_TOTAL)]
 
 
-class Model(Struct, frozen=True, kw_only=True, omit_defaults=False):
+class Model(Struct, frozen=True, kw_only=True, omit_defaults=False, gc=False):
     """Base of the domain values: immutable, keyword-only."""
 
 

@@ -42,6 +42,26 @@ LIVE_BATCH_MAX = 512
 LIVE_BATCH_DELAY = 0.02
 
 
+def ack_position(msg: Msg) -> tuple[int, int]:
+    """``(stream sequence, messages pending)`` of a JetStream message, read from its reply subject.
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`` (or the longer
+    form with domain and account hash first). nats-py's ``msg.metadata`` parses the same subject into
+    dataclasses and a datetime: about a third of a 10,000-flag cold start went there.
+    """
+    tokens = (msg.reply or "").split(".")
+    n = len(tokens)
+    try:
+        if n == 9:
+            return int(tokens[5]), int(tokens[8])
+        if n >= 11:
+            return int(tokens[7]), int(tokens[10])
+    except ValueError:
+        pass
+    meta = msg.metadata  # anything else: nats-py's own parser (raises for a reply that is not an ack subject)
+    return meta.sequence.stream, meta.num_pending
+
+
 class NatsSource:
     """Feeds ``sink`` with batches of ``(stream sequence, event)`` for one environment, in stream order."""
 
@@ -280,8 +300,7 @@ class NatsSource:
     def _on_message(self, generation: int, msg: Msg) -> None:
         if generation != self._generation:
             return  # a message of a replaced subscription
-        meta = msg.metadata
-        seq = meta.sequence.stream
+        seq, pending = ack_position(msg)
         if seq > max(self._position, self._buffer_high):  # else a redelivery (the ordered consumer reset itself)
             try:
                 event = decode_event(msg.data)
@@ -293,7 +312,7 @@ class NatsSource:
                     self._buffer_since = time.monotonic()
                 self._buffer.append((seq, event))
             self._buffer_high = seq
-        if meta.num_pending == 0:
+        if pending == 0:
             self._flush()
             self._catch_up(generation)
         elif self._caught_up and (
