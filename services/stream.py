@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from ..events import STREAM
 from ..events.subjects import all_subjects
+
+log = logging.getLogger("flagstream.stream")
+
+#: Consumers the stream accepts. Every SDK instance follows its environment with one ordered consumer, and
+#: nats-server (2.15) refuses the 1,001st consumer of a stream whose limit is left unset.
+MAX_CONSUMERS = 1_000_000
 
 
 def stream_config(replicas: int = 1) -> StreamConfig:
@@ -26,14 +35,23 @@ def stream_config(replicas: int = 1) -> StreamConfig:
         duplicate_window=120.0,
         deny_delete=True,
         deny_purge=True,
+        max_consumers=MAX_CONSUMERS,
         allow_rollup_hdrs=False,
         allow_direct=True,
     )
 
 
 async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create the stream if it does not exist; leave an existing one as it is."""
+    """Create the stream if it does not exist; an existing one keeps its configuration, except that a consumer
+    limit below ``MAX_CONSUMERS`` (a stream made by an older Flagstream) is raised."""
     try:
-        await js.stream_info(STREAM)
+        info = await js.stream_info(STREAM)
     except NotFoundError:
         await js.add_stream(stream_config(replicas))
+        return
+    limit = info.config.max_consumers
+    if limit is None or limit < MAX_CONSUMERS:
+        try:
+            await js.update_stream(replace(info.config, max_consumers=MAX_CONSUMERS))
+        except Exception as exc:  # e.g. a credential without the right to update streams
+            log.warning("stream %s accepts %s consumers (SDK instances); raising it failed: %r", STREAM, limit, exc)
