@@ -44,6 +44,6 @@ async def test_a_stream_made_without_the_limit_is_raised_at_start(nats_url: str)
 
         await ensure_stream(js)
         assert (await js.stream_info("FLAGSTREAM")).config.max_consumers == MAX_CONSUMERS
-        assert await follow(js, 100) == 100
+        assert await follow(js, FOLLOWERS) == FOLLOWERS
     finally:
         await nc.close()
