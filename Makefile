@@ -30,8 +30,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## make bench: every benchmark in its shorter form (bench/README.md has the full runs and the latest figures)
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/eval_speed.py --quick
+	$(BIN)/python bench/openfeature_overhead.py --quick
+	$(BIN)/python bench/cold_start.py --runs 3 --scenarios 1000x1,10000x10
+	$(BIN)/python bench/propagation.py --rounds 20
+	$(BIN)/python bench/propagation_fleet.py --workers 4 --clients 250 --rounds 10
+	$(BIN)/python bench/ofrep_latency.py
+	$(BIN)/python bench/projector_throughput.py
+	$(BIN)/python bench/as_of.py --events 100000 --runs 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -17,6 +17,7 @@ REFUSED = [
     "(x+x+)+y",
     "(a|a)*$",
     "(a|a){40}$",
+    "(a|aa)+",
     "(.|.a?)*c$",  # re factors the common prefix: '.' then (|a?), both empty
     "(.[ab]|.)+!",
     "(.*a){12}$",
