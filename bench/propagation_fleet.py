@@ -1,0 +1,273 @@
+"""Propagation to a fleet: 1,000 SDK clients over several processes, from the admin API's 2xx to each on_change.
+
+Starts its own nats-server and the admin API (``flagstream admin`` under uvicorn, in its own process, with an
+operator token), then ``--workers`` processes holding ``--clients`` ``AsyncFlagstreamClient`` each (one NATS
+connection and one ordered consumer per client, ``telemetry=False``; the clients of one process share its
+event loop, as in an asyncio app that would hold one client: here a process stands for many applications).
+The parent turns a flag on and off ``--rounds`` times through ``POST .../flags/<key>/on|off``; every client's
+``on_change`` listener takes ``time.time_ns()`` (one machine, one clock) and each worker sends its times back
+over a pipe once all its clients applied the change. A round starts after the previous one completed.
+
+Reported, per client and change: from the 2xx received by the parent (clamped at 0: a client may apply the
+change before the parent has read the HTTP answer; those are counted) and from the moment the request was
+sent. Also: the first and the last client of each worker (the first shows nats-server's fan-out and the
+transport; last - first is the Python work done serially for the clients of one process), and the CPU
+seconds per change of the workers, nats-server and the admin (from /proc, Linux only).
+
+    .venv/bin/python bench/propagation_fleet.py [--workers 4] [--clients 250] [--rounds 20] [--pause 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from _common import ENVIRONMENT, PROJECT, nats_server, print_table, summary_ms
+from _common import write_results as save
+
+from flagstream.services.natsd import free_port
+
+KEY = "bench-propagation"
+
+
+# -- worker processes ---------------------------------------------------------------------------------------
+
+
+def worker_main(url: str, clients_n: int, conn: Connection) -> None:
+    asyncio.run(worker(url, clients_n, conn))
+
+
+async def worker(url: str, clients_n: int, conn: Connection) -> None:
+    from flagstream import AsyncFlagstreamClient
+
+    clients = [AsyncFlagstreamClient(url, environment=ENVIRONMENT, telemetry=False) for _ in range(clients_n)]
+    started = time.perf_counter()
+    ready = await asyncio.gather(*(c.start(wait=120) for c in clients))
+    startup = time.perf_counter() - started
+    times: dict[bool, list[int]] = {True: [], False: []}
+    cpu = [time.process_time()]
+
+    def listener(key: str, old: Any, new: Any) -> None:
+        now = time.time_ns()
+        if new is None:
+            return
+        got = times[new.on]
+        got.append(now)
+        if len(got) == clients_n:
+            spent = time.process_time()
+            conn.send(("applied", new.on, got, spent - cpu[0]))
+            cpu[0] = spent
+            times[new.on] = []
+
+    for c in clients:
+        c.on_change(KEY, listener)
+    conn.send(("ready", all(ready), startup))
+    await asyncio.to_thread(conn.recv)  # "stop"
+    await asyncio.gather(*(c.close() for c in clients))
+    conn.send(("closed",))
+
+
+# -- the admin API ------------------------------------------------------------------------------------------
+
+
+class Admin:
+    """``flagstream admin`` in a child process, with an operator token; ``toggle`` returns after the 2xx."""
+
+    def __init__(self, nats_url: str, folder: Path) -> None:
+        self.nats_url = nats_url
+        self.token = secrets.token_urlsafe(24)
+        self.token_file = folder / "operator-token"
+        self.token_file.write_text(self.token)
+
+    async def start(self) -> None:
+        import httpx
+
+        port = free_port()
+        flagstream = Path(sys.executable).with_name("flagstream")
+        self.process = await asyncio.create_subprocess_exec(
+            str(flagstream),
+            "admin",
+            "--nats-url",
+            self.nats_url,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--operator-token-file",
+            str(self.token_file),
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        self.http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}/api/v1/projects/{PROJECT}",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if (await self.http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.returncode is not None:
+                raise RuntimeError("the admin API did not become ready")
+            await asyncio.sleep(0.05)
+        response = await self.http.post("/environments", json={"key": ENVIRONMENT})
+        assert response.status_code in (200, 201, 409), response.text
+        response = await self.http.post(f"/environments/{ENVIRONMENT}/flags", json={"key": KEY, "on": False})
+        assert response.status_code == 201, response.text
+
+    async def toggle(self, on: bool) -> None:
+        response = await self.http.post(f"/environments/{ENVIRONMENT}/flags/{KEY}/{'on' if on else 'off'}")
+        assert response.is_success, response.text
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        self.process.terminate()
+        await asyncio.wait_for(self.process.wait(), 10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+
+
+async def run(workers_n: int, clients_n: int, rounds: int, pause: float, warmup: int) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("spawn")
+    with nats_server() as server, tempfile.TemporaryDirectory(prefix="flagstream-fleet-") as folder:
+        admin = Admin(server.url, Path(folder))
+        await admin.start()
+        pipes: list[Connection] = []
+        processes = []
+        for _ in range(workers_n):
+            parent_end, child_end = context.Pipe()
+            process = context.Process(target=worker_main, args=(server.url, clients_n, child_end), daemon=True)
+            process.start()
+            pipes.append(parent_end)
+            processes.append(process)
+
+        async def receive(conn: Connection, limit: float) -> Any:
+            return await asyncio.wait_for(loop.run_in_executor(None, conn.recv), limit)
+
+        started = time.perf_counter()
+        hello = await asyncio.gather(*(receive(p, 300) for p in pipes))
+        assert all(h[0] == "ready" and h[1] for h in hello), f"not every client became ready: {hello}"
+        startup = time.perf_counter() - started
+        print(f"{workers_n * clients_n} clients ready in {startup:.1f} s", flush=True)
+
+        assert server.process is not None
+        assert admin.process.pid is not None
+        cpu_pids = {"nats-server": server.process.pid, "admin": admin.process.pid}
+        cpu_before: dict[str, float] = {}
+        from_ack: list[float] = []
+        from_send: list[float] = []
+        first_in_worker: list[float] = []
+        spread_in_worker: list[float] = []
+        worker_cpu: list[float] = []
+        before_ack = 0
+        try:
+            for round_ in range(warmup + rounds):
+                if round_ == warmup:
+                    cpu_before = {name: cpu_seconds(pid) for name, pid in cpu_pids.items()}
+                on = round_ % 2 == 0
+                sent = time.time_ns()
+                await admin.toggle(on)
+                acked = time.time_ns()
+                reports = await asyncio.gather(*(receive(p, 60) for p in pipes))
+                assert all(r[0] == "applied" and r[1] is on for r in reports), reports
+                if round_ < warmup:
+                    await asyncio.sleep(pause)
+                    continue
+                worker_cpu.append(sum(r[3] for r in reports))
+                for _, _, times, _ in reports:
+                    first_in_worker.append(max(0, min(times) - acked) / 1e9)
+                    spread_in_worker.append((max(times) - min(times)) / 1e9)
+                    for t in times:
+                        from_send.append((t - sent) / 1e9)
+                        from_ack.append(max(0, t - acked) / 1e9)
+                        before_ack += t < acked
+                await asyncio.sleep(pause)
+            cpu_after = {name: cpu_seconds(pid) for name, pid in cpu_pids.items()}
+        finally:
+            for p in pipes:
+                p.send("stop")
+            for p in pipes:
+                try:
+                    await receive(p, 60)
+                except Exception:
+                    pass
+            for process in processes:
+                process.join(10)
+                if process.is_alive():
+                    process.terminate()
+            await admin.close()
+    cpu_per_change = {name: round((cpu_after[name] - cpu_before[name]) / rounds * 1000, 1) for name in cpu_pids}
+    cpu_per_change["workers"] = round(statistics.mean(worker_cpu) * 1000, 1)
+    return {
+        "workers": workers_n,
+        "clients_per_worker": clients_n,
+        "clients": workers_n * clients_n,
+        "rounds": rounds,
+        "warmup_rounds": warmup,
+        "pause_s": pause,
+        "startup_s": round(startup, 2),
+        "from_2xx": summary_ms(from_ack),
+        "from_send": summary_ms(from_send),
+        "applied_before_2xx_seen": before_ack,
+        "first_client_of_worker_from_2xx": summary_ms(first_in_worker),
+        "last_minus_first_in_worker": summary_ms(spread_in_worker),
+        "cpu_ms_per_change": cpu_per_change,
+        "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=4, help="worker processes")
+    parser.add_argument("--clients", type=int, default=250, help="clients per worker process")
+    parser.add_argument("--rounds", type=int, default=20, help="measured changes (on, off, on...)")
+    parser.add_argument("--warmup", type=int, default=2, help="changes made first and not counted")
+    parser.add_argument("--pause", type=float, default=0.3, help="seconds between changes")
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    result = await run(args.workers, args.clients, args.rounds, args.pause, args.warmup)
+    rows = [
+        (name, result[field]["n"], result[field]["p50_ms"], result[field]["p99_ms"], result[field]["max_ms"])
+        for name, field in (
+            ("admin 2xx -> client applied", "from_2xx"),
+            ("request sent -> client applied", "from_send"),
+            ("admin 2xx -> first client of a worker", "first_client_of_worker_from_2xx"),
+            ("last - first client within a worker", "last_minus_first_in_worker"),
+        )
+    ]
+    print_table(
+        f"Propagation to {result['clients']} clients ({result['workers']} processes x "
+        f"{result['clients_per_worker']}), {result['rounds']} changes (ms)",
+        ["measured", "samples", "p50", "p99", "max"],
+        rows,
+    )
+    print(f"applied before the parent read the 2xx: {result['applied_before_2xx_seen']}")
+    print(f"CPU ms per change: {result['cpu_ms_per_change']}; load average after: {result['loadavg_after']}")
+    save("propagation_fleet", result)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
