@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import platform
+import secrets
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -106,3 +109,66 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     path.write_text(json.dumps({**payload, **data}, indent=2))
     print(f"\nresults written to {path}")
     return path
+
+
+class AdminProcess:
+    """``flagstream admin`` in a child process with an operator token, the benchmark environment and a flag
+    ``key`` (off) made through it; ``toggle`` returns once the 2xx is read."""
+
+    def __init__(self, nats_url: str, folder: Path, key: str) -> None:
+        self.nats_url = nats_url
+        self.key = key
+        self.token = secrets.token_urlsafe(24)
+        self.token_file = folder / "operator-token"
+        self.token_file.write_text(self.token)
+
+    async def start(self) -> None:
+        import httpx
+
+        from flagstream.services.natsd import free_port
+
+        port = free_port()
+        flagstream = Path(sys.executable).with_name("flagstream")
+        self.process = await asyncio.create_subprocess_exec(
+            str(flagstream),
+            "admin",
+            "--nats-url",
+            self.nats_url,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--operator-token-file",
+            str(self.token_file),
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        self.http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}/api/v1/projects/{PROJECT}",
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if (await self.http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.returncode is not None:
+                await self.close()
+                raise RuntimeError("the admin API did not become ready")
+            await asyncio.sleep(0.05)
+        response = await self.http.post("/environments", json={"key": ENVIRONMENT})
+        assert response.status_code in (200, 201, 409), response.text
+        response = await self.http.post(f"/environments/{ENVIRONMENT}/flags", json={"key": self.key, "on": False})
+        assert response.status_code == 201, response.text
+
+    async def toggle(self, on: bool) -> None:
+        response = await self.http.post(f"/environments/{ENVIRONMENT}/flags/{self.key}/{'on' if on else 'off'}")
+        assert response.is_success, response.text
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        if self.process.returncode is None:
+            self.process.terminate()
+            await asyncio.wait_for(self.process.wait(), 10)

@@ -24,19 +24,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 import nats
-from _common import ENVIRONMENT, PROJECT, flag_event, nats_server, print_table, realistic_flag, summary_ms
+from _common import ENVIRONMENT, PROJECT, AdminProcess, flag_event, nats_server, print_table, realistic_flag, summary_ms
 from _common import write_results as save
 
 from flagstream import AsyncFlagstreamClient, FlagstreamClient
 from flagstream.events import Flag, FlagToggled, encode_event, subject
-from flagstream.services.natsd import free_port
 from flagstream.services.stream import ensure_stream
 
 KEY = "bench-propagation"
@@ -73,48 +73,23 @@ class JetStreamWriter:
         await self.nc.close()
 
 
-SERVE_API = """
-import sys, uvicorn
-from flagstream.services.admin.app import create_app
-uvicorn.run(create_app(nats_url=sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
-"""
-
-
 class ApiWriter:
     name = "admin API 2xx"
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.folder = tempfile.TemporaryDirectory(prefix="flagstream-bench-")
 
     async def setup(self) -> None:
-        import httpx
-
-        port = free_port()
-        self.process = await asyncio.create_subprocess_exec(sys.executable, "-c", SERVE_API, self.url, str(port))
-        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api/v1/projects/{PROJECT}", timeout=30)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if (await self.http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.process.returncode is not None:
-                raise RuntimeError("the admin API did not become ready")
-            await asyncio.sleep(0.05)
-        response = await self.http.post("/environments", json={"key": ENVIRONMENT})
-        assert response.status_code in (200, 201, 409), response.text
-        response = await self.http.post(f"/environments/{ENVIRONMENT}/flags", json={"key": KEY, "on": False})
-        assert response.status_code == 201, response.text
+        self.admin = AdminProcess(self.url, Path(self.folder.name), KEY)
+        await self.admin.start()
 
     async def toggle(self, on: bool) -> None:
-        response = await self.http.post(f"/environments/{ENVIRONMENT}/flags/{KEY}/{'on' if on else 'off'}")
-        assert response.is_success, response.text
+        await self.admin.toggle(on)
 
     async def close(self) -> None:
-        await self.http.aclose()
-        self.process.terminate()
-        await asyncio.wait_for(self.process.wait(), 10)
+        await self.admin.close()
+        self.folder.cleanup()
 
 
 async def run(writer: Writer, url: str, clients_n: int, rounds: int, sync: bool = False) -> dict[str, object]:

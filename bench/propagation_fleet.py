@@ -23,19 +23,15 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import secrets
 import statistics
-import sys
 import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from _common import ENVIRONMENT, PROJECT, nats_server, print_table, summary_ms
+from _common import ENVIRONMENT, AdminProcess, nats_server, print_table, summary_ms
 from _common import write_results as save
-
-from flagstream.services.natsd import free_port
 
 KEY = "bench-propagation"
 
@@ -77,66 +73,6 @@ async def worker(url: str, clients_n: int, conn: Connection) -> None:
     conn.send(("closed",))
 
 
-# -- the admin API ------------------------------------------------------------------------------------------
-
-
-class Admin:
-    """``flagstream admin`` in a child process, with an operator token; ``toggle`` returns after the 2xx."""
-
-    def __init__(self, nats_url: str, folder: Path) -> None:
-        self.nats_url = nats_url
-        self.token = secrets.token_urlsafe(24)
-        self.token_file = folder / "operator-token"
-        self.token_file.write_text(self.token)
-
-    async def start(self) -> None:
-        import httpx
-
-        port = free_port()
-        flagstream = Path(sys.executable).with_name("flagstream")
-        self.process = await asyncio.create_subprocess_exec(
-            str(flagstream),
-            "admin",
-            "--nats-url",
-            self.nats_url,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--operator-token-file",
-            str(self.token_file),
-            stdout=asyncio.subprocess.DEVNULL,
-        )
-        self.http = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}/api/v1/projects/{PROJECT}",
-            headers={"Authorization": f"Bearer {self.token}"},
-            timeout=30,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if (await self.http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.process.returncode is not None:
-                raise RuntimeError("the admin API did not become ready")
-            await asyncio.sleep(0.05)
-        response = await self.http.post("/environments", json={"key": ENVIRONMENT})
-        assert response.status_code in (200, 201, 409), response.text
-        response = await self.http.post(f"/environments/{ENVIRONMENT}/flags", json={"key": KEY, "on": False})
-        assert response.status_code == 201, response.text
-
-    async def toggle(self, on: bool) -> None:
-        response = await self.http.post(f"/environments/{ENVIRONMENT}/flags/{KEY}/{'on' if on else 'off'}")
-        assert response.is_success, response.text
-
-    async def close(self) -> None:
-        await self.http.aclose()
-        self.process.terminate()
-        await asyncio.wait_for(self.process.wait(), 10)
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (Linux /proc); NaN elsewhere."""
     try:
@@ -153,7 +89,7 @@ async def run(workers_n: int, clients_n: int, rounds: int, pause: float, warmup:
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")
     with nats_server() as server, tempfile.TemporaryDirectory(prefix="flagstream-fleet-") as folder:
-        admin = Admin(server.url, Path(folder))
+        admin = AdminProcess(server.url, Path(folder), KEY)
         await admin.start()
         pipes: list[Connection] = []
         processes = []
