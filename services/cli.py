@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "admin": ("flagstream.services.admin.main", "run the admin API against a NATS server"),
     "projector": ("flagstream.services.projector.main", "run the projector against a NATS server"),
     "stream": ("flagstream.services.cli_stream", "create the event stream with N replicas (on a cluster)"),
+    "nats-users": ("flagstream.services.cli_nats_users", "write NATS users and permissions for your own nats-server"),
     "envs": ("flagstream.services.cli_envs", "list and create environments through the admin API"),
     "flags": ("flagstream.services.cli_flags", "create, list, show and toggle flags through the admin API"),
     "tokens": ("flagstream.services.cli_tokens", "create, list and revoke API tokens through the admin API"),

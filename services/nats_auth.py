@@ -212,9 +212,8 @@ class ServerTls:
     key: Path
 
 
-def server_config(creds: Credentials, store_dir: Path, tls: ServerTls | None = None) -> str:
-    """A nats-server config: JetStream in ``store_dir``, the users of ``creds`` with their role's permissions,
-    and TLS for clients if ``tls`` is given."""
+def authorization_block(creds: Credentials) -> str:
+    """The nats-server ``authorization`` block: the users of ``creds``, each with its role's permissions."""
     blocks = []
     for user, password in sorted(creds.passwords.items()):
         if user == ADMIN:
@@ -228,8 +227,13 @@ def server_config(creds: Credentials, store_dir: Path, tls: ServerTls | None = N
         else:
             continue
         blocks.append(_user_block(user, password, perms))
-    text = f"jetstream {{ store_dir: {json.dumps(str(store_dir))} }}\n"
-    text += "authorization {\n  users = [\n" + ",\n".join(blocks) + "\n  ]\n}\n"
+    return "authorization {\n  users = [\n" + ",\n".join(blocks) + "\n  ]\n}\n"
+
+
+def server_config(creds: Credentials, store_dir: Path, tls: ServerTls | None = None) -> str:
+    """A nats-server config: JetStream in ``store_dir``, the users of ``creds`` with their role's permissions,
+    and TLS for clients if ``tls`` is given."""
+    text = f"jetstream {{ store_dir: {json.dumps(str(store_dir))} }}\n" + authorization_block(creds)
     if tls is not None:
         text += tls_block(tls)
     return text

@@ -1,0 +1,92 @@
+"""``flagstream nats-users`` for a nats-server of your own: the ``auth.conf`` it writes, included in a server
+config, gives each role its rights and no more; its password files work with the services' options."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+import pytest
+
+from flagstream import AsyncFlagstreamClient
+from flagstream.events import STREAM, FlagCreated, encode_event, subject
+from flagstream.events.model import Flag
+from flagstream.services.nats_auth import sdk_connect_options
+from flagstream.services.natsd import NatsServer
+from tests.security.test_security_nats import DENIED
+
+FLAGSTREAM = [sys.executable, "-m", "flagstream.services.cli"]
+
+
+def nats_users(folder: Path, *envs: str) -> subprocess.CompletedProcess[str]:
+    args = [*FLAGSTREAM, "nats-users", "--dir", str(folder)]
+    for env in envs:
+        args += ["--env", env]
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+
+
+def password(folder: Path, user: str) -> str:
+    return (folder / f"{user}.password").read_text().strip()
+
+
+async def test_the_generated_users_have_their_roles_rights(tmp_path: Path) -> None:
+    secrets_dir = tmp_path / "secrets"
+    done = nats_users(secrets_dir, "default/production")
+    assert done.returncode == 0, done.stderr
+    again = nats_users(secrets_dir, "default/production", "default/staging")  # adds a user, keeps the others
+    assert again.returncode == 0, again.stderr
+    for name in ("auth.conf", "nats-users.json", "admin.password", "sdk-default-staging.password"):
+        assert (secrets_dir / name).stat().st_mode & 0o777 == 0o600, name
+
+    config = secrets_dir / "nats.conf"  # what a deployment's server config adds: one include line
+    config.write_text(f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\ninclude auth.conf\n')
+    server = NatsServer(store_dir=tmp_path / "js", config_file=config).start()
+    try:
+        ensure = await asyncio.to_thread(
+            subprocess.run,
+            [*FLAGSTREAM, "stream", "ensure", "--nats-url", server.url, "--nats-user", "operator",
+             "--nats-password-file", str(secrets_dir / "operator.password")],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert ensure.returncode == 0, ensure.stderr
+
+        with pytest.raises(nats.errors.Error, match=r"(?i)authorization"):  # nobody gets in without a user
+            await nats.connect(server.url, max_reconnect_attempts=0, allow_reconnect=False)
+
+        admin = await nats.connect(server.url, user="admin", password=password(secrets_dir, "admin"))
+        event = FlagCreated(
+            project="default", environment="production", actor="t", at=datetime.now(UTC), flag=Flag(key="checkout")
+        )
+        await admin.jetstream().publish(subject("default", "production", "flag", "checkout"), encode_event(event))
+
+        options = sdk_connect_options("default", "production", password(secrets_dir, "sdk-default-production"))
+        client = AsyncFlagstreamClient(server.url, environment="production", connect_options=options)
+        await client.start()
+        assert await client.wait_until_ready(20)
+        assert "checkout" in client.ruleset.flags
+        await client.close()
+
+        sdk = await nats.connect(server.url, max_reconnect_attempts=0, **options)
+        with pytest.raises(DENIED):  # it cannot write a flag event
+            await sdk.jetstream().publish(subject("default", "production", "flag", "x"), encode_event(event), timeout=2)
+        staging = await nats.connect(
+            server.url, max_reconnect_attempts=0,
+            **sdk_connect_options("default", "staging", password(secrets_dir, "sdk-default-staging")),
+        )  # fmt: skip
+        with pytest.raises(DENIED):  # nor can the staging user delete the stream
+            await staging.jetstream(timeout=2).delete_stream(STREAM)
+        for nc in (admin, sdk, staging):
+            await nc.close()
+    finally:
+        server.stop()
+
+
+def test_a_malformed_environment_is_refused_with_a_message(tmp_path: Path) -> None:
+    done = nats_users(tmp_path / "secrets", "production")
+    assert done.returncode == 2
+    assert "PROJECT/ENVIRONMENT" in done.stderr
+    assert not (tmp_path / "secrets").exists()
