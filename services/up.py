@@ -31,6 +31,7 @@ from nats.js.errors import APIError
 from ..events import STREAM, EnvironmentCreated, encode_event, subject
 from ..events.model import Environment
 from .listen import listening_socket
+from .logs import add_log_arguments, configure
 from .nats_auth import ADMIN, PROJECTOR, Credentials, redact_logs, write_private, write_server_config
 from .natsd import NatsServer, free_port
 from .stream import ensure_stream
@@ -49,10 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats-port", type=int, default=4222, help="client port of nats-server (0: any free port)")
     parser.add_argument("--project", default="default", help="project whose default environments are created")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(args.log_level, args.log_format)
     redact_logs("flagstream.projector")  # the projector is given its NATS user in its URL
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 import uvicorn
 
 from ..listen import listening_socket
+from ..logs import add_log_arguments, configure
 from ..nats_auth import add_nats_arguments, nats_options
 from .app import create_app
 
@@ -44,9 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="private key of --tls-cert (PEM)")
     add_nats_arguments(parser)
+    add_log_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    configure(args.log_level, args.log_format)
     if (args.tls_cert is None) != (args.tls_key is None):
         print("flagstream admin: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
@@ -96,7 +99,10 @@ async def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         nats_options=args.nats_options,
     )
     tls = {"ssl_certfile": str(args.tls_cert), "ssl_keyfile": str(args.tls_key)} if args.tls_cert else {}
-    server = _Server(uvicorn.Config(app, log_level=args.log_level, lifespan="on", **tls))  # type: ignore[arg-type]
+    # log_config=None: uvicorn's loggers (start-up, access log) go through the root logger set up by configure(),
+    # so --log-format json covers them too.
+    config = uvicorn.Config(app, log_level=args.log_level, lifespan="on", log_config=None, **tls)  # type: ignore[arg-type]
+    server = _Server(config)
 
     async def announce() -> None:
         while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
