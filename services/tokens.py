@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 
 import msgspec
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from ..events import STREAM
@@ -131,8 +132,9 @@ def check_name(name: str) -> str | None:
 class TokenStore:
     """The tokens in the JetStream KV bucket ``flagstream_tokens``."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, js: JetStreamContext) -> None:
         self._kv = kv
+        self._js = js
 
     @classmethod
     async def open(cls, nc: NATS) -> TokenStore:
@@ -144,7 +146,7 @@ class TokenStore:
             replicas = (await js.stream_info(STREAM)).config.num_replicas or 1
             config = KeyValueConfig(bucket=BUCKET, history=16, storage=StorageType.FILE, replicas=replicas)
             kv = await js.create_key_value(config)
-        return cls(kv)
+        return cls(kv, js)
 
     async def create(
         self, *, name: str, role: Role, environments: list[str] | None, created_by: str
@@ -208,10 +210,14 @@ class TokenStore:
         return record
 
     async def list(self) -> list[TokenRecord]:
+        # The bucket's subjects from stream info (one request, consistent with every acknowledged write); nats-py's
+        # kv.keys() makes a watcher that could report "no keys" for a token created an instant before.
+        prefix = f"$KV.{BUCKET}."
         try:
-            keys = await self._kv.keys()
-        except (NoKeysError, NotFoundError):  # no token yet
+            info = await self._js.stream_info(f"KV_{BUCKET}", subjects_filter=f"{prefix}>")
+        except NotFoundError:  # no bucket yet
             return []
+        keys = [subject.removeprefix(prefix) for subject in (info.state.subjects or {})]
         found = [await self.get(k) for k in keys]
         return sorted((r for r in found if r is not None), key=lambda r: (r.created_at, r.id))
 

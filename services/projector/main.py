@@ -12,12 +12,13 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from pathlib import Path
 
 import nats
 
 from ..logs import add_log_arguments, configure
-from ..nats_auth import redact_logs, with_credentials
+from ..nats_auth import add_nats_arguments, nats_options, redact_logs
 from .projector import BATCH_SIZE, Projector
 from .readmodel import ReadModel
 
@@ -42,13 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="with --print-hash: give up after N seconds")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--nats-user", default=os.environ.get("FLAGSTREAM_NATS_USER"), help="NATS user name")
-    parser.add_argument(
-        "--nats-password-file",
-        type=Path,
-        default=None,
-        help="file holding the NATS password (default: $FLAGSTREAM_NATS_PASSWORD)",
-    )
+    add_nats_arguments(parser)
     add_log_arguments(parser)
     parser.add_argument(
         "--metrics-port", type=int, default=None, help="serve Prometheus metrics at http://HOST:PORT/metrics"
@@ -58,24 +53,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     configure(args.log_level, args.log_format)
-    if args.nats_user:
-        # The projector takes a URL only: the NATS user rides in it (never printed, see _serve).
-        if args.nats_password_file is not None:
-            password = args.nats_password_file.read_text().strip()
-        else:
-            password = os.environ.get("FLAGSTREAM_NATS_PASSWORD", "")
-        args.nats_url = with_credentials(args.nats_url, args.nats_user, password)
-        redact_logs("flagstream.projector")
+    redact_logs("flagstream.projector")  # a user may still give credentials inside --nats-url
+    try:
+        options = nats_options(args)
+    except OSError as exc:
+        print(f"flagstream projector: {exc}", file=sys.stderr)
+        return 2
     if args.print_hash:
         # A durable of its own, removed by the server a minute after the run: a hash check must never take over
         # (and rewind) the durable of a projector running against another database.
         durable = args.durable or f"projector-hash-{os.getpid()}"
         projector = Projector(
-            nats_url=args.nats_url, db_path=args.db, durable=durable, batch_size=args.batch_size, inactive_threshold=60
+            nats_url=args.nats_url,
+            db_path=args.db,
+            durable=durable,
+            batch_size=args.batch_size,
+            inactive_threshold=60,
+            connect_options=options,
         )
         return asyncio.run(_print_hash(projector, args))
     projector = Projector(
-        nats_url=args.nats_url, db_path=args.db, durable=args.durable or "projector", batch_size=args.batch_size
+        nats_url=args.nats_url,
+        db_path=args.db,
+        durable=args.durable or "projector",
+        batch_size=args.batch_size,
+        connect_options=options,
     )
     asyncio.run(_serve(projector, args.metrics_port, args.metrics_host))
     return 0

@@ -61,15 +61,18 @@ class Projector:
         batch_size: int = BATCH_SIZE,
         fetch_timeout: float = FETCH_TIMEOUT,
         inactive_threshold: float | None = None,
+        connect_options: dict[str, Any] | None = None,
     ) -> None:
         """``inactive_threshold`` (seconds): let the server delete the durable after that long without this
-        projector, for one-off runs (``--print-hash``); ``None`` keeps it forever."""
+        projector, for one-off runs (``--print-hash``); ``None`` keeps it forever. ``connect_options`` go to
+        ``nats.connect`` (user, password, tls)."""
         self.nats_url = nats_url
         self.db_path = Path(db_path)
         self.durable = durable
         self.batch_size = batch_size
         self.fetch_timeout = fetch_timeout
         self.inactive_threshold = inactive_threshold
+        self.connect_options = dict(connect_options or {})
         self._last_seq = 0
         self._last_error = ""
         self._js: JetStreamContext | None = None
@@ -149,6 +152,7 @@ class Projector:
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected,
+                **self.connect_options,
             ),
             stop,
         )

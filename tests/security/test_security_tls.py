@@ -3,6 +3,7 @@ over HTTPS (itself talking TLS and a NATS user to nats-server). With the CA it w
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import re
@@ -24,7 +25,7 @@ import pytest
 from flagstream import AsyncFlagstreamClient
 from flagstream.events import FlagCreated, encode_event, subject
 from flagstream.events.model import Flag
-from flagstream.services.nats_auth import ADMIN, Credentials, ServerTls, tls_block, write_server_config
+from flagstream.services.nats_auth import ADMIN, PROJECTOR, Credentials, ServerTls, tls_block, write_server_config
 from flagstream.services.natsd import NatsServer
 from flagstream.services.stream import ensure_stream
 from tests.helpers import ADMIN_TOKEN, auth_headers
@@ -145,3 +146,33 @@ def test_the_admin_api_over_https_with_tls_and_a_user_to_nats(
             proc.wait()
             raise
     assert code == 0, "".join(output)
+
+
+async def test_the_projector_reads_over_tls_with_its_user_and_needs_the_ca(
+    tmp_path: Path, cert: ServerTls, tls_nats: tuple[NatsServer, Credentials]
+) -> None:
+    server, creds = tls_nats
+    nc = await nats.connect(server.url, user=ADMIN, password=creds.passwords[ADMIN], tls=trusting(cert))
+    js = nc.jetstream()
+    await ensure_stream(js)
+    event = FlagCreated(project="default", environment="production", actor="t", at=datetime.now(UTC),
+                        flag=Flag(key="checkout", on=True))  # fmt: skip
+    await js.publish(subject("default", "production", "flag", "checkout"), encode_event(event))
+    await nc.close()
+    password_file = tmp_path / "projector-password"
+    password_file.write_text(creds.passwords[PROJECTOR])
+
+    def print_hash(*extra: str) -> subprocess.CompletedProcess[str]:
+        command = [
+            FLAGSTREAM, "projector", "--nats-url", server.url, "--db", str(tmp_path / "rm.sqlite"), "--print-hash",
+            "--timeout", "20", "--nats-user", PROJECTOR, "--nats-password-file", str(password_file), *extra,
+        ]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    done = await asyncio.to_thread(print_hash, "--nats-ca", str(cert.cert))
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"[0-9a-f]{64}", done.stdout.strip().split()[-1]), done.stdout
+    assert creds.passwords[PROJECTOR] not in done.stdout + done.stderr
+
+    refused = await asyncio.to_thread(print_hash)  # without the CA: the certificate is not trusted
+    assert refused.returncode != 0
