@@ -56,10 +56,10 @@ class ApiClient:
     # -- environments ------------------------------------------------------------------------------------
 
     def list_environments(self) -> list[dict[str, Any]]:
-        return self._request("GET", self._path("environments"))["items"]  # type: ignore[no-any-return]
+        return self.request("GET", self.project_path("environments"))["items"]  # type: ignore[no-any-return]
 
     def create_environment(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._request("POST", self._path("environments"), json=body)
+        return self.request("POST", self.project_path("environments"), json=body)
 
     # -- flags -------------------------------------------------------------------------------------------
 
@@ -67,39 +67,41 @@ class ApiClient:
         self, env: str, *, archived: str = "false", tag: str | None = None, q: str | None = None
     ) -> list[dict[str, Any]]:
         params = {"archived": archived, **({"tag": tag} if tag else {}), **({"q": q} if q else {})}
-        return self._request("GET", self._flags(env), params=params)["items"]  # type: ignore[no-any-return]
+        return self.request("GET", self._flags(env), params=params)["items"]  # type: ignore[no-any-return]
 
     def create_flag(self, env: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._request("POST", self._flags(env), json=body)
+        return self.request("POST", self._flags(env), json=body)
 
     def get_flag(self, env: str, key: str) -> dict[str, Any]:
-        return self._request("GET", f"{self._flags(env)}/{_segment(key)}")
+        return self.request("GET", f"{self._flags(env)}/{_segment(key)}")
 
     def flag_action(self, env: str, key: str, action: str, comment: str = "") -> dict[str, Any]:
         """``action``: on, off, archive or restore."""
-        return self._request("POST", f"{self._flags(env)}/{_segment(key)}/{action}", json={"comment": comment})
+        return self.request("POST", f"{self._flags(env)}/{_segment(key)}/{action}", json={"comment": comment})
 
     # -- API tokens --------------------------------------------------------------------------------------
 
     def list_tokens(self, *, revoked: bool = False) -> list[dict[str, Any]]:
         params = {"revoked": "all" if revoked else "false"}
-        return self._request("GET", "/api/v1/tokens", params=params)["items"]  # type: ignore[no-any-return]
+        return self.request("GET", "/api/v1/tokens", params=params)["items"]  # type: ignore[no-any-return]
 
     def create_token(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._request("POST", "/api/v1/tokens", json=body)
+        return self.request("POST", "/api/v1/tokens", json=body)
 
     def revoke_token(self, token_id: str) -> dict[str, Any]:
-        return self._request("DELETE", f"/api/v1/tokens/{_segment(token_id)}")
+        return self.request("DELETE", f"/api/v1/tokens/{_segment(token_id)}")
 
-    # -- plumbing ----------------------------------------------------------------------------------------
+    # -- any route (the commands above are built on these) ------------------------------------------------
 
-    def _path(self, tail: str) -> str:
+    def project_path(self, tail: str) -> str:
+        """The URL path of ``tail`` under this client's project (``/api/v1/projects/<project>/<tail>``)."""
         return f"/api/v1/projects/{_segment(self.project)}/{tail}"
 
     def _flags(self, env: str) -> str:
-        return self._path(f"environments/{_segment(env)}/flags")
+        return self.project_path(f"environments/{_segment(env)}/flags")
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """One API call: the JSON object answered, or ``ApiError`` with the API's message (and a hint on 401)."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:

@@ -91,10 +91,10 @@ class FlagsApi:
     env: str
 
     def _collection(self, kind: str) -> str:
-        return self.client._path(f"environments/{_segment(self.env)}/{PLURAL[kind]}")
+        return self.client.project_path(f"environments/{_segment(self.env)}/{PLURAL[kind]}")
 
     def _list(self, kind: str, archived: str) -> dict[str, Current]:
-        items = self.client._request("GET", self._collection(kind), params={"archived": archived})["items"]
+        items = self.client.request("GET", self._collection(kind), params={"archived": archived})["items"]
         out = {}
         for item in items:
             state = msgspec.convert(item[kind], STATE_TYPES[kind])
@@ -114,7 +114,7 @@ class FlagsApi:
     def write(self, kind: str, method: str, path: str, version: int, body: dict[str, Any]) -> int:
         """One write with If-Match ``version``; returns the new version."""
         url = self._collection(kind) + path
-        answer = self.client._request(method, url, json=body, headers={"If-Match": f'"{version}"'})
+        answer = self.client.request(method, url, json=body, headers={"If-Match": f'"{version}"'})
         return int(answer["version"])
 
 

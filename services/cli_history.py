@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _call(client: ApiClient, method: str, tail: str, **kwargs: Any) -> dict[str, Any]:
-    return client._request(method, client._path(tail), **kwargs)
+    return client.request(method, client.project_path(tail), **kwargs)
 
 
 def _out(args: argparse.Namespace, body: Any, text: str) -> None:

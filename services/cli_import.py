@@ -108,13 +108,13 @@ class _Writer:
 
     def write(self, entity: Flag | Segment) -> str:
         label = _label(entity)
-        collection = self.client._path(f"environments/{_segment(self.env)}/{label}s")
+        collection = self.client.project_path(f"environments/{_segment(self.env)}/{label}s")
         body: dict[str, Any] = to_builtins(entity) | {"comment": self.comment}
         try:
-            rec = self.client._request("POST", collection, json=body)
+            rec = self.client.request("POST", collection, json=body)
             return f"created {label} {entity.key} in {self.env} (version {rec['version']})"
         except ApiError as e:
             if e.status != 409:
                 raise
-        rec = self.client._request("PUT", f"{collection}/{_segment(entity.key)}", json=body)
+        rec = self.client.request("PUT", f"{collection}/{_segment(entity.key)}", json=body)
         return f"updated {label} {entity.key} in {self.env} (version {rec['version']})"

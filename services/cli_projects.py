@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def list_projects(client: ApiClient) -> list[dict[str, Any]]:
-    return client._request("GET", "/api/v1/projects")["items"]  # type: ignore[no-any-return]
+    return client.request("GET", "/api/v1/projects")["items"]  # type: ignore[no-any-return]
 
 
 def run(args: argparse.Namespace) -> int:
