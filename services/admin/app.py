@@ -9,11 +9,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 from nats.errors import ConnectionClosedError, NoServersError
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -34,6 +34,29 @@ from .service import AdminService
 from .store import CorruptEvent, EventStore
 
 log = logging.getLogger("flagstream.admin")
+
+T = TypeVar("T")
+
+#: What JetStream answers (or fails to) while a cluster is still electing its leaders: worth another try.
+_SETTLING = (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError)
+
+
+async def _while_jetstream_settles(what: str, attempt: Callable[[], Awaitable[T]], wait: float) -> T:
+    """``attempt()``, tried again for up to ``wait`` seconds while JetStream times out or is unavailable (a
+    cluster that has just started, or is electing a leader); then 503 ``Unavailable`` naming ``what``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    delay = 0.25
+    while True:
+        try:
+            return await attempt()
+        except _SETTLING as exc:
+            if loop.time() + delay > deadline:
+                raise Unavailable(f"JetStream did not answer for {what} within {wait:g}s ({exc!r})") from None
+            log.warning("JetStream not answering for %s yet (%r); trying again in %.2fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
 
 STATUS: dict[type[AdminError], int] = {
     MalformedRequest: 400,
@@ -139,8 +162,10 @@ def create_app(
             raise Unavailable(f"cannot connect to NATS at {nats_url} within {connect_wait:g}s") from None
         try:
             js = nc.jetstream()
-            await ensure_stream(js)
-            app.state.auth.store = await TokenStore.open(nc)
+            await _while_jetstream_settles("the event stream", lambda: ensure_stream(js), connect_wait)
+            app.state.auth.store = await _while_jetstream_settles(
+                "the token bucket", lambda: TokenStore.open(nc), connect_wait
+            )
             app.state.nc = nc
             app.state.service = AdminService(EventStore(nc))
             async with contextlib.AsyncExitStack() as features:
