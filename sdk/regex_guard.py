@@ -3,14 +3,16 @@
 Python's ``re`` is a backtracking engine: a pattern that can match the same text in many ways takes
 exponential (or high polynomial) time on a string that almost matches. A clause regex runs inside every
 application's evaluation, so such a pattern is refused when the flag is written. The check walks the parse tree
-of ``re`` itself and refuses three shapes (each a classic ReDoS form):
+of ``re`` itself; in every repetition that can run more than once (``*``, ``+``, ``{n}`` with n > 1) it refuses
+(each a classic ReDoS form):
 
-1. an unbounded quantifier inside another repetition (``(a+)+``, ``(a*)*b``, ``(\\w+\\s?)*``);
-2. an alternation inside an unbounded repetition whose branches can start with the same character
-   (``(a|a)*``, ``(a|ab)*`` is fine, ``(\\w|\\d)*`` is merged by ``re`` into one set and fine);
-3. a repeated group (``{n}`` with n > 1) holding an unbounded quantifier that can also consume what comes
-   next in the group (``(.*a){12}``: polynomial of degree 12); ``(\\d+\\.){3}`` is fine, the dot stops the
-   digits.
+1. a quantifier of variable count that can also match what follows it, in this pass or at the start of the
+   next one: ``(a+)+``, ``(a*)*b``, ``(\\w+\\s?)*``, ``(.*a){12}`` (polynomial of degree 12);
+   ``(\\d+\\.){3}`` and ``(\\.\\d+)*`` are fine, the dot stops the digits;
+2. alternatives that can start alike, each followed by what follows the alternation: ``(a|a)*``, ``(a|aa)+``,
+   ``(.|.a?)*``; ``(a|ab)*c`` and ``(foo|bar)*`` are fine;
+3. an unbounded quantifier nested in an unbounded repetition where (1) could not show it unambiguous (inside
+   an alternative, say: ``(x|a+)*``).
 
 Character sets are approximated over ASCII (``\\d``, ``\\w``, ``\\s``, ranges); anything wider (``.``,
 negated sets, Unicode categories) counts as "any character", which only makes the check stricter.
