@@ -31,6 +31,7 @@ from flagstream import AsyncFlagstreamClient
 from flagstream.events import STREAM
 from flagstream.services.natsd import NatsServer, free_port
 from flagstream.services.projector.readmodel import ReadModel
+from flagstream.services.stream import MAX_CONSUMERS
 from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -236,6 +237,7 @@ async def test_compose_topology_end_to_end(topology: Topology) -> None:
     mirror_file = command[command.index("--config") + 1]
     assert mirror_file.startswith("/deploy/")
     mirror = json.loads((ROOT / "deploy" / mirror_file.removeprefix("/deploy/")).read_text())
+    assert mirror["max_consumers"] == MAX_CONSUMERS  # the region's SDK instances, one consumer each
     edge_url = topology.nats[edge].url
     enc = await nats.connect(edge_url)
     try:
