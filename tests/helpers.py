@@ -1,9 +1,11 @@
-"""Helpers shared by the tests: waiting on a condition (never on a sleep)."""
+"""Helpers shared by the tests: waiting on a condition (never on a sleep), tokens, a first flag on the stream."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 
 async def eventually(predicate: Callable[[], object], within: float = 30.0, what: str = "condition") -> None:
@@ -23,3 +25,24 @@ ADMIN_TOKEN = "fs_test_operator_token_0123456789"
 def auth_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:
     """Headers for an authenticated admin API call (every HTTP call of a test should send them)."""
     return {"Authorization": f"Bearer {token}"}
+
+
+async def publish_flag(url: str, key: str, *, on: bool = True, **options: Any) -> None:
+    """The event stream (created if missing) and a ``flag.created`` for ``key`` in default/production, written
+    straight to JetStream over a connection made with ``options`` (user, password, tls)."""
+    import nats
+
+    from flagstream.events import FlagCreated, encode_event, subject
+    from flagstream.events.model import Flag
+    from flagstream.services.stream import ensure_stream
+
+    nc = await nats.connect(url, **options)
+    try:
+        js = nc.jetstream()
+        await ensure_stream(js)
+        event = FlagCreated(
+            project="default", environment="production", actor="test", at=datetime.now(UTC), flag=Flag(key=key, on=on)
+        )
+        await js.publish(subject("default", "production", "flag", key), encode_event(event))
+    finally:
+        await nc.close()

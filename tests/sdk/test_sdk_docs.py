@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
-import nats
 import pytest
 
-from flagstream.events import Flag, FlagCreated, encode_event, subject
-from flagstream.services.stream import ensure_stream
+from tests.helpers import publish_flag
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sdk.md"
 
 
 async def _prepare(url: str) -> None:
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    await ensure_stream(js)
-    event = FlagCreated(project="default", environment="production", actor="docs", at=datetime.now(UTC),
-                        flag=Flag(key="new-checkout", on=True))  # fmt: skip
-    await js.publish(subject("default", "production", "flag", "new-checkout"), encode_event(event))
-    await nc.close()
+    await publish_flag(url, "new-checkout")
 
 
 def test_every_python_block_of_the_sdk_guide_runs(

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -23,12 +22,9 @@ import nats
 import pytest
 
 from flagstream import AsyncFlagstreamClient
-from flagstream.events import FlagCreated, encode_event, subject
-from flagstream.events.model import Flag
 from flagstream.services.nats_auth import ADMIN, PROJECTOR, Credentials, ServerTls, tls_block, write_server_config
 from flagstream.services.natsd import NatsServer
-from flagstream.services.stream import ensure_stream
-from tests.helpers import ADMIN_TOKEN, auth_headers
+from tests.helpers import ADMIN_TOKEN, auth_headers, publish_flag
 
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 URL_LINE = re.compile(r"^https://127\.0\.0\.1:(\d+)$")
@@ -57,13 +53,7 @@ async def test_an_sdk_follows_flags_over_tls_and_needs_the_ca(tmp_path: Path, ce
     config.write_text(f'jetstream {{ store_dir: "{tmp_path / "nats"}" }}\n' + tls_block(cert))
     server = NatsServer(store_dir=tmp_path / "nats", config_file=config).start()
     try:
-        nc = await nats.connect(server.url, tls=trusting(cert))
-        js = nc.jetstream()
-        await ensure_stream(js)
-        event = FlagCreated(project="default", environment="production", actor="t", at=datetime.now(UTC),
-                            flag=Flag(key="checkout", on=True))  # fmt: skip
-        await js.publish(subject("default", "production", "flag", "checkout"), encode_event(event))
-        await nc.close()
+        await publish_flag(server.url, "checkout", tls=trusting(cert))
 
         client = AsyncFlagstreamClient(server.url, environment="production", connect_options={"tls": trusting(cert)})
         try:
@@ -152,13 +142,7 @@ async def test_the_projector_reads_over_tls_with_its_user_and_needs_the_ca(
     tmp_path: Path, cert: ServerTls, tls_nats: tuple[NatsServer, Credentials]
 ) -> None:
     server, creds = tls_nats
-    nc = await nats.connect(server.url, user=ADMIN, password=creds.passwords[ADMIN], tls=trusting(cert))
-    js = nc.jetstream()
-    await ensure_stream(js)
-    event = FlagCreated(project="default", environment="production", actor="t", at=datetime.now(UTC),
-                        flag=Flag(key="checkout", on=True))  # fmt: skip
-    await js.publish(subject("default", "production", "flag", "checkout"), encode_event(event))
-    await nc.close()
+    await publish_flag(server.url, "checkout", user=ADMIN, password=creds.passwords[ADMIN], tls=trusting(cert))
     password_file = tmp_path / "projector-password"
     password_file.write_text(creds.passwords[PROJECTOR])
 
