@@ -96,6 +96,7 @@ async def _serve(
     creds: Credentials,
 ) -> None:
     from .admin.app import create_app
+    from .metrics import ProjectorMetrics
     from .projector.projector import Projector
 
     nats_url = server.url
@@ -112,6 +113,12 @@ async def _serve(
     app = create_app(nats_url=nats_url, read_model=read_model, operator_token=token, nats_options=admin_login)
     api = _QuietServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
     projector = Projector(nats_url=creds.url(nats_url, PROJECTOR), db_path=read_model)
+    # The projector's metrics go into the admin's registry: one /metrics for the whole embedded product.
+    projector_metrics = ProjectorMetrics(registry=app.state.metrics.registry)
+    projector_metrics.instrument(projector)
+    lag_task = asyncio.create_task(
+        projector_metrics.follow_stream(lambda: nats.connect(nats_url, **admin_login), stop), name="projector-lag"
+    )
     api_task = asyncio.create_task(api.serve(sockets=[api_socket]), name="admin-api")
     projector_task = asyncio.create_task(projector.run(stop), name="projector")
     while not api.started:
@@ -130,7 +137,7 @@ async def _serve(
     await asyncio.wait({stop_wait, api_task, projector_task}, return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     api.should_exit = True
-    for task in (api_task, projector_task):
+    for task in (api_task, projector_task, lag_task):
         try:
             await asyncio.wait_for(task, timeout=10)
         except Exception:

@@ -109,6 +109,18 @@ def test_up_runs_the_product_and_keeps_data_across_a_restart(data_dir: Path) -> 
     toggled = httpx.post(f"{first.url}{flags}/new-checkout/on", json={"comment": "launch"}, timeout=10, headers=auth)
     assert toggled.status_code == 200, toggled.text
     assert httpx.get(f"{first.url}{flags}/new-checkout", timeout=10, headers=auth).json()["flag"]["on"] is True
+    # One /metrics for the embedded product: the admin's and the projector's (caught up with the stream).
+    deadline = time.monotonic() + 60
+    while True:
+        metrics = httpx.get(f"{first.url}/metrics", timeout=10, headers=auth).text.splitlines()
+        applied = next(
+            (float(m.split()[1]) for m in metrics if m.startswith("flagstream_projector_last_applied_seq ")), 0
+        )
+        if applied >= created.json()["version"] and "flagstream_projector_lag 0.0" in metrics:
+            break
+        assert time.monotonic() < deadline, "the projector's metrics never showed it caught up:\n" + "\n".join(metrics)
+        time.sleep(0.1)
+    assert any(m.startswith("flagstream_admin_requests_total{") for m in metrics)
 
     assert first.interrupt() == 0, "".join(first.output)
     assert processes_using(data_dir) == [], "something was left running after Ctrl-C"
