@@ -98,7 +98,9 @@ async def _serve(projector: Projector, metrics_port: int | None = None, metrics_
     metrics.instrument(projector)
     server = serve(metrics.registry, metrics_port, metrics_host)
     log.info("metrics at http://%s:%d/metrics", metrics_host, server.server_port)
-    follower = asyncio.create_task(metrics.follow_stream(lambda: nats.connect(projector.nats_url), stop))
+    follower = asyncio.create_task(
+        metrics.follow_stream(lambda: nats.connect(projector.nats_url, **projector.connect_options), stop)
+    )
     try:
         await projector.run(stop)
     finally:
