@@ -29,6 +29,7 @@ import yaml
 
 from flagstream import AsyncFlagstreamClient
 from flagstream.events import STREAM
+from flagstream.services.nats_auth import sdk_connect_options
 from flagstream.services.natsd import NatsServer, free_port
 from flagstream.services.projector.readmodel import ReadModel
 from flagstream.services.stream import MAX_CONSUMERS
@@ -36,7 +37,7 @@ from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
-URL = re.compile(r"(nats|nats-route)://([A-Za-z0-9_.-]+):(\d+)")
+URL = re.compile(r"(nats|nats-route|nats-leaf)://([A-Za-z0-9_.-]+):(\d+)")
 
 
 def compose() -> dict[str, Any]:
@@ -54,6 +55,7 @@ class Topology:
     leaf_ports: dict[str, int] = field(default_factory=dict)
     http_ports: dict[str, int] = field(default_factory=dict)
     nats: dict[str, NatsServer] = field(default_factory=dict)
+    secrets: Path = Path()
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def port(self) -> int:
@@ -74,6 +76,8 @@ class Topology:
         scheme, host, port = match.groups()
         if scheme == "nats-route" or port == "6222":
             return f"{scheme}://127.0.0.1:{self.cluster_ports[host]}"
+        if scheme == "nats-leaf" or port == "7422":
+            return f"{scheme}://127.0.0.1:{self.leaf_ports[host]}"
         if host in self.client_ports:
             return f"{scheme}://127.0.0.1:{self.client_ports[host]}"
         return f"{scheme}://127.0.0.1:{port}"  # 0.0.0.0: the listen address, rewritten by the caller
@@ -111,6 +115,10 @@ class Topology:
         text = (ROOT / mount.split(":")[0]).read_text()
         text = text.replace("$NATS_SERVER_NAME", service["environment"]["NATS_SERVER_NAME"])
         text = text.replace('"/data"', f'"{self.volumes(name)["/data"] / "js"}"')
+        # nats-server resolves an include relative to the config file (written to self.base): point it at the
+        # secrets volume's local folder.
+        secrets = self.volumes(name)["/etc/nats/secrets"].relative_to(self.base)
+        text = text.replace('include "secrets/', f'include "{secrets}/')
         text = text.replace("0.0.0.0:6222", f"127.0.0.1:{self.cluster_ports.get(name, 0)}")
         text = text.replace("port: 7422", f"port: {self.leaf_ports.get(name, 0)}")
         for peer in self.cluster_ports:
@@ -138,6 +146,9 @@ class Topology:
         for name in names:
             self.cluster_ports[name] = self.port()
             self.leaf_ports[name] = self.port()
+        (users,) = self.flagstream_services("nats-users")  # the nodes include the auth.conf it writes
+        self.run_once(users)
+        self.secrets = self.volumes(users)["/secrets"]
         for name in names:
             self.launch_nats(name)
         for name in names:
@@ -169,6 +180,9 @@ class Topology:
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.http_ports[name]}"
+
+    def password(self, user: str) -> str:
+        return (self.secrets / f"{user}.password").read_text().strip()
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -219,7 +233,9 @@ async def test_compose_topology_end_to_end(topology: Topology) -> None:
         wait_ready(topology.url(name), topology.procs[name], topology.base / f"{name}.out")
 
     urls = [s.url for s in topology.nats.values()]
-    nc = await nats.connect(urls)
+    with pytest.raises(nats.errors.Error, match=r"(?i)authorization"):  # the cluster runs with users
+        await nats.connect(urls, allow_reconnect=False, max_reconnect_attempts=0)
+    nc = await nats.connect(urls, user="operator", password=topology.password("operator"))
     try:
         info = await nc.jetstream().stream_info(STREAM)
         assert info.config.num_replicas == 3  # the admins did not replace it with a one-replica stream
@@ -233,13 +249,14 @@ async def test_compose_topology_end_to_end(topology: Topology) -> None:
     (edge,) = [n for n in topology.names("nats:") if "edge" in topology.services[n].get("profiles", [])]
     topology.launch_nats(edge)._wait_ready(60)
     (mirror_service,) = [n for n in topology.services if n.endswith("mirror")]
-    command = topology.services[mirror_service]["command"]
-    mirror_file = command[command.index("--config") + 1]
+    command = " ".join(topology.services[mirror_service]["command"])
+    (mirror_file,) = re.findall(r"--config (\S+)", command)
+    assert "--user operator" in command
     assert mirror_file.startswith("/deploy/")
     mirror = json.loads((ROOT / "deploy" / mirror_file.removeprefix("/deploy/")).read_text())
     assert mirror["max_consumers"] == MAX_CONSUMERS  # the region's SDK instances, one consumer each
     edge_url = topology.nats[edge].url
-    enc = await nats.connect(edge_url)
+    enc = await nats.connect(edge_url, user="operator", password=topology.password("operator"))
     try:
         reply = await enc.request(f"$JS.API.STREAM.CREATE.{mirror['name']}", json.dumps(mirror).encode(), timeout=10)
         assert "error" not in json.loads(reply.data), reply.data
@@ -250,8 +267,9 @@ async def test_compose_topology_end_to_end(topology: Topology) -> None:
     api = "/api/v1/projects/default/environments"
     async with httpx.AsyncClient(headers=auth_headers(), timeout=30) as http:
         assert (await http.post(f"{one}{api}", json={"key": "production"})).status_code == 201
-        sdk = AsyncFlagstreamClient(urls, environment="production", telemetry=False)
-        edge_sdk = AsyncFlagstreamClient(edge_url, environment="production", telemetry=False)
+        login = sdk_connect_options("default", "production", topology.password("sdk-default-production"))
+        sdk = AsyncFlagstreamClient(urls, environment="production", telemetry=False, connect_options=login)
+        edge_sdk = AsyncFlagstreamClient(edge_url, environment="production", telemetry=False, connect_options=login)
         try:
             assert await sdk.start(wait=30)
             assert await edge_sdk.start(wait=30)
@@ -289,7 +307,11 @@ async def test_compose_topology_end_to_end(topology: Topology) -> None:
     assert ok, "the projector's read model never had the flag on"
 
     # Its metrics listener (compose's health check) shows it caught up with the replicated stream.
-    wanted = {"flagstream_projector_events_applied_total 3.0", "flagstream_projector_lag 0.0"}  # env, flag, toggle
+    wanted = {  # env, flag, toggle; the stream's last sequence is read with the projector's NATS user
+        "flagstream_projector_events_applied_total 3.0",
+        "flagstream_projector_stream_last_seq 3.0",
+        "flagstream_projector_lag 0.0",
+    }
     lines: set[str] = set()
     async with httpx.AsyncClient(timeout=10) as http, asyncio.timeout(30):
         while not wanted <= lines:

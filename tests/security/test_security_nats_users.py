@@ -85,8 +85,12 @@ async def test_the_generated_users_have_their_roles_rights(tmp_path: Path) -> No
         server.stop()
 
 
-def test_a_malformed_environment_is_refused_with_a_message(tmp_path: Path) -> None:
+def test_a_malformed_environment_or_leaf_url_is_refused_with_a_message(tmp_path: Path) -> None:
     done = nats_users(tmp_path / "secrets", "production")
     assert done.returncode == 2
     assert "PROJECT/ENVIRONMENT" in done.stderr
-    assert not (tmp_path / "secrets").exists()
+    args = [*FLAGSTREAM, "nats-users", "--dir", str(tmp_path / "secrets"), "--leaf-remote", "nats://hub:4222"]
+    leaf = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    assert leaf.returncode == 2
+    assert "nats-leaf://HOST:PORT" in leaf.stderr
+    assert not (tmp_path / "secrets").exists()  # nothing written
