@@ -7,8 +7,9 @@ COPY sdk ./sdk
 COPY services ./services
 RUN pip install --no-cache-dir '.[server]' \
     && useradd --system --uid 10001 --home-dir /data flagstream \
-    && mkdir -p /data && chown flagstream /data
+    && mkdir -p /data /secrets && chown flagstream /data /secrets
 # Not root. /data: the projector's read model (a volume in compose.yaml; it is rebuilt from the stream if lost).
+# /secrets: the NATS users written by `flagstream nats-users` (a new named volume takes this owner from the image).
 USER flagstream
 VOLUME ["/data"]
 # 8080: admin API (GET /readyz, GET /metrics); 9102: projector metrics (flagstream projector --metrics-port 9102)
