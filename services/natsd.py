@@ -57,9 +57,28 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> NatsServer:
-        self.launch()
-        self._wait_ready(timeout)
-        return self
+        """Launch and wait until healthy. Ports left at 0 are picked free; if another process takes one between
+        the pick and nats-server's bind (an outgoing connection can get it as its ephemeral port), new ones are
+        picked and nats-server started again, up to 5 times."""
+        chosen = (self.port, self.monitor_port)
+        for attempt in range(5):
+            self.launch()
+            try:
+                self._wait_ready(timeout)
+                return self
+            except RuntimeError:
+                if attempt == 4 or chosen != (0, 0) or not self._port_was_taken():
+                    raise
+                self.process = None
+                self.port, self.monitor_port = chosen
+        return self  # pragma: no cover - the loop returns or raises
+
+    def _port_was_taken(self) -> bool:
+        log = self.log_file or self.store_dir / "nats-server.log"
+        try:
+            return "address already in use" in log.read_text(errors="replace").splitlines()[-1]
+        except (OSError, IndexError):
+            return False
 
     def launch(self) -> None:
         """Start the process without waiting for it to be healthy (``start`` waits)."""
