@@ -167,28 +167,45 @@ class NatsCluster:
         return int(server_name.removeprefix("n"))
 
     def start(self, timeout: float = 30.0) -> NatsCluster:
-        if not self.nodes:
-            cluster_ports = [free_port() for _ in range(self.size)]
-            routes = ", ".join(f"nats-route://{self.host}:{p}" for p in cluster_ports)
-            for i, cluster_port in enumerate(cluster_ports):
-                store = self.base_dir / f"n{i}"
-                store.mkdir(parents=True, exist_ok=True)
-                config = store / "nats-server.conf"
-                config.write_text(
-                    f"server_name: n{i}\n"
-                    f'jetstream {{ store_dir: "{store / "js"}" }}\n'
-                    f"cluster {{\n  name: {self.name}\n  listen: {self.host}:{cluster_port}\n"
-                    f"  routes: [{routes}]\n}}\n"
-                )
-                node = NatsServer(store / "js", host=self.host, config_file=config, log_file=store / "nats-server.log")
-                self.nodes.append(node)
-        # Every node must be running before any can be healthy: a lone node waits for its peers' routes.
-        for node in self.nodes:
-            node.launch()
-        for node in self.nodes:
-            node._wait_ready(timeout)
+        """Start every node (configured on free ports the first time). A port taken by another process between
+        its pick and the bind makes a fresh cluster start again on new ports, up to 3 times."""
+        for attempt in range(3):
+            fresh = not self.nodes
+            if fresh:
+                self._configure()
+            # Every node must be running before any can be healthy: a lone node waits for its peers' routes.
+            for node in self.nodes:
+                node.launch()
+            try:
+                for node in self.nodes:
+                    node._wait_ready(timeout)
+            except (RuntimeError, TimeoutError):
+                if not fresh or attempt == 2 or not any(node._port_was_taken() for node in self.nodes):
+                    raise
+                self.stop()
+                self.nodes = []
+                for i in range(self.size):
+                    shutil.rmtree(self.base_dir / f"n{i}", ignore_errors=True)
+                continue
+            break
         self.wait_meta_leader(timeout)
         return self
+
+    def _configure(self) -> None:
+        cluster_ports = [free_port() for _ in range(self.size)]
+        routes = ", ".join(f"nats-route://{self.host}:{p}" for p in cluster_ports)
+        for i, cluster_port in enumerate(cluster_ports):
+            store = self.base_dir / f"n{i}"
+            store.mkdir(parents=True, exist_ok=True)
+            config = store / "nats-server.conf"
+            config.write_text(
+                f"server_name: n{i}\n"
+                f'jetstream {{ store_dir: "{store / "js"}" }}\n'
+                f"cluster {{\n  name: {self.name}\n  listen: {self.host}:{cluster_port}\n"
+                f"  routes: [{routes}]\n}}\n"
+            )
+            node = NatsServer(store / "js", host=self.host, config_file=config, log_file=store / "nats-server.log")
+            self.nodes.append(node)
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -30,3 +30,24 @@ async def test_a_port_taken_before_the_bind_is_replaced(tmp_path: Path, monkeypa
             await nc.close()
         finally:
             server.stop()
+
+
+async def test_a_cluster_whose_port_was_taken_starts_on_new_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        picks = iter([busy])  # the first node's cluster port
+        free = natsd.free_port
+        monkeypatch.setattr(natsd, "free_port", lambda: next(picks, None) or free())
+
+        cluster = natsd.NatsCluster(tmp_path / "cluster").start()
+        try:
+            assert cluster.meta_leader() is not None
+            nc = await nats.connect(cluster.urls)
+            assert (await nc.jetstream().account_info()).limits is not None  # JetStream of the cluster answers
+            await nc.close()
+        finally:
+            cluster.stop()
