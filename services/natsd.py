@@ -180,9 +180,10 @@ class NatsCluster:
                 for node in self.nodes:
                     node._wait_ready(timeout)
             except (RuntimeError, TimeoutError):
-                if not fresh or attempt == 2 or not any(node._port_was_taken() for node in self.nodes):
+                retry = fresh and attempt < 2 and any(node._port_was_taken() for node in self.nodes)
+                self.stop()  # never leave the nodes that did start running
+                if not retry:
                     raise
-                self.stop()
                 self.nodes = []
                 for i in range(self.size):
                     shutil.rmtree(self.base_dir / f"n{i}", ignore_errors=True)
