@@ -207,20 +207,7 @@ class FlagEvaluations:
         return self.variation_detail(key, context, default).value
 
     def variation_detail(self, key: str, context: Any, default: Any = None) -> EvaluationDetail:
-        detail = self._evaluate(key, context, default)
-        counter = self._counter
-        if counter is not None:
-            try:
-                counter.counts[key, detail.variation] += 1
-            except TypeError:  # an unhashable "key" from the caller: not counted
-                pass
-        observe = self._observe
-        if observe is not None:
-            try:
-                observe(key, context, detail)
-            except Exception:
-                log.exception("flagstream: evaluation observer failed (ignored)")
-        return detail
+        return self._typed(key, context, default, None)
 
     def _evaluate(self, key: str, context: Any, default: Any) -> EvaluationDetail:
         cache = self._cache
@@ -234,9 +221,10 @@ class FlagEvaluations:
             return error_detail(default, ErrorKind.CLIENT_NOT_READY, ruleset.seq)
         return detail
 
-    def _typed(self, key: str, context: Any, default: Any, check: Callable[[Any], bool]) -> EvaluationDetail:
+    def _typed(self, key: str, context: Any, default: Any, check: Callable[[Any], bool] | None) -> EvaluationDetail:
+        """Evaluate (``check``: the value's type, else the default with WRONG_TYPE), count and observe."""
         detail = self._evaluate(key, context, default)
-        if detail.variation is not None and not check(detail.value):
+        if check is not None and detail.variation is not None and not check(detail.value):
             detail = error_detail(default, ErrorKind.WRONG_TYPE, detail.seq)
         counter = self._counter
         if counter is not None:
