@@ -5,8 +5,10 @@ then the flag is not imported). Nothing is dropped without a line in the report.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ..events import Flag, Segment
@@ -19,6 +21,18 @@ Severity = Literal["mapped", "approximated", "unmapped"]
 
 class ImportFileError(ValueError):
     """The file is not what the importer reads (not JSON, wrong top-level shape): one readable line."""
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON document in file ``path``; :class:`ImportFileError` saying why if it cannot be read as JSON."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ImportFileError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ImportFileError(f"{path}: cannot read it as JSON: {e}") from None
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from ..events import (
     WeightedVariation,
 )
 from ..semver import parse_semver
-from .import_common import ImportFileError, ImportResult, Unmappable, key_for
+from .import_common import ImportFileError, ImportResult, Unmappable, key_for, read_json
 
 MAX_RULES = 64
 
@@ -52,14 +52,7 @@ _SEMVER = {"=": Operator.SEMVER_EQ, "<": Operator.SEMVER_LT, "<=": Operator.SEMV
 
 def load_flagd(path: str | Path) -> ImportResult:
     """Read and map a flagd flag definition file; :class:`ImportFileError` if it is not one."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ImportFileError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ImportFileError(f"{path}: cannot read it as JSON: {e}") from None
+    doc = read_json(path)
     return import_flagd(doc, source=str(path))
 
 

@@ -38,7 +38,7 @@ from ..events import (
     WeightedVariation,
 )
 from ..semver import parse_semver
-from .import_common import ImportFileError, ImportResult, Unmappable, key_for
+from .import_common import ImportFileError, ImportResult, Unmappable, key_for, read_json
 
 #: Most rules one feature may expand to (constraints that also match absent attributes double the rules).
 MAX_RULES = 64
@@ -54,14 +54,7 @@ _ALWAYS: Alternatives = [()]
 
 def load_unleash(path: str | Path, *, user_id_attribute: str = "userId") -> ImportResult:
     """Read and map an Unleash export file; :class:`ImportFileError` if it is not one."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ImportFileError(f"{path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ImportFileError(f"{path}: cannot read it as JSON: {e}") from None
+    doc = read_json(path)
     return import_unleash(doc, user_id_attribute=user_id_attribute, source=str(path))
 
 
