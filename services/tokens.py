@@ -168,6 +168,11 @@ class TokenStore:
         return record, token
 
     async def get(self, token_id: str) -> TokenRecord | None:
+        found = await self._read(token_id)
+        return found[0] if found is not None else None
+
+    async def _read(self, token_id: str) -> tuple[TokenRecord, int] | None:
+        """The token's record and its KV revision, or None if there is no such token."""
         if not _ID.match(token_id):
             return None
         try:
@@ -176,7 +181,7 @@ class TokenStore:
             return None
         if entry.value is None:
             return None
-        return msgspec.json.decode(entry.value, type=TokenRecord)
+        return msgspec.json.decode(entry.value, type=TokenRecord), entry.revision
 
     async def verify(self, token: str) -> TokenRecord | None:
         """The live (not revoked) record whose secret ``token`` is, else None. Constant-time comparison."""
@@ -193,20 +198,15 @@ class TokenStore:
 
     async def revoke(self, token_id: str, revoked_by: str) -> TokenRecord | None:
         """Mark revoked (a new revision; the record stays for the audit). None if there is no such token."""
-        if not _ID.match(token_id):
+        found = await self._read(token_id)
+        if found is None:
             return None
-        try:
-            entry = await self._kv.get(token_id)
-        except (KeyNotFoundError, NotFoundError):
-            return None
-        if entry.value is None:
-            return None
-        record = msgspec.json.decode(entry.value, type=TokenRecord)
+        record, revision = found
         if record.revoked:
             return record
         record.revoked_at = datetime.now(UTC)
         record.revoked_by = revoked_by
-        await self._kv.update(token_id, msgspec.json.encode(record), last=entry.revision)
+        await self._kv.update(token_id, msgspec.json.encode(record), last=revision)
         return record
 
     async def list(self) -> list[TokenRecord]:
