@@ -36,6 +36,19 @@ class Reason(Struct, frozen=True, kw_only=True, omit_defaults=True):
     in_rollout: bool = False
 
 
+def rule_metadata(reason: Reason) -> dict[str, int | str]:
+    """What decided the answer, as flat flag metadata (OpenFeature provider, OFREP): ``rule_id``,
+    ``rule_index`` and ``prerequisite`` (the key of a failed prerequisite), those that are set."""
+    out: dict[str, int | str] = {}
+    if reason.rule_id is not None:
+        out["rule_id"] = reason.rule_id
+    if reason.rule_index is not None:
+        out["rule_index"] = reason.rule_index
+    if reason.prerequisite_key is not None:
+        out["prerequisite"] = reason.prerequisite_key
+    return out
+
+
 class EvaluationDetail(Struct, frozen=True, kw_only=True):
     value: Any
     variation: str | None

@@ -57,7 +57,7 @@ from openfeature.provider import AbstractProvider, Metadata
 from .async_client import AsyncFlagstreamClient
 from .cache import ClientStatus
 from .client import FlagstreamClient
-from .evaluation import ErrorKind, EvaluationDetail, ReasonKind, error_detail
+from .evaluation import ErrorKind, EvaluationDetail, ReasonKind, error_detail, rule_metadata
 from .ruleset import Ruleset
 
 _ERROR_CODES = {
@@ -142,13 +142,7 @@ def to_flagstream_context(context: EvaluationContext | None) -> dict[str, Any] |
 
 def _resolution(detail: EvaluationDetail, value: Any = None) -> FlagResolutionDetails[Any]:
     reason = detail.reason
-    metadata: dict[str, bool | int | float | str] = {"seq": detail.seq}
-    if reason.rule_id is not None:
-        metadata["rule_id"] = reason.rule_id
-    if reason.rule_index is not None:
-        metadata["rule_index"] = reason.rule_index
-    if reason.prerequisite_key is not None:
-        metadata["prerequisite"] = reason.prerequisite_key
+    metadata: dict[str, bool | int | float | str] = {"seq": detail.seq, **rule_metadata(reason)}
     error_code = None
     message = None
     if reason.kind is ReasonKind.ERROR:

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...context import normalize
-from ...evaluation import ErrorKind, EvaluationDetail, ReasonKind
+from ...evaluation import ErrorKind, EvaluationDetail, ReasonKind, rule_metadata
 from ...events import DEFAULT_PROJECT
 from ..evaluator import EvaluatorPool, NotLoaded
 from .commands import check_key
@@ -192,12 +192,7 @@ def _metadata(detail: EvaluationDetail, version: int | None) -> Metadata:
     metadata: Metadata = {"seq": detail.seq, "reason_kind": reason.kind.value}
     if version is not None:
         metadata["version"] = version
-    if reason.rule_id is not None:
-        metadata["rule_id"] = reason.rule_id
-    if reason.rule_index is not None:
-        metadata["rule_index"] = reason.rule_index
-    if reason.prerequisite_key is not None:
-        metadata["prerequisite"] = reason.prerequisite_key
+    metadata.update(rule_metadata(reason))
     return metadata
 
 
