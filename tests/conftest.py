@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from flagstream.services.listen import listening_socket
 from flagstream.services.natsd import NatsServer
-from tests.helpers import ADMIN_TOKEN, eventually
+from tests.helpers import ADMIN_TOKEN, serving
 
 
 @pytest.fixture
@@ -32,23 +29,7 @@ def nats_url(nats_server: NatsServer) -> str:
 @pytest.fixture
 async def admin_url(nats_url: str) -> AsyncIterator[str]:
     """The admin API served by a real uvicorn HTTP server on a free port, in the test's event loop."""
-    import uvicorn
-
     from flagstream.services.admin.app import create_app
 
-    sock = listening_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN), log_level="warning", lifespan="on")
-    )
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await eventually(lambda: server.started or task.done(), within=30, what="admin API started")
-    if task.done():
-        task.result()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=30)
-        sock.close()
+    async with serving(create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN)) as url:
+        yield url

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,46 @@ async def eventually(predicate: Callable[[], object], within: float = 30.0, what
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {within}s waiting for: {what}")
         await asyncio.sleep(0.005)
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """``eventually`` for a check that must await (an HTTP call): repeat it in a task, watch its outcome."""
+    done = False
+
+    async def poll() -> None:
+        nonlocal done
+        while not await check():
+            pass
+        done = True
+
+    task = asyncio.create_task(poll())
+    try:
+        await eventually(lambda: done or task.done(), what=what)
+        await task
+    finally:
+        task.cancel()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """``app`` served by a real uvicorn on a free loopback port in the test's event loop: its base URL."""
+    import uvicorn
+
+    from flagstream.services.listen import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    await eventually(lambda: server.started or task.done(), within=30, what="admin API started")
+    if task.done():
+        task.result()  # raises what made the start-up fail
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=30)
+        sock.close()
 
 
 #: The operator token the test fixtures start the admin service with.

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,29 +11,11 @@ import pytest
 
 from flagstream import AsyncFlagstreamClient
 from flagstream.services.admin.app import create_app
-from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
+from tests.helpers import ADMIN_TOKEN, auth_headers, until
 
 ENVS = "/api/v1/projects/default/environments"
 FLEET = f"{ENVS}/production/fleet"
 USER = {"key": "user-1"}
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """``eventually`` for a check that must await (an HTTP call): repeat it in a task, watch its outcome."""
-    done = False
-
-    async def poll() -> None:
-        nonlocal done
-        while not await check():
-            pass
-        done = True
-
-    task = asyncio.create_task(poll())
-    try:
-        await eventually(lambda: done or task.done(), what=what)
-        await task
-    finally:
-        task.cancel()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ processes against a real admin API (uvicorn) with a projector and its read model
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -14,12 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from flagstream.services.admin.app import create_app
-from flagstream.services.listen import listening_socket
 from flagstream.services.projector.projector import Projector
-from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
+from tests.helpers import ADMIN_TOKEN, auth_headers, serving
 
 
 @pytest.fixture
@@ -28,20 +25,13 @@ async def served(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[str, Proj
     projector = Projector(nats_url=nats_url, db_path=db, fetch_timeout=0.2)
     stop = asyncio.Event()
     ptask = asyncio.create_task(projector.run(stop))
-    sock = listening_socket("127.0.0.1", 0)
     app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await eventually(lambda: server.started or task.done(), what="admin API started")
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", projector
+        async with serving(app) as url:
+            yield url, projector
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
         stop.set()
         await ptask
-        sock.close()
 
 
 async def cli(url: str, *args: str) -> tuple[int, str, str]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,29 +11,11 @@ from openfeature.evaluation_context import EvaluationContext
 
 from flagstream.openfeature import to_flagstream_context as provider_context
 from flagstream.services.admin.ofrep import OfrepFailure, to_flagstream_context
-from tests.helpers import auth_headers, eventually
+from tests.helpers import auth_headers, until
 
 API = "/api/v1/projects/default/environments"
 BULK = "/ofrep/v1/evaluate/flags"
 CONTEXT = {"context": {"targetingKey": "user-1", "country": "NO"}}
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """``eventually`` for a check that must await (an HTTP call): repeat it in a task, watch its outcome."""
-    done = False
-
-    async def poll() -> None:
-        nonlocal done
-        while not await check():
-            pass
-        done = True
-
-    task = asyncio.create_task(poll())
-    try:
-        await eventually(lambda: done or task.done(), what=what)
-        await task
-    finally:
-        task.cancel()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ The provider is synchronous (``requests``): its calls run in a thread while the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -18,7 +18,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagEvaluationDetails, Reason
 
-from tests.helpers import auth_headers, eventually
+from tests.helpers import auth_headers, until
 
 API = "/api/v1/projects/default"
 
@@ -203,24 +203,6 @@ async def test_a_change_over_the_admin_api_reaches_the_next_answer(admin_url: st
     await until(off, what="the flag is off in OFREP answers")
     assert answers[-1].value is False
     assert answers[-1].flag_metadata["version"] == version
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """``eventually`` for a check that must await (an HTTP call): repeat it in a task, watch its outcome."""
-    done = False
-
-    async def poll() -> None:
-        nonlocal done
-        while not await check():
-            pass
-        done = True
-
-    task = asyncio.create_task(poll())
-    try:
-        await eventually(lambda: done or task.done(), what=what)
-        await task
-    finally:
-        task.cancel()
 
 
 async def test_the_environment_comes_from_a_header(admin_url: str, of: OpenFeatureClient) -> None:

@@ -9,11 +9,9 @@ Every test fails if the page logs a console error or throws, except HTTP statuse
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ import httpx
 import playwright.async_api as playwright_api
 import pytest
 
-from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
+from tests.helpers import ADMIN_TOKEN, auth_headers, serving
 
 CHROMIUM = os.environ.get("FLAGSTREAM_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -140,7 +138,6 @@ async def create_flag(api: httpx.AsyncClient, env: str, key: str, **fields: Any)
 @pytest.fixture
 async def history_url(nats_url: str, tmp_path: Path) -> AsyncIterator[str]:
     """The admin service with the projector's read model (history, time travel, revert), over uvicorn."""
-    import uvicorn
 
     from flagstream.services.admin.app import create_app
     from flagstream.services.projector.projector import Projector
@@ -149,22 +146,11 @@ async def history_url(nats_url: str, tmp_path: Path) -> AsyncIterator[str]:
     projector = Projector(nats_url=nats_url, db_path=db, fetch_timeout=0.2)
     stop = asyncio.Event()
     projecting = asyncio.create_task(projector.run(stop))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    await eventually(lambda: server.started or serving.done(), within=30, what="admin API started")
-    if serving.done():
-        serving.result()
     try:
-        yield f"http://127.0.0.1:{port}"
+        async with serving(app) as url:
+            yield url
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, timeout=30)
-        sock.close()
         stop.set()
         await projecting
 
