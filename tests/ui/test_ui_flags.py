@@ -145,6 +145,10 @@ async def test_production_toggle_asks_for_confirmation_and_a_comment(ui: UI) -> 
     await expect(row.get_by_role("switch")).to_be_focused()  # the focus goes back where it was
     await page.keyboard.press("Space")
     await expect(dialog.get_by_label("Comment (required)")).to_be_focused()
+    # A quick hand: Escape and at once Space again opens the dialog again (the switch is not left busy).
+    await page.keyboard.press("Escape")
+    await page.keyboard.press("Space")
+    await expect(dialog.get_by_label("Comment (required)")).to_be_focused()
     await page.keyboard.type("INC-42: roll forward")
     await page.keyboard.press("Tab")
     await page.keyboard.press("Tab")

@@ -69,6 +69,7 @@ export function confirmDialog({ title, message, confirmLabel = "Confirm", danger
       settled = true;
       dialog.dataset.session = "";
       dialog.removeEventListener("close", onClose); // eslint-disable-line no-use-before-define
+      dialog.removeEventListener("cancel", onCancel); // eslint-disable-line no-use-before-define
       if (dialog.open) dialog.close();
       if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
       resolve(value);
@@ -84,13 +85,22 @@ export function confirmDialog({ title, message, confirmLabel = "Confirm", danger
       finish({ comment: text ? text.value.trim() : "" });
     });
     cancel.addEventListener("click", () => finish(null));
-    // Escape closes the dialog: that is a cancel. (Only for this dialog: a late close event of an earlier one
-    // must not cancel this one.)
+    // Escape is a cancel. The cancel event comes at once, with the key; the close event only in a later task,
+    // after the browser has already put the focus back: a Space pressed in between found the switch still busy
+    // and was lost. So the cancel settles the dialog itself, and the close event stays as the fallback (a
+    // browser may skip the cancel event). Only for this dialog: a late event of an earlier one must not cancel
+    // this one.
     const session = nextId("dialog");
     const onClose = () => {
       if (dialog.dataset.session === session) finish(null);
     };
+    const onCancel = (event) => {
+      if (dialog.dataset.session !== session) return;
+      event.preventDefault();
+      finish(null);
+    };
     dialog.addEventListener("close", onClose);
+    dialog.addEventListener("cancel", onCancel);
     dialog.dataset.session = session;
     clear(dialog, form);
     dialog.showModal();
