@@ -6,7 +6,11 @@ flags (one target, one rule) in ``production``, then over one keep-alive HTTP co
 - ``first``: the first evaluation of the environment (the evaluator loads its live ruleset);
 - ``single``: ``POST /ofrep/v1/evaluate/flags/{key}``, contexts varying per call;
 - ``bulk``: ``POST /ofrep/v1/evaluate/flags`` (every flag), contexts varying;
-- ``bulk 304``: the same bulk request with its ``If-None-Match`` (nothing changed).
+- ``bulk 304``: the same bulk request with its ``If-None-Match`` (nothing changed);
+- ``push``: a flag toggled through the admin API, from its 2xx to the ``refetchEvaluation`` event on an open
+  ``GET /ofrep/v1/events`` stream (read on a second connection, in a thread);
+- ``push + re-fetch``: from the 2xx until the bulk re-fetch (with ``flagConfigEtag``) has answered the new value:
+  what a provider that follows the event stream sees, instead of a polling interval.
 
 Client-observed wall time per request (HTTP on loopback included), sequential: a floor, not a throughput test.
 
@@ -16,8 +20,11 @@ Client-observed wall time per request (HTTP on loopback included), sequential: a
 from __future__ import annotations
 
 import argparse
+import json
+import queue
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -87,6 +94,46 @@ def timed(call: object, n: int) -> list[float]:
     return samples
 
 
+def listen(url: str, headers: dict[str, str], into: queue.Queue[tuple[float, dict[str, str]]]) -> threading.Event:
+    """Read the production event stream in a thread: (arrival time, event data) per event; returns 'connected'."""
+    connected = threading.Event()
+
+    def run() -> None:
+        with httpx.Client(base_url=url, headers={**headers, "Accept": "text/event-stream"}, timeout=None) as sse:
+            while True:  # the server ends a stream every 25 s; reconnect like an EventSource
+                with sse.stream("GET", "/ofrep/v1/events?environment=production") as response:
+                    for line in response.iter_lines():
+                        connected.set()
+                        if line.startswith("data:"):
+                            into.put((time.perf_counter(), json.loads(line[5:])))
+
+    threading.Thread(target=run, daemon=True).start()
+    return connected
+
+
+def pushes(http: httpx.Client, url: str, key: str, n: int) -> tuple[list[float], list[float]]:
+    """(2xx to event, 2xx to re-fetched new value) for ``n`` toggles of flag ``key``."""
+    events: queue.Queue[tuple[float, dict[str, str]]] = queue.Queue()
+    if not listen(url, {"Authorization": http.headers["authorization"]}, events).wait(30):
+        raise SystemExit("the OFREP event stream did not open")
+    to_event, to_value = [], []
+    on = True
+    for _ in range(n):
+        on = not on
+        r = http.post(f"/api/v1/projects/default/environments/production/flags/{key}/{'on' if on else 'off'}", json={})
+        answered = time.perf_counter()
+        assert r.status_code == 200, r.text
+        while True:  # a burst may have been coalesced: wait for the event of this write
+            arrived, data = events.get(timeout=30)
+            if int(data["etag"]) >= r.json()["version"]:
+                break
+        to_event.append(arrived - answered)
+        body = http.post(f"/ofrep/v1/evaluate/flags?flagConfigEtag={data['etag']}", json={"context": {}}).json()
+        assert {f["key"]: f for f in body["flags"]}[key]["reason"] == ("DEFAULT" if on else "DISABLED")
+        to_value.append(time.perf_counter() - answered)
+    return to_event, to_value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
@@ -123,6 +170,9 @@ def main() -> None:
                 results["bulk"] = summary_ms(timed(bulk, max(1, args.requests // 5)))
                 etag = http.post("/ofrep/v1/evaluate/flags", json=context(0)).headers["etag"]
                 results["bulk 304"] = summary_ms(timed(not_modified, args.requests))
+                to_event, to_value = pushes(http, url, keys[0], max(20, args.requests // 20))
+                results["push"] = summary_ms(to_event)
+                results["push + re-fetch"] = summary_ms(to_value)
         finally:
             proc.terminate()
             proc.wait(30)

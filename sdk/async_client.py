@@ -174,6 +174,26 @@ class AsyncFlagstreamClient(FlagEvaluations):
             return False
         return True
 
+    async def wait_for_sequence(self, seq: int, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until this client has applied stream sequence ``seq`` or a later one (at most ``timeout``
+        seconds); return whether it has.
+
+        Read your own writes: an admin write answers the entity's new ``version``, a stream sequence; once this
+        returns True, evaluations here see that write (or a later one). A sequence of another environment is
+        reached only when this environment changes after it.
+        """
+        if self._cache.ruleset.seq >= seq:
+            return True
+        reached = asyncio.Event()
+        remove = self._cache.add_applied_hook(lambda _, ruleset: reached.set() if ruleset.seq >= seq else None)
+        try:
+            await asyncio.wait_for(reached.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            remove()
+        return self._cache.ruleset.seq >= seq
+
     async def close(self) -> None:
         """Disconnect (for good: a closed client does not restart). Evaluations keep answering from the last ruleset."""
         if self._telemetry is not None:

@@ -115,6 +115,16 @@ class FlagstreamClient(FlagEvaluations):
         """Block until the current state is loaded (at most ``timeout`` seconds); return whether it is."""
         return self._ready.wait(timeout)
 
+    def wait_for_sequence(self, seq: int, timeout: float | None = None) -> bool:
+        """Block until this client has applied stream sequence ``seq`` or a later one (at most ``timeout``
+        seconds); return whether it has. See :meth:`AsyncFlagstreamClient.wait_for_sequence`."""
+        reached = threading.Event()
+        remove = self._cache.add_applied_hook(lambda _, ruleset: reached.set() if ruleset.seq >= seq else None)
+        try:
+            return self._cache.ruleset.seq >= seq or reached.wait(timeout)
+        finally:
+            remove()
+
     def close(self, timeout: float = 10.0) -> None:
         """Disconnect and stop the background thread, for good. Evaluations keep answering from the last ruleset."""
         self._close_exposures()

@@ -2,7 +2,9 @@
 
 ``POST /ofrep/v1/evaluate/flags/{key}`` evaluates one flag, ``POST /ofrep/v1/evaluate/flags`` every active flag
 (with an ``ETag``; ``If-None-Match`` answers 304 while neither the flags nor the context changed). Evaluations
-run on a live in-memory ruleset per environment (``services/evaluator.py``), with the SDK's own engine.
+run on a live in-memory ruleset per environment (``services/evaluator.py``), with the SDK's own engine. A bulk
+answer names the event stream (``eventStreams``, served by ``ofrep_events.py``); a re-fetch it prompted carries
+``flagConfigEtag`` and waits until this replica has that change (``caught_up``).
 
 Which environment: the ``X-Flagstream-Environment`` and ``X-Flagstream-Project`` headers (or the ``environment``
 and ``project`` query parameters), by default ``production`` of project ``default``. :func:`where` is the one
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
@@ -29,14 +33,22 @@ from starlette.responses import Response
 
 from ...context import normalize
 from ...evaluation import ErrorKind, EvaluationDetail, ReasonKind, rule_metadata
-from ...events import DEFAULT_PROJECT
+from ...events import DEFAULT_PROJECT, STREAM
 from ..evaluator import EvaluatorPool, NotLoaded
 from .commands import check_key
 from .decide import ENVIRONMENT
 from .errors import AdminError, NotFound
-from .routes import Endpoint, json_response, read_body, service_of
+from .routes import Endpoint, Query, json_response, read_body, service_of
+
+log = logging.getLogger("flagstream.admin.ofrep")
 
 OFREP = "/ofrep/v1"
+#: The event stream (``ofrep_events.py``) that every bulk answer names in ``eventStreams``.
+EVENTS = f"{OFREP}/events"
+#: Seconds an OFREP client may be inactive before it closes its event stream (OFREP's default).
+INACTIVITY_DELAY = 120
+#: How long a re-fetch with a ``flagConfigEtag`` ahead of this replica's ruleset waits for it.
+CATCH_UP = 2.0
 ENVIRONMENT_HEADER = "X-Flagstream-Environment"
 PROJECT_HEADER = "X-Flagstream-Project"
 DEFAULT_ENVIRONMENT = "production"
@@ -64,9 +76,22 @@ class OfrepEvaluation(Struct, kw_only=True, omit_defaults=True, rename="camel"):
     metadata: Metadata = {}
 
 
-class OfrepBulkEvaluation(Struct, kw_only=True, omit_defaults=True):
+class EventStreamEndpoint(Struct, kw_only=True, rename="camel"):
+    request_uri: str
+
+
+class EventStream(Struct, kw_only=True, rename="camel"):
+    """Where a provider gets change notifications: ``origin + endpoint.requestUri`` (the origin: its own)."""
+
+    type: str
+    endpoint: EventStreamEndpoint
+    inactivity_delay_sec: int = INACTIVITY_DELAY
+
+
+class OfrepBulkEvaluation(Struct, kw_only=True, omit_defaults=True, rename="camel"):
     flags: list[OfrepEvaluation]
     metadata: Metadata = {}
+    event_streams: list[EventStream] = []
 
 
 class OfrepError(Struct, kw_only=True, omit_defaults=True, rename="camel"):
@@ -299,6 +324,28 @@ async def evaluate_flag(request: Request) -> Response:
     return json_response(item)
 
 
+async def caught_up(request: Request, client: Any) -> None:
+    """Wait (at most ``CATCH_UP``) until ``client`` has applied the sequence a re-fetch's ``flagConfigEtag``
+    names (the etag of an event from ``ofrep_events``, maybe sent by another replica), if that sequence exists in
+    the stream: a made-up one is not waited for."""
+    raw = request.query_params.get("flagConfigEtag", "").strip().strip('"')
+    if not raw.isdigit() or int(raw) <= client.seq:
+        return
+    try:
+        if int(raw) > (await request.app.state.nc.jetstream().stream_info(STREAM)).state.last_seq:
+            return
+    except Exception:  # a hint only: answer with what this replica has
+        log.warning("ofrep: cannot read the stream's last sequence; not waiting for flagConfigEtag=%s", raw)
+        return
+    await client.wait_for_sequence(int(raw), CATCH_UP)
+
+
+def event_streams(request: Request, project: str, environment: str) -> list[EventStream]:
+    query = urlencode({"project": project, "environment": environment})
+    uri = f"{request.scope.get('root_path', '')}{EVENTS}?{query}"
+    return [EventStream(type="sse", endpoint=EventStreamEndpoint(request_uri=uri))]
+
+
 async def evaluate_flags(request: Request) -> Response:
     try:
         project, environment = where(request)
@@ -306,6 +353,7 @@ async def evaluate_flags(request: Request) -> Response:
         client = await _ruleset_client(request, project, environment)
     except OfrepFailure as failure:
         return failure.response()
+    await caught_up(request, client)
     ruleset = client.ruleset
     etag = bulk_etag(project, environment, ruleset.seq, context)
     if etag_matches(request.headers.get("if-none-match"), etag):
@@ -316,7 +364,9 @@ async def evaluate_flags(request: Request) -> Response:
         if not ruleset.flags[key].archived
     ]
     metadata: Metadata = {"seq": ruleset.seq, "project": project, "environment": environment}
-    return json_response(OfrepBulkEvaluation(flags=flags, metadata=metadata), headers={"ETag": etag})
+    streams = event_streams(request, project, environment)
+    body = OfrepBulkEvaluation(flags=flags, metadata=metadata, event_streams=streams)
+    return json_response(body, headers={"ETag": etag})
 
 
 def same_credentials(nc: Any) -> dict[str, Any]:
@@ -344,5 +394,7 @@ ENDPOINTS: list[Endpoint] = [
              OfrepEvaluationRequest, OfrepEvaluation, extra_statuses=(400, 404)),
     Endpoint("POST", f"{OFREP}/evaluate/flags", evaluate_flags, "evaluateFlagsBulk",
              "OFREP: evaluate every flag (ETag; If-None-Match gives 304 while nothing changed)", "ofrep",
-             OfrepEvaluationRequest, OfrepBulkEvaluation, extra_statuses=(400, 404)),
+             OfrepEvaluationRequest, OfrepBulkEvaluation, extra_statuses=(400, 404),
+             query=(Query("flagConfigEtag", "the etag of the event stream's refetchEvaluation that prompted this "
+                                            "request: the answer waits until this replica has that change"),)),
 ]  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,38 +11,7 @@ from openfeature.evaluation_context import EvaluationContext
 from flagstream.openfeature import to_flagstream_context as provider_context
 from flagstream.services.admin.ofrep import OfrepFailure, to_flagstream_context
 from tests.helpers import auth_headers, until
-
-API = "/api/v1/projects/default/environments"
-BULK = "/ofrep/v1/evaluate/flags"
-CONTEXT = {"context": {"targetingKey": "user-1", "country": "NO"}}
-
-
-@pytest.fixture
-async def http(admin_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=admin_url, headers=auth_headers(), timeout=30) as client:
-        assert (await client.post(API, json={"key": "production"})).status_code == 201
-        flags: list[dict[str, Any]] = [
-            {
-                "key": "checkout",
-                "on": True,
-                "fallthrough": {"variation": "off"},
-                "rules": [
-                    {
-                        "id": "no",
-                        "clauses": [{"attribute": "country", "op": "in", "values": ["NO"]}],
-                        "serve": {"variation": "on"},
-                    }
-                ],
-            },
-            {"key": "banner", "kind": "string", "on": True, "variations": [{"key": "a", "value": "A"}],
-             "off_variation": "a", "fallthrough": {"variation": "a"}},
-            {"key": "old", "on": True},
-        ]  # fmt: skip
-        for flag in flags:
-            assert (await client.post(f"{API}/production/flags", json=flag)).status_code == 201
-        archived = await client.post(f"{API}/production/flags/old/archive", json={})
-        assert archived.status_code == 200, archived.text
-        yield client
+from tests.ofrep.wire import API, BULK, CONTEXT
 
 
 async def test_bulk_evaluates_every_active_flag(http: httpx.AsyncClient) -> None:
@@ -144,6 +112,9 @@ async def test_ofrep_routes_are_in_the_openapi_document(http: httpx.AsyncClient)
     doc = (await http.get("/openapi.json")).json()
     assert doc["paths"]["/ofrep/v1/evaluate/flags/{key}"]["post"]["operationId"] == "evaluateFlag"
     assert doc["paths"]["/ofrep/v1/evaluate/flags"]["post"]["operationId"] == "evaluateFlagsBulk"
+    assert doc["paths"]["/ofrep/v1/events"]["get"]["operationId"] == "ofrepEventStream"
+    bulk_query = {p["name"] for p in doc["paths"]["/ofrep/v1/evaluate/flags"]["post"]["parameters"]}
+    assert "flagConfigEtag" in bulk_query
 
 
 @pytest.mark.parametrize(

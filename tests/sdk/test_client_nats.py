@@ -217,3 +217,28 @@ async def test_sync_client_as_a_context_manager_in_a_plain_thread(nats_url: str,
             return client.string_variation("colour", USER, "red"), client.status
 
     assert await asyncio.to_thread(wsgi_like_worker) == ("green", ClientStatus.READY)
+
+
+async def test_wait_for_sequence_reads_your_own_write(nats_url: str, js: JetStreamContext) -> None:
+    async with AsyncFlagstreamClient(nats_url, environment="production") as client:
+        assert await client.wait_until_ready(15)
+        sync_client = FlagstreamClient(nats_url, environment="production")
+        assert await asyncio.to_thread(sync_client.start, 15)
+        try:
+            # Nothing written yet at this sequence: both wait, and say they did not get there.
+            ahead = client.seq + 1
+            assert await client.wait_for_sequence(ahead, 0.05) is False
+            assert await asyncio.to_thread(sync_client.wait_for_sequence, ahead, 0.05) is False
+
+            # The write's sequence (what the admin API answers as the version): once reached, it is evaluated.
+            waiting = asyncio.ensure_future(client.wait_for_sequence(ahead, 15))
+            seq = await publish(js, FlagCreated, string_flag("colour"))
+            assert seq >= ahead
+            assert await client.wait_for_sequence(seq, 15)
+            assert await waiting
+            assert client.string_variation("colour", USER, "red") == "green"
+            assert await asyncio.to_thread(sync_client.wait_for_sequence, seq, 15)
+            assert sync_client.string_variation("colour", USER, "red") == "green"
+            assert await client.wait_for_sequence(1, 0)  # an earlier sequence: at once
+        finally:
+            await asyncio.to_thread(sync_client.close)
