@@ -221,6 +221,21 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         time.sleep(0.1)
 
 
+async def route_login(port: int, credentials: dict[str, str]) -> str:
+    """What a node's cluster port answers a route CONNECT (NATS route protocol) with these credentials."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        async with asyncio.timeout(30):
+            assert (await reader.readline()).startswith(b"INFO ")
+            connect = {"verbose": False, "pedantic": False, "tls_required": False, "name": "intruder",
+                       "cluster": "flagstream", **credentials}  # fmt: skip
+            writer.write(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
+            await writer.drain()
+            return (await reader.readline()).decode().strip()
+    finally:
+        writer.close()
+
+
 async def test_compose_topology_end_to_end(topology: Topology) -> None:
     (stream_service,) = topology.flagstream_services("stream")
     assert "stream FLAGSTREAM: 3 replica(s)" in topology.run_once(stream_service)
@@ -235,6 +250,14 @@ async def test_compose_topology_end_to_end(topology: Topology) -> None:
     urls = [s.url for s in topology.nats.values()]
     with pytest.raises(nats.errors.Error, match=r"(?i)authorization"):  # the cluster runs with users
         await nats.connect(urls, allow_reconnect=False, max_reconnect_attempts=0)
+    # ... and its routes too: a server that reaches port 6222 without the route user's password cannot join.
+    route_port = next(iter(topology.cluster_ports.values()))
+    for credentials in (
+        {},
+        {"user": "route", "pass": "guess"},
+        {"user": "operator", "pass": topology.password("operator")},
+    ):
+        assert await route_login(route_port, credentials) == "-ERR 'Authorization Violation'"
     nc = await nats.connect(urls, user="operator", password=topology.password("operator"))
     try:
         info = await nc.jetstream().stream_info(STREAM)

@@ -85,12 +85,29 @@ async def test_the_generated_users_have_their_roles_rights(tmp_path: Path) -> No
         server.stop()
 
 
-def test_a_malformed_environment_or_leaf_url_is_refused_with_a_message(tmp_path: Path) -> None:
+def test_a_malformed_environment_leaf_or_route_url_is_refused_with_a_message(tmp_path: Path) -> None:
     done = nats_users(tmp_path / "secrets", "production")
     assert done.returncode == 2
     assert "PROJECT/ENVIRONMENT" in done.stderr
-    args = [*FLAGSTREAM, "nats-users", "--dir", str(tmp_path / "secrets"), "--leaf-remote", "nats://hub:4222"]
-    leaf = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
-    assert leaf.returncode == 2
-    assert "nats-leaf://HOST:PORT" in leaf.stderr
+    for option, url, expected in (
+        ("--leaf-remote", "nats://hub:4222", "nats-leaf://HOST:PORT"),
+        ("--route", "nats-route://nats-1", "nats-route://HOST:PORT"),
+    ):
+        args = [*FLAGSTREAM, "nats-users", "--dir", str(tmp_path / "secrets"), option, url]
+        refused = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 2
+        assert f"{option} {url!r} is not {expected}" in refused.stderr
     assert not (tmp_path / "secrets").exists()  # nothing written
+
+
+def test_the_route_password_is_kept_and_no_client_can_use_it(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    args = [*FLAGSTREAM, "nats-users", "--dir", str(secrets), "--route", "nats-route://nats-1:6222"]
+    passwords = []
+    for _ in range(2):  # a second run (e.g. to add an SDK user) keeps the routes' password: running nodes use it
+        assert subprocess.run(args, capture_output=True, text=True, timeout=60, check=False).returncode == 0
+        passwords.append(password := (secrets / "route.password").read_text().strip())
+        assert f"nats-route://route:{password}@nats-1:6222" in (secrets / "cluster.conf").read_text()
+    assert passwords[0] == passwords[1]
+    assert oct((secrets / "cluster.conf").stat().st_mode & 0o777) == "0o600"
+    assert password not in (secrets / "auth.conf").read_text()  # a cluster route's login, not a client's
