@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ofrep_latency.py
 	$(BIN)/python bench/projector_throughput.py
 	$(BIN)/python bench/as_of.py --events 100000 --runs 3
+	$(BIN)/python bench/regex_linear.py --patterns 500
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

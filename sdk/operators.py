@@ -20,7 +20,6 @@ what the engine accepts and what the API accepts cannot drift apart.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -28,15 +27,12 @@ from typing import Any, Protocol
 
 from .context import Contexts
 from .events import Clause, Operator
-from .regex_guard import backtracking_problem
+from .linear_regex import Search, compile_search, regex_problem
 from .semver import parse_semver
 
 Matcher = Callable[[Contexts], bool]
 Test = Callable[[Any], bool]
 
-#: Longest regular expression accepted in a clause (a guard against pathological patterns, with the
-#: backtracking check of :mod:`flagstream.regex_guard`).
-REGEX_MAX = 500
 #: Epoch numbers at or above this are milliseconds, below it seconds (1e11 s is the year 5138; 1e11 ms 1973).
 EPOCH_MS_THRESHOLD = 1e11
 
@@ -91,19 +87,6 @@ def parse_date(value: Any) -> float | None:
     return None
 
 
-def regex_problem(pattern: Any) -> str | None:
-    """Why ``pattern`` is refused as a clause regex, or ``None`` if it is fine."""
-    if type(pattern) is not str:
-        return "a regular expression must be a string"
-    if len(pattern) > REGEX_MAX:
-        return f"regular expression longer than {REGEX_MAX} characters"
-    try:
-        re.compile(pattern)
-        return backtracking_problem(pattern)
-    except (re.error, OverflowError, RecursionError, ValueError) as e:
-        return f"invalid regular expression: {e}"
-
-
 # ---------------------------------------------------------------------------------------------------------
 # values: checked and converted once per clause
 # ---------------------------------------------------------------------------------------------------------
@@ -140,7 +123,7 @@ def prepare_values(op: Operator, values: tuple[Any, ...], case_insensitive: bool
             problem = regex_problem(v)
             if problem:
                 raise ValueProblem(problem, i)
-            out.append(re.compile(v, re.IGNORECASE if case_insensitive else 0))
+            out.append(compile_search(v, ignore_case=case_insensitive))
         elif op in _NUMERIC_OPS:
             if not _is_number(v):
                 raise ValueProblem(f"operator {op.value!r} needs numeric values", i)
@@ -240,9 +223,9 @@ def _string_test(op: Operator, values: tuple[str, ...], ci: bool) -> Test:
     return contains
 
 
-def _regex_test(patterns: tuple[re.Pattern[str], ...]) -> Test:
+def _regex_test(searches: tuple[Search, ...]) -> Test:
     def matches(v: Any) -> bool:
-        return type(v) is str and any(p.search(v) for p in patterns)
+        return type(v) is str and any(search(v) for search in searches)
 
     return matches
 

@@ -1,7 +1,7 @@
 """Limits on what one caller can make the admin do: writes per token (token buckets), list lengths per request.
 
 The request body is capped elsewhere (``routes.MAX_BODY``, 413) and regular expressions are vetted by the
-engine (``sdk/operators.regex_problem``: length, syntax, nested quantifiers). These limits are per admin
+engine (``sdk/linear_regex.regex_problem``: length, RE2 syntax). These limits are per admin
 replica (held in memory): N replicas admit at most N times the rate.
 """
 

