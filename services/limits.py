@@ -1,8 +1,8 @@
 """Limits on what one caller can make the admin do: writes per token (token buckets), list lengths per request.
 
 The request body is capped elsewhere (``routes.MAX_BODY``, 413) and regular expressions are vetted by the
-engine (``sdk/linear_regex.regex_problem``: length, RE2 syntax). These limits are per admin
-replica (held in memory): N replicas admit at most N times the rate.
+engine (``sdk/linear_regex.regex_problem``: length, RE2 syntax). ``RateLimiter`` holds its buckets in memory;
+the admin shares them between replicas through NATS (``shared_rate.py``) and falls back to this one.
 """
 
 from __future__ import annotations

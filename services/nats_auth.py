@@ -33,6 +33,7 @@ from ..events import STREAM
 from ..events.subjects import PREFIX, environment_filter, sdk_inbox_prefix
 from ..events.telemetry import TELEMETRY_PREFIX
 from .admin.fleet import BUCKET as FLEET_BUCKET
+from .shared_rate import RATE_BUCKET
 from .tokens import BUCKET
 
 ADMIN = "admin"
@@ -71,6 +72,7 @@ def admin_permissions() -> Permissions:
             "$JS.FC.>",
             f"$KV.{BUCKET}.>",
             f"$KV.{FLEET_BUCKET}.>",  # last-evaluated times of the fleet view
+            f"$KV.{RATE_BUCKET}.>",  # the write rate per API token, shared by the replicas
             f"{TELEMETRY_PREFIX}.>",  # the OFREP evaluator's own SDK clients report like any SDK
         ),
         subscribe=("_INBOX.>", f"{PREFIX}.>", f"{TELEMETRY_PREFIX}.>"),

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..limits import RateLimiter
+from ..shared_rate import SharedRateLimiter
 from ..stream import ensure_stream
 from ..tokens import TokenStore
 from . import auth
@@ -166,6 +166,9 @@ def create_app(
             app.state.auth.store = await _while_jetstream_settles(
                 "the token bucket", lambda: TokenStore.open(nc), connect_wait
             )
+            await _while_jetstream_settles(
+                "the rate-limit bucket", lambda: app.state.auth.limiter.attach(nc), connect_wait
+            )
             app.state.nc = nc
             app.state.service = AdminService(EventStore(nc))
             async with contextlib.AsyncExitStack() as features:
@@ -181,7 +184,7 @@ def create_app(
     handlers = {HTTPException: _on_error}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.actor_header = actor_header
-    app.state.auth = auth.Authenticator(operator_token, RateLimiter(write_rate, write_burst))
+    app.state.auth = auth.Authenticator(operator_token, SharedRateLimiter(write_rate, write_burst))
     app.state.read_model_path = read_model
     app.state.openapi = auth.document_security(build_openapi(endpoints, actor_header=actor_header), endpoints)
     # Request metrics for GET /metrics (services/admin/metrics.py): a middleware times every request.

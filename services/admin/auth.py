@@ -6,7 +6,8 @@
 * otherwise ``Authorization: Bearer <token>`` is required: 401 without it or with a token that is unknown,
   malformed or revoked; 403 when the token's role is too low (reads need ``reader``, writes ``writer``, token
   management ``admin`` with every environment) or the route's ``{environment}`` is not one of the token's;
-* writes are rate limited per token (``limits.RateLimiter``): 429 with ``Retry-After``.
+* writes are rate limited per token, across every admin replica (``shared_rate.SharedRateLimiter``): 429 with
+  ``Retry-After``.
 
 The caller (``Principal``) is put on ``request.state.principal``; ``routes.resolve_actor`` records its name.
 The operator token given at start (``create_app(operator_token=...)``) is an ``admin`` of every environment
@@ -24,7 +25,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..limits import RateLimiter
+from ..shared_rate import SharedRateLimiter
 from ..tokens import Role, TokenStore, TokenView, check_name, view
 from .commands import check_key, convert, parse_json
 from .errors import AdminError, InvalidInput, NotFound
@@ -70,7 +71,7 @@ class Principal:
 class Authenticator:
     """Checks bearer tokens against the operator token and the token store (set once NATS is up)."""
 
-    def __init__(self, operator_token: str | None, limiter: RateLimiter) -> None:
+    def __init__(self, operator_token: str | None, limiter: SharedRateLimiter) -> None:
         self._operator = hashlib.sha256(operator_token.encode()).digest() if operator_token else None
         self.store: TokenStore | None = None
         self.limiter = limiter
@@ -127,7 +128,7 @@ def protect(endpoint: Endpoint) -> Handler:
         authorize(principal, endpoint, request.path_params.get("environment"))
         request.state.principal = principal
         if endpoint.write and principal.token_id is not None:
-            wait = auth.limiter.take(principal.token_id)
+            wait = await auth.limiter.take(principal.token_id)
             if wait > 0:
                 raise RateLimited(f"too many writes with token {principal.name!r}; retry in {wait:.1f}s", wait)
         return await handler(request)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import nats
 import pytest
 
 from flagstream.services.admin.app import create_app
 from flagstream.services.limits import MAX_DEPTH, MAX_ITEMS
+from flagstream.services.shared_rate import RATE_BUCKET
 from tests.helpers import ADMIN_TOKEN, auth_headers
 
 API = "/api/v1/projects/default"
@@ -55,6 +58,39 @@ async def test_a_token_that_writes_too_fast_gets_429_with_retry_after(nats_url: 
         assert (await http.get(FLAGS, headers=flooder)).status_code == 200, "reads are not limited"
         assert (await http.post(FLAGS, json={"key": "n1"}, headers=neighbour)).status_code == 201, "per token"
         assert (await http.post(FLAGS, json={"key": "op"})).status_code == 201, "the operator token is not limited"
+
+
+async def test_replicas_share_one_write_rate_per_token(nats_url: str) -> None:
+    app = create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN, write_rate=0.001, write_burst=3)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        admin(nats_url, write_rate=0.001, write_burst=3) as one,
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://admin-2", headers=auth_headers()) as two,
+    ):
+        # Alternating between the replicas: three writes in all, not three on each.
+        alternating = await token(one, "alternating")
+        answers = []
+        for i in range(6):
+            r = await (one, two)[i % 2].post(FLAGS, json={"key": f"a{i}"}, headers=alternating)
+            answers.append(r.status_code)
+        assert answers == [201, 201, 201, 429, 429, 429]
+
+        # All at once on both: still three (the replicas race on the bucket's revision).
+        racing = await token(one, "racing")
+        writes = [(one, two)[i % 2].post(FLAGS, json={"key": f"r{i}"}, headers=racing) for i in range(10)]
+        statuses = sorted(r.status_code for r in await asyncio.gather(*writes))
+        assert statuses == [201] * 3 + [429] * 7
+
+        # The shared bucket gone (deleted by an operator): each replica limits on its own, never not at all.
+        nc = await nats.connect(nats_url)
+        try:
+            await nc.jetstream().delete_key_value(RATE_BUCKET)
+        finally:
+            await nc.close()
+        alone = await token(two, "alone")
+        answers = [(await two.post(FLAGS, json={"key": f"l{i}"}, headers=alone)).status_code for i in range(4)]
+        assert answers == [201, 201, 201, 429]
 
 
 def flag(**fields: Any) -> dict[str, Any]:
