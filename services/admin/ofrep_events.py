@@ -60,14 +60,15 @@ async def event_stream(request: Request) -> Response:
         client = await _ruleset_client(request, project, environment)
     except OfrepFailure as failure:
         return failure.response()
-    changed = asyncio.Event()
-    remove = client.on_change(None, lambda *_: changed.set())
     lifetime = STREAM_LIFETIME if "text/event-stream" in request.headers.get("accept", "") else 0.0
+    start = client.seq if seen is None else seen  # now: a change before the stream starts is sent first
 
     async def events() -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + lifetime
-        sent = client.seq if seen is None else seen
+        changed = asyncio.Event()
+        remove = client.on_change(None, lambda *_: changed.set())
+        sent = start
         try:
             yield b"retry: 1000\n: flagstream ofrep events\n\n"
             while True:
