@@ -240,6 +240,29 @@ class FlagEvaluations:
                 log.exception("flagstream: evaluation observer failed (ignored)")
         return detail
 
+    def all_flags(self, context: Any) -> dict[str, EvaluationDetail]:
+        """Every active flag evaluated for ``context``, all from one ruleset (one stream sequence), by key: to
+        render a page with them, or to hand a browser app the values it cannot compute itself.
+
+        Counted in telemetry like any evaluation; not passed to exposure hooks (nothing has been shown yet).
+        Never raises: a flag that fails is an ERROR detail with the value ``None``. Empty before the first load.
+        """
+        ruleset = self._cache.ruleset
+        counter = self._counter
+        out: dict[str, EvaluationDetail] = {}
+        for key in sorted(ruleset.flags):
+            if ruleset.flags[key].archived:
+                continue
+            try:
+                detail = evaluate(ruleset.compiled, key, context, None, ruleset.seq)
+            except Exception:
+                log.exception("flagstream: evaluating flag %r failed; serving None", key)
+                detail = error_detail(None, ErrorKind.EXCEPTION, ruleset.seq)
+            out[key] = detail
+            if counter is not None:
+                counter.counts[key, detail.variation] += 1
+        return out
+
     def bool_variation(self, key: str, context: Any, default: bool) -> bool:
         return self._typed(key, context, default, _is_bool).value
 

@@ -163,3 +163,19 @@ async def test_test_data_with_whole_flags_and_segments_for_an_async_client() -> 
 def _write(path: Path, data: object) -> Path:
     path.write_text(json.dumps(data))
     return path
+
+
+def test_all_flags_evaluates_every_active_flag_from_one_ruleset() -> None:
+    td = TestData()
+    td.flag("new-checkout").on(True)
+    td.flag("button").variations("blue", "green").serve("green").value_for("user-1", "blue")
+    td.update(Flag(key="gone", on=True, archived=True))
+    client = FlagstreamClient.from_test_data(td)
+    flags = client.all_flags(USER)
+    assert list(flags) == ["button", "new-checkout"]  # sorted; the archived flag is not served
+    assert (flags["button"].value, flags["button"].reason.kind) == ("blue", ReasonKind.TARGET_MATCH)
+    assert flags["new-checkout"].value is True
+    assert {d.seq for d in flags.values()} == {client.seq}
+    bad = client.all_flags(42)  # a context that is no context: an error detail per flag, no exception
+    assert {(d.value, d.reason.error_kind) for d in bad.values()} == {(None, ErrorKind.MALFORMED_CONTEXT)}
+    assert client.all_flags(USER) == flags  # the same answer again: nothing random, nothing remembered
