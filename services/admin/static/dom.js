@@ -88,11 +88,12 @@ export function confirmDialog({ title, message, confirmLabel = "Confirm", danger
     // Escape is a cancel. The cancel event comes at once, with the key; the close event only in a later task,
     // after the browser has already put the focus back: a Space pressed in between found the switch still busy
     // and was lost. So the cancel settles the dialog itself, and the close event stays as the fallback (a
-    // browser may skip the cancel event). Only for this dialog: a late event of an earlier one must not cancel
-    // this one.
+    // browser may skip the cancel event). A close event of an earlier dialog can arrive after this one is open
+    // in the same element (Escape, then at once Space on the switch): it must not cancel this one, so a close
+    // event counts only while the element is really closed.
     const session = nextId("dialog");
     const onClose = () => {
-      if (dialog.dataset.session === session) finish(null);
+      if (!dialog.open && dialog.dataset.session === session) finish(null);
     };
     const onCancel = (event) => {
       if (dialog.dataset.session !== session) return;
