@@ -30,6 +30,7 @@ from nats.js.errors import APIError
 
 from ..events import STREAM, EnvironmentCreated, encode_event, subject
 from ..events.model import Environment
+from .admin.streams import StreamingServer
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
 from .nats_auth import ADMIN, PROJECTOR, Credentials, redact_logs, write_private, write_server_config
@@ -213,7 +214,7 @@ async def _seed_environments(nats_url: str, project: str, login: dict[str, str])
         await nc.close()
 
 
-class _QuietServer(uvicorn.Server):
+class _QuietServer(StreamingServer):
     """uvicorn without its own signal handling: ``up`` owns SIGINT/SIGTERM and stops every part in order."""
 
     @contextlib.contextmanager

@@ -87,6 +87,27 @@ def processes_using(path: Path) -> list[str]:
     return found
 
 
+def open_stream(url: str, headers: dict[str, str]) -> threading.Event:
+    """An event stream read in a thread, open once this returns; the event is set when the stream has ended."""
+    opened, ended = threading.Event(), threading.Event()
+
+    def read() -> None:
+        try:
+            with httpx.stream("GET", url, headers={**headers, "Accept": "text/event-stream"}, timeout=60) as response:
+                for _ in response.iter_bytes():
+                    opened.set()
+        except httpx.HTTPError:
+            pass
+        finally:
+            opened.set()
+            ended.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert opened.wait(30), f"{url} did not open"
+    assert not ended.is_set(), f"{url} ended at once"
+    return ended
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "flagstream-data"
@@ -122,7 +143,16 @@ def test_up_runs_the_product_and_keeps_data_across_a_restart(data_dir: Path) -> 
         time.sleep(0.1)
     assert any(m.startswith("flagstream_admin_requests_total{") for m in metrics)
 
+    # A browser with the UI open holds a change stream, an OFREP provider an event stream: Ctrl-C ends them
+    # and stops cleanly (it used to wait for them, then give up with a traceback).
+    streams = [
+        open_stream(f"{first.url}/api/v1/environments/development/changes/stream", auth),
+        open_stream(f"{first.url}/ofrep/v1/events?environment=development", auth),
+    ]
     assert first.interrupt() == 0, "".join(first.output)
+    for ended in streams:
+        assert ended.wait(30), "an event stream was still open after the server stopped"
+    assert not [line for line in first.output if "Traceback" in line or "did not stop" in line], "".join(first.output)
     assert processes_using(data_dir) == [], "something was left running after Ctrl-C"
 
     second = Up(data_dir)

@@ -184,6 +184,7 @@ def create_app(
     handlers = {HTTPException: _on_error}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.actor_header = actor_header
+    app.state.closing = asyncio.Event()  # set when the server starts to stop: event streams end (streams.py)
     app.state.auth = auth.Authenticator(operator_token, SharedRateLimiter(write_rate, write_burst))
     app.state.read_model_path = read_model
     app.state.openapi = auth.document_security(build_openapi(endpoints, actor_header=actor_header), endpoints)

@@ -18,6 +18,7 @@ from ..listen import listening_socket
 from ..logs import add_log_arguments, configure
 from ..nats_auth import add_nats_arguments, nats_options
 from .app import create_app
+from .streams import StreamingServer
 
 
 def operator_token(path: Path | None) -> str | None:
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
 
 
-class _Server(uvicorn.Server):
+class _Server(StreamingServer):
     """uvicorn whose stop signals are handled here: Ctrl-C / SIGTERM stop it cleanly and exit with 0."""
 
     @contextlib.contextmanager

@@ -10,7 +10,7 @@ The re-fetch may reach another admin replica than the stream came from. It carri
 ``flagConfigEtag``; a replica whose ruleset is behind it waits (at most ``ofrep.CATCH_UP``) before it answers, so
 the provider never re-fetches the old state from a slower replica (``ofrep.caught_up``).
 
-A stream lasts ``STREAM_LIFETIME`` (bounded, so that a shutdown never waits on an idle client); the client
+A stream lasts ``STREAM_LIFETIME``, and ends at once when the server starts to stop (``streams.py``); the client
 reconnects after ``retry`` and sends ``Last-Event-ID``: if the flags changed meanwhile, the first event comes at
 once. A client that does not ask for ``text/event-stream`` gets the opening and the end (plain HTTP tools).
 """
@@ -26,6 +26,7 @@ from starlette.responses import Response, StreamingResponse
 
 from .ofrep import EVENTS, OfrepFailure, _ruleset_client, where
 from .routes import Endpoint, Query
+from .streams import CLOSING, closing_of, next_or_closing
 
 #: How long a stream stays open before the client is asked to reconnect (with Last-Event-ID).
 STREAM_LIFETIME = 25.0
@@ -60,6 +61,7 @@ async def event_stream(request: Request) -> Response:
         client = await _ruleset_client(request, project, environment)
     except OfrepFailure as failure:
         return failure.response()
+    closing = closing_of(request)
     lifetime = STREAM_LIFETIME if "text/event-stream" in request.headers.get("accept", "") else 0.0
     start = client.seq if seen is None else seen  # now: a change before the stream starts is sent first
 
@@ -79,7 +81,8 @@ async def event_stream(request: Request) -> Response:
                 if left <= 0:
                     return
                 try:
-                    await asyncio.wait_for(changed.wait(), min(HEARTBEAT, left))
+                    if await next_or_closing(changed.wait(), closing, min(HEARTBEAT, left)) is CLOSING:
+                        return
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                 changed.clear()

@@ -27,6 +27,7 @@ from .errors import MalformedRequest, NotFound
 from .responses import record
 from .routes import API, Endpoint, Query, _where
 from .store import Stored
+from .streams import CLOSING, closing_of, next_or_closing
 
 log = logging.getLogger("flagstream.admin.ui")
 
@@ -129,6 +130,7 @@ async def changes_stream(request: Request) -> Response:
     )
 
     # A client that does not ask for an event stream (a plain HTTP tool) gets the ready event and the end.
+    closing = closing_of(request)
     lifetime = STREAM_LIFETIME if "text/event-stream" in request.headers.get("accept", "") else 0.0
 
     async def events() -> AsyncIterator[bytes]:
@@ -138,10 +140,12 @@ async def changes_stream(request: Request) -> Response:
             yield b"retry: 1000\n\n" + _sse("ready", _encoder.encode({"after": after}))
             while (left := deadline - loop.time()) > 0:
                 try:
-                    msg = await asyncio.wait_for(queue.get(), min(HEARTBEAT, left))
+                    msg = await next_or_closing(queue.get(), closing, min(HEARTBEAT, left))
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
+                if msg is CLOSING:
+                    return
                 seq = msg.metadata.sequence.stream  # type: ignore[attr-defined]
                 try:
                     body = _change(seq, decode_event(msg.data))  # type: ignore[attr-defined]
