@@ -52,8 +52,8 @@ _SECURITY = {
     "Cache-Control": "no-cache",
 }
 
-#: A stream ends after this long; the client reconnects with Last-Event-ID at once and misses nothing.
-#: Bounded so that a server shutting down never waits on an idle browser for long.
+#: A stream ends after this long (and at once when the server starts to stop: streams.py); the client reconnects
+#: with Last-Event-ID at once and misses nothing. A dead connection is found within this time.
 STREAM_LIFETIME = 25.0
 HEARTBEAT = 10.0
 
