@@ -121,6 +121,14 @@ def test_up_runs_the_product_and_keeps_data_across_a_restart(data_dir: Path) -> 
 
     first = Up(data_dir)
     first.wait_ready()
+    # A second `make run` on the same folder is refused (two nats-servers on one store would damage it).
+    twice = subprocess.run(
+        [FLAGSTREAM, "up", "--data-dir", str(data_dir), "--port", "0", "--nats-port", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert twice.returncode == 2, twice.stdout + twice.stderr
+    assert f"is in use by another flagstream up (pid {first.proc.pid})" in twice.stderr
+    assert httpx.get(f"{first.url}/readyz", timeout=10).status_code == 200  # the first one goes on
     token_file = data_dir / "operator-token"
     assert token_file.stat().st_mode & 0o777 == 0o600
     auth = auth_headers(token_file.read_text().strip())
