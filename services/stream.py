@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import TypeVar
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from ..events import STREAM
 from ..events.subjects import all_subjects
 
 log = logging.getLogger("flagstream.stream")
+
+T = TypeVar("T")
+
+#: What JetStream answers (or fails to) while a cluster is still electing its leaders: worth another try.
+SETTLING = (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError)
+
+
+async def while_jetstream_settles(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    wait: float,
+    failure: Callable[[str], Exception] = TimeoutError,
+) -> T:
+    """``attempt()``, tried again for up to ``wait`` seconds while JetStream times out or is unavailable (a
+    cluster that has just started, or is electing a leader); then raises ``failure(message naming what)``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    delay = 0.25
+    while True:
+        try:
+            return await attempt()
+        except SETTLING as exc:
+            if loop.time() + delay > deadline:
+                raise failure(f"JetStream did not answer for {what} within {wait:g}s ({exc!r})") from None
+            log.warning("JetStream not answering for %s yet (%r); trying again in %.2fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
 
 #: Consumers the stream accepts. Every SDK instance follows its environment with one ordered consumer, and
 #: nats-server (2.15) refuses the 1,001st consumer of a stream whose limit is left unset.

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import nats
 from nats.errors import ConnectionClosedError, NoServersError
-from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import APIError, NoStreamResponseError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..shared_rate import SharedRateLimiter
-from ..stream import ensure_stream
+from ..stream import ensure_stream, while_jetstream_settles
 from ..tokens import TokenStore
 from . import auth
 from .errors import AdminError, Conflict, InvalidInput, MalformedRequest, NotFound, TooLarge, Unavailable
@@ -37,25 +37,10 @@ log = logging.getLogger("flagstream.admin")
 
 T = TypeVar("T")
 
-#: What JetStream answers (or fails to) while a cluster is still electing its leaders: worth another try.
-_SETTLING = (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError)
-
 
 async def _while_jetstream_settles(what: str, attempt: Callable[[], Awaitable[T]], wait: float) -> T:
-    """``attempt()``, tried again for up to ``wait`` seconds while JetStream times out or is unavailable (a
-    cluster that has just started, or is electing a leader); then 503 ``Unavailable`` naming ``what``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    delay = 0.25
-    while True:
-        try:
-            return await attempt()
-        except _SETTLING as exc:
-            if loop.time() + delay > deadline:
-                raise Unavailable(f"JetStream did not answer for {what} within {wait:g}s ({exc!r})") from None
-            log.warning("JetStream not answering for %s yet (%r); trying again in %.2fs", what, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    """``stream.while_jetstream_settles``, failing with 503 ``Unavailable``."""
+    return await while_jetstream_settles(what, attempt, wait, failure=Unavailable)
 
 
 STATUS: dict[type[AdminError], int] = {

@@ -21,7 +21,7 @@ from flagstream import AsyncFlagstreamClient
 from flagstream.events import STREAM
 from flagstream.services.admin.app import create_app
 from flagstream.services.natsd import NatsCluster
-from flagstream.services.stream import ensure_stream
+from flagstream.services.stream import ensure_stream, while_jetstream_settles
 from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
 
 
@@ -37,7 +37,8 @@ def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
 async def test_writes_continue_through_a_stream_leader_crash(cluster: NatsCluster) -> None:
     nc = await nats.connect(cluster.urls)
     try:
-        await ensure_stream(nc.jetstream(), replicas=3)  # before the admin, whose start-up would make an R1
+        js = nc.jetstream()  # the stream before the admin, whose start-up would make an R1; JetStream may still settle
+        await while_jetstream_settles("the stream", lambda: ensure_stream(js, replicas=3), 60)
     finally:
         await nc.close()
     leader = cluster.node_named(cluster.wait_leader_of(STREAM))
