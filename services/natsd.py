@@ -263,7 +263,21 @@ class NatsCluster:
         return None
 
     def wait_meta_leader(self, timeout: float = 30.0) -> str:
-        return _poll(self.meta_leader, timeout, "a JetStream meta leader")
+        """The meta leader's ``server_name``, once it sees every other live node as a current peer (before that,
+        creating a stream with one replica per node fails: "no suitable peers for placement")."""
+        return _poll(self._settled_meta_leader, timeout, "a JetStream meta leader with every peer current")
+
+    def _settled_meta_leader(self) -> str | None:
+        leader = self.meta_leader()
+        if leader is None or self.node_named(leader) not in self.alive():
+            return None
+        try:
+            meta = self._jsz(self.node_named(leader)).get("meta_cluster", {})
+        except OSError:
+            return None
+        current = {r.get("name") for r in meta.get("replicas") or [] if r.get("current")}
+        others = {f"n{i}" for i in self.alive()} - {leader}
+        return leader if others <= current else None
 
     def wait_leader_of(self, stream: str, timeout: float = 30.0) -> str:
         return _poll(lambda: self.leader_of(stream), timeout, f"a leader of stream {stream}")

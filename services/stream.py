@@ -11,7 +11,7 @@ from typing import TypeVar
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from ..events import STREAM
 from ..events.subjects import all_subjects
@@ -22,6 +22,9 @@ T = TypeVar("T")
 
 #: What JetStream answers (or fails to) while a cluster is still electing its leaders: worth another try.
 SETTLING = (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError)
+#: JetStream API errors of a cluster whose peers are not all known yet: "no suitable peers for placement"
+#: (10005), "insufficient resources" (10023), "JetStream cluster not available" (10008).
+SETTLING_CODES = frozenset({10005, 10008, 10023})
 
 
 async def while_jetstream_settles(
@@ -38,7 +41,9 @@ async def while_jetstream_settles(
     while True:
         try:
             return await attempt()
-        except SETTLING as exc:
+        except (*SETTLING, APIError) as exc:
+            if isinstance(exc, APIError) and not isinstance(exc, SETTLING) and exc.err_code not in SETTLING_CODES:
+                raise
             if loop.time() + delay > deadline:
                 raise failure(f"JetStream did not answer for {what} within {wait:g}s ({exc!r})") from None
             log.warning("JetStream not answering for %s yet (%r); trying again in %.2fs", what, exc, delay)
