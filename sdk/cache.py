@@ -140,20 +140,9 @@ def _differences(old: Ruleset, new: Ruleset) -> set[str]:
     return {key for key in old.flags.keys() | new.flags.keys() if old.flags.get(key) != new.flags.get(key)}
 
 
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
-def _is_str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_json(value: Any) -> bool:
-    return isinstance(value, dict | list)
+#: The value types of the typed accessors, for ``isinstance`` (a bool is never a number; see ``_typed``).
+_NUMBER = (int, float)
+_JSON = (dict, list)
 
 
 def _observe_safely(observe: Callable[[str, Any, EvaluationDetail], None], key: str, context: Any, d: Any) -> None:
@@ -209,23 +198,25 @@ class FlagEvaluations:
     def variation_detail(self, key: str, context: Any, default: Any = None) -> EvaluationDetail:
         return self._typed(key, context, default, None)
 
-    def _evaluate(self, key: str, context: Any, default: Any) -> EvaluationDetail:
+    def _typed(self, key: str, context: Any, default: Any, kind: type | tuple[type, ...] | None) -> EvaluationDetail:
+        """Evaluate, check the value's type (``kind``; else the default with WRONG_TYPE), count and observe.
+
+        Every accessor's whole path over the engine, in one function: each call level costs ~50 ns here.
+        """
         cache = self._cache
         ruleset = cache.ruleset
         try:
             detail = evaluate(ruleset.compiled, key, context, default, ruleset.seq)
-        except Exception:
+        except Exception:  # evaluate() answers its own faults; this only guards the application
             log.exception("flagstream: evaluating flag %r failed; serving the default", key)
-            return error_detail(default, ErrorKind.EXCEPTION, ruleset.seq)
-        if not cache.loaded and detail.reason.error_kind is ErrorKind.FLAG_NOT_FOUND:
-            return error_detail(default, ErrorKind.CLIENT_NOT_READY, ruleset.seq)
-        return detail
-
-    def _typed(self, key: str, context: Any, default: Any, check: Callable[[Any], bool] | None) -> EvaluationDetail:
-        """Evaluate (``check``: the value's type, else the default with WRONG_TYPE), count and observe."""
-        detail = self._evaluate(key, context, default)
-        if check is not None and detail.variation is not None and not check(detail.value):
-            detail = error_detail(default, ErrorKind.WRONG_TYPE, detail.seq)
+            detail = error_detail(default, ErrorKind.EXCEPTION, ruleset.seq)
+        if detail.variation is None:
+            if not cache.loaded and detail.reason.error_kind is ErrorKind.FLAG_NOT_FOUND:
+                detail = error_detail(default, ErrorKind.CLIENT_NOT_READY, ruleset.seq)
+        elif kind is not None:
+            value = detail.value
+            if not isinstance(value, kind) or (kind is _NUMBER and value.__class__ is bool):
+                detail = error_detail(default, ErrorKind.WRONG_TYPE, detail.seq)
         counter = self._counter
         if counter is not None:
             try:
@@ -264,28 +255,28 @@ class FlagEvaluations:
         return out
 
     def bool_variation(self, key: str, context: Any, default: bool) -> bool:
-        return self._typed(key, context, default, _is_bool).value
+        return self._typed(key, context, default, bool).value
 
     def bool_variation_detail(self, key: str, context: Any, default: bool) -> EvaluationDetail:
-        return self._typed(key, context, default, _is_bool)
+        return self._typed(key, context, default, bool)
 
     def string_variation(self, key: str, context: Any, default: str) -> str:
-        return self._typed(key, context, default, _is_str).value
+        return self._typed(key, context, default, str).value
 
     def string_variation_detail(self, key: str, context: Any, default: str) -> EvaluationDetail:
-        return self._typed(key, context, default, _is_str)
+        return self._typed(key, context, default, str)
 
     def number_variation(self, key: str, context: Any, default: float) -> float:
-        return self._typed(key, context, default, _is_number).value
+        return self._typed(key, context, default, _NUMBER).value
 
     def number_variation_detail(self, key: str, context: Any, default: float) -> EvaluationDetail:
-        return self._typed(key, context, default, _is_number)
+        return self._typed(key, context, default, _NUMBER)
 
     def json_variation(self, key: str, context: Any, default: Any) -> Any:
-        return self._typed(key, context, default, _is_json).value
+        return self._typed(key, context, default, _JSON).value
 
     def json_variation_detail(self, key: str, context: Any, default: Any) -> EvaluationDetail:
-        return self._typed(key, context, default, _is_json)
+        return self._typed(key, context, default, _JSON)
 
     # -- state, for tests and diagnostics -------------------------------------------------------------------
 
