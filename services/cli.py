@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("flagstream.services.cli_history", "evaluate a context now, or as of a time or sequence"),
     "revert": ("flagstream.services.cli_history", "restore a flag or an environment to an earlier state"),
     "schedule": ("flagstream.services.cli_history", "list, create and cancel scheduled changes"),
-    "rebuild": ("flagstream.services.cli_history", "rebuild the projector's read model from sequence 1"),
+    "rebuild": ("flagstream.services.projector.main", "rebuild the projector's read model (projector --rebuild)"),
     "import": ("flagstream.services.cli_import", "import flags and segments from Unleash or flagd via the admin API"),
 }
 

@@ -7,19 +7,16 @@ One module for the four commands (``cli.py`` maps each to it; the command name p
 * ``flagstream eval [FLAG ...] --context JSON [--as-of T|SEQ]``: what a context gets (got, will get);
 * ``flagstream revert [FLAG] (--to T | --seq N)``: restore a flag, or the whole environment;
 * ``flagstream schedule list | create FLAG --at T (--on | --off | --archive | --restore | --set JSON) |
-  show ID | cancel ID``;
-* ``flagstream rebuild --db FILE``: fold the whole stream from sequence 1 into a fresh read model beside
-  ``FILE``, print the state hash before and after, and swap it in atomically (stop the projector first).
+  show ID | cancel ID``.
+
+(``flagstream rebuild`` is ``flagstream projector --rebuild``: ``services/projector/rebuild.py``.)
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from .api_client import ApiClient, ApiError, add_client_arguments, client_from, table
@@ -27,9 +24,6 @@ from .api_client import ApiClient, ApiError, add_client_arguments, client_from, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     command = parser.prog.split()[-1]
-    if command == "rebuild":
-        _rebuild_args(parser)
-        return
     add_client_arguments(parser)
     {"history": _history_args, "eval": _eval_args, "revert": _revert_args, "schedule": _schedule_args}[command](parser)
 
@@ -77,18 +71,10 @@ def _schedule_args(p: argparse.ArgumentParser) -> None:
         add_client_arguments(one, suppress=True)
 
 
-def _rebuild_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS server (default: %(default)s)")
-    p.add_argument("--db", required=True, type=Path, help="the projector's SQLite file to rebuild")
-    p.add_argument("--timeout", type=float, default=600.0, help="give up after N seconds (default: %(default)s)")
-
-
 # -- running ------------------------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.command == "rebuild":
-        return asyncio.run(_rebuild(args.nats_url, args.db, args.timeout, exists=args.db.exists()))
     try:
         with client_from(args) as client:
             env = f"environments/{args.env}"
@@ -208,46 +194,3 @@ def _schedule(client: ApiClient, env: str, args: argparse.Namespace) -> None:
         rec = _call(client, "GET", f"{base}/{args.id}")
     extra = f" (change at {rec['result_seq']})" if rec["result_seq"] else (f": {rec['error']}" if rec["error"] else "")
     _out(args, rec, f"{rec['id']}: {rec['description']} at {rec['due']}, {rec['status']}{extra}")
-
-
-async def _rebuild(nats_url: str, db: Path, limit: float, *, exists: bool) -> int:
-    from .projector.projector import Projector
-    from .projector.readmodel import ReadModel, rebuild_path, remove_database, seal, swap_in
-
-    before: tuple[int, str] | None = None
-    if exists:
-        async with await ReadModel.open(db, readonly=True) as model:
-            before = (await model.last_seq(), await model.state_hash_all())
-        print(f"before:  sequence {before[0]}, state hash {before[1]}", flush=True)
-    fresh = rebuild_path(db)
-    remove_database(fresh)
-    # A throw-away durable of its own, from sequence 1 (the fresh file's position is 0).
-    projector = Projector(
-        nats_url=nats_url, db_path=fresh, durable=f"projector-rebuild-{os.getpid()}", inactive_threshold=60
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(projector.run(stop))
-    waiter = asyncio.create_task(projector.wait_caught_up(limit))
-    try:
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.set()
-        await task
-    if not waiter.done() or waiter.exception() is not None:
-        waiter.cancel()
-        print(f"flagstream rebuild: not caught up after {limit:g}s; {db} left as it was", file=sys.stderr)
-        return 1
-    async with await ReadModel.open(fresh, readonly=True) as model:
-        after = (await model.last_seq(), await model.state_hash_all())
-    print(f"after:   sequence {after[0]}, state hash {after[1]}", flush=True)
-    if before is not None and before[0] == after[0] and before[1] != after[1]:
-        print(f"flagstream rebuild: the rebuilt state differs at the same sequence; {db} kept, the rebuild is in "
-              f"{fresh}", file=sys.stderr)  # fmt: skip
-        return 1
-    await seal(fresh)
-    swap_in(fresh, db)
-    if before is None or before[0] == after[0]:
-        print("identical" if before is not None else f"created {db}", flush=True)
-    else:
-        print(f"(the old read model was at sequence {before[0]}: compare hashes at the same position)", flush=True)
-    return 0

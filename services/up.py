@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
 import secrets
 import signal
 import socket
@@ -24,7 +22,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import nats
 import uvicorn
@@ -33,6 +31,7 @@ from nats.js.errors import APIError
 from ..events import STREAM, EnvironmentCreated, encode_event, subject
 from ..events.model import Environment
 from .admin.streams import StreamingServer
+from .filelock import hold_lock
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
 from .nats_auth import ADMIN, PROJECTOR, Credentials, redact_logs, write_private, write_server_config
@@ -61,13 +60,18 @@ def run(args: argparse.Namespace) -> int:
     redact_logs("flagstream.projector")  # the projector is given its NATS user in its URL
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    lock, owner = lock_data_dir(data_dir)  # held (open) until this process ends
+    lock, owner = hold_lock(data_dir / "up.lock")  # held (open) until this process ends
     if lock is None:
         print(
             f"flagstream up: {data_dir} is in use by another flagstream up (pid {owner or 'unknown'}); "
             "stop that one, or give this one another --data-dir",
             file=sys.stderr,
         )
+        return 2
+    # The read model's own lock, as a standalone projector takes it: no `flagstream projector --rebuild` meanwhile.
+    read_model_lock, owner = hold_lock(data_dir / "readmodel.sqlite.lock")
+    if read_model_lock is None:
+        print(f"flagstream up: {data_dir / 'readmodel.sqlite'} is in use by a projector (pid {owner})", file=sys.stderr)
         return 2
     try:
         api_socket = listening_socket(args.host, args.port)
@@ -230,25 +234,6 @@ class _QuietServer(StreamingServer):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def lock_data_dir(data_dir: Path) -> tuple[IO[str] | None, str]:
-    """An exclusive lock on ``data_dir`` (the open lock file, with this pid in it), or ``(None, owner's pid)`` if
-    another process holds it: two nats-servers on one JetStream store, or two projectors on one read model, would
-    damage them."""
-    handle = (data_dir / "up.lock").open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        owner = handle.read().strip()
-        handle.close()
-        return None, owner
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle, ""
 
 
 def _port_free(host: str, port: int) -> bool:

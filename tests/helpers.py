@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 
@@ -87,3 +89,13 @@ async def publish_flag(url: str, key: str, *, on: bool = True, **options: Any) -
         await js.publish(subject("default", "production", "flag", key), encode_event(event))
     finally:
         await nc.close()
+
+
+def db_position(db: Path) -> int:
+    """The projector's applied position, read-only from outside (0 while the file or schema does not exist)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            row = conn.execute("SELECT last_seq FROM position WHERE id = 1").fetchone()
+            return int(row[0]) if row else 0
+    except sqlite3.Error:
+        return 0

@@ -128,6 +128,13 @@ def test_up_runs_the_product_and_keeps_data_across_a_restart(data_dir: Path) -> 
     )  # fmt: skip
     assert twice.returncode == 2, twice.stdout + twice.stderr
     assert f"is in use by another flagstream up (pid {first.proc.pid})" in twice.stderr
+    # So is a rebuild of its read model (the embedded projector writes it).
+    rebuild = subprocess.run(
+        [FLAGSTREAM, "projector", "--rebuild", "--db", str(data_dir / "readmodel.sqlite"), "--nats-url", "nats://x"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert rebuild.returncode == 2, rebuild.stdout + rebuild.stderr
+    assert f"in use by another projector (pid {first.proc.pid})" in rebuild.stderr
     assert httpx.get(f"{first.url}/readyz", timeout=10).status_code == 200  # the first one goes on
     token_file = data_dir / "operator-token"
     assert token_file.stat().st_mode & 0o777 == 0o600

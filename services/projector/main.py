@@ -2,7 +2,11 @@
 
 With ``--print-hash`` it catches up with the stream, prints the state hash of the read model (of one
 environment with ``--env``, else of every entity) and exits: a quick check that a rebuilt read model, or the
-SDK, agrees with this one.
+SDK, agrees with this one. With ``--rebuild`` (or as ``flagstream rebuild``) it rebuilds the read model from
+sequence 1 and swaps it in (``rebuild.py``).
+
+One process per read model: the projector holds ``<db>.lock`` while it runs (released by the kernel however it
+ends), and a second one on the same file, a rebuild included, stops with exit code 2 naming the holder's pid.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from pathlib import Path
 
 import nats
 
+from ..filelock import hold_lock
 from ..logs import add_log_arguments, configure
 from ..nats_auth import add_nats_arguments, nats_options, redact_logs
 from .projector import BATCH_SIZE, Projector
 from .readmodel import ReadModel
+from .rebuild import rebuild
 
 log = logging.getLogger("flagstream.projector")
 
@@ -41,7 +47,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env", default=None, help="with --print-hash: hash only this environment's flags and segments"
     )
-    parser.add_argument("--timeout", type=float, default=300.0, help="with --print-hash: give up after N seconds")
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="fold the stream from sequence 1 into a fresh read model, print the state hash before and after, swap "
+        "it in for --db (the command 'flagstream rebuild' does the same)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="with --print-hash or --rebuild: give up after N seconds (default: 300, --rebuild 3600)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_nats_arguments(parser)
     add_log_arguments(parser)
@@ -59,6 +76,20 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"flagstream projector: {exc}", file=sys.stderr)
         return 2
+    db = Path(args.db).resolve()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    lock, owner = hold_lock(db.with_name(db.name + ".lock"))  # held (open) until this process ends
+    if lock is None:
+        print(
+            f"flagstream projector: {db} is in use by another projector (pid {owner or 'unknown'}); "
+            "two projectors on one read model would skip each other's events. Stop that one, or give this one "
+            "another --db",
+            file=sys.stderr,
+        )
+        return 2
+    if args.command == "rebuild" or args.rebuild:
+        timeout = 3600.0 if args.timeout is None else args.timeout
+        return asyncio.run(rebuild(args.nats_url, db, timeout, options))
     if args.print_hash:
         # A durable of its own, removed by the server a minute after the run: a hash check must never take over
         # (and rewind) the durable of a projector running against another database.
@@ -112,7 +143,8 @@ async def _serve(projector: Projector, metrics_port: int | None = None, metrics_
 async def _print_hash(projector: Projector, args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop))
-    waiter = asyncio.create_task(projector.wait_caught_up(args.timeout))
+    timeout = 300.0 if args.timeout is None else args.timeout
+    waiter = asyncio.create_task(projector.wait_caught_up(timeout))
     try:
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -120,7 +152,7 @@ async def _print_hash(projector: Projector, args: argparse.Namespace) -> int:
         await task  # raises what made the projector fail
     if not waiter.done() or waiter.exception() is not None:
         waiter.cancel()
-        log.error("not caught up after %ss (at sequence %d)", args.timeout, projector.last_seq)
+        log.error("not caught up after %ss (at sequence %d)", timeout, projector.last_seq)
         return 1
     async with await ReadModel.open(args.db, readonly=True) as model:
         if args.env:

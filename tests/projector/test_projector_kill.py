@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from nats.js import JetStreamContext
 from flagstream.events import Event, Flag, FlagCreated, FlagUpdated, encode_event, state_hash, subject
 from flagstream.services.projector import Projector, ReadModel
 from flagstream.services.stream import ensure_stream
+from tests.helpers import db_position
 
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 FLAGS = 50
@@ -54,16 +54,6 @@ class Writer:
         for event in events:
             await js.publish(subject("kill", "test", "flag", event.flag.key), encode_event(event))  # type: ignore[attr-defined]
             self.published += 1
-
-
-def db_position(db: Path) -> int:
-    """The projector's applied position, read-only from outside (0 while the file or schema does not exist)."""
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            row = conn.execute("SELECT last_seq FROM position WHERE id = 1").fetchone()
-            return int(row[0]) if row else 0
-    except sqlite3.Error:
-        return 0
 
 
 async def position_reaches(
