@@ -5,8 +5,10 @@ evaluation results as an application's own client), started on first use and kep
 then on. An evaluation is then a function call on the ruleset in memory: no stream read per request.
 
 The pool is bounded: past ``capacity`` environments, the least recently used one is closed (and reloaded when
-asked for again). The caller checks that an environment exists before asking (the pool would otherwise hold a
-client for any name it is given).
+asked for again). An environment someone follows (an OFREP event stream, ``pin``) is never the one closed: its
+followers would hear nothing more; while every held environment is pinned the pool holds more than ``capacity``.
+The caller checks that an environment exists before asking (the pool would otherwise hold a client for any name
+it is given).
 
 The clients connect with the given ``connect_options`` (the admin passes its own NATS credentials) and report
 telemetry like any SDK instance, so evaluations served through the pool count in the fleet's numbers.
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from ..async_client import AsyncFlagstreamClient
@@ -54,12 +57,17 @@ class EvaluatorPool:
         # The admin's credentials, with the admin's own inbox (not the per-environment SDK inbox an SDK uses).
         self.connect_options = {"inbox_prefix": "_INBOX", **(connect_options or {})}
         self._clients: OrderedDict[tuple[str, str], AsyncFlagstreamClient] = OrderedDict()
+        self._pins: dict[tuple[str, str], int] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def holds(self, project: str, environment: str) -> bool:
         """Whether a client for this environment is in the pool (loaded or loading)."""
         return (project, environment) in self._clients
+
+    def held(self, project: str, environment: str) -> AsyncFlagstreamClient | None:
+        """This environment's client if the pool holds it (without starting one or marking it used)."""
+        return self._clients.get((project, environment))
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -90,9 +98,35 @@ class EvaluatorPool:
             )
         return client
 
+    def pin(self, project: str, environment: str) -> Callable[[], None]:
+        """Keep this environment's client in the pool until the returned release is called (once)."""
+        where = (project, environment)
+        self._pins[where] = self._pins.get(where, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            left = self._pins[where] - 1
+            if left:
+                self._pins[where] = left
+            else:
+                del self._pins[where]
+                if not self._closed:
+                    self._evict()
+
+        return release
+
     def _evict(self) -> None:
-        while len(self._clients) > self.capacity:
-            where, oldest = self._clients.popitem(last=False)
+        excess = len(self._clients) - self.capacity
+        if excess <= 0:
+            return
+        # Oldest first; never the newest (the one just asked for) nor one that is followed.
+        unpinned = [where for where in list(self._clients)[:-1] if where not in self._pins][:excess]
+        for where in unpinned:
+            oldest = self._clients.pop(where)
             log.info("evaluator: closing the least recently used environment %s/%s", *where)
             task = asyncio.create_task(oldest.close())
             self._closing.add(task)

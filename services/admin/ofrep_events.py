@@ -70,9 +70,13 @@ async def event_stream(request: Request) -> Response:
         deadline = loop.time() + lifetime
         changed = asyncio.Event()
         remove = client.on_change(None, lambda *_: changed.set())
+        pool = request.app.state.evaluator
+        unpin = pool.pin(project, environment)  # its client stays loaded while followed
         sent = start
         try:
             yield b"retry: 1000\n: flagstream ofrep events\n\n"
+            if pool.held(project, environment) is not client:  # closed before the pin: reconnect (Last-Event-ID)
+                return
             while True:
                 if client.seq > sent:  # changed since the last event (or since the client's Last-Event-ID)
                     sent = client.seq
@@ -88,6 +92,7 @@ async def event_stream(request: Request) -> Response:
                 changed.clear()
         finally:
             remove()
+            unpin()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
