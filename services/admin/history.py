@@ -8,7 +8,6 @@ model (``app.state.read_model_path``; absent: 503); reverts write through ``Admi
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,10 +21,10 @@ from starlette.responses import Response
 
 from ...evaluation import Reason
 from ...events import DEFAULT_PROJECT, Event, entity_of
-from ...events.catalog import Schedule, ScheduleCancelled, ScheduleCreated, ScheduledChange, ScheduleEvent
+from ...events.catalog import ScheduleEvent
 from ..diff import Change, diff
 from ..projector.readmodel import EventRecord, ReadModel
-from ..schedules import POLL, describe, project_states, running, schedule_subject, schedules_filter
+from ..schedules import project_states, schedules_filter
 from ..timetravel import (
     EntityDiff,
     Evaluation,
@@ -37,12 +36,11 @@ from ..timetravel import (
     ruleset_of,
     states,
 )
-from .commands import FlagPatch, SegmentPatch, check_key, convert, parse_json
+from .commands import check_key, convert, parse_json
 from .decide import FLAG, SEGMENT, Kind
 from .errors import Conflict, InvalidInput, MalformedRequest, NotFound, Unavailable
 from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, service_of
 from .service import ListFilter, WriteRequest
-from .store import Stored, WrongLastSequence
 
 MAX_LIMIT = 1000
 KINDS: dict[str, Kind] = {"flag": FLAG, "segment": SEGMENT}
@@ -166,13 +164,11 @@ class RevertResponse(Struct, kw_only=True):
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    """The read model is opened on first use; the schedule runner applies due changes meanwhile."""
+    """The read model is opened on first use (``model_of``) and closed with the app."""
     app.state.history_model = None
     app.state.history_lock = asyncio.Lock()
     try:
-        async with running(app.state.service, poll=getattr(app.state, "schedule_poll", POLL)) as runner:
-            app.state.schedule_runner = runner
-            yield
+        yield
     finally:
         model = app.state.history_model
         if model is not None:
@@ -222,7 +218,7 @@ def parse_instant(value: str, name: str) -> datetime | int:
     return parse_seq(value, name) if value.strip().isdigit() else parse_time(value, name)
 
 
-def _where(request: Request) -> tuple[str, str]:
+def where(request: Request) -> tuple[str, str]:
     project = check_key(request.path_params.get("project", DEFAULT_PROJECT), "project")
     return project, check_key(request.path_params["environment"], "environment")
 
@@ -307,7 +303,7 @@ async def with_pending(
 
 def make_history(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
-        project, environment = _where(request)
+        project, environment = where(request)
         q = request.query_params
         want_kind = kind or q.get("kind") or None
         if want_kind is not None and want_kind not in HISTORY_KINDS:
@@ -365,7 +361,7 @@ async def _entry(model: ReadModel, record: EventRecord) -> HistoryEntry:
 
 def make_entity_state(kind: str) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
-        project, environment = _where(request)
+        project, environment = where(request)
         key = check_key(request.path_params["key"], "key")
         model = await model_of(request)
         instant = _instant_of(request)
@@ -384,7 +380,7 @@ def make_entity_state(kind: str) -> Callable[[Request], Awaitable[Response]]:
 
 
 async def environment_state(request: Request) -> Response:
-    project, environment = _where(request)
+    project, environment = where(request)
     model = await model_of(request)
     instant = _instant_of(request)
     seq, at = await resolve(model, instant)
@@ -406,7 +402,7 @@ async def environment_state(request: Request) -> Response:
 
 
 async def evaluate_handler(request: Request) -> Response:
-    project, environment = _where(request)
+    project, environment = where(request)
     body = convert(parse_json(await read_body(request)), EvaluateBody)
     if body.as_of is not None and body.seq is not None:
         raise MalformedRequest("give as_of or seq, not both")
@@ -438,7 +434,7 @@ def _result(e: Evaluation) -> EvaluationResult:
 
 
 async def diff_handler(request: Request) -> Response:
-    project, environment = _where(request)
+    project, environment = where(request)
     q = request.query_params
     if not q.get("from"):
         raise MalformedRequest("from is required: a time (RFC 3339) or a stream sequence")
@@ -460,7 +456,7 @@ def _describe(seq: int, at: datetime | None) -> str:
 
 def make_revert(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
-        project, environment = _where(request)
+        project, environment = where(request)
         key = check_key(request.path_params["key"], "key") if kind else None
         body = convert(parse_json(await read_body(request)), RevertBody)
         if (body.to is None) == (body.seq is None):
@@ -552,141 +548,6 @@ async def _step(
     return int(outcome.stored.seq)
 
 
-# -- handlers: scheduled changes ---------------------------------------------------------------------------
-
-
-class ScheduleBody(Struct, kw_only=True, forbid_unknown_fields=True):
-    """A change to make at ``due`` (RFC 3339, in the future) to one flag or one segment."""
-
-    due: str
-    flag: str | None = None
-    segment: str | None = None
-    #: patch (the top-level fields in ``changes``), on, off (flags), archive, restore.
-    action: str
-    changes: dict[str, Any] = {}
-    comment: str = ""
-
-
-class ScheduleRecord(Struct, kw_only=True):
-    id: str
-    version: int
-    status: str
-    due: datetime
-    change: ScheduledChange
-    description: str
-    claimed_by: str
-    result_seq: int
-    error: str
-    actor: str
-    at: datetime
-    comment: str
-
-
-class ScheduleList(Struct, kw_only=True):
-    items: list[ScheduleRecord]
-
-
-ACTIONS = ("patch", "on", "off", "archive", "restore")
-
-
-def _schedule_record(stored: Stored) -> ScheduleRecord:
-    event = stored.event
-    s: Schedule = event.schedule
-    return ScheduleRecord(
-        id=s.id, version=stored.seq, status=s.status, due=s.due, change=s.change, description=describe(s.change),
-        claimed_by=s.claimed_by, result_seq=s.result_seq, error=s.error, actor=event.actor, at=event.at,
-        comment=event.comment,
-    )  # fmt: skip
-
-
-def _change_of(body: ScheduleBody) -> ScheduledChange:
-    if (body.flag is None) == (body.segment is None):
-        raise MalformedRequest('give exactly one of "flag" or "segment" (the key of what to change)')
-    kind = "flag" if body.flag is not None else "segment"
-    key = check_key(body.flag or body.segment or "", kind)
-    if body.action not in ACTIONS or (kind == "segment" and body.action in ("on", "off")):
-        allowed = ACTIONS if kind == "flag" else ("patch", "archive", "restore")
-        raise InvalidInput(f"action must be one of {', '.join(allowed)} for a {kind}, got {body.action!r}")
-    if body.action == "patch":
-        if not body.changes:
-            raise InvalidInput('a patch needs "changes": the top-level fields to set')
-        for name in ("key", "archived", "comment"):
-            if name in body.changes:
-                raise InvalidInput(f"changes cannot set {name!r}")
-        convert(body.changes, FlagPatch if kind == "flag" else SegmentPatch)
-    elif body.changes:
-        raise InvalidInput(f'"changes" only goes with action patch, not {body.action!r}')
-    return ScheduledChange(kind=kind, key=key, action=body.action, changes=body.changes)  # type: ignore[arg-type]
-
-
-async def create_schedule(request: Request) -> Response:
-    project, environment = _where(request)
-    body = convert(parse_json(await read_body(request)), ScheduleBody)
-    change = _change_of(body)
-    due = parse_time(body.due, "due")
-    if due <= datetime.now(UTC):
-        raise InvalidInput(f"due must be in the future, got {body.due!r}")
-    service = service_of(request)
-    await service.get(KINDS[change.kind], project, environment, change.key)  # 404 if it does not exist
-    schedule = Schedule(id=f"s{uuid.uuid4().hex[:16]}", due=due, change=change)
-    event = ScheduleCreated(
-        project=project, environment=environment, actor=resolve_actor(request), at=datetime.now(UTC),
-        comment=body.comment, version=1, schedule=schedule,
-    )  # fmt: skip
-    appended = await service.store.append(
-        schedule_subject(project, environment, schedule.id), event, expected_seq=0, msg_id=None
-    )
-    runner = getattr(request.app.state, "schedule_runner", None)
-    if runner is not None:
-        runner.wake.set()
-    record = _schedule_record(Stored(appended.seq, event))
-    return json_response(record, 201, {"Location": f"{request.url.path.rstrip('/')}/{schedule.id}"})
-
-
-async def list_schedules(request: Request) -> Response:
-    project, environment = _where(request)
-    status = request.query_params.get("status") or None
-    statuses = ("pending", "claimed", "applied", "failed", "cancelled")
-    if status is not None and status not in statuses:
-        raise MalformedRequest(f"status must be one of {', '.join(statuses)}, got {status!r}")
-    latest = await service_of(request).store.latest(schedules_filter(project, environment))
-    items = [_schedule_record(s) for s in latest.values() if isinstance(s.event, ScheduleEvent)]
-    items = [i for i in items if status is None or i.status == status]
-    return json_response(ScheduleList(items=sorted(items, key=lambda i: (i.due, i.id))))
-
-
-async def _schedule(request: Request) -> tuple[str, str, Stored]:
-    project, environment = _where(request)
-    sid = check_key(request.path_params["id"], "schedule id")
-    stored = await service_of(request).store.last(schedule_subject(project, environment, sid))
-    if stored is None or not isinstance(stored.event, ScheduleEvent):
-        raise NotFound(f"schedule {sid!r} not found in environment {environment!r}")
-    return project, environment, stored
-
-
-async def get_schedule(request: Request) -> Response:
-    return json_response(_schedule_record((await _schedule(request))[2]))
-
-
-async def cancel_schedule(request: Request) -> Response:
-    project, environment, stored = await _schedule(request)
-    schedule: Schedule = stored.event.schedule
-    if schedule.status != "pending":
-        raise Conflict(f"schedule {schedule.id!r} is {schedule.status}: only a pending schedule can be cancelled")
-    event = ScheduleCancelled(
-        project=project, environment=environment, actor=resolve_actor(request), at=datetime.now(UTC),
-        comment=stored.event.comment, version=stored.event.version + 1,
-        schedule=msgspec.structs.replace(schedule, status="cancelled"),
-    )  # fmt: skip
-    try:
-        appended = await service_of(request).store.append(
-            schedule_subject(project, environment, schedule.id), event, expected_seq=stored.seq, msg_id=None
-        )
-    except WrongLastSequence:
-        raise Conflict(f"schedule {schedule.id!r} was claimed or changed meanwhile: read it again") from None
-    return json_response(_schedule_record(Stored(appended.seq, event)))
-
-
 # -- the table ---------------------------------------------------------------------------------------------
 
 _HISTORY_QUERY = (
@@ -724,19 +585,6 @@ def _endpoints(base: str, suffix: str) -> list[Endpoint]:
         Endpoint("POST", f"{env}/revert", make_revert(None), f"revertEnvironment{suffix}",
                  "Restore every flag and segment of an environment to its state at a time or sequence", "history",
                  RevertBody, RevertResponse, write=True, extra_statuses=(503,)),
-    ]  # fmt: skip
-    sched = f"{env}/schedules"
-    out += [
-        Endpoint("POST", sched, create_schedule, f"createSchedule{suffix}",
-                 "Schedule a change of a flag or segment at a future time", "schedules", ScheduleBody, ScheduleRecord,
-                 201, write=True),
-        Endpoint("GET", sched, list_schedules, f"listSchedules{suffix}", "Scheduled changes of an environment",
-                 "schedules", None, ScheduleList,
-                 query=(Query("status", "only these", ("pending", "claimed", "applied", "failed", "cancelled")),)),
-        Endpoint("GET", f"{sched}/{{id}}", get_schedule, f"getSchedule{suffix}", "One scheduled change",
-                 "schedules", None, ScheduleRecord),
-        Endpoint("POST", f"{sched}/{{id}}/cancel", cancel_schedule, f"cancelSchedule{suffix}",
-                 "Cancel a pending scheduled change", "schedules", None, ScheduleRecord, write=True),
     ]  # fmt: skip
     for kind, plural in (("flag", "flags"), ("segment", "segments")):
         one = f"{env}/{plural}/{{key}}"
