@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import auth_headers
+from tests.helpers import ADMIN_TOKEN, auth_headers, serving
 from tests.ofrep.wire import API, BULK, CONTEXT, EVENTS
 
 SSE = {"Accept": "text/event-stream"}
@@ -102,6 +102,24 @@ async def test_a_change_is_pushed_and_the_refetch_sees_it(http: httpx.AsyncClien
         on = await http.post(f"{API}/production/flags/checkout/on", json={})
         assert on.status_code == 200
         assert (await next_event(events))["etag"] == str(on.json()["version"])
+
+
+async def test_a_followed_environment_keeps_its_stream_when_the_pool_is_full(nats_url: str) -> None:
+    """With room for one environment, evaluating another must not close the one a stream follows."""
+    from flagstream.services.admin.app import create_app
+
+    app = create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, headers=auth_headers(), timeout=30) as http:
+        app.state.evaluator.capacity = 1
+        for env in ("production", "development"):
+            assert (await http.post(API, json={"key": env})).status_code == 201
+            assert (await http.post(f"{API}/{env}/flags", json={"key": "checkout", "on": True})).status_code == 201
+        async with listening(http, f"{EVENTS}?environment=production") as events:
+            dev = await http.post(BULK, json=CONTEXT, headers={"X-Flagstream-Environment": "development"})
+            assert dev.status_code == 200, dev.text
+            off = await http.post(f"{API}/production/flags/checkout/off", json={})
+            assert off.status_code == 200, off.text
+            assert (await next_event(events))["etag"] == str(off.json()["version"])
 
 
 async def test_a_client_that_reconnects_behind_gets_an_event_at_once(http: httpx.AsyncClient) -> None:
