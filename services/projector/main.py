@@ -32,40 +32,50 @@ log = logging.getLogger("flagstream.projector")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The projector's options; as ``flagstream rebuild``, only those a rebuild uses."""
+    rebuild_command = parser.prog.split()[-1] == "rebuild"
     parser.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS server (default: %(default)s)")
     parser.add_argument("--db", required=True, type=Path, help="SQLite file of the read model (created if missing)")
-    parser.add_argument(
-        "--durable",
-        default=None,
-        help="name of the durable consumer (default: projector; with --print-hash a throw-away one of its own)",
-    )
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="events per fetch and transaction")
-    parser.add_argument(
-        "--print-hash", action="store_true", help="catch up, print the state hash and exit (see --env, --project)"
-    )
-    parser.add_argument("--project", default="default", help="project of --env (default: %(default)s)")
-    parser.add_argument(
-        "--env", default=None, help="with --print-hash: hash only this environment's flags and segments"
-    )
-    parser.add_argument(
-        "--rebuild",
-        action="store_true",
-        help="fold the stream from sequence 1 into a fresh read model, print the state hash before and after, swap "
-        "it in for --db (the command 'flagstream rebuild' does the same)",
-    )
+    if rebuild_command:
+        parser.set_defaults(rebuild=True)
+    else:
+        parser.add_argument(
+            "--durable",
+            default=None,
+            help="name of the durable consumer (default: projector; with --print-hash a throw-away one of its own)",
+        )
+        parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="events per fetch and transaction")
+        parser.add_argument(
+            "--print-hash", action="store_true", help="catch up, print the state hash and exit (see --env, --project)"
+        )
+        parser.add_argument("--project", default="default", help="project of --env (default: %(default)s)")
+        parser.add_argument(
+            "--env", default=None, help="with --print-hash: hash only this environment's flags and segments"
+        )
+        parser.add_argument(
+            "--rebuild",
+            action="store_true",
+            help="fold the stream from sequence 1 into a fresh read model, print the state hash before and after, "
+            "swap it in for --db (the command 'flagstream rebuild' does the same)",
+        )
     parser.add_argument(
         "--timeout",
         type=float,
         default=None,
-        help="with --print-hash or --rebuild: give up after N seconds (default: 300, --rebuild 3600)",
+        help="give up after N seconds (default: 3600)"
+        if rebuild_command
+        else "with --print-hash or --rebuild: give up after N seconds (default: 300, --rebuild 3600)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_nats_arguments(parser)
     add_log_arguments(parser)
-    parser.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus metrics at http://HOST:PORT/metrics"
-    )
-    parser.add_argument("--metrics-host", default="127.0.0.1", help="address of --metrics-port (default: %(default)s)")
+    if not rebuild_command:
+        parser.add_argument(
+            "--metrics-port", type=int, default=None, help="serve Prometheus metrics at http://HOST:PORT/metrics"
+        )
+        parser.add_argument(
+            "--metrics-host", default="127.0.0.1", help="address of --metrics-port (default: %(default)s)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.command == "rebuild" or args.rebuild:
+    if args.rebuild:
         timeout = 3600.0 if args.timeout is None else args.timeout
         return asyncio.run(rebuild(args.nats_url, db, timeout, options))
     if args.print_hash:
