@@ -35,6 +35,7 @@ from ..events.telemetry import TELEMETRY_PREFIX
 from .admin.fleet import BUCKET as FLEET_BUCKET
 from .shared_rate import RATE_BUCKET
 from .tokens import BUCKET
+from .webhooks import BUCKET as WEBHOOKS_BUCKET
 
 ADMIN = "admin"
 PROJECTOR = "projector"
@@ -73,6 +74,7 @@ def admin_permissions() -> Permissions:
             f"$KV.{BUCKET}.>",
             f"$KV.{FLEET_BUCKET}.>",  # last-evaluated times of the fleet view
             f"$KV.{RATE_BUCKET}.>",  # the write rate per API token, shared by the replicas
+            f"$KV.{WEBHOOKS_BUCKET}.>",  # webhook records and their delivery status
             f"{TELEMETRY_PREFIX}.>",  # the OFREP evaluator's own SDK clients report like any SDK
         ),
         subscribe=("_INBOX.>", f"{PREFIX}.>", f"{TELEMETRY_PREFIX}.>"),

@@ -35,6 +35,9 @@ log = logging.getLogger("flagstream.admin.auth")
 
 OPERATOR = "operator"
 TOKENS_TAG = "tokens"
+WEBHOOKS_TAG = "webhooks"
+#: Routes only an admin token may use: who gets in, and where changes are sent.
+ADMIN_TAGS = (TOKENS_TAG, WEBHOOKS_TAG)
 
 
 class Unauthorized(AdminError):
@@ -95,7 +98,7 @@ class Authenticator:
 
 
 def required_role(endpoint: Endpoint) -> Role:
-    if endpoint.tag == TOKENS_TAG:
+    if endpoint.tag in ADMIN_TAGS:
         return Role.ADMIN
     return Role.WRITER if endpoint.write else Role.READER
 

@@ -16,7 +16,17 @@ from . import routes
 from .routes import Endpoint
 
 #: Feature modules, in the order their routes are matched (before the core routes).
-FEATURES: tuple[str, ...] = ("history", "schedules", "ofrep", "ofrep_events", "fleet", "ui", "projects", "metrics")
+FEATURES: tuple[str, ...] = (
+    "history",
+    "schedules",
+    "ofrep",
+    "ofrep_events",
+    "fleet",
+    "webhooks",
+    "ui",
+    "projects",
+    "metrics",
+)
 
 
 def feature_modules() -> list[ModuleType]:

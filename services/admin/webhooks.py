@@ -1,0 +1,167 @@
+"""Admin feature module: webhooks (see registry.py for the contract; ``services/webhooks.py`` for the body and
+the signature). Admin role only: a webhook sends every change it covers to a URL of the creator's choosing.
+
+``POST /api/v1/webhooks`` creates one (its secret is in that answer only); ``GET`` lists them or shows one with
+its delivery status (delivered, failed, last error, events still to send); ``DELETE`` stops it at once. The
+lifespan runs this replica's share of the deliveries (``services/webhook_delivery.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..webhook_delivery import WebhookDelivery
+from ..webhook_store import DeliveryStatus, WebhookStore
+from ..webhooks import KINDS, WebhookView, url_problem, view
+from .auth import WEBHOOKS_TAG
+from .commands import check_key, convert, parse_json
+from .errors import InvalidInput, NotFound, Unavailable
+from .routes import API, Endpoint, json_response, read_body, resolve_actor
+
+log = logging.getLogger("flagstream.webhooks")
+
+MAX_WEBHOOKS = 100
+
+
+class WebhookBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    url: str
+    description: str = ""
+    #: ``project/environment`` (or an environment key of the default project); omitted: every environment.
+    environments: list[str] | None = None
+    #: Entity kinds: flag, segment, environment, schedule; omitted: all.
+    kinds: list[str] | None = None
+
+
+class WebhookList(msgspec.Struct, kw_only=True):
+    items: list[WebhookView]
+
+
+class WebhookDetail(msgspec.Struct, kw_only=True):
+    webhook: WebhookView
+    status: DeliveryStatus
+    #: Events of the stream this webhook has yet to look at (sent or skipped), and the one in flight (0 or 1).
+    pending: int
+    in_flight: int
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    app.state.webhooks = None
+    try:
+        store = await WebhookStore.open(app.state.nc)
+    except Exception as exc:  # e.g. a NATS user without the bucket: the rest of the API still works
+        log.warning("webhooks: unavailable (cannot open the KV bucket): %r", exc)
+        yield
+        return
+    delivery = WebhookDelivery(store)
+    app.state.webhooks, app.state.webhook_delivery = store, delivery
+    stop = asyncio.Event()
+    task = asyncio.create_task(delivery.run(stop), name="webhook-delivery")
+    try:
+        yield
+    finally:
+        stop.set()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 5)
+
+
+def _store(request: Request) -> WebhookStore:
+    store = getattr(request.app.state, "webhooks", None)
+    if store is None:
+        raise Unavailable("webhooks are unavailable: the admin cannot use the KV bucket flagstream_webhooks")
+    return store  # type: ignore[no-any-return]
+
+
+def _environments(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    if not values:
+        raise InvalidInput("environments: give at least one, or omit it for every environment")
+    out = []
+    for i, value in enumerate(values):
+        project, _, environment = value.rpartition("/")
+        project = check_key(project or "default", f"environments[{i}] (project)")
+        out.append(f"{project}/{check_key(environment, f'environments[{i}]')}")
+    return sorted(set(out))
+
+
+def _kinds(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    for i, kind in enumerate(values):
+        if kind not in KINDS:
+            raise InvalidInput(f"kinds[{i}]: must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not values:
+        raise InvalidInput("kinds: give at least one, or omit it for every kind")
+    return sorted(set(values))
+
+
+async def create_webhook(request: Request) -> Response:
+    body = convert(parse_json(await read_body(request)), WebhookBody)
+    problem = url_problem(body.url)
+    if problem:
+        raise InvalidInput(problem)
+    if len(body.description) > 500:
+        raise InvalidInput("description is longer than 500 characters")
+    environments, kinds = _environments(body.environments), _kinds(body.kinds)
+    store = _store(request)
+    if len(await store.list()) >= MAX_WEBHOOKS:
+        raise InvalidInput(f"at most {MAX_WEBHOOKS} webhooks; delete one first")
+    record = await store.create(
+        url=body.url, description=body.description, environments=environments, kinds=kinds,
+        created_by=resolve_actor(request),
+    )  # fmt: skip
+    log.info("webhook %s -> %s created by %s", record.id, record.url, record.created_by)
+    request.app.state.webhook_delivery.wake.set()
+    return json_response(view(record, with_secret=True), 201, {"Location": f"{API}/webhooks/{record.id}"})
+
+
+async def list_webhooks(request: Request) -> Response:
+    return json_response(WebhookList(items=[view(r) for r in await _store(request).list()]))
+
+
+async def _found(request: Request) -> tuple[WebhookStore, str]:
+    store, webhook_id = _store(request), request.path_params["id"]
+    if not webhook_id.isalnum() or await store.get(webhook_id) is None:
+        raise NotFound(f"webhook {webhook_id!r} not found")
+    return store, webhook_id
+
+
+async def get_webhook(request: Request) -> Response:
+    store, webhook_id = await _found(request)
+    record = await store.get(webhook_id)
+    pending = await store.pending(webhook_id)
+    if record is None or pending is None:
+        raise NotFound(f"webhook {webhook_id!r} not found")
+    status = await store.status(webhook_id)
+    return json_response(WebhookDetail(webhook=view(record), status=status, pending=pending[0], in_flight=pending[1]))
+
+
+async def delete_webhook(request: Request) -> Response:
+    store, webhook_id = await _found(request)
+    record = await store.get(webhook_id)
+    await store.delete(webhook_id)
+    log.info("webhook %s deleted by %s", webhook_id, resolve_actor(request))
+    assert record is not None
+    return json_response(view(record))
+
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint("GET", f"{API}/webhooks", list_webhooks, "listWebhooks", "List webhooks (never their secrets)",
+             WEBHOOKS_TAG, None, WebhookList),
+    Endpoint("POST", f"{API}/webhooks", create_webhook, "createWebhook",
+             "Create a webhook: each change it covers is POSTed to its URL, signed (its secret is shown once)",
+             WEBHOOKS_TAG, WebhookBody, WebhookView, 201, write=True),
+    Endpoint("GET", f"{API}/webhooks/{{id}}", get_webhook, "getWebhook",
+             "A webhook and the status of its deliveries", WEBHOOKS_TAG, None, WebhookDetail),
+    Endpoint("DELETE", f"{API}/webhooks/{{id}}", delete_webhook, "deleteWebhook",
+             "Delete a webhook: nothing more is sent", WEBHOOKS_TAG, None, WebhookView, write=True),
+]  # fmt: skip

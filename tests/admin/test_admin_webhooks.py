@@ -1,0 +1,183 @@
+"""Webhooks against a real receiver: a real HTTP server (uvicorn) that records what it is sent, two admin
+replicas on one nats-server. What a user sees: each change of their environment arrives once, in order, signed,
+with the field-level changes; a failing endpoint gets it again until it takes it; a deleted webhook sends nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from flagstream.services.admin.app import create_app
+from flagstream.services.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+from tests.helpers import ADMIN_TOKEN, auth_headers, eventually, serving, until
+
+API = "/api/v1"
+ENVS = f"{API}/projects/default/environments"
+
+
+@dataclass
+class Receiver:
+    """Records each POST (headers, parsed body); answers 500 to the first ``fail`` of them."""
+
+    url: str = ""
+    fail: int = 0
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    refused: int = 0
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(raw) for _, raw in self.received]
+
+
+@contextlib.asynccontextmanager
+async def receiving(fail: int = 0) -> AsyncIterator[Receiver]:
+    receiver = Receiver(fail=fail)
+
+    async def hook(request: Request) -> Response:
+        raw = await request.body()
+        if receiver.refused < receiver.fail:
+            receiver.refused += 1
+            return Response("not now", status_code=500)
+        receiver.received.append((dict(request.headers), raw))
+        return Response(status_code=204)
+
+    async with serving(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as url:
+        receiver.url = f"{url}/hook"
+        yield receiver
+
+
+@contextlib.asynccontextmanager
+async def admin(nats_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        serving(create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN)) as url,
+        httpx.AsyncClient(base_url=url, headers=auth_headers(), timeout=30) as http,
+    ):
+        yield http
+
+
+async def setup_environments(http: httpx.AsyncClient) -> None:
+    for env in ("production", "development"):
+        assert (await http.post(ENVS, json={"key": env})).status_code == 201
+
+
+async def test_changes_arrive_in_order_signed_with_their_diff(nats_url: str) -> None:
+    async with admin(nats_url) as http, receiving() as receiver:
+        await setup_environments(http)
+        created = await http.post(
+            f"{API}/webhooks", json={"url": receiver.url, "environments": ["production"], "kinds": ["flag"]}
+        )
+        assert created.status_code == 201, created.text
+        hook = created.json()
+        assert hook["secret"].startswith("whsec_")
+        assert "secret" not in (await http.get(f"{API}/webhooks")).json()["items"][0]  # shown once
+
+        flag = f"{ENVS}/production/flags/new-checkout"
+        assert (await http.post(f"{ENVS}/production/flags", json={"key": "new-checkout"})).status_code == 201
+        assert (await http.post(f"{ENVS}/development/flags", json={"key": "elsewhere"})).status_code == 201
+        assert (await http.post(f"{ENVS}/production/segments", json={"key": "beta"})).status_code == 201
+        toggled = await http.post(f"{flag}/on", json={"comment": "launch"})
+        assert toggled.status_code == 200
+
+        await eventually(lambda: len(receiver.received) >= 2, what="two deliveries")
+        created_body, toggled_body = receiver.bodies
+        assert [created_body["type"], toggled_body["type"]] == ["flag.created", "flag.toggled"]
+        assert created_body["changes"] == []  # a new flag: nothing to compare with
+        assert toggled_body["changes"] == ["on: false -> true"]
+        assert toggled_body["seq"] == toggled.json()["version"]
+        assert (toggled_body["actor"], toggled_body["comment"], toggled_body["key"]) == (
+            "operator",
+            "launch",
+            "new-checkout",
+        )
+        assert "flag new-checkout in default/production" in toggled_body["text"]
+        assert "on: false -> true" in toggled_body["text"]
+        for headers, raw in receiver.received:
+            assert verify(hook["secret"], headers[SIGNATURE_HEADER.lower()], raw) is not None
+            assert verify("whsec_wrong", headers[SIGNATURE_HEADER.lower()], raw) is None
+        assert receiver.received[1][0][DELIVERY_HEADER.lower()] == f"{hook['id']}:{toggled_body['seq']}"
+
+        async def settled() -> bool:
+            detail = (await http.get(f"{API}/webhooks/{hook['id']}")).json()
+            return detail["pending"] == 0 and detail["in_flight"] == 0
+
+        await until(settled, what="the webhook's consumer has nothing pending")
+        detail = (await http.get(f"{API}/webhooks/{hook['id']}")).json()
+        assert detail["status"]["delivered"] == 2
+        assert len(receiver.received) == 2  # the development flag and the segment were not sent
+
+
+async def test_a_failing_endpoint_gets_the_change_again_until_it_takes_it(nats_url: str) -> None:
+    async with admin(nats_url) as http, receiving(fail=2) as receiver:
+        await setup_environments(http)
+        hook = (await http.post(f"{API}/webhooks", json={"url": receiver.url})).json()
+        assert (await http.post(f"{ENVS}/production/flags", json={"key": "a"})).status_code == 201
+        assert (await http.post(f"{ENVS}/production/flags", json={"key": "b"})).status_code == 201
+        await eventually(lambda: len(receiver.received) >= 2, within=60, what="delivered after two refusals")
+        assert [b["key"] for b in receiver.bodies] == ["a", "b"]  # the refused one first: order kept
+        assert receiver.refused == 2
+        detail = (await http.get(f"{API}/webhooks/{hook['id']}")).json()
+        assert detail["status"]["errors"] == 2
+        assert detail["status"]["delivered"] == 2
+
+
+async def test_two_replicas_send_each_change_once_and_a_deleted_webhook_nothing(nats_url: str) -> None:
+    async with admin(nats_url) as one, admin(nats_url) as two, receiving() as receiver:
+        await setup_environments(one)
+        hook = (await two.post(f"{API}/webhooks", json={"url": receiver.url, "kinds": ["flag"]})).json()
+        for i in range(10):
+            writer = one if i % 2 else two
+            assert (await writer.post(f"{ENVS}/production/flags", json={"key": f"f{i}"})).status_code == 201
+        await eventually(lambda: len(receiver.received) >= 10, what="ten deliveries")
+
+        async def settled() -> bool:
+            detail = (await one.get(f"{API}/webhooks/{hook['id']}")).json()
+            return detail["pending"] == 0 and detail["in_flight"] == 0
+
+        await until(settled, what="the webhook's consumer has nothing pending")
+        assert [b["key"] for b in receiver.bodies] == [f"f{i}" for i in range(10)]  # once each, in order
+
+        deleted = await one.delete(f"{API}/webhooks/{hook['id']}")
+        assert deleted.status_code == 200
+        assert (await two.get(f"{API}/webhooks/{hook['id']}")).status_code == 404
+        assert (await one.get(f"{API}/webhooks")).json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fault"),
+    [
+        ({"url": "ftp://example.com/x"}, 422, "absolute http(s) URL"),
+        ({"url": "https://user:pw@example.com/x"}, 422, "credentials"),
+        ({"url": "https://example.com/x", "kinds": ["flags"]}, 422, "kinds[0]"),
+        ({"url": "https://example.com/x", "environments": ["default/no such"]}, 400, "environments[0]"),
+        ({"url": "https://example.com/x", "environments": []}, 422, "environments"),
+        ({"link": "https://example.com/x"}, 422, "link"),
+    ],
+)
+async def test_a_bad_webhook_is_a_clear_4xx(admin_url: str, body: dict[str, Any], status: int, fault: str) -> None:
+    async with httpx.AsyncClient(base_url=admin_url, headers=auth_headers(), timeout=30) as http:
+        response = await http.post(f"{API}/webhooks", json=body)
+        assert response.status_code == status, response.text
+        assert fault in response.text
+        assert (await http.get(f"{API}/webhooks")).json()["items"] == []
+
+
+async def test_only_an_admin_token_manages_webhooks(admin_url: str) -> None:
+    async with httpx.AsyncClient(base_url=admin_url, headers=auth_headers(), timeout=30) as http:
+        writer = await http.post(f"{API}/tokens", json={"name": "ci", "role": "writer"})
+        headers = auth_headers(writer.json()["token"])
+        refused = await http.post(f"{API}/webhooks", json={"url": "https://example.com/x"}, headers=headers)
+        assert refused.status_code == 403
+        assert "needs admin" in refused.json()["error"]
+        assert (await http.get(f"{API}/webhooks", headers=headers)).status_code == 403
+        assert (await http.get(f"{API}/webhooks/whnone")).status_code == 404
