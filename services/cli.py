@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "envs": ("flagstream.services.cli_envs", "list and create environments through the admin API"),
     "flags": ("flagstream.services.cli_flags", "create, list, show and toggle flags through the admin API"),
     "tokens": ("flagstream.services.cli_tokens", "create, list and revoke API tokens through the admin API"),
+    "webhooks": ("flagstream.services.cli_webhooks", "send each change to a URL of yours (Slack, CI), signed"),
     "projects": ("flagstream.services.cli_projects", "list projects and their environments through the admin API"),
     "export": ("flagstream.services.cli_flagfile", "write an environment's flags and segments to a YAML/JSON file"),
     "plan": ("flagstream.services.cli_flagfile", "show what applying a flags file to an environment would change"),

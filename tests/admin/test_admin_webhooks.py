@@ -5,8 +5,10 @@ with the field-level changes; a failing endpoint gets it again until it takes it
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,3 +183,35 @@ async def test_only_an_admin_token_manages_webhooks(admin_url: str) -> None:
         assert "needs admin" in refused.json()["error"]
         assert (await http.get(f"{API}/webhooks", headers=headers)).status_code == 403
         assert (await http.get(f"{API}/webhooks/whnone")).status_code == 404
+
+
+async def cli(admin_url: str, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flagstream.services.cli", "webhooks", *args, "--api", admin_url, "--token", ADMIN_TOKEN,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_the_cli_creates_shows_and_deletes_a_webhook(admin_url: str) -> None:
+    async with receiving() as receiver:
+        code, out, err = await cli(admin_url, "create", receiver.url, "--env", "production", "--kind", "flag")
+        assert code == 0, err
+        webhook_id = out.split()[2]
+        assert "flag in default/production" in out
+        assert "signing secret: whsec_" in out
+        code, out, _ = await cli(admin_url, "list")
+        assert webhook_id in out
+        assert receiver.url in out
+        code, out, _ = await cli(admin_url, "show", webhook_id)
+        assert "delivered 0, failed 0" in out
+        code, out, _ = await cli(admin_url, "delete", webhook_id)
+        assert code == 0
+        assert "nothing more is sent" in out
+        code, _, err = await cli(admin_url, "show", webhook_id)
+        assert code == 1
+        assert f"webhook {webhook_id!r} not found" in err
+        code, _, err = await cli(admin_url, "create", "ftp://x")
+        assert code == 1
+        assert "absolute http(s) URL" in err
