@@ -26,7 +26,7 @@ log = logging.getLogger("flagstream.webhooks")
 #: Attempts at one event before it is given up (with the back-off of ``webhook_delivery``: about an hour).
 MAX_ATTEMPTS = 12
 #: How long one attempt may take before JetStream offers the event again.
-ACK_WAIT = 30.0
+ACK_WAIT = 15.0
 
 
 class DeliveryStatus(msgspec.Struct, kw_only=True):
