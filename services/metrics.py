@@ -63,6 +63,12 @@ class AdminMetrics:
         self.conflicts = Counter(
             "flagstream_admin_conflicts", "Writes refused with 409 (stale If-Match, lost race, exists)", registry=r
         )
+        self.webhook_attempts = Counter(
+            "flagstream_webhook_attempts",
+            "Webhook delivery attempts by this replica: delivered (2xx), error (retried), failed (given up)",
+            ["result"],
+            registry=r,
+        )
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,9 +42,17 @@ EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 
 
 class WebhookDelivery:
-    def __init__(self, store: WebhookStore, *, user_agent: str = "flagstream-webhooks") -> None:
+    def __init__(
+        self,
+        store: WebhookStore,
+        *,
+        user_agent: str = "flagstream-webhooks",
+        on_attempt: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = store
         self.user_agent = user_agent
+        #: Told each attempt's result: ``delivered``, ``error`` (to be retried) or ``failed`` (given up).
+        self.on_attempt = on_attempt or (lambda result: None)
         #: Set to look for new webhooks now (the API sets it when it creates one).
         self.wake = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -119,7 +128,9 @@ class WebhookDelivery:
         status = await self.store.status(record.id)
         status.last_seq, status.last_attempt_at = seq, datetime.now(UTC)
         code, error = await self._post(http, record, seq, payload)
-        if 200 <= code < 300:
+        result = "delivered" if 200 <= code < 300 else "failed" if meta.num_delivered >= MAX_ATTEMPTS else "error"
+        self.on_attempt(result)
+        if result == "delivered":
             status.delivered += 1
             status.last_delivered_at, status.last_status, status.last_error = status.last_attempt_at, code, ""
             await msg.ack()
@@ -127,7 +138,7 @@ class WebhookDelivery:
             status.errors += 1
             status.last_status, status.last_error = code, error
             attempt = meta.num_delivered
-            if attempt >= MAX_ATTEMPTS:
+            if result == "failed":
                 status.failed += 1
                 log.error("webhooks: %s gave up on event %d after %d attempts: %s", record.id, seq, attempt, error)
                 await msg.term()

@@ -61,7 +61,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.warning("webhooks: unavailable (cannot open the KV bucket): %r", exc)
         yield
         return
-    delivery = WebhookDelivery(store)
+    metrics = getattr(app.state, "metrics", None)
+    counted = (lambda result: metrics.webhook_attempts.labels(result).inc()) if metrics is not None else None
+    delivery = WebhookDelivery(store, on_attempt=counted)
     app.state.webhooks, app.state.webhook_delivery = store, delivery
     stop = asyncio.Event()
     task = asyncio.create_task(delivery.run(stop), name="webhook-delivery")

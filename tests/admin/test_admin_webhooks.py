@@ -131,6 +131,9 @@ async def test_a_failing_endpoint_gets_the_change_again_until_it_takes_it(nats_u
         detail = (await http.get(f"{API}/webhooks/{hook['id']}")).json()
         assert detail["status"]["errors"] == 2
         assert detail["status"]["delivered"] == 2
+        metrics = (await http.get("/metrics")).text
+        assert 'flagstream_webhook_attempts_total{result="error"} 2.0' in metrics
+        assert 'flagstream_webhook_attempts_total{result="delivered"} 2.0' in metrics
 
 
 async def test_two_replicas_send_each_change_once_and_a_deleted_webhook_nothing(nats_url: str) -> None:
@@ -201,17 +204,17 @@ async def test_the_cli_creates_shows_and_deletes_a_webhook(admin_url: str) -> No
         webhook_id = out.split()[2]
         assert "flag in default/production" in out
         assert "signing secret: whsec_" in out
-        code, out, _ = await cli(admin_url, "list")
-        assert webhook_id in out
-        assert receiver.url in out
-        code, out, _ = await cli(admin_url, "show", webhook_id)
-        assert "delivered 0, failed 0" in out
-        code, out, _ = await cli(admin_url, "delete", webhook_id)
-        assert code == 0
+        code, out, err = await cli(admin_url, "list")
+        assert webhook_id in out, out + err
+        assert receiver.url in out, out + err
+        code, out, err = await cli(admin_url, "show", webhook_id)
+        assert "delivered 0, failed 0" in out, out + err
+        code, out, err = await cli(admin_url, "delete", webhook_id)
+        assert code == 0, out + err
         assert "nothing more is sent" in out
-        code, _, err = await cli(admin_url, "show", webhook_id)
-        assert code == 1
+        code, out, err = await cli(admin_url, "show", webhook_id)
+        assert code == 1, out + err
         assert f"webhook {webhook_id!r} not found" in err
-        code, _, err = await cli(admin_url, "create", "ftp://x")
-        assert code == 1
+        code, out, err = await cli(admin_url, "create", "ftp://x")
+        assert code == 1, out + err
         assert "absolute http(s) URL" in err
