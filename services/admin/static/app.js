@@ -45,13 +45,14 @@ const optional = [
   { module: "./history.js", needs: "flagHistory", label: "History", path: "history" },
   { module: "./playground.js", needs: "evaluate", label: "Playground", path: "playground" },
   { module: "./fleet.js", needs: "getFleet", label: "Fleet", path: "fleet" },
+  { module: "./webhooks.js", needs: "listWebhooks", label: "Webhooks", path: "webhooks", admin: true },
 ];
 
 function renderNav(current) {
   const items = [
     { label: "Flags", path: "flags" },
     { label: "Segments", path: "segments" },
-    ...optional.filter((o) => ctx.extra[o.path]),
+    ...optional.filter((o) => ctx.extra[o.path] && (!o.admin || ctx.role === "admin")),
   ];
   clear(document.getElementById("nav"), items.map((item) =>
     h("a", { href: ctx.link(item.path), "aria-current": current === item.path ? "page" : null }, item.label)));
@@ -128,6 +129,7 @@ async function boot() {
   try {
     if (!whoami) throw new Error("no whoami");
     const me = await call("GET", whoami);
+    ctx.role = me.role;
     document.getElementById("whoami").textContent = `Signed in as ${me.actor || me.name || me.subject || "?"}`;
   } catch {
     document.getElementById("whoami").textContent = "Signed in";
