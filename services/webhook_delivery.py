@@ -37,7 +37,7 @@ BACKOFF = (1, 2, 5, 10, 30, 60, 120, 300, 600, 900, 1200)
 #: One attempt: connect, send, and the answer's status.
 TIMEOUT = 10.0
 #: How often the replica looks for webhooks created or deleted elsewhere.
-RESCAN = 2.0
+RESCAN = 5.0
 EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 
 
