@@ -18,8 +18,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
 
 from ..events import STREAM
-from ..events.subjects import all_subjects
-from .webhooks import BUCKET, WebhookRecord, consumer_name, new_id, new_secret
+from .webhooks import BUCKET, WebhookRecord, consumer_name, filter_subjects, new_id, new_secret
 
 log = logging.getLogger("flagstream.webhooks")
 
@@ -69,6 +68,7 @@ class WebhookStore:
     ) -> WebhookRecord:
         webhook_id = new_id()
         start = (await self.js.stream_info(STREAM)).state.last_seq + 1
+        subjects = filter_subjects(environments, kinds)
         await self.js.add_consumer(
             STREAM,
             ConsumerConfig(
@@ -76,7 +76,8 @@ class WebhookStore:
                 description=f"flagstream webhook {webhook_id} -> {url}"[:200],
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                 opt_start_seq=start,
-                filter_subject=all_subjects(),
+                filter_subject=subjects[0] if len(subjects) == 1 else None,
+                filter_subjects=subjects if len(subjects) > 1 else None,
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=ACK_WAIT,
                 max_deliver=MAX_ATTEMPTS,

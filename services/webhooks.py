@@ -33,6 +33,7 @@ import msgspec
 from msgspec import Struct
 
 from ..events import Event, entity_of, parse_subject
+from ..events.subjects import PREFIX
 from .diff import diff
 
 #: KV bucket of the webhook records.
@@ -93,6 +94,15 @@ def new_secret() -> str:
 def consumer_name(webhook_id: str) -> str:
     """The durable JetStream consumer that holds the webhook's position (shared by every admin replica)."""
     return f"webhook-{webhook_id}"
+
+
+def filter_subjects(environments: list[str] | None, kinds: list[str] | None) -> list[str]:
+    """The stream subjects a webhook's consumer reads: the server skips the rest, so ``pending`` counts only the
+    changes it will send."""
+    places = [tuple(e.split("/", 1)) for e in environments] if environments is not None else [("*", "*")]
+    if kinds is None:
+        return [f"{PREFIX}.{project}.{env}.>" for project, env in places]
+    return [f"{PREFIX}.{project}.{env}.{kind}.*" for project, env in places for kind in kinds]
 
 
 def url_problem(url: str) -> str | None:

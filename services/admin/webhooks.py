@@ -47,7 +47,7 @@ class WebhookList(msgspec.Struct, kw_only=True):
 class WebhookDetail(msgspec.Struct, kw_only=True):
     webhook: WebhookView
     status: DeliveryStatus
-    #: Events of the stream this webhook has yet to look at (sent or skipped), and the one in flight (0 or 1).
+    #: Changes this webhook has yet to send, and the one in flight (0 or 1).
     pending: int
     in_flight: int
 
