@@ -10,7 +10,7 @@ const sends = (w) => `${w.kinds ? w.kinds.join(", ") : "every kind"} in ${w.envi
 export async function render(ctx, main) {
   const box = h("div");
   const created = h("div", { role: "status" });
-  const url = h("input", { id: "wh-url", name: "url", type: "url", required: true, placeholder: "https://hooks.slack.com/services/…" });
+  const url = h("input", { id: "wh-url", name: "url", type: "url", required: true, placeholder: "your endpoint, e.g. a Slack incoming-webhook URL" });
   const description = h("input", { id: "wh-desc", name: "description", maxlength: 500 });
   const envs = ctx.envs.filter((e) => !e.environment.archived).map((e) => ({ value: `${ctx.project}/${e.key}`, label: e.environment.name || e.key }));
   const envChecks = envs.map((e) => h("input", { type: "checkbox", name: "environments", value: e.value }));
