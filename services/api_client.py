@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,6 +158,18 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, suppress: bool = Fa
         help=f"API token (default: $FLAGSTREAM_TOKEN, else the file {DEFAULT_TOKEN_FILE} if present)",
     )
     parser.add_argument("--json", action="store_true", default=default(False), help="machine-readable output")
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--api``, ``--token`` and ``--json`` on a sub-command whose ``--env`` means something else (a scope)."""
+    parser.add_argument("--api", default=argparse.SUPPRESS, help="admin API URL")
+    parser.add_argument("--token", default=argparse.SUPPRESS, help="an admin API token")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+
+
+def output(args: argparse.Namespace, body: Any, text: str) -> None:
+    """A command's answer: ``text`` for people, ``body`` as JSON with ``--json``."""
+    print(json.dumps(body, indent=2) if args.json else text)
 
 
 def client_from(args: argparse.Namespace) -> ApiClient:

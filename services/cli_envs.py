@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from .api_client import ApiError, add_client_arguments, client_from, table
+from .api_client import ApiError, add_client_arguments, client_from, output, table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         with client_from(args) as client:
             if args.action == "list":
                 items = client.list_environments()
-                _out(args, {"items": items}, _env_table(items))
+                output(args, {"items": items}, _env_table(items))
             else:
                 body = {
                     "key": args.key,
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
                     "comment": args.comment,
                 }
                 rec = client.create_environment(body)
-                _out(args, rec, f"created environment {rec['key']} (version {rec['version']})")
+                output(args, rec, f"created environment {rec['key']} (version {rec['version']})")
     except ApiError as exc:
         print(f"flagstream envs {args.action}: {exc.message}", file=sys.stderr)
         return 1
@@ -53,7 +52,3 @@ def _env_table(items: list[dict[str, Any]]) -> str:
         for i in items
     ]
     return table(("KEY", "NAME", "PRODUCTION", "VERSION"), rows)
-
-
-def _out(args: argparse.Namespace, body: Any, text: str) -> None:
-    print(json.dumps(body, indent=2) if args.json else text)

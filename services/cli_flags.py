@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from .api_client import ApiError, add_client_arguments, client_from, table
+from .api_client import ApiError, add_client_arguments, client_from, output, table
 
 ACTIONS = ("on", "off", "archive", "restore")
 KINDS = ("boolean", "string", "number", "json")
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         with client_from(args) as client:
             if args.action == "list":
                 items = client.list_flags(args.env, archived=args.archived, tag=args.tag, q=args.q)
-                _out(args, {"items": items}, _flag_table(items, args.env))
+                output(args, {"items": items}, _flag_table(items, args.env))
             elif args.action == "create":
                 body = {
                     "key": args.key,
@@ -58,13 +58,13 @@ def run(args: argparse.Namespace) -> int:
                     "comment": args.comment,
                 }
                 rec = client.create_flag(args.env, body)
-                _out(args, rec, f"created flag {rec['key']} in {args.env}: off (version {rec['version']})")
+                output(args, rec, f"created flag {rec['key']} in {args.env}: off (version {rec['version']})")
             elif args.action == "show":
                 rec = client.get_flag(args.env, args.key)
-                _out(args, rec, _details(rec, args.env))
+                output(args, rec, _details(rec, args.env))
             else:
                 rec = client.flag_action(args.env, args.key, args.action, args.comment)
-                _out(args, rec, f"flag {rec['key']} in {args.env}: {_state(rec['flag'])} (version {rec['version']})")
+                output(args, rec, f"flag {rec['key']} in {args.env}: {_state(rec['flag'])} (version {rec['version']})")
     except ApiError as exc:
         print(f"flagstream flags {args.action}: {exc.message}", file=sys.stderr)
         return 1
@@ -118,7 +118,3 @@ def _details(rec: dict[str, Any], env: str) -> str:
     ]
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k.ljust(width)}  {v}".rstrip() for k, v in lines)
-
-
-def _out(args: argparse.Namespace, body: Any, text: str) -> None:
-    print(json.dumps(body, indent=2) if args.json else text)

@@ -19,7 +19,7 @@ import json
 import sys
 from typing import Any
 
-from .api_client import ApiClient, ApiError, add_client_arguments, client_from, table
+from .api_client import ApiClient, ApiError, add_client_arguments, client_from, output, table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,10 +99,6 @@ def _call(client: ApiClient, method: str, tail: str, **kwargs: Any) -> dict[str,
     return client.request(method, client.project_path(tail), **kwargs)
 
 
-def _out(args: argparse.Namespace, body: Any, text: str) -> None:
-    print(json.dumps(body, indent=2) if args.json else text)
-
-
 def _history(client: ApiClient, env: str, args: argparse.Namespace) -> None:
     if args.flag and args.segment:
         raise ValueError("give a flag or --segment, not both")
@@ -128,7 +124,7 @@ def _history(client: ApiClient, env: str, args: argparse.Namespace) -> None:
         lines.append("no changes")
     if page.get("next_before"):
         lines.append(f"(more: --before {page['next_before']})")
-    _out(args, page, "\n".join(lines))
+    output(args, page, "\n".join(lines))
 
 
 def _instant(value: str) -> dict[str, Any]:
@@ -149,7 +145,7 @@ def _eval(client: ApiClient, env: str, args: argparse.Namespace) -> None:
         for r in result["results"]
     ]
     head = f"as of seq {result['seq']}" + (f" ({result['at']})" if result.get("at") else "")
-    _out(args, result, head + "\n" + table(("FLAG", "VALUE", "VARIATION", "REASON", "VERSION"), rows))
+    output(args, result, head + "\n" + table(("FLAG", "VALUE", "VARIATION", "REASON", "VERSION"), rows))
 
 
 def _reason(reason: dict[str, Any]) -> str:
@@ -166,7 +162,7 @@ def _revert(client: ApiClient, env: str, args: argparse.Namespace) -> None:
     lines += [f"  {w['action']} {w['kind']} {w['key']} -> version {w['version']}" for w in result["written"]]
     if not result["written"]:
         lines.append("  nothing to change: already in that state")
-    _out(args, result, "\n".join(lines))
+    output(args, result, "\n".join(lines))
 
 
 def _schedule(client: ApiClient, env: str, args: argparse.Namespace) -> None:
@@ -176,7 +172,7 @@ def _schedule(client: ApiClient, env: str, args: argparse.Namespace) -> None:
         items = _call(client, "GET", base, params=params)["items"]
         rows = [(i["id"], i["due"], i["status"], i["description"], i["actor"]) for i in items]
         text = table(("ID", "DUE", "STATUS", "CHANGE", "BY"), rows) if rows else "no scheduled changes"
-        _out(args, {"items": items}, text)
+        output(args, {"items": items}, text)
         return
     if args.action == "create":
         body: dict[str, Any] = {"due": args.at, "flag": args.flag, "comment": args.comment}
@@ -193,4 +189,4 @@ def _schedule(client: ApiClient, env: str, args: argparse.Namespace) -> None:
     else:
         rec = _call(client, "GET", f"{base}/{args.id}")
     extra = f" (change at {rec['result_seq']})" if rec["result_seq"] else (f": {rec['error']}" if rec["error"] else "")
-    _out(args, rec, f"{rec['id']}: {rec['description']} at {rec['due']}, {rec['status']}{extra}")
+    output(args, rec, f"{rec['id']}: {rec['description']} at {rec['due']}, {rec['status']}{extra}")

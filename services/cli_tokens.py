@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from .api_client import ApiError, add_client_arguments, client_from, table
+from .api_client import ApiError, add_client_arguments, add_connection_arguments, client_from, output, table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,10 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="an environment it may act on (repeat for several; default: every environment)",
     )
-    # The client options, except --env (here: the token's scope).
-    create.add_argument("--api", default=argparse.SUPPRESS, help="admin API URL")
-    create.add_argument("--token", default=argparse.SUPPRESS, help="an admin API token")
-    create.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    add_connection_arguments(create)  # the client options, except --env (here: the scope)
     listing = sub.add_parser("list", help="list tokens (never their secrets)")
     listing.add_argument("--all", action="store_true", help="include revoked tokens")
     add_client_arguments(listing, suppress=True)
@@ -48,13 +44,13 @@ def run(args: argparse.Namespace) -> int:
                     f"{rec['token']}\n"
                     "store it now: it is not shown again"
                 )
-                _out(args, rec, text)
+                output(args, rec, text)
             elif args.action == "list":
                 items = client.list_tokens(revoked=args.all)
-                _out(args, {"items": items}, _token_table(items))
+                output(args, {"items": items}, _token_table(items))
             else:
                 rec = client.revoke_token(args.id)
-                _out(args, rec, f"revoked token {rec['id']} ({rec['name']})")
+                output(args, rec, f"revoked token {rec['id']} ({rec['name']})")
     except ApiError as exc:
         print(f"flagstream tokens {args.action}: {exc.message}", file=sys.stderr)
         return 1
@@ -82,7 +78,3 @@ def _token_table(items: list[dict[str, Any]]) -> str:
         for i in items
     ]
     return table(("ID", "NAME", "ROLE", "ENVIRONMENTS", "CREATED BY", "CREATED", "STATE"), rows)
-
-
-def _out(args: argparse.Namespace, body: Any, text: str) -> None:
-    print(json.dumps(body, indent=2) if args.json else text)

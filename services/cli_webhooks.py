@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from .api_client import ApiError, add_client_arguments, client_from, table
+from .api_client import ApiError, add_client_arguments, add_connection_arguments, client_from, output, table
 
 BASE = "/api/v1/webhooks"
 
@@ -29,10 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kind", dest="kinds", action="append", default=None, choices=["flag", "segment", "environment", "schedule"],
         help="only changes of this kind of entity (repeat for several; default: all)",
     )  # fmt: skip
-    # The client options, except --env (here: the webhook's scope).
-    create.add_argument("--api", default=argparse.SUPPRESS, help="admin API URL")
-    create.add_argument("--token", default=argparse.SUPPRESS, help="an admin API token")
-    create.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    add_connection_arguments(create)  # the client options, except --env (here: the scope)
     add_client_arguments(sub.add_parser("list", help="list webhooks (never their secrets)"), suppress=True)
     for action, text in (("show", "a webhook and the status of its deliveries"), ("delete", "stop a webhook")):
         one = sub.add_parser(action, help=text)
@@ -55,18 +51,18 @@ def run(args: argparse.Namespace) -> int:
                     f"signing secret: {rec['secret']}\n"
                     "store it now: it is not shown again"
                 )
-                _out(args, rec, text)
+                output(args, rec, text)
             elif args.action == "list":
                 items = client.request("GET", BASE)["items"]
                 rows = [(i["id"], i["url"], _scope(i), i["created_by"], i["created_at"][:19]) for i in items]
                 text = table(("ID", "URL", "SENDS", "CREATED BY", "CREATED"), rows) if rows else "no webhooks"
-                _out(args, {"items": items}, text)
+                output(args, {"items": items}, text)
             elif args.action == "show":
                 detail = client.request("GET", f"{BASE}/{args.id}")
-                _out(args, detail, _detail(detail))
+                output(args, detail, _detail(detail))
             else:
                 rec = client.request("DELETE", f"{BASE}/{args.id}")
-                _out(args, rec, f"deleted webhook {rec['id']} ({rec['url']}): nothing more is sent")
+                output(args, rec, f"deleted webhook {rec['id']} ({rec['url']}): nothing more is sent")
     except ApiError as exc:
         print(f"flagstream webhooks {args.action}: {exc.message}", file=sys.stderr)
         return 1
@@ -89,7 +85,3 @@ def _detail(detail: dict[str, Any]) -> str:
     if status["last_error"]:
         lines.append(f"last error (event {status['last_seq']}): {status['last_error']}")
     return "\n".join(lines)
-
-
-def _out(args: argparse.Namespace, body: Any, text: str) -> None:
-    print(json.dumps(body, indent=2) if args.json else text)

@@ -48,6 +48,7 @@ from .admin.decide import FLAG, SEGMENT
 from .admin.errors import AdminError
 from .admin.service import AdminService, WriteRequest
 from .admin.store import WrongLastSequence
+from .aio import first_done
 
 log = logging.getLogger("flagstream.schedules")
 
@@ -148,7 +149,7 @@ class ScheduleRunner:
                 log.warning("schedules: %s: %s", type(exc).__name__, exc)
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_first(stop.wait(), self.wake.wait()), max(0.01, delay))
+                await asyncio.wait_for(first_done(stop.wait(), self.wake.wait()), max(0.01, delay))
 
     async def pass_once(self) -> float:
         """Apply what is due and recover stale claims; return the seconds until the next look."""
@@ -229,15 +230,6 @@ class ScheduleRunner:
             version=base.version + 1,
             schedule=schedule,
         )
-
-
-async def _first(*aws: Any) -> None:
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
 
 
 @contextlib.asynccontextmanager

@@ -20,11 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from ..events import STREAM
 from .limits import RateLimiter
+from .stream import ensure_bucket
 
 log = logging.getLogger("flagstream.admin.ratelimit")
 
@@ -66,14 +65,7 @@ class SharedRateLimiter:
 
     async def attach(self, nc: Any) -> None:
         """Use the shared bucket (created if missing, with as many replicas as the event stream)."""
-        js = nc.jetstream()
-        try:
-            self._kv = await js.key_value(RATE_BUCKET)
-        except (BucketNotFoundError, NotFoundError):
-            replicas = (await js.stream_info(STREAM)).config.num_replicas or 1
-            ttl = max(KEEP, self.burst / self.rate)
-            config = KeyValueConfig(bucket=RATE_BUCKET, history=1, ttl=ttl, storage=StorageType.FILE, replicas=replicas)
-            self._kv = await js.create_key_value(config)
+        self._kv = await ensure_bucket(nc.jetstream(), RATE_BUCKET, ttl=max(KEEP, self.burst / self.rate))
 
     async def take(self, key: str) -> float:
         if self._kv is None:

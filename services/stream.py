@@ -10,8 +10,9 @@ from typing import TypeVar
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
+from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import APIError, BucketNotFoundError, NotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
 
 from ..events import STREAM
 from ..events.subjects import all_subjects
@@ -92,3 +93,19 @@ async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
             await js.update_stream(replace(info.config, max_consumers=MAX_CONSUMERS))
         except Exception as exc:  # e.g. a credential without the right to update streams
             log.warning("stream %s accepts %s consumers (SDK instances); raising it failed: %r", STREAM, limit, exc)
+
+
+async def ensure_bucket(
+    js: JetStreamContext, bucket: str, *, history: int = 1, ttl: float | None = None, description: str | None = None
+) -> KeyValue:
+    """The KV bucket ``bucket``, created if missing (file storage, as many replicas as the event stream: as
+    available as the events it serves)."""
+    try:
+        return await js.key_value(bucket)
+    except (BucketNotFoundError, NotFoundError):
+        replicas = (await js.stream_info(STREAM)).config.num_replicas or 1
+        config = KeyValueConfig(
+            bucket=bucket, history=history, ttl=ttl, storage=StorageType.FILE, replicas=replicas,
+            description=description,
+        )  # fmt: skip
+        return await js.create_key_value(config)

@@ -25,11 +25,10 @@ from datetime import UTC, datetime
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
-from ..events import STREAM
+from .stream import ensure_bucket
 
 BUCKET = "flagstream_tokens"
 PREFIX = "fs_"
@@ -140,13 +139,7 @@ class TokenStore:
     async def open(cls, nc: NATS) -> TokenStore:
         """The bucket, created if missing with as many replicas as the event stream (as available as it)."""
         js = nc.jetstream()
-        try:
-            kv = await js.key_value(BUCKET)
-        except (BucketNotFoundError, NotFoundError):
-            replicas = (await js.stream_info(STREAM)).config.num_replicas or 1
-            config = KeyValueConfig(bucket=BUCKET, history=16, storage=StorageType.FILE, replicas=replicas)
-            kv = await js.create_key_value(config)
-        return cls(kv, js)
+        return cls(await ensure_bucket(js, BUCKET, history=16), js)
 
     async def create(
         self, *, name: str, role: Role, environments: list[str] | None, created_by: str

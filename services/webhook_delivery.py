@@ -27,6 +27,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
 from ..events import STREAM, decode_event, entity_of
+from .aio import first_done
 from .webhook_store import MAX_ATTEMPTS, WebhookStore
 from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, WebhookRecord, body, consumer_name, signature, wants
 
@@ -69,7 +70,7 @@ class WebhookDelivery:
                         log.warning("webhooks: cannot read the webhook list: %r", exc)
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(RESCAN):
-                            await _first(self.wake.wait(), stop.wait())
+                            await first_done(self.wake.wait(), stop.wait())
                     self.wake.clear()
             finally:
                 for task in self._tasks.values():
@@ -173,12 +174,3 @@ class WebhookDelivery:
         if 200 <= response.status_code < 300:
             return response.status_code, ""
         return response.status_code, f"HTTP {response.status_code}: {response.text[:200]}"
-
-
-async def _first(*waits: Any) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

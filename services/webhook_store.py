@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 
 from ..events import STREAM
+from .stream import ensure_bucket
 from .webhooks import BUCKET, WebhookRecord, consumer_name, filter_subjects, new_id, new_secret
 
 log = logging.getLogger("flagstream.webhooks")
@@ -54,14 +55,7 @@ class WebhookStore:
 
     @classmethod
     async def open(cls, nc: NATS) -> WebhookStore:
-        js = nc.jetstream()
-        try:
-            kv = await js.key_value(BUCKET)
-        except (BucketNotFoundError, NotFoundError):
-            replicas = (await js.stream_info(STREAM)).config.num_replicas or 1
-            config = KeyValueConfig(bucket=BUCKET, history=1, storage=StorageType.FILE, replicas=replicas)
-            kv = await js.create_key_value(config)
-        return cls(nc, kv)
+        return cls(nc, await ensure_bucket(nc.jetstream(), BUCKET))
 
     async def create(
         self, *, url: str, description: str, environments: list[str] | None, kinds: list[str] | None, created_by: str

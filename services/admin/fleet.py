@@ -23,7 +23,6 @@ import msgspec
 from msgspec import Struct
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
-from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -33,6 +32,7 @@ from ...events import environment_filter
 from ...events.subjects import EntityKind, parse_subject
 from ...events.telemetry import decode_counts, decode_heartbeat, telemetry_filter
 from ..fleet import Change, ChangeConvergence, FlagEvaluations, FleetAggregator, InstanceView
+from ..stream import ensure_bucket
 from .decide import ENVIRONMENT
 from .errors import MalformedRequest, Unavailable
 from .routes import API, Endpoint, Query, _where, json_response, service_of
@@ -114,10 +114,7 @@ class Fleet:
 
     async def open_kv(self, js: Any) -> None:
         try:
-            try:
-                self.kv = await js.key_value(BUCKET)
-            except BucketNotFoundError:
-                self.kv = await js.create_key_value(bucket=BUCKET, history=1, description="flagstream fleet")
+            self.kv = await ensure_bucket(js, BUCKET, description="flagstream fleet")
             status = await self.kv.status()
             created = status.stream_info.created
             if created is not None:
