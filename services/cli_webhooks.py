@@ -30,7 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     add_connection_arguments(create)  # the client options, except --env (here: the scope)
     add_client_arguments(sub.add_parser("list", help="list webhooks (never their secrets)"), suppress=True)
-    for action, text in (("show", "a webhook and the status of its deliveries"), ("delete", "stop a webhook")):
+    actions = (
+        ("show", "a webhook and the status of its deliveries"),
+        ("ping", "send a test delivery now and say what the endpoint answered"),
+        ("delete", "stop a webhook"),
+    )
+    for action, text in actions:
         one = sub.add_parser(action, help=text)
         one.add_argument("id", help="the webhook's id (see webhooks list)")
         add_client_arguments(one, suppress=True)
@@ -60,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
             elif args.action == "show":
                 detail = client.request("GET", f"{BASE}/{args.id}")
                 output(args, detail, _detail(detail))
+            elif args.action == "ping":
+                result = client.request("POST", f"{BASE}/{args.id}/ping")
+                text = f"the endpoint answered {result['status']}" if result["ok"] else f"failed: {result['error']}"
+                output(args, result, text)
+                return 0 if result["ok"] else 1
             else:
                 rec = client.request("DELETE", f"{BASE}/{args.id}")
                 output(args, rec, f"deleted webhook {rec['id']} ({rec['url']}): nothing more is sent")

@@ -29,7 +29,16 @@ from nats.js.errors import NotFoundError
 from ..events import STREAM, decode_event, entity_of
 from .aio import first_done
 from .webhook_store import MAX_ATTEMPTS, WebhookStore
-from .webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, WebhookRecord, body, consumer_name, signature, wants
+from .webhooks import (
+    DELIVERY_HEADER,
+    SIGNATURE_HEADER,
+    WebhookRecord,
+    body,
+    consumer_name,
+    ping_body,
+    signature,
+    wants,
+)
 
 log = logging.getLogger("flagstream.webhooks")
 
@@ -146,6 +155,11 @@ class WebhookDelivery:
             else:
                 await msg.nak(delay=BACKOFF[min(attempt, len(BACKOFF)) - 1])
         await self.store.save_status(record.id, status)
+
+    async def ping(self, record: WebhookRecord, actor: str) -> tuple[int, str]:
+        """Send a test body (``type: ping``) now, outside the stream: (the endpoint's HTTP status or 0, error)."""
+        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:
+            return await self._post(http, record, 0, ping_body(record, actor, datetime.now(UTC)))
 
     async def _previous(self, msg: Any) -> tuple[Any, bool]:
         """(the entity's state before this event, whether it is known)."""

@@ -155,6 +155,14 @@ def body(record: WebhookRecord, seq: int, event: Event, previous: Any, *, known_
     )  # fmt: skip
 
 
+def ping_body(record: WebhookRecord, actor: str, at: datetime) -> bytes:
+    """The body of a test delivery (``type: ping``, ``seq`` 0): no change, the same headers and signature."""
+    text = f"{actor}: a test of the Flagstream webhook {record.id}"
+    return msgspec.json.encode(
+        {"webhook": record.id, "seq": 0, "type": "ping", "actor": actor, "at": at, "changes": None, "text": text}
+    )
+
+
 def signature(secret: str, timestamp: int, payload: bytes) -> str:
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"

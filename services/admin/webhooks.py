@@ -147,6 +147,23 @@ async def get_webhook(request: Request) -> Response:
     return json_response(WebhookDetail(webhook=view(record), status=status, pending=pending[0], in_flight=pending[1]))
 
 
+class PingResult(msgspec.Struct, kw_only=True):
+    """What the webhook's endpoint answered a test delivery: ``ok`` for a 2xx."""
+
+    ok: bool
+    #: The endpoint's HTTP status; 0 if it gave none (unreachable, timed out).
+    status: int
+    error: str
+
+
+async def ping_webhook(request: Request) -> Response:
+    store, webhook_id = await _found(request)
+    record = await store.get(webhook_id)
+    assert record is not None
+    code, error = await request.app.state.webhook_delivery.ping(record, resolve_actor(request))
+    return json_response(PingResult(ok=200 <= code < 300, status=code, error=error))
+
+
 async def delete_webhook(request: Request) -> Response:
     store, webhook_id = await _found(request)
     record = await store.get(webhook_id)
@@ -164,6 +181,9 @@ ENDPOINTS: list[Endpoint] = [
              WEBHOOKS_TAG, WebhookBody, WebhookView, 201, write=True),
     Endpoint("GET", f"{API}/webhooks/{{id}}", get_webhook, "getWebhook",
              "A webhook and the status of its deliveries", WEBHOOKS_TAG, None, WebhookDetail),
+    Endpoint("POST", f"{API}/webhooks/{{id}}/ping", ping_webhook, "pingWebhook",
+             "Send a test delivery (type ping) to the webhook's URL now, and say what it answered", WEBHOOKS_TAG,
+             None, PingResult),
     Endpoint("DELETE", f"{API}/webhooks/{{id}}", delete_webhook, "deleteWebhook",
              "Delete a webhook: nothing more is sent", WEBHOOKS_TAG, None, WebhookView, write=True),
 ]  # fmt: skip

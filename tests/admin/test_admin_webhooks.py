@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flagstream.services.admin.app import create_app
+from flagstream.services.natsd import free_port
 from flagstream.services.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from tests.helpers import ADMIN_TOKEN, auth_headers, eventually, serving, until
 
@@ -156,6 +157,32 @@ async def test_two_replicas_send_each_change_once_and_a_deleted_webhook_nothing(
         assert deleted.status_code == 200
         assert (await two.get(f"{API}/webhooks/{hook['id']}")).status_code == 404
         assert (await one.get(f"{API}/webhooks")).json()["items"] == []
+
+
+async def test_a_ping_tells_whether_the_endpoint_takes_deliveries(admin_url: str) -> None:
+    async with (
+        httpx.AsyncClient(base_url=admin_url, headers=auth_headers(), timeout=30) as http,
+        receiving(fail=1) as receiver,
+    ):
+        hook = (await http.post(f"{API}/webhooks", json={"url": receiver.url})).json()
+        refused = (await http.post(f"{API}/webhooks/{hook['id']}/ping")).json()
+        assert refused == {"ok": False, "status": 500, "error": "HTTP 500: not now"}
+        taken = (await http.post(f"{API}/webhooks/{hook['id']}/ping")).json()
+        assert taken == {"ok": True, "status": 204, "error": ""}
+        headers, raw = receiver.received[0]
+        assert json.loads(raw)["type"] == "ping"
+        assert verify(hook["secret"], headers[SIGNATURE_HEADER.lower()], raw) is not None
+
+        nowhere = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+        lost = (await http.post(f"{API}/webhooks", json={"url": nowhere})).json()
+        answer = (await http.post(f"{API}/webhooks/{lost['id']}/ping")).json()
+        assert (answer["ok"], answer["status"]) == (False, 0)
+        assert "ConnectError" in answer["error"]
+        code, out, _ = await cli(admin_url, "ping", hook["id"])
+        assert (code, out.strip()) == (0, "the endpoint answered 204")
+        code, out, _ = await cli(admin_url, "ping", lost["id"])
+        assert code == 1
+        assert out.startswith("failed: ConnectError")
 
 
 @pytest.mark.parametrize(

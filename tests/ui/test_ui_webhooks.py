@@ -39,6 +39,10 @@ async def test_create_see_deliveries_and_delete_a_webhook(ui: UI) -> None:
         await expect(row.locator('[data-label="Delivered"]')).to_contain_text("1")
         await ui.shot("webhooks")
 
+        await page.get_by_role("button", name=f"Send a test delivery to {receiver.url}").click()
+        await expect(page.get_by_role("status").filter(has_text="Test delivery taken")).to_contain_text("answered 204")
+        assert [b["type"] for b in receiver.bodies] == ["flag.created", "ping"]
+
         await page.get_by_role("button", name=f"Delete webhook {receiver.url}").click()
         await page.get_by_role("dialog").get_by_role("button", name="Delete webhook").click()
         await expect(page.get_by_role("heading", name="Webhooks (0)")).to_be_visible()

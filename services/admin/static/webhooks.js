@@ -64,6 +64,16 @@ export async function render(ctx, main) {
     await load();
   }
 
+  async function ping(hook) {
+    try {
+      const result = await call("POST", `${BASE}/${encodeURIComponent(hook.id)}/ping`);
+      if (result.ok) toast(`Test delivery taken: ${hook.url} answered ${result.status}.`);
+      else toast(`Test delivery failed: ${result.error}`, "error");
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  }
+
   async function load() {
     const { items } = await call("GET", BASE);
     const details = await Promise.all(items.map((w) => call("GET", `${BASE}/${encodeURIComponent(w.id)}`).catch(() => null)));
@@ -76,6 +86,8 @@ export async function render(ctx, main) {
           const s = d ? d.status : null;
           const del = h("button", { type: "button", class: "danger", "aria-label": `Delete webhook ${w.url}` }, "Delete");
           del.addEventListener("click", () => remove(w));
+          const test = h("button", { type: "button", "aria-label": `Send a test delivery to ${w.url}` }, "Send test");
+          test.addEventListener("click", () => ping(w));
           return h("tr", {},
             h("td", { "data-label": "URL" }, h("code", {}, w.url), w.description ? h("div", { class: "small muted" }, w.description) : null),
             h("td", { "data-label": "Sends" }, sends(w)),
@@ -83,7 +95,7 @@ export async function render(ctx, main) {
             h("td", { "data-label": "Failed" }, s ? h("span", { class: `state ${s.failed ? "off" : "on"}` }, String(s.failed)) : "—"),
             h("td", { "data-label": "To send" }, d ? String(d.pending + d.in_flight) : "—"),
             h("td", { "data-label": "Last error" }, s && s.last_error ? s.last_error : "—"),
-            h("td", {}, del));
+            h("td", { class: "actions" }, test, " ", del));
         })))
         : h("p", { class: "muted" }, "No webhooks yet. Each change can be sent to Slack, a CI job or a change log of yours.")));
   }
