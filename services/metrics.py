@@ -69,6 +69,11 @@ class AdminMetrics:
             ["result"],
             registry=r,
         )
+        self.webhook_bad_events = Counter(
+            "flagstream_webhook_bad_events",
+            "Messages on the event stream that are not events, skipped by this replica's webhook delivery",
+            registry=r,
+        )
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

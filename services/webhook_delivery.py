@@ -61,7 +61,8 @@ class WebhookDelivery:
     ) -> None:
         self.store = store
         self.user_agent = user_agent
-        #: Told each attempt's result: ``delivered``, ``error`` (to be retried) or ``failed`` (given up).
+        #: Told each attempt's result: ``delivered``, ``error`` (to be retried) or ``failed`` (given up), and
+        #: ``bad_event`` for a message that is not an event (skipped, never sent).
         self.on_attempt = on_attempt or (lambda result: None)
         #: Set to look for new webhooks now (the API sets it when it creates one).
         self.wake = asyncio.Event()
@@ -130,6 +131,7 @@ class WebhookDelivery:
             event = decode_event(msg.data)
         except Exception:
             self.bad_events += 1
+            self.on_attempt("bad_event")
             log.warning("webhooks: message %d on %s is not an event; skipped", seq, msg.subject)
             await msg.ack()
             return

@@ -62,7 +62,15 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         return
     metrics = getattr(app.state, "metrics", None)
-    counted = (lambda result: metrics.webhook_attempts.labels(result).inc()) if metrics is not None else None
+
+    def counted(result: str) -> None:
+        if metrics is None:
+            return
+        if result == "bad_event":
+            metrics.webhook_bad_events.inc()
+        else:
+            metrics.webhook_attempts.labels(result).inc()
+
     delivery = WebhookDelivery(store, on_attempt=counted)
     app.state.webhooks, app.state.webhook_delivery = store, delivery
     stop = asyncio.Event()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import nats
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -135,6 +136,22 @@ async def test_a_failing_endpoint_gets_the_change_again_until_it_takes_it(nats_u
         metrics = (await http.get("/metrics")).text
         assert 'flagstream_webhook_attempts_total{result="error"} 2.0' in metrics
         assert 'flagstream_webhook_attempts_total{result="delivered"} 2.0' in metrics
+
+
+async def test_a_bad_message_on_the_stream_is_skipped_counted_and_the_next_change_sent(nats_url: str) -> None:
+    async with admin(nats_url) as http, receiving() as receiver:
+        await setup_environments(http)
+        assert (await http.post(f"{API}/webhooks", json={"url": receiver.url})).status_code == 201
+        nc = await nats.connect(nats_url)  # operator rights: what a broken tool could put on the stream
+        try:
+            await nc.jetstream().publish("flagstream.default.production.flag.junk", b"{not json")
+        finally:
+            await nc.close()
+        assert (await http.post(f"{ENVS}/production/flags", json={"key": "after"})).status_code == 201
+        await eventually(lambda: len(receiver.received) >= 1, what="the change after the junk delivered")
+        assert [b["key"] for b in receiver.bodies] == ["after"]
+        metrics = (await http.get("/metrics")).text
+        assert "flagstream_webhook_bad_events_total 1.0" in metrics
 
 
 async def test_two_replicas_send_each_change_once_and_a_deleted_webhook_nothing(nats_url: str) -> None:
