@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from ..webhook_delivery import WebhookDelivery
 from ..webhook_store import DeliveryStatus, WebhookStore
-from ..webhooks import KINDS, WebhookView, url_problem, view
+from ..webhooks import KINDS, WebhookRecord, WebhookView, url_problem, view
 from .auth import WEBHOOKS_TAG
 from .commands import check_key, convert, parse_json
 from .errors import InvalidInput, NotFound, Unavailable
@@ -138,20 +138,20 @@ async def list_webhooks(request: Request) -> Response:
     return json_response(WebhookList(items=[view(r) for r in await _store(request).list()]))
 
 
-async def _found(request: Request) -> tuple[WebhookStore, str]:
+async def _found(request: Request) -> tuple[WebhookStore, WebhookRecord]:
     store, webhook_id = _store(request), request.path_params["id"]
-    if not webhook_id.isalnum() or await store.get(webhook_id) is None:
+    record = await store.get(webhook_id) if webhook_id.isalnum() else None
+    if record is None:
         raise NotFound(f"webhook {webhook_id!r} not found")
-    return store, webhook_id
+    return store, record
 
 
 async def get_webhook(request: Request) -> Response:
-    store, webhook_id = await _found(request)
-    record = await store.get(webhook_id)
-    pending = await store.pending(webhook_id)
-    if record is None or pending is None:
-        raise NotFound(f"webhook {webhook_id!r} not found")
-    status = await store.status(webhook_id)
+    store, record = await _found(request)
+    pending = await store.pending(record.id)
+    if pending is None:  # deleted meanwhile
+        raise NotFound(f"webhook {record.id!r} not found")
+    status = await store.status(record.id)
     return json_response(WebhookDetail(webhook=view(record), status=status, pending=pending[0], in_flight=pending[1]))
 
 
@@ -165,19 +165,15 @@ class PingResult(msgspec.Struct, kw_only=True):
 
 
 async def ping_webhook(request: Request) -> Response:
-    store, webhook_id = await _found(request)
-    record = await store.get(webhook_id)
-    assert record is not None
+    _, record = await _found(request)
     code, error = await request.app.state.webhook_delivery.ping(record, resolve_actor(request))
     return json_response(PingResult(ok=200 <= code < 300, status=code, error=error))
 
 
 async def delete_webhook(request: Request) -> Response:
-    store, webhook_id = await _found(request)
-    record = await store.get(webhook_id)
-    await store.delete(webhook_id)
-    log.info("webhook %s deleted by %s", webhook_id, resolve_actor(request))
-    assert record is not None
+    store, record = await _found(request)
+    await store.delete(record.id)
+    log.info("webhook %s deleted by %s", record.id, resolve_actor(request))
     return json_response(view(record))
 
 
