@@ -19,6 +19,7 @@ from .catalog import (
     SegmentRestored,
     SegmentUpdated,
     entity_of,
+    tag_of,
 )
 from .codec import DecodeError, decode_event, encode_event
 from .hashing import canonical_json, state_hash
@@ -89,4 +90,5 @@ __all__ = [
     "parse_subject",
     "state_hash",
     "subject",
+    "tag_of",
 ]

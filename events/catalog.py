@@ -167,6 +167,11 @@ TAGS: dict[str, type[Event]] = {
 }
 
 
+def tag_of(event: Event) -> str:
+    """The event's wire tag (``flag.toggled``...): its type in the API's records, logs and metrics."""
+    return str(type(event).__struct_config__.tag)  # type: ignore[attr-defined]
+
+
 def entity_of(event: Event) -> tuple[str, str, Flag | Segment | Environment | Schedule]:
     """(kind, key, state) of the entity an event is about."""
     if isinstance(event, FlagEvent):

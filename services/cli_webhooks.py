@@ -1,4 +1,4 @@
-"""``flagstream webhooks create|list|show|delete``: webhooks through the admin API (needs an admin token)."""
+"""``flagstream webhooks create|list|show|ping|delete``: webhooks through the admin API (needs an admin token)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from .api_client import ApiError, add_client_arguments, add_connection_arguments, client_from, output, table
+from .webhooks import KINDS
 
 BASE = "/api/v1/webhooks"
 
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only changes of this environment (ENV or PROJECT/ENV; repeat for several; default: all)",
     )
     create.add_argument(
-        "--kind", dest="kinds", action="append", default=None, choices=["flag", "segment", "environment", "schedule"],
+        "--kind", dest="kinds", action="append", default=None, choices=KINDS,
         help="only changes of this kind of entity (repeat for several; default: all)",
     )  # fmt: skip
     add_connection_arguments(create)  # the client options, except --env (here: the scope)

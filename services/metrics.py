@@ -26,6 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..events import tag_of
+
 log = logging.getLogger("flagstream.metrics")
 
 #: Request and batch latencies (seconds): from sub-millisecond reads to slow cluster writes.
@@ -75,6 +77,13 @@ class AdminMetrics:
             registry=r,
         )
 
+    def webhook_result(self, result: str) -> None:
+        """One outcome of this replica's webhook delivery (``WebhookDelivery.on_attempt``)."""
+        if result == "bad_event":
+            self.webhook_bad_events.inc()
+        else:
+            self.webhook_attempts.labels(result).inc()
+
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method).observe(seconds)
@@ -88,7 +97,7 @@ class AdminMetrics:
         async def counted(subject: str, event: Any, **kwargs: Any) -> Any:
             appended = await append(subject, event, **kwargs)
             if not appended.duplicate:
-                self.events.labels(type(event).__struct_config__.tag).inc()
+                self.events.labels(tag_of(event)).inc()
             return appended
 
         store.append = counted

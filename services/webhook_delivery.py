@@ -37,7 +37,6 @@ from .webhooks import (
     consumer_name,
     ping_body,
     signature,
-    wants,
 )
 
 log = logging.getLogger("flagstream.webhooks")
@@ -67,8 +66,6 @@ class WebhookDelivery:
         #: Set to look for new webhooks now (the API sets it when it creates one).
         self.wake = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        #: Stream messages that were not events (skipped, acknowledged).
-        self.bad_events = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:
@@ -124,13 +121,9 @@ class WebhookDelivery:
     async def _handle(self, record: WebhookRecord, msg: Any, http: httpx.AsyncClient) -> None:
         meta = msg.metadata
         seq = meta.sequence.stream
-        if not wants(record, msg.subject):
-            await msg.ack()
-            return
         try:
             event = decode_event(msg.data)
         except Exception:
-            self.bad_events += 1
             self.on_attempt("bad_event")
             log.warning("webhooks: message %d on %s is not an event; skipped", seq, msg.subject)
             await msg.ack()

@@ -92,24 +92,25 @@ class WebhookStore:
             return None
         return _record.decode(entry.value) if entry.value else None
 
-    async def list(self) -> list[WebhookRecord]:
+    async def ids(self) -> list[str]:
+        """The ids of the webhooks (one key listing, no record read)."""
         try:
             keys = await self.kv.keys()  # type: ignore[attr-defined]
         except NoKeysError:
             return []
-        found = [await self.get(key[2:]) for key in keys if key.startswith("r.")]
+        return [key[2:] for key in keys if key.startswith("r.")]
+
+    async def list(self) -> list[WebhookRecord]:
+        found = [await self.get(webhook_id) for webhook_id in await self.ids()]
         return sorted((r for r in found if r is not None), key=lambda r: (r.created_at, r.id))
 
-    async def delete(self, webhook_id: str) -> bool:
+    async def delete(self, webhook_id: str) -> None:
         """Stop the webhook: its consumer first (nothing more is delivered), then its record and status."""
-        if await self.get(webhook_id) is None:
-            return False
         with contextlib.suppress(NotFoundError):
             await self.js.delete_consumer(STREAM, consumer_name(webhook_id))
         for key in (f"r.{webhook_id}", f"s.{webhook_id}"):
             with contextlib.suppress(KeyNotFoundError, NotFoundError):
                 await self.kv.purge(key)  # type: ignore[attr-defined]
-        return True
 
     async def status(self, webhook_id: str) -> DeliveryStatus:
         try:

@@ -1,7 +1,7 @@
 """Webhooks: each change of a flag, segment, environment or schedule POSTed to a URL of yours (Slack, a CI job,
 a change log), signed, in stream order, retried until your endpoint takes it.
 
-This module is the pure part: the stored record, which events a webhook wants, the body and its signature.
+This module is the pure part: the stored record, the subjects a webhook reads, the body and its signature.
 ``webhook_store.py`` keeps the records in NATS, ``webhook_delivery.py`` delivers.
 
 The body (JSON)::
@@ -32,8 +32,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Struct
 
-from ..events import Event, entity_of, parse_subject
-from ..events.subjects import PREFIX
+from ..events import Event, encode_event, entity_of, environment_filter, subject, tag_of
 from .diff import diff
 
 #: KV bucket of the webhook records.
@@ -98,11 +97,11 @@ def consumer_name(webhook_id: str) -> str:
 
 def filter_subjects(environments: list[str] | None, kinds: list[str] | None) -> list[str]:
     """The stream subjects a webhook's consumer reads: the server skips the rest, so ``pending`` counts only the
-    changes it will send."""
-    places = [tuple(e.split("/", 1)) for e in environments] if environments is not None else [("*", "*")]
+    changes it will send, and every message delivered is one to send."""
+    places = [e.split("/", 1) for e in environments] if environments is not None else [["*", "*"]]
     if kinds is None:
-        return [f"{PREFIX}.{project}.{env}.>" for project, env in places]
-    return [f"{PREFIX}.{project}.{env}.{kind}.*" for project, env in places for kind in kinds]
+        return [environment_filter(project, env) for project, env in places]
+    return [subject(project, env, kind, "*") for project, env in places for kind in kinds]
 
 
 def url_problem(url: str) -> str | None:
@@ -117,21 +116,6 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def wants(record: WebhookRecord, subject: str) -> bool:
-    """Whether the event on ``subject`` is one ``record`` sends."""
-    try:
-        where = parse_subject(subject)
-    except ValueError:
-        return False
-    if record.environments is not None and f"{where.project}/{where.environment}" not in record.environments:
-        return False
-    return record.kinds is None or str(where.kind) in record.kinds
-
-
-def event_type(event: Event) -> str:
-    return str(type(event).__struct_config__.tag)
-
-
 def body(record: WebhookRecord, seq: int, event: Event, previous: Any, *, known_previous: bool) -> bytes:
     """The JSON body of one delivery; ``previous``: the entity's state before ``event`` (None: it is new)."""
     kind, key, state = entity_of(event)
@@ -140,17 +124,17 @@ def body(record: WebhookRecord, seq: int, event: Event, previous: Any, *, known_
         changes = [c.text for c in diff(previous, state)] if previous is not None else []
     where = f"{event.project}/{event.environment}"
     what = "; ".join(changes[:5]) + (f"; +{len(changes) - 5} more" if len(changes) > 5 else "") if changes else ""
-    text = f"{event.actor}: {kind} {key} in {where} ({event_type(event)})"
+    text = f"{event.actor}: {kind} {key} in {where} ({tag_of(event)})"
     if what:
         text += f": {what}"
     if event.comment:
         text += f' "{event.comment}"'
     return msgspec.json.encode(
         {
-            "webhook": record.id, "seq": seq, "type": event_type(event), "project": event.project,
+            "webhook": record.id, "seq": seq, "type": tag_of(event), "project": event.project,
             "environment": event.environment, "kind": kind, "key": key, "actor": event.actor, "at": event.at,
             "comment": event.comment, "revision": event.version, "changes": changes, "text": text,
-            "event": msgspec.json.decode(msgspec.json.encode(event)),
+            "event": msgspec.Raw(encode_event(event)),
         }
     )  # fmt: skip
 

@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...events import environment_filter
+from ...events import environment_filter, tag_of
 from ...events.subjects import EntityKind, parse_subject
 from ...events.telemetry import decode_counts, decode_heartbeat, telemetry_filter
 from ..fleet import Change, ChangeConvergence, FlagEvaluations, FleetAggregator, InstanceView
@@ -252,7 +252,7 @@ async def fleet_status(request: Request) -> Response:
             continue
         event = stored.event
         changes.append(
-            Change(seq=stored.seq, entity=address.kind.value, key=address.key, type=type(event).__struct_config__.tag,
+            Change(seq=stored.seq, entity=address.kind.value, key=address.key, type=tag_of(event),
                    at=event.at, actor=event.actor)
         )  # fmt: skip
     changes.sort(key=lambda c: c.seq, reverse=True)

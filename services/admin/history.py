@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...evaluation import Reason
-from ...events import DEFAULT_PROJECT, Event, entity_of
+from ...events import DEFAULT_PROJECT, Event, entity_of, tag_of
 from ...events.catalog import ScheduleEvent
 from ..diff import Change, diff
 from ..projector.readmodel import EventRecord, ReadModel
@@ -272,7 +272,7 @@ def _record(found: Versioned) -> StateRecord:
         actor=event.actor,
         at=event.at,
         comment=event.comment,
-        event=str(type(event).__struct_config__.tag),
+        event=tag_of(event),
         state=state,
     )
 

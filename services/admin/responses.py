@@ -11,7 +11,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from ...events import Environment, Flag, Segment, entity_of
+from ...events import Environment, Flag, Segment, entity_of, tag_of
 from ...validation import Problem
 from .store import Stored
 
@@ -83,6 +83,6 @@ def record(stored: Stored) -> Record:
         actor=event.actor,
         at=event.at,
         comment=event.comment,
-        event=type(event).__struct_config__.tag,  # type: ignore[attr-defined]
+        event=tag_of(event),
         **{attr: state},
     )

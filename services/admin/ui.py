@@ -22,7 +22,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from ...events import STREAM, DecodeError, decode_event, entity_of, environment_filter
+from ...events import STREAM, DecodeError, decode_event, entity_of, environment_filter, tag_of
 from .errors import MalformedRequest, NotFound
 from .responses import record
 from .routes import API, Endpoint, Query, _where
@@ -100,7 +100,7 @@ def _sse(event: str, data: bytes, ident: int | None = None) -> bytes:
 
 def _change(seq: int, event: Any) -> bytes:
     """One change as the UI gets it: the entity's record, or for other events (schedules...) their fields."""
-    tag = str(type(event).__struct_config__.tag)
+    tag = tag_of(event)
     try:
         kind = entity_of(event)[0]
     except TypeError:

@@ -62,16 +62,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         return
     metrics = getattr(app.state, "metrics", None)
-
-    def counted(result: str) -> None:
-        if metrics is None:
-            return
-        if result == "bad_event":
-            metrics.webhook_bad_events.inc()
-        else:
-            metrics.webhook_attempts.labels(result).inc()
-
-    delivery = WebhookDelivery(store, on_attempt=counted)
+    delivery = WebhookDelivery(store, on_attempt=metrics.webhook_result if metrics is not None else None)
     app.state.webhooks, app.state.webhook_delivery = store, delivery
     stop = asyncio.Event()
     task = asyncio.create_task(delivery.run(stop), name="webhook-delivery")
@@ -123,7 +114,7 @@ async def create_webhook(request: Request) -> Response:
         raise InvalidInput("description is longer than 500 characters")
     environments, kinds = _environments(body.environments), _kinds(body.kinds)
     store = _store(request)
-    if len(await store.list()) >= MAX_WEBHOOKS:
+    if len(await store.ids()) >= MAX_WEBHOOKS:
         raise InvalidInput(f"at most {MAX_WEBHOOKS} webhooks; delete one first")
     record = await store.create(
         url=body.url, description=body.description, environments=environments, kinds=kinds,

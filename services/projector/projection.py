@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ...events import DecodeError, canonical_json, decode_event, entity_of, parse_subject
+from ...events import DecodeError, canonical_json, decode_event, entity_of, parse_subject, tag_of
 from ...events.catalog import Event
 
 #: How timestamps are stored: fixed width, UTC, so that text order is time order.
@@ -116,7 +116,7 @@ def event_row(message: RawMessage) -> tuple[EventRow, EntityRow]:
     if found != expected:
         raise BadEvent(f"event is about {'.'.join(found)} but was published on {message.subject}")
     at = format_time(event.at)
-    tag = type(event).__struct_config__.tag
+    tag = tag_of(event)
     row = EventRow(
         seq=message.seq,
         subject=message.subject,
