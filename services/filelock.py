@@ -29,3 +29,8 @@ def hold_lock(path: Path) -> tuple[IO[str] | None, str]:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle, ""
+
+
+def lock_beside(path: Path) -> Path:
+    """The lock file that guards ``path`` (a read model): ``<path>.lock`` in the same folder."""
+    return path.with_name(path.name + ".lock")

@@ -31,12 +31,15 @@ from nats.js.errors import APIError
 from ..events import STREAM, EnvironmentCreated, encode_event, subject
 from ..events.model import Environment
 from .admin.streams import StreamingServer
-from .filelock import hold_lock
+from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
 from .nats_auth import ADMIN, PROJECTOR, Credentials, redact_logs, write_private, write_server_config
 from .natsd import NatsServer, free_port
 from .stream import ensure_stream
+
+#: The projector's read model, in the data folder.
+READ_MODEL = "readmodel.sqlite"
 
 log = logging.getLogger("flagstream.up")
 
@@ -69,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     # The read model's own lock, as a standalone projector takes it: no `flagstream projector --rebuild` meanwhile.
-    read_model_lock, owner = hold_lock(data_dir / "readmodel.sqlite.lock")
+    read_model_lock, owner = hold_lock(lock_beside(data_dir / READ_MODEL))
     if read_model_lock is None:
-        print(f"flagstream up: {data_dir / 'readmodel.sqlite'} is in use by a projector (pid {owner})", file=sys.stderr)
+        print(f"flagstream up: {data_dir / READ_MODEL} is in use by a projector (pid {owner})", file=sys.stderr)
         return 2
     try:
         api_socket = listening_socket(args.host, args.port)
@@ -124,7 +127,7 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    read_model = data_dir / "readmodel.sqlite"
+    read_model = data_dir / READ_MODEL
     app = create_app(nats_url=nats_url, read_model=read_model, operator_token=token, nats_options=admin_login)
     api = _QuietServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
     projector = Projector(nats_url=creds.url(nats_url, PROJECTOR), db_path=read_model)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nats
 
-from ..filelock import hold_lock
+from ..filelock import hold_lock, lock_beside
 from ..logs import add_log_arguments, configure
 from ..nats_auth import add_nats_arguments, nats_options, redact_logs
 from .projector import BATCH_SIZE, Projector
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     db = Path(args.db).resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
-    lock, owner = hold_lock(db.with_name(db.name + ".lock"))  # held (open) until this process ends
+    lock, owner = hold_lock(lock_beside(db))  # held (open) until this process ends
     if lock is None:
         print(
             f"flagstream projector: {db} is in use by another projector (pid {owner or 'unknown'}); "
@@ -151,17 +151,8 @@ async def _serve(projector: Projector, metrics_port: int | None = None, metrics_
 
 
 async def _print_hash(projector: Projector, args: argparse.Namespace) -> int:
-    stop = asyncio.Event()
-    task = asyncio.create_task(projector.run(stop))
     timeout = 300.0 if args.timeout is None else args.timeout
-    waiter = asyncio.create_task(projector.wait_caught_up(timeout))
-    try:
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.set()
-        await task  # raises what made the projector fail
-    if not waiter.done() or waiter.exception() is not None:
-        waiter.cancel()
+    if not await projector.catch_up(timeout):
         log.error("not caught up after %ss (at sequence %d)", timeout, projector.last_seq)
         return 1
     async with await ReadModel.open(args.db, readonly=True) as model:

@@ -109,6 +109,22 @@ class Projector:
             await model.close()
         log.info("projector stopped at sequence %d", self._last_seq)
 
+    async def catch_up(self, timeout: float) -> bool:  # noqa: ASYNC109 (as wait_caught_up)
+        """Run until the read model has applied the stream as of now, then stop: a one-off fold (``--print-hash``,
+        a rebuild). False if not caught up within ``timeout`` seconds; raises what made ``run`` fail."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.run(stop))
+        waiter = asyncio.create_task(self.wait_caught_up(timeout))
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.set()
+            await task
+        if not waiter.done() or waiter.exception() is not None:
+            waiter.cancel()
+            return False
+        return True
+
     async def wait_caught_up(self, timeout: float) -> int:  # noqa: ASYNC109 (the documented API)
         """Wait until the read model has applied the stream's last sequence as of now; returns it.
         ``TimeoutError`` after ``timeout`` seconds. Needs ``run`` going in the same event loop."""

@@ -34,16 +34,7 @@ async def rebuild(nats_url: str, db: Path, limit: float, connect_options: dict[s
         inactive_threshold=60,
         connect_options=connect_options,
     )
-    stop = asyncio.Event()
-    task = asyncio.create_task(projector.run(stop))
-    waiter = asyncio.create_task(projector.wait_caught_up(limit))
-    try:
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.set()
-        await task
-    if not waiter.done() or waiter.exception() is not None:
-        waiter.cancel()
+    if not await projector.catch_up(limit):
         print(f"flagstream rebuild: not caught up after {limit:g}s; {db} left as it was", file=sys.stderr)
         return 1
     async with await ReadModel.open(fresh, readonly=True) as model:
