@@ -29,7 +29,7 @@ from flagstream.events import (
     encode_event,
     subject,
 )
-from flagstream.services.natsd import NatsServer
+from flagstream.services.runtime.natsd import NatsServer
 
 RESULTS = Path(__file__).with_name("results")
 PROJECT = "default"
@@ -125,7 +125,7 @@ class AdminProcess:
     async def start(self) -> None:
         import httpx
 
-        from flagstream.services.natsd import free_port
+        from flagstream.services.runtime.natsd import free_port
 
         port = free_port()
         flagstream = Path(sys.executable).with_name("flagstream")

@@ -44,9 +44,9 @@ from flagstream.events import (
     encode_event,
     subject,
 )
+from flagstream.services.history.timetravel import evaluate_all, hash_of, ruleset_of, states
 from flagstream.services.projector.projection import RawMessage, fold_batch
 from flagstream.services.projector.readmodel import ReadModel
-from flagstream.services.timetravel import evaluate_all, hash_of, ruleset_of, states
 
 BATCH = 20_000
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -25,7 +25,7 @@ import nats
 from _common import flag_event, nats_server, print_table, realistic_flag, write_results
 
 from flagstream import AsyncFlagstreamClient
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 
 
 async def fill(url: str, flags: int, revisions: int, window: int) -> int:

@@ -31,7 +31,7 @@ import httpx
 from _common import nats_server, print_table, realistic_flag, summary_ms
 from _common import write_results as save
 
-from flagstream.services.natsd import free_port
+from flagstream.services.runtime.natsd import free_port
 
 TOKEN = "fs_bench_operator_token_0123456789"
 

@@ -39,7 +39,7 @@ from openfeature.evaluation_context import EvaluationContext
 
 from flagstream import FlagstreamClient
 from flagstream.openfeature import FlagstreamProvider
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 
 KEY = "new-checkout"
 

@@ -18,7 +18,7 @@ from _common import flag_event, nats_server, print_table, realistic_flag, write_
 from nats.js import JetStreamContext
 
 from flagstream.services.projector import Projector, ReadModel
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 
 FLAGS = 1_000
 WINDOW = 1_000  # publishes in flight at once while filling the stream

@@ -37,7 +37,7 @@ from _common import write_results as save
 
 from flagstream import AsyncFlagstreamClient, FlagstreamClient
 from flagstream.events import Flag, FlagToggled, encode_event, subject
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 
 KEY = "bench-propagation"
 

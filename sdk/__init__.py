@@ -3,6 +3,7 @@
 from .async_client import AsyncFlagstreamClient
 from .cache import ClientStatus
 from .client import FlagstreamClient
+from .credentials import sdk_connect_options
 from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind
 from .exposures import Exposure
 from .offline import FlagFileError
@@ -19,4 +20,5 @@ __all__ = [
     "Reason",
     "ReasonKind",
     "TestData",
+    "sdk_connect_options",
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flagstream.services.natsd import NatsServer
+from flagstream.services.runtime.natsd import NatsServer
 from tests.helpers import ADMIN_TOKEN, serving
 
 

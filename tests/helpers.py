@@ -44,7 +44,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
     """``app`` served by a real uvicorn on a free loopback port in the test's event loop: its base URL."""
     import uvicorn
 
-    from flagstream.services.listen import listening_socket
+    from flagstream.services.runtime.listen import listening_socket
 
     sock = listening_socket("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
@@ -77,7 +77,7 @@ async def publish_flag(url: str, key: str, *, on: bool = True, **options: Any) -
 
     from flagstream.events import FlagCreated, encode_event, subject
     from flagstream.events.model import Flag
-    from flagstream.services.stream import ensure_stream
+    from flagstream.services.runtime.stream import ensure_stream
 
     nc = await nats.connect(url, **options)
     try:

@@ -20,18 +20,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..shared_rate import SharedRateLimiter
-from ..stream import ensure_stream, while_jetstream_settles
-from ..tokens import TokenStore
+from ..changes import (
+    AdminError,
+    AdminService,
+    Conflict,
+    CorruptEvent,
+    EventStore,
+    InvalidInput,
+    MalformedRequest,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
+from ..runtime import ensure_stream, while_jetstream_settles
+from ..tokens import SharedRateLimiter, TokenStore
 from . import auth
-from .errors import AdminError, Conflict, InvalidInput, MalformedRequest, NotFound, TooLarge, Unavailable
 from .metrics import install as install_metrics
 from .openapi import build_openapi
 from .registry import all_endpoints, feature_modules
 from .responses import ErrorBody, record
 from .routes import Handler, json_response
-from .service import AdminService
-from .store import CorruptEvent, EventStore
 
 log = logging.getLogger("flagstream.admin")
 

@@ -25,10 +25,8 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..shared_rate import SharedRateLimiter
-from ..tokens import Role, TokenStore, TokenView, check_name, view
-from .commands import check_key, convert, parse_json
-from .errors import AdminError, InvalidInput, NotFound
+from ..changes import AdminError, InvalidInput, NotFound, check_key, convert, parse_json
+from ..tokens import Role, SharedRateLimiter, TokenStore, TokenView, check_name, view
 from .routes import API, Endpoint, Handler, json_response, read_body
 
 log = logging.getLogger("flagstream.admin.auth")

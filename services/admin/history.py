@@ -22,25 +22,38 @@ from starlette.responses import Response
 from ...evaluation import Reason
 from ...events import DEFAULT_PROJECT, Event, entity_of, tag_of
 from ...events.catalog import ScheduleEvent
-from ..diff import Change, diff
-from ..projector.readmodel import EventRecord, ReadModel
-from ..schedules import project_states, schedules_filter
-from ..timetravel import (
+from ..changes import (
+    FLAG,
+    SEGMENT,
+    Conflict,
+    InvalidInput,
+    Kind,
+    ListFilter,
+    MalformedRequest,
+    NotFound,
+    Unavailable,
+    WriteRequest,
+    check_key,
+    convert,
+    parse_json,
+)
+from ..history import (
+    Change,
     EntityDiff,
     Evaluation,
     Versioned,
+    diff,
     environment_diff,
     evaluate_all,
     hash_of,
+    project_states,
     revert_steps,
     ruleset_of,
+    schedules_filter,
     states,
 )
-from .commands import check_key, convert, parse_json
-from .decide import FLAG, SEGMENT, Kind
-from .errors import Conflict, InvalidInput, MalformedRequest, NotFound, Unavailable
+from ..projector import EventRecord, ReadModel
 from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, service_of
-from .service import ListFilter, WriteRequest
 
 MAX_LIMIT = 1000
 KINDS: dict[str, Kind] = {"flag": FLAG, "segment": SEGMENT}

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
-from ..listen import listening_socket
-from ..logs import add_log_arguments, configure
-from ..nats_auth import add_nats_arguments, nats_options
+from ..runtime import add_log_arguments, add_nats_arguments, configure, listening_socket, nats_options
 from .app import create_app
 from .streams import StreamingServer
 

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..metrics import AdminMetrics, exposition
+from ..runtime import AdminMetrics, exposition
 from .routes import Endpoint
 
 UNMATCHED = "unmatched"

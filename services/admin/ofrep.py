@@ -34,10 +34,8 @@ from starlette.responses import Response
 from ...context import normalize
 from ...evaluation import ErrorKind, EvaluationDetail, ReasonKind, rule_metadata
 from ...events import DEFAULT_PROJECT, STREAM
-from ..evaluator import EvaluatorPool, NotLoaded
-from .commands import check_key
-from .decide import ENVIRONMENT
-from .errors import AdminError, NotFound
+from ..changes import ENVIRONMENT, AdminError, NotFound, check_key
+from ..ofrep import EvaluatorPool, NotLoaded
 from .routes import Endpoint, Query, json_response, read_body, service_of
 
 log = logging.getLogger("flagstream.admin.ofrep")

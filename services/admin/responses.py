@@ -13,7 +13,7 @@ from msgspec import Struct
 
 from ...events import Environment, Flag, Segment, entity_of, tag_of
 from ...validation import Problem
-from .store import Stored
+from ..changes import Stored
 
 
 class Record(Struct, kw_only=True):

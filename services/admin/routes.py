@@ -16,23 +16,32 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...events import DEFAULT_PROJECT
-from ..limits import check_lengths
-from .commands import (
+from ..changes import (
+    ENVIRONMENT,
+    FLAG,
+    SEGMENT,
     ActionBody,
+    AdminService,
     EnvironmentBody,
     EnvironmentPatch,
     FlagBody,
     FlagPatch,
+    InvalidInput,
+    Kind,
+    ListFilter,
+    MalformedRequest,
+    Outcome,
     SegmentBody,
     SegmentPatch,
+    TooLarge,
+    WriteRequest,
     check_key,
+    check_lengths,
     convert,
     parse_json,
     patch_changes,
     without_comment,
 )
-from .decide import ENVIRONMENT, FLAG, SEGMENT, Kind
-from .errors import InvalidInput, MalformedRequest, TooLarge
 from .responses import (
     EnvironmentList,
     EnvironmentRecord,
@@ -43,7 +52,6 @@ from .responses import (
     SegmentRecord,
     record,
 )
-from .service import AdminService, ListFilter, Outcome, WriteRequest
 
 Handler = Callable[[Request], Awaitable[Response]]
 

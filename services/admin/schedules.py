@@ -21,12 +21,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...events.catalog import Schedule, ScheduleCancelled, ScheduleCreated, ScheduledChange, ScheduleEvent
-from ..schedules import POLL, describe, running, schedule_subject, schedules_filter
-from .commands import FlagPatch, SegmentPatch, check_key, convert, parse_json
-from .errors import Conflict, InvalidInput, MalformedRequest, NotFound
+from ..changes import (
+    Conflict,
+    FlagPatch,
+    InvalidInput,
+    MalformedRequest,
+    NotFound,
+    SegmentPatch,
+    Stored,
+    WrongLastSequence,
+    check_key,
+    convert,
+    parse_json,
+)
+from ..history import POLL, describe, running, schedule_subject, schedules_filter
 from .history import KINDS, parse_time, where
 from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, service_of
-from .store import Stored, WrongLastSequence
 
 
 @asynccontextmanager

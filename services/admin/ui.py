@@ -23,10 +23,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from ...events import STREAM, DecodeError, decode_event, entity_of, environment_filter, tag_of
-from .errors import MalformedRequest, NotFound
+from ..changes import MalformedRequest, NotFound, Stored
 from .responses import record
 from .routes import API, Endpoint, Query, _where
-from .store import Stored
 from .streams import CLOSING, closing_of, next_or_closing
 
 log = logging.getLogger("flagstream.admin.ui")

@@ -18,12 +18,18 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..webhook_delivery import WebhookDelivery
-from ..webhook_store import DeliveryStatus, WebhookStore
-from ..webhooks import KINDS, WebhookRecord, WebhookView, url_problem, view
+from ..changes import InvalidInput, NotFound, Unavailable, check_key, convert, parse_json
+from ..webhooks import (
+    KINDS,
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookRecord,
+    WebhookStore,
+    WebhookView,
+    url_problem,
+    view,
+)
 from .auth import WEBHOOKS_TAG
-from .commands import check_key, convert, parse_json
-from .errors import InvalidInput, NotFound, Unavailable
 from .routes import API, Endpoint, json_response, read_body, resolve_actor
 
 log = logging.getLogger("flagstream.webhooks")

@@ -21,9 +21,15 @@ from pathlib import Path
 
 import nats
 
-from ..filelock import hold_lock, lock_beside
-from ..logs import add_log_arguments, configure
-from ..nats_auth import add_nats_arguments, nats_options, redact_logs
+from ..runtime import (
+    add_log_arguments,
+    add_nats_arguments,
+    configure,
+    hold_lock,
+    lock_beside,
+    nats_options,
+    redact_logs,
+)
 from .projector import BATCH_SIZE, Projector
 from .readmodel import ReadModel
 from .rebuild import rebuild
@@ -133,7 +139,7 @@ async def _serve(projector: Projector, metrics_port: int | None = None, metrics_
     if metrics_port is None:
         await projector.run(stop)
         return
-    from ..metrics import ProjectorMetrics, serve  # prometheus-client only when asked for
+    from ..runtime import ProjectorMetrics, serve  # prometheus-client only when asked for
 
     metrics = ProjectorMetrics()
     metrics.instrument(projector)

@@ -32,7 +32,7 @@ from nats.js.errors import NotFoundError
 
 from ...events import STREAM
 from ...events.subjects import all_subjects
-from ..stream import ensure_stream
+from ..runtime import ensure_stream
 from .projection import Batch, RawMessage, fold_batch
 from .readmodel import ReadModel
 

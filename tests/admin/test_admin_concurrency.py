@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from flagstream.events import STREAM
-from flagstream.services.admin.store import EventStore, WrongLastSequence
+from flagstream.services.changes.store import EventStore, WrongLastSequence
 from tests.admin.conftest import API, Admin
 
 FLAGS = f"{API}/environments/development/flags"

@@ -8,7 +8,7 @@ import re
 from starlette.routing import Route
 
 from flagstream.services.admin.app import create_app
-from flagstream.services.natsd import NatsServer
+from flagstream.services.runtime.natsd import NatsServer
 from tests.admin.conftest import Admin
 
 

@@ -10,8 +10,8 @@ import nats
 import pytest
 
 from flagstream.services.admin.app import create_app
-from flagstream.services.admin.errors import Unavailable
-from flagstream.services.natsd import NatsServer
+from flagstream.services.changes.errors import Unavailable
+from flagstream.services.runtime.natsd import NatsServer
 from tests.helpers import ADMIN_TOKEN
 
 

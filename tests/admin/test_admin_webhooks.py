@@ -22,8 +22,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flagstream.services.admin.app import create_app
-from flagstream.services.natsd import free_port
-from flagstream.services.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+from flagstream.services.runtime.natsd import free_port
+from flagstream.services.webhooks.model import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from tests.helpers import ADMIN_TOKEN, auth_headers, eventually, serving, until
 
 API = "/api/v1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from flagstream.events.telemetry import AppliedChange, EvaluationCounts, FlagCount, Heartbeat
-from flagstream.services.fleet import Change, FleetAggregator, percentile
+from flagstream.services.fleet.aggregator import Change, FleetAggregator, percentile
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flagstream.events import Clause, Flag, Operator, Rollout, Rule, Segment, Serve, Target, WeightedVariation
-from flagstream.services.diff import diff, lines
-from flagstream.services.timetravel import revert_steps
+from flagstream.services.history.diff import diff, lines
+from flagstream.services.history.timetravel import revert_steps
 
 
 def rule(rid: str, country: str) -> Rule:

@@ -14,12 +14,12 @@ from pathlib import Path
 import nats
 
 from flagstream.events import Environment, Flag, Segment
-from flagstream.services.admin.decide import ENVIRONMENT, FLAG, SEGMENT
-from flagstream.services.admin.service import AdminService, WriteRequest
-from flagstream.services.admin.store import EventStore
+from flagstream.services.changes.decide import ENVIRONMENT, FLAG, SEGMENT
+from flagstream.services.changes.service import AdminService, WriteRequest
+from flagstream.services.changes.store import EventStore
 from flagstream.services.projector.projector import Projector
 from flagstream.services.projector.readmodel import ReadModel
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 from tests.helpers import db_position, eventually
 
 

@@ -20,12 +20,12 @@ from nats.js.errors import NotFoundError
 from flagstream.events import Environment, EnvironmentCreated, Flag, FlagCreated, decode_event, subject
 from flagstream.events.catalog import Schedule, ScheduleClaimed, ScheduleCreated, ScheduledChange
 from flagstream.services.admin.app import create_app
-from flagstream.services.admin.decide import ENVIRONMENT, FLAG
-from flagstream.services.admin.service import AdminService, WriteRequest
-from flagstream.services.admin.store import EventStore
+from flagstream.services.changes.decide import ENVIRONMENT, FLAG
+from flagstream.services.changes.service import AdminService, WriteRequest
+from flagstream.services.changes.store import EventStore
+from flagstream.services.history.schedules import ScheduleRunner, schedule_subject
 from flagstream.services.projector.projector import Projector
-from flagstream.services.schedules import ScheduleRunner, schedule_subject
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 from tests.helpers import ADMIN_TOKEN, auth_headers
 
 ENV = "/api/v1/projects/default/environments/production"

@@ -18,8 +18,8 @@ import mmh3
 import pytest
 
 from flagstream.engine import compile_flag, evaluate
-from flagstream.services.import_common import ImportFileError
-from flagstream.services.import_flagd import import_flagd, load_flagd
+from flagstream.services.importers.common import ImportFileError
+from flagstream.services.importers.flagd import import_flagd, load_flagd
 
 DATA = Path(__file__).parent / "data" / "flagd-flags.json"
 DOC = json.loads(DATA.read_text())

@@ -18,8 +18,8 @@ import mmh3
 import pytest
 
 from flagstream.engine import compile_flag, compile_segment, evaluate
-from flagstream.services.import_common import ImportFileError, render
-from flagstream.services.import_unleash import import_unleash, load_unleash
+from flagstream.services.importers.common import ImportFileError, render
+from flagstream.services.importers.unleash import import_unleash, load_unleash
 
 DATA = Path(__file__).parent / "data" / "unleash-features.json"
 EXPORT = json.loads(DATA.read_text())

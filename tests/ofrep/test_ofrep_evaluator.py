@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from flagstream.services.evaluator import EvaluatorPool, NotLoaded
+from flagstream.services.ofrep.evaluator import EvaluatorPool, NotLoaded
 from tests.helpers import auth_headers, eventually
 
 ENVS = "/api/v1/projects/default/environments"

@@ -27,12 +27,11 @@ import nats
 import pytest
 import yaml
 
-from flagstream import AsyncFlagstreamClient
+from flagstream import AsyncFlagstreamClient, sdk_connect_options
 from flagstream.events import STREAM
-from flagstream.services.nats_auth import sdk_connect_options
-from flagstream.services.natsd import NatsServer, free_port
 from flagstream.services.projector.readmodel import ReadModel
-from flagstream.services.stream import MAX_CONSUMERS
+from flagstream.services.runtime.natsd import NatsServer, free_port
+from flagstream.services.runtime.stream import MAX_CONSUMERS
 from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
 
 ROOT = Path(__file__).resolve().parents[2]

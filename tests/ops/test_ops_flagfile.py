@@ -15,10 +15,10 @@ import pytest
 from flagstream.events import Flag, Segment
 from flagstream.events.model import Serve
 from flagstream.services import flagfile
-from flagstream.services.api_client import ApiClient
 from flagstream.services.cli import main
-from flagstream.services.cli_flagfile import FlagsApi, execute
-from flagstream.services.flagfile import Action, FlagFile, FlagFileError
+from flagstream.services.cli.api import ApiClient
+from flagstream.services.cli.flagfile import FlagsApi, execute
+from flagstream.services.flagfile.planning import Action, FlagFile, FlagFileError
 from tests.helpers import ADMIN_TOKEN, auth_headers
 
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))

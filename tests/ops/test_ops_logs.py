@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from flagstream.services.natsd import free_port
+from flagstream.services.runtime.natsd import free_port
 from tests.helpers import ADMIN_TOKEN, auth_headers
 
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))

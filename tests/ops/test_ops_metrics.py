@@ -18,10 +18,10 @@ from flagstream import AsyncFlagstreamClient
 from flagstream.events import EnvironmentCreated, encode_event, subject
 from flagstream.events.model import Environment
 from flagstream.metrics import register_metrics
-from flagstream.services.metrics import ProjectorMetrics, serve
-from flagstream.services.natsd import NatsServer, free_port
 from flagstream.services.projector.projector import Projector
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.metrics import ProjectorMetrics, serve
+from flagstream.services.runtime.natsd import NatsServer, free_port
+from flagstream.services.runtime.stream import ensure_stream
 from tests.helpers import auth_headers, eventually
 
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from flagstream.services import natsd
+from flagstream.services.runtime import natsd
 
 
 async def test_a_port_taken_before_the_bind_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

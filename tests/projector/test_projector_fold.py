@@ -34,9 +34,9 @@ from flagstream.events import (
     state_hash,
     subject,
 )
-from flagstream.services.natsd import NatsServer, free_port
 from flagstream.services.projector import Projector, ReadModel
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.natsd import NatsServer, free_port
+from flagstream.services.runtime.stream import ensure_stream
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))

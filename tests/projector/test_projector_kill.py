@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 
 from flagstream.events import Event, Flag, FlagCreated, FlagUpdated, encode_event, state_hash, subject
 from flagstream.services.projector import Projector, ReadModel
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 from tests.helpers import db_position
 
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))

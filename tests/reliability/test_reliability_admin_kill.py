@@ -21,7 +21,7 @@ import pytest
 from test_reliability_nats_kill import API, ENV, FLAGS, Writer, check_log, fresh_hash, read_stream
 
 from flagstream import AsyncFlagstreamClient
-from flagstream.services.natsd import free_port
+from flagstream.services.runtime.natsd import free_port
 from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
 
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))

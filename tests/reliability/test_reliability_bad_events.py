@@ -15,7 +15,7 @@ import pytest
 from flagstream import AsyncFlagstreamClient
 from flagstream.events import Environment, EnvironmentCreated, Flag, FlagCreated, FlagToggled, encode_event, subject
 from flagstream.services.projector import Projector, ReadModel
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 from tests.helpers import eventually
 
 ENV = "production"

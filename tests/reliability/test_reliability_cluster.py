@@ -20,8 +20,8 @@ from test_reliability_nats_kill import API, ENV, FLAGS, Writer, check_log, fresh
 from flagstream import AsyncFlagstreamClient
 from flagstream.events import STREAM
 from flagstream.services.admin.app import create_app
-from flagstream.services.natsd import NatsCluster
-from flagstream.services.stream import ensure_stream, while_jetstream_settles
+from flagstream.services.runtime.natsd import NatsCluster
+from flagstream.services.runtime.stream import ensure_stream, while_jetstream_settles
 from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
 
 

@@ -27,8 +27,8 @@ from nats.js.errors import NotFoundError
 
 from flagstream import AsyncFlagstreamClient
 from flagstream.events import STREAM, decode_event, subject
-from flagstream.services.natsd import NatsServer
 from flagstream.services.projector import Projector, ReadModel
+from flagstream.services.runtime.natsd import NatsServer
 from tests.helpers import auth_headers, eventually
 
 ENV = "production"

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from flagstream.services.webhooks import DELIVERY_HEADER
+from flagstream.services.webhooks.model import DELIVERY_HEADER
 from tests.helpers import auth_headers, eventually, serving
 from tests.reliability.test_reliability_admin_kill import AdminProcess
 

@@ -28,7 +28,7 @@ from flagstream.events import (
     encode_event,
     subject,
 )
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 
 USER = {"key": "user-1", "country": "NO"}
 

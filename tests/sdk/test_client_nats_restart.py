@@ -13,8 +13,8 @@ from nats.js import JetStreamContext
 
 from flagstream import AsyncFlagstreamClient, ClientStatus, ErrorKind, FlagstreamClient
 from flagstream.events import Flag, FlagCreated, FlagToggled, encode_event, subject
-from flagstream.services.natsd import NatsServer
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.natsd import NatsServer
+from flagstream.services.runtime.stream import ensure_stream
 
 USER = {"key": "user-1"}
 KEYS = [f"flag-{i}" for i in range(5)]

@@ -10,7 +10,7 @@ import nats
 from flagstream import AsyncFlagstreamClient
 from flagstream.events import STREAM, Flag, FlagCreated, FlagToggled, encode_event, subject
 from flagstream.events.catalog import FlagEvent
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 from tests.helpers import eventually
 
 USER = {"key": "user-1"}

@@ -12,7 +12,7 @@ import nats
 from flagstream import AsyncFlagstreamClient, FlagstreamClient, ReasonKind, TestData
 from flagstream.events import Flag, FlagCreated, encode_event, subject
 from flagstream.exposures import Exposure
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 from tests.helpers import eventually
 
 

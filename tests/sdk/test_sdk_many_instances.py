@@ -8,7 +8,7 @@ from dataclasses import replace
 import nats
 from nats.js.api import StreamConfig
 
-from flagstream.services.stream import MAX_CONSUMERS, ensure_stream, stream_config
+from flagstream.services.runtime.stream import MAX_CONSUMERS, ensure_stream, stream_config
 
 FOLLOWERS = 1_050
 

@@ -37,8 +37,8 @@ from flagstream.events import (
 )
 from flagstream.events.catalog import FlagEvent
 from flagstream.openfeature import FlagstreamProvider
-from flagstream.services.natsd import NatsServer
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.natsd import NatsServer
+from flagstream.services.runtime.stream import ensure_stream
 from tests.helpers import eventually
 
 USER = EvaluationContext("user-1", {"country": "NO"})

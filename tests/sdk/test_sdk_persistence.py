@@ -13,8 +13,8 @@ from nats.js import JetStreamContext
 from flagstream import AsyncFlagstreamClient, ClientStatus, ErrorKind, FlagstreamClient
 from flagstream.events import Flag, FlagCreated, FlagToggled, FlagUpdated, encode_event, subject
 from flagstream.events.catalog import FlagEvent
-from flagstream.services.natsd import NatsServer
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.natsd import NatsServer
+from flagstream.services.runtime.stream import ensure_stream
 from tests.helpers import eventually
 
 USER = {"key": "user-1"}

@@ -19,7 +19,7 @@ from flagstream.events.telemetry import (
     decode_heartbeat,
     telemetry_filter,
 )
-from flagstream.services.stream import ensure_stream
+from flagstream.services.runtime.stream import ensure_stream
 from tests.helpers import eventually
 
 

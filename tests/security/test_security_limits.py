@@ -12,8 +12,8 @@ import nats
 import pytest
 
 from flagstream.services.admin.app import create_app
-from flagstream.services.limits import MAX_DEPTH, MAX_ITEMS
-from flagstream.services.shared_rate import RATE_BUCKET
+from flagstream.services.changes.limits import MAX_DEPTH, MAX_ITEMS
+from flagstream.services.tokens.rate import RATE_BUCKET
 from tests.helpers import ADMIN_TOKEN, auth_headers
 
 API = "/api/v1/projects/default"

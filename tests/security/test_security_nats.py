@@ -23,22 +23,21 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError
 
 from flagstream import AsyncFlagstreamClient
+from flagstream.credentials import sdk_connect_options, sdk_user
 from flagstream.events import STREAM, FlagCreated, FlagToggled, encode_event, subject
 from flagstream.events.model import Flag
 from flagstream.services.admin.app import create_app
-from flagstream.services.nats_auth import (
+from flagstream.services.projector import Projector
+from flagstream.services.runtime.nats_auth import (
     ADMIN,
     OPERATOR,
     PROJECTOR,
     Credentials,
-    sdk_connect_options,
-    sdk_user,
     write_server_config,
 )
-from flagstream.services.natsd import NatsServer
-from flagstream.services.projector import Projector
-from flagstream.services.stream import ensure_stream
-from flagstream.services.tokens import BUCKET
+from flagstream.services.runtime.natsd import NatsServer
+from flagstream.services.runtime.stream import ensure_stream
+from flagstream.services.tokens.store import BUCKET
 from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
 
 PROD = subject("default", "production", "flag", "checkout")

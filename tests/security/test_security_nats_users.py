@@ -12,11 +12,10 @@ from pathlib import Path
 import nats
 import pytest
 
-from flagstream import AsyncFlagstreamClient
+from flagstream import AsyncFlagstreamClient, sdk_connect_options
 from flagstream.events import STREAM, FlagCreated, encode_event, subject
 from flagstream.events.model import Flag
-from flagstream.services.nats_auth import sdk_connect_options
-from flagstream.services.natsd import NatsServer
+from flagstream.services.runtime.natsd import NatsServer
 from tests.security.test_security_nats import DENIED
 
 FLAGSTREAM = [sys.executable, "-m", "flagstream.services.cli"]

@@ -22,8 +22,15 @@ import nats
 import pytest
 
 from flagstream import AsyncFlagstreamClient
-from flagstream.services.nats_auth import ADMIN, PROJECTOR, Credentials, ServerTls, tls_block, write_server_config
-from flagstream.services.natsd import NatsServer
+from flagstream.services.runtime.nats_auth import (
+    ADMIN,
+    PROJECTOR,
+    Credentials,
+    ServerTls,
+    tls_block,
+    write_server_config,
+)
+from flagstream.services.runtime.natsd import NatsServer
 from tests.helpers import ADMIN_TOKEN, auth_headers, publish_flag
 
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from flagstream.events import STREAM, decode_event
 from flagstream.services.admin.app import create_app
-from flagstream.services.tokens import BUCKET, split
+from flagstream.services.tokens.store import BUCKET, split
 from tests.helpers import ADMIN_TOKEN, auth_headers
 
 API = "/api/v1/projects/default"

@@ -17,8 +17,7 @@ import httpx
 import nats
 import pytest
 
-from flagstream import AsyncFlagstreamClient
-from flagstream.services.nats_auth import sdk_connect_options
+from flagstream import AsyncFlagstreamClient, sdk_connect_options
 from tests.helpers import auth_headers, eventually
 from tests.test_up import Up, processes_using
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.async_api import expect
 
-from flagstream.services.webhooks import SIGNATURE_HEADER, verify
+from flagstream.services.webhooks.model import SIGNATURE_HEADER, verify
 from tests.admin.test_admin_webhooks import receiving
 from tests.helpers import eventually
 from tests.ui.conftest import UI, create_env, create_flag

@@ -1,0 +1,65 @@
+"""How a change is checked, decided and appended: the write path shared by the admin API, the scheduler, flags
+as code and anything else that changes flags, segments or environments.
+
+``commands`` reads request bodies into domain values (JSON paths in errors), ``decide`` turns a command and the
+entity's current state into one event (pure), ``service.AdminService`` reads the current version, decides and
+appends with optimistic concurrency, ``store.EventStore`` is the JetStream side, ``errors`` the domain errors
+(mapped to HTTP only by the admin app), ``limits`` the list-length and depth limits of a change.
+"""
+
+from .commands import (
+    ActionBody,
+    EnvironmentBody,
+    EnvironmentPatch,
+    FlagBody,
+    FlagPatch,
+    SegmentBody,
+    SegmentPatch,
+    check_key,
+    convert,
+    parse_json,
+    patch_changes,
+    without_comment,
+)
+from .decide import ENVIRONMENT, FLAG, SEGMENT, Kind
+from .errors import AdminError, Conflict, InvalidInput, MalformedRequest, NotFound, TooLarge, Unavailable
+from .limits import MAX_DEPTH, MAX_ITEMS, check_lengths
+from .service import AdminService, ListFilter, Outcome, WriteRequest
+from .store import CorruptEvent, EventStore, Stored, WrongLastSequence
+
+__all__ = [
+    "ENVIRONMENT",
+    "FLAG",
+    "MAX_DEPTH",
+    "MAX_ITEMS",
+    "SEGMENT",
+    "ActionBody",
+    "AdminError",
+    "AdminService",
+    "Conflict",
+    "CorruptEvent",
+    "EnvironmentBody",
+    "EnvironmentPatch",
+    "EventStore",
+    "FlagBody",
+    "FlagPatch",
+    "InvalidInput",
+    "Kind",
+    "ListFilter",
+    "MalformedRequest",
+    "NotFound",
+    "Outcome",
+    "SegmentBody",
+    "SegmentPatch",
+    "Stored",
+    "TooLarge",
+    "Unavailable",
+    "WriteRequest",
+    "WrongLastSequence",
+    "check_key",
+    "check_lengths",
+    "convert",
+    "parse_json",
+    "patch_changes",
+    "without_comment",
+]

@@ -1,0 +1,120 @@
+"""``flagstream flags list|create|show|on|off|archive|restore``: flags through the admin API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .api import ApiError, add_client_arguments, client_from, output, table
+
+ACTIONS = ("on", "off", "archive", "restore")
+KINDS = ("boolean", "string", "number", "json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_client_arguments(parser)
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = sub.add_parser("list", help="list flags of the environment")
+    listing.add_argument("--archived", choices=["true", "false", "all"], default="false")
+    listing.add_argument("--tag", help="only flags with this tag")
+    listing.add_argument("-q", "--query", dest="q", help="search in key and name")
+    add_client_arguments(listing, suppress=True)
+
+    create = sub.add_parser("create", help="create a flag (off, with on/off variations unless told otherwise)")
+    create.add_argument("key", help="flag key: letters, digits, '-' and '_'")
+    create.add_argument("--name", default="")
+    create.add_argument("--kind", choices=KINDS, default="boolean")
+    create.add_argument("--description", default="")
+    create.add_argument("--tag", action="append", default=[], help="a tag (repeat for more)")
+    add_client_arguments(create, suppress=True)
+
+    show = sub.add_parser("show", help="show one flag")
+    show.add_argument("key")
+    add_client_arguments(show, suppress=True)
+
+    for action in ACTIONS:
+        helps = {"on": "turn a flag on", "off": "turn a flag off", "archive": "archive a flag", "restore": "restore"}
+        p = sub.add_parser(action, help=helps[action])
+        p.add_argument("key")
+        add_client_arguments(p, suppress=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        with client_from(args) as client:
+            if args.action == "list":
+                items = client.list_flags(args.env, archived=args.archived, tag=args.tag, q=args.q)
+                output(args, {"items": items}, _flag_table(items, args.env))
+            elif args.action == "create":
+                body = {
+                    "key": args.key,
+                    "name": args.name,
+                    "kind": args.kind,
+                    "description": args.description,
+                    "tags": args.tag,
+                    "comment": args.comment,
+                }
+                rec = client.create_flag(args.env, body)
+                output(args, rec, f"created flag {rec['key']} in {args.env}: off (version {rec['version']})")
+            elif args.action == "show":
+                rec = client.get_flag(args.env, args.key)
+                output(args, rec, _details(rec, args.env))
+            else:
+                rec = client.flag_action(args.env, args.key, args.action, args.comment)
+                output(args, rec, f"flag {rec['key']} in {args.env}: {_state(rec['flag'])} (version {rec['version']})")
+    except ApiError as exc:
+        print(f"flagstream flags {args.action}: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _state(flag: dict[str, Any]) -> str:
+    return ("on" if flag["on"] else "off") + (", archived" if flag["archived"] else "")
+
+
+def _flag_table(items: list[dict[str, Any]], env: str) -> str:
+    if not items:
+        return f"no flags in {env}"
+    rows = [
+        (
+            i["key"],
+            i["flag"]["name"],
+            i["flag"]["kind"],
+            _state(i["flag"]),
+            ",".join(i["flag"]["tags"]),
+            i["version"],
+        )
+        for i in items
+    ]
+    return table(("KEY", "NAME", "KIND", "STATE", "TAGS", "VERSION"), rows)
+
+
+def _details(rec: dict[str, Any], env: str) -> str:
+    flag = rec["flag"]
+    serve = flag["fallthrough"]
+    fallthrough = serve["variation"] if serve.get("variation") is not None else "rollout"
+    lines = [
+        ("key", flag["key"]),
+        ("name", flag["name"]),
+        ("description", flag["description"]),
+        ("environment", env),
+        ("kind", flag["kind"]),
+        ("state", _state(flag)),
+        ("tags", ", ".join(flag["tags"])),
+        ("variations", ", ".join(f"{v['key']}={json.dumps(v['value'])}" for v in flag["variations"])),
+        ("off variation", flag["off_variation"]),
+        ("fallthrough", fallthrough),
+        ("rules", str(len(flag["rules"]))),
+        ("targets", str(len(flag["targets"]))),
+        ("prerequisites", ", ".join(f"{p['flag']}={p['variation']}" for p in flag["prerequisites"])),
+        ("version", f"{rec['version']} (revision {rec['revision']})"),
+        (
+            "last change",
+            f"{rec['event']} by {rec['actor']} at {rec['at']}" + (f": {rec['comment']}" if rec["comment"] else ""),
+        ),
+    ]
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}".rstrip() for k, v in lines)

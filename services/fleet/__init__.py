@@ -1,0 +1,9 @@
+"""The fleet of SDK instances: what they report (heartbeats, applied changes, evaluation counts) aggregated into
+connected instances, convergence of each change and evaluations per flag (``aggregator``, pure), fed from NATS
+with last-evaluated times kept in a KV bucket shared by the admin replicas (``feed``).
+"""
+
+from .aggregator import Change, ChangeConvergence, FlagEvaluations, FleetAggregator, InstanceView, percentile
+from .feed import Fleet
+
+__all__ = ["Change", "ChangeConvergence", "FlagEvaluations", "Fleet", "FleetAggregator", "InstanceView", "percentile"]

@@ -1,0 +1,18 @@
+"""Importers from other flag systems: each reads the other system's own format and returns Flagstream flags and
+segments with a per-flag report of what could not be carried over exactly (``common.ImportResult``).
+"""
+
+from .common import ImportFileError, ImportResult, Unmappable, render
+from .flagd import import_flagd, load_flagd
+from .unleash import import_unleash, load_unleash
+
+__all__ = [
+    "ImportFileError",
+    "ImportResult",
+    "Unmappable",
+    "import_flagd",
+    "import_unleash",
+    "load_flagd",
+    "load_unleash",
+    "render",
+]

@@ -1,0 +1,77 @@
+"""What a Flagstream process runs on: the nats-server it may embed (``natsd``), the NATS users and permissions of
+each role (``nats_auth``), the event stream and the KV buckets (``stream``), the data folder's lock
+(``filelock``), listening sockets (``listen``), logging (``logs``), Prometheus metrics (``metrics``) and small
+asyncio helpers (``aio``). ``up`` is the composition root of the embedded default (``flagstream up``): the one
+module here that may import every other package, and so it is not imported by this ``__init__``.
+"""
+
+from .aio import first_done
+from .filelock import hold_lock, lock_beside
+from .listen import listening_socket
+from .logs import add_log_arguments, configure
+from .metrics import AdminMetrics, ProjectorMetrics, exposition, serve
+from .nats_auth import (
+    ADMIN,
+    OPERATOR,
+    PROJECTOR,
+    Credentials,
+    ServerTls,
+    add_nats_arguments,
+    authorization_block,
+    nats_options,
+    redact_logs,
+    tls_block,
+    with_credentials,
+    write_private,
+    write_server_config,
+)
+from .natsd import NatsCluster, NatsServer, free_port
+from .stream import (
+    FLEET_BUCKET,
+    MAX_CONSUMERS,
+    RATE_BUCKET,
+    TOKENS_BUCKET,
+    WEBHOOKS_BUCKET,
+    ensure_bucket,
+    ensure_stream,
+    stream_config,
+    while_jetstream_settles,
+)
+
+__all__ = [
+    "ADMIN",
+    "FLEET_BUCKET",
+    "MAX_CONSUMERS",
+    "OPERATOR",
+    "PROJECTOR",
+    "RATE_BUCKET",
+    "TOKENS_BUCKET",
+    "WEBHOOKS_BUCKET",
+    "AdminMetrics",
+    "Credentials",
+    "NatsCluster",
+    "NatsServer",
+    "ProjectorMetrics",
+    "ServerTls",
+    "add_log_arguments",
+    "add_nats_arguments",
+    "authorization_block",
+    "configure",
+    "ensure_bucket",
+    "ensure_stream",
+    "exposition",
+    "first_done",
+    "free_port",
+    "hold_lock",
+    "listening_socket",
+    "lock_beside",
+    "nats_options",
+    "redact_logs",
+    "serve",
+    "stream_config",
+    "tls_block",
+    "while_jetstream_settles",
+    "with_credentials",
+    "write_private",
+    "write_server_config",
+]

@@ -1,0 +1,117 @@
+"""The one JetStream stream that holds every event, created (or checked) at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TypeVar
+
+import nats.errors
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import APIError, BucketNotFoundError, NotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
+
+from ...events import STREAM
+from ...events.subjects import all_subjects
+
+log = logging.getLogger("flagstream.stream")
+
+T = TypeVar("T")
+
+#: What JetStream answers (or fails to) while a cluster is still electing its leaders: worth another try.
+SETTLING = (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError)
+#: JetStream API errors of a cluster whose peers are not all known yet: "no suitable peers for placement"
+#: (10005), "insufficient resources" (10023), "JetStream cluster not available" (10008).
+SETTLING_CODES = frozenset({10005, 10008, 10023})
+
+
+async def while_jetstream_settles(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    wait: float,
+    failure: Callable[[str], Exception] = TimeoutError,
+) -> T:
+    """``attempt()``, tried again for up to ``wait`` seconds while JetStream times out or is unavailable (a
+    cluster that has just started, or is electing a leader); then raises ``failure(message naming what)``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    delay = 0.25
+    while True:
+        try:
+            return await attempt()
+        except (*SETTLING, APIError) as exc:
+            if isinstance(exc, APIError) and not isinstance(exc, SETTLING) and exc.err_code not in SETTLING_CODES:
+                raise
+            if loop.time() + delay > deadline:
+                raise failure(f"JetStream did not answer for {what} within {wait:g}s ({exc!r})") from None
+            log.warning("JetStream not answering for %s yet (%r); trying again in %.2fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+#: The KV buckets the services keep beside the stream (their NATS permissions are granted in ``nats_auth.py``).
+TOKENS_BUCKET = "flagstream_tokens"  # API tokens (``services/tokens``)
+RATE_BUCKET = "flagstream_ratelimit"  # the write rate per API token, shared by the admin replicas
+WEBHOOKS_BUCKET = "flagstream_webhooks"  # webhook records and their delivery status (``services/webhooks``)
+FLEET_BUCKET = "flagstream_fleet"  # last-evaluated times of the fleet view (``services/fleet``)
+
+#: Consumers the stream accepts. Every SDK instance follows its environment with one ordered consumer, and
+#: nats-server (2.15) refuses the 1,001st consumer of a stream whose limit is left unset.
+MAX_CONSUMERS = 1_000_000
+
+
+def stream_config(replicas: int = 1) -> StreamConfig:
+    """Append-only by construction: no delete, no purge, no age or size limit, a 2-minute dedup window."""
+    return StreamConfig(
+        name=STREAM,
+        subjects=[all_subjects()],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_msgs=-1,
+        max_bytes=-1,
+        max_age=0,
+        max_msgs_per_subject=-1,
+        num_replicas=replicas,
+        duplicate_window=120.0,
+        deny_delete=True,
+        deny_purge=True,
+        max_consumers=MAX_CONSUMERS,
+        allow_rollup_hdrs=False,
+        allow_direct=True,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create the stream if it does not exist; an existing one keeps its configuration, except that a consumer
+    limit below ``MAX_CONSUMERS`` (a stream made by an older Flagstream) is raised."""
+    try:
+        info = await js.stream_info(STREAM)
+    except NotFoundError:
+        await js.add_stream(stream_config(replicas))
+        return
+    limit = info.config.max_consumers
+    if limit is None or limit < MAX_CONSUMERS:
+        try:
+            await js.update_stream(replace(info.config, max_consumers=MAX_CONSUMERS))
+        except Exception as exc:  # e.g. a credential without the right to update streams
+            log.warning("stream %s accepts %s consumers (SDK instances); raising it failed: %r", STREAM, limit, exc)
+
+
+async def ensure_bucket(
+    js: JetStreamContext, bucket: str, *, history: int = 1, ttl: float | None = None, description: str | None = None
+) -> KeyValue:
+    """The KV bucket ``bucket``, created if missing (file storage, as many replicas as the event stream: as
+    available as the events it serves)."""
+    try:
+        return await js.key_value(bucket)
+    except (BucketNotFoundError, NotFoundError):
+        replicas = (await js.stream_info(STREAM)).config.num_replicas or 1
+        config = KeyValueConfig(
+            bucket=bucket, history=history, ttl=ttl, storage=StorageType.FILE, replicas=replicas,
+            description=description,
+        )  # fmt: skip
+        return await js.create_key_value(config)
