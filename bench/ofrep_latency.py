@@ -38,7 +38,7 @@ TOKEN = "fs_bench_operator_token_0123456789"
 
 #: The admin app under plain ``uvicorn.run`` (host and port). When this was written, ``flagstream admin`` handed
 #: uvicorn a socket made without ``IPPROTO_TCP``, so asyncio did not set TCP_NODELAY and every answer waited
-#: ~40 ms on loopback (Nagle + delayed ACK); ``services/listen.py`` fixed that since, and this stays as it was.
+#: ~40 ms on loopback (Nagle + delayed ACK); ``services/runtime/listen.py`` fixed that since, and this stays as it was.
 SERVE = """
 import sys, uvicorn
 from flagstream.services.admin.app import create_app

@@ -264,7 +264,7 @@ class NatsSource:
             config = ConsumerConfig()
             policy = DeliverPolicy.LAST_PER_SUBJECT
         # A named consumer is created on $JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>: the filter is in the
-        # subject, so a credential can be limited to its own environment (services/nats_auth.py). New name per
+        # subject, so a credential can be limited to its own environment (services/runtime/nats_auth.py). New name per
         # subscription; if nats-py's ordered-consumer reset cannot re-create it under that name, _error resubscribes.
         config.name = f"flagstream-sdk-{secrets.token_hex(8)}"
 

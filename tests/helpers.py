@@ -1,14 +1,28 @@
-"""Helpers shared by the tests: waiting on a condition (never on a sleep), tokens, a first flag on the stream."""
+"""Helpers shared by the tests: waiting on a condition (never on a sleep), tokens, a first flag on the stream,
+the admin API served in the test's loop (with or without a projector for history), ``flagstream`` processes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from flagstream.services.projector import Projector
+
+#: The ``flagstream`` command of the venv running the tests.
+FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 
 
 async def eventually(predicate: Callable[[], object], within: float = 30.0, what: str = "condition") -> None:
@@ -27,8 +41,10 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
     async def poll() -> None:
         nonlocal done
-        while not await check():
-            pass
+        while True:
+            if await check():
+                break
+            await asyncio.sleep(0.01)  # a breath between checks: a busy loop would take a core of a 2-core CI
         done = True
 
     task = asyncio.create_task(poll())
@@ -99,3 +115,125 @@ def db_position(db: Path) -> int:
             return int(row[0]) if row else 0
     except sqlite3.Error:
         return 0
+
+
+# -- the admin API with history: a projector folding the log into a read model beside it -------------------------
+
+
+@contextlib.asynccontextmanager
+async def projecting(nats_url: str, db: Path, **options: Any) -> AsyncIterator[Projector]:
+    """A projector folding the stream into ``db``, running in the test's event loop until the block ends."""
+    from flagstream.services.projector import Projector
+
+    projector = Projector(nats_url=nats_url, db_path=db, **{"fetch_timeout": 0.2, **options})
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    try:
+        yield projector
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@dataclass
+class WithHistory:
+    """The admin app (with a read model), an HTTP client of it signed in as the operator, and its projector."""
+
+    app: Any
+    http: httpx.AsyncClient
+    projector: Projector
+    db: Path
+
+
+@contextlib.asynccontextmanager
+async def admin_with_history(
+    nats_url: str, tmp_path: Path, *, headers: dict[str, str] | None = None, http_timeout: float = 60, **state: Any
+) -> AsyncIterator[WithHistory]:
+    """The admin API in-process (ASGI) over ``nats_url`` with a projector and its read model in ``tmp_path``:
+    every route answers, history included. ``state`` sets ``app.state`` attributes (e.g. ``schedule_poll``)."""
+    from flagstream.services.admin.app import create_app
+
+    db = tmp_path / "readmodel.sqlite"
+    app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
+    for name, value in state.items():
+        setattr(app.state, name, value)
+    async with projecting(nats_url, db) as projector, app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        headers = auth_headers() if headers is None else headers
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://admin", headers=headers, timeout=http_timeout
+        ) as http:
+            yield WithHistory(app, http, projector, db)
+
+
+@contextlib.asynccontextmanager
+async def served_with_history(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[str, Projector]]:
+    """As ``admin_with_history``, served over real HTTP (uvicorn on a free port): its URL and the projector."""
+    from flagstream.services.admin.app import create_app
+
+    db = tmp_path / "readmodel.sqlite"
+    app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
+    async with projecting(nats_url, db) as projector, serving(app) as url:
+        yield url, projector
+
+
+# -- flagstream processes ---------------------------------------------------------------------------------------
+
+
+def read_url(proc: subprocess.Popen[str], on_line: Callable[[str], None] | None = None) -> str:
+    """Read a ``flagstream up|admin`` child's stdout until it prints the URL it serves on (it does so once it is
+    serving); ``on_line`` sees every line before that. Fails with the exit code if the child ends first."""
+    assert proc.stdout is not None, "start the process with stdout=subprocess.PIPE, text=True"
+    for line in proc.stdout:
+        if on_line is not None:
+            on_line(line)
+        if line.startswith("http://"):
+            return line.strip()
+    raise AssertionError(f"{proc.args!r} exited with {proc.wait(30)} before serving")
+
+
+class AdminProcess:
+    """``flagstream admin`` as a child process on a fixed port, killable and restartable."""
+
+    def __init__(self, nats_url: str, *args: str) -> None:
+        from flagstream.services.runtime.natsd import free_port
+
+        self.nats_url = nats_url
+        self.args = args
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> AdminProcess:
+        self.proc = subprocess.Popen(
+            [FLAGSTREAM, "admin", "--nats-url", self.nats_url, "--port", str(self.port), "--log-level", "warning",
+             *self.args],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "FLAGSTREAM_OPERATOR_TOKEN": ADMIN_TOKEN},
+        )  # fmt: skip
+        read_url(self.proc)
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+@contextlib.contextmanager
+def admin_processes(nats_url: str, count: int, *args: str) -> Iterator[list[AdminProcess]]:
+    """``count`` admin processes over one NATS, started in turn, stopped (if still running) at the end."""
+    admins: list[AdminProcess] = []
+    try:
+        for _ in range(count):
+            admins.append(AdminProcess(nats_url, *args).start())
+        yield admins
+    finally:
+        for admin in admins:
+            admin.stop()

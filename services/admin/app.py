@@ -131,7 +131,7 @@ def create_app(
     """The admin API. Its lifespan connects to NATS (waiting up to ``connect_wait`` seconds) and makes sure the
     stream exists; it closes on shutdown. Once connected, it reconnects forever (``/readyz`` tells meanwhile).
     ``read_model``: the projector's SQLite file, for history and time travel (absent: those routes answer 503).
-    ``operator_token``: the bootstrap admin token (see ``auth.py``); other tokens live in NATS (``tokens.py``).
+    ``operator_token``: the bootstrap admin token (see ``auth.py``); other tokens live in NATS (``services/tokens``).
     Without it, only tokens created earlier are accepted. ``write_rate``/``write_burst``: writes per second per
     API token (the operator token is not limited). ``nats_options``: more ``nats.connect`` arguments (NATS user
     and password, ``tls``: an ``ssl.SSLContext``).

@@ -2,7 +2,7 @@
 
 ``POST /ofrep/v1/evaluate/flags/{key}`` evaluates one flag, ``POST /ofrep/v1/evaluate/flags`` every active flag
 (with an ``ETag``; ``If-None-Match`` answers 304 while neither the flags nor the context changed). Evaluations
-run on a live in-memory ruleset per environment (``services/evaluator.py``), with the SDK's own engine. A bulk
+run on a live in-memory ruleset per environment (``services/ofrep/evaluator.py``), with the SDK's own engine. A bulk
 answer names the event stream (``eventStreams``, served by ``ofrep_events.py``); a re-fetch it prompted carries
 ``flagConfigEtag`` and waits until this replica has that change (``caught_up``).
 

@@ -1,7 +1,7 @@
 """Admin feature module: scheduled changes (see registry.py for the contract).
 
 A change stored now to apply to one flag or segment at a future time: created, listed, read and cancelled here;
-applied exactly once by the schedule runner (``services/schedules.py``), which this module runs for the app's
+applied exactly once by the schedule runner (``services/history/schedules.py``), which this module runs for the app's
 lifetime. Each schedule is a subject of its own on the event stream, so every step is an event with a version
 and an optimistic-concurrency check like any write.
 """

@@ -1,9 +1,9 @@
-"""Admin feature module: webhooks (see registry.py for the contract; ``services/webhooks.py`` for the body and
+"""Admin feature module: webhooks (see registry.py for the contract; ``services/webhooks/model.py`` for the body and
 the signature). Admin role only: a webhook sends every change it covers to a URL of the creator's choosing.
 
 ``POST /api/v1/webhooks`` creates one (its secret is in that answer only); ``GET`` lists them or shows one with
 its delivery status (delivered, failed, last error, events still to send); ``DELETE`` stops it at once. The
-lifespan runs this replica's share of the deliveries (``services/webhook_delivery.py``).
+lifespan runs this replica's share of the deliveries (``services/webhooks/delivery.py``).
 """
 
 from __future__ import annotations

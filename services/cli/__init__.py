@@ -50,7 +50,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub_parser.set_defaults(_run=module.run)
     args = parser.parse_args(argv)
     return int(args._run(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,8 @@ import argparse
 import getpass
 import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,25 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 def output(args: argparse.Namespace, body: Any, text: str) -> None:
     """A command's answer: ``text`` for people, ``body`` as JSON with ``--json``."""
     print(json.dumps(body, indent=2) if args.json else text)
+
+
+#: How a command that prints a secret ends its answer.
+ONCE = "store it now: it is not shown again"
+
+#: One action of a command group (``flagstream tokens create``): runs with the API client, prints its answer,
+#: returns the exit code (``None``: 0).
+Action = Callable[[ApiClient, argparse.Namespace], "int | None"]
+
+
+def dispatch(args: argparse.Namespace, command: str, actions: Mapping[str, Action]) -> int:
+    """Run the action the command line chose (``args.action``) with the API client its options name. A failed
+    call is one line on stderr, ``flagstream <command> <action>: <why>``, and exit code 1."""
+    try:
+        with client_from(args) as client:
+            return actions[args.action](client, args) or 0
+    except ApiError as exc:
+        print(f"flagstream {command} {args.action}: {exc.message}", file=sys.stderr)
+        return 1
 
 
 def client_from(args: argparse.Namespace) -> ApiClient:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from .api import ApiError, add_client_arguments, client_from, output, table
+from .api import ApiClient, add_client_arguments, dispatch, output, table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,26 +21,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_client_arguments(create, suppress=True)
 
 
+def _list(client: ApiClient, args: argparse.Namespace) -> None:
+    items = client.list_environments()
+    output(args, {"items": items}, _env_table(items))
+
+
+def _create(client: ApiClient, args: argparse.Namespace) -> None:
+    body = {
+        "key": args.key,
+        "name": args.name,
+        "description": args.description,
+        "production": args.production,
+        "comment": args.comment,
+    }
+    rec = client.create_environment(body)
+    output(args, rec, f"created environment {rec['key']} (version {rec['version']})")
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        with client_from(args) as client:
-            if args.action == "list":
-                items = client.list_environments()
-                output(args, {"items": items}, _env_table(items))
-            else:
-                body = {
-                    "key": args.key,
-                    "name": args.name,
-                    "description": args.description,
-                    "production": args.production,
-                    "comment": args.comment,
-                }
-                rec = client.create_environment(body)
-                output(args, rec, f"created environment {rec['key']} (version {rec['version']})")
-    except ApiError as exc:
-        print(f"flagstream envs {args.action}: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+    return dispatch(args, "envs", {"list": _list, "create": _create})
 
 
 def _env_table(items: list[dict[str, Any]]) -> str:

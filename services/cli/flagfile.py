@@ -1,4 +1,4 @@
-"""``flagstream export | plan | apply``: flags as code through the admin API (the file and the plan: ``flagfile.py``).
+"""``flagstream export | plan | apply``: flags as code through the admin API (file and plan: ``services/flagfile``).
 
 * ``export --env E [-o FILE] [--format yaml|json] [--all]``: the environment's flags and segments (archived ones
   only with ``--all``) as a file, to stdout by default;

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from .api import ApiError, add_client_arguments, client_from, output, table
+from .api import ApiClient, add_client_arguments, dispatch, output, table
 
 ACTIONS = ("on", "off", "archive", "restore")
 KINDS = ("boolean", "string", "number", "json")
@@ -42,33 +41,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         add_client_arguments(p, suppress=True)
 
 
+def _list(client: ApiClient, args: argparse.Namespace) -> None:
+    items = client.list_flags(args.env, archived=args.archived, tag=args.tag, q=args.q)
+    output(args, {"items": items}, _flag_table(items, args.env))
+
+
+def _create(client: ApiClient, args: argparse.Namespace) -> None:
+    body = {
+        "key": args.key,
+        "name": args.name,
+        "kind": args.kind,
+        "description": args.description,
+        "tags": args.tag,
+        "comment": args.comment,
+    }
+    rec = client.create_flag(args.env, body)
+    output(args, rec, f"created flag {rec['key']} in {args.env}: off (version {rec['version']})")
+
+
+def _show(client: ApiClient, args: argparse.Namespace) -> None:
+    rec = client.get_flag(args.env, args.key)
+    output(args, rec, _details(rec, args.env))
+
+
+def _act(client: ApiClient, args: argparse.Namespace) -> None:
+    rec = client.flag_action(args.env, args.key, args.action, args.comment)
+    output(args, rec, f"flag {rec['key']} in {args.env}: {_state(rec['flag'])} (version {rec['version']})")
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        with client_from(args) as client:
-            if args.action == "list":
-                items = client.list_flags(args.env, archived=args.archived, tag=args.tag, q=args.q)
-                output(args, {"items": items}, _flag_table(items, args.env))
-            elif args.action == "create":
-                body = {
-                    "key": args.key,
-                    "name": args.name,
-                    "kind": args.kind,
-                    "description": args.description,
-                    "tags": args.tag,
-                    "comment": args.comment,
-                }
-                rec = client.create_flag(args.env, body)
-                output(args, rec, f"created flag {rec['key']} in {args.env}: off (version {rec['version']})")
-            elif args.action == "show":
-                rec = client.get_flag(args.env, args.key)
-                output(args, rec, _details(rec, args.env))
-            else:
-                rec = client.flag_action(args.env, args.key, args.action, args.comment)
-                output(args, rec, f"flag {rec['key']} in {args.env}: {_state(rec['flag'])} (version {rec['version']})")
-    except ApiError as exc:
-        print(f"flagstream flags {args.action}: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+    actions = {"list": _list, "create": _create, "show": _show} | dict.fromkeys(ACTIONS, _act)
+    return dispatch(args, "flags", actions)
 
 
 def _state(flag: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """``flagstream history | eval | revert | schedule``: the history features through the admin API.
 
-One module for the four commands (``cli.py`` maps each to it; the command name picks the arguments):
+One module for the four commands (``cli/__init__.py`` maps each to it; the command name picks the arguments):
 
 * ``flagstream history [FLAG] [--segment S] [--kind K] [--actor A] [--since T] [--until T] [--limit N]
   [--before SEQ]``: the audit log, newest first, each change with its field-level diff;

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from .api import ApiError, add_client_arguments, add_connection_arguments, client_from, output, table
+from .api import ONCE, ApiClient, add_client_arguments, add_connection_arguments, dispatch, output, table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,30 +30,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_client_arguments(revoke, suppress=True)
 
 
+def _create(client: ApiClient, args: argparse.Namespace) -> None:
+    body: dict[str, Any] = {"name": args.name, "role": args.role}
+    if args.environments:
+        body["environments"] = args.environments
+    rec = client.create_token(body)
+    text = f"created token {rec['id']} ({rec['name']}, {rec['role']}, {_envs(rec)})\n{rec['token']}\n" + ONCE
+    output(args, rec, text)
+
+
+def _list(client: ApiClient, args: argparse.Namespace) -> None:
+    items = client.list_tokens(revoked=args.all)
+    output(args, {"items": items}, _token_table(items))
+
+
+def _revoke(client: ApiClient, args: argparse.Namespace) -> None:
+    rec = client.revoke_token(args.id)
+    output(args, rec, f"revoked token {rec['id']} ({rec['name']})")
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        with client_from(args) as client:
-            if args.action == "create":
-                body: dict[str, Any] = {"name": args.name, "role": args.role}
-                if args.environments:
-                    body["environments"] = args.environments
-                rec = client.create_token(body)
-                text = (
-                    f"created token {rec['id']} ({rec['name']}, {rec['role']}, {_envs(rec)})\n"
-                    f"{rec['token']}\n"
-                    "store it now: it is not shown again"
-                )
-                output(args, rec, text)
-            elif args.action == "list":
-                items = client.list_tokens(revoked=args.all)
-                output(args, {"items": items}, _token_table(items))
-            else:
-                rec = client.revoke_token(args.id)
-                output(args, rec, f"revoked token {rec['id']} ({rec['name']})")
-    except ApiError as exc:
-        print(f"flagstream tokens {args.action}: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+    return dispatch(args, "tokens", {"create": _create, "list": _list, "revoke": _revoke})
 
 
 def _envs(rec: dict[str, Any]) -> str:

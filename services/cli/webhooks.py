@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ..webhooks import KINDS
-from .api import ApiError, add_client_arguments, add_connection_arguments, client_from, output, table
+from .api import ONCE, ApiClient, add_client_arguments, add_connection_arguments, dispatch, output, table
 
 BASE = "/api/v1/webhooks"
 
@@ -42,42 +41,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         add_client_arguments(one, suppress=True)
 
 
+def _create(client: ApiClient, args: argparse.Namespace) -> None:
+    body: dict[str, Any] = {"url": args.url, "description": args.description}
+    if args.environments:
+        body["environments"] = args.environments
+    if args.kinds:
+        body["kinds"] = args.kinds
+    rec = client.request("POST", BASE, json=body)
+    text = f"created webhook {rec['id']} -> {rec['url']} ({_scope(rec)})\nsigning secret: {rec['secret']}\n" + ONCE
+    output(args, rec, text)
+
+
+def _list(client: ApiClient, args: argparse.Namespace) -> None:
+    items = client.request("GET", BASE)["items"]
+    rows = [(i["id"], i["url"], _scope(i), i["created_by"], i["created_at"][:19]) for i in items]
+    output(
+        args, {"items": items}, table(("ID", "URL", "SENDS", "CREATED BY", "CREATED"), rows) if rows else "no webhooks"
+    )
+
+
+def _show(client: ApiClient, args: argparse.Namespace) -> None:
+    detail = client.request("GET", f"{BASE}/{args.id}")
+    output(args, detail, _detail(detail))
+
+
+def _ping(client: ApiClient, args: argparse.Namespace) -> int:
+    result = client.request("POST", f"{BASE}/{args.id}/ping")
+    output(args, result, f"the endpoint answered {result['status']}" if result["ok"] else f"failed: {result['error']}")
+    return 0 if result["ok"] else 1
+
+
+def _delete(client: ApiClient, args: argparse.Namespace) -> None:
+    rec = client.request("DELETE", f"{BASE}/{args.id}")
+    output(args, rec, f"deleted webhook {rec['id']} ({rec['url']}): nothing more is sent")
+
+
 def run(args: argparse.Namespace) -> int:
-    try:
-        with client_from(args) as client:
-            if args.action == "create":
-                body: dict[str, Any] = {"url": args.url, "description": args.description}
-                if args.environments:
-                    body["environments"] = args.environments
-                if args.kinds:
-                    body["kinds"] = args.kinds
-                rec = client.request("POST", BASE, json=body)
-                text = (
-                    f"created webhook {rec['id']} -> {rec['url']} ({_scope(rec)})\n"
-                    f"signing secret: {rec['secret']}\n"
-                    "store it now: it is not shown again"
-                )
-                output(args, rec, text)
-            elif args.action == "list":
-                items = client.request("GET", BASE)["items"]
-                rows = [(i["id"], i["url"], _scope(i), i["created_by"], i["created_at"][:19]) for i in items]
-                text = table(("ID", "URL", "SENDS", "CREATED BY", "CREATED"), rows) if rows else "no webhooks"
-                output(args, {"items": items}, text)
-            elif args.action == "show":
-                detail = client.request("GET", f"{BASE}/{args.id}")
-                output(args, detail, _detail(detail))
-            elif args.action == "ping":
-                result = client.request("POST", f"{BASE}/{args.id}/ping")
-                text = f"the endpoint answered {result['status']}" if result["ok"] else f"failed: {result['error']}"
-                output(args, result, text)
-                return 0 if result["ok"] else 1
-            else:
-                rec = client.request("DELETE", f"{BASE}/{args.id}")
-                output(args, rec, f"deleted webhook {rec['id']} ({rec['url']}): nothing more is sent")
-    except ApiError as exc:
-        print(f"flagstream webhooks {args.action}: {exc.message}", file=sys.stderr)
-        return 1
-    return 0
+    actions = {"create": _create, "list": _list, "show": _show, "ping": _ping, "delete": _delete}
+    return dispatch(args, "webhooks", actions)
 
 
 def _scope(rec: dict[str, Any]) -> str:

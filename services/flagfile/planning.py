@@ -1,5 +1,5 @@
 """Flags as code, the pure part: the export file of one environment and the plan that would make an environment
-match it. No I/O here (``cli_flagfile.py`` reads and writes through the admin API).
+match it. No I/O here (``services/cli/flagfile.py`` reads and writes through the admin API).
 
 The file (YAML or JSON, same shape)::
 

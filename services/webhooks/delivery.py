@@ -1,5 +1,5 @@
 """Delivering webhooks: every admin replica runs a ``WebhookDelivery``; each webhook's events come from its own
-durable consumer (``webhook_store.py``), shared by the replicas, so each event is sent by one of them, and with
+durable consumer (``store.py``), shared by the replicas, so each event is sent by one of them, and with
 one event in flight per webhook they arrive in stream order.
 
 An attempt that does not get a 2xx within ``TIMEOUT`` is retried after a growing delay (``BACKOFF``: 1 s, 2 s,

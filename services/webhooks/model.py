@@ -2,7 +2,7 @@
 a change log), signed, in stream order, retried until your endpoint takes it.
 
 This module is the pure part: the stored record, the subjects a webhook reads, the body and its signature.
-``webhook_store.py`` keeps the records in NATS, ``webhook_delivery.py`` delivers.
+``store.py`` keeps the records in NATS, ``delivery.py`` delivers.
 
 The body (JSON)::
 

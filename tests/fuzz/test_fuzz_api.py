@@ -10,7 +10,6 @@ default-project short forms (same handlers) are left out.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +29,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.helpers import auth_headers
+from tests.helpers import FLAGSTREAM, auth_headers, read_url
 
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 EXAMPLES = 3  # per operation, mode and parameter choice
 EXISTING = {"project": "default", "environment": "development", "key": "checkout"}
 CHECKS = [
@@ -63,16 +61,15 @@ def flagstream_up(tmp_path: Path) -> Iterator[Running]:
         text=True,
     )  # fmt: skip
     try:
-        assert proc.stdout is not None
-        url = token = ""
-        for line in proc.stdout:
+        token_files: list[Path] = []
+
+        def on_line(line: str) -> None:
             if line.startswith("Operator token"):
-                token = Path(line.rsplit(": ", 1)[1].strip()).read_text().strip()
-            if line.startswith("http://"):
-                url = line.strip()
-                break
-        assert url, f"flagstream up exited with {proc.wait(30)}"
-        assert token
+                token_files.append(Path(line.rsplit(": ", 1)[1].strip()))
+
+        url = read_url(proc, on_line)
+        assert token_files, "flagstream up printed no operator token file"
+        token = token_files[0].read_text().strip()
         yield Running(url, token)
     finally:
         proc.terminate()

@@ -14,24 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flagstream.services.admin.app import create_app
 from flagstream.services.projector.projector import Projector
-from tests.helpers import ADMIN_TOKEN, auth_headers, serving
+from tests.helpers import ADMIN_TOKEN, auth_headers, served_with_history
 
 
 @pytest.fixture
 async def served(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[str, Projector]]:
-    db = tmp_path / "readmodel.sqlite"
-    projector = Projector(nats_url=nats_url, db_path=db, fetch_timeout=0.2)
-    stop = asyncio.Event()
-    ptask = asyncio.create_task(projector.run(stop))
-    app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
-    try:
-        async with serving(app) as url:
-            yield url, projector
-    finally:
-        stop.set()
-        await ptask
+    async with served_with_history(nats_url, tmp_path) as found:
+        yield found
 
 
 async def cli(url: str, *args: str) -> tuple[int, str, str]:

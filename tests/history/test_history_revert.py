@@ -3,46 +3,19 @@ after the revert equals the hash of the as-of states at the instant reverted to;
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-
-from flagstream.services.admin.app import create_app
-from flagstream.services.projector.projector import Projector
 from flagstream.services.projector.readmodel import ReadModel
-from tests.helpers import ADMIN_TOKEN, auth_headers
+from tests.helpers import WithHistory
 
 ENV = "/api/v1/projects/default/environments/production"
 FLAGS = 200
 
 
-@pytest.fixture
-async def api(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Projector, Path]]:
-    db = tmp_path / "readmodel.sqlite"
-    app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
-    projector = Projector(nats_url=nats_url, db_path=db, fetch_timeout=0.2)
-    stop = asyncio.Event()
-    task = asyncio.create_task(projector.run(stop))
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://admin", headers=auth_headers(), timeout=120
-            ) as http:
-                yield http, projector, db
-    finally:
-        stop.set()
-        await task
-
-
 async def test_revert_of_an_environment_with_200_flags_restores_the_exact_state(
-    api: tuple[httpx.AsyncClient, Projector, Path],
+    api: WithHistory,
 ) -> None:
-    http, projector, db = api
+    http, projector, db = api.http, api.projector, api.db
 
     async def ok(method: str, path: str, body: Any = None) -> dict[str, Any]:
         response = await http.request(method, path, json=body)

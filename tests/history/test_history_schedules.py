@@ -4,57 +4,37 @@ applied exactly once -- also with two real ``flagstream admin`` processes, one o
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import nats
 import pytest
 from nats.js.errors import NotFoundError
 
 from flagstream.events import Environment, EnvironmentCreated, Flag, FlagCreated, decode_event, subject
 from flagstream.events.catalog import Schedule, ScheduleClaimed, ScheduleCreated, ScheduledChange
-from flagstream.services.admin.app import create_app
 from flagstream.services.changes.decide import ENVIRONMENT, FLAG
 from flagstream.services.changes.service import AdminService, WriteRequest
 from flagstream.services.changes.store import EventStore
 from flagstream.services.history.schedules import ScheduleRunner, schedule_subject
-from flagstream.services.projector.projector import Projector
 from flagstream.services.runtime.stream import ensure_stream
-from tests.helpers import ADMIN_TOKEN, auth_headers
+from tests.helpers import AdminProcess, WithHistory, admin_with_history
 
 ENV = "/api/v1/projects/default/environments/production"
 
 
 @pytest.fixture
-async def api(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Projector]]:
-    db = tmp_path / "readmodel.sqlite"
-    app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
-    app.state.schedule_poll = 0.1
-    projector = Projector(nats_url=nats_url, db_path=db, fetch_timeout=0.2)
-    stop = asyncio.Event()
-    task = asyncio.create_task(projector.run(stop))
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://admin", headers=auth_headers(), timeout=60
-            ) as http:
-                yield http, projector
-    finally:
-        stop.set()
-        await task
+async def api(nats_url: str, tmp_path: Path) -> AsyncIterator[WithHistory]:
+    async with admin_with_history(nats_url, tmp_path, schedule_poll=0.1) as found:
+        yield found
 
 
 async def test_a_scheduled_change_applies_at_its_time_and_shows_in_future_evaluations(
-    api: tuple[httpx.AsyncClient, Projector],
+    api: WithHistory,
 ) -> None:
-    http, projector = api
+    http, projector = api.http, api.projector
 
     async def ok(method: str, path: str, body: Any = None, status: int = 200, **kw: Any) -> dict[str, Any]:
         response = await http.request(method, path, json=body, **kw)
@@ -132,8 +112,8 @@ async def test_a_scheduled_change_applies_at_its_time_and_shows_in_future_evalua
     assert types.count("schedule.cancelled") == 1
 
 
-async def test_bad_schedules_are_refused_naming_the_problem(api: tuple[httpx.AsyncClient, Projector]) -> None:
-    http, _ = api
+async def test_bad_schedules_are_refused_naming_the_problem(api: WithHistory) -> None:
+    http = api.http
     await http.post("/api/v1/projects/default/environments", json={"key": "production"})
     await http.post(f"{ENV}/flags", json={"key": "launch"})
     await http.post(f"{ENV}/segments", json={"key": "beta"})
@@ -157,21 +137,6 @@ async def test_bad_schedules_are_refused_naming_the_problem(api: tuple[httpx.Asy
     assert (await http.get(f"{ENV}/schedules", params={"status": "done"})).status_code == 400
 
 
-async def _admin_process(nats_url: str) -> asyncio.subprocess.Process:
-    env = {**os.environ, "FLAGSTREAM_OPERATOR_TOKEN": ADMIN_TOKEN}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "flagstream.services.cli", "admin", "--nats-url", nats_url, "--port", "0",
-        "--log-level", "warning", stdout=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    async with asyncio.timeout(60):
-        while True:
-            line = (await proc.stdout.readline()).decode()
-            assert line, "flagstream admin exited before serving"
-            if line.startswith("http://"):
-                return proc
-
-
 async def test_applied_exactly_once_by_two_admin_processes_when_one_is_killed_at_the_due_time(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     await ensure_stream(nc.jetstream())
@@ -184,7 +149,7 @@ async def test_applied_exactly_once_by_two_admin_processes_when_one_is_killed_at
     for key in keys:
         await store.append(subject("default", "production", "flag", key), FlagCreated(**common, flag=Flag(key=key)),
                            expected_seq=0, msg_id=None)  # fmt: skip
-    procs = [await _admin_process(nats_url), await _admin_process(nats_url)]
+    procs = [AdminProcess(nats_url).start(), AdminProcess(nats_url).start()]
     try:
         due = datetime.now(UTC) + timedelta(seconds=2)
         ids = []
@@ -195,8 +160,7 @@ async def test_applied_exactly_once_by_two_admin_processes_when_one_is_killed_at
                                ScheduleCreated(**common, schedule=schedule), expected_seq=0, msg_id=None)  # fmt: skip
             ids.append(schedule.id)
         await asyncio.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()))  # the instant to kill at
-        procs[0].send_signal(signal.SIGKILL)
-        await procs[0].wait()
+        procs[0].kill()
 
         async def statuses() -> list[str]:
             found = []
@@ -223,9 +187,7 @@ async def test_applied_exactly_once_by_two_admin_processes_when_one_is_killed_at
             assert events[-1].flag.on is True
     finally:
         for proc in procs:
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                await proc.wait()
+            proc.stop()
         await nc.close()
 
 

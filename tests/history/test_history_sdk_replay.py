@@ -3,43 +3,17 @@ sequence they were evaluated at while the flags change, then asked again of the 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
-import pytest
 
 from flagstream import AsyncFlagstreamClient
-from flagstream.services.admin.app import create_app
-from flagstream.services.projector.projector import Projector
-from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
+from tests.helpers import WithHistory, eventually
 
 ENV = "/api/v1/projects/default/environments/staging"
 USERS = [
     {"key": f"user-{i}", "country": "fr" if i % 3 else "de", "plan": "pro" if i % 2 else "free"} for i in range(30)
 ]
-
-
-@pytest.fixture
-async def api(nats_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Projector]]:
-    db = tmp_path / "readmodel.sqlite"
-    app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
-    projector = Projector(nats_url=nats_url, db_path=db, fetch_timeout=0.2)
-    stop = asyncio.Event()
-    task = asyncio.create_task(projector.run(stop))
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://admin", headers=auth_headers(), timeout=60
-            ) as http:
-                yield http, projector
-    finally:
-        stop.set()
-        await task
 
 
 def weights(on: int) -> dict[str, Any]:
@@ -48,10 +22,8 @@ def weights(on: int) -> dict[str, Any]:
     }
 
 
-async def test_evaluate_as_of_matches_what_the_sdk_answered_then(
-    api: tuple[httpx.AsyncClient, Projector], nats_url: str
-) -> None:
-    http, projector = api
+async def test_evaluate_as_of_matches_what_the_sdk_answered_then(api: WithHistory, nats_url: str) -> None:
+    http, projector = api.http, api.projector
 
     async def ok(method: str, path: str, body: Any = None) -> dict[str, Any]:
         response = await http.request(method, path, json=body)

@@ -4,7 +4,6 @@ the diff of an environment between two instants, and a revert. Real nats-server,
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,9 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from flagstream.services.admin.app import create_app
 from flagstream.services.projector.projector import Projector
-from tests.helpers import ADMIN_TOKEN, auth_headers
+from tests.helpers import admin_with_history, auth_headers
 
 ENV = "/api/v1/projects/default/environments/production"
 
@@ -43,19 +41,8 @@ class History:
 
 @pytest.fixture
 async def history(nats_url: str, tmp_path: Path) -> AsyncIterator[History]:
-    db = tmp_path / "readmodel.sqlite"
-    app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
-    projector = Projector(nats_url=nats_url, db_path=db, fetch_timeout=0.2)
-    stop = asyncio.Event()
-    task = asyncio.create_task(projector.run(stop))
-    try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://admin", timeout=60) as http:
-                yield History(http, projector)
-    finally:
-        stop.set()
-        await task
+    async with admin_with_history(nats_url, tmp_path, headers={}) as found:
+        yield History(found.http, found.projector)
 
 
 def rollout(on_weight: int) -> dict[str, Any]:

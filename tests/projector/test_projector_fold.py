@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -37,9 +36,9 @@ from flagstream.events import (
 from flagstream.services.projector import Projector, ReadModel
 from flagstream.services.runtime.natsd import NatsServer, free_port
 from flagstream.services.runtime.stream import ensure_stream
+from tests.helpers import FLAGSTREAM
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 
 
 def at(n: int) -> datetime:

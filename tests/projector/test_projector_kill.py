@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,9 +21,8 @@ from nats.js import JetStreamContext
 from flagstream.events import Event, Flag, FlagCreated, FlagUpdated, encode_event, state_hash, subject
 from flagstream.services.projector import Projector, ReadModel
 from flagstream.services.runtime.stream import ensure_stream
-from tests.helpers import db_position
+from tests.helpers import FLAGSTREAM, db_position
 
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 FLAGS = 50
 UPDATES = 20  # per flag, the creation included: 1,000 events
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

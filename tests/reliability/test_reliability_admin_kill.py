@@ -9,61 +9,19 @@ nats-server kill test: every 2xx stored as answered, no key stored twice, each f
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from test_reliability_nats_kill import API, ENV, FLAGS, Writer, check_log, fresh_hash, read_stream
 
 from flagstream import AsyncFlagstreamClient
-from flagstream.services.runtime.natsd import free_port
-from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
-
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
-
-
-class AdminProcess:
-    """``flagstream admin`` as a child process on a fixed port, killable and restartable."""
-
-    def __init__(self, nats_url: str) -> None:
-        self.nats_url = nats_url
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[str] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [FLAGSTREAM, "admin", "--nats-url", self.nats_url, "--port", str(self.port), "--log-level", "warning"],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "FLAGSTREAM_OPERATOR_TOKEN": ADMIN_TOKEN},
-        )
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:  # returns once it printed its URL (it is serving)
-            if line.startswith("http://"):
-                return
-        raise AssertionError(f"flagstream admin exited with {self.proc.wait(30)}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
+from tests.helpers import AdminProcess, auth_headers, eventually
 
 
 @pytest.fixture
 def admin_process(nats_url: str) -> Iterator[AdminProcess]:
-    admin = AdminProcess(nats_url)
-    admin.start()
+    admin = AdminProcess(nats_url).start()
     try:
         yield admin
     finally:

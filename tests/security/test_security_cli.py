@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.helpers import ADMIN_TOKEN
-
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
+from tests.helpers import ADMIN_TOKEN, FLAGSTREAM
 
 
 async def cli(cwd: Path, api: str, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:

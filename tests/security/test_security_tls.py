@@ -11,7 +11,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,9 +30,8 @@ from flagstream.services.runtime.nats_auth import (
     write_server_config,
 )
 from flagstream.services.runtime.natsd import NatsServer
-from tests.helpers import ADMIN_TOKEN, auth_headers, publish_flag
+from tests.helpers import ADMIN_TOKEN, FLAGSTREAM, auth_headers, publish_flag
 
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 URL_LINE = re.compile(r"^https://127\.0\.0\.1:(\d+)$")
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")

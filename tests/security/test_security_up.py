@@ -18,10 +18,9 @@ import nats
 import pytest
 
 from flagstream import AsyncFlagstreamClient, sdk_connect_options
-from tests.helpers import auth_headers, eventually
+from tests.helpers import FLAGSTREAM, auth_headers, eventually
 from tests.test_up import Up, processes_using
 
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 NATS_LINE = re.compile(r"nats-server at (nats://127\.0\.0\.1:\d+)")
 
 

@@ -8,7 +8,6 @@ Every test fails if the page logs a console error or throws, except HTTP statuse
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ import httpx
 import playwright.async_api as playwright_api
 import pytest
 
-from tests.helpers import ADMIN_TOKEN, auth_headers, serving
+from tests.helpers import ADMIN_TOKEN, auth_headers, served_with_history
 
 CHROMIUM = os.environ.get("FLAGSTREAM_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -138,21 +137,8 @@ async def create_flag(api: httpx.AsyncClient, env: str, key: str, **fields: Any)
 @pytest.fixture
 async def history_url(nats_url: str, tmp_path: Path) -> AsyncIterator[str]:
     """The admin service with the projector's read model (history, time travel, revert), over uvicorn."""
-
-    from flagstream.services.admin.app import create_app
-    from flagstream.services.projector.projector import Projector
-
-    db = tmp_path / "readmodel.sqlite"
-    projector = Projector(nats_url=nats_url, db_path=db, fetch_timeout=0.2)
-    stop = asyncio.Event()
-    projecting = asyncio.create_task(projector.run(stop))
-    app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
-    try:
-        async with serving(app) as url:
-            yield url
-    finally:
-        stop.set()
-        await projecting
+    async with served_with_history(nats_url, tmp_path) as (url, _):
+        yield url
 
 
 @pytest.fixture

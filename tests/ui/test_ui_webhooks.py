@@ -6,9 +6,9 @@ from __future__ import annotations
 from playwright.async_api import expect
 
 from flagstream.services.webhooks.model import SIGNATURE_HEADER, verify
-from tests.admin.test_admin_webhooks import receiving
 from tests.helpers import eventually
 from tests.ui.conftest import UI, create_env, create_flag
+from tests.webhooks.test_webhooks_api import receiving
 
 
 async def test_create_see_deliveries_and_delete_a_webhook(ui: UI) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,8 @@ from flagstream.services.cli import main
 from flagstream.services.cli.api import ApiClient
 from flagstream.services.cli.flagfile import FlagsApi, execute
 from flagstream.services.flagfile.planning import Action, FlagFile, FlagFileError
-from tests.helpers import ADMIN_TOKEN, auth_headers
+from tests.helpers import ADMIN_TOKEN, FLAGSTREAM, auth_headers
 
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 API = "/api/v1/projects/default/environments"
 
 SEGMENT = {

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,10 +31,9 @@ from flagstream.events import STREAM
 from flagstream.services.projector.readmodel import ReadModel
 from flagstream.services.runtime.natsd import NatsServer, free_port
 from flagstream.services.runtime.stream import MAX_CONSUMERS
-from tests.helpers import ADMIN_TOKEN, auth_headers, eventually
+from tests.helpers import ADMIN_TOKEN, FLAGSTREAM, auth_headers, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 URL = re.compile(r"(nats|nats-route|nats-leaf)://([A-Za-z0-9_.-]+):(\d+)")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,9 +21,8 @@ from flagstream.services.projector.projector import Projector
 from flagstream.services.runtime.metrics import ProjectorMetrics, serve
 from flagstream.services.runtime.natsd import NatsServer, free_port
 from flagstream.services.runtime.stream import ensure_stream
-from tests.helpers import auth_headers, eventually
+from tests.helpers import FLAGSTREAM, auth_headers, eventually
 
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 API = "/api/v1/projects/default/environments"
 FLAGS = "/api/v1/projects/{project}/environments/{environment}/flags"
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 import httpx
 
 from flagstream.services.runtime.natsd import free_port
-from tests.helpers import ADMIN_TOKEN, auth_headers
-
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
+from tests.helpers import ADMIN_TOKEN, FLAGSTREAM, auth_headers
 
 
 async def test_the_admin_logs_json_lines_access_log_included(nats_url: str, tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import queue
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,9 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import auth_headers
+from tests.helpers import FLAGSTREAM, auth_headers
 
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 URL_LINE = re.compile(r"^http://127\.0\.0\.1:(\d+)$")
 
 

@@ -8,18 +8,15 @@ import queue
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import ADMIN_TOKEN
+from tests.helpers import ADMIN_TOKEN, FLAGSTREAM
 
-FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
 URL_LINE = re.compile(r"^http://127\.0\.0\.1:(\d+)$")
 
 
