@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench differential clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/projector_throughput.py
 	$(BIN)/python bench/as_of.py --events 100000 --runs 3
 	$(BIN)/python bench/regex_linear.py --patterns 500
+
+## make differential: every bucketing scheme against its home system's engine, 100,000 contexts per scheme
+differential: $(STAMP)
+	$(BIN)/python bench/differential.py --flags 200 --contexts 500
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

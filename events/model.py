@@ -83,16 +83,25 @@ class Rollout(Model, frozen=True, kw_only=True):
     bucket_by: str = "key"
     context_kind: str = "user"
     #: How the bucket is computed: ``flagstream`` (the formula above, with the flag's salt), or the scheme of
-    #: an imported flag, so it answers as in its original system (docs/migration.md): ``unleash`` (Unleash's
-    #: rollout normalisation), ``unleash_variant`` (Unleash's variant normalisation), ``flagd`` (flagd's
-    #: ``fractional``).
+    #: an imported flag, so it answers as in its original system (docs/migration.md, ``flagstream.schemes``):
+    #: ``unleash``, ``unleash_variant``, ``flagd`` (legacy fractional), ``flagd_v2``, ``flagd_v2_pair``,
+    #: ``launchdarkly``, ``flagsmith``, ``growthbook``.
     algorithm: str = "flagstream"
-    #: For the imported schemes: the text hashed before the bucketing value (Unleash: ``"{groupId}:"``;
-    #: flagd: the flag key, or empty with a custom bucketing key). Empty for ``flagstream``.
+    #: For the imported schemes: the text hashed with the bucketing value (Unleash: ``"{groupId}:"``;
+    #: flagd: the flag key; LaunchDarkly: ``"{key}.{salt}."`` or ``"{seed}."``; Flagsmith: the object id and
+    #: a comma; GrowthBook: the seed). Empty for ``flagstream``.
     hash_prefix: str = ""
     #: The weights may sum to less than 100,000: a context bucketed in the rest is not served by this rollout
     #: (a rule then does not apply and evaluation goes on; the fallthrough serves the off variation).
     partial: bool = False
+    #: GrowthBook's hash version (1 or 2; 0 means 1). Unused by the other schemes.
+    hash_version: int = 0
+    #: For ``unleash_variant``, ``flagd_v2``, ``flagd_v2_pair``, ``flagsmith`` and ``growthbook``: the bucket
+    #: range ``[start, end)`` of each variation (same order) in the scheme's own unit (Unleash and flagd:
+    #: running integer weights, the last end being the total; Flagsmith: percentages; GrowthBook: fractions of
+    #: 1, gaps allowed), the first range holding the bucket serving. They decide; ``weight`` is then the
+    #: nominal share (shown, validated). Empty: the ranges follow from the weights.
+    ranges: tuple[tuple[float, float], ...] = ()
 
 
 class Serve(Model, frozen=True, kw_only=True):
@@ -166,10 +175,16 @@ class SegmentRule(Model, frozen=True, kw_only=True):
     clauses: tuple[Clause, ...] = ()
     weight: Weight | None = None
     bucket_by: str = "key"
-    #: How ``weight`` buckets (as ``Rollout.algorithm``): ``flagstream`` (the segment's salt) or ``unleash``
-    #: (an imported Unleash percentage, hashed as ``hash_prefix + value``).
+    #: How ``weight`` buckets (as ``Rollout.algorithm``): ``flagstream`` (the segment's salt), or an imported
+    #: percentage hashed as ``hash_prefix + value``: ``unleash``, ``launchdarkly``, ``flagsmith`` (its
+    #: PERCENTAGE_SPLIT, inclusive: ``percentage <= weight / 1000``), ``growthbook``.
     algorithm: str = "flagstream"
     hash_prefix: str = ""
+    #: GrowthBook's hash version (1 or 2; 0 means 1).
+    hash_version: int = 0
+    #: The context kind whose ``bucket_by`` is hashed; empty: the segment's kind (LaunchDarkly's
+    #: ``rolloutContextKind``).
+    context_kind: str = ""
 
 
 class Segment(Model, frozen=True, kw_only=True):

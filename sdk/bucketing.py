@@ -11,12 +11,8 @@ A rollout walks its weights cumulatively and serves the first variation whose cu
 bucket, so raising a weight only adds buckets to that variation (as long as the variations keep their
 order). docs/targeting.md pins the formula; tests/engine pins golden values.
 
-Imported flags keep the bucketing of their original system (``Rollout.algorithm``, docs/migration.md), with
-``prefix`` = ``Rollout.hash_prefix`` and the same cumulative walk:
-
-* ``unleash``: ``(mmh3(prefix + value, seed=0) % 100) * 1000`` -- Unleash's ``normalizedValue - 1``, scaled;
-* ``unleash_variant``: ``(mmh3(prefix + value, seed=86028157) % 1000) * 100`` -- Unleash's variant value;
-* ``flagd``: ``abs(mmh3_signed(prefix + value)) / (2**31 - 1) * 100`` against flagd's float range ends.
+Imported flags keep the bucketing of their original system (``Rollout.algorithm``): ``flagstream.schemes``
+computes each scheme as its home system does (docs/migration.md).
 """
 
 from __future__ import annotations
@@ -33,7 +29,6 @@ FLAGSTREAM = "flagstream"
 UNLEASH = "unleash"
 UNLEASH_VARIANT = "unleash_variant"
 FLAGD = "flagd"
-ALGORITHMS = (FLAGSTREAM, UNLEASH, UNLEASH_VARIANT, FLAGD)
 #: The murmur3 seed Unleash hashes variant stickiness with.
 UNLEASH_VARIANT_SEED = 86028157
 #: flagd divides the absolute signed hash by this (Go's math.MaxInt32).
@@ -73,14 +68,4 @@ def cumulative(weights: Iterable[int]) -> tuple[int, ...]:
     for w in weights:
         total += w
         out.append(total)
-    return tuple(out)
-
-
-def flagd_range_ends(weights: Iterable[int]) -> tuple[float, ...]:
-    """flagd's range ends for ``weights`` (of 100,000): ``end += 100 * w / total``, in float, as flagd adds them."""
-    out: list[float] = []
-    end = 0.0
-    for w in weights:
-        end += 100 * w / TOTAL
-        out.append(end)
     return tuple(out)

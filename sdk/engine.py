@@ -16,22 +16,12 @@ from typing import Any
 
 import mmh3
 
-from .bucketing import (
-    FLAGD,
-    FLAGSTREAM,
-    MAX_INT32,
-    TOTAL,
-    UNLEASH,
-    UNLEASH_VARIANT,
-    UNLEASH_VARIANT_SEED,
-    bucket_text,
-    cumulative,
-    flagd_range_ends,
-)
+from .bucketing import FLAGSTREAM, TOTAL, bucket_text, cumulative
 from .context import Contexts, normalize
 from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind, error_detail
 from .events import Clause, Flag, Rollout, Segment, Serve
 from .operators import Matcher, any_element, attribute_parts, compile_clause, in_other, string_in_parts
+from .schemes import getter, pointer, rollout_picker, segment_share, walk
 from .validation import MAX_PREREQUISITE_DEPTH, Problem, flag_problems, validate_segment
 
 _hash = mmh3.hash
@@ -86,17 +76,21 @@ class CompiledSegment:
         self.included = frozenset(segment.included)
         self.excluded = frozenset(segment.excluded)
         salt_dot = f"{segment.salt or segment.key}."
-        rules: list[tuple[tuple[Matcher, ...], tuple[str, str, int, int, int] | None]] = []
+        rules: list[tuple[tuple[Matcher, ...], Any]] = []
         try:
             for rule in () if self.archived else segment.rules:
                 matchers = tuple(compile_clause(c, None) for c in rule.clauses)
-                weight = None
+                weight: Any = None
                 if rule.weight is not None:
-                    # (attribute, prefix, share, modulus, scale): bucket = hash(prefix + text) % modulus * scale
-                    if rule.algorithm == UNLEASH:
-                        weight = (rule.bucket_by, rule.hash_prefix, rule.weight, 100, 1000)
-                    else:
-                        weight = (rule.bucket_by, salt_dot, rule.weight, TOTAL, 1)
+                    kind = rule.context_kind or segment.context_kind
+                    if rule.algorithm == FLAGSTREAM:
+                        # (kind, value getter, prefix, share): in when murmur3(prefix + text) % 100,000 < share
+                        weight = (kind, getter(rule.bucket_by), salt_dot, rule.weight)
+                    else:  # an imported percentage: (kind, picker), in when the picker gives 0
+                        share = segment_share(
+                            rule.algorithm, rule.bucket_by, rule.hash_prefix, rule.weight, rule.hash_version
+                        )
+                        weight = (kind, share)
                 rules.append((matchers, weight))
         except Exception:  # a fault validation did not foresee: the segment contains nobody
             self.archived = True
@@ -117,11 +111,17 @@ class CompiledSegment:
             if all(m(ctxs) for m in matchers):
                 if weight is None:
                     return True
-                if a is None:
+                if len(weight) == 2:  # an imported scheme
+                    kind, share = weight
+                    if share(ctxs.get(kind)) is not None:
+                        return True
                     continue
-                bucket_by, prefix, share, modulus, scale = weight
-                text = bucket_text(a.get(bucket_by))
-                if text is not None and _hash(prefix + text, 0, False) % modulus * scale < share:
+                kind, get, prefix, share = weight
+                b = ctxs.get(kind)
+                if b is None:
+                    continue
+                text = bucket_text(get(b))
+                if text is not None and _hash(prefix + text, 0, False) % TOTAL < share:
                     return True
         return False
 
@@ -227,30 +227,28 @@ class _Generator:
         r: Rollout = s.rollout  # type: ignore[assignment]
         outcomes = tuple(_Outcome(self.values[w.variation], w.variation, rollout_reason) for w in r.variations)
         k = self.kind(r.context_kind)
+        weights = [w.weight for w in r.variations]
+        if r.algorithm != FLAGSTREAM:  # an imported flag's own scheme (schemes.py): index of the variation
+            pick = rollout_picker(r.algorithm, r.bucket_by, r.hash_prefix, weights, r.ranges, r.hash_version)
+            self.emit(depth, f"i = {self.const(pick)}({k})")
+            self.emit(depth, "if i is not None:")
+            self.emit(depth + 1, f"o = {self.const(outcomes)}[i]")
+            self.give(depth + 1, "o")
+            return
         if r.bucket_by == "key" and k in known:
             self.emit(depth, f"t = {k}['key']")  # a context's key is always a string
         else:
-            self.emit(depth, f"v = {k}.get({self.const(r.bucket_by)}) if {k} is not None else None")
+            path = pointer(r.bucket_by)
+            if path is None:
+                self.emit(depth, f"v = {k}.get({self.const(r.bucket_by)}) if {k} is not None else None")
+            else:  # a nested attribute, read as clauses read it
+                self.emit(depth, f"v = _walk({k}, {self.const(path)}) if {k} is not None else None")
             self.emit(depth, "t = v if type(v) is str else _bucket_text(v)")
             self.emit(depth, "if t is not None:")
             depth += 1
         h, b = self.named("_hash", _hash), self.named("_bisect", bisect_right)
-        algorithm = r.algorithm
-        if algorithm == FLAGSTREAM:
-            bucket = f"{h}({self.const(self.salt_dot)} + t, 0, False) % {TOTAL}"
-        else:  # an imported flag's own scheme (see bucketing.py)
-            prefix = self.const(r.hash_prefix)
-            bucket = {
-                UNLEASH: f"{h}({prefix} + t, 0, False) % 100 * 1000",
-                UNLEASH_VARIANT: f"{h}({prefix} + t, {UNLEASH_VARIANT_SEED}, False) % 1000 * 100",
-                FLAGD: f"abs({h}({prefix} + t, 0, True)) / {MAX_INT32} * 100",
-            }[algorithm]
-        weights = [w.weight for w in r.variations]
-        if algorithm == FLAGD:
-            thresholds: tuple[float, ...] = flagd_range_ends(weights)
-            outcomes += (outcomes[-1],)  # the one hash above every range end (abs(-2**31)): the last variation
-        else:
-            thresholds = cumulative(weights)
+        bucket = f"{h}({self.const(self.salt_dot)} + t, 0, False) % {TOTAL}"
+        thresholds: tuple[float, ...] = cumulative(weights)
         if r.partial:  # the rest of the buckets: not served by this rollout
             thresholds += (float("inf"),)
             outcomes += (None,)  # type: ignore[assignment]
@@ -361,7 +359,7 @@ class _Generator:
 
 
 _TEMPLATES: dict[str, FunctionType] = {}
-_GLOBALS = {"_bucket_text": bucket_text, "_in_other": in_other, "_any_element": any_element}
+_GLOBALS = {"_bucket_text": bucket_text, "_in_other": in_other, "_any_element": any_element, "_walk": walk}
 
 
 def _template(source: str) -> FunctionType:

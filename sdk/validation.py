@@ -8,14 +8,19 @@ prerequisite cycles. Every problem carries the JSON path of the fault in the sub
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from msgspec import Struct
 
-from .bucketing import ALGORITHMS, FLAGSTREAM, UNLEASH
+from .bucketing import FLAGSTREAM
 from .events import WEIGHT_TOTAL, Clause, Flag, Operator, Segment, Serve
 from .operators import ValueProblem, prepare_values
+from .schemes import GROWTHBOOK, RANGED, SCHEMES, SEGMENT_SCHEMES
+
+#: Every bucketing scheme a rollout can name.
+ALGORITHMS = (FLAGSTREAM, *SCHEMES)
 
 #: Longest prerequisite chain accepted (the engine also stops at this depth at run time).
 MAX_PREREQUISITE_DEPTH = 32
@@ -53,14 +58,17 @@ def validate_segment(segment: Segment) -> list[Problem]:
             problems.append(Problem(f"{path}.bucket_by", "bucket_by must name an attribute"))
         if rule.weight is not None and not 0 <= rule.weight <= WEIGHT_TOTAL:
             problems.append(Problem(f"{path}.weight", f"weight must be between 0 and {WEIGHT_TOTAL}"))
-        if rule.algorithm not in (FLAGSTREAM, UNLEASH):
-            problems.append(
-                Problem(f"{path}.algorithm", f"unknown algorithm {rule.algorithm!r} (known: flagstream, unleash)")
-            )
+        if rule.algorithm not in (FLAGSTREAM, *SEGMENT_SCHEMES):
+            known = ", ".join((FLAGSTREAM, *SEGMENT_SCHEMES))
+            problems.append(Problem(f"{path}.algorithm", f"unknown algorithm {rule.algorithm!r} (known: {known})"))
         elif rule.algorithm == FLAGSTREAM and rule.hash_prefix:
             problems.append(
                 Problem(f"{path}.hash_prefix", "the flagstream algorithm uses the segment's salt, not a prefix")
             )
+        if rule.hash_version not in (0, 1, 2) or (rule.hash_version and rule.algorithm != GROWTHBOOK):
+            problems.append(Problem(f"{path}.hash_version", "hash_version is GrowthBook's: 1 or 2"))
+        if rule.context_kind:
+            _kind_problem(rule.context_kind, f"{path}.context_kind", problems)
         for j, clause in enumerate(rule.clauses):
             cpath = f"{path}.clauses[{j}]"
             if _op(clause) is Operator.IN_SEGMENT:
@@ -186,9 +194,30 @@ def _serve_problems(serve: Serve, path: str, keys: set[str]) -> list[Problem]:
         problems.append(Problem(f"{rpath}.hash_prefix", "the flagstream algorithm uses the flag's salt, not a prefix"))
     if not isinstance(rollout.hash_prefix, str):
         problems.append(Problem(f"{rpath}.hash_prefix", "hash_prefix must be a string"))
+    if rollout.hash_version not in (0, 1, 2) or (rollout.hash_version and rollout.algorithm != GROWTHBOOK):
+        problems.append(Problem(f"{rpath}.hash_version", "hash_version is GrowthBook's: 1 or 2"))
+    if rollout.ranges:
+        problems += _range_problems(rollout.ranges, len(rollout.variations), rollout.algorithm, f"{rpath}.ranges")
     if not rollout.bucket_by:
         problems.append(Problem(f"{rpath}.bucket_by", "bucket_by must name an attribute"))
     _kind_problem(rollout.context_kind, f"{rpath}.context_kind", problems)
+    return problems
+
+
+def _range_problems(ranges: Any, n: int, algorithm: str, path: str) -> list[Problem]:
+    if algorithm not in RANGED:
+        return [Problem(path, f"the {algorithm} scheme buckets by weights, not ranges")]
+    if len(ranges) != n:
+        return [Problem(path, f"{len(ranges)} ranges for {n} variations (one [start, end) each)")]
+    problems: list[Problem] = []
+    for i, r in enumerate(ranges):
+        try:
+            start, end = (float(x) for x in r)
+        except (TypeError, ValueError):
+            problems.append(Problem(f"{path}[{i}]", "a range is [start, end], two numbers"))
+            continue
+        if not (math.isfinite(start) and math.isfinite(end)) or start > end or start < 0:
+            problems.append(Problem(f"{path}[{i}]", f"[{start}, {end}] is not a range (0 <= start <= end)"))
     return problems
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import msgspec
 
-from ...bucketing import FLAGD
 from ...events import (
     WEIGHT_TOTAL,
     Clause,
@@ -34,6 +33,7 @@ from ...events import (
     Variation,
     WeightedVariation,
 )
+from ...schemes import FLAGD
 from ...semver import parse_semver
 from .common import ImportFileError, ImportResult, Unmappable, key_for, read_json
 

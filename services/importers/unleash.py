@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ...bucketing import UNLEASH, UNLEASH_VARIANT
 from ...events import (
     Clause,
     Flag,
@@ -37,6 +36,7 @@ from ...events import (
     Variation,
     WeightedVariation,
 )
+from ...schemes import UNLEASH, UNLEASH_VARIANT
 from ...semver import parse_semver
 from .common import ImportFileError, ImportResult, Unmappable, key_for, read_json
 

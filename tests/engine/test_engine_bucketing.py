@@ -184,3 +184,16 @@ def test_percentage_rule_does_not_apply_to_a_context_it_cannot_bucket() -> None:
         d = evaluate(flags, "f", {"key": "u", "team": team}, -1)
         assert (d.value, d.reason.rule_id) == (2, "next")
     assert evaluate(flags, "f", {"key": "u", "team": 7}, -1).reason.rule_id == "by-team"
+
+
+def test_a_rollout_buckets_by_a_nested_attribute_as_clauses_read_it() -> None:
+    """``bucket_by="/user/name"`` (flagd's ``{"var": "user.name"}``) buckets by the nested value; it used to be
+    read flat, found missing, and the rule silently skipped."""
+    flag = rollout_flag("nested", [50_000, 50_000], bucket_by="/user/name")
+    compiled = {"nested": compile_flag(flag, {})}
+    got = [evaluate(compiled, "nested", {"key": "same", "user": {"name": f"n{i}"}}, None) for i in range(400)]
+    assert all(d.reason.in_rollout for d in got)
+    assert [d.variation for d in got] == [("v0", "v1")[bucket("nested", f"n{i}") >= 50_000] for i in range(400)]
+    missing = evaluate(compiled, "nested", {"key": "same", "user": "not an object"}, None)
+    assert missing.reason.kind == ReasonKind.FALLTHROUGH
+    assert not missing.reason.in_rollout
