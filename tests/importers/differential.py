@@ -267,7 +267,11 @@ def _ours_unleash(flag: Flag) -> Answer:
 @st.composite
 def unleash_rollout(draw: st.DrawFn) -> Case:
     percentage = draw(st.integers(0, 100))
-    group = draw(st.text(min_size=1, max_size=8))
+    # yggdrasil (the engine of Unleash's Python, Ruby, .NET... SDKs) quotes the groupId into a rule language:
+    # one with '"' or a trailing backslash matches nobody, and a backslash-quote hashes as '"'. The other SDKs and the
+    # client spec hash the groupId as it is, and so does the scheme: such groupIds are a stated difference of
+    # the Unleash import (docs/migration.md), not compared here.
+    group = draw(st.text(min_size=1, max_size=8).filter(lambda g: '"' not in g and "\\" not in g))
     stickiness = draw(st.sampled_from(["userId", "a", "b"]))
     feature = {"name": "f", "enabled": True, "strategies": [{"name": "flexibleRollout", "constraints": [],
                "parameters": {"rollout": str(percentage), "stickiness": stickiness, "groupId": group}}]}  # fmt: skip
