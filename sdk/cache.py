@@ -11,8 +11,10 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable, Sequence
+from time import monotonic as _monotonic
 from typing import Any
 
+from .context import problem
 from .engine import evaluate
 from .evaluation import ErrorKind, EvaluationDetail, error_detail
 from .events import Event, Flag
@@ -23,6 +25,11 @@ log = logging.getLogger("flagstream.client")
 
 #: ``callback(flag_key, old_flag_or_None, new_flag_or_None)``, called after the change is applied.
 ChangeListener = Callable[[str, Flag | None, Flag | None], None]
+
+#: A context the SDK cannot use is logged once per flag, then at most once per flag per this many seconds.
+CONTEXT_LOG_INTERVAL = 300.0
+#: Flags remembered for that; beyond, the memory starts over (a flag may then be logged once more).
+_CONTEXT_LOG_FLAGS = 10_000
 
 #: ``callback(changed_flag_keys, new_ruleset)``, called once per applied batch (for the SDK's own parts:
 #: persistence, telemetry, the OpenFeature provider).
@@ -211,8 +218,11 @@ class FlagEvaluations:
             log.exception("flagstream: evaluating flag %r failed; serving the default", key)
             detail = error_detail(default, ErrorKind.EXCEPTION, ruleset.seq)
         if detail.variation is None:
-            if not cache.loaded and detail.reason.error_kind is ErrorKind.FLAG_NOT_FOUND:
+            error = detail.reason.error_kind
+            if not cache.loaded and error is ErrorKind.FLAG_NOT_FOUND:
                 detail = error_detail(default, ErrorKind.CLIENT_NOT_READY, ruleset.seq)
+            elif error is ErrorKind.MALFORMED_CONTEXT:
+                self._unusable_context(key, context)
         elif kind is not None:
             value = detail.value
             if not isinstance(value, kind) or (kind is _NUMBER and value.__class__ is bool):
@@ -250,9 +260,42 @@ class FlagEvaluations:
                 log.exception("flagstream: evaluating flag %r failed; serving None", key)
                 detail = error_detail(None, ErrorKind.EXCEPTION, ruleset.seq)
             out[key] = detail
+            if detail.reason.error_kind is ErrorKind.MALFORMED_CONTEXT:
+                self._unusable_context(key, context)
             if counter is not None:
                 counter.counts[key, detail.variation] += 1
         return out
+
+    #: flag key -> [monotonic time of its last warning, evaluations with an unusable context since]
+    _context_log: dict[str, list[float]] | None = None
+
+    def _unusable_context(self, key: str, context: Any) -> None:
+        """Log that ``key`` was evaluated with a context the SDK cannot use: the first time for each flag, then at
+        most once per ``CONTEXT_LOG_INTERVAL`` with the number of such evaluations since. Never per evaluation,
+        never an attribute value (contexts hold personal data)."""
+        try:
+            seen = self._context_log
+            if seen is None or len(seen) >= _CONTEXT_LOG_FLAGS:
+                seen = self._context_log = {}
+            now = _monotonic()
+            entry = seen.get(key)
+            if entry is not None:
+                entry[1] += 1
+                if now - entry[0] < CONTEXT_LOG_INTERVAL:
+                    return
+                since, entry[0], entry[1] = int(entry[1]), now, 0
+            else:
+                seen[key] = [now, 0]
+                since = 0
+            more = f" ({since} more evaluations with an unusable context since the last warning)" if since else ""
+            log.warning(
+                "flagstream: flag %r was evaluated with a context it cannot use: %s; serving the default "
+                "(MALFORMED_CONTEXT). A context is {\"key\": \"...\", ...} with a string or whole-number key "
+                "(docs/sdk.md). Logged once per flag every %d s%s",
+                key, problem(context), int(CONTEXT_LOG_INTERVAL), more,
+            )  # fmt: skip
+        except Exception:  # logging must not break an evaluation
+            pass
 
     def bool_variation(self, key: str, context: Any, default: bool) -> bool:
         return self._typed(key, context, default, bool).value

@@ -15,12 +15,13 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import mmh3
 from msgspec import Struct
 
+from .context import normalize
 from .evaluation import EvaluationDetail, ReasonKind
 
 log = logging.getLogger("flagstream.client")
@@ -45,23 +46,19 @@ ExposureCallback = Callable[[Exposure], None]
 
 
 def context_identity(context: Any) -> tuple[str | None, str | None]:
-    """(kind, key) of a context as an exposure names it; (None, None) if it has no usable key."""
+    """(kind, key) of a context as an exposure names it; (None, None) if it has no usable key. A whole number as a
+    key is named by its decimal string, as evaluation sees it (``flagstream.context``)."""
     if type(context) is dict and "kind" not in context:  # the common case: a plain user dict
         key = context.get("key")
-        return ("user", key) if type(key) is str else (None, None)
-    if not isinstance(context, Mapping):
+        if type(key) is str:
+            return "user", key
+    contexts = normalize(context)
+    if not contexts:
         return None, None
-    kind = context.get("kind", "user")
-    if kind != "multi":
-        key = context.get("key")
-        return (kind, key) if isinstance(key, str) and isinstance(kind, str) else (None, None)
-    parts = []
-    for name in sorted(k for k in context if k != "kind"):
-        member = context[name]
-        if not isinstance(member, Mapping) or not isinstance(member.get("key"), str):
-            return None, None
-        parts.append(f"{name}:{member['key']}")
-    return ("multi", ":".join(parts)) if parts else (None, None)
+    if context.get("kind") != "multi":
+        ((kind, attributes),) = contexts.items()
+        return kind, attributes["key"]
+    return "multi", ":".join(f"{name}:{contexts[name]['key']}" for name in sorted(contexts))
 
 
 _SCALE = 2**32

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
-from tests.test_up import Up, processes_using
 
 from flagstream import AsyncFlagstreamClient, sdk_connect_options
 from tests.helpers import FLAGSTREAM, auth_headers, eventually
+from tests.runtime.test_up import Up, processes_using
 
 NATS_LINE = re.compile(r"nats-server at (nats://127\.0\.0\.1:\d+)")
 
