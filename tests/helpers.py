@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -193,7 +194,8 @@ def read_url(proc: subprocess.Popen[str], on_line: Callable[[str], None] | None 
 
 
 class AdminProcess:
-    """``flagstream admin`` as a child process on a fixed port, killable and restartable."""
+    """``flagstream admin`` as a child process on a fixed port, killable and restartable. ``output`` collects what
+    it prints (its log lines included), from the start on."""
 
     def __init__(self, nats_url: str, *args: str) -> None:
         from flagstream.services.runtime.natsd import free_port
@@ -203,17 +205,26 @@ class AdminProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
 
     def start(self) -> AdminProcess:
         self.proc = subprocess.Popen(
             [FLAGSTREAM, "admin", "--nats-url", self.nats_url, "--port", str(self.port), "--log-level", "warning",
              *self.args],
             stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, "FLAGSTREAM_OPERATOR_TOKEN": ADMIN_TOKEN},
         )  # fmt: skip
-        read_url(self.proc)
+        read_url(self.proc, self.output.append)
+        # Keep reading what it prints, so a chatty process never blocks on a full pipe.
+        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
         return self
+
+    def _drain(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.output.append(line)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -237,3 +248,32 @@ def admin_processes(nats_url: str, count: int, *args: str) -> Iterator[list[Admi
     finally:
         for admin in admins:
             admin.stop()
+
+
+# -- the same events in another stream --------------------------------------------------------------------------
+
+
+async def copy_stream(source: str, target: str, *, after: int = 0, source_options: dict[str, Any] | None = None) -> int:
+    """Append the events of ``source``'s stream after sequence ``after`` to ``target``'s stream (created if
+    missing), in order and byte for byte: a target that held the first ``after`` of them before ends with the same
+    sequences. Returns the last sequence copied (``after`` if there was nothing new)."""
+    import nats
+
+    from flagstream.events import STREAM
+    from flagstream.services.runtime.stream import ensure_stream
+
+    src = await nats.connect(source, **(source_options or {}))
+    dst = await nats.connect(target)
+    try:
+        js_src, js_dst = src.jetstream(), dst.jetstream()
+        await ensure_stream(js_dst)
+        last = (await js_src.stream_info(STREAM)).state.last_seq
+        for seq in range(after + 1, last + 1):
+            msg = await js_src.get_msg(STREAM, seq=seq, direct=True)
+            assert msg.subject is not None
+            ack = await js_dst.publish(msg.subject, msg.data or b"", stream=STREAM)
+            assert ack.seq == seq, f"{target} was not a copy up to {after}: {seq} landed as {ack.seq}"
+        return max(last, after)
+    finally:
+        await src.close()
+        await dst.close()

@@ -32,6 +32,7 @@ from ..changes import (
     TooLarge,
     Unavailable,
 )
+from ..history import HistorySource
 from ..runtime import ensure_stream, while_jetstream_settles
 from ..tokens import SharedRateLimiter, TokenStore
 from . import auth
@@ -123,6 +124,7 @@ def create_app(
     actor_header: str = "X-Flagstream-Actor",
     connect_wait: float = 30.0,
     read_model: Path | None = None,
+    history_db: Path | None = None,
     operator_token: str | None = None,
     write_rate: float = 10.0,
     write_burst: int = 50,
@@ -130,7 +132,9 @@ def create_app(
 ) -> Starlette:
     """The admin API. Its lifespan connects to NATS (waiting up to ``connect_wait`` seconds) and makes sure the
     stream exists; it closes on shutdown. Once connected, it reconnects forever (``/readyz`` tells meanwhile).
-    ``read_model``: the projector's SQLite file, for history and time travel (absent: those routes answer 503).
+    ``read_model``: a read model another part folds (the projector of ``flagstream up``), for history and time
+    travel; ``history_db``: fold the log into this file in this process instead (an admin replica of its own, see
+    ``services/history/source.py``). Neither: the history routes answer 503 naming ``--history-db``.
     ``operator_token``: the bootstrap admin token (see ``auth.py``); other tokens live in NATS (``services/tokens``).
     Without it, only tokens created earlier are accepted. ``write_rate``/``write_burst``: writes per second per
     API token (the operator token is not limited). ``nats_options``: more ``nats.connect`` arguments (NATS user
@@ -179,7 +183,14 @@ def create_app(
     app.state.actor_header = actor_header
     app.state.closing = asyncio.Event()  # set when the server starts to stop: event streams end (streams.py)
     app.state.auth = auth.Authenticator(operator_token, SharedRateLimiter(write_rate, write_burst))
-    app.state.read_model_path = read_model
+    if read_model is not None and history_db is not None:
+        raise ValueError("give read_model (folded by another part) or history_db (folded here), not both")
+    if history_db is not None:
+        app.state.history = HistorySource.folding(history_db, nats_url=nats_url, connect_options=nats_options)
+    elif read_model is not None:
+        app.state.history = HistorySource(read_model)
+    else:
+        app.state.history = None
     app.state.openapi = auth.document_security(build_openapi(endpoints, actor_header=actor_header), endpoints)
     # Request metrics for GET /metrics (services/admin/metrics.py): a middleware times every request.
     install_metrics(app)

@@ -7,7 +7,6 @@ model (``app.state.read_model_path``; absent: 503); reverts write through ``Admi
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -38,9 +37,11 @@ from ..changes import (
     parse_json,
 )
 from ..history import (
+    OPTION,
     Change,
     EntityDiff,
     Evaluation,
+    HistorySource,
     Versioned,
     diff,
     environment_diff,
@@ -177,36 +178,28 @@ class RevertResponse(Struct, kw_only=True):
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    """The read model is opened on first use (``model_of``) and closed with the app."""
-    app.state.history_model = None
-    app.state.history_lock = asyncio.Lock()
+    """An own read model starts folding once NATS is connected; any read model is closed with the app."""
+    source: HistorySource | None = getattr(app.state, "history", None)
+    if source is None:
+        yield
+        return
+    await source.start()
     try:
         yield
     finally:
-        model = app.state.history_model
-        if model is not None:
-            await model.close()
+        await source.close()
 
 
 async def model_of(request: Request) -> ReadModel:
-    """The read model, opened read-only once per app; 503 naming the problem if there is none."""
-    state = request.app.state
-    path = getattr(state, "read_model_path", None)
-    if path is None:
-        raise Unavailable("history needs the projector's read model: start the admin API with one (flagstream up)")
-    model = getattr(state, "history_model", None)
-    if model is not None:
-        return model  # type: ignore[no-any-return]
-    lock = getattr(state, "history_lock", None) or asyncio.Lock()
-    async with lock:
-        if getattr(state, "history_model", None) is None:
-            if not path.exists():
-                raise Unavailable(f"the read model {path} does not exist yet: is the projector running?")
-            try:
-                state.history_model = await ReadModel.open(path, readonly=True)
-            except Exception as exc:
-                raise Unavailable(f"cannot open the read model {path}: {exc}") from None
-    return state.history_model  # type: ignore[no-any-return]
+    """The read model once it has applied the log as of this request (every write acknowledged before it, through
+    any replica); 503 naming the option if this admin has none, or saying how far it is if it cannot catch up."""
+    source: HistorySource | None = getattr(request.app.state, "history", None)
+    if source is None:
+        raise Unavailable(
+            f"history is off in this admin API: start it with {OPTION} PATH (a read model of its own, folded from "
+            "the event log), or run flagstream up"
+        )
+    return await source.applied(await service_of(request).store.last_seq())
 
 
 # -- parsing -----------------------------------------------------------------------------------------------
@@ -245,7 +238,7 @@ def _limit(request: Request) -> int:
 
 async def resolve(model: ReadModel, instant: datetime | int | None) -> tuple[int, datetime | None]:
     """An instant as (stream sequence, time): a time becomes the last sequence at or before it; a sequence
-    must have been projected already."""
+    must be in the log (the read model has applied the log as of the request)."""
     last = await model.last_seq()
     if instant is None:
         record = await model.event(last) if last else None
@@ -253,7 +246,7 @@ async def resolve(model: ReadModel, instant: datetime | int | None) -> tuple[int
     if isinstance(instant, datetime):
         return await model.seq_at(instant), instant
     if instant > last:
-        raise InvalidInput(f"sequence {instant} is beyond the last one in the read model ({last})")
+        raise InvalidInput(f"sequence {instant} is beyond the last one in the event log ({last})")
     record = await model.event(instant)
     return instant, record.at if record else None
 

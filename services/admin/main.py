@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -14,9 +15,20 @@ from pathlib import Path
 
 import uvicorn
 
-from ..runtime import add_log_arguments, add_nats_arguments, configure, listening_socket, nats_options
+from ..history import OPTION
+from ..runtime import (
+    add_log_arguments,
+    add_nats_arguments,
+    configure,
+    hold_lock,
+    listening_socket,
+    lock_beside,
+    nats_options,
+)
 from .app import create_app
 from .streams import StreamingServer
+
+log = logging.getLogger("flagstream.admin")
 
 
 def operator_token(path: Path | None) -> str | None:
@@ -41,6 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="file holding the bootstrap admin token (default: $FLAGSTREAM_OPERATOR_TOKEN)",
     )
+    parser.add_argument(
+        OPTION,
+        dest="history_db",
+        type=Path,
+        default=None,
+        help="fold the event log into this SQLite file (created if missing; rebuilt from the log if lost): history, "
+        "time travel, diff and revert need it. Each replica its own file. Without it those routes answer 503",
+    )
     parser.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="private key of --tls-cert (PEM)")
     add_nats_arguments(parser)
@@ -58,6 +78,25 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"flagstream admin: {exc}", file=sys.stderr)
         return 2
+    if args.history_db is None:
+        log.warning(
+            "history is off: the history, state-as-of, evaluate-as-of, diff and revert routes answer 503. Start "
+            "with %s PATH to fold the event log into a read model of this admin's own",
+            OPTION,
+        )
+        args.history_lock = None
+    else:
+        args.history_db = args.history_db.resolve()
+        args.history_db.parent.mkdir(parents=True, exist_ok=True)
+        args.history_lock, owner = hold_lock(lock_beside(args.history_db))  # held (open) until this process ends
+        if args.history_lock is None:
+            print(
+                f"flagstream admin: {args.history_db} is in use by another process (pid {owner or 'unknown'}); "
+                f"give each admin replica its own {OPTION}",
+                file=sys.stderr,
+            )
+            return 2
+        log.info("history: read model %s, folded from the event log by this admin", args.history_db)
     try:
         sock = listening_socket(args.host, args.port)
     except OSError as exc:
@@ -96,6 +135,7 @@ async def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         connect_wait=args.connect_wait,
         operator_token=args.operator_token,
         nats_options=args.nats_options,
+        history_db=args.history_db,
     )
     tls = {"ssl_certfile": str(args.tls_cert), "ssl_keyfile": str(args.tls_key)} if args.tls_cert else {}
     # log_config=None: uvicorn's loggers (start-up, access log) go through the root logger set up by configure(),

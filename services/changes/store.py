@@ -134,6 +134,11 @@ class EventStore:
     async def latest(self, filter_subject: str) -> dict[str, Stored]:
         return await load_latest(self.js, filter_subject, stream=self.stream)
 
+    async def last_seq(self) -> int:
+        """The stream's last sequence now (0: empty): how far a read model must have folded to be current."""
+        info = await self.js.stream_info(self.stream)
+        return int(info.state.last_seq)
+
     async def reachable(self) -> bool:
         try:
             await self.js.stream_info(self.stream)

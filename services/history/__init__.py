@@ -1,9 +1,11 @@
-"""History beyond the current state: time travel (state, evaluation and diff as of an instant), field-level diffs
+"""History beyond the current state: where it is read from (a read model of the process's own, or one shared),
+time travel (state, evaluation and diff as of an instant), field-level diffs
 between two versions, reverts, and scheduled changes (the runner that applies each exactly once).
 """
 
 from .diff import Change, diff, lines
 from .schedules import POLL, ScheduleRunner, describe, project_states, running, schedule_subject, schedules_filter
+from .source import OPTION, HistorySource, durable_name
 from .timetravel import (
     EntityDiff,
     Evaluation,
@@ -17,14 +19,17 @@ from .timetravel import (
 )
 
 __all__ = [
+    "OPTION",
     "POLL",
     "Change",
     "EntityDiff",
     "Evaluation",
+    "HistorySource",
     "ScheduleRunner",
     "Versioned",
     "describe",
     "diff",
+    "durable_name",
     "environment_diff",
     "evaluate_all",
     "hash_of",

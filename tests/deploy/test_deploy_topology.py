@@ -14,10 +14,12 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from flagstream.events import STREAM
 from flagstream.services.projector.readmodel import ReadModel
 from flagstream.services.runtime.natsd import NatsServer, free_port
 from flagstream.services.runtime.stream import MAX_CONSUMERS
-from tests.helpers import ADMIN_TOKEN, FLAGSTREAM, auth_headers, eventually
+from tests.helpers import ADMIN_TOKEN, FLAGSTREAM, admin_with_history, auth_headers, copy_stream, eventually, until
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = re.compile(r"(nats|nats-route|nats-leaf)://([A-Za-z0-9_.-]+):(\d+)")
@@ -233,7 +235,8 @@ async def route_login(port: int, credentials: dict[str, str]) -> str:
         writer.close()
 
 
-async def test_compose_topology_end_to_end(topology: Topology) -> None:
+def start_services(topology: Topology) -> tuple[list[str], str]:
+    """compose's stream one-shot, then the admins and the projector; the admins' names (ready) and the projector's."""
     (stream_service,) = topology.flagstream_services("stream")
     assert "stream FLAGSTREAM: 3 replica(s)" in topology.run_once(stream_service)
     admins = topology.flagstream_services("admin")
@@ -243,6 +246,11 @@ async def test_compose_topology_end_to_end(topology: Topology) -> None:
         topology.start(name)
     for name in admins:
         wait_ready(topology.url(name), topology.procs[name], topology.base / f"{name}.out")
+    return admins, projector
+
+
+async def test_compose_topology_end_to_end(topology: Topology) -> None:
+    admins, projector = start_services(topology)
 
     urls = [s.url for s in topology.nats.values()]
     with pytest.raises(nats.errors.Error, match=r"(?i)authorization"):  # the cluster runs with users
@@ -337,3 +345,185 @@ async def test_compose_topology_end_to_end(topology: Topology) -> None:
         while not wanted <= lines:
             lines = set((await http.get(f"{topology.url(projector)}/metrics")).text.splitlines())
             await asyncio.sleep(0.05)
+
+
+# -- history in the production topology ------------------------------------------------------------------------
+
+API = "/api/v1/projects/default/environments"
+ENV = f"{API}/production"
+
+
+def questions(seqs: dict[str, int], times: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every history route, at instants given as sequences and as times."""
+    mid, late = seqs["mid"], seqs["late"]
+    context = {"key": "u1", "country": "NO"}
+    return [
+        ("GET", f"{ENV}/history", {}),
+        ("GET", f"{ENV}/history", {"params": {"kind": "flag", "key": "checkout", "limit": "2"}}),
+        ("GET", f"{ENV}/history", {"params": {"actor": "operator", "since": times["mid"]}}),
+        ("GET", f"{ENV}/flags/checkout/history", {}),
+        ("GET", f"{ENV}/segments/beta/history", {}),
+        ("GET", f"{ENV}/state", {}),
+        ("GET", f"{ENV}/state", {"params": {"seq": str(mid)}}),
+        ("GET", f"{ENV}/state", {"params": {"at": times["mid"]}}),
+        ("GET", f"{ENV}/flags/checkout/state", {"params": {"as_of": times["late"]}}),
+        ("GET", f"{ENV}/flags/checkout/state", {"params": {"seq": "1"}}),  # before it existed: record null
+        ("GET", f"{ENV}/segments/beta/state", {"params": {"seq": str(late)}}),
+        ("GET", f"{ENV}/diff", {"params": {"from": str(mid)}}),
+        ("GET", f"{ENV}/diff", {"params": {"from": times["mid"], "to": times["late"]}}),
+        ("POST", f"{ENV}/evaluate", {"json": {"context": context, "seq": mid}}),
+        ("POST", f"{ENV}/evaluate", {"json": {"context": context, "as_of": times["late"]}}),
+        ("POST", f"{ENV}/evaluate", {"json": {"context": context, "flags": ["checkout"]}}),
+    ]
+
+
+async def answers(http: httpx.AsyncClient, base: str, asked: list[tuple[str, str, dict[str, Any]]]) -> list[Any]:
+    out = []
+    for method, path, kwargs in asked:
+        response = await http.request(method, f"{base}{path}", **kwargs)
+        assert response.status_code == 200, (base, path, kwargs, response.text)
+        out.append(response.json())
+    return out
+
+
+async def last_seq(url: str, **options: Any) -> int:
+    nc = await nats.connect(url, **options)
+    try:
+        return int((await nc.jetstream().stream_info(STREAM)).state.last_seq)
+    finally:
+        await nc.close()
+
+
+def states_of(environment_state: dict[str, Any]) -> dict[str, Any]:
+    """Key -> state of the flags and segments in a ``GET .../state`` answer."""
+    return {r["key"]: r["state"] for r in environment_state["flags"] + environment_state["segments"]}
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+async def test_every_admin_replica_answers_history_with_the_projector_killed(
+    topology: Topology, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """Changes through admin-1; every history route through admin-2 (asked at once, no waiting) answers what
+    admin-1 and the embedded default (admin and projector in one process, over a copy of the same events) answer.
+    Then the projector is SIGKILLed and its read model deleted: more changes, the same answers. Reverts write
+    once through either replica; admin-2 killed and its read model deleted refolds; the projector, back, has every
+    event once."""
+    admins, projector = start_services(topology)
+    one, two = (topology.url(n) for n in admins)
+    urls = [s.url for s in topology.nats.values()]
+    login = {"user": "operator", "password": topology.password("operator")}
+    seqs: dict[str, int] = {}
+    times: dict[str, str] = {}
+    embedded = tmp_path / "embedded"
+    embedded.mkdir()
+    copied = 0
+
+    async with (
+        httpx.AsyncClient(headers=auth_headers(), timeout=30) as http,
+        admin_with_history(nats_server.url, embedded) as default,
+    ):
+
+        async def write(method: str, path: str, body: dict[str, Any]) -> int:
+            response = await http.request(method, f"{one}{ENV}{path}", json=body)
+            assert response.status_code in (200, 201), response.text
+            return int(response.headers["ETag"].strip('"'))
+
+        async def compare() -> list[Any]:
+            nonlocal copied
+            asked = questions(seqs, times)
+            through_two = await answers(http, two, asked)  # right after admin-1's writes: no wait here
+            assert through_two == await answers(http, one, asked)
+            copied = await copy_stream(urls[0], nats_server.url, after=copied, source_options=login)
+            assert through_two == await answers(default.http, "", asked)
+            return through_two
+
+        assert (await http.post(f"{one}{API}", json={"key": "production"})).status_code == 201
+        await write("POST", "/segments", {"key": "beta", "included": ["u1"]})
+        await write("POST", "/flags", {"key": "checkout", "name": "Checkout"})
+        seqs["mid"] = await write("POST", "/flags/checkout/on", {"comment": "launch"})
+        times["mid"] = now()
+        rule = {"id": "beta", "clauses": [{"op": "in_segment", "values": ["beta"]}], "serve": {"variation": "off"}}
+        await write("PATCH", "/flags/checkout", {"rules": [rule]})
+        await write("POST", "/flags", {"key": "banner"})
+        seqs["late"] = await write("PATCH", "/segments/beta", {"included": ["u1", "u2"]})
+        times["late"] = now()
+        await write("POST", "/flags/banner/archive", {})
+        first = await compare()
+        assert first[0]["items"][0]["type"] == "flag.archived"  # history through admin-2 has admin-1's last write
+        assert first[6]["hash"] != first[5]["hash"]  # the state at "mid" is not today's
+
+        # The projector SIGKILLed and its read model deleted: the admins never needed it.
+        os.kill(topology.procs[projector].pid, signal.SIGKILL)
+        topology.procs[projector].wait(30)
+        db = Path(topology.local_args(projector, ["/data/readmodel.sqlite"])[0])
+        for leftover in db.parent.glob(db.name + "*"):
+            leftover.unlink()
+        await write("POST", "/flags/checkout/off", {"comment": "incident"})
+        seqs["late"] = await write("PATCH", "/segments/beta", {"excluded": ["u3"]})
+        times["late"] = now()
+        second = await compare()
+        assert second[0]["items"][0]["lines"] == ['excluded: added "u3"']
+
+        # A revert writes once, through either replica: admin-1 writes it, the same revert through admin-2
+        # finds nothing to do (its read model has admin-1's writes, and the current state is the stream's).
+        before = await last_seq(urls[1], **login)
+        reverted = await http.post(f"{one}{ENV}/revert", json={"seq": seqs["mid"], "comment": "back"})
+        assert reverted.status_code == 200, reverted.text
+        written = reverted.json()["written"]
+        # (banner, created after "mid", is archived already: nothing to write for it)
+        assert {(w["kind"], w["key"]) for w in written} == {("flag", "checkout"), ("segment", "beta")}
+        again = await http.post(f"{two}{ENV}/revert", json={"seq": seqs["mid"], "comment": "back"})
+        assert again.status_code == 200, again.text
+        assert again.json()["written"] == []
+        assert await last_seq(urls[2], **login) == before + len(written)
+        state_now = (await http.get(f"{two}{ENV}/state")).json()
+        assert states_of(state_now) == states_of(first[6]) | {"banner": {**states_of(state_now)["banner"]}}
+        assert states_of(state_now)["banner"]["archived"] is True  # the environment as it stood at "mid"
+
+        # Both replicas revert one flag at the same moment: one write lands, never two.
+        before = await last_seq(urls[0], **login)
+        body = {"seq": seqs["late"], "comment": "race"}
+        races = await asyncio.gather(*(http.post(f"{u}{ENV}/flags/checkout/revert", json=body) for u in (one, two)))
+        assert sorted(r.status_code for r in races) in ([200, 200], [200, 409]), [r.text for r in races]
+        writes = [w for r in races if r.status_code == 200 for w in r.json()["written"]]
+        assert len(writes) == 1
+        assert await last_seq(urls[0], **login) == before + 1
+
+        # admin-2 SIGKILLed and its read model deleted: restarted, it refolds from the log and answers the same.
+        name = admins[1]
+        os.kill(topology.procs[name].pid, signal.SIGKILL)
+        topology.procs[name].wait(30)
+        history_db = Path(topology.local_args(name, ["/data/history.sqlite"])[0])
+        assert await asyncio.to_thread(history_db.exists)
+        for leftover in history_db.parent.glob(history_db.name + "*"):
+            leftover.unlink(missing_ok=True)
+        topology.start(name)
+        two = topology.url(name)
+        wait_ready(two, topology.procs[name], topology.base / f"{name}.out")
+        await compare()
+
+        # The projector returns: its refolded read model has every event once, and the embedded default's state.
+        topology.start(projector)
+        last = await last_seq(urls[0], **login)
+
+        async def refolded() -> bool:
+            if not await asyncio.to_thread(db.exists):
+                return False
+            try:
+                async with await ReadModel.open(db, readonly=True) as model:
+                    return await model.last_seq() >= last
+            except Exception:  # created, its schema not yet
+                return False
+
+        await until(refolded, "the projector refolded the log")
+        async with (
+            await ReadModel.open(db, readonly=True) as model,
+            await ReadModel.open(default.db, readonly=True) as reference,
+        ):
+            assert await model.event_seqs() == list(range(1, last + 1))  # nothing lost, nothing doubled
+            assert await model.state_hash_all() == await reference.state_hash_all()
+        async with await ReadModel.open(history_db, readonly=True) as model:
+            assert await model.event_seqs() == list(range(1, last + 1))

@@ -1,0 +1,72 @@
+"""History in an admin replica (``flagstream admin``): without ``--history-db`` it says so when it starts, not only
+as a 503 later; with it, it answers on its own (its own read model, folded from the log); one file per replica.
+The production topology (three NATS nodes, two replicas, the projector killed) is tested in
+``tests/deploy/test_deploy_topology.py``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import ADMIN_TOKEN, FLAGSTREAM, AdminProcess, auth_headers
+
+ENV = "/api/v1/environments/production"
+
+
+async def test_an_admin_without_history_says_so_when_it_starts(nats_url: str) -> None:
+    admin = AdminProcess(nats_url).start()
+    try:
+        # Printed before it serves (and so before any request could get a 503): the line names the option.
+        (line,) = [line for line in admin.output if "history is off" in line]
+        assert "--history-db" in line
+        async with httpx.AsyncClient(base_url=admin.url, headers=auth_headers()) as http:
+            response = await http.get(f"{ENV}/history")
+        assert response.status_code == 503
+        assert "--history-db" in response.json()["error"]
+    finally:
+        admin.stop()
+
+
+async def test_with_history_db_a_replica_answers_history_on_its_own(nats_url: str, tmp_path: Path) -> None:
+    db = tmp_path / "admin" / "history.sqlite"
+    admin = AdminProcess(nats_url, "--history-db", str(db)).start()
+    try:
+        assert not [line for line in admin.output if "history is off" in line]
+        async with httpx.AsyncClient(base_url=admin.url, headers=auth_headers(), timeout=30) as http:
+            assert (await http.post("/api/v1/environments", json={"key": "production"})).status_code == 201
+            assert (await http.post(f"{ENV}/flags", json={"key": "checkout"})).status_code == 201
+            toggled = await http.post(f"{ENV}/flags/checkout/on", json={"comment": "launch"})
+            assert toggled.status_code == 200
+            # Asked right after the write: the answer waits for the replica's read model to have applied it.
+            history = await http.get(f"{ENV}/flags/checkout/history")
+            assert history.status_code == 200, history.text
+            assert history.json()["items"][0]["lines"] == ["on: false -> true"]
+            state = await http.get(f"{ENV}/state", params={"seq": toggled.headers["ETag"].strip('"')})
+            assert state.status_code == 200, state.text
+            assert state.json()["flags"][0]["state"]["on"] is True
+        assert db.exists()
+    finally:
+        admin.stop()
+
+
+def test_two_replicas_on_one_history_file_the_second_refuses(nats_url: str, tmp_path: Path) -> None:
+    db = tmp_path / "history.sqlite"
+    first = AdminProcess(nats_url, "--history-db", str(db)).start()
+    try:
+        second = subprocess.run(
+            [FLAGSTREAM, "admin", "--nats-url", nats_url, "--port", "0", "--history-db", str(db)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "FLAGSTREAM_OPERATOR_TOKEN": ADMIN_TOKEN},
+            check=False,
+        )
+        assert second.returncode == 2
+        assert first.proc is not None
+        assert f"pid {first.proc.pid}" in second.stderr
+        assert "--history-db" in second.stderr
+    finally:
+        first.stop()
