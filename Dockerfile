@@ -8,7 +8,8 @@ COPY services ./services
 RUN pip install --no-cache-dir '.[server]' \
     && useradd --system --uid 10001 --home-dir /data flagstream \
     && mkdir -p /data /secrets && chown flagstream /data /secrets
-# Not root. /data: the projector's read model (a volume in compose.yaml; it is rebuilt from the stream if lost).
+# Not root. /data: the projector's read model, or an admin's history read model (--history-db); a volume in
+# compose.yaml, rebuilt from the stream if lost.
 # /secrets: the NATS users written by `flagstream nats-users` (a new named volume takes this owner from the image).
 USER flagstream
 VOLUME ["/data"]
