@@ -41,11 +41,13 @@ from .model import (
     Variation,
     WeightedVariation,
 )
+from .numbers import MAX_SEQ, Seq, whole_number
 from .subjects import DEFAULT_PROJECT, STREAM, Address, EntityKind, environment_filter, parse_subject, subject
 
 __all__ = [
     "DEFAULT_PROJECT",
     "KEY_PATTERN",
+    "MAX_SEQ",
     "STREAM",
     "TAGS",
     "WEIGHT_TOTAL",
@@ -78,6 +80,7 @@ __all__ = [
     "SegmentRestored",
     "SegmentRule",
     "SegmentUpdated",
+    "Seq",
     "Serve",
     "Target",
     "Variation",
@@ -91,4 +94,5 @@ __all__ = [
     "state_hash",
     "subject",
     "tag_of",
+    "whole_number",
 ]

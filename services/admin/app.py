@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, compile_path
 
 from ..changes import (
     AdminError,
@@ -89,6 +89,12 @@ def error_response(exc: Exception) -> Response:
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
+        # Each (method, path) of the route table is its own Starlette route, so the one that matched the path
+        # names only its own method: Allow lists every method of the path.
+        methods = {m for pattern, m in request.app.state.methods_of if pattern.match(request.url.path)}
+        allowed = sorted(set().union(*methods) | ({"HEAD"} if any("GET" in m for m in methods) else set()))
+        exc = HTTPException(405, detail=exc.detail, headers={"Allow": ", ".join(allowed)})
     return error_response(exc)
 
 
@@ -181,6 +187,10 @@ def create_app(
     handlers = {HTTPException: _on_error}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.actor_header = actor_header
+    paths: dict[str, set[str]] = {}
+    for e in endpoints:
+        paths.setdefault(e.path, set()).add(e.method)
+    app.state.methods_of = [(compile_path(path)[0], frozenset(methods)) for path, methods in paths.items()]
     app.state.closing = asyncio.Event()  # set when the server starts to stop: event streams end (streams.py)
     app.state.auth = auth.Authenticator(operator_token, SharedRateLimiter(write_rate, write_burst))
     if read_model is not None and history_db is not None:

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...evaluation import Reason
-from ...events import DEFAULT_PROJECT, Event, entity_of, tag_of
+from ...events import DEFAULT_PROJECT, Event, Seq, entity_of, tag_of
 from ...events.catalog import ScheduleEvent
 from ..changes import (
     FLAG,
@@ -35,6 +35,7 @@ from ..changes import (
     check_key,
     convert,
     parse_json,
+    whole,
 )
 from ..history import (
     OPTION,
@@ -127,7 +128,7 @@ class EvaluateBody(Struct, kw_only=True, forbid_unknown_fields=True):
     #: Flag keys; null: every active flag.
     flags: list[str] | None = None
     as_of: str | None = None
-    seq: int | None = None
+    seq: Seq | None = None
 
 
 class EvaluationResult(Struct, kw_only=True):
@@ -155,7 +156,7 @@ class RevertBody(Struct, kw_only=True, forbid_unknown_fields=True):
     """Where to go back to: ``to`` (a time, RFC 3339) or ``seq`` (a stream sequence)."""
 
     to: str | None = None
-    seq: int | None = None
+    seq: Seq | None = None
     comment: str = ""
 
 
@@ -206,22 +207,24 @@ async def model_of(request: Request) -> ReadModel:
 
 
 def parse_time(value: str, name: str) -> datetime:
+    """A time (RFC 3339; without an offset: UTC), one that exists in UTC too."""
     try:
         at = datetime.fromisoformat(value.strip().replace(" ", "+"))
-    except ValueError:
+        at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        at.astimezone(UTC)  # OverflowError: an offset that takes it before year 1 or past 9999
+        return at
+    except (ValueError, OverflowError):
         raise MalformedRequest(f"{name} must be an RFC 3339 time like 2026-11-25T02:00:00Z, got {value!r}") from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def parse_seq(value: str, name: str) -> int:
-    if not value.strip().isdigit():
-        raise MalformedRequest(f"{name} must be a stream sequence (a whole number >= 0), got {value!r}")
-    return int(value)
+    return whole(value, name)
 
 
 def parse_instant(value: str, name: str) -> datetime | int:
-    """A time (RFC 3339) or a stream sequence (digits)."""
-    return parse_seq(value, name) if value.strip().isdigit() else parse_time(value, name)
+    """A time (RFC 3339) or a stream sequence (ASCII digits)."""
+    stripped = value.strip()
+    return parse_seq(value, name) if stripped.isascii() and stripped.isdigit() else parse_time(value, name)
 
 
 def where(request: Request) -> tuple[str, str]:
@@ -230,10 +233,7 @@ def where(request: Request) -> tuple[str, str]:
 
 
 def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise MalformedRequest(f"limit must be a number from 1 to {MAX_LIMIT}, got {raw!r}")
-    return int(raw)
+    return whole(request.query_params.get("limit", "100"), "limit", low=1, high=MAX_LIMIT, meaning="a page size")
 
 
 async def resolve(model: ReadModel, instant: datetime | int | None) -> tuple[int, datetime | None]:

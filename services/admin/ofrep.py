@@ -33,7 +33,7 @@ from starlette.responses import Response
 
 from ...context import normalize
 from ...evaluation import ErrorKind, EvaluationDetail, ReasonKind, rule_metadata
-from ...events import DEFAULT_PROJECT, STREAM
+from ...events import DEFAULT_PROJECT, STREAM, whole_number
 from ..changes import ENVIRONMENT, AdminError, NotFound, check_key
 from ..ofrep import EvaluatorPool, NotLoaded
 from .routes import Endpoint, Query, json_response, read_body, service_of
@@ -327,15 +327,16 @@ async def caught_up(request: Request, client: Any) -> None:
     names (the etag of an event from ``ofrep_events``, maybe sent by another replica), if that sequence exists in
     the stream: a made-up one is not waited for."""
     raw = request.query_params.get("flagConfigEtag", "").strip().strip('"')
-    if not raw.isdigit() or int(raw) <= client.seq:
+    asked = whole_number(raw)
+    if asked is None or asked <= client.seq:
         return
     try:
-        if int(raw) > (await request.app.state.nc.jetstream().stream_info(STREAM)).state.last_seq:
+        if asked > (await request.app.state.nc.jetstream().stream_info(STREAM)).state.last_seq:
             return
     except Exception:  # a hint only: answer with what this replica has
-        log.warning("ofrep: cannot read the stream's last sequence; not waiting for flagConfigEtag=%s", raw)
+        log.warning("ofrep: cannot read the stream's last sequence; not waiting for flagConfigEtag=%s", asked)
         return
-    await client.wait_for_sequence(int(raw), CATCH_UP)
+    await client.wait_for_sequence(asked, CATCH_UP)
 
 
 def event_streams(request: Request, project: str, environment: str) -> list[EventStream]:
@@ -389,10 +390,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
 ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", f"{OFREP}/evaluate/flags/{{key}}", evaluate_flag, "evaluateFlag",
              "OFREP: evaluate one flag (environment from X-Flagstream-Environment, default production)", "ofrep",
-             OfrepEvaluationRequest, OfrepEvaluation, extra_statuses=(400, 404)),
+             OfrepEvaluationRequest, OfrepEvaluation, extra_statuses=(400, 404, 503)),
     Endpoint("POST", f"{OFREP}/evaluate/flags", evaluate_flags, "evaluateFlagsBulk",
              "OFREP: evaluate every flag (ETag; If-None-Match gives 304 while nothing changed)", "ofrep",
-             OfrepEvaluationRequest, OfrepBulkEvaluation, extra_statuses=(400, 404),
+             OfrepEvaluationRequest, OfrepBulkEvaluation, extra_statuses=(304, 400, 404, 503),
              query=(Query("flagConfigEtag", "the etag of the event stream's refetchEvaluation that prompted this "
                                             "request: the answer waits until this replica has that change"),)),
 ]  # fmt: skip

@@ -24,6 +24,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ...events import whole_number
 from .ofrep import EVENTS, OfrepFailure, _ruleset_client, where
 from .routes import Endpoint, Query
 from .streams import CLOSING, closing_of, next_or_closing
@@ -49,9 +50,10 @@ def _last_event_id(request: Request) -> int | None:
     raw = (request.headers.get("last-event-id") or "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
+    seen = whole_number(raw)
+    if seen is None:
         raise OfrepFailure(400, "GENERAL", f"Last-Event-ID must be an event id of this stream, got {raw!r}")
-    return int(raw)
+    return seen
 
 
 async def event_stream(request: Request) -> Response:
@@ -103,5 +105,5 @@ ENDPOINTS: list[Endpoint] = [
              "OFREP event stream (Server-Sent Events): refetchEvaluation whenever a flag of the environment changes",
              "ofrep", query=(Query("environment", "the environment (as X-Flagstream-Environment)"),
                              Query("project", "the project (as X-Flagstream-Project)")),
-             extra_statuses=(400, 404)),
+             extra_statuses=(400, 404, 503)),
 ]  # fmt: skip

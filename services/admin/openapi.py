@@ -21,13 +21,32 @@ _PATH_HELP = {
 }
 
 _STATUS_TEXT = {
-    400: "Malformed request (bad JSON, bad key in the URL, bad header)",
+    304: "Not modified: the If-None-Match ETag is still current",
+    400: "Malformed request (bad JSON, bad key in the URL, bad header or query parameter)",
     404: "Not found (the entity or its environment)",
     409: "Conflict: stale If-Match, already exists, archived; the body holds the current version and state",
     413: "Request body too large",
     422: "Invalid input: unknown field, wrong type, failed validation; the body names the field",
-    503: "Not ready",
+    503: "Unavailable: NATS, the event stream, the read model or a feature's store cannot be reached now",
 }
+
+#: Request bodies that may be left out (an empty body is read as ``{}``).
+_OPTIONAL_BODIES = ("ActionBody", "OfrepEvaluationRequest")
+
+
+def statuses_of(e: Endpoint) -> list[int]:
+    """Every error status the endpoint can answer besides its own (auth.py adds 401, 403 and 429): a route under
+    /api/ reads keys from its URL (400), finds entities (404) and needs NATS (503); a body can be malformed JSON
+    (400), too large (413) and, under /api/, invalid (422); a write can conflict (409)."""
+    statuses = set(e.extra_statuses)
+    api = e.path.startswith("/api/")
+    if api:
+        statuses |= {400, 404, 503}
+    if e.request is not None:
+        statuses |= {400, 413} | ({422} if api else set())
+    if e.write:
+        statuses.add(409)
+    return sorted(statuses - {e.status})
 
 
 def build_openapi(
@@ -78,10 +97,13 @@ def build_openapi(
         if e.response is not None:
             ok["content"] = {JSON: {"schema": schema_of[e.response]}}
         responses: dict[str, Any] = {str(e.status): ok}
-        statuses = (400, 404, 409, 413, 422) if e.write else (400, 404) if e.path.startswith("/api/") else ()
-        for status in (*statuses, *e.extra_statuses):
-            content = {JSON: {"schema": schema_of[e.response]}} if status == 503 and e.response else error
-            responses[str(status)] = {"description": _STATUS_TEXT[status], "content": content}
+        for status in statuses_of(e):
+            # /readyz answers 503 with its own body; a 304 has none; every other error is an ErrorBody.
+            own = status == 503 and e.public and e.response is not None
+            content = {JSON: {"schema": schema_of[e.response]}} if own else error
+            responses[str(status)] = {"description": _STATUS_TEXT[status]}
+            if status != 304:
+                responses[str(status)]["content"] = content
         operation: dict[str, Any] = {
             "operationId": e.operation_id,
             "summary": e.summary,
@@ -91,7 +113,7 @@ def build_openapi(
         }
         if e.request is not None:
             operation["requestBody"] = {
-                "required": e.request.__name__ not in ("ActionBody",),
+                "required": e.request.__name__ not in _OPTIONAL_BODIES,
                 "content": {JSON: {"schema": schema_of[e.request]}},
             }
         paths.setdefault(e.path, {})[e.method.lower()] = operation

@@ -15,7 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...events import DEFAULT_PROJECT
+from ...events import DEFAULT_PROJECT, whole_number
 from ..changes import (
     ENVIRONMENT,
     FLAG,
@@ -40,6 +40,7 @@ from ..changes import (
     convert,
     parse_json,
     patch_changes,
+    whole,
     without_comment,
 )
 from .responses import (
@@ -110,10 +111,7 @@ def _if_match(request: Request) -> int | None:
     raw = request.headers.get("if-match")
     if raw is None:
         return None
-    value = raw.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        raise MalformedRequest(f"If-Match must be a version number (the ETag), got {raw!r}")
-    return int(value)
+    return whole(raw.strip().removeprefix("W/").strip('"'), "If-Match", meaning="a version number (the ETag)")
 
 
 def write_request(request: Request, comment: str) -> WriteRequest:
@@ -125,7 +123,7 @@ def write_request(request: Request, comment: str) -> WriteRequest:
 
 async def read_body(request: Request) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+    if length is not None and (whole_number(length) or 0) > MAX_BODY:
         raise TooLarge(f"request body is larger than {MAX_BODY} bytes")
     chunks: list[bytes] = []
     size = 0

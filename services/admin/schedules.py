@@ -137,7 +137,7 @@ async def create_schedule(request: Request) -> Response:
 
 async def list_schedules(request: Request) -> Response:
     project, environment = where(request)
-    status = request.query_params.get("status") or None
+    status = request.query_params.get("status")
     statuses = ("pending", "claimed", "applied", "failed", "cancelled")
     if status is not None and status not in statuses:
         raise MalformedRequest(f"status must be one of {', '.join(statuses)}, got {status!r}")

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from ...events import STREAM, DecodeError, decode_event, entity_of, environment_filter, tag_of
-from ..changes import MalformedRequest, NotFound, Stored
+from ..changes import NotFound, Stored, whole
 from .responses import record
 from .routes import API, Endpoint, Query, _where
 from .streams import CLOSING, closing_of, next_or_closing
@@ -87,9 +87,7 @@ def _start(request: Request) -> int | None:
     raw = request.headers.get("last-event-id") or request.query_params.get("after")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
-        raise MalformedRequest(f"Last-Event-ID / after must be a stream sequence, got {raw!r}")
-    return int(raw)
+    return whole(raw, "Last-Event-ID / after")
 
 
 def _sse(event: str, data: bytes, ident: int | None = None) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -35,6 +36,8 @@ from .routes import API, Endpoint, json_response, read_body, resolve_actor
 log = logging.getLogger("flagstream.webhooks")
 
 MAX_WEBHOOKS = 100
+#: What an id can be (``webhooks.model.new_id``: wh and 16 hex digits; any ASCII letters and digits are looked up).
+_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
 class WebhookBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -137,7 +140,9 @@ async def list_webhooks(request: Request) -> Response:
 
 async def _found(request: Request) -> tuple[WebhookStore, WebhookRecord]:
     store, webhook_id = _store(request), request.path_params["id"]
-    record = await store.get(webhook_id) if webhook_id.isalnum() else None
+    if not _ID.fullmatch(webhook_id):  # not a key the store could hold (str.isalnum() takes "Ø")
+        raise NotFound(f"webhook {webhook_id!r} not found: a webhook id is wh and 16 hex digits")
+    record = await store.get(webhook_id)
     if record is None:
         raise NotFound(f"webhook {webhook_id!r} not found")
     return store, record

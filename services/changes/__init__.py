@@ -19,6 +19,7 @@ from .commands import (
     convert,
     parse_json,
     patch_changes,
+    whole,
     without_comment,
 )
 from .decide import ENVIRONMENT, FLAG, SEGMENT, Kind
@@ -61,5 +62,6 @@ __all__ = [
     "convert",
     "parse_json",
     "patch_changes",
+    "whole",
     "without_comment",
 ]

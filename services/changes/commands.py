@@ -14,7 +14,7 @@ import msgspec
 import msgspec.inspect as mi
 from msgspec import UNSET, Struct, UnsetType
 
-from ...events import Environment, Flag, Segment
+from ...events import MAX_SEQ, Environment, Flag, Segment, whole_number
 from ...events.model import KEY_MAX, KEY_PATTERN
 from ...validation import Problem
 from .errors import InvalidInput, MalformedRequest
@@ -65,6 +65,15 @@ def check_key(value: str, what: str) -> str:
     if not (_KEY_RE.match(value) and len(value) <= KEY_MAX):
         raise MalformedRequest(f"invalid {what} {value!r}: {KEY_RULE}")
     return value
+
+
+def whole(value: str, what: str, *, low: int = 0, high: int = MAX_SEQ, meaning: str = "a stream sequence") -> int:
+    """A whole number from a URL or a header: ASCII digits from ``low`` to ``high`` (``events.whole_number``), else
+    a 400 naming ``what`` and what it must be."""
+    number = whole_number(value, high)
+    if number is None or number < low:
+        raise MalformedRequest(f"{what} must be {meaning} (a whole number from {low} to {high}), got {value!r}")
+    return number
 
 
 def parse_json(body: bytes, *, allow_empty: bool = False) -> Any:

@@ -128,7 +128,8 @@ def _history(client: ApiClient, env: str, args: argparse.Namespace) -> None:
 
 
 def _instant(value: str) -> dict[str, Any]:
-    return {"seq": int(value)} if value.isdigit() else {"as_of": value}
+    """A stream sequence (ASCII digits: the API says if it is out of range) or a time."""
+    return {"seq": int(value)} if value.isascii() and value.isdigit() else {"as_of": value}
 
 
 def _eval(client: ApiClient, env: str, args: argparse.Namespace) -> None:

@@ -26,7 +26,7 @@ import httpx
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
-from ...events import STREAM, decode_event, entity_of
+from ...events import STREAM, decode_event, entity_of, whole_number
 from ..runtime import first_done
 from .model import (
     DELIVERY_HEADER,
@@ -158,13 +158,13 @@ class WebhookDelivery:
 
     async def _previous(self, msg: Any) -> tuple[Any, bool]:
         """(the entity's state before this event, whether it is known)."""
-        raw = (msg.headers or {}).get(EXPECTED_LAST, "")
-        if not raw.isdigit():
+        replaced = whole_number((msg.headers or {}).get(EXPECTED_LAST, ""))
+        if replaced is None:
             return None, False  # not written by the admin service: nothing says what it replaced
-        if int(raw) == 0:
+        if replaced == 0:
             return None, True  # a new entity
         try:
-            stored = await self.store.js.get_msg(STREAM, seq=int(raw), direct=True)
+            stored = await self.store.js.get_msg(STREAM, seq=replaced, direct=True)
             return entity_of(decode_event(stored.data or b""))[2], True
         except Exception:
             return None, False

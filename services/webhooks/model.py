@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Struct
 
-from ...events import Event, encode_event, entity_of, environment_filter, subject, tag_of
+from ...events import Event, encode_event, entity_of, environment_filter, subject, tag_of, whole_number
 from ..history import diff
 from ..runtime import WEBHOOKS_BUCKET
 
@@ -157,8 +157,8 @@ def verify(secret: str, header: str, payload: bytes) -> int | None:
     """The signed timestamp if ``header`` is a valid signature of ``payload`` with ``secret``, else None (what a
     receiver does; here for the tests and the docs' example)."""
     fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    if not fields.get("t", "").isdigit() or "v1" not in fields:
+    timestamp = whole_number(fields.get("t", ""))
+    if timestamp is None or "v1" not in fields:
         return None
-    timestamp = int(fields["t"])
     expected = signature(secret, timestamp, payload).split("v1=", 1)[1]
     return timestamp if hmac.compare_digest(expected, fields["v1"]) else None
