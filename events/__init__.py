@@ -9,6 +9,7 @@ from .catalog import (
     Event,
     FlagArchived,
     FlagCreated,
+    FlagDeleted,
     FlagEvent,
     FlagRestored,
     FlagToggled,
@@ -24,7 +25,9 @@ from .catalog import (
 from .codec import DecodeError, decode_event, encode_event
 from .hashing import canonical_json, state_hash
 from .model import (
+    ENVIRONMENT_FIELDS,
     KEY_PATTERN,
+    PROJECT_FIELDS,
     WEIGHT_TOTAL,
     Clause,
     Environment,
@@ -46,8 +49,10 @@ from .subjects import DEFAULT_PROJECT, STREAM, Address, EntityKind, environment_
 
 __all__ = [
     "DEFAULT_PROJECT",
+    "ENVIRONMENT_FIELDS",
     "KEY_PATTERN",
     "MAX_SEQ",
+    "PROJECT_FIELDS",
     "STREAM",
     "TAGS",
     "WEIGHT_TOTAL",
@@ -64,6 +69,7 @@ __all__ = [
     "Flag",
     "FlagArchived",
     "FlagCreated",
+    "FlagDeleted",
     "FlagEvent",
     "FlagKind",
     "FlagRestored",

@@ -29,6 +29,7 @@ from ..changes import (
     InvalidInput,
     MalformedRequest,
     NotFound,
+    NotPermitted,
     TooLarge,
     Unavailable,
 )
@@ -56,6 +57,7 @@ STATUS: dict[type[AdminError], int] = {
     MalformedRequest: 400,
     NotFound: 404,
     Conflict: 409,
+    NotPermitted: 403,
     TooLarge: 413,
     InvalidInput: 422,
     Unavailable: 503,
@@ -75,6 +77,8 @@ def error_response(exc: Exception) -> Response:
         if isinstance(exc, Conflict) and exc.current is not None:
             body.version = exc.current.seq
             body.current = record(exc.current)
+        elif isinstance(exc, Conflict) and exc.version is not None:
+            body.version = exc.version
         return json_response(body, status, dict(getattr(exc, "headers", None) or {}))
     if isinstance(exc, HTTPException):
         return json_response(ErrorBody(error=str(exc.detail)), exc.status_code, dict(exc.headers or {}))

@@ -118,7 +118,14 @@ def write_request(request: Request, comment: str) -> WriteRequest:
     key = request.headers.get("idempotency-key")
     if key is not None and not (0 < len(key) <= 200):
         raise MalformedRequest("Idempotency-Key must be 1 to 200 characters")
-    return WriteRequest(actor=resolve_actor(request), comment=comment, if_match=_if_match(request), idempotency_key=key)
+    principal = getattr(request.state, "principal", None)
+    return WriteRequest(
+        actor=resolve_actor(request),
+        comment=comment,
+        if_match=_if_match(request),
+        idempotency_key=key,
+        environments=principal.environments if principal is not None else None,
+    )
 
 
 async def read_body(request: Request) -> bytes:
@@ -211,8 +218,11 @@ def make_create(kind: Kind) -> Handler:
     async def handler(request: Request) -> Response:
         project, environment = _where(request)
         data = check_lengths(parse_json(await read_body(request)))
-        state, comment = without_comment(convert(data, body_type), kind.state_type)
-        outcome = await service_of(request).create(kind, project, environment, state, write_request(request, comment))
+        body = convert(data, body_type)
+        state, comment = without_comment(body, kind.state_type)
+        copy_from = getattr(body, "copy_from", "")
+        req = write_request(request, comment)
+        outcome = await service_of(request).create(kind, project, environment, state, req, copy_from=copy_from)
         return render(outcome, request)
 
     return handler

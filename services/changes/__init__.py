@@ -23,12 +23,23 @@ from .commands import (
     without_comment,
 )
 from .decide import ENVIRONMENT, FLAG, SEGMENT, Kind
-from .errors import AdminError, Conflict, InvalidInput, MalformedRequest, NotFound, TooLarge, Unavailable
+from .errors import (
+    AdminError,
+    Conflict,
+    InvalidInput,
+    MalformedRequest,
+    NotFound,
+    NotPermitted,
+    TooLarge,
+    Unavailable,
+)
+from .flags import DEFINITION_FIELDS, ProjectFlag, configuration_of, definition_of, served_variations
 from .limits import MAX_DEPTH, MAX_ITEMS, check_lengths
 from .service import AdminService, ListFilter, Outcome, WriteRequest
 from .store import CorruptEvent, EventStore, Stored, WrongLastSequence
 
 __all__ = [
+    "DEFINITION_FIELDS",
     "ENVIRONMENT",
     "FLAG",
     "MAX_DEPTH",
@@ -49,7 +60,9 @@ __all__ = [
     "ListFilter",
     "MalformedRequest",
     "NotFound",
+    "NotPermitted",
     "Outcome",
+    "ProjectFlag",
     "SegmentBody",
     "SegmentPatch",
     "Stored",
@@ -59,9 +72,12 @@ __all__ = [
     "WrongLastSequence",
     "check_key",
     "check_lengths",
+    "configuration_of",
     "convert",
+    "definition_of",
     "parse_json",
     "patch_changes",
     "whole",
+    "served_variations",
     "without_comment",
 ]

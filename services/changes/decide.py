@@ -71,6 +71,8 @@ class Context:
     actor: str
     at: datetime
     comment: str = ""
+    #: Shared by the events of one change to several entities (``Event.change``); empty for one entity.
+    change: str = ""
 
 
 def state_of(kind: Kind, stored: Stored) -> Any:
@@ -84,6 +86,7 @@ def _event(cls: type[Event], kind: Kind, state: Any, ctx: Context, revision: int
         "actor": ctx.actor,
         "at": ctx.at,
         "comment": ctx.comment,
+        "change": ctx.change,
         "version": revision,
         kind.attr: state,
     }

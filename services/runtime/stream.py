@@ -82,23 +82,29 @@ def stream_config(replicas: int = 1) -> StreamConfig:
         max_consumers=MAX_CONSUMERS,
         allow_rollup_hdrs=False,
         allow_direct=True,
+        # One change to many entities (a flag in every environment, a promotion) is one atomic batch.
+        allow_atomic=True,
     )
 
 
 async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create the stream if it does not exist; an existing one keeps its configuration, except that a consumer
-    limit below ``MAX_CONSUMERS`` (a stream made by an older Flagstream) is raised."""
+    """Create the stream if it does not exist; an existing one keeps its configuration, except what a stream made
+    by an older Flagstream lacks: a consumer limit below ``MAX_CONSUMERS`` is raised, atomic batches allowed."""
     try:
         info = await js.stream_info(STREAM)
     except NotFoundError:
         await js.add_stream(stream_config(replicas))
         return
     limit = info.config.max_consumers
-    if limit is None or limit < MAX_CONSUMERS:
+    if limit is None or limit < MAX_CONSUMERS or not info.config.allow_atomic:
         try:
-            await js.update_stream(replace(info.config, max_consumers=MAX_CONSUMERS))
+            await js.update_stream(replace(info.config, max_consumers=MAX_CONSUMERS, allow_atomic=True))
         except Exception as exc:  # e.g. a credential without the right to update streams
-            log.warning("stream %s accepts %s consumers (SDK instances); raising it failed: %r", STREAM, limit, exc)
+            log.warning(
+                "stream %s (made by an older Flagstream) could not be upgraded: it accepts %s consumers (SDK "
+                "instances) and atomic batches %s; run `flagstream stream` with the operator's credentials (%r)",
+                STREAM, limit, "on" if info.config.allow_atomic else "off", exc,
+            )  # fmt: skip
 
 
 async def ensure_bucket(
