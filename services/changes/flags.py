@@ -40,6 +40,9 @@ from .store import Stored
 
 #: Project-wide fields a write may set (``archived`` and ``deleted`` change only through their actions).
 DEFINITION_FIELDS: tuple[str, ...] = tuple(f for f in PROJECT_FIELDS if f not in ("key", "archived", "deleted"))
+#: Project-wide fields that change nothing an SDK answers: a token limited to some environments may change
+#: them (they are written to the others too). Everything else written outside its environments is refused.
+DESCRIPTIVE_FIELDS: tuple[str, ...] = ("name", "description", "tags", "maintainer", "lifecycle", "remove_by")
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,15 @@ class ProjectFlag:
         return [env for env in self.environments if self.flag(env) is None] if self.exists else []
 
     def require(self, environment: str | None = None) -> Flag:
-        definition = self.definition
-        if definition is None:
-            raise NotFound(f"flag {self.key!r} not found in project {self.project!r}")
+        """The flag in ``environment`` (None: its project-wide definition); NotFound if it is not there."""
         if environment is not None:
             flag = self.flag(environment)
             if flag is None:
                 raise NotFound(f"flag {self.key!r} not found in environment {environment!r}")
             return flag
+        definition = self.definition
+        if definition is None:
+            raise NotFound(f"flag {self.key!r} not found in project {self.project!r}")
         return definition
 
 
@@ -301,3 +305,22 @@ def dependents_by_environment(key: str, flags: Mapping[str, Iterable[Flag]]) -> 
         )
         for env, env_flags in flags.items()
     }
+
+
+def outside_scope(pf: ProjectFlag, writes: Iterable[Write], allowed: Iterable[str]) -> list[str]:
+    """The environments outside ``allowed`` where ``writes`` would change what an SDK answers: anything but the
+    flag's creation (off there) or a change of its descriptive fields (name, description, tags...)."""
+    allowed = set(allowed)
+    denied = set()
+    for w in writes:
+        if w.environment in allowed:
+            continue
+        before, after = pf.flag(w.environment), w.event.flag  # type: ignore[attr-defined]
+        if isinstance(w.event, FlagCreated) and not pf.exists:
+            continue  # the creation: elsewhere the flag starts off
+        if isinstance(w.event, FlagUpdated) and before is not None:
+            changed = {f for f in Flag.__struct_fields__ if getattr(before, f) != getattr(after, f)}
+            if changed <= set(DESCRIPTIVE_FIELDS):
+                continue
+        denied.add(w.environment)
+    return sorted(denied)

@@ -269,6 +269,8 @@ class AdminService:
         self, project: str, key: str, archived: bool, req: WriteRequest, version_in: str | None = None
     ) -> tuple[ProjectFlag, bool]:
         async def decision(pf: ProjectFlag, ctx: Context) -> list[Write]:
+            if version_in is not None:
+                pf.require(version_in)
             used_by: dict[str, list[str]] = {}
             if archived:
                 every = await self._flags_by_environment(project)
@@ -312,13 +314,12 @@ class AdminService:
                 return pf, False
             if len(writes) == 1:  # one entity: no change id
                 writes = [replace(writes[0], event=msgspec.structs.replace(writes[0].event, change=""))]
-            allowed = set(pf.environments if req.environments is None else req.environments)
-            denied = sorted({w.environment for w in writes} - allowed)
+            denied = flags.outside_scope(pf, writes, pf.environments if req.environments is None else req.environments)
             if denied:
                 raise NotPermitted(
-                    f"this change to flag {key!r} writes to {', '.join(denied)} too (a flag's project-wide fields, "
-                    "its creation, archiving and deletion are the same in every environment): it needs the right "
-                    "to act on every environment it writes to"
+                    f"this change to flag {key!r} changes it in {', '.join(denied)} too (variations, kind, archiving "
+                    "and deletion are the same in every environment): it needs the right to act on every "
+                    "environment of the project"
                 )
             await self._validate_flags(project, writes)
             subjects = [subject(project, w.environment, "flag", key) for w in writes]
