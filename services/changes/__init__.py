@@ -34,7 +34,11 @@ from .errors import (
     Unavailable,
 )
 from .flags import DEFINITION_FIELDS, ProjectFlag, configuration_of, definition_of, served_variations
+from .flags import change as change_flag
+from .flags import create as create_flag_everywhere
+from .flags import delete as delete_flag_everywhere
 from .limits import MAX_DEPTH, MAX_ITEMS, check_lengths
+from .merge_patch import MERGE_PATCH, apply_merge_patch, merge_patch
 from .service import AdminService, ListFilter, Outcome, WriteRequest
 from .store import CorruptEvent, EventStore, Stored, WrongLastSequence
 
@@ -44,6 +48,7 @@ __all__ = [
     "FLAG",
     "MAX_DEPTH",
     "MAX_ITEMS",
+    "MERGE_PATCH",
     "SEGMENT",
     "ActionBody",
     "AdminError",
@@ -70,14 +75,19 @@ __all__ = [
     "Unavailable",
     "WriteRequest",
     "WrongLastSequence",
+    "apply_merge_patch",
+    "change_flag",
     "check_key",
     "check_lengths",
     "configuration_of",
     "convert",
+    "create_flag_everywhere",
     "definition_of",
+    "delete_flag_everywhere",
+    "merge_patch",
     "parse_json",
     "patch_changes",
-    "whole",
     "served_variations",
+    "whole",
     "without_comment",
 ]
