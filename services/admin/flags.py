@@ -29,6 +29,7 @@ from ..changes import (
     InvalidInput,
     MalformedRequest,
     NotFound,
+    NotPermitted,
     ProjectFlag,
     Stored,
     apply_merge_patch,
@@ -41,6 +42,7 @@ from ..changes import (
     delete_flag_everywhere,
     parse_json,
 )
+from ..history import Change, diff, lines
 from ..targeting import configuration_lines, summary
 from .routes import API, Endpoint, Query, _key, _where, json_response, read_body, service_of, write_request
 
@@ -145,20 +147,31 @@ def _config(stored: Stored, definition: Flag) -> EnvironmentConfig:
     )
 
 
-def project_record(pf: ProjectFlag) -> ProjectFlagRecord:
+def project_record(pf: ProjectFlag, visible: tuple[str, ...] | None = None) -> ProjectFlagRecord:
+    """The whole flag; ``visible``: the environments the caller may read (None: all), the others left out."""
     definition = pf.require()
+
+    def shown(env: str) -> bool:
+        return visible is None or env in visible
+
     return ProjectFlagRecord(
         key=pf.key,
         version=pf.version,
         definition=msgspec.convert(msgspec.to_builtins(definition), Definition),
-        environments={env: _config(pf.states[env], definition) for env in pf.live},
-        diverged=pf.diverged(),
-        missing=pf.missing(),
+        environments={env: _config(pf.states[env], definition) for env in pf.live if shown(env)},
+        diverged={env: fields for env, fields in pf.diverged().items() if shown(env)},
+        missing=[env for env in pf.missing() if shown(env)],
     )
 
 
-def _render(pf: ProjectFlag, status: int = 200) -> Response:
-    rec = project_record(pf)
+def _visible(request: Request) -> tuple[str, ...] | None:
+    """The environments the caller may read (a token limited to some sees only theirs)."""
+    principal = getattr(request.state, "principal", None)
+    return principal.environments if principal is not None else None
+
+
+def _render(pf: ProjectFlag, request: Request, status: int = 200) -> Response:
+    rec = project_record(pf, _visible(request))
     return json_response(rec, status, {"ETag": f'"{rec.version}"'})
 
 
@@ -173,8 +186,9 @@ async def list_flags(request: Request) -> Response:
     keep = {"true": lambda f: f.archived, "false": lambda f: not f.archived, "all": lambda f: True}.get(archived)
     if keep is None:
         raise MalformedRequest(f"archived must be true, false or all, got {archived!r}")
-    environments = list(await service.environment_keys(project))
-    items = [project_record(pf) for pf in found if keep(pf.require())]
+    visible = _visible(request)
+    environments = [e for e in await service.environment_keys(project) if visible is None or e in visible]
+    items = [project_record(pf, visible) for pf in found if keep(pf.require())]
     return json_response(ProjectFlagList(environments=environments, items=items))
 
 
@@ -188,14 +202,14 @@ async def create_flag(request: Request) -> Response:
     pf, _ = await service.write_flag(
         project, flag.key, req, lambda pf, ctx: create_flag_everywhere(pf, None, flag, ctx), created=True
     )
-    response = _render(pf, 201)
+    response = _render(pf, request, 201)
     response.headers["Location"] = f"{request.url.path.rstrip('/')}/{flag.key}"
     return response
 
 
 async def get_flag(request: Request) -> Response:
     project, _ = _where(request)
-    return _render(await service_of(request).project_flag(project, _key(request)))
+    return _render(await service_of(request).project_flag(project, _key(request)), request)
 
 
 async def patch_flag(request: Request) -> Response:
@@ -242,7 +256,7 @@ async def patch_flag(request: Request) -> Response:
         return change_flag(pf, ctx, definition=definition, configurations=configurations)
 
     pf, _ = await service_of(request).write_flag(project, key, req, decision)
-    return _render(pf)
+    return _render(pf, request)
 
 
 def make_archive(archived: bool) -> Any:
@@ -251,7 +265,7 @@ def make_archive(archived: bool) -> Any:
         body = convert(parse_json(await read_body(request), allow_empty=True), ActionBody)
         req = write_request(request, body.comment)
         pf, _ = await service_of(request).archive_flag(project, _key(request), archived, req)
-        return _render(pf)
+        return _render(pf, request)
 
     return handler
 
@@ -279,6 +293,9 @@ def _environment(request: Request) -> str:
 async def get_configuration(request: Request) -> Response:
     project, _ = _where(request)
     env = _environment(request)
+    visible = _visible(request)
+    if visible is not None and env not in visible:
+        raise NotPermitted(f"this token may not read environment {env!r}")
     pf = await service_of(request).project_flag(project, _key(request))
     if env not in pf.environments:
         raise NotFound(f"environment {env!r} not found in project {project!r}")
@@ -328,8 +345,102 @@ def make_configuration_write(whole: bool) -> Any:
     return handler
 
 
+# -- compare and promote -----------------------------------------------------------------------------------
+
+
+class FlagDifference(Struct, kw_only=True):
+    """How a flag's configuration in ``to`` would change to match ``from``: the field-level changes, in words."""
+
+    key: str
+    #: The flag's version in ``to`` (send them back as ``expected`` to promote exactly what was previewed).
+    version: int
+    changes: list[Change]
+    lines: list[str]
+
+
+class Comparison(Struct, kw_only=True):
+    project: str
+    from_: str = msgspec.field(name="from")
+    to: str
+    flags: list[FlagDifference]
+
+
+class PromotionBody(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Copy flags' configurations from one environment to another, all or none."""
+
+    from_: Key = msgspec.field(name="from")
+    to: Key
+    #: The flags to copy (default: every active flag of the project).
+    flags: list[Key] | None = None
+    #: Preview only: what would change, nothing written.
+    dry_run: bool = False
+    #: The versions in ``to`` the preview showed (flag -> version): a flag that moved since refuses the whole.
+    expected: dict[str, int] | None = None
+    comment: str = ""
+
+
+class Promotion(Comparison, kw_only=True):
+    #: Whether it was written (false for a dry run, or when nothing differs).
+    applied: bool
+    #: The change id the written events carry (empty if nothing was written).
+    change: str = ""
+
+
+def _differences(pfs: list[ProjectFlag], target: str, writes: list[Any]) -> list[FlagDifference]:
+    written = {w.event.flag.key: w.event.flag for w in writes}
+    out = []
+    for pf in pfs:
+        if pf.key not in written:
+            continue
+        before = pf.flag(target)
+        changes = diff(configuration_of(before) if before else None, configuration_of(written[pf.key]))
+        version = pf.states[target].seq if target in pf.states else 0
+        out.append(FlagDifference(key=pf.key, version=version, changes=changes, lines=lines(changes)))
+    return out
+
+
+def _query_env(request: Request, name: str) -> str:
+    value = request.query_params.get(name)
+    if not value:
+        raise MalformedRequest(f"say which environment: ?{name}=ENV")
+    return check_key(value, name)
+
+
+async def compare_flag(request: Request) -> Response:
+    """What copying the flag's configuration from ``from`` to ``to`` would change (nothing is written)."""
+    project, _ = _where(request)
+    key = _key(request)
+    source, target = _query_env(request, "from"), _query_env(request, "to")
+    req = write_request(request, "")
+    chosen, writes, _ = await service_of(request).promote(project, source, target, [key], req, dry_run=True)
+    return json_response(
+        Comparison(project=project, from_=source, to=target, flags=_differences(chosen, target, writes))
+    )
+
+
+async def promote_flags(request: Request) -> Response:
+    project, _ = _where(request)
+    body = convert(check_lengths(parse_json(await read_body(request))), PromotionBody)
+    req = write_request(request, body.comment)
+    chosen, writes, applied = await service_of(request).promote(
+        project, body.from_, body.to, body.flags, req, dry_run=body.dry_run, expected=body.expected
+    )
+    return json_response(
+        Promotion(
+            project=project,
+            from_=body.from_,
+            to=body.to,
+            flags=_differences(chosen, body.to, writes),
+            applied=applied,
+            change=writes[0].event.change if applied and writes else "",
+        )
+    )
+
+
 # -- the table ---------------------------------------------------------------------------------------------
 
+FROM = Query("from", "the environment whose configuration would be copied")
+TO = Query("to", "the environment it would be copied to")
 ARCHIVED = Query("archived", "true: archived only; false (default): active only; all: both", ("true", "false", "all"))
 
 
@@ -357,6 +468,12 @@ def _endpoints(base: str, suffix: str) -> list[Endpoint]:
                  "Archive a flag in every environment", tag, ActionBody, ProjectFlagRecord, write=True),
         Endpoint("POST", f"{one}/restore", make_archive(False), f"restoreProjectFlag{suffix}",
                  "Restore an archived flag in every environment", tag, ActionBody, ProjectFlagRecord, write=True),
+        Endpoint("GET", f"{one}/compare", compare_flag, f"compareFlag{suffix}",
+                 "How a flag's configuration differs between two environments (what a promotion would change)",
+                 tag, None, Comparison, query=(FROM, TO)),
+        Endpoint("POST", f"{base}/promotions", promote_flags, f"promoteFlags{suffix}",
+                 "Copy flags' configurations from one environment to another: previewed, then all or none", tag,
+                 PromotionBody, Promotion, write=True),
         Endpoint("GET", env, get_configuration, f"getFlagConfiguration{suffix}",
                  "A flag's configuration in one environment", tag, None, EnvironmentConfig),
         Endpoint("PUT", env, make_configuration_write(True), f"replaceFlagConfiguration{suffix}",

@@ -324,3 +324,47 @@ def outside_scope(pf: ProjectFlag, writes: Iterable[Write], allowed: Iterable[st
                 continue
         denied.add(w.environment)
     return sorted(denied)
+
+
+#: The most flags one promotion copies (one atomic batch).
+MAX_PROMOTION = 1000
+
+
+def promote(
+    pfs: Iterable[ProjectFlag], source: str, target: str, ctx: Context, expected: Mapping[str, int] | None = None
+) -> list[Write]:
+    """Copy each flag's configuration from ``source`` to ``target`` (where it differs): the events, all or none.
+
+    ``expected``: the target versions the caller previewed (flag -> version); one that moved is a conflict
+    naming it, and nothing is copied."""
+    if source == target:
+        raise InvalidInput("promote from one environment to another", [Problem("$.to", "same as $.from")])
+    writes, stale = [], []
+    for pf in pfs:
+        for env in (source, target):
+            if env not in pf.environments:
+                raise NotFound(f"environment {env!r} not found in project {pf.project!r}")
+        src = pf.require(source)
+        current = pf.flag(target)
+        if src.archived:
+            raise Conflict(f"flag {pf.key!r} is archived: restore it before promoting it")
+        version = pf.states[target].seq if target in pf.states else 0
+        if expected is not None and pf.key in expected and expected[pf.key] != version:
+            stale.append(f"{pf.key} (now at version {version}, not {expected[pf.key]})")
+            continue
+        missing = sorted(set(served_variations(src)) - {v.key for v in (current or src).variations})
+        if missing:
+            raise InvalidInput(
+                f"flag {pf.key!r} would serve {', '.join(map(repr, missing))} in {target}, where it has no such "
+                "variation: nothing was promoted",
+                [Problem(f"$.flags.{pf.key}", f"{target} lacks variation {m!r}") for m in missing],
+            )
+        writes += change(pf, ctx, configurations={target: configuration_of(src)})
+    if stale:
+        raise Conflict(f"changed in {target} since the preview: {'; '.join(stale)}; nothing was promoted")
+    if len(writes) > MAX_PROMOTION:
+        raise InvalidInput(
+            f"a promotion copies at most {MAX_PROMOTION} flags at once ({len(writes)} differ): name the flags",
+            [Problem("$.flags", f"at most {MAX_PROMOTION}")],
+        )
+    return writes

@@ -347,6 +347,52 @@ class AdminService:
             return ProjectFlag(project, key, pf.environments, states), True
         raise AssertionError("unreachable")
 
+    async def promote(
+        self,
+        project: str,
+        source: str,
+        target: str,
+        keys: list[str] | None,
+        req: WriteRequest,
+        *,
+        dry_run: bool = False,
+        expected: Mapping[str, int] | None = None,
+    ) -> tuple[list[ProjectFlag], list[Write], bool]:
+        """Copy flags' configurations from ``source`` to ``target`` (``keys``: None for every active flag): the
+        flags as they were, the events (what changes), and whether they were written. All or none: one atomic
+        batch, refused whole if any flag would not be valid in ``target`` or moved since ``expected``."""
+        if req.environments is not None and not {source, target} <= set(req.environments):
+            raise NotPermitted(f"comparing or promoting {source} to {target} needs the right to act on both")
+        for env in (source, target):
+            await self._require_environment(project, env)
+        every = {pf.key: pf for pf in await self.project_flags(project)}
+        if keys is None:
+            chosen = [pf for pf in every.values() if not pf.require().archived]
+        else:
+            unknown = [k for k in keys if k not in every]
+            if unknown:
+                raise NotFound(f"no such flag in project {project!r}: {', '.join(unknown)}")
+            chosen = [every[k] for k in dict.fromkeys(keys)]
+        ctx = Context(project, target, req.actor, self.clock(), req.comment, uuid.uuid4().hex)
+        writes = flags.promote(chosen, source, target, ctx, expected)
+        if len(writes) == 1:
+            writes = [replace(writes[0], event=msgspec.structs.replace(writes[0].event, change=""))]
+        await self._validate_flags(project, writes)
+        if dry_run or not writes:
+            return chosen, writes, False
+        batch = [
+            Append(subject(project, w.environment, "flag", w.event.flag.key), w.event, w.expected_seq)  # type: ignore[attr-defined]
+            for w in writes
+        ]
+        try:
+            await self.store.append_all(batch)
+        except WrongLastSequence:
+            raise Conflict(
+                f"a flag being promoted changed in {target} meanwhile: preview again; nothing was promoted",
+                version=None,
+            ) from None
+        return chosen, writes, True
+
     async def _landed(self, pf: ProjectFlag, idempotency_key: str) -> dict[str, Stored]:
         """The events a write with this Idempotency-Key stored (within the look-back), by environment."""
         out = {}
@@ -384,7 +430,7 @@ class AdminService:
             others = {f.key: f for f in every.get(w.environment, []) if f.key != key}
             problems = validate_flag(state, segments=env_segments, flags=others)  # type: ignore[arg-type]
             if problems:
-                message = f"invalid flag in {w.environment}: {problems[0].message} at {problems[0].path}"
+                message = f"invalid flag {key!r} in {w.environment}: {problems[0].message} at {problems[0].path}"
                 raise InvalidInput(message, problems)
 
     @staticmethod

@@ -234,3 +234,140 @@ async def test_data_written_per_environment_before_stays_served_and_converges_on
     view = (await admin.http.get(f"{API}/flags/legacy")).json()
     assert view["diverged"] == {}
     assert (await admin.http.get(f"{flags('development')}/legacy")).json()["flag"]["fallthrough"]["variation"] == "beta"
+
+
+async def test_the_whole_flag_in_one_document_edited_with_one_merge_patch(admin: Admin) -> None:
+    await three(admin)
+    created = await admin.http.post(f"{API}/flags", json={"key": "checkout", "name": "Checkout", "tags": ["web"]})
+    assert created.status_code == 201, created.text
+    doc = created.json()
+    assert sorted(doc["environments"]) == sorted(ENVS)
+    assert {env: c["summary"] for env, c in doc["environments"].items()} == dict.fromkeys(ENVS, "off")
+    assert created.headers["etag"] == f'"{doc["version"]}"'
+    patch = {
+        "description": "one page",
+        "environments": {
+            "staging": {"on": True},
+            "production": {"on": True, "fallthrough": {"variation": "off"}, "rules": [
+                {"id": "ca", "clauses": [{"attribute": "state", "op": "in", "values": ["CA"]}],
+                 "serve": {"rollout": {"variations": [{"variation": "on", "weight": 10000},
+                                                      {"variation": "off", "weight": 90000}]}}}]},
+        },
+        "comment": "launch",
+    }  # fmt: skip
+    stale = await admin.http.patch(f"{API}/flags/checkout", json=patch, headers={"If-Match": '"1"'})
+    assert stale.status_code == 409
+    before = await admin.last_seq()
+    patched = await admin.http.patch(f"{API}/flags/checkout", json=patch, headers={"If-Match": f'"{doc["version"]}"'})
+    assert patched.status_code == 200, patched.text
+    assert await admin.last_seq() == before + 3, "the description everywhere, with the two configurations"
+    doc = patched.json()
+    assert doc["definition"]["description"] == "one page"
+    summaries = {env: c["summary"] for env, c in doc["environments"].items()}
+    assert summaries == {
+        "development": "off",
+        "staging": "on to everyone",
+        "production": "10% on for state is CA; else off",
+    }
+    assert doc["environments"]["production"]["lines"] == [
+        "Rule 1: If state is CA, serve on to 10%, off to 90%",
+        "Otherwise serve off",
+    ]
+    # One environment's configuration on its own route, with its own version.
+    config = await admin.http.get(f"{API}/flags/checkout/environments/staging")
+    assert config.json()["on"] is True
+    whole = await admin.http.put(f"{API}/flags/checkout/environments/staging", json={"on": False})
+    assert whole.status_code == 422
+    assert "missing: off_variation, fallthrough, targets, rules, prerequisites" in whole.json()["error"]
+    wrong = await admin.http.patch(f"{API}/flags/checkout/environments/staging", json={"name": "x"})
+    assert wrong.status_code == 422
+    assert "project-wide" in wrong.json()["error"]
+    off = await admin.http.patch(
+        f"{API}/flags/checkout/environments/staging", json={"on": False},
+        headers={"If-Match": f'"{config.json()["version"]}"'},
+    )  # fmt: skip
+    assert off.status_code == 200, off.text
+    listed = (await admin.http.get(f"{API}/flags")).json()
+    assert listed["environments"] == sorted(ENVS)
+    assert [i["key"] for i in listed["items"]] == ["checkout"]
+
+
+async def test_a_token_of_some_environments_reads_only_theirs_in_the_project_view(admin: Admin) -> None:
+    await three(admin)
+    assert (await admin.http.post(f"{API}/flags", json={"key": "checkout"})).status_code == 201
+    minted = await admin.http.post(
+        "/api/v1/tokens", json={"name": "dev-reader", "role": "reader", "environments": ["development"]}
+    )
+    dev = auth_headers(minted.json()["token"])
+    doc = (await admin.http.get(f"{API}/flags/checkout", headers=dev)).json()
+    assert list(doc["environments"]) == ["development"]
+    assert (await admin.http.get(f"{API}/flags", headers=dev)).json()["environments"] == ["development"]
+    assert (await admin.http.get(f"{API}/flags/checkout/environments/production", headers=dev)).status_code == 403
+    params = {"from": "development", "to": "production"}
+    compared = await admin.http.get(f"{API}/flags/checkout/compare", params=params, headers=dev)
+    assert compared.status_code == 403
+
+
+async def test_promoting_twenty_flags_is_all_or_none(admin: Admin) -> None:
+    await admin.create_env("staging")
+    await admin.create_env("production")
+    beta = {"key": "beta", "included": ["ann"]}
+    assert (await admin.http.post(f"{API}/environments/staging/segments", json=beta)).status_code == 201
+    keys = [f"f{i:02}" for i in range(20)]
+    for key in keys:
+        assert (await admin.http.post(f"{API}/flags", json={"key": key})).status_code == 201
+        config = {"on": True, "targets": [{"variation": "on", "values": [f"qa-{key}"]}]}
+        if key == "f07":  # its rule uses a segment production does not have
+            config["rules"] = [
+                {"id": "b", "clauses": [{"op": "in_segment", "values": ["beta"]}], "serve": {"variation": "on"}}
+            ]
+        assert (await admin.http.patch(f"{API}/flags/{key}/environments/staging", json=config)).status_code == 200
+
+    compare = await admin.http.get(f"{API}/flags/f01/compare", params={"from": "staging", "to": "production"})
+    assert compare.status_code == 200, compare.text
+    assert compare.json()["flags"][0]["lines"] == [
+        "on: false -> true",
+        'targets[0]: added {"variation":"on","values":["qa-f01"],"context_kind":"user"}',
+    ]
+
+    before = await admin.last_seq()
+    body = {"from": "staging", "to": "production", "flags": keys, "comment": "release 42"}
+    refused = await admin.http.post(f"{API}/promotions", json=body)
+    assert refused.status_code == 422
+    assert refused.json()["error"].startswith("invalid flag 'f07' in production: ")
+    assert "beta" in refused.json()["error"]
+    assert await admin.last_seq() == before, "none applied"
+
+    assert (await admin.http.post(f"{API}/environments/production/segments", json=beta)).status_code == 201
+    preview = await admin.http.post(f"{API}/promotions", json={**body, "dry_run": True})
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["applied"] is False
+    expected = {f["key"]: f["version"] for f in preview.json()["flags"]}
+    assert sorted(expected) == keys
+    # Someone changes one of them in production after the preview: nothing is promoted.
+    assert (await admin.http.post(f"{API}/environments/production/flags/f13/on")).status_code == 200
+    before = await admin.last_seq()
+    stale = await admin.http.post(f"{API}/promotions", json={**body, "expected": expected})
+    assert stale.status_code == 409
+    assert "f13" in stale.json()["error"]
+    assert await admin.last_seq() == before, "none applied"
+
+    fresh = (await admin.http.post(f"{API}/promotions", json={**body, "dry_run": True})).json()
+    expected = {f["key"]: f["version"] for f in fresh["flags"]}
+    done = await admin.http.post(f"{API}/promotions", json={**body, "expected": expected})
+    assert done.status_code == 200, done.text
+    assert done.json()["applied"] is True
+    assert await admin.last_seq() == before + 20
+    for key in keys:
+        events = await admin.events(f"flagstream.default.production.flag.{key}")
+        assert events[-1].comment == "release 42"
+        assert events[-1].change == done.json()["change"]
+        staging = (await admin.http.get(f"{API}/flags/{key}/environments/staging")).json()
+        production = (await admin.http.get(f"{API}/flags/{key}/environments/production")).json()
+        assert (production["on"], production["targets"], production["rules"]) == (
+            staging["on"],
+            staging["targets"],
+            staging["rules"],
+        )
+    again = await admin.http.post(f"{API}/promotions", json=body)
+    assert (again.json()["applied"], again.json()["flags"]) == (False, []), "nothing differs any more"
