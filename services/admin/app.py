@@ -31,6 +31,7 @@ from ..changes import (
     NotFound,
     TooLarge,
     Unavailable,
+    UnsupportedMediaType,
 )
 from ..history import HistorySource
 from ..runtime import ensure_stream, while_jetstream_settles
@@ -57,6 +58,7 @@ STATUS: dict[type[AdminError], int] = {
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidInput: 422,
     Unavailable: 503,
     auth.Unauthorized: 401,

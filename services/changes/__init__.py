@@ -4,7 +4,8 @@ as code and anything else that changes flags, segments or environments.
 ``commands`` reads request bodies into domain values (JSON paths in errors), ``decide`` turns a command and the
 entity's current state into one event (pure), ``service.AdminService`` reads the current version, decides and
 appends with optimistic concurrency, ``store.EventStore`` is the JetStream side, ``errors`` the domain errors
-(mapped to HTTP only by the admin app), ``limits`` the list-length and depth limits of a change.
+(mapped to HTTP only by the admin app), ``limits`` the list-length and depth limits of a change,
+``merge_patch`` partial updates (JSON Merge Patch, RFC 7386) applied to the current state and read as a whole.
 """
 
 from .commands import (
@@ -13,18 +14,31 @@ from .commands import (
     EnvironmentPatch,
     FlagBody,
     FlagPatch,
+    FlagReplace,
     SegmentBody,
     SegmentPatch,
+    SegmentReplace,
     check_key,
     convert,
     parse_json,
     patch_changes,
+    require_whole,
     whole,
     without_comment,
 )
 from .decide import ENVIRONMENT, FLAG, SEGMENT, Kind
-from .errors import AdminError, Conflict, InvalidInput, MalformedRequest, NotFound, TooLarge, Unavailable
+from .errors import (
+    AdminError,
+    Conflict,
+    InvalidInput,
+    MalformedRequest,
+    NotFound,
+    TooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from .limits import MAX_DEPTH, MAX_ITEMS, check_lengths
+from .merge_patch import MERGE_PATCH, apply_merge_patch, merge_patch
 from .service import AdminService, ListFilter, Outcome, WriteRequest
 from .store import CorruptEvent, EventStore, Stored, WrongLastSequence
 
@@ -33,6 +47,7 @@ __all__ = [
     "FLAG",
     "MAX_DEPTH",
     "MAX_ITEMS",
+    "MERGE_PATCH",
     "SEGMENT",
     "ActionBody",
     "AdminError",
@@ -44,6 +59,7 @@ __all__ = [
     "EventStore",
     "FlagBody",
     "FlagPatch",
+    "FlagReplace",
     "InvalidInput",
     "Kind",
     "ListFilter",
@@ -52,16 +68,21 @@ __all__ = [
     "Outcome",
     "SegmentBody",
     "SegmentPatch",
+    "SegmentReplace",
     "Stored",
     "TooLarge",
     "Unavailable",
+    "UnsupportedMediaType",
     "WriteRequest",
     "WrongLastSequence",
+    "apply_merge_patch",
     "check_key",
     "check_lengths",
     "convert",
+    "merge_patch",
     "parse_json",
     "patch_changes",
+    "require_whole",
     "whole",
     "without_comment",
 ]

@@ -126,6 +126,17 @@ class AdminService:
             kind, project, environment, key, req, lambda cur: decide.patch(kind, cur, key, changes, ctx)
         )
 
+    async def merge_patch(
+        self, kind: Kind, project: str, environment: str, key: str, patch: Mapping[str, Any], req: WriteRequest
+    ) -> Outcome:
+        """Apply a JSON Merge Patch (RFC 7386) to the current state, as read for this very write: validated as a
+        whole entity, appended against the version it was applied to (a concurrent change is a 409, never lost)."""
+        await self._require_environment(project, environment)
+        ctx = self._context(project, environment, req)
+        return await self._write(
+            kind, project, environment, key, req, lambda cur: decide.merge(kind, cur, key, patch, ctx)
+        )
+
     async def toggle(self, project: str, environment: str, key: str, on: bool, req: WriteRequest) -> Outcome:
         await self._require_environment(project, environment)
         ctx = self._context(project, environment, req)
