@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make run: the product on its embedded default (local nats-server, data in .flagstream/)
+## make run: the product on its embedded default (local nats-server, data in .flagstream/);
+## options of `flagstream up` in ARGS, e.g. make run ARGS="--port 9000"
 run: $(STAMP)
-	$(BIN)/flagstream up --data-dir .flagstream
+	$(BIN)/flagstream up --data-dir .flagstream $(ARGS)
 
 # The browser tests drive Debian's chromium (Playwright never downloads a browser here).
 CHROMIUM := /usr/bin/chromium
