@@ -31,6 +31,7 @@ from nats.js.errors import APIError
 from ...events import STREAM, EnvironmentCreated, encode_event, subject
 from ...events.model import Environment
 from ..admin.streams import StreamingServer
+from ..webhooks import add_webhook_arguments, webhook_policy
 from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
@@ -60,12 +61,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats-port", type=int, default=4222, help="client port of nats-server (0: any free port)")
     parser.add_argument("--project", default="default", help="project whose default environments are created")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_webhook_arguments(parser)
     add_log_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     configure(args.log_level, args.log_format)
     redact_logs("flagstream.projector")  # the projector is given its NATS user in its URL
+    try:
+        args.webhook_policy = webhook_policy(args)
+    except ValueError as exc:
+        print(f"flagstream up: {exc}", file=sys.stderr)
+        return 2
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     lock, owner = hold_lock(data_dir / "up.lock")  # held (open) until this process ends
@@ -133,7 +140,13 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
 
     read_model = data_dir / READ_MODEL
-    app = create_app(nats_url=nats_url, read_model=read_model, operator_token=token, nats_options=admin_login)
+    app = create_app(
+        nats_url=nats_url,
+        read_model=read_model,
+        operator_token=token,
+        nats_options=admin_login,
+        webhook_allow=args.webhook_policy,
+    )
     api = _QuietServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
     projector = Projector(nats_url=creds.url(nats_url, PROJECTOR), db_path=read_model)
     # The projector's metrics go into the admin's registry: one /metrics for the whole embedded product.
