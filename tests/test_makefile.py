@@ -38,4 +38,3 @@ def test_make_test_checks_the_formatting_too() -> None:
     pytest_at = next(i for i, line in enumerate(lines) if line.strip().endswith("/pytest"))
     format_at = next(i for i, line in enumerate(lines) if line.strip().endswith("ruff format --check ."))
     assert format_at < pytest_at, "lint first: a formatting slip fails in seconds, not after the suite"
-
