@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench differential clean
+.PHONY: run test lint bench differential clean system-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,18 +12,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make run: the product on its embedded default (local nats-server, data in .flagstream/)
+## make run: the product on its embedded default (local nats-server, data in .flagstream/);
+## options of `flagstream up` in ARGS, e.g. make run ARGS="--port 9000"
 run: $(STAMP)
-	$(BIN)/flagstream up --data-dir .flagstream
+	$(BIN)/flagstream up --data-dir .flagstream $(ARGS)
 
-# The browser tests drive Debian's chromium (Playwright never downloads a browser here).
-CHROMIUM := /usr/bin/chromium
-$(CHROMIUM):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+# System packages the tests drive, installed in one apt-get step when one is missing: Debian's chromium (the browser
+# tests; Playwright never downloads a browser here), openssl (the TLS tests make their certificates with it) and
+# curl (the docs' examples). apt-get waits up to 5 minutes for the dpkg lock when another apt holds it.
+SYSTEM_PACKAGES := chromium openssl curl
+SYSTEM_TOOLS    := /usr/bin/chromium /usr/bin/openssl /usr/bin/curl
+APT_GET         := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq
+system-packages:
+	@for tool in $(SYSTEM_TOOLS); do [ -x "$$tool" ] || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then echo "installing $(SYSTEM_PACKAGES) (missing:$$missing)"; \
+	  $(APT_GET) update && $(APT_GET) install -y $(SYSTEM_PACKAGES) >/dev/null; fi
 
-## make test: the whole test suite, lint included
-test: $(STAMP) $(CHROMIUM)
+## make test: the whole test suite, lint (ruff check, ruff format --check) included
+test: $(STAMP) system-packages
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
 lint: $(STAMP)

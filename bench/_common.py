@@ -140,6 +140,8 @@ class AdminProcess:
             "warning",
             "--operator-token-file",
             str(self.token_file),
+            "--webhook-allow",  # the webhook benchmark's receiver listens on 127.0.0.1 (refused by default)
+            "127.0.0.1",
             stdout=asyncio.subprocess.DEVNULL,
         )
         self.http = httpx.AsyncClient(

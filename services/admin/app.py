@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,10 +32,12 @@ from ..changes import (
     NotPermitted,
     TooLarge,
     Unavailable,
+    UnsupportedMediaType,
 )
 from ..history import HistorySource
 from ..runtime import ensure_stream, while_jetstream_settles
 from ..tokens import SharedRateLimiter, TokenStore
+from ..webhooks import AddressPolicy
 from . import auth
 from .metrics import install as install_metrics
 from .openapi import build_openapi
@@ -59,6 +61,7 @@ STATUS: dict[type[AdminError], int] = {
     Conflict: 409,
     NotPermitted: 403,
     TooLarge: 413,
+    UnsupportedMediaType: 415,
     InvalidInput: 422,
     Unavailable: 503,
     auth.Unauthorized: 401,
@@ -139,6 +142,7 @@ def create_app(
     write_rate: float = 10.0,
     write_burst: int = 50,
     nats_options: dict[str, Any] | None = None,
+    webhook_allow: AddressPolicy | Iterable[str] = (),
 ) -> Starlette:
     """The admin API. Its lifespan connects to NATS (waiting up to ``connect_wait`` seconds) and makes sure the
     stream exists; it closes on shutdown. Once connected, it reconnects forever (``/readyz`` tells meanwhile).
@@ -148,7 +152,8 @@ def create_app(
     ``operator_token``: the bootstrap admin token (see ``auth.py``); other tokens live in NATS (``services/tokens``).
     Without it, only tokens created earlier are accepted. ``write_rate``/``write_burst``: writes per second per
     API token (the operator token is not limited). ``nats_options``: more ``nats.connect`` arguments (NATS user
-    and password, ``tls``: an ``ssl.SSLContext``).
+    and password, ``tls``: an ``ssl.SSLContext``). ``webhook_allow``: networks, addresses and host names webhooks
+    may send to besides public addresses (``services/webhooks/address.py``; ValueError for one that is none).
     """
 
     @contextlib.asynccontextmanager
@@ -191,6 +196,9 @@ def create_app(
     handlers = {HTTPException: _on_error}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.actor_header = actor_header
+    app.state.webhook_policy = (
+        webhook_allow if isinstance(webhook_allow, AddressPolicy) else AddressPolicy.parse(webhook_allow)
+    )
     paths: dict[str, set[str]] = {}
     for e in endpoints:
         paths.setdefault(e.path, set()).add(e.method)

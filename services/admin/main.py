@@ -25,6 +25,7 @@ from ..runtime import (
     lock_beside,
     nats_options,
 )
+from ..webhooks import add_webhook_arguments, webhook_policy
 from .app import create_app
 from .streams import StreamingServer
 
@@ -64,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="private key of --tls-cert (PEM)")
     add_nats_arguments(parser)
+    add_webhook_arguments(parser)
     add_log_arguments(parser)
 
 
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         args.operator_token = operator_token(args.operator_token_file)
         args.nats_options = nats_options(args)
+        args.webhook_policy = webhook_policy(args)
     except (OSError, ValueError) as exc:
         print(f"flagstream admin: {exc}", file=sys.stderr)
         return 2
@@ -136,6 +139,7 @@ async def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         operator_token=args.operator_token,
         nats_options=args.nats_options,
         history_db=args.history_db,
+        webhook_allow=args.webhook_policy,
     )
     tls = {"ssl_certfile": str(args.tls_cert), "ssl_keyfile": str(args.tls_key)} if args.tls_cert else {}
     # log_config=None: uvicorn's loggers (start-up, access log) go through the root logger set up by configure(),

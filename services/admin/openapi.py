@@ -26,6 +26,7 @@ _STATUS_TEXT = {
     404: "Not found (the entity or its environment)",
     409: "Conflict: stale If-Match, already exists, archived; the body holds the current version and state",
     413: "Request body too large",
+    415: "The body's Content-Type is not one this route takes",
     422: "Invalid input: unknown field, wrong type, failed validation; the body names the field",
     503: "Unavailable: NATS, the event stream, the read model or a feature's store cannot be reached now",
 }
@@ -114,7 +115,7 @@ def build_openapi(
         if e.request is not None:
             operation["requestBody"] = {
                 "required": e.request.__name__ not in _OPTIONAL_BODIES,
-                "content": {JSON: {"schema": schema_of[e.request]}},
+                "content": {media: {"schema": schema_of[e.request]} for media in e.content_types},
             }
         paths.setdefault(e.path, {})[e.method.lower()] = operation
 

@@ -16,9 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...events import DEFAULT_PROJECT, whole_number
+from ...validation import Problem
 from ..changes import (
     ENVIRONMENT,
     FLAG,
+    MERGE_PATCH,
     SEGMENT,
     ActionBody,
     AdminService,
@@ -26,6 +28,7 @@ from ..changes import (
     EnvironmentPatch,
     FlagBody,
     FlagPatch,
+    FlagReplace,
     InvalidInput,
     Kind,
     ListFilter,
@@ -33,13 +36,15 @@ from ..changes import (
     Outcome,
     SegmentBody,
     SegmentPatch,
+    SegmentReplace,
     TooLarge,
+    UnsupportedMediaType,
     WriteRequest,
     check_key,
     check_lengths,
     convert,
     parse_json,
-    patch_changes,
+    require_whole,
     whole,
     without_comment,
 )
@@ -87,6 +92,8 @@ class Endpoint:
     extra_statuses: tuple[int, ...] = field(default=())
     #: Open to anyone (no token): only health and the API description (see ``auth.py``).
     public: bool = False
+    #: Media types the request body may have (the first is the one the document leads with).
+    content_types: tuple[str, ...] = (JSON,)
 
 
 # -- request helpers ---------------------------------------------------------------------------------------
@@ -169,17 +176,20 @@ def render(outcome: Outcome, request: Request | None = None) -> Response:
 
 def _same_key(body: dict[str, Any], key: str) -> None:
     sent = body.get("key", key)
-    if sent != key:
+    if sent is not None and sent != key:
         raise InvalidInput(f"key in the body ({sent!r}) differs from the key in the URL ({key!r})")
 
 
 # -- handlers (built per kind) -----------------------------------------------------------------------------
 
-_BODIES: dict[str, tuple[type[Any], type[Any] | None]] = {
-    "flag": (FlagBody, FlagPatch),
-    "segment": (SegmentBody, SegmentPatch),
-    "environment": (EnvironmentBody, EnvironmentPatch),
+#: kind -> (create body, PUT body, PATCH body as documented: the top-level fields, each optional)
+_BODIES: dict[str, tuple[type[Any], type[Any] | None, type[Any]]] = {
+    "flag": (FlagBody, FlagReplace, FlagPatch),
+    "segment": (SegmentBody, SegmentReplace, SegmentPatch),
+    "environment": (EnvironmentBody, None, EnvironmentPatch),
 }
+#: What a PATCH body may be: a JSON Merge Patch (RFC 7386), under its own media type or plain JSON.
+PATCH_TYPES = (MERGE_PATCH, JSON)
 
 
 def _list_filter(request: Request) -> ListFilter:
@@ -229,7 +239,8 @@ def make_create(kind: Kind) -> Handler:
 
 
 def make_replace(kind: Kind) -> Handler:
-    body_type = _BODIES[kind.label][0]
+    body_type = _BODIES[kind.label][1]
+    assert body_type is not None
 
     async def handler(request: Request) -> Response:
         project, environment = _where(request)
@@ -238,6 +249,7 @@ def make_replace(kind: Kind) -> Handler:
         if isinstance(data, dict):
             _same_key(data, key)
             data.setdefault("key", key)
+        require_whole(data, body_type, kind.label)
         state, comment = without_comment(convert(data, body_type), kind.state_type)
         req = write_request(request, comment)
         return render(await service_of(request).replace(kind, project, environment, key, state, req))
@@ -245,20 +257,29 @@ def make_replace(kind: Kind) -> Handler:
     return handler
 
 
+def _media_type(request: Request, allowed: tuple[str, ...]) -> None:
+    """415 unless the body's Content-Type is one of ``allowed`` (none given: the first is assumed)."""
+    given = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if given and given not in allowed:
+        raise UnsupportedMediaType(f"this route takes {' or '.join(allowed)}, not {given}")
+
+
 def make_patch(kind: Kind) -> Handler:
-    patch_type = _BODIES[kind.label][1]
-    assert patch_type is not None
+    """A JSON Merge Patch (RFC 7386) of the entity, applied to its current state and validated as a whole."""
 
     async def handler(request: Request) -> Response:
         project, environment = _where(request)
         key = environment if kind is ENVIRONMENT else _key(request)
+        _media_type(request, PATCH_TYPES)
         data = check_lengths(parse_json(await read_body(request)))
+        comment = ""
         if isinstance(data, dict):
             _same_key(data, key)
-        changes, comment = patch_changes(convert(data, patch_type))
-        changes.pop("key", None)
+            comment = data.pop("comment", "")
+            if not isinstance(comment, str):
+                raise InvalidInput("comment must be a string", [Problem("$.comment", "expected a string")])
         req = write_request(request, comment)
-        return render(await service_of(request).patch(kind, project, environment, key, changes, req))
+        return render(await service_of(request).merge_patch(kind, project, environment, key, data, req))
 
     return handler
 
@@ -305,7 +326,7 @@ Q = Query("q", "case-insensitive text search in key and name")
 
 
 def _entity_endpoints(base: str, kind: Kind, plural: str, suffix: str) -> list[Endpoint]:
-    body, patch = _BODIES[kind.label]
+    body, whole, patch = _BODIES[kind.label]
     rec, lst = {"flag": (FlagRecord, FlagList), "segment": (SegmentRecord, SegmentList)}[kind.label]
     coll = f"{base}/environments/{{environment}}/{plural}"
     one = f"{coll}/{{key}}"
@@ -317,10 +338,12 @@ def _entity_endpoints(base: str, kind: Kind, plural: str, suffix: str) -> list[E
         Endpoint("POST", coll, make_create(kind), f"create{name}{suffix}", f"Create a {kind.label}", plural, body, rec,
                  201, write=True),
         Endpoint("GET", one, make_get(kind), f"get{name}{suffix}", f"Get a {kind.label}", plural, None, rec),
-        Endpoint("PUT", one, make_replace(kind), f"replace{name}{suffix}", f"Replace a whole {kind.label}", plural,
-                 body, rec, write=True),
-        Endpoint("PATCH", one, make_patch(kind), f"patch{name}{suffix}", f"Change top-level fields of a {kind.label}",
-                 plural, patch, rec, write=True),
+        Endpoint("PUT", one, make_replace(kind), f"replace{name}{suffix}",
+                 f"Replace a whole {kind.label} (every field but key and archived must be sent)", plural, whole, rec,
+                 write=True),
+        Endpoint("PATCH", one, make_patch(kind), f"patch{name}{suffix}",
+                 f"Change some fields of a {kind.label}: a JSON Merge Patch (RFC 7386)", plural, patch, rec,
+                 write=True, extra_statuses=(415,), content_types=PATCH_TYPES),
     ]  # fmt: skip
     actions = ["on", "off", "archive", "restore"] if kind is FLAG else ["archive", "restore"]
     for action in actions:
@@ -342,8 +365,8 @@ def _api_endpoints(base: str, suffix: str) -> list[Endpoint]:
         Endpoint("GET", f"{envs}/{{environment}}", make_get(ENVIRONMENT), f"getEnvironment{suffix}",
                  "Get an environment", "environments", None, EnvironmentRecord),
         Endpoint("PATCH", f"{envs}/{{environment}}", make_patch(ENVIRONMENT), f"patchEnvironment{suffix}",
-                 "Change top-level fields of an environment", "environments", EnvironmentPatch, EnvironmentRecord,
-                 write=True),
+                 "Change some fields of an environment: a JSON Merge Patch (RFC 7386)", "environments",
+                 EnvironmentPatch, EnvironmentRecord, write=True, extra_statuses=(415,), content_types=PATCH_TYPES),
         *_entity_endpoints(base, FLAG, "flags", suffix),
         *_entity_endpoints(base, SEGMENT, "segments", suffix),
     ]  # fmt: skip

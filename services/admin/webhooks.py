@@ -22,11 +22,13 @@ from starlette.responses import Response
 from ..changes import InvalidInput, NotFound, Unavailable, check_key, convert, parse_json
 from ..webhooks import (
     KINDS,
+    AddressPolicy,
     DeliveryStatus,
     WebhookDelivery,
     WebhookRecord,
     WebhookStore,
     WebhookView,
+    address_problem,
     url_problem,
     view,
 )
@@ -71,7 +73,10 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         return
     metrics = getattr(app.state, "metrics", None)
-    delivery = WebhookDelivery(store, on_attempt=metrics.webhook_result if metrics is not None else None)
+    log.info("webhooks send to public addresses; allowed besides: %s", _policy(app.state).describe())
+    delivery = WebhookDelivery(
+        store, policy=_policy(app.state), on_attempt=metrics.webhook_result if metrics is not None else None
+    )
     app.state.webhooks, app.state.webhook_delivery = store, delivery
     stop = asyncio.Event()
     task = asyncio.create_task(delivery.run(stop), name="webhook-delivery")
@@ -81,6 +86,11 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop.set()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, 5)
+
+
+def _policy(state: object) -> AddressPolicy:
+    """Where webhooks may send (``create_app(webhook_allow=...)``: ``--webhook-allow``)."""
+    return getattr(state, "webhook_policy", None) or AddressPolicy()
 
 
 def _store(request: Request) -> WebhookStore:
@@ -122,6 +132,9 @@ async def create_webhook(request: Request) -> Response:
     if len(body.description) > 500:
         raise InvalidInput("description is longer than 500 characters")
     environments, kinds = _environments(body.environments), _kinds(body.kinds)
+    problem = await address_problem(body.url, _policy(request.app.state))
+    if problem:
+        raise InvalidInput(f"url: {problem}")
     store = _store(request)
     if len(await store.ids()) >= MAX_WEBHOOKS:
         raise InvalidInput(f"at most {MAX_WEBHOOKS} webhooks; delete one first")
@@ -158,11 +171,12 @@ async def get_webhook(request: Request) -> Response:
 
 
 class PingResult(msgspec.Struct, kw_only=True):
-    """What the webhook's endpoint answered a test delivery: ``ok`` for a 2xx."""
+    """Whether a test delivery was taken (``ok``: a 2xx) and the endpoint's status; never what it answered."""
 
     ok: bool
-    #: The endpoint's HTTP status; 0 if it gave none (unreachable, timed out).
+    #: The endpoint's HTTP status; 0 if it gave none (refused address, unreachable, timed out).
     status: int
+    #: Why it was not taken: the status, a redirect (not followed), or why nothing was sent.
     error: str
 
 

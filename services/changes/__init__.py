@@ -4,7 +4,8 @@ as code and anything else that changes flags, segments or environments.
 ``commands`` reads request bodies into domain values (JSON paths in errors), ``decide`` turns a command and the
 entity's current state into one event (pure), ``service.AdminService`` reads the current version, decides and
 appends with optimistic concurrency, ``store.EventStore`` is the JetStream side, ``errors`` the domain errors
-(mapped to HTTP only by the admin app), ``limits`` the list-length and depth limits of a change.
+(mapped to HTTP only by the admin app), ``limits`` the list-length and depth limits of a change,
+``merge_patch`` partial updates (JSON Merge Patch, RFC 7386) applied to the current state and read as a whole.
 """
 
 from .commands import (
@@ -13,12 +14,15 @@ from .commands import (
     EnvironmentPatch,
     FlagBody,
     FlagPatch,
+    FlagReplace,
     SegmentBody,
     SegmentPatch,
+    SegmentReplace,
     check_key,
     convert,
     parse_json,
     patch_changes,
+    require_whole,
     whole,
     without_comment,
 )
@@ -32,6 +36,7 @@ from .errors import (
     NotPermitted,
     TooLarge,
     Unavailable,
+    UnsupportedMediaType,
 )
 from .flags import DEFINITION_FIELDS, ProjectFlag, configuration_of, definition_of, served_variations
 from .flags import change as change_flag
@@ -60,6 +65,7 @@ __all__ = [
     "EventStore",
     "FlagBody",
     "FlagPatch",
+    "FlagReplace",
     "InvalidInput",
     "Kind",
     "ListFilter",
@@ -70,9 +76,11 @@ __all__ = [
     "ProjectFlag",
     "SegmentBody",
     "SegmentPatch",
+    "SegmentReplace",
     "Stored",
     "TooLarge",
     "Unavailable",
+    "UnsupportedMediaType",
     "WriteRequest",
     "WrongLastSequence",
     "apply_merge_patch",
@@ -87,6 +95,7 @@ __all__ = [
     "merge_patch",
     "parse_json",
     "patch_changes",
+    "require_whole",
     "served_variations",
     "whole",
     "without_comment",

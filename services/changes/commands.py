@@ -58,6 +58,42 @@ def _patch_type(name: str, base: type[Struct]) -> type[Struct]:
     return msgspec.defstruct(name, fields, kw_only=True, frozen=True, module=__name__)
 
 
+#: Fields a whole-entity body (PUT) may leave out, with what they then are: the key (the URL's), ``archived`` and ``deleted``
+#: (changed only by archive and restore). Every other field must be sent: a PUT replaces the whole entity, and a
+#: field left out would otherwise be reset to its default without anyone asking (use PATCH to change a few).
+REPLACE_OPTIONAL: dict[str, Any] = {"key": "", "archived": False, "deleted": False}
+
+
+def _replace_type(name: str, base: type[Struct]) -> type[Struct]:
+    """A Struct with every top-level field of ``base`` required but those of ``REPLACE_OPTIONAL``, plus a comment."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+        (f.name, f.type, REPLACE_OPTIONAL[f.name]) if f.name in REPLACE_OPTIONAL else (f.name, f.type)
+        for f in msgspec.structs.fields(base)
+    ]
+    fields.append(("comment", str, ""))
+    return msgspec.defstruct(name, fields, kw_only=True, frozen=True, module=__name__)
+
+
+FlagReplace = _replace_type("FlagReplace", Flag)
+SegmentReplace = _replace_type("SegmentReplace", Segment)
+
+
+def require_whole(data: Any, body_type: type[Struct], what: str) -> Any:
+    """``data`` unchanged if it has every required top-level field of ``body_type``; else ``InvalidInput`` naming
+    each missing one (a whole-entity write never resets a field the client did not mention)."""
+    if not isinstance(data, dict):
+        return data
+    missing = [f.name for f in msgspec.structs.fields(body_type) if f.required and f.name not in data]
+    if missing:
+        names = ", ".join(missing)
+        raise InvalidInput(
+            f"a PUT replaces the whole {what}, and the body has no {names}: send the {what} as GET returns it "
+            f"(with your changes), or PATCH only the fields to change (application/merge-patch+json)",
+            [Problem(f"$.{name}", "missing: a PUT carries every field") for name in missing],
+        )
+    return data
+
+
 FlagPatch = _patch_type("FlagPatch", Flag)
 SegmentPatch = _patch_type("SegmentPatch", Segment)
 EnvironmentPatch = _patch_type("EnvironmentPatch", Environment)

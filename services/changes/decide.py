@@ -34,6 +34,7 @@ from ...events import (
 )
 from ...validation import Problem
 from .errors import Conflict, InvalidInput, NotFound
+from .merge_patch import apply_merge_patch
 from .store import Stored
 
 State = Flag | Segment | Environment
@@ -131,6 +132,18 @@ def patch(kind: Kind, current: Stored | None, key: str, changes: Mapping[str, An
     """Top-level fields in ``changes`` replace the current ones; the others stay."""
     old = _writable(kind, current, key)
     return replace(kind, current, msgspec.structs.replace(old, **changes), ctx)
+
+
+def merge(kind: Kind, current: Stored | None, key: str, patch: Any, ctx: Context) -> Event | None:
+    """The JSON Merge Patch ``patch`` (RFC 7386) applied to the current state, read as a whole; its key stays."""
+    old = _writable(kind, current, key)
+    new = apply_merge_patch(old, patch)
+    if new.key != key:
+        sent = new.key
+        raise InvalidInput(
+            f"key in the body ({sent!r}) differs from the key in the URL ({key!r})", [Problem("$.key", "cannot change")]
+        )
+    return replace(kind, current, new, ctx)
 
 
 def toggle(kind: Kind, current: Stored | None, key: str, on: bool, ctx: Context) -> Event | None:

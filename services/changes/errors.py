@@ -34,6 +34,10 @@ class TooLarge(AdminError):
     """The request body exceeds the size limit."""
 
 
+class UnsupportedMediaType(AdminError):
+    """The body is in a format this route does not take (e.g. a JSON Patch where a merge patch is expected)."""
+
+
 class NotFound(AdminError):
     """The addressed entity (or its environment) does not exist."""
 

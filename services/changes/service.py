@@ -18,11 +18,12 @@ import msgspec
 
 from ...events import Event, FlagCreated, FlagUpdated, entity_of, subject
 from ...events.subjects import PREFIX
-from ...validation import validate_flag, validate_segment
+from ...validation import Problem, validate_flag, validate_segment
 from . import decide, flags
 from .decide import ENVIRONMENT, FLAG, SEGMENT, Context, Kind
 from .errors import Conflict, InvalidInput, NotFound, NotPermitted
 from .flags import ProjectFlag, Write
+from .merge_patch import apply_merge_patch
 from .store import MAX_BATCH, Append, DuplicateBatch, EventStore, Stored, WrongLastSequence
 
 #: Attempts of a toggle/archive/restore without If-Match when another writer keeps winning the race.
@@ -153,6 +154,29 @@ class AdminService:
         ctx = self._context(project, environment, req)
         return await self._write(
             kind, project, environment, key, req, lambda cur: decide.patch(kind, cur, key, changes, ctx)
+        )
+
+    async def merge_patch(
+        self, kind: Kind, project: str, environment: str, key: str, patch: Mapping[str, Any], req: WriteRequest
+    ) -> Outcome:
+        """Apply a JSON Merge Patch (RFC 7386) to the current state, as read for this very write: validated as a
+        whole entity, appended against the version it was applied to (a concurrent change is a 409, never lost)."""
+        await self._require_environment(project, environment)
+        if kind is FLAG:  # project-wide fields in the patch are written to every environment, as one change
+
+            def merged(pf: ProjectFlag, ctx: Context) -> list[Write]:
+                new = apply_merge_patch(pf.require(environment), patch)
+                if new.key != key:
+                    raise InvalidInput(
+                        f"key in the body ({new.key!r}) differs from the key in the URL ({key!r})",
+                        [Problem("$.key", "cannot change")],
+                    )
+                return flags.replace_in(pf, environment, new, ctx)
+
+            return self._in(environment, await self.write_flag(project, key, req, merged, version_in=environment))
+        ctx = self._context(project, environment, req)
+        return await self._write(
+            kind, project, environment, key, req, lambda cur: decide.merge(kind, cur, key, patch, ctx)
         )
 
     async def toggle(self, project: str, environment: str, key: str, on: bool, req: WriteRequest) -> Outcome:

@@ -19,6 +19,7 @@ import json
 import sys
 from typing import Any
 
+from ...context import problem
 from .api import ApiClient, ApiError, add_client_arguments, client_from, output, table
 
 
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             if args.command == "history":
                 _history(client, env, args)
             elif args.command == "eval":
-                _eval(client, env, args)
+                return _eval(client, env, args)
             elif args.command == "revert":
                 _revert(client, env, args)
             else:
@@ -132,7 +133,8 @@ def _instant(value: str) -> dict[str, Any]:
     return {"seq": int(value)} if value.isascii() and value.isdigit() else {"as_of": value}
 
 
-def _eval(client: ApiClient, env: str, args: argparse.Namespace) -> None:
+def _eval(client: ApiClient, env: str, args: argparse.Namespace) -> int:
+    """Print what the context gets; exit 1 (with why, on stderr) when a flag could not be evaluated for it."""
     try:
         context = json.loads(args.context)
     except json.JSONDecodeError as exc:
@@ -147,6 +149,17 @@ def _eval(client: ApiClient, env: str, args: argparse.Namespace) -> None:
     ]
     head = f"as of seq {result['seq']}" + (f" ({result['at']})" if result.get("at") else "")
     output(args, result, head + "\n" + table(("FLAG", "VALUE", "VARIATION", "REASON", "VERSION"), rows))
+    failed = [r for r in result["results"] if r["reason"].get("error_kind")]
+    if not failed:
+        return 0
+    if any(r["reason"]["error_kind"] == "MALFORMED_CONTEXT" for r in failed):
+        why = problem(context) or "see docs/sdk.md#contexts"
+        print(f"flagstream eval: the context cannot be used: {why}", file=sys.stderr)
+    others = [f"{r['flag']}: {r['reason']['error_kind']}" for r in failed]
+    others = [line for line in others if not line.endswith("MALFORMED_CONTEXT")]
+    if others:
+        print(f"flagstream eval: not evaluated: {', '.join(others)}", file=sys.stderr)
+    return 1
 
 
 def _reason(reason: dict[str, Any]) -> str:

@@ -11,7 +11,9 @@ Roles (see ``docs/security.md``):
 * ``operator``: everything, including deleting and purging streams. For humans repairing things, not services.
 
 Passwords are random (``secrets.token_hex``, URL-safe, so a user can ride in a ``nats://user:pw@host`` URL) and
-kept in ``<data-dir>/nats-users.json`` (mode 0600); the generated config file holds them too (also 0600).
+kept in ``<data-dir>/nats-users.json`` (mode 0600), the file the clients read. The server's configuration holds
+only their bcrypt hashes (``$2a$``, which nats-server checks at each login), written anew at each start: a data
+folder from before, whose configuration held the plain passwords, is rewritten hashed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
+
+import bcrypt
 
 from ...credentials import sdk_user
 from ...events import STREAM
@@ -182,12 +186,23 @@ def _quote(values: Iterable[str]) -> str:
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
 
 
+#: bcrypt's cost (2^6 rounds). The passwords are 192 random bits: no cost makes guessing one feasible or not, so
+#: the hash is here to keep the usable secret out of the server's configuration, and the cost stays low because
+#: nats-server pays it at every login (a fleet of SDKs reconnecting after a restart logs in all at once).
+BCRYPT_COST = 6
+
+
+def hash_password(password: str) -> str:
+    """``password``'s bcrypt hash in the ``$2a$`` form nats-server reads (a new salt each time)."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST, prefix=b"2a")).decode()
+
+
 def _user_block(user: str, password: str, perms: Permissions) -> str:
     publish = f"allow: {_quote(perms.publish)}"
     if perms.deny_publish:
         publish += f", deny: {_quote(perms.deny_publish)}"
     return (
-        f"    {{ user: {json.dumps(user)}, password: {json.dumps(password)}, permissions: {{\n"
+        f"    {{ user: {json.dumps(user)}, password: {json.dumps(hash_password(password))}, permissions: {{\n"
         f"        publish: {{ {publish} }}\n"
         f"        subscribe: {{ allow: {_quote(perms.subscribe)} }}\n"
         f"    }} }}"
@@ -201,7 +216,8 @@ class ServerTls:
 
 
 def authorization_block(creds: Credentials) -> str:
-    """The nats-server ``authorization`` block: the users of ``creds``, each with its role's permissions."""
+    """The nats-server ``authorization`` block: the users of ``creds`` (bcrypt-hashed passwords), each with its
+    role's permissions."""
     blocks = []
     for user, password in sorted(creds.passwords.items()):
         if user == ADMIN:

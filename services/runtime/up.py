@@ -31,6 +31,7 @@ from nats.js.errors import APIError
 from ...events import STREAM, EnvironmentCreated, encode_event, subject
 from ...events.model import Environment
 from ..admin.streams import StreamingServer
+from ..webhooks import add_webhook_arguments, webhook_policy
 from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
@@ -44,6 +45,8 @@ READ_MODEL = "readmodel.sqlite"
 log = logging.getLogger("flagstream.up")
 
 DEFAULT_ENVIRONMENTS = ("development", "production")
+#: The admin API's port when ``--port`` is not given (taken: any free port, printed).
+DEFAULT_PORT = 8080
 OPERATOR_TOKEN_FILE = "operator-token"
 WRONG_LAST_SEQUENCE = 10071
 
@@ -51,16 +54,25 @@ WRONG_LAST_SEQUENCE = 10071
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=".flagstream", help="folder for the event log and read model")
     parser.add_argument("--host", default="127.0.0.1", help="address of the admin API")
-    parser.add_argument("--port", type=int, default=8080, help="port of the admin API (0: any free port)")
+    parser.add_argument(
+        "--port", type=int, default=None,
+        help=f"port of the admin API (0: any free port; default {DEFAULT_PORT}, or any free port if it is taken)",
+    )  # fmt: skip
     parser.add_argument("--nats-port", type=int, default=4222, help="client port of nats-server (0: any free port)")
     parser.add_argument("--project", default="default", help="project whose default environments are created")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_webhook_arguments(parser)
     add_log_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     configure(args.log_level, args.log_format)
     redact_logs("flagstream.projector")  # the projector is given its NATS user in its URL
+    try:
+        args.webhook_policy = webhook_policy(args)
+    except ValueError as exc:
+        print(f"flagstream up: {exc}", file=sys.stderr)
+        return 2
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     lock, owner = hold_lock(data_dir / "up.lock")  # held (open) until this process ends
@@ -77,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"flagstream up: {data_dir / READ_MODEL} is in use by a projector (pid {owner})", file=sys.stderr)
         return 2
     try:
-        api_socket = listening_socket(args.host, args.port)
+        api_socket = _api_socket(args.host, args.port)
     except OSError as exc:
         message = f"flagstream up: cannot listen on {args.host}:{args.port}: {exc.strerror} (try --port 0)"
         print(message, file=sys.stderr)
@@ -128,7 +140,13 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
 
     read_model = data_dir / READ_MODEL
-    app = create_app(nats_url=nats_url, read_model=read_model, operator_token=token, nats_options=admin_login)
+    app = create_app(
+        nats_url=nats_url,
+        read_model=read_model,
+        operator_token=token,
+        nats_options=admin_login,
+        webhook_allow=args.webhook_policy,
+    )
     api = _QuietServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
     projector = Projector(nats_url=creds.url(nats_url, PROJECTOR), db_path=read_model)
     # The projector's metrics go into the admin's registry: one /metrics for the whole embedded product.
@@ -239,8 +257,29 @@ class _QuietServer(StreamingServer):
         yield
 
 
+def _api_socket(host: str, port: int | None) -> socket.socket:
+    """The admin API's listening socket: on ``port``; without one, on ``DEFAULT_PORT`` or, if that is taken, on
+    any free port (said on stdout; the URL line that follows has it)."""
+    if port is not None:
+        return listening_socket(host, port)
+    try:
+        return listening_socket(host, DEFAULT_PORT)
+    except OSError as exc:
+        chosen = listening_socket(host, 0)
+        print(
+            f"Port {DEFAULT_PORT} is taken ({exc.strerror}); the admin API is on port {chosen.getsockname()[1]} "
+            "instead (--port chooses it)",
+            flush=True,
+        )
+        return chosen
+
+
 def _port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``port`` now: bound as nats-server binds it, with ``SO_REUSEADDR``, so the
+    server's side of connections closed by a previous run (TIME_WAIT, about a minute) does not count as taken;
+    a socket that listens there does."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

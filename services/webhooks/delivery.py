@@ -28,6 +28,7 @@ from nats.js.errors import NotFoundError
 
 from ...events import STREAM, decode_event, entity_of, whole_number
 from ..runtime import first_done
+from .address import AddressPolicy, client
 from .model import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
@@ -55,10 +56,13 @@ class WebhookDelivery:
         self,
         store: WebhookStore,
         *,
+        policy: AddressPolicy | None = None,
         user_agent: str = "flagstream-webhooks",
         on_attempt: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        #: The addresses deliveries may connect to (``address.py``): public ones, and what the operator allows.
+        self.policy = policy or AddressPolicy()
         self.user_agent = user_agent
         #: Told each attempt's result: ``delivered``, ``error`` (to be retried) or ``failed`` (given up), and
         #: ``bad_event`` for a message that is not an event (skipped, never sent).
@@ -68,7 +72,7 @@ class WebhookDelivery:
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:
+        async with client(self.policy, TIMEOUT) as http:
             try:
                 while not stop.is_set():
                     try:
@@ -152,8 +156,10 @@ class WebhookDelivery:
         await self.store.save_status(record.id, status)
 
     async def ping(self, record: WebhookRecord, actor: str) -> tuple[int, str]:
-        """Send a test body (``type: ping``) now, outside the stream: (the endpoint's HTTP status or 0, error)."""
-        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:
+        """Send a test body (``type: ping``) now, outside the stream: (the endpoint's HTTP status or 0, error). The
+        error names the status or why nothing was sent, never what the endpoint answered (the body of a refused or
+        probed target is not for the API's callers)."""
+        async with client(self.policy, TIMEOUT) as http:
             return await self._post(http, record, 0, ping_body(record, actor, datetime.now(UTC)))
 
     async def _previous(self, msg: Any) -> tuple[Any, bool]:
@@ -177,9 +183,16 @@ class WebhookDelivery:
             DELIVERY_HEADER: f"{record.id}:{seq}",
         }
         try:
-            response = await http.post(record.url, content=payload, headers=headers)
+            # Only the status is read: the answer's body is never downloaded (it may be anything, of any size).
+            async with http.stream("POST", record.url, content=payload, headers=headers) as response:
+                code = response.status_code
         except httpx.HTTPError as exc:
+            if str(exc).startswith("refused:"):
+                log.warning("webhooks: %s not sent: %s", record.id, exc)
+                return 0, str(exc)[:500]
             return 0, f"{type(exc).__name__}: {exc}"[:500]
-        if 200 <= response.status_code < 300:
-            return response.status_code, ""
-        return response.status_code, f"HTTP {response.status_code}: {response.text[:200]}"
+        if 200 <= code < 300:
+            return code, ""
+        if 300 <= code < 400:
+            return code, f"HTTP {code}: a redirect (not followed: give the webhook its final URL)"
+        return code, f"HTTP {code}"

@@ -19,11 +19,12 @@ async def test_stale_if_match_is_409_with_the_current_version_and_writes_nothing
     second = await admin.http.post(f"{FLAGS}/checkout/on", headers={"If-Match": stale})
     assert second.status_code == 200, second.text
     current = second.json()["version"]
+    whole = {**second.json()["flag"], "name": "late"}
 
     before = await admin.last_seq()
     for method, path, body in [
         ("PATCH", f"{FLAGS}/checkout", {"name": "late"}),
-        ("PUT", f"{FLAGS}/checkout", {"name": "late"}),
+        ("PUT", f"{FLAGS}/checkout", whole),
         ("POST", f"{FLAGS}/checkout/off", {}),
         ("POST", f"{FLAGS}/checkout/archive", {}),
     ]:

@@ -111,12 +111,14 @@ async def test_archived_flag_must_be_restored_before_a_change(admin: Admin) -> N
 
 async def test_put_replaces_the_whole_flag(admin: Admin) -> None:
     await admin.create_env()
-    await admin.http.post(FLAGS, json={"key": "checkout", "name": "Old", "tags": ["web"]})
-    replaced = await admin.http.put(f"{FLAGS}/checkout", json={"name": "New"})
+    created = await admin.http.post(FLAGS, json={"key": "checkout", "name": "Old", "tags": ["web"]})
+    whole = {**created.json()["flag"], "name": "New", "tags": []}
+    replaced = await admin.http.put(f"{FLAGS}/checkout", json=whole)
     assert replaced.status_code == 200, replaced.text
-    assert replaced.json()["flag"]["name"] == "New"
-    assert replaced.json()["flag"]["tags"] == [], "fields not sent get the model defaults"
+    assert replaced.json()["flag"] == whole
     assert replaced.json()["event"] == "flag.updated"
+    partial = await admin.http.put(f"{FLAGS}/checkout", json={"name": "Newer"})
+    assert partial.status_code == 422, "a PUT that leaves fields out does not reset them (see test_admin_patch.py)"
 
 
 async def test_missing_environment_and_flag_are_404(admin: Admin) -> None:

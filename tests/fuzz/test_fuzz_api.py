@@ -156,6 +156,7 @@ async def test_listing_tokens_before_any_was_created_is_an_empty_list(admin_url:
     async with httpx.AsyncClient(base_url=admin_url, headers=auth_headers()) as http:
         response = await http.get("/api/v1/tokens")
     assert response.status_code == 200, response.text
+    assert response.json() == {"items": []}
 
 
 async def test_revoking_a_token_id_that_is_no_valid_key_is_404(admin_url: str) -> None:

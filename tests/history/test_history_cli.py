@@ -88,3 +88,32 @@ async def test_history_eval_revert_and_schedule_commands(served: tuple[str, Proj
     code, _, err = await cli(url, "revert", "--to", "last tuesday")
     assert code == 1
     assert "RFC 3339" in err
+
+
+async def test_eval_that_cannot_evaluate_fails_in_its_exit_code(served: tuple[str, Projector]) -> None:
+    """`flagstream eval` with a context it cannot use, or a flag that does not exist, prints what it got and says
+    it failed: exit 1 and a line on stderr saying why (a script can tell)."""
+    url, projector = served
+    env = "/api/v1/projects/default/environments/production"
+    async with httpx.AsyncClient(base_url=url, headers=auth_headers()) as http:
+        assert (await http.post("/api/v1/projects/default/environments", json={"key": "production"})).is_success
+        assert (await http.post(f"{env}/flags", json={"key": "new-checkout"})).is_success
+    await projector.wait_caught_up(30)
+
+    code, out, err = await cli(url, "eval", "new-checkout", "--context", '{"name": "ada"}')
+    assert code == 1, (out, err)
+    assert "MALFORMED_CONTEXT" in out
+    assert "the context cannot be used: no 'key'" in err, err
+    code, out, err = await cli(url, "eval", "new-checkout", "--context", '{"key": [1]}', "--json")
+    assert code == 1, (out, err)
+    assert json.loads(out)["results"][0]["reason"]["error_kind"] == "MALFORMED_CONTEXT"
+    code, out, err = await cli(url, "eval", "no-such-flag", "--context", '{"key": "u1"}')
+    assert code == 1, (out, err)
+    assert "no-such-flag: FLAG_NOT_FOUND" in err, err
+    code, out, err = await cli(url, "eval", "new-checkout", "--context", "{not json")
+    assert code == 2, (out, err)
+    assert "--context is not JSON" in err
+
+    code, out, err = await cli(url, "eval", "new-checkout", "--context", '{"key": 42}')
+    assert code == 0, err
+    assert "OFF" in out

@@ -54,7 +54,8 @@ async def holding_receiver() -> AsyncIterator[HoldingReceiver]:
 
 
 async def test_a_delivery_in_flight_when_its_replica_dies_is_sent_again(nats_url: str) -> None:
-    first, second = AdminProcess(nats_url), AdminProcess(nats_url)
+    # The receiver listens on 127.0.0.1: the operator setting allows it (webhooks refuse loopback by default).
+    first, second = (AdminProcess(nats_url, "--webhook-allow", "127.0.0.1") for _ in range(2))
     async with holding_receiver() as receiver:
         try:
             await asyncio.to_thread(first.start)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -15,18 +17,24 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flagstream import FlagstreamClient, sdk_connect_options
+from flagstream.services.runtime import free_port
 from tests.helpers import FLAGSTREAM, auth_headers
 
 URL_LINE = re.compile(r"^http://127\.0\.0\.1:(\d+)$")
+#: The admin API's port when none is given (the README's address).
+DEFAULT_PORT = 8080
 
 
 class Up:
     """A running `flagstream up` process and the URL it printed."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, port: int = 0, nats_port: int = 0) -> None:
+        """``port`` -1: no ``--port`` (the default, 8080 unless it is taken)."""
         self.data_dir = data_dir
+        ports = ["--port", str(port)] if port >= 0 else []
         self.proc = subprocess.Popen(
-            [FLAGSTREAM, "up", "--data-dir", str(data_dir), "--port", "0", "--nats-port", "0"],
+            [FLAGSTREAM, "up", "--data-dir", str(data_dir), *ports, "--nats-port", str(nats_port)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -180,3 +188,126 @@ def test_up_runs_the_product_and_keeps_data_across_a_restart(data_dir: Path) -> 
     finally:
         assert second.interrupt() == 0, "".join(second.output)
     assert processes_using(data_dir) == []
+
+
+def _established(port: int) -> bool:
+    """Whether a TCP connection to 127.0.0.1:``port`` is established (from /proc/net/tcp: state 01)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        if state == "01" and f":{port:04X}" in (local[-5:], remote[-5:]):
+            return True
+    return False
+
+
+def _lingering(port: int) -> bool:
+    """Whether the server side of a closed connection on ``port`` is in TIME_WAIT (state 06)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "06" and fields[1].endswith(f":{port:04X}"):
+            return True
+    return False
+
+
+def test_up_restarts_at_once_after_ctrl_c_while_an_sdk_is_connected(data_dir: Path) -> None:
+    """Ctrl-C with an application connected leaves the server's side of its connection in TIME_WAIT; a restart
+    on the same ports must still work at once (nats-server itself binds with SO_REUSEADDR)."""
+    nats_port, api_port = free_port(), free_port()
+    first = Up(data_dir, port=api_port, nats_port=nats_port)
+    first.wait_ready()
+    password = json.loads((data_dir / "nats-users.json").read_text())["passwords"]["sdk-default-development"]
+    client = FlagstreamClient(
+        f"nats://127.0.0.1:{nats_port}", environment="development",
+        connect_options=sdk_connect_options("default", "development", password), reconnect_wait=0.2,
+    )  # fmt: skip
+    try:
+        assert client.start(wait=30), f"the SDK did not connect: {client.last_error!r}"
+        assert _established(nats_port)
+        assert first.interrupt() == 0, "".join(first.output)
+        assert _lingering(nats_port), "the setting of this test: the server's side of the closed connection lingers"
+
+        second = Up(data_dir, port=api_port, nats_port=nats_port)
+        try:
+            second.wait_ready()
+            assert second.url == f"http://127.0.0.1:{api_port}"
+            token = (data_dir / "operator-token").read_text().strip()
+            created = httpx.post(
+                f"{second.url}/api/v1/environments/development/flags", json={"key": "after-restart", "on": True},
+                headers=auth_headers(token), timeout=10,
+            )  # fmt: skip
+            assert created.status_code == 201, created.text
+            assert client.wait_for_sequence(created.json()["version"], timeout=30), "the SDK reconnected and caught up"
+            assert client.bool_variation("after-restart", {"key": "u1"}, False) is True
+        finally:
+            assert second.interrupt() == 0, "".join(second.output)
+    finally:
+        client.close()
+
+
+def test_up_takes_a_free_port_when_8080_is_taken_and_prints_it(data_dir: Path) -> None:
+    """The README: the admin API is at http://127.0.0.1:8080 unless that port is taken; then on a port it prints."""
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", DEFAULT_PORT))
+        holder.listen()
+    except OSError:  # something else has it already: taken all the same
+        holder.close()
+        holder = None  # type: ignore[assignment]
+    try:
+        proc = subprocess.run(
+            [FLAGSTREAM, "up", "--data-dir", str(data_dir), "--nats-port", "0", "--port", str(DEFAULT_PORT)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2, "a port asked for by name is that port, or a clear error"
+        assert f"cannot listen on 127.0.0.1:{DEFAULT_PORT}" in proc.stderr, proc.stderr
+
+        up = Up(data_dir, port=-1)  # no --port: the default
+        try:
+            up.wait_ready()
+            port = int(up.url.rsplit(":", 1)[1])
+            assert port != DEFAULT_PORT
+            assert any(f"Port {DEFAULT_PORT} is taken" in line for line in up.output), "".join(up.output)
+        finally:
+            assert up.interrupt() == 0, "".join(up.output)
+    finally:
+        if holder is not None:
+            holder.close()
+
+
+def test_make_run_takes_options(data_dir: Path, tmp_path: Path) -> None:
+    """`make run ARGS="--port 9000"`: the options reach `flagstream up`."""
+    port = free_port()
+    repo = Path(__file__).resolve().parents[2]
+    args = f"--port {port} --nats-port 0 --data-dir {data_dir}"
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "-C", str(repo), "run", f"ARGS={args}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.strip().startswith("http://"):
+                break
+        assert lines, "make run printed nothing"
+        assert lines[-1].strip() == f"http://127.0.0.1:{port}", "".join(lines)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group
+        rest = proc.communicate(timeout=60)[0]
+    assert "flagstream stopped" in rest, rest
+    assert processes_using(data_dir) == []
+
+
+def test_up_refuses_a_nats_port_something_listens_on(data_dir: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        proc = subprocess.run(
+            [FLAGSTREAM, "up", "--data-dir", str(data_dir), "--port", "0", "--nats-port", str(port)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"port {port} is taken; pass --nats-port 0" in proc.stderr

@@ -40,6 +40,10 @@ async def test_the_generated_users_have_their_roles_rights(tmp_path: Path) -> No
     assert again.returncode == 0, again.stderr
     for name in ("auth.conf", "nats-users.json", "admin.password", "sdk-default-staging.password"):
         assert (secrets_dir / name).stat().st_mode & 0o777 == 0o600, name
+    auth = (secrets_dir / "auth.conf").read_text()  # hashes only: the plain passwords are in the password files
+    users = ("admin", "projector", "operator", "sdk-default-production", "sdk-default-staging")
+    assert not any(password(secrets_dir, user) in auth for user in users)
+    assert auth.count('password: "$2a$') == len(users)
 
     config = secrets_dir / "nats.conf"  # what a deployment's server config adds: one include line
     config.write_text(f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\ninclude auth.conf\n')
@@ -80,6 +84,8 @@ async def test_the_generated_users_have_their_roles_rights(tmp_path: Path) -> No
             await staging.jetstream(timeout=2).delete_stream(STREAM)
         for nc in (admin, sdk, staging):
             await nc.close()
+        log = (tmp_path / "js" / "nats-server.log").read_text()
+        assert "Plaintext passwords detected" not in log
     finally:
         server.stop()
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import bcrypt
 import httpx
 import nats
 import pytest
@@ -43,6 +44,7 @@ async def test_up_is_secured_and_its_sdk_users_work(data_dir: Path) -> None:
         token = (data_dir / "operator-token").read_text().strip()
         passwords = json.loads((data_dir / "nats-users.json").read_text())["passwords"]
         assert not any(password in "".join(up.output) for password in passwords.values()), "no password printed"
+        assert_hashed_only(data_dir, passwords)
 
         with pytest.raises(Exception, match=r"(?i)authorization"):
             await nats.connect(nats_url, allow_reconnect=False)
@@ -76,6 +78,7 @@ async def test_up_is_secured_and_its_sdk_users_work(data_dir: Path) -> None:
             assert staging_client.bool_variation("beta", {"key": "u1"}, True) is False
         finally:
             await staging_client.close()
+        assert_hashed_only(data_dir, json.loads(users.read_text())["passwords"])  # the reloaded one too
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSTREAM_")}
         listed = await asyncio.to_thread(
@@ -87,6 +90,59 @@ async def test_up_is_secured_and_its_sdk_users_work(data_dir: Path) -> None:
     finally:
         assert up.interrupt() == 0, "".join(up.output)
     assert processes_using(data_dir) == []
+
+
+def assert_hashed_only(data_dir: Path, passwords: dict[str, str]) -> None:
+    """The server's configuration holds a bcrypt hash per user and no password; nats-server has no warning."""
+    config = (data_dir / "nats-server.conf").read_text()
+    assert not any(password in config for password in passwords.values()), "a plain password in the config"
+    hashes = re.findall(r'user: "([^"]+)", password: "([^"]+)"', config)
+    assert sorted(user for user, _ in hashes) == sorted(passwords)
+    for user, hashed in hashes:
+        assert hashed.startswith("$2a$"), (user, hashed)
+        assert bcrypt.checkpw(passwords[user].encode(), hashed.encode()), user
+    assert not _log_mentions(data_dir, "Plaintext passwords detected")
+
+
+async def test_a_data_folder_whose_config_holds_plain_passwords_is_rewritten_hashed(data_dir: Path) -> None:
+    """A data folder written before the hashes (its nats-server.conf held each password as it is) keeps working:
+    the next start writes the hashes, and every user logs in with the password the clients have."""
+    up = Up(data_dir)
+    try:
+        await asyncio.to_thread(up.wait_ready)
+    finally:
+        assert up.interrupt() == 0, "".join(up.output)
+    config = data_dir / "nats-server.conf"
+    passwords = json.loads((data_dir / "nats-users.json").read_text())["passwords"]
+    # What the earlier versions wrote: the same blocks, each password as it is.
+    plain = re.sub(
+        r'user: "([^"]+)", password: "[^"]+"', lambda m: f'user: "{m[1]}", password: "{passwords[m[1]]}"',
+        config.read_text(),
+    )  # fmt: skip
+    assert all(password in plain for password in passwords.values())
+    config.write_text(plain)
+    log = data_dir / "nats" / "nats-server.log"
+    log.unlink()  # the log of this start only
+
+    up = Up(data_dir)
+    try:
+        await asyncio.to_thread(up.wait_ready)
+        assert_hashed_only(data_dir, passwords)
+        nats_url = next(m.group(1) for line in up.output if (m := NATS_LINE.search(line)))
+        for user, password in passwords.items():
+            options = (
+                sdk_connect_options("default", user.split("-")[-1], password)
+                if user.startswith("sdk-")
+                else {"user": user, "password": password}
+            )
+            nc = await nats.connect(nats_url, allow_reconnect=False, **options)
+            await nc.close()
+        hashed = re.search(r'user: "admin", password: "([^"]+)"', config.read_text())
+        assert hashed is not None
+        with pytest.raises(Exception, match=r"(?i)authorization"):  # a hash is no password
+            await nats.connect(nats_url, allow_reconnect=False, user="admin", password=hashed[1])
+    finally:
+        assert up.interrupt() == 0, "".join(up.output)
 
 
 def _log_mentions(data_dir: Path, text: str) -> bool:

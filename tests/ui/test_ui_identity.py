@@ -4,6 +4,8 @@ revoked token brings the sign-in back."""
 
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import expect
 
 from tests.ui.conftest import API, UI, create_env, create_flag
@@ -53,3 +55,35 @@ async def test_changes_carry_the_signed_in_name_and_readers_are_told_no(ui: UI) 
     await page.get_by_role("link", name="Segments").click()
     await expect(page.get_by_text("Your session ended or your token was revoked")).to_be_visible()
     await expect(page.get_by_label("API token")).to_be_visible()
+
+
+async def test_a_token_for_one_environment_starts_there_and_sees_only_its_environments(ui: UI) -> None:
+    """The README's token (`--role writer --env production`): the UI opens on production, lists only the
+    environments the token may act on, and goes live there (no 403, no endless "Reconnecting")."""
+    await create_env(ui.api, "development")
+    await create_env(ui.api, "production", production=True)
+    await create_env(ui.api, "staging")
+    await create_flag(ui.api, "production", "new-checkout", name="New checkout")
+    ada = {"name": "ada", "role": "writer", "environments": ["production"]}
+    created = await ui.api.post("/api/v1/tokens", json=ada)
+    assert created.status_code == 201, created.text
+    page = ui.page
+
+    # The operator last looked at development in this browser: that choice must not lead ada there.
+    await ui.sign_in()
+    await expect(page.locator("#env-select")).to_have_value("development")
+    await page.get_by_role("button", name="Sign out").click()
+
+    await page.get_by_label("API token").fill(created.json()["token"])
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("tr[data-key='new-checkout']")).to_be_visible()
+    await expect(page).to_have_url(re.compile(r"/ui/#/production/flags$"))
+    options = page.locator("#env-select option")
+    await expect(options).to_have_count(1)
+    await expect(options).to_have_text(["Production"])
+    await expect(page.locator("#live")).to_have_text("Live")
+
+    # A link to an environment the token may not act on lands on one it may.
+    await page.goto(f"{ui.base}/ui/#/development/segments")
+    await expect(page).to_have_url(re.compile(r"/ui/#/production/segments$"))
+    await expect(page.locator("#live")).to_have_text("Live")

@@ -3,12 +3,24 @@ deliveries counted, and deletes it after a confirmation. A writer does not see t
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
+import pytest
 from playwright.async_api import expect
 
 from flagstream.services.webhooks.model import SIGNATURE_HEADER, verify
-from tests.helpers import eventually
+from tests.helpers import ADMIN_TOKEN, eventually, serving
 from tests.ui.conftest import UI, create_env, create_flag
 from tests.webhooks.test_webhooks_api import receiving
+
+
+@pytest.fixture
+async def admin_url(nats_url: str) -> AsyncIterator[str]:
+    """The admin API allowing the test's receiver on 127.0.0.1 (webhooks refuse loopback by default)."""
+    from flagstream.services.admin.app import create_app
+
+    async with serving(create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN, webhook_allow=["127.0.0.1"])) as url:
+        yield url
 
 
 async def test_create_see_deliveries_and_delete_a_webhook(ui: UI) -> None:

@@ -26,7 +26,7 @@ let buffered = null; // changes that arrive while a page renders, replayed to it
 const live = new Live(
   (change) => {
     if (buffered) buffered.push(change);
-    if (change.kind === "environment") {
+    if (change.kind === "environment" && mayActOn(change.record)) {
       const at = ctx.envs.findIndex((e) => e.key === change.record.key);
       if (at >= 0) ctx.envs[at] = change.record; else ctx.envs.push(change.record);
       renderEnvSwitch();
@@ -110,7 +110,6 @@ function showSignIn(message) {
 
 async function boot() {
   const listing = await call("GET", `${API}/projects/${ctx.project}/environments`);
-  ctx.envs = listing.items;
   try {
     ctx.ops = await operations();
   } catch {
@@ -126,14 +125,30 @@ async function boot() {
     }
   }
   const whoami = Object.keys(ctx.ops.paths || {}).find((p) => /\/(whoami|me)$/.test(p));
+  ctx.allowed = null; // the environments the token may act on; null: every one
   try {
     if (!whoami) throw new Error("no whoami");
     const me = await call("GET", whoami);
     ctx.role = me.role;
+    ctx.allowed = Array.isArray(me.environments) ? me.environments : null;
     document.getElementById("whoami").textContent = `Signed in as ${me.actor || me.name || me.subject || "?"}`;
-  } catch {
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) throw err;
     document.getElementById("whoami").textContent = "Signed in";
   }
+  ctx.envs = listing.items.filter(mayActOn);
+}
+
+/** Whether the signed-in token may act on this environment (record): only those are listed and opened. */
+function mayActOn(record) {
+  return ctx.allowed === null || ctx.allowed === undefined || ctx.allowed.includes(record.key);
+}
+
+function noAllowedEnvironment() {
+  const names = (ctx.allowed || []).join(", ");
+  clear(main, h("div", { class: "banner error", role: "alert" },
+    `This token may act only on ${names || "no environment"}, and this project has no such environment. `,
+    "Ask for a token of an environment that exists, or sign out and use another one."));
 }
 
 function noEnvironments() {
@@ -183,7 +198,7 @@ async function route() {
   document.getElementById("topbar").hidden = false;
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent).filter(Boolean);
   const active = ctx.envs.filter((e) => !e.environment.archived);
-  if (!active.length) return noEnvironments();
+  if (!active.length) return ctx.allowed ? noAllowedEnvironment() : noEnvironments();
   const remembered = localStorage.getItem("flagstream.env");
   if (!parts.length || !active.some((e) => e.key === parts[0])) {
     const fallback = active.find((e) => e.key === remembered) || active.find((e) => !e.environment.production) || active[0];
