@@ -58,9 +58,9 @@ def _patch_type(name: str, base: type[Struct]) -> type[Struct]:
     return msgspec.defstruct(name, fields, kw_only=True, frozen=True, module=__name__)
 
 
-#: Fields a whole-entity body (PUT) may leave out, with what they then are: the key (the URL's), ``archived`` and ``deleted``
-#: (changed only by archive and restore). Every other field must be sent: a PUT replaces the whole entity, and a
-#: field left out would otherwise be reset to its default without anyone asking (use PATCH to change a few).
+#: Fields a whole-entity body (PUT) may leave out, with what they then are: the key (the URL's), ``archived`` and
+#: ``deleted`` (changed only by their actions). Every other field must be sent: a PUT replaces the whole entity,
+#: and a field left out would otherwise be reset to its default without anyone asking (use PATCH to change a few).
 REPLACE_OPTIONAL: dict[str, Any] = {"key": "", "archived": False, "deleted": False}
 
 
