@@ -30,6 +30,7 @@ from ..changes import (
     ListFilter,
     MalformedRequest,
     NotFound,
+    NotPermitted,
     Unavailable,
     WriteRequest,
     check_key,
@@ -55,6 +56,7 @@ from ..history import (
     states,
 )
 from ..projector import EventRecord, ReadModel
+from ..targeting import flag_change_lines
 from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, service_of
 
 MAX_LIMIT = 1000
@@ -78,8 +80,12 @@ class HistoryEntry(Struct, kw_only=True):
     #: Stream sequence of the entity's previous event (0: this event created it).
     previous: int
     changes: list[Change]
-    #: The changes as one line each, e.g. ``on: false -> true``.
+    #: The changes as one line each: for a flag in sentences (``Rule 1 (ca): rollout on 10% -> 25%``), for the
+    #: others field by field (``included: added "bob"``).
     lines: list[str]
+    environment: str = ""
+    #: Shared by the events of one change to several entities (a flag in every environment, a promotion).
+    change: str = ""
 
 
 class HistoryPage(Struct, kw_only=True):
@@ -227,6 +233,12 @@ def parse_instant(value: str, name: str) -> datetime | int:
     return parse_seq(value, name) if stripped.isascii() and stripped.isdigit() else parse_time(value, name)
 
 
+def _visible_environments(request: Request) -> tuple[str, ...] | None:
+    """The environments the caller may read (a token limited to some reads only theirs)."""
+    principal = getattr(request.state, "principal", None)
+    return principal.environments if principal is not None else None
+
+
 def where(request: Request) -> tuple[str, str]:
     project = check_key(request.path_params.get("project", DEFAULT_PROJECT), "project")
     return project, check_key(request.path_params["environment"], "environment")
@@ -307,9 +319,21 @@ async def with_pending(
 # -- handlers: audit log -----------------------------------------------------------------------------------
 
 
-def make_history(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
+def make_history(kind: str | None, *, every_environment: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """The audit log of an environment (``kind``: of one entity), or with ``every_environment`` of one flag
+    across the environments of its project (``?environment=`` keeps one)."""
+
     async def handler(request: Request) -> Response:
-        project, environment = where(request)
+        if every_environment:
+            project = check_key(request.path_params.get("project", DEFAULT_PROJECT), "project")
+            chosen = request.query_params.get("environment")
+            environment = check_key(chosen, "environment") if chosen else None
+            visible = _visible_environments(request)
+            if environment is not None and visible is not None and environment not in visible:
+                raise NotPermitted(f"this token may not read environment {environment!r}")
+        else:
+            project, environment = where(request)
+            visible = None
         q = request.query_params
         want_kind = kind or q.get("kind") or None
         if want_kind is not None and want_kind not in HISTORY_KINDS:
@@ -334,6 +358,7 @@ def make_history(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
             since=since,
             until=until,
             actor=q.get("actor") or None,
+            environments=visible,
         )
         items = [await _entry(model, r) for r in records]
         next_before = records[-1].seq if len(records) == limit else None
@@ -347,7 +372,12 @@ async def _entry(model: ReadModel, record: EventRecord) -> HistoryEntry:
     new_state = entity_of(record.event())[2]
     old_state = entity_of(previous.event())[2] if previous else None
     changes = diff(old_state, new_state)
+    event = record.event()
+    # A flag's change in sentences; a segment's, an environment's or a schedule's field by field.
+    said = flag_change_lines(old_state, new_state) if record.kind == "flag" else [c.text for c in changes]  # type: ignore[arg-type]
     return HistoryEntry(
+        environment=record.environment,
+        change=getattr(event, "change", ""),
         seq=record.seq,
         type=record.type,
         kind=record.kind,
@@ -358,7 +388,7 @@ async def _entry(model: ReadModel, record: EventRecord) -> HistoryEntry:
         revision=record.revision,
         previous=previous.seq if previous else 0,
         changes=changes,
-        lines=[c.text for c in changes],
+        lines=said,
     )
 
 
@@ -592,6 +622,13 @@ def _endpoints(base: str, suffix: str) -> list[Endpoint]:
                  "Restore every flag and segment of an environment to its state at a time or sequence", "history",
                  RevertBody, RevertResponse, write=True, extra_statuses=(503,)),
     ]  # fmt: skip
+    out.append(
+        Endpoint("GET", f"{base}/flags/{{key}}/history", make_history("flag", every_environment=True),
+                 f"projectFlagHistory{suffix}",
+                 "Audit log of a flag in every environment of its project, newest first, in sentences", "history",
+                 None, HistoryPage, query=(Query("environment", "only this environment"), *_HISTORY_QUERY),
+                 extra_statuses=(503,))
+    )  # fmt: skip
     for kind, plural in (("flag", "flags"), ("segment", "segments")):
         one = f"{env}/{plural}/{{key}}"
         name = kind.capitalize()

@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_entity ON events (project, environment, kind, key, seq);
 CREATE INDEX IF NOT EXISTS events_by_environment ON events (project, environment, seq);
+CREATE INDEX IF NOT EXISTS events_by_key ON events (project, kind, key, seq);
 CREATE INDEX IF NOT EXISTS events_by_time ON events (at);
 
 CREATE TABLE IF NOT EXISTS position (
@@ -272,7 +273,7 @@ class ReadModel:
     async def events(
         self,
         project: str,
-        environment: str,
+        environment: str | None,
         kind: str | None = None,
         key: str | None = None,
         *,
@@ -281,14 +282,22 @@ class ReadModel:
         since: datetime | None = None,
         until: datetime | None = None,
         actor: str | None = None,
+        environments: tuple[str, ...] | None = None,
     ) -> list[EventRecord]:
-        """Events of an environment (optionally of one kind, or one entity), newest first. Page with
-        ``before_seq`` = the smallest ``seq`` of the previous page; ``since`` (inclusive) and ``until``
-        (exclusive) bound the events' ``at``; ``actor`` keeps one author's events."""
+        """Events of an environment (None: of every environment of the project; ``environments`` limits them to
+        these), optionally of one kind or one entity, newest first. Page with ``before_seq`` = the smallest
+        ``seq`` of the previous page; ``since`` (inclusive) and ``until`` (exclusive) bound the events' ``at``;
+        ``actor`` keeps one author's events."""
         if key is not None and kind is None:
             raise ValueError("key needs kind")
-        clauses = ["project = ?", "environment = ?"]
-        params: list[Any] = [project, environment]
+        clauses = ["project = ?"]
+        params: list[Any] = [project]
+        if environment is not None:
+            clauses.append("environment = ?")
+            params.append(environment)
+        if environments is not None:
+            clauses.append(f"environment IN ({', '.join('?' for _ in environments) or 'NULL'})")
+            params.extend(environments)
         if kind is not None:
             clauses.append("kind = ?")
             params.append(kind)
