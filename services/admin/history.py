@@ -25,11 +25,9 @@ from ..changes import (
     FLAG,
     SEGMENT,
     Conflict,
-    InvalidInput,
     Kind,
     ListFilter,
     MalformedRequest,
-    NotFound,
     Unavailable,
     WriteRequest,
     check_key,
@@ -39,22 +37,26 @@ from ..changes import (
 )
 from ..history import (
     OPTION,
+    AuditEntry,
     Change,
     EntityDiff,
     Evaluation,
     HistorySource,
     Versioned,
-    diff,
+    audit,
+    entity_at,
     environment_diff,
     evaluate_all,
     hash_of,
     project_states,
+    resolve,
     revert_steps,
     ruleset_of,
     schedules_filter,
     states,
+    states_at,
 )
-from ..projector import EventRecord, ReadModel
+from ..projector import ReadModel
 from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, service_of
 
 MAX_LIMIT = 1000
@@ -236,21 +238,6 @@ def _limit(request: Request) -> int:
     return whole(request.query_params.get("limit", "100"), "limit", low=1, high=MAX_LIMIT, meaning="a page size")
 
 
-async def resolve(model: ReadModel, instant: datetime | int | None) -> tuple[int, datetime | None]:
-    """An instant as (stream sequence, time): a time becomes the last sequence at or before it; a sequence
-    must be in the log (the read model has applied the log as of the request)."""
-    last = await model.last_seq()
-    if instant is None:
-        record = await model.event(last) if last else None
-        return last, record.at if record else None
-    if isinstance(instant, datetime):
-        return await model.seq_at(instant), instant
-    if instant > last:
-        raise InvalidInput(f"sequence {instant} is beyond the last one in the event log ({last})")
-    record = await model.event(instant)
-    return instant, record.at if record else None
-
-
 def _instant_of(request: Request) -> datetime | int | None:
     q = request.query_params
     given = [name for name in ("at", "seq", "as_of") if q.get(name)]
@@ -281,10 +268,6 @@ def _record(found: Versioned) -> StateRecord:
         event=tag_of(event),
         state=state,
     )
-
-
-async def states_at(model: ReadModel, project: str, environment: str, seq: int) -> dict[tuple[str, str], Versioned]:
-    return states((r.seq, r.event()) for r in await model.states_as_of(project, environment, seq))
 
 
 async def with_pending(
@@ -324,7 +307,8 @@ def make_history(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
         since = parse_time(q["since"], "since") if q.get("since") else None
         until = parse_time(q["until"], "until") if q.get("until") else None
         model = await model_of(request)
-        records = await model.events(
+        found = await audit(
+            model,
             project,
             environment,
             want_kind,
@@ -335,18 +319,15 @@ def make_history(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
             until=until,
             actor=q.get("actor") or None,
         )
-        items = [await _entry(model, r) for r in records]
-        next_before = records[-1].seq if len(records) == limit else None
+        items = [_entry(e) for e in found]
+        next_before = found[-1].record.seq if len(found) == limit else None
         return json_response(HistoryPage(items=items, next_before=next_before))
 
     return handler
 
 
-async def _entry(model: ReadModel, record: EventRecord) -> HistoryEntry:
-    previous = await model.previous(record.project, record.environment, record.kind, record.key, record.seq)
-    new_state = entity_of(record.event())[2]
-    old_state = entity_of(previous.event())[2] if previous else None
-    changes = diff(old_state, new_state)
+def _entry(entry: AuditEntry) -> HistoryEntry:
+    record = entry.record
     return HistoryEntry(
         seq=record.seq,
         type=record.type,
@@ -356,9 +337,9 @@ async def _entry(model: ReadModel, record: EventRecord) -> HistoryEntry:
         at=record.at,
         comment=record.comment,
         revision=record.revision,
-        previous=previous.seq if previous else 0,
-        changes=changes,
-        lines=[c.text for c in changes],
+        previous=entry.previous,
+        changes=entry.changes,
+        lines=[c.text for c in entry.changes],
     )
 
 
@@ -372,12 +353,10 @@ def make_entity_state(kind: str) -> Callable[[Request], Awaitable[Response]]:
         model = await model_of(request)
         instant = _instant_of(request)
         seq, at = await resolve(model, instant)
-        found = await model.as_of(project, environment, kind, key, seq)
-        if found is None and await model.as_of(project, environment, kind, key, 2**62) is None:
-            raise NotFound(f"{kind} {key!r} not found in environment {environment!r}")
+        found = await entity_at(model, project, environment, kind, key, seq)
         if found is None:
             return json_response(EntityState(seq=seq, at=at, record=None))
-        versioned = {(kind, key): Versioned(found.seq, found.event())}
+        versioned = {(kind, key): found}
         if isinstance(instant, datetime):  # a future instant: with the pending scheduled changes
             versioned = await with_pending(request, project, environment, versioned, instant)
         return json_response(EntityState(seq=seq, at=at, record=_record(versioned[(kind, key)])))
