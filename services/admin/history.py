@@ -7,12 +7,14 @@ model (``app.state.read_model_path``; absent: 503); reverts write through ``Admi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import nats
 from msgspec import Struct
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -57,6 +59,7 @@ from ..history import (
     states_at,
 )
 from ..projector import ReadModel
+from ..runtime import ProjectorMetrics
 from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, service_of
 
 MAX_LIMIT = 1000
@@ -181,16 +184,30 @@ class RevertResponse(Struct, kw_only=True):
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    """An own read model starts folding once NATS is connected; any read model is closed with the app."""
+    """An own read model starts folding once NATS is connected, its progress in the admin's metrics (the
+    projector's names: ``flagstream_projector_lag`` of this replica); any read model is closed with the app."""
     source: HistorySource | None = getattr(app.state, "history", None)
     if source is None:
         yield
         return
+    stop = asyncio.Event()
+    follower: asyncio.Task[None] | None = None
+    fold = source.fold
+    metrics = getattr(app.state, "metrics", None)
+    if fold is not None and metrics is not None:
+        gauges = ProjectorMetrics(registry=metrics.registry)
+        gauges.instrument(fold)
+        follower = asyncio.create_task(
+            gauges.follow_stream(lambda: nats.connect(fold.nats_url, **fold.connect_options), stop)
+        )
     await source.start()
     try:
         yield
     finally:
+        stop.set()
         await source.close()
+        if follower is not None:
+            await follower
 
 
 async def model_of(request: Request) -> ReadModel:

@@ -24,6 +24,7 @@ from ..runtime import (
     listening_socket,
     lock_beside,
     nats_options,
+    redact_logs,
 )
 from ..webhooks import add_webhook_arguments, webhook_policy
 from .app import create_app
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        redact_logs("flagstream.projector", "flagstream.history")  # the fold logs the URL, which may hold a password
         log.info("history: read model %s, folded from the event log by this admin", args.history_db)
     try:
         sock = listening_socket(args.host, args.port)
