@@ -33,6 +33,7 @@ from ..changes import (
     Unavailable,
     WriteRequest,
     check_key,
+    check_lengths,
     convert,
     parse_json,
     whole,
@@ -460,7 +461,7 @@ def make_revert(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
         project, environment = where(request)
         key = check_key(request.path_params["key"], "key") if kind else None
-        body = convert(parse_json(await read_body(request)), RevertBody)
+        body = convert(check_lengths(parse_json(await read_body(request))), RevertBody)
         if (body.to is None) == (body.seq is None):
             raise MalformedRequest('give exactly one of "to" (a time) or "seq" (a stream sequence)')
         model = await model_of(request)

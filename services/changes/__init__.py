@@ -37,7 +37,7 @@ from .errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from .limits import MAX_DEPTH, MAX_ITEMS, check_lengths
+from .limits import MAX_DEPTH, MAX_ITEMS, MAX_TEXT, check_lengths, check_text
 from .merge_patch import MERGE_PATCH, apply_merge_patch, merge_patch
 from .service import AdminService, ListFilter, Outcome, WriteRequest
 from .store import CorruptEvent, EventStore, Stored, WrongLastSequence
@@ -47,6 +47,7 @@ __all__ = [
     "FLAG",
     "MAX_DEPTH",
     "MAX_ITEMS",
+    "MAX_TEXT",
     "MERGE_PATCH",
     "SEGMENT",
     "ActionBody",
@@ -78,6 +79,7 @@ __all__ = [
     "apply_merge_patch",
     "check_key",
     "check_lengths",
+    "check_text",
     "convert",
     "merge_patch",
     "parse_json",
