@@ -21,6 +21,7 @@ FEATURES: tuple[str, ...] = (
     "schedules",
     "ofrep",
     "ofrep_events",
+    "clientside",
     "fleet",
     "webhooks",
     "ui",

@@ -133,16 +133,16 @@ def write_request(request: Request, comment: str) -> WriteRequest:
     return WriteRequest(actor=resolve_actor(request), comment=comment, if_match=_if_match(request), idempotency_key=key)
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and (whole_number(length) or 0) > MAX_BODY:
-        raise TooLarge(f"request body is larger than {MAX_BODY} bytes")
+    if length is not None and (whole_number(length) or 0) > limit:
+        raise TooLarge(f"request body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
-            raise TooLarge(f"request body is larger than {MAX_BODY} bytes")
+        if size > limit:
+            raise TooLarge(f"request body is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -1,0 +1,70 @@
+"""What a client-side key's holder sees of an environment's ruleset, and the request limits of the client door.
+
+``client_view(ruleset)``: the flags it may evaluate and ``seq``, the stream sequence of the last change that
+can change any of their evaluations. The client door's ETags and event stream follow ``seq``, not the
+environment's sequence: a change to a flag that is not available (or to a segment none of the available flags
+uses) sends no event and changes no ETag, so it cannot be noticed from a browser.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..tokens import RateLimiter
+from .model import depends_on, visible
+
+
+@dataclass(frozen=True)
+class ClientView:
+    #: The flags a client-side key may evaluate, sorted.
+    keys: tuple[str, ...]
+    #: Stream sequence of the last event that can change their evaluation (0: none yet).
+    seq: int
+
+
+_views: dict[tuple[str, str], tuple[Any, ClientView]] = {}
+
+
+def client_view(ruleset: Any) -> ClientView:
+    """The view of ``ruleset`` (an SDK ``Ruleset``); computed once per ruleset (one per change)."""
+    where = (ruleset.project, ruleset.environment)
+    cached = _views.get(where)
+    if cached is not None and cached[0] is ruleset:
+        return cached[1]
+    keys = tuple(visible(ruleset.flags))
+    subjects = depends_on(keys, ruleset.flags, ruleset.segments)
+    versions = ruleset.versions
+    view = ClientView(keys=keys, seq=max((versions.get(s, 0) for s in subjects), default=0))
+    if len(_views) > 1024:
+        _views.clear()
+    _views[where] = (ruleset, view)
+    return view
+
+
+class ClientLimits:
+    """Requests of the client door: ``per_address`` per second per client address (burst ``address_burst``),
+    and ``per_key`` per second per client-side key (burst ``key_burst``), in this process.
+
+    Each admin replica limits on its own (reads are too frequent for a shared bucket per request): behind N
+    replicas a key gets up to N times ``per_key``."""
+
+    def __init__(
+        self,
+        per_address: float = 20.0,
+        address_burst: int = 100,
+        per_key: float = 2000.0,
+        key_burst: int = 4000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.addresses = RateLimiter(per_address, address_burst, clock)
+        self.keys = RateLimiter(per_key, key_burst, clock)
+
+    def address(self, address: str) -> float:
+        """0 after spending one request of this address, else the seconds to wait."""
+        return self.addresses.take(address)
+
+    def key(self, key: str) -> float:
+        return self.keys.take(key)
