@@ -14,12 +14,13 @@ from urllib.parse import urlencode
 import httpx
 import playwright.async_api as playwright_api
 import pytest
+from playwright.async_api import expect
 from starlette.applications import Starlette
 from starlette.staticfiles import StaticFiles
 
 from tests.clientside.build import bundle
 from tests.helpers import serving
-from tests.ui.conftest import create_env, create_flag
+from tests.ui.conftest import UI, create_env, create_flag
 
 ENV = "/api/v1/projects/default/environments/production"
 FLAGS = "banner:string,new-checkout:boolean,internal-kill-switch:boolean"
@@ -126,3 +127,48 @@ async def test_a_page_on_an_origin_the_key_does_not_allow_is_refused_by_the_brow
     # the same page on the allowed origin works
     page, _ = await open_page(browser, pages, site, admin_url, key)
     await playwright_api.expect(flag(page, "banner")).to_have_text("plain")
+
+
+async def test_an_admin_makes_a_key_marks_a_flag_and_revokes_the_key_in_the_ui(ui: UI) -> None:
+    await create_env(ui.api, "production")
+    await create_flag(ui.api, "production", "new-checkout", name="New checkout", on=True)
+    page = ui.page
+    await ui.sign_in()
+    await page.goto(f"{ui.base}/ui/#/production/flags/new-checkout")
+    await expect(page.get_by_role("heading", name="New checkout")).to_be_visible()
+    await page.get_by_role("checkbox", name="Available to client-side apps").check()
+    await page.get_by_role("button", name="Save changes").click()
+    await expect(page.get_by_role("button", name="Saved")).to_be_visible()
+    assert (await ui.api.get(f"{ENV}/flags/new-checkout")).json()["flag"]["client_side"] is True
+
+    await page.get_by_role("link", name="Client-side keys").click()
+    await page.get_by_label("Name").fill("web shop")
+    await page.get_by_label("Allowed origins (one per line)").fill("https://shop.example.com\nhttp://localhost:3000")
+    await page.get_by_role("button", name="Create key").click()
+    base = await page.locator("#ck-base-url").text_content()
+    assert base is not None
+    assert base.startswith(f"{ui.base}/client/fsc_")
+    row = page.get_by_role("table", name="Client-side keys").locator("tbody tr")
+    await expect(row).to_contain_text("https://shop.example.com, http://localhost:3000")
+    await ui.shot("client-side-keys")
+    answer = await ui.api.post(f"{base}/ofrep/v1/evaluate/flags", json={})
+    assert [f["key"] for f in answer.json()["flags"]] == ["new-checkout"]
+
+    ui.expect_http(422)
+    await page.get_by_label("Name").fill("bad")
+    await page.get_by_label("Allowed origins (one per line)").fill("https://*.example.com")
+    await page.get_by_role("button", name="Create key").click()
+    await expect(page.get_by_role("alert")).to_contain_text("wildcards are not allowed")
+
+    await page.get_by_role("button", name="Revoke key web shop").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Revoke key").click()
+    await expect(page.get_by_role("heading", name="Client-side keys of production (0)")).to_be_visible()
+    assert (await ui.api.post(f"{base}/ofrep/v1/evaluate/flags", json={})).status_code == 401
+
+
+async def test_a_writer_does_not_see_the_client_side_keys_page(ui: UI) -> None:
+    await create_env(ui.api, "production")
+    writer = await ui.api.post("/api/v1/tokens", json={"name": "pm", "role": "writer"})
+    await ui.sign_in(writer.json()["token"])
+    await expect(ui.page.get_by_role("link", name="Flags", exact=True)).to_be_visible()
+    await expect(ui.page.get_by_role("link", name="Client-side keys")).to_have_count(0)
