@@ -9,7 +9,7 @@ export async function render(ctx, main) {
   const created = h("div", { role: "status" });
   const name = h("input", { id: "ck-name", name: "name", required: true, maxlength: 64, placeholder: "e.g. web shop" });
   const origins = h("textarea", { id: "ck-origins", name: "origins", rows: 3,
-    placeholder: "https://shop.example.com\nhttp://localhost:3000", "aria-describedby": "ck-origins-help" });
+    placeholder: "scheme://host[:port], one per line", "aria-describedby": "ck-origins-help" });
   const error = h("p", { class: "field-error", role: "alert", hidden: true });
   const form = h("form", { class: "panel", "aria-labelledby": "ck-new" },
     h("h2", { id: "ck-new" }, `New client-side key for ${ctx.env}`),
