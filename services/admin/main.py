@@ -15,6 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
+from ..clientkeys import ClientLimits
 from ..history import OPTION
 from ..runtime import (
     add_log_arguments,
@@ -62,6 +63,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="fold the event log into this SQLite file (created if missing; rebuilt from the log if lost): history, "
         "time travel, diff and revert need it. Each replica its own file. Without it those routes answer 503",
+    )
+    parser.add_argument(
+        "--client-address-rate",
+        type=float,
+        default=20.0,
+        help="client door (client-side keys): requests per second per client address, bursts of 5 times it",
+    )
+    parser.add_argument(
+        "--client-key-rate",
+        type=float,
+        default=2000.0,
+        help="client door: requests per second per client-side key in this process, bursts of 2 times it",
     )
     parser.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="private key of --tls-cert (PEM)")
@@ -142,6 +155,12 @@ async def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         nats_options=args.nats_options,
         history_db=args.history_db,
         webhook_allow=args.webhook_policy,
+        client_limits=ClientLimits(
+            per_address=args.client_address_rate,
+            address_burst=max(1, int(args.client_address_rate * 5)),
+            per_key=args.client_key_rate,
+            key_burst=max(1, int(args.client_key_rate * 2)),
+        ),
     )
     tls = {"ssl_certfile": str(args.tls_cert), "ssl_keyfile": str(args.tls_key)} if args.tls_cert else {}
     # log_config=None: uvicorn's loggers (start-up, access log) go through the root logger set up by configure(),
