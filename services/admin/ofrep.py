@@ -405,6 +405,17 @@ def event_streams(request: Request, caller: Caller) -> list[EventStream]:
     return [EventStream(type="sse", endpoint=EventStreamEndpoint(request_uri=uri))]
 
 
+#: Content ETags of recent answers, by (door, project, environment, sequence, context digest): a revalidation
+#: (If-None-Match) of a context answered since the last relevant change is a 304 without evaluating. In memory
+#: only: the digest covers private attributes too, and never leaves the process.
+_answered: dict[tuple[bool, str, str, int, bytes], str] = {}
+ANSWERED_MAX = 50_000
+
+
+def _digest(context: Any) -> bytes:
+    return hashlib.sha256(msgspec.json.encode(context, order="sorted")).digest()
+
+
 def content_etag(flags: list[OfrepEvaluation]) -> str:
     """A strong ETag from the answer itself (the client door, and contexts with private attributes): it changes
     exactly when the answer does, and says nothing about the context or the rest of the environment."""
@@ -424,9 +435,16 @@ async def answer_flags(request: Request, caller: Caller, limit: int = MAX_BODY) 
     ruleset = client.ruleset
     project, environment = caller.project, caller.environment
     by_sequence = caller.client is None and not asked.private
+    if_none_match = request.headers.get("if-none-match")
     if by_sequence:  # answered before evaluating anything when nothing changed
         etag = bulk_etag(project, environment, ruleset.seq, asked.context)
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        if etag_matches(if_none_match, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+    else:  # the answer's ETag, if this context was answered since the last change that could alter it
+        seq = client_view(ruleset).seq if caller.client is not None else ruleset.seq
+        seen = (caller.client is not None, project, environment, seq, _digest(asked.context))
+        etag = _answered.get(seen, "")
+        if etag and etag_matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
     metadata: Metadata = {}
     if caller.client is not None:
@@ -444,7 +462,10 @@ async def answer_flags(request: Request, caller: Caller, limit: int = MAX_BODY) 
             item.metadata = {}
     if not by_sequence:
         etag = content_etag(flags)
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        if len(_answered) >= ANSWERED_MAX:
+            _answered.clear()
+        _answered[seen] = etag
+        if etag_matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
     body = OfrepBulkEvaluation(flags=flags, metadata=metadata, event_streams=event_streams(request, caller))
     return json_response(body, headers={"ETag": etag})

@@ -1,9 +1,10 @@
 """What a client-side key's holder sees of an environment's ruleset, and the request limits of the client door.
 
 ``client_view(ruleset)``: the flags it may evaluate and ``seq``, the stream sequence of the last change that
-can change any of their evaluations. The client door's ETags and event stream follow ``seq``, not the
-environment's sequence: a change to a flag that is not available (or to a segment none of the available flags
-uses) sends no event and changes no ETag, so it cannot be noticed from a browser.
+can change any of their evaluations, or the set of flags itself (a flag that stops being available). The client
+door's ETags and event stream follow ``seq``, not the environment's sequence: a change to a flag that is not
+available (or to a segment none of the available flags uses) sends no event and changes no ETag, so it cannot
+be noticed from a browser.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ def client_view(ruleset: Any) -> ClientView:
     keys = tuple(visible(ruleset.flags))
     subjects = depends_on(keys, ruleset.flags, ruleset.segments)
     versions = ruleset.versions
-    view = ClientView(keys=keys, seq=max((versions.get(s, 0) for s in subjects), default=0))
+    seq = max((versions.get(s, 0) for s in subjects), default=0)
+    if cached is not None:
+        before = cached[1]
+        # never backwards; and a flag that stopped being visible (unmarked, archived) is a change too, though
+        # its own version is no longer among those above: the newest sequence then stands for it
+        seq = max(seq, before.seq, ruleset.seq if keys != before.keys else 0)
+    view = ClientView(keys=keys, seq=seq)
     if len(_views) > 1024:
         _views.clear()
     _views[where] = (ruleset, view)

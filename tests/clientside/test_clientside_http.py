@@ -50,12 +50,21 @@ async def test_a_flag_not_available_answers_exactly_as_a_flag_that_does_not_exis
 
 async def test_marking_a_flag_makes_it_appear_and_unmarking_hides_it(api: httpx.AsyncClient) -> None:
     door = f"/client/{await make_key(api)}/ofrep/v1/evaluate/flags"
+    before = await api.post(door, json={})
     marked = await api.patch(f"{ENVS}/production/flags/internal-kill-switch", json={"client_side": True})
     assert marked.status_code == 200, marked.text
     answer = await api.post(f"{door}/internal-kill-switch", json={})
     assert answer.status_code == 200, answer.text
+    shown = await api.post(door, json={}, headers={"If-None-Match": before.headers["etag"]})
+    assert shown.status_code == 200
+    assert "internal-kill-switch" in [f["key"] for f in shown.json()["flags"]]
+    assert (await api.post(door, json={}, headers={"If-None-Match": shown.headers["etag"]})).status_code == 304
+
     await api.patch(f"{ENVS}/production/flags/internal-kill-switch", json={"client_side": False})
     assert (await api.post(f"{door}/internal-kill-switch", json={})).status_code == 404
+    hidden = await api.post(door, json={}, headers={"If-None-Match": shown.headers["etag"]})
+    assert hidden.status_code == 200, "a flag that is no longer available is a change, not a 304"
+    assert hidden.headers["etag"] == before.headers["etag"]
 
 
 async def test_unknown_revoked_and_malformed_keys_are_one_same_401(api: httpx.AsyncClient) -> None:
@@ -173,3 +182,28 @@ async def test_rate_limited_per_client_address_and_per_key(nats_url: str) -> Non
             assert statuses == [200, 200, 200, 429]
             limited = await other.post(door, json={})
             assert int(limited.headers["retry-after"]) >= 1
+
+
+async def test_changes_to_flags_a_key_cannot_see_cannot_be_noticed(api: httpx.AsyncClient) -> None:
+    key = await make_key(api)
+    door = f"/client/{key}/ofrep/v1/evaluate/flags"
+    before = await api.post(door, json={})
+    events = f"/client/{key}/ofrep/v1/events"
+    async with api.stream("GET", events, headers={"Accept": "text/event-stream", "Origin": PAGE}) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["access-control-allow-origin"] == PAGE
+        lines = stream.aiter_lines()
+        assert await anext(lines) == "retry: 1000"
+        hidden = await api.patch(f"{ENVS}/production/flags/internal-kill-switch", json={"on": False})
+        assert hidden.status_code == 200
+        same = await api.post(door, json={}, headers={"If-None-Match": before.headers["etag"]})
+        assert same.status_code == 304, "a change the key cannot see changes no ETag"
+        shown = await api.patch(f"{ENVS}/production/flags/new-checkout", json={"on": False})
+        ids = []
+        async for line in lines:
+            if line.startswith("id: "):
+                ids.append(int(line.removeprefix("id: ")))
+                break
+    # the first event is the visible change's: the hidden one, made before it, sent nothing
+    assert ids == [shown.json()["version"]]
+    assert ids[0] > hidden.json()["version"]

@@ -31,9 +31,12 @@ const provider = new OFREPWebProvider({
   changeDetection: mode,
   pollInterval: mode === 'polling' ? 200 : 0,
 });
+// Each render after a change, with its wall time (bench/clientside.py reads them: change to page).
+window.flagstreamRenders = [];
 OpenFeature.addHandler(ProviderEvents.ConfigurationChanged, () => {
   render();
   status.textContent = 'changed';
+  window.flagstreamRenders.push({ at: Date.now(), text: list.textContent });
 });
 OpenFeature.addHandler(ProviderEvents.Error, (event) => {
   status.textContent = `error: ${event?.message || 'provider error'}`;
