@@ -36,7 +36,7 @@ from ...context import normalize
 from ...evaluation import ErrorKind, EvaluationDetail, ReasonKind, rule_metadata
 from ...events import DEFAULT_PROJECT, STREAM, whole_number
 from ..changes import ENVIRONMENT, AdminError, NotFound, check_key
-from ..clientkeys import ClientKey, client_view
+from ..clientkeys import ClientKey, ClientViews
 from ..ofrep import EvaluatorPool, NotLoaded, PrivateAttributesError, redacted
 from ..ofrep import split as split_private
 from .routes import MAX_BODY, Endpoint, Query, json_response, read_body, service_of
@@ -284,7 +284,7 @@ def where(request: Request) -> tuple[str, str]:
 @dataclass(frozen=True)
 class Caller:
     """Who asks, for which environment. ``client``: a client-side key (``clientside.py``): it sees only the flags
-    available to client-side apps, no metadata, and ETags and events that follow only those (``client_view``)."""
+    available to client-side apps, no metadata, and ETags and events that follow only those (``ClientViews``)."""
 
     project: str
     environment: str
@@ -354,7 +354,7 @@ async def answer_flag(request: Request, caller: Caller, key: str, limit: int = M
         failure.key = key
         return failure.response()
     log_evaluation(caller, f"flag {key}", asked)
-    if caller.client is not None and key not in client_view(client.ruleset).keys:
+    if caller.client is not None and key not in views(request).of(client.ruleset).keys:
         return json_response(_not_found(key, caller.environment), 404)  # as a flag that does not exist
     detail = client.variation_detail(key, asked.context, None)
     item = evaluation(key, detail, client.ruleset.versions.get(f"flag/{key}"), caller.environment)
@@ -408,8 +408,13 @@ def event_streams(request: Request, caller: Caller) -> list[EventStream]:
 #: Content ETags of recent answers, by (door, project, environment, sequence, context digest): a revalidation
 #: (If-None-Match) of a context answered since the last relevant change is a 304 without evaluating. In memory
 #: only: the digest covers private attributes too, and never leaves the process.
-_answered: dict[tuple[bool, str, str, int, bytes], str] = {}
+Answered = dict[tuple[bool, str, str, int, bytes], str]
 ANSWERED_MAX = 50_000
+
+
+def views(request: Request) -> ClientViews:
+    """What client-side keys see of each environment (``clientkeys.ClientViews``), this app's own."""
+    return request.app.state.client_views  # type: ignore[no-any-return]
 
 
 def _digest(context: Any) -> bytes:
@@ -441,14 +446,15 @@ async def answer_flags(request: Request, caller: Caller, limit: int = MAX_BODY) 
         if etag_matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
     else:  # the answer's ETag, if this context was answered since the last change that could alter it
-        seq = client_view(ruleset).seq if caller.client is not None else ruleset.seq
+        answered: Answered = request.app.state.answered
+        seq = views(request).of(ruleset).seq if caller.client is not None else ruleset.seq
         seen = (caller.client is not None, project, environment, seq, _digest(asked.context))
-        etag = _answered.get(seen, "")
+        etag = answered.get(seen, "")
         if etag and etag_matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
     metadata: Metadata = {}
     if caller.client is not None:
-        keys: Any = client_view(ruleset).keys
+        keys: Any = views(request).of(ruleset).keys
     else:
         keys = [key for key in sorted(ruleset.flags) if not ruleset.flags[key].archived]
         metadata = {"seq": ruleset.seq, "project": project, "environment": environment}
@@ -462,9 +468,9 @@ async def answer_flags(request: Request, caller: Caller, limit: int = MAX_BODY) 
             item.metadata = {}
     if not by_sequence:
         etag = content_etag(flags)
-        if len(_answered) >= ANSWERED_MAX:
-            _answered.clear()
-        _answered[seen] = etag
+        if len(answered) >= ANSWERED_MAX:
+            answered.clear()
+        answered[seen] = etag
         if etag_matches(if_none_match, etag):
             return Response(status_code=304, headers={"ETag": etag})
     body = OfrepBulkEvaluation(flags=flags, metadata=metadata, event_streams=event_streams(request, caller))
@@ -492,6 +498,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     servers = [url.geturl() for url in nc.servers]
     pool = EvaluatorPool(servers, name="flagstream-admin-ofrep", connect_options=same_credentials(nc))
     app.state.evaluator = pool
+    app.state.client_views = ClientViews()
+    app.state.answered = {}  # content ETags of recent answers (``answer_flags``)
     try:
         yield
     finally:

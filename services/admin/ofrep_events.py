@@ -25,8 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ...events import whole_number
-from ..clientkeys import client_view
-from .ofrep import EVENTS, Caller, OfrepFailure, _ruleset_client, where
+from .ofrep import EVENTS, Caller, OfrepFailure, _ruleset_client, views, where
 from .routes import Endpoint, Query
 from .streams import CLOSING, closing_of, next_or_closing
 
@@ -67,7 +66,7 @@ async def event_stream(request: Request) -> Response:
 
 async def stream_events(request: Request, caller: Caller, headers: dict[str, str] | None = None) -> Response:
     """The event stream of ``caller``'s environment. For a client-side key, an event only when what it can see
-    may have changed (``client_view``), with that change's sequence as the event's id and etag."""
+    may have changed (``ClientViews``), with that change's sequence as the event's id and etag."""
     project, environment = caller.project, caller.environment
     try:
         seen = _last_event_id(request)
@@ -81,9 +80,10 @@ async def stream_events(request: Request, caller: Caller, headers: dict[str, str
         def position() -> int:
             return int(client.seq)
     else:
+        seen_by = views(request)
 
         def position() -> int:
-            return client_view(client.ruleset).seq
+            return seen_by.of(client.ruleset).seq
 
     start = position() if seen is None else seen  # now: a change before the stream starts is sent first
 

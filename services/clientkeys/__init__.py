@@ -7,7 +7,7 @@ bucket shared by the admin replicas. ``view``: a ruleset as a key's holder sees 
 
 from .model import ORIGINS_MAX, ClientKey, check_name, check_origin, check_origins, depends_on, is_key, visible
 from .store import ClientKeyStore, StoreUnavailable
-from .view import ClientLimits, ClientView, client_view
+from .view import ClientLimits, ClientView, ClientViews
 
 __all__ = [
     "ORIGINS_MAX",
@@ -15,11 +15,11 @@ __all__ = [
     "ClientKeyStore",
     "ClientLimits",
     "ClientView",
+    "ClientViews",
     "StoreUnavailable",
     "check_name",
     "check_origin",
     "check_origins",
-    "client_view",
     "depends_on",
     "is_key",
     "visible",

@@ -1,6 +1,6 @@
 """What a client-side key's holder sees of an environment's ruleset, and the request limits of the client door.
 
-``client_view(ruleset)``: the flags it may evaluate and ``seq``, the stream sequence of the last change that
+``ClientViews.of(ruleset)``: the flags it may evaluate and ``seq``, the stream sequence of the last change that
 can change any of their evaluations, or the set of flags itself (a flag that stops being available). The client
 door's ETags and event stream follow ``seq``, not the environment's sequence: a change to a flag that is not
 available (or to a segment none of the available flags uses) sends no event and changes no ETag, so it cannot
@@ -26,29 +26,32 @@ class ClientView:
     seq: int
 
 
-_views: dict[tuple[str, str], tuple[Any, ClientView]] = {}
+class ClientViews:
+    """``of(ruleset)``: the view of an SDK ``Ruleset``, computed once per ruleset (one per change). One per
+    process that serves the client door (the admin app): the last view of each environment is what the next
+    one is compared with (a flag that stopped being visible), so views of different event streams must never
+    share one."""
 
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], tuple[Any, ClientView]] = {}
 
-def client_view(ruleset: Any) -> ClientView:
-    """The view of ``ruleset`` (an SDK ``Ruleset``); computed once per ruleset (one per change)."""
-    where = (ruleset.project, ruleset.environment)
-    cached = _views.get(where)
-    if cached is not None and cached[0] is ruleset:
-        return cached[1]
-    keys = tuple(visible(ruleset.flags))
-    subjects = depends_on(keys, ruleset.flags, ruleset.segments)
-    versions = ruleset.versions
-    seq = max((versions.get(s, 0) for s in subjects), default=0)
-    if cached is not None:
-        before = cached[1]
-        # never backwards; and a flag that stopped being visible (unmarked, archived) is a change too, though
-        # its own version is no longer among those above: the newest sequence then stands for it
-        seq = max(seq, before.seq, ruleset.seq if keys != before.keys else 0)
-    view = ClientView(keys=keys, seq=seq)
-    if len(_views) > 1024:
-        _views.clear()
-    _views[where] = (ruleset, view)
-    return view
+    def of(self, ruleset: Any) -> ClientView:
+        where = (ruleset.project, ruleset.environment)
+        cached = self._last.get(where)
+        if cached is not None and cached[0] is ruleset:
+            return cached[1]
+        keys = tuple(visible(ruleset.flags))
+        subjects = depends_on(keys, ruleset.flags, ruleset.segments)
+        versions = ruleset.versions
+        seq = max((versions.get(s, 0) for s in subjects), default=0)
+        if cached is not None:
+            before = cached[1]
+            # never backwards; and a flag that stopped being visible (unmarked, archived) is a change too, though
+            # its own version is no longer among those above: the newest sequence then stands for it
+            seq = max(seq, before.seq, ruleset.seq if keys != before.keys else 0)
+        view = ClientView(keys=keys, seq=seq)
+        self._last[where] = (ruleset, view)
+        return view
 
 
 class ClientLimits:
