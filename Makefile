@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/propagation_fleet.py --workers 4 --clients 250 --rounds 10
 	$(BIN)/python bench/ofrep_latency.py
 	$(BIN)/python bench/webhook_latency.py --changes 50
+	$(BIN)/python bench/clientside.py --browsers 1000 --seconds 10 --changes 30
 	$(BIN)/python bench/projector_throughput.py
 	$(BIN)/python bench/as_of.py --events 100000 --runs 3
 	$(BIN)/python bench/regex_linear.py --patterns 500

@@ -11,6 +11,7 @@ not refused because NATS is restarting), and an unknown key is an error (``Unava
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ class ClientKeyStore:
         self._js = js
         self._clock = clock
         self._cache: dict[str, tuple[float, ClientKey | None]] = {}
+        self._reading: dict[str, asyncio.Future[ClientKey | None]] = {}
 
     @classmethod
     async def open(cls, nc: NATS) -> ClientKeyStore:
@@ -83,25 +85,35 @@ class ClientKeyStore:
         return found[0] if found is not None else None
 
     async def lookup(self, key: str) -> ClientKey | None:
-        """The live (not revoked) key, through the cache; None if unknown or revoked. Raises ``StoreUnavailable``."""
+        """The live (not revoked) key, through the cache; None if unknown or revoked. Raises ``StoreUnavailable``.
+
+        When the cached answer is too old, one read refreshes it however many requests ask at that moment."""
         if not is_key(key):
             return None
-        now = self._clock()
         cached = self._cache.get(key)
-        if cached is not None and now - cached[0] < CACHE_SECONDS:
+        if cached is not None and self._clock() - cached[0] < CACHE_SECONDS:
             record = cached[1]
         else:
-            try:
-                record = await self.get(key)
-            except Exception as exc:
-                if cached is None:
-                    raise StoreUnavailable(f"the client-side keys cannot be read: {exc!r}") from exc
-                record = cached[1]  # stale, but the best this replica knows
-            else:
-                if len(self._cache) >= CACHE_MAX:
-                    self._cache.clear()
-                self._cache[key] = (now, record)
+            reading = self._reading.get(key)
+            if reading is None:
+                reading = asyncio.ensure_future(self._refresh(key))
+                self._reading[key] = reading
+                reading.add_done_callback(lambda _: self._reading.pop(key, None))
+            record = await asyncio.shield(reading)
         return None if record is None or record.revoked else record
+
+    async def _refresh(self, key: str) -> ClientKey | None:
+        cached = self._cache.get(key)
+        try:
+            record = await self.get(key)
+        except Exception as exc:
+            if cached is None:
+                raise StoreUnavailable(f"the client-side keys cannot be read: {exc!r}") from exc
+            return cached[1]  # stale, but the best this replica knows
+        if len(self._cache) >= CACHE_MAX:
+            self._cache.clear()
+        self._cache[key] = (self._clock(), record)
+        return record
 
     async def revoke(self, key: str, revoked_by: str) -> ClientKey | None:
         """Mark revoked (a new revision). None if there is no such key."""
