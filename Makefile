@@ -18,18 +18,26 @@ run: $(STAMP)
 	$(BIN)/flagstream up --data-dir .flagstream $(ARGS)
 
 # System packages the tests drive, installed in one apt-get step when one is missing: Debian's chromium (the browser
-# tests; Playwright never downloads a browser here), openssl (the TLS tests make their certificates with it) and
-# curl (the docs' examples). apt-get waits up to 5 minutes for the dpkg lock when another apt holds it.
-SYSTEM_PACKAGES := chromium openssl curl
-SYSTEM_TOOLS    := /usr/bin/chromium /usr/bin/openssl /usr/bin/curl
+# tests; Playwright never downloads a browser here), openssl (the TLS tests make their certificates with it), curl
+# (the docs' examples), node and npm (the client-side tests' OpenFeature clients). apt-get waits up to 5 minutes
+# for the dpkg lock when another apt holds it.
+SYSTEM_PACKAGES := chromium openssl curl nodejs npm
+SYSTEM_TOOLS    := /usr/bin/chromium /usr/bin/openssl /usr/bin/curl /usr/bin/node /usr/bin/npm
 APT_GET         := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq
 system-packages:
 	@for tool in $(SYSTEM_TOOLS); do [ -x "$$tool" ] || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then echo "installing $(SYSTEM_PACKAGES) (missing:$$missing)"; \
 	  $(APT_GET) update && $(APT_GET) install -y $(SYSTEM_PACKAGES) >/dev/null; fi
 
+# The real OpenFeature clients of the client-side tests (web SDK, React SDK, OFREP providers, esbuild), pinned by
+# the committed package-lock.json, from the npm registry.
+WEB := tests/clientside/web
+$(WEB)/node_modules/.installed: $(WEB)/package-lock.json | system-packages
+	npm ci --prefix $(WEB) --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## make test: the whole test suite, lint (ruff check, ruff format --check) included
-test: $(STAMP) system-packages
+test: $(STAMP) system-packages $(WEB)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -47,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/propagation_fleet.py --workers 4 --clients 250 --rounds 10
 	$(BIN)/python bench/ofrep_latency.py
 	$(BIN)/python bench/webhook_latency.py --changes 50
+	$(BIN)/python bench/clientside.py --browsers 1000 --seconds 10 --changes 30
 	$(BIN)/python bench/projector_throughput.py
 	$(BIN)/python bench/as_of.py --events 100000 --runs 3
 	$(BIN)/python bench/regex_linear.py --patterns 500

@@ -23,7 +23,7 @@ Steps:
    process's memory; then over HTTP: ``GET .../state?seq=N``, ``GET .../state?at=T``, ``POST .../evaluate``
    with ``as_of``, one flag's history, the environment's newest page, the same page filtered by actor and time.
 
-Usage: ``python bench/as_of_production.py [--flags 10000] [--events 1000000] [--runs 5] [--cluster]``.
+Usage: ``python bench/as_of_production.py [--flags 10000] [--events 1000000] [--runs 5] [--cluster] [--store DIR]``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import httpx
 import nats
 from _common import ENVIRONMENT, PROJECT, print_table, summary_ms, write_results
 from as_of import START, messages
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from flagstream.events import STREAM, decode_event
 from flagstream.events.subjects import environment_filter
@@ -60,8 +61,16 @@ CHUNK = 1000  # literal subjects per multi_last request (the server's limit is 1
 
 
 @contextlib.contextmanager
-def event_log(cluster: bool) -> Iterator[list[str]]:
-    """The NATS URLs of a throwaway server (or three-node cluster) with JetStream."""
+def event_log(cluster: bool, store: Path | None = None) -> Iterator[list[str]]:
+    """The NATS URLs of a throwaway server (or three-node cluster) with JetStream; ``store``: keep the server's
+    store there (a later run with the same sizes skips the publishing)."""
+    if store is not None and not cluster:
+        server = NatsServer(store_dir=store).start()
+        try:
+            yield [server.url]
+        finally:
+            server.stop()
+        return
     with tempfile.TemporaryDirectory(prefix="flagstream-bench-asofprod-") as folder:
         if cluster:
             nodes = NatsCluster(Path(folder), size=3).start()
@@ -83,6 +92,9 @@ async def fill(urls: list[str], flags: int, events: int, replicas: int) -> float
         js = nc.jetstream(publish_async_max_pending=4000)
         await ensure_stream(js, replicas=replicas)
         started = time.perf_counter()
+        if (await js.stream_info(STREAM)).state.last_seq == events:
+            print("  (the stream in --store has them already)", flush=True)
+            return 0.0
         for message in messages(flags, events):
             await js.publish_async(message.subject, message.data, stream=STREAM)
             if message.seq % 100_000 == 0:
@@ -163,18 +175,19 @@ async def newest_page(js: Any, last: int, size: int = 100) -> int:
 
 
 async def scan_all(js: Any, last: int, actor: str) -> int:
-    """An audit filter without an index: the environment's whole log read (an ordered consumer, no acks) to find
-    one actor's events."""
-    sub = await js.subscribe(environment_filter(PROJECT, ENVIRONMENT), ordered_consumer=True)
+    """An audit filter without an index: the environment's whole log read (a pull consumer without acks, in
+    batches of 4,096) to find one actor's events."""
+    config = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=60)
+    psub = await js.pull_subscribe(environment_filter(PROJECT, ENVIRONMENT), durable=None, config=config)
     hits = seen = 0
     needle = f'"actor":"{actor}"'.encode()
     try:
         while seen < last:
-            msg = await sub.next_msg(timeout=30)
-            seen += 1
-            hits += needle in msg.data
+            for msg in await psub.fetch(4096, timeout=30):
+                seen += 1
+                hits += needle in msg.data
     finally:
-        await sub.unsubscribe()
+        await psub.unsubscribe()
     return hits
 
 
@@ -340,6 +353,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cluster", action="store_true", help="three nats-servers, the stream with 3 replicas")
+    parser.add_argument("--store", type=Path, default=None, help="keep (or reuse) a single server's store here")
     args = parser.parse_args()
     instants = {
         "early (10%)": args.events // 10,
@@ -348,10 +362,12 @@ async def main() -> None:
         "now": args.events,
     }
     print(f"load average before: {os.getloadavg()}", flush=True)
-    with event_log(args.cluster) as urls, tempfile.TemporaryDirectory(prefix="flagstream-bench-admin-") as folder:
+    admin_folder = tempfile.TemporaryDirectory(prefix="flagstream-bench-admin-")
+    with event_log(args.cluster, args.store) as urls, admin_folder as folder:
         print(f"publishing {args.flags:,} flags and {args.events:,} events ...", flush=True)
         fill_seconds = await fill(urls, args.flags, args.events, 3 if args.cluster else 1)
-        print(f"published in {fill_seconds:.1f}s ({args.events / fill_seconds:,.0f}/s)", flush=True)
+        if fill_seconds:
+            print(f"published in {fill_seconds:.1f}s ({args.events / fill_seconds:,.0f}/s)", flush=True)
         jetstream = await measure_jetstream(urls, args.events, args.runs, instants)
         admin = await measure_admin(urls, args.events, args.runs, instants, Path(folder))
     print(f"load average after: {os.getloadavg()}", flush=True)

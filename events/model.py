@@ -168,6 +168,9 @@ class Flag(Model, frozen=True, kw_only=True):
     description: str = ""
     kind: FlagKind = FlagKind.BOOLEAN
     tags: tuple[str, ...] = ()
+    #: Available to client-side apps (browsers, mobile): evaluable with a client-side key through OFREP
+    #: (``docs/clientside.md``). Off by default: a flag is never shown to a browser unless someone said so.
+    client_side: bool = False
     on: bool = False
     variations: tuple[Variation, ...] = field(default_factory=_default_variations)
     off_variation: Key = "off"

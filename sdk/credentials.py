@@ -26,3 +26,26 @@ def sdk_connect_options(project: str, environment: str, password: str) -> dict[s
         "password": password,
         "inbox_prefix": sdk_inbox_prefix(project, environment),
     }
+
+
+class CredentialError(Exception):
+    """The NATS user the client connected with may not read its environment's flags (``client.last_error``): most
+    often the SDK credential of another environment. The message says which, and which one to use."""
+
+
+def denied(user: str | None, project: str, environment: str) -> CredentialError:
+    """What to tell the application when NATS refuses its user the subjects of ``project``/``environment``."""
+    wanted = sdk_user(project, environment)
+    where = f"{project}/{environment}"
+    use = f"use the SDK credential of {where}: user {wanted!r} (flagstream up keeps it in .flagstream/nats-users.json)"
+    if user is None:
+        return CredentialError(f"this NATS connection has no user that may read the flags of {where}: {use}")
+    if user != wanted and user.startswith(SDK_PREFIX):
+        rest = user.removeprefix(SDK_PREFIX)
+        other = (
+            f"environment {project}/{rest.removeprefix(project + '-')}"
+            if rest.startswith(project + "-")
+            else ("another project's environment")
+        )
+        return CredentialError(f"the NATS user {user!r} is for {other}, not {where}: {use}")
+    return CredentialError(f"the NATS user {user!r} may not read the flags of {where}: {use}")

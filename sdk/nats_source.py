@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client as NATS
@@ -28,6 +29,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError
 
 from .cache import ClientStatus
+from .credentials import CredentialError, denied
 from .events import STREAM, DecodeError, Event, decode_event, environment_filter
 from .events.subjects import sdk_inbox_prefix
 
@@ -111,6 +113,9 @@ class NatsSource:
         self._resubscribe_task: asyncio.Task[None] | None = None
         self._closing = False
         self._warned = False
+        self._project, self._environment = project, environment
+        #: Set when NATS refused this user the environment's subjects (a permissions violation): what to say.
+        self._denied: CredentialError | None = None
 
     @property
     def position(self) -> int:
@@ -199,9 +204,25 @@ class NatsSource:
             self._resubscribe_task.cancel()
         self._resubscribe_task = asyncio.create_task(self._subscribe_until_done())
 
+    def _user(self) -> str | None:
+        """The NATS user this client connects as (its connect options, else the first server URL's)."""
+        user = self._connect_options.get("user")
+        if user is None:
+            with contextlib.suppress(ValueError):
+                user = next((urlsplit(s).username for s in self.servers if urlsplit(s).username), None)
+        return str(user) if user is not None else None
+
     async def _error(self, exc: Exception) -> None:
         # nats-py keeps retrying (initial connect included: max_reconnect_attempts=-1) and reports each failure
         # here: warn once per outage, not once per attempt.
+        if "permissions violation" in str(exc).lower():
+            # The user may not use this environment's subjects (or its inbox): say whose credential it is.
+            first = self._denied is None
+            self._denied = self.last_error = denied(self._user(), self._project, self._environment)
+            if first:
+                log.warning("flagstream: %s", self._denied)
+            log.debug("flagstream: NATS refused: %r", exc)
+            return
         self.last_error = exc
         if isinstance(exc, APIError) and self._sub is not None and self._nc is not None and self._nc.is_connected:
             # Most likely the ordered consumer's reset (after a gap or missed heartbeats) failing to re-create
@@ -225,16 +246,20 @@ class NatsSource:
                 return  # the reconnected callback will subscribe again
             try:
                 await self._subscribe()
-                self.last_error = None
+                self.last_error = self._denied = None
                 self._warned = False
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.last_error = exc
+                # A request refused for want of permission times out: the refusal (with whose credential) says why.
+                self.last_error = self._denied or exc
                 if self._nc.is_connected:
                     self.status = ClientStatus.ERROR
-                log.warning("flagstream: cannot follow %s (%r); retrying in %.1fs", self.filter, exc, delay)
+                if self._denied is None:
+                    log.warning("flagstream: cannot follow %s (%r); retrying in %.1fs", self.filter, exc, delay)
+                else:
+                    log.debug("flagstream: cannot follow %s (%r): %s", self.filter, exc, self._denied)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
 

@@ -34,6 +34,7 @@ from ..changes import (
     Unavailable,
     UnsupportedMediaType,
 )
+from ..clientkeys import ClientLimits
 from ..history import HistorySource
 from ..runtime import ensure_stream, while_jetstream_settles
 from ..tokens import SharedRateLimiter, TokenStore
@@ -143,6 +144,7 @@ def create_app(
     write_burst: int = 50,
     nats_options: dict[str, Any] | None = None,
     webhook_allow: AddressPolicy | Iterable[str] = (),
+    client_limits: ClientLimits | None = None,
 ) -> Starlette:
     """The admin API. Its lifespan connects to NATS (waiting up to ``connect_wait`` seconds) and makes sure the
     stream exists; it closes on shutdown. Once connected, it reconnects forever (``/readyz`` tells meanwhile).
@@ -154,6 +156,8 @@ def create_app(
     API token (the operator token is not limited). ``nats_options``: more ``nats.connect`` arguments (NATS user
     and password, ``tls``: an ``ssl.SSLContext``). ``webhook_allow``: networks, addresses and host names webhooks
     may send to besides public addresses (``services/webhooks/address.py``; ValueError for one that is none).
+    ``client_limits``: requests per second of the client door (browsers and apps with a client-side key)
+    per client address and per key (``clientside.py``).
     """
 
     @contextlib.asynccontextmanager
@@ -213,6 +217,7 @@ def create_app(
         app.state.history = HistorySource(read_model)
     else:
         app.state.history = None
+    app.state.client_limits = client_limits if client_limits is not None else ClientLimits()
     app.state.openapi = auth.document_security(build_openapi(endpoints, actor_header=actor_header), endpoints)
     # Request metrics for GET /metrics (services/admin/metrics.py): a middleware times every request.
     install_metrics(app)

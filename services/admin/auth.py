@@ -34,8 +34,9 @@ log = logging.getLogger("flagstream.admin.auth")
 OPERATOR = "operator"
 TOKENS_TAG = "tokens"
 WEBHOOKS_TAG = "webhooks"
-#: Routes only an admin token may use: who gets in, and where changes are sent.
-ADMIN_TAGS = (TOKENS_TAG, WEBHOOKS_TAG)
+CLIENT_KEYS_TAG = "client-keys"
+#: Routes only an admin token may use: who gets in (tokens, client-side keys), and where changes are sent.
+ADMIN_TAGS = (TOKENS_TAG, WEBHOOKS_TAG, CLIENT_KEYS_TAG)
 
 
 class Unauthorized(AdminError):

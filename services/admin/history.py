@@ -7,12 +7,14 @@ model (``app.state.read_model_path``; absent: 503); reverts write through ``Admi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import nats
 from msgspec import Struct
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,38 +27,41 @@ from ..changes import (
     FLAG,
     SEGMENT,
     Conflict,
-    InvalidInput,
     Kind,
     ListFilter,
     MalformedRequest,
-    NotFound,
     NotPermitted,
     Unavailable,
     WriteRequest,
     check_key,
+    check_lengths,
     convert,
     parse_json,
     whole,
 )
 from ..history import (
     OPTION,
+    AuditEntry,
     Change,
     EntityDiff,
     Evaluation,
     HistorySource,
     Versioned,
-    diff,
+    audit,
+    entity_at,
     environment_diff,
     evaluate_all,
     hash_of,
     project_states,
+    resolve,
     revert_steps,
     ruleset_of,
     schedules_filter,
     states,
+    states_at,
 )
-from ..projector import EventRecord, ReadModel
-from ..targeting import flag_change_lines
+from ..projector import ReadModel
+from ..runtime import ProjectorMetrics
 from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, service_of
 
 MAX_LIMIT = 1000
@@ -185,16 +190,30 @@ class RevertResponse(Struct, kw_only=True):
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    """An own read model starts folding once NATS is connected; any read model is closed with the app."""
+    """An own read model starts folding once NATS is connected, its progress in the admin's metrics (the
+    projector's names: ``flagstream_projector_lag`` of this replica); any read model is closed with the app."""
     source: HistorySource | None = getattr(app.state, "history", None)
     if source is None:
         yield
         return
+    stop = asyncio.Event()
+    follower: asyncio.Task[None] | None = None
+    fold = source.fold
+    metrics = getattr(app.state, "metrics", None)
+    if fold is not None and metrics is not None:
+        gauges = ProjectorMetrics(registry=metrics.registry)
+        gauges.instrument(fold)
+        follower = asyncio.create_task(
+            gauges.follow_stream(lambda: nats.connect(fold.nats_url, **fold.connect_options), stop)
+        )
     await source.start()
     try:
         yield
     finally:
+        stop.set()
         await source.close()
+        if follower is not None:
+            await follower
 
 
 async def model_of(request: Request) -> ReadModel:
@@ -248,21 +267,6 @@ def _limit(request: Request) -> int:
     return whole(request.query_params.get("limit", "100"), "limit", low=1, high=MAX_LIMIT, meaning="a page size")
 
 
-async def resolve(model: ReadModel, instant: datetime | int | None) -> tuple[int, datetime | None]:
-    """An instant as (stream sequence, time): a time becomes the last sequence at or before it; a sequence
-    must be in the log (the read model has applied the log as of the request)."""
-    last = await model.last_seq()
-    if instant is None:
-        record = await model.event(last) if last else None
-        return last, record.at if record else None
-    if isinstance(instant, datetime):
-        return await model.seq_at(instant), instant
-    if instant > last:
-        raise InvalidInput(f"sequence {instant} is beyond the last one in the event log ({last})")
-    record = await model.event(instant)
-    return instant, record.at if record else None
-
-
 def _instant_of(request: Request) -> datetime | int | None:
     q = request.query_params
     given = [name for name in ("at", "seq", "as_of") if q.get(name)]
@@ -295,10 +299,6 @@ def _record(found: Versioned) -> StateRecord:
     )
 
 
-async def states_at(model: ReadModel, project: str, environment: str, seq: int) -> dict[tuple[str, str], Versioned]:
-    return states((r.seq, r.event()) for r in await model.states_as_of(project, environment, seq))
-
-
 async def with_pending(
     request: Request, project: str, environment: str, found: dict[tuple[str, str], Versioned], until: datetime
 ) -> dict[tuple[str, str], Versioned]:
@@ -324,6 +324,8 @@ def make_history(kind: str | None, *, every_environment: bool = False) -> Callab
     across the environments of its project (``?environment=`` keeps one)."""
 
     async def handler(request: Request) -> Response:
+        visible: tuple[str, ...] | None = None
+        environment: str | None
         if every_environment:
             project = check_key(request.path_params.get("project", DEFAULT_PROJECT), "project")
             chosen = request.query_params.get("environment")
@@ -333,7 +335,6 @@ def make_history(kind: str | None, *, every_environment: bool = False) -> Callab
                 raise NotPermitted(f"this token may not read environment {environment!r}")
         else:
             project, environment = where(request)
-            visible = None
         q = request.query_params
         want_kind = kind or q.get("kind") or None
         if want_kind is not None and want_kind not in HISTORY_KINDS:
@@ -348,7 +349,8 @@ def make_history(kind: str | None, *, every_environment: bool = False) -> Callab
         since = parse_time(q["since"], "since") if q.get("since") else None
         until = parse_time(q["until"], "until") if q.get("until") else None
         model = await model_of(request)
-        records = await model.events(
+        found = await audit(
+            model,
             project,
             environment,
             want_kind,
@@ -360,24 +362,18 @@ def make_history(kind: str | None, *, every_environment: bool = False) -> Callab
             actor=q.get("actor") or None,
             environments=visible,
         )
-        items = [await _entry(model, r) for r in records]
-        next_before = records[-1].seq if len(records) == limit else None
+        items = [_entry(e) for e in found]
+        next_before = found[-1].record.seq if len(found) == limit else None
         return json_response(HistoryPage(items=items, next_before=next_before))
 
     return handler
 
 
-async def _entry(model: ReadModel, record: EventRecord) -> HistoryEntry:
-    previous = await model.previous(record.project, record.environment, record.kind, record.key, record.seq)
-    new_state = entity_of(record.event())[2]
-    old_state = entity_of(previous.event())[2] if previous else None
-    changes = diff(old_state, new_state)
-    event = record.event()
-    # A flag's change in sentences; a segment's, an environment's or a schedule's field by field.
-    said = flag_change_lines(old_state, new_state) if record.kind == "flag" else [c.text for c in changes]  # type: ignore[arg-type]
+def _entry(entry: AuditEntry) -> HistoryEntry:
+    record = entry.record
     return HistoryEntry(
         environment=record.environment,
-        change=getattr(event, "change", ""),
+        change=getattr(record.event(), "change", ""),
         seq=record.seq,
         type=record.type,
         kind=record.kind,
@@ -386,9 +382,9 @@ async def _entry(model: ReadModel, record: EventRecord) -> HistoryEntry:
         at=record.at,
         comment=record.comment,
         revision=record.revision,
-        previous=previous.seq if previous else 0,
-        changes=changes,
-        lines=said,
+        previous=entry.previous,
+        changes=entry.changes,
+        lines=entry.lines,
     )
 
 
@@ -402,12 +398,10 @@ def make_entity_state(kind: str) -> Callable[[Request], Awaitable[Response]]:
         model = await model_of(request)
         instant = _instant_of(request)
         seq, at = await resolve(model, instant)
-        found = await model.as_of(project, environment, kind, key, seq)
-        if found is None and await model.as_of(project, environment, kind, key, 2**62) is None:
-            raise NotFound(f"{kind} {key!r} not found in environment {environment!r}")
+        found = await entity_at(model, project, environment, kind, key, seq)
         if found is None:
             return json_response(EntityState(seq=seq, at=at, record=None))
-        versioned = {(kind, key): Versioned(found.seq, found.event())}
+        versioned = {(kind, key): found}
         if isinstance(instant, datetime):  # a future instant: with the pending scheduled changes
             versioned = await with_pending(request, project, environment, versioned, instant)
         return json_response(EntityState(seq=seq, at=at, record=_record(versioned[(kind, key)])))
@@ -494,7 +488,7 @@ def make_revert(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
         project, environment = where(request)
         key = check_key(request.path_params["key"], "key") if kind else None
-        body = convert(parse_json(await read_body(request)), RevertBody)
+        body = convert(check_lengths(parse_json(await read_body(request))), RevertBody)
         if (body.to is None) == (body.seq is None):
             raise MalformedRequest('give exactly one of "to" (a time) or "seq" (a stream sequence)')
         model = await model_of(request)

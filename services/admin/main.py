@@ -15,6 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
+from ..clientkeys import ClientLimits
 from ..history import OPTION
 from ..runtime import (
     add_log_arguments,
@@ -24,6 +25,7 @@ from ..runtime import (
     listening_socket,
     lock_beside,
     nats_options,
+    redact_logs,
 )
 from ..webhooks import add_webhook_arguments, webhook_policy
 from .app import create_app
@@ -62,6 +64,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fold the event log into this SQLite file (created if missing; rebuilt from the log if lost): history, "
         "time travel, diff and revert need it. Each replica its own file. Without it those routes answer 503",
     )
+    parser.add_argument(
+        "--client-address-rate",
+        type=float,
+        default=20.0,
+        help="client door (client-side keys): requests per second per client address, bursts of 5 times it",
+    )
+    parser.add_argument(
+        "--client-key-rate",
+        type=float,
+        default=2000.0,
+        help="client door: requests per second per client-side key in this process, bursts of 2 times it",
+    )
     parser.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="private key of --tls-cert (PEM)")
     add_nats_arguments(parser)
@@ -99,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        redact_logs("flagstream.projector", "flagstream.history")  # the fold logs the URL, which may hold a password
         log.info("history: read model %s, folded from the event log by this admin", args.history_db)
     try:
         sock = listening_socket(args.host, args.port)
@@ -140,6 +155,12 @@ async def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         nats_options=args.nats_options,
         history_db=args.history_db,
         webhook_allow=args.webhook_policy,
+        client_limits=ClientLimits(
+            per_address=args.client_address_rate,
+            address_burst=max(1, int(args.client_address_rate * 5)),
+            per_key=args.client_key_rate,
+            key_burst=max(1, int(args.client_key_rate * 2)),
+        ),
     )
     tls = {"ssl_certfile": str(args.tls_cert), "ssl_keyfile": str(args.tls_key)} if args.tls_cert else {}
     # log_config=None: uvicorn's loggers (start-up, access log) go through the root logger set up by configure(),

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,14 +36,18 @@ from ...context import normalize
 from ...evaluation import ErrorKind, EvaluationDetail, ReasonKind, rule_metadata
 from ...events import DEFAULT_PROJECT, STREAM, whole_number
 from ..changes import ENVIRONMENT, AdminError, NotFound, check_key
-from ..ofrep import EvaluatorPool, NotLoaded
-from .routes import Endpoint, Query, json_response, read_body, service_of
+from ..clientkeys import ClientKey, ClientViews
+from ..ofrep import EvaluatorPool, NotLoaded, PrivateAttributesError, redacted
+from ..ofrep import split as split_private
+from .routes import MAX_BODY, Endpoint, Query, json_response, read_body, service_of
 
 log = logging.getLogger("flagstream.admin.ofrep")
 
 OFREP = "/ofrep/v1"
 #: The event stream (``ofrep_events.py``) that every bulk answer names in ``eventStreams``.
 EVENTS = f"{OFREP}/events"
+#: The client door's prefix: ``/client/<client-side key>`` + the OFREP paths (``clientside.py``).
+CLIENT = "/client"
 #: Seconds an OFREP client may be inactive before it closes its event stream (OFREP's default).
 INACTIVITY_DELAY = 120
 #: How long a re-fetch with a ``flagConfigEtag`` ahead of this replica's ruleset waits for it.
@@ -276,17 +281,50 @@ def where(request: Request) -> tuple[str, str]:
     return project, environment
 
 
-async def _context(request: Request) -> Any:
-    body = await read_body(request)
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, for which environment. ``client``: a client-side key (``clientside.py``): it sees only the flags
+    available to client-side apps, no metadata, and ETags and events that follow only those (``ClientViews``)."""
+
+    project: str
+    environment: str
+    client: ClientKey | None = None
+
+
+@dataclass(frozen=True)
+class Asked:
+    """An evaluation request's context (as evaluated) and the names of its private attributes."""
+
+    context: Any
+    private: frozenset[str] = frozenset()
+
+
+async def read_context(request: Request, limit: int = MAX_BODY) -> Asked:
+    """The request's context; ``TooLarge`` (413) past ``limit`` bytes, ``OfrepFailure`` (400) if malformed."""
+    body = await read_body(request, limit)
     if not body.strip():
-        return None
+        return Asked(None)
     try:
         data = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise OfrepFailure(400, "PARSE_ERROR", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise OfrepFailure(400, "PARSE_ERROR", "the request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise OfrepFailure(400, "PARSE_ERROR", 'the request body must be a JSON object: {"context": {...}}')
-    return to_flagstream_context(data.get("context"))
+    try:
+        raw, private = split_private(data.get("context"))
+    except PrivateAttributesError as exc:
+        raise OfrepFailure(400, "INVALID_CONTEXT", f"context.{exc}") from None
+    return Asked(to_flagstream_context(raw), private)
+
+
+def log_evaluation(caller: Caller, what: str, asked: Asked) -> None:
+    """One debug line per evaluation request; private attribute values never reach it."""
+    if log.isEnabledFor(logging.DEBUG):
+        who = "client-side key" if caller.client is not None else "token"
+        context = msgspec.json.encode(redacted(asked.context, asked.private)).decode()
+        log.debug("ofrep %s/%s %s (%s): context %s", caller.project, caller.environment, what, who, context)
 
 
 async def _ruleset_client(request: Request, project: str, environment: str) -> Any:
@@ -302,17 +340,26 @@ async def _ruleset_client(request: Request, project: str, environment: str) -> A
         raise OfrepFailure(503, "GENERAL", str(exc)) from None
 
 
-async def evaluate_flag(request: Request) -> Response:
-    key = request.path_params["key"]
+def _not_found(key: str, environment: str) -> OfrepError:
+    details = _DETAILS[ErrorKind.FLAG_NOT_FOUND].format(key=key, env=environment)
+    return OfrepError(key=key, error_code="FLAG_NOT_FOUND", error_details=details, error=details)
+
+
+async def answer_flag(request: Request, caller: Caller, key: str, limit: int = MAX_BODY) -> Response:
+    """``POST .../evaluate/flags/{key}`` for ``caller``."""
     try:
-        project, environment = where(request)
-        context = await _context(request)
-        client = await _ruleset_client(request, project, environment)
+        asked = await read_context(request, limit)
+        client = await _ruleset_client(request, caller.project, caller.environment)
     except OfrepFailure as failure:
         failure.key = key
         return failure.response()
-    detail = client.variation_detail(key, context, None)
-    item = evaluation(key, detail, client.ruleset.versions.get(f"flag/{key}"), environment)
+    log_evaluation(caller, f"flag {key}", asked)
+    if caller.client is not None and key not in views(request).of(client.ruleset).keys:
+        return json_response(_not_found(key, caller.environment), 404)  # as a flag that does not exist
+    detail = client.variation_detail(key, asked.context, None)
+    item = evaluation(key, detail, client.ruleset.versions.get(f"flag/{key}"), caller.environment)
+    if caller.client is not None:
+        item.metadata = {}
     if item.error_code is not UNSET:
         kind = detail.reason.error_kind or ErrorKind.EXCEPTION
         status = ERRORS[kind][0]
@@ -320,6 +367,16 @@ async def evaluate_flag(request: Request) -> Response:
         return json_response(OfrepError(key=key, error_code=str(item.error_code), error_details=details, error=details),
                              status)  # fmt: skip
     return json_response(item)
+
+
+async def evaluate_flag(request: Request) -> Response:
+    key = request.path_params["key"]
+    try:
+        project, environment = where(request)
+    except OfrepFailure as failure:
+        failure.key = key
+        return failure.response()
+    return await answer_flag(request, Caller(project, environment), key)
 
 
 async def caught_up(request: Request, client: Any) -> None:
@@ -339,33 +396,93 @@ async def caught_up(request: Request, client: Any) -> None:
     await client.wait_for_sequence(asked, CATCH_UP)
 
 
-def event_streams(request: Request, project: str, environment: str) -> list[EventStream]:
-    query = urlencode({"project": project, "environment": environment})
-    uri = f"{request.scope.get('root_path', '')}{EVENTS}?{query}"
+def event_streams(request: Request, caller: Caller) -> list[EventStream]:
+    root = request.scope.get("root_path", "")
+    if caller.client is not None:
+        uri = f"{root}{CLIENT}/{caller.client.key}{EVENTS}"
+    else:
+        uri = f"{root}{EVENTS}?{urlencode({'project': caller.project, 'environment': caller.environment})}"
     return [EventStream(type="sse", endpoint=EventStreamEndpoint(request_uri=uri))]
+
+
+#: Content ETags of recent answers, by (door, project, environment, sequence, context digest): a revalidation
+#: (If-None-Match) of a context answered since the last relevant change is a 304 without evaluating. In memory
+#: only: the digest covers private attributes too, and never leaves the process.
+Answered = dict[tuple[bool, str, str, int, bytes], str]
+ANSWERED_MAX = 50_000
+
+
+def views(request: Request) -> ClientViews:
+    """What client-side keys see of each environment (``clientkeys.ClientViews``), this app's own."""
+    return request.app.state.client_views  # type: ignore[no-any-return]
+
+
+def _digest(context: Any) -> bytes:
+    return hashlib.sha256(msgspec.json.encode(context, order="sorted")).digest()
+
+
+def content_etag(flags: list[OfrepEvaluation]) -> str:
+    """A strong ETag from the answer itself (the client door, and contexts with private attributes): it changes
+    exactly when the answer does, and says nothing about the context or the rest of the environment."""
+    digest = hashlib.sha256(msgspec.json.encode(flags, order="sorted"))
+    return f'"c-{digest.hexdigest()[:24]}"'
+
+
+async def answer_flags(request: Request, caller: Caller, limit: int = MAX_BODY) -> Response:
+    """``POST .../evaluate/flags`` for ``caller``."""
+    try:
+        asked = await read_context(request, limit)
+        client = await _ruleset_client(request, caller.project, caller.environment)
+    except OfrepFailure as failure:
+        return failure.response()
+    log_evaluation(caller, "all flags", asked)
+    await caught_up(request, client)
+    ruleset = client.ruleset
+    project, environment = caller.project, caller.environment
+    by_sequence = caller.client is None and not asked.private
+    if_none_match = request.headers.get("if-none-match")
+    if by_sequence:  # answered before evaluating anything when nothing changed
+        etag = bulk_etag(project, environment, ruleset.seq, asked.context)
+        if etag_matches(if_none_match, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+    else:  # the answer's ETag, if this context was answered since the last change that could alter it
+        answered: Answered = request.app.state.answered
+        seq = views(request).of(ruleset).seq if caller.client is not None else ruleset.seq
+        seen = (caller.client is not None, project, environment, seq, _digest(asked.context))
+        etag = answered.get(seen, "")
+        if etag and etag_matches(if_none_match, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+    metadata: Metadata = {}
+    if caller.client is not None:
+        keys: Any = views(request).of(ruleset).keys
+    else:
+        keys = [key for key in sorted(ruleset.flags) if not ruleset.flags[key].archived]
+        metadata = {"seq": ruleset.seq, "project": project, "environment": environment}
+    versions = ruleset.versions
+    flags = [
+        evaluation(key, client.variation_detail(key, asked.context, None), versions.get(f"flag/{key}"), environment)
+        for key in keys
+    ]
+    if caller.client is not None:
+        for item in flags:
+            item.metadata = {}
+    if not by_sequence:
+        etag = content_etag(flags)
+        if len(answered) >= ANSWERED_MAX:
+            answered.clear()
+        answered[seen] = etag
+        if etag_matches(if_none_match, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+    body = OfrepBulkEvaluation(flags=flags, metadata=metadata, event_streams=event_streams(request, caller))
+    return json_response(body, headers={"ETag": etag})
 
 
 async def evaluate_flags(request: Request) -> Response:
     try:
         project, environment = where(request)
-        context = await _context(request)
-        client = await _ruleset_client(request, project, environment)
     except OfrepFailure as failure:
         return failure.response()
-    await caught_up(request, client)
-    ruleset = client.ruleset
-    etag = bulk_etag(project, environment, ruleset.seq, context)
-    if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    flags = [
-        evaluation(key, client.variation_detail(key, context, None), ruleset.versions.get(f"flag/{key}"), environment)
-        for key in sorted(ruleset.flags)
-        if not ruleset.flags[key].archived
-    ]
-    metadata: Metadata = {"seq": ruleset.seq, "project": project, "environment": environment}
-    streams = event_streams(request, project, environment)
-    body = OfrepBulkEvaluation(flags=flags, metadata=metadata, event_streams=streams)
-    return json_response(body, headers={"ETag": etag})
+    return await answer_flags(request, Caller(project, environment))
 
 
 def same_credentials(nc: Any) -> dict[str, Any]:
@@ -381,6 +498,8 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     servers = [url.geturl() for url in nc.servers]
     pool = EvaluatorPool(servers, name="flagstream-admin-ofrep", connect_options=same_credentials(nc))
     app.state.evaluator = pool
+    app.state.client_views = ClientViews()
+    app.state.answered = {}  # content ETags of recent answers (``answer_flags``)
     try:
         yield
     finally:

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from ...events import whole_number
-from .ofrep import EVENTS, OfrepFailure, _ruleset_client, where
+from .ofrep import EVENTS, Caller, OfrepFailure, _ruleset_client, views, where
 from .routes import Endpoint, Query
 from .streams import CLOSING, closing_of, next_or_closing
 
@@ -59,13 +59,33 @@ def _last_event_id(request: Request) -> int | None:
 async def event_stream(request: Request) -> Response:
     try:
         project, environment = where(request)
+    except OfrepFailure as failure:
+        return failure.response()
+    return await stream_events(request, Caller(project, environment))
+
+
+async def stream_events(request: Request, caller: Caller, headers: dict[str, str] | None = None) -> Response:
+    """The event stream of ``caller``'s environment. For a client-side key, an event only when what it can see
+    may have changed (``ClientViews``), with that change's sequence as the event's id and etag."""
+    project, environment = caller.project, caller.environment
+    try:
         seen = _last_event_id(request)
         client = await _ruleset_client(request, project, environment)
     except OfrepFailure as failure:
         return failure.response()
     closing = closing_of(request)
     lifetime = STREAM_LIFETIME if "text/event-stream" in request.headers.get("accept", "") else 0.0
-    start = client.seq if seen is None else seen  # now: a change before the stream starts is sent first
+    if caller.client is None:
+
+        def position() -> int:
+            return int(client.seq)
+    else:
+        seen_by = views(request)
+
+        def position() -> int:
+            return seen_by.of(client.ruleset).seq
+
+    start = position() if seen is None else seen  # now: a change before the stream starts is sent first
 
     async def events() -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
@@ -80,8 +100,9 @@ async def event_stream(request: Request) -> Response:
             if pool.held(project, environment) is not client:  # closed before the pin: reconnect (Last-Event-ID)
                 return
             while True:
-                if client.seq > sent:  # changed since the last event (or since the client's Last-Event-ID)
-                    sent = client.seq
+                now = position()
+                if now > sent:  # changed since the last event (or since the client's Last-Event-ID)
+                    sent = now
                     yield _sse(sent)
                 left = deadline - loop.time()
                 if left <= 0:
@@ -96,7 +117,7 @@ async def event_stream(request: Request) -> Response:
             remove()
             unpin()
 
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})}
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 

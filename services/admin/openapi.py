@@ -18,16 +18,20 @@ _PATH_HELP = {
     "project": "project key (letters, digits, '-' and '_'); the short form without it means 'default'",
     "environment": "environment key",
     "key": "flag or segment key (letters, digits, '-' and '_')",
+    "client_key": "a client-side key (fsc_...): public, it opens only the flags available to client-side apps",
 }
 
 _STATUS_TEXT = {
     304: "Not modified: the If-None-Match ETag is still current",
     400: "Malformed request (bad JSON, bad key in the URL, bad header or query parameter)",
+    401: "Unknown or revoked key",
+    403: "Not allowed (an origin or environment the key does not allow)",
     404: "Not found (the entity or its environment)",
     409: "Conflict: stale If-Match, already exists, archived; the body holds the current version and state",
     413: "Request body too large",
     415: "The body's Content-Type is not one this route takes",
     422: "Invalid input: unknown field, wrong type, failed validation; the body names the field",
+    429: "Too many requests (see Retry-After)",
     503: "Unavailable: NATS, the event stream, the read model or a feature's store cannot be reached now",
 }
 
@@ -94,7 +98,7 @@ def build_openapi(
                 {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
                  "description": "the version (ETag) the change is based on; another current version is a 409"},
             ]  # fmt: skip
-        ok: dict[str, Any] = {"description": "OK" if e.status == 200 else "Created"}
+        ok: dict[str, Any] = {"description": {200: "OK", 201: "Created", 204: "No Content"}[e.status]}
         if e.response is not None:
             ok["content"] = {JSON: {"schema": schema_of[e.response]}}
         responses: dict[str, Any] = {str(e.status): ok}

@@ -22,6 +22,7 @@ FEATURES: tuple[str, ...] = (
     "schedules",
     "ofrep",
     "ofrep_events",
+    "clientside",
     "fleet",
     "webhooks",
     "ui",

@@ -20,6 +20,7 @@ from ...validation import Problem
 from ..changes import (
     ENVIRONMENT,
     FLAG,
+    MAX_TEXT,
     MERGE_PATCH,
     SEGMENT,
     ActionBody,
@@ -42,6 +43,7 @@ from ..changes import (
     WriteRequest,
     check_key,
     check_lengths,
+    check_text,
     convert,
     parse_json,
     require_whole,
@@ -122,6 +124,9 @@ def _if_match(request: Request) -> int | None:
 
 
 def write_request(request: Request, comment: str) -> WriteRequest:
+    too_long = check_text(comment, "$.comment", MAX_TEXT["comment"])
+    if too_long is not None:
+        raise InvalidInput(f"{too_long.path}: {too_long.message}", [too_long])
     key = request.headers.get("idempotency-key")
     if key is not None and not (0 < len(key) <= 200):
         raise MalformedRequest("Idempotency-Key must be 1 to 200 characters")
@@ -135,16 +140,16 @@ def write_request(request: Request, comment: str) -> WriteRequest:
     )
 
 
-async def read_body(request: Request) -> bytes:
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and (whole_number(length) or 0) > MAX_BODY:
-        raise TooLarge(f"request body is larger than {MAX_BODY} bytes")
+    if length is not None and (whole_number(length) or 0) > limit:
+        raise TooLarge(f"request body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
-            raise TooLarge(f"request body is larger than {MAX_BODY} bytes")
+        if size > limit:
+            raise TooLarge(f"request body is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -288,7 +293,7 @@ def make_action(kind: Kind, action: str) -> Handler:
     async def handler(request: Request) -> Response:
         project, environment = _where(request)
         key = _key(request)
-        body = convert(parse_json(await read_body(request), allow_empty=True), ActionBody)
+        body = convert(check_lengths(parse_json(await read_body(request), allow_empty=True)), ActionBody)
         req = write_request(request, body.comment)
         service = service_of(request)
         if action in ("on", "off"):

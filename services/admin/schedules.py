@@ -31,6 +31,7 @@ from ..changes import (
     Stored,
     WrongLastSequence,
     check_key,
+    check_lengths,
     convert,
     parse_json,
 )
@@ -113,7 +114,7 @@ def _change_of(body: ScheduleBody) -> ScheduledChange:
 
 async def create_schedule(request: Request) -> Response:
     project, environment = where(request)
-    body = convert(parse_json(await read_body(request)), ScheduleBody)
+    body = convert(check_lengths(parse_json(await read_body(request))), ScheduleBody)
     change = _change_of(body)
     due = parse_time(body.due, "due")
     if due <= datetime.now(UTC):

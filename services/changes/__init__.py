@@ -42,7 +42,7 @@ from .flags import DEFINITION_FIELDS, ProjectFlag, configuration_of, definition_
 from .flags import change as change_flag
 from .flags import create as create_flag_everywhere
 from .flags import delete as delete_flag_everywhere
-from .limits import MAX_DEPTH, MAX_ITEMS, check_lengths
+from .limits import MAX_DEPTH, MAX_ITEMS, MAX_TEXT, check_lengths, check_text
 from .merge_patch import MERGE_PATCH, apply_merge_patch, merge_patch
 from .service import AdminService, ListFilter, Outcome, WriteRequest
 from .store import CorruptEvent, EventStore, Stored, WrongLastSequence
@@ -53,6 +53,7 @@ __all__ = [
     "FLAG",
     "MAX_DEPTH",
     "MAX_ITEMS",
+    "MAX_TEXT",
     "MERGE_PATCH",
     "SEGMENT",
     "ActionBody",
@@ -87,6 +88,7 @@ __all__ = [
     "change_flag",
     "check_key",
     "check_lengths",
+    "check_text",
     "configuration_of",
     "convert",
     "create_flag_everywhere",

@@ -26,10 +26,18 @@ MAX_ITEMS: dict[str, int] = {
 }
 #: Deepest nesting of JSON arrays and objects in a body (variation values are free-form JSON).
 MAX_DEPTH = 32
+#: Longest free text, in characters, under each field name wherever it appears in a change (a flag's, a
+#: variation's, a rule's, a segment's, an environment's ``name`` and ``description``, the change ``comment``),
+#: and for each tag: every SDK receives every flag whole, so its text stays small. Variation values and clause
+#: values are data, not text: they are not limited here (the body's size is).
+MAX_TEXT: dict[str, int] = {"name": 200, "description": 2000, "comment": 1000, "tag": 64}
+#: Members holding data, where a "name" or "description" is part of a value, not free text of ours.
+_DATA = frozenset({"value", "values"})
 
 
 def check_lengths(data: Any) -> Any:
-    """``data`` unchanged, or ``InvalidInput`` (422) naming the JSON path of every list that is too long."""
+    """``data`` unchanged, or ``InvalidInput`` (422) naming the JSON path of every list that is too long and of
+    every free text (``MAX_TEXT``) that is too long."""
     problems: list[Problem] = []
     _walk(data, "$", 0, problems)
     if problems:
@@ -37,7 +45,14 @@ def check_lengths(data: Any) -> Any:
     return data
 
 
-def _walk(value: Any, path: str, depth: int, problems: list[Problem]) -> None:
+def check_text(value: Any, path: str, limit: int) -> Problem | None:
+    """A problem if ``value`` is a string longer than ``limit`` characters."""
+    if isinstance(value, str) and len(value) > limit:
+        return Problem(path, f"at most {limit:,} characters, got {len(value):,}")
+    return None
+
+
+def _walk(value: Any, path: str, depth: int, problems: list[Problem], data: bool = False) -> None:
     if depth > MAX_DEPTH:
         problems.append(Problem(path, f"nested deeper than {MAX_DEPTH} levels"))
         return
@@ -48,8 +63,19 @@ def _walk(value: Any, path: str, depth: int, problems: list[Problem]) -> None:
             if limit is not None and isinstance(item, list) and len(item) > limit:
                 problems.append(Problem(child, f"at most {limit} items, got {len(item)}"))
                 continue
-            _walk(item, child, depth + 1, problems)
+            inside = data or name in _DATA
+            if not inside and isinstance(name, str):
+                text = MAX_TEXT.get(name)
+                found = check_text(item, child, text) if text is not None else None
+                if name == "tags" and isinstance(item, list):
+                    found = next(
+                        (p for i, t in enumerate(item) if (p := check_text(t, f"{child}[{i}]", MAX_TEXT["tag"]))), None
+                    )
+                if found is not None:
+                    problems.append(found)
+                    continue
+            _walk(item, child, depth + 1, problems, inside)
     elif isinstance(value, list):
         for i, item in enumerate(value):
             if isinstance(item, dict | list):
-                _walk(item, f"{path}[{i}]", depth + 1, problems)
+                _walk(item, f"{path}[{i}]", depth + 1, problems, data)

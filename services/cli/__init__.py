@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "envs": ("flagstream.services.cli.envs", "list and create environments through the admin API"),
     "flags": ("flagstream.services.cli.flags", "create, list, show and toggle flags through the admin API"),
     "tokens": ("flagstream.services.cli.tokens", "create, list and revoke API tokens through the admin API"),
+    "client-keys": (
+        "flagstream.services.cli.clientkeys",
+        "create, list and revoke client-side keys (web pages, mobile apps) of an environment",
+    ),
     "webhooks": ("flagstream.services.cli.webhooks", "send each change to a URL of yours (Slack, CI), signed"),
     "projects": ("flagstream.services.cli.projects", "list projects and their environments through the admin API"),
     "export": ("flagstream.services.cli.flagfile", "write an environment's flags and segments to a YAML/JSON file"),

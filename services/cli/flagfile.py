@@ -78,6 +78,7 @@ def _export(api: FlagsApi, args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
     else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)  # `-o flags/staging.yaml` in a fresh checkout
         args.output.write_text(text, encoding="utf-8")
         print(f"exported {api.client.project}/{api.env} to {args.output}", file=sys.stderr)
     return 0

@@ -27,6 +27,7 @@ from .nats_auth import (
 )
 from .natsd import NatsCluster, NatsServer, free_port
 from .stream import (
+    CLIENT_KEYS_BUCKET,
     FLEET_BUCKET,
     MAX_CONSUMERS,
     RATE_BUCKET,
@@ -40,6 +41,7 @@ from .stream import (
 
 __all__ = [
     "ADMIN",
+    "CLIENT_KEYS_BUCKET",
     "FLEET_BUCKET",
     "MAX_CONSUMERS",
     "OPERATOR",

@@ -37,7 +37,7 @@ from ...credentials import sdk_user
 from ...events import STREAM
 from ...events.subjects import PREFIX, environment_filter, sdk_inbox_prefix
 from ...events.telemetry import TELEMETRY_PREFIX
-from .stream import FLEET_BUCKET, RATE_BUCKET, TOKENS_BUCKET, WEBHOOKS_BUCKET
+from .stream import CLIENT_KEYS_BUCKET, FLEET_BUCKET, RATE_BUCKET, TOKENS_BUCKET, WEBHOOKS_BUCKET
 
 ADMIN = "admin"
 PROJECTOR = "projector"
@@ -63,6 +63,7 @@ def admin_permissions() -> Permissions:
             f"$KV.{FLEET_BUCKET}.>",  # last-evaluated times of the fleet view
             f"$KV.{RATE_BUCKET}.>",  # the write rate per API token, shared by the replicas
             f"$KV.{WEBHOOKS_BUCKET}.>",  # webhook records and their delivery status
+            f"$KV.{CLIENT_KEYS_BUCKET}.>",  # client-side keys (browsers and mobile apps)
             f"{TELEMETRY_PREFIX}.>",  # the OFREP evaluator's own SDK clients report like any SDK
         ),
         subscribe=("_INBOX.>", f"{PREFIX}.>", f"{TELEMETRY_PREFIX}.>"),

@@ -57,6 +57,7 @@ TOKENS_BUCKET = "flagstream_tokens"  # API tokens (``services/tokens``)
 RATE_BUCKET = "flagstream_ratelimit"  # the write rate per API token, shared by the admin replicas
 WEBHOOKS_BUCKET = "flagstream_webhooks"  # webhook records and their delivery status (``services/webhooks``)
 FLEET_BUCKET = "flagstream_fleet"  # last-evaluated times of the fleet view (``services/fleet``)
+CLIENT_KEYS_BUCKET = "flagstream_clientkeys"  # client-side keys for browsers and apps (``services/clientkeys``)
 
 #: Consumers the stream accepts. Every SDK instance follows its environment with one ordered consumer, and
 #: nats-server (2.15) refuses the 1,001st consumer of a stream whose limit is left unset.

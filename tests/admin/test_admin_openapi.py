@@ -74,7 +74,14 @@ async def test_unknown_route_is_a_json_404(admin: Admin) -> None:
 
 
 #: Path parameters of entities the walk creates first (so requests reach the handlers, not only their 404).
-EXISTING = {"project": "default", "environment": "production", "key": "checkout", "id": "whnone", "asset": "none"}
+EXISTING = {
+    "project": "default",
+    "environment": "production",
+    "key": "checkout",
+    "id": "whnone",
+    "asset": "none",
+    "client_key": "fsc_AAAAAAAAAAAAAAAAAAAAAA",
+}
 
 
 async def test_every_answer_to_a_bad_request_is_in_the_document(nats_url: str, tmp_path: Path) -> None:

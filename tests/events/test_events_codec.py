@@ -70,6 +70,7 @@ def test_golden_flag_event_json() -> None:
             "description": "",
             "kind": "boolean",
             "tags": [],
+            "client_side": False,
             "on": True,
             "variations": [
                 {"key": "on", "value": True, "name": "", "description": ""},
@@ -118,6 +119,8 @@ def test_a_minimal_old_payload_decodes_with_defaults() -> None:
     assert event.version == 1
     assert event.flag.on is False
     assert [v.key for v in event.flag.variations] == ["on", "off"]
+    # written before client-side keys existed: not available to browsers (docs/clientside.md)
+    assert event.flag.client_side is False
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import ADMIN_TOKEN, FLAGSTREAM, AdminProcess, auth_headers
+from tests.helpers import ADMIN_TOKEN, FLAGSTREAM, AdminProcess, auth_headers, until
 
 ENV = "/api/v1/environments/production"
 
@@ -47,6 +47,14 @@ async def test_with_history_db_a_replica_answers_history_on_its_own(nats_url: st
             state = await http.get(f"{ENV}/state", params={"seq": toggled.headers["ETag"].strip('"')})
             assert state.status_code == 200, state.text
             assert state.json()["flags"][0]["state"]["on"] is True
+            # The fold's progress is in the replica's own metrics, under the projector's names.
+            version = int(toggled.headers["ETag"].strip('"'))
+            wanted = {f"flagstream_projector_last_applied_seq {version}.0", "flagstream_projector_lag 0.0"}
+
+            async def reported() -> bool:
+                return wanted <= set((await http.get("/metrics")).text.splitlines())
+
+            await until(reported, "the replica's metrics show its fold caught up")
         assert db.exists()
     finally:
         admin.stop()

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -29,12 +29,12 @@ DEFAULT_PORT = 8080
 class Up:
     """A running `flagstream up` process and the URL it printed."""
 
-    def __init__(self, data_dir: Path, *, port: int = 0, nats_port: int = 0) -> None:
-        """``port`` -1: no ``--port`` (the default, 8080 unless it is taken)."""
+    def __init__(self, data_dir: Path, *, port: int = 0, nats_port: int = 0, extra: Sequence[str] = ()) -> None:
+        """``port`` -1: no ``--port`` (the default, 8080 unless it is taken); ``extra``: more options."""
         self.data_dir = data_dir
         ports = ["--port", str(port)] if port >= 0 else []
         self.proc = subprocess.Popen(
-            [FLAGSTREAM, "up", "--data-dir", str(data_dir), *ports, "--nats-port", str(nats_port)],
+            [FLAGSTREAM, "up", "--data-dir", str(data_dir), *ports, "--nats-port", str(nats_port), *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -46,6 +46,7 @@ const optional = [
   { module: "./playground.js", needs: "evaluate", label: "Playground", path: "playground" },
   { module: "./fleet.js", needs: "getFleet", label: "Fleet", path: "fleet" },
   { module: "./webhooks.js", needs: "listWebhooks", label: "Webhooks", path: "webhooks", admin: true },
+  { module: "./clientkeys.js", needs: "listClientKeys", label: "Client-side keys", path: "client-keys", admin: true },
 ];
 
 function renderNav(current) {

@@ -39,6 +39,10 @@ export function field(label, control, hint) {
 
 export function toast(message, kind = "info") {
   const box = document.getElementById("toasts");
+  // A page's sticky save bar sits at the bottom where the toasts go: lift them above it, so Save stays clickable.
+  const bar = [...document.querySelectorAll(".savebar")].map((el) => el.getBoundingClientRect())
+    .find((r) => r.height > 0 && r.top < window.innerHeight && r.bottom > 0);
+  document.documentElement.style.setProperty("--above-savebar", bar ? `${Math.ceil(window.innerHeight - bar.top)}px` : "0px");
   const el = h("div", { class: `toast ${kind}`, role: kind === "error" ? "alert" : "status" }, message);
   box.append(el);
   setTimeout(() => el.remove(), kind === "error" ? 8000 : 4000);

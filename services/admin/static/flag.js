@@ -3,11 +3,12 @@
 import { call, envBase } from "./api.js";
 import { clear, clone, confirmDialog, h, lastChange, timeEl, toast } from "./dom.js";
 import { toggleFlag } from "./actions.js";
-import { Problems, clausesEditor, control, decorate, errorsAt, input, lines, newId, parseLines, select } from "./form.js";
+import { Problems, checkbox, clausesEditor, control, decorate, errorsAt, input, lines, newId, parseLines, select } from "./form.js";
 import { flagProblems } from "./validate.js";
 
-const STATE_FIELDS = ["key", "name", "description", "kind", "tags", "on", "variations", "off_variation", "fallthrough",
-  "targets", "rules", "prerequisites", "salt", "archived"];
+const STATE_FIELDS = ["key", "name", "description", "kind", "tags", "client_side", "on", "variations", "off_variation",
+  "fallthrough",
+  "targets", "rules", "prerequisites", "salt", "archived", "maintainer", "lifecycle", "remove_by"];
 
 function pct(weight) { return Number.isFinite(weight) ? String(Math.round(weight) / 1000) : ""; }
 function weightOf(text) {
@@ -186,7 +187,11 @@ export async function render(ctx, main, key) {
       control(problems, "$.description", "Description", (() => {
         const t = h("textarea", { rows: 2 }); t.value = draft.description;
         t.addEventListener("input", () => { draft.description = t.value; changed(false); }); return t;
-      })()));
+      })()),
+      h("div", { class: "field" },
+        checkbox("Available to client-side apps", Boolean(draft.client_side), (v) => { draft.client_side = v; changed(false); }),
+        h("p", { class: "small muted" }, "Web pages and mobile apps may evaluate it with a client-side key ",
+          "(its rules stay on the server; the answer is shown to whoever loads the page).")));
   }
 
   function variations() {

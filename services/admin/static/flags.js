@@ -70,7 +70,7 @@ export async function render(ctx, main) {
       : h("span", { class: `state ${f.on ? "on" : "off"}` }, f.on ? "on" : "off");
     return h("tr", { dataset: { key: f.key }, class: flashed.has(f.key) ? "flash" : null },
       h("td", { "data-label": "On" }, h("div", { class: "row" }, sw, stateEl)),
-      h("td", { "data-label": "Flag" }, h("a", { href: ctx.link(`flags/${encodeURIComponent(f.key)}`), class: "flag-link" },
+      h("td", { "data-label": "Flag", class: "flag-cell" }, h("a", { href: ctx.link(`flags/${encodeURIComponent(f.key)}`), class: "flag-link" },
         h("strong", {}, f.name || f.key)), " ", h("code", { class: "muted" }, f.key),
         f.description ? h("div", { class: "small muted" }, f.description) : null),
       h("td", { "data-label": "Tags" }, f.tags.map((t) => h("span", { class: "tag" }, t))),

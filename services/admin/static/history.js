@@ -6,6 +6,12 @@ import { flagSummary, segmentSummary } from "./describe.js";
 
 const show = (v) => (v === undefined ? "" : typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v));
 
+/** A field path that wraps only after a dot: "rules[0].clauses[0]" never breaks inside its brackets. */
+function fieldPath(path) {
+  if (!path) return "(whole)";
+  return path.split(/(?<=\.)/).flatMap((part, i) => (i ? [h("wbr"), part] : [part]));
+}
+
 function diffTable(entry) {
   if (!entry.changes.length) return h("p", { class: "small muted" }, "No field changed.");
   const whole = entry.changes.length === 1 && !entry.changes[0].path && entry.changes[0].op === "added" ? entry.changes[0].new : null;
@@ -20,7 +26,7 @@ function diffTable(entry) {
       if (c.op === "added") before = "(none)";
       if (c.op === "removed") after = "(removed)";
       if (c.op === "moved") { before = c.text || "moved"; after = ""; }
-      return h("tr", { class: "change", dataset: { path: c.path } }, h("td", {}, c.path || "(whole)"),
+      return h("tr", { class: "change", dataset: { path: c.path } }, h("td", { class: "path" }, fieldPath(c.path)),
         h("td", { class: "old" }, before), h("td", { class: "new" }, after));
     })));
 }
