@@ -34,7 +34,7 @@ from ...events import (
     FlagUpdated,
 )
 from ...validation import Problem
-from .decide import FLAG, Context, _event
+from .decide import FLAG, Context, make_event
 from .errors import Conflict, InvalidInput, NotFound
 from .store import Stored
 
@@ -177,7 +177,7 @@ def _write(cls: type[Event], environment: str, flag: Flag, pf: ProjectFlag, ctx:
     current = pf.states.get(environment)
     revision = current.event.version + 1 if current is not None else 1
     env_ctx = Context(ctx.project, environment, ctx.actor, ctx.at, ctx.comment, ctx.change)
-    return Write(environment, _event(cls, FLAG, flag, env_ctx, revision), current.seq if current else 0)
+    return Write(environment, make_event(cls, FLAG, flag, env_ctx, revision), current.seq if current else 0)
 
 
 def create(pf: ProjectFlag, environment: str | None, flag: Flag, ctx: Context) -> list[Write]:

@@ -245,7 +245,9 @@ class AdminService:
             )
             if definition.archived:
                 flag = msgspec.structs.replace(flag, archived=True)
-            events.append((subject(project, env.key, "flag", pf.key), decide._event(FlagCreated, FLAG, flag, ctx, 1)))
+            events.append(
+                (subject(project, env.key, "flag", pf.key), decide.make_event(FlagCreated, FLAG, flag, ctx, 1))
+            )
         if len(events) == 1:
             events = [(subj, msgspec.structs.replace(events[0][1], change=""))]
         seqs: list[int] = []
