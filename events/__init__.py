@@ -2,7 +2,9 @@
 
 from .catalog import (
     TAGS,
+    UNSET_AUTHOR,
     AnyEvent,
+    Author,
     EnvironmentCreated,
     EnvironmentEvent,
     EnvironmentUpdated,
@@ -50,9 +52,11 @@ __all__ = [
     "MAX_SEQ",
     "STREAM",
     "TAGS",
+    "UNSET_AUTHOR",
     "WEIGHT_TOTAL",
     "Address",
     "AnyEvent",
+    "Author",
     "Clause",
     "DecodeError",
     "EntityKind",

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...evaluation import Reason
-from ...events import DEFAULT_PROJECT, Event, Seq, entity_of, tag_of
+from ...events import DEFAULT_PROJECT, Author, Event, Seq, entity_of, tag_of
 from ...events.catalog import ScheduleEvent
 from ..changes import (
     FLAG,
@@ -61,7 +61,7 @@ from ..history import (
 )
 from ..projector import ReadModel
 from ..runtime import ProjectorMetrics
-from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, service_of
+from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, resolve_author, service_of
 
 MAX_LIMIT = 1000
 KINDS: dict[str, Kind] = {"flag": FLAG, "segment": SEGMENT}
@@ -501,6 +501,7 @@ async def _revert(
 ) -> list[Written]:
     service = service_of(request)
     actor = resolve_actor(request)
+    author = resolve_author(request)
     plan: dict[tuple[str, str], list[str]] = {}
     version: dict[tuple[str, str], int] = {}
     for ident, stored in current.items():
@@ -517,7 +518,9 @@ async def _revert(
             error: Conflict | None = None
             for ident in todo:
                 try:
-                    seq = await _step(service, project, environment, ident, action, target, version, actor, comment)
+                    seq = await _step(
+                        service, project, environment, ident, action, target, version, actor, comment, author
+                    )
                 except Conflict as exc:  # e.g. archived while another flag still uses it: try after the others
                     refused.append(ident)
                     error = exc
@@ -540,9 +543,10 @@ async def _step(
     version: dict[tuple[str, str], int],
     actor: str,
     comment: str,
+    author: Author | None = None,
 ) -> int:
     kind = KINDS[ident[0]]
-    req = WriteRequest(actor=actor, comment=comment, if_match=version[ident])
+    req = WriteRequest(actor=actor, comment=comment, if_match=version[ident], author=author)
     if action == "replace":
         state = msgspec.structs.replace(target[ident].state, archived=False)
         outcome = await service.replace(kind, project, environment, ident[1], state, req)

@@ -26,6 +26,7 @@ FEATURES: tuple[str, ...] = (
     "webhooks",
     "ui",
     "projects",
+    "people",
     "metrics",
 )
 

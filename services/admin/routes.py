@@ -15,7 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...events import DEFAULT_PROJECT, whole_number
+from ...events import DEFAULT_PROJECT, Author, whole_number
 from ...validation import Problem
 from ..changes import (
     ENVIRONMENT,
@@ -116,6 +116,13 @@ def resolve_actor(request: Request) -> str:
     return f"{name} (for {claimed})" if claimed and claimed != name else name
 
 
+def resolve_author(request: Request) -> Author | None:
+    """Who is writing, for the event's ``author``: the person signed in (stable id, name, e-mail, how they signed
+    in) or the API token (its id and name). None only for a request no one authenticated."""
+    principal = getattr(request.state, "principal", None)
+    return principal.author if principal is not None else None
+
+
 def _if_match(request: Request) -> int | None:
     raw = request.headers.get("if-match")
     if raw is None:
@@ -130,7 +137,10 @@ def write_request(request: Request, comment: str) -> WriteRequest:
     key = request.headers.get("idempotency-key")
     if key is not None and not (0 < len(key) <= 200):
         raise MalformedRequest("Idempotency-Key must be 1 to 200 characters")
-    return WriteRequest(actor=resolve_actor(request), comment=comment, if_match=_if_match(request), idempotency_key=key)
+    return WriteRequest(
+        actor=resolve_actor(request), comment=comment, if_match=_if_match(request), idempotency_key=key,
+        author=resolve_author(request),
+    )  # fmt: skip
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from ...events import (
+    Author,
     EntityKind,
     Environment,
     EnvironmentCreated,
@@ -72,6 +73,7 @@ class Context:
     actor: str
     at: datetime
     comment: str = ""
+    author: Author | None = None
 
 
 def state_of(kind: Kind, stored: Stored) -> Any:
@@ -88,6 +90,8 @@ def _event(cls: type[Event], kind: Kind, state: Any, ctx: Context, revision: int
         "version": revision,
         kind.attr: state,
     }
+    if ctx.author is not None:
+        fields["author"] = ctx.author
     return cls(**fields)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ...events import Event, entity_of, subject
+from ...events import Author, Event, entity_of, subject
 from ...events.subjects import PREFIX
 from ...validation import validate_flag, validate_segment
 from . import decide
@@ -34,6 +34,8 @@ class WriteRequest:
     if_match: int | None = None
     #: Client-chosen key: a retried write with the same key lands once.
     idempotency_key: str | None = None
+    #: Who writes (the person signed in, or the API token), recorded on the event beside ``actor``.
+    author: Author | None = None
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,7 @@ class AdminService:
             raise NotFound(_missing(ENVIRONMENT, project, environment, environment))
 
     def _context(self, project: str, environment: str, req: WriteRequest) -> Context:
-        return Context(project, environment, req.actor, self.clock(), req.comment)
+        return Context(project, environment, req.actor, self.clock(), req.comment, req.author)
 
 
 def _missing(kind: Kind, project: str, environment: str, key: str) -> str:

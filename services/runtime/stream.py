@@ -58,6 +58,8 @@ RATE_BUCKET = "flagstream_ratelimit"  # the write rate per API token, shared by 
 WEBHOOKS_BUCKET = "flagstream_webhooks"  # webhook records and their delivery status (``services/webhooks``)
 FLEET_BUCKET = "flagstream_fleet"  # last-evaluated times of the fleet view (``services/fleet``)
 CLIENT_KEYS_BUCKET = "flagstream_clientkeys"  # client-side keys for browsers and apps (``services/clientkeys``)
+USERS_BUCKET = "flagstream_users"  # people: local users, and those signed in via OpenID Connect (``services/people``)
+SESSIONS_BUCKET = "flagstream_sessions"  # sign-in sessions, sign-in attempts in flight, failed-password counts
 
 #: Consumers the stream accepts. Every SDK instance follows its environment with one ordered consumer, and
 #: nats-server (2.15) refuses the 1,001st consumer of a stream whose limit is left unset.
