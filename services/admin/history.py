@@ -83,6 +83,8 @@ class HistoryEntry(Struct, kw_only=True):
     revision: int
     #: Stream sequence of the entity's previous event (0: this event created it).
     previous: int
+    #: Who wrote it: a person (stable id, name, e-mail, how they signed in) or a token; null for older events.
+    author: Author | None
     changes: list[Change]
     #: The changes as one line each, e.g. ``on: false -> true``.
     lines: list[str]
@@ -356,6 +358,7 @@ def _entry(entry: AuditEntry) -> HistoryEntry:
         comment=record.comment,
         revision=record.revision,
         previous=entry.previous,
+        author=record.event().author or None,
         changes=entry.changes,
         lines=[c.text for c in entry.changes],
     )

@@ -103,9 +103,12 @@ def build_openapi(
             ok["content"] = {JSON: {"schema": schema_of[e.response]}}
         responses: dict[str, Any] = {str(e.status): ok}
         for status in statuses_of(e):
-            # /readyz answers 503 with its own body; a 304 has none; every other error is an ErrorBody.
+            # /readyz answers 503 with its own body; a 304 has none; every other error is an ErrorBody (or, for a
+            # page a browser is sent to, that page).
             own = status == 503 and e.public and e.response is not None
             content = {JSON: {"schema": schema_of[e.response]}} if own else error
+            if e.error_media_type != JSON:
+                content = {e.error_media_type: {"schema": {"type": "string"}}}
             responses[str(status)] = {"description": _STATUS_TEXT[status]}
             if status != 304:
                 responses[str(status)]["content"] = content

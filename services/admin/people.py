@@ -155,7 +155,10 @@ def _failed_page(message: str, status: int) -> Response:
 
 
 async def sso_callback(request: Request) -> Response:
-    people = _people(request)
+    """The provider's answer. The browser was sent here: every failure is a page saying why, with a way back."""
+    people = request.app.state.auth.people
+    if people is None or people.oidc is None:
+        return _failed_page("Single sign-on is not configured on this server.", 404)
     query = request.query_params
     if "error" in query:
         reason = query.get("error_description") or query["error"]
@@ -271,10 +274,10 @@ ENDPOINTS: list[Endpoint] = [
              public=True),
     Endpoint("GET", "/auth/oidc/start", sso_start, "signInWithProvider",
              "To the identity provider (OpenID Connect, authorization code with PKCE)", SIGN_IN_TAG, status=303,
-             public=True),
+             extra_statuses=(404,), public=True),
     Endpoint("GET", CALLBACK, sso_callback, "providerCallback",
              "The identity provider's answer: checked, then a session and back to the UI", SIGN_IN_TAG, status=303,
-             extra_statuses=(400, 401), public=True),
+             extra_statuses=(400, 401, 404), public=True, error_media_type="text/html"),
     Endpoint("GET", f"{API}/users", list_users, "listUsers", "List people (never their password hashes)",
              USERS_TAG, None, UserList),
     Endpoint("POST", f"{API}/users", create_user, "createUser", "Create a local user with a password and roles",

@@ -96,6 +96,8 @@ class Endpoint:
     public: bool = False
     #: Media types the request body may have (the first is the one the document leads with).
     content_types: tuple[str, ...] = (JSON,)
+    #: The media type of its answers other than the success, if not JSON (a page a browser is sent to).
+    error_media_type: str = JSON
 
 
 # -- request helpers ---------------------------------------------------------------------------------------
