@@ -40,6 +40,7 @@ from ..runtime import ensure_stream, while_jetstream_settles
 from ..tokens import SharedRateLimiter, TokenStore
 from ..webhooks import AddressPolicy
 from . import auth
+from . import people as people_routes
 from .metrics import install as install_metrics
 from .openapi import build_openapi
 from .registry import all_endpoints, feature_modules
@@ -225,4 +226,6 @@ def create_app(
     app.state.openapi = auth.document_security(build_openapi(endpoints, actor_header=actor_header), endpoints)
     # Request metrics for GET /metrics (services/admin/metrics.py): a middleware times every request.
     install_metrics(app)
+    # The provider's answers carry an authorization code in their query: never in the access log.
+    people_routes.redact_sign_in_answers()
     return app

@@ -121,6 +121,23 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
+class RedactSignInAnswers(logging.Filter):
+    """The access log line of the provider's answer without its query (the authorization code and state)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and args[2].startswith(CALLBACK):
+            record.args = (*args[:2], CALLBACK + ("?[redacted]" if "?" in args[2] else ""), *args[3:])
+        return True
+
+
+def redact_sign_in_answers() -> None:
+    """Install ``RedactSignInAnswers`` on uvicorn's access log (once)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactSignInAnswers) for f in access.filters):
+        access.addFilter(RedactSignInAnswers())
+
+
 def _redirect_uri(request: Request, people: People) -> str:
     configured = people.oidc.config.redirect_url if people.oidc is not None else ""
     return configured or str(request.url.replace(path=CALLBACK, query=""))
@@ -170,7 +187,7 @@ async def sso_callback(request: Request) -> Response:
     try:
         secret, session, to = await people.finish_sso(
             state=state, code=code, browser=request.cookies.get(SIGN_IN_COOKIE),
-            redirect_uri=_redirect_uri(request, people),
+            redirect_uri=_redirect_uri(request, people), iss=query.get("iss"),
         )  # fmt: skip
     except SignInFailed as exc:
         log.warning("single sign-on refused: %s", exc.message)

@@ -133,15 +133,18 @@ class People:
         return begun.url, browser
 
     async def finish_sso(
-        self, *, state: str, code: str, browser: str | None, redirect_uri: str
+        self, *, state: str, code: str, browser: str | None, redirect_uri: str, iss: str | None = None
     ) -> tuple[str, Session, str]:
-        """The provider's answer checked and turned into a session: (cookie secret, session, where to go)."""
+        """The provider's answer checked and turned into a session: (cookie secret, session, where to go).
+        ``iss``: the answer's issuer parameter (RFC 9207), when the provider sends one."""
         provider = self._provider()
         pending = await self.sessions.take(state)
         if pending is None:
             raise SignInFailed("this sign-in answer is unknown, was used already, or is too old: sign in again")
         if browser is None or not hmac.compare_digest(_browser_digest(browser), pending.browser):
             raise SignInFailed("this sign-in answer belongs to a sign-in started in another browser")
+        if iss is not None and iss != provider.config.issuer:
+            raise SignInFailed(f"this sign-in answer comes from another issuer ({iss[:100]})")
         identity = await provider.finish(code=code, verifier=pending.verifier, nonce=pending.nonce,
                                          redirect_uri=redirect_uri)  # fmt: skip
         user = await self.users.from_provider(

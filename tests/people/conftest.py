@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from starlette.applications import Starlette
 
 from flagstream.services.admin.app import create_app
-from flagstream.services.people import PeopleConfig
+from flagstream.services.people import GroupRole, PeopleConfig
 from tests.helpers import ADMIN_TOKEN, auth_headers
 
 API = "/api/v1/projects/default"
@@ -71,6 +72,39 @@ async def site(nats_url: str, config: PeopleConfig | None = None, **options: Any
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth_headers()) as op:
             yield Site(app, op)
+
+
+#: Where the provider sends the browser back, for an admin app reached through httpx's ASGI transport.
+CALLBACK = "http://admin/auth/oidc/callback"
+
+
+def sso_config(issuer: str, roles: list[dict[str, Any]] | None = None, **options: Any) -> PeopleConfig:
+    """Sign-in through the test provider as client ``flagstream``, its groups mapped to roles by ``roles``."""
+    from flagstream.services.people import OidcConfig
+    from tests.oidc.provider import CLIENT_ID, CLIENT_SECRET
+
+    oidc = OidcConfig(
+        issuer=issuer, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, label="Test SSO", redirect_url=CALLBACK,
+        scopes=["openid", "profile", "email", "groups"], roles=msgspec.convert(roles or [], list[GroupRole]),
+        **options,
+    )  # fmt: skip
+    return PeopleConfig(oidc=oidc)
+
+
+async def sign_in_via(browser: Browser, issuer: str, login: str) -> httpx.Response:
+    """The whole single sign-on as a browser makes it: Flagstream's start, the provider's login page, the answer
+    back to Flagstream. Returns Flagstream's answer to the callback."""
+    from tests.oidc.provider import log_in_at_provider
+
+    start = await browser.http.get("/auth/oidc/start")
+    assert start.status_code == 303, start.text
+    async with httpx.AsyncClient(base_url=issuer, timeout=30) as at_provider:
+        back = await log_in_at_provider(at_provider, start.headers["location"], login)
+    answer = await browser.http.get(back)
+    if answer.status_code == 303:
+        me = await browser.http.get("/api/v1/whoami")
+        browser.csrf = me.json().get("csrf") or ""
+    return answer
 
 
 @pytest.fixture
