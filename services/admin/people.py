@@ -77,6 +77,11 @@ class SignInOptions(msgspec.Struct, kw_only=True):
     sso: SsoOption | None = None
 
 
+class SessionState(msgspec.Struct, kw_only=True):
+    #: Whether this browser's session cookie is a live session (then GET /api/v1/whoami says who).
+    signed_in: bool
+
+
 class PasswordBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     login: str
     password: str
@@ -96,6 +101,14 @@ async def options(request: Request) -> Response:
     if config is not None and config.oidc is not None:
         sso = SsoOption(label=config.oidc.label, start="/auth/oidc/start")
     return json_response(SignInOptions(passwords=config.passwords if config else True, sso=sso))
+
+
+async def session_state(request: Request) -> Response:
+    """Whether the browser is signed in, without a 401 when it is not (a page asks this before anything else)."""
+    people: People | None = request.app.state.auth.people
+    cookie = request.cookies.get(SESSION_COOKIE)
+    live = bool(cookie and people is not None and await people.resolve(cookie) is not None)
+    return json_response(SessionState(signed_in=live))
 
 
 async def sign_in(request: Request) -> Response:
@@ -284,6 +297,9 @@ USER = f"{API}/users/{{id}}"
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/auth/options", options, "signInOptions", "How one may sign in here (password, single sign-on)",
              SIGN_IN_TAG, None, SignInOptions, public=True),
+    Endpoint("GET", "/auth/session", session_state, "sessionState",
+             "Whether this browser has a live session (no 401 when not)", SIGN_IN_TAG, None, SessionState,
+             public=True),
     Endpoint("POST", "/auth/password", sign_in, "signInWithPassword",
              "Sign in with a login and password: a session cookie (the same 401 whatever was wrong)", SIGN_IN_TAG,
              PasswordBody, SignedInBody, extra_statuses=(401,), public=True),
