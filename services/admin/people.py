@@ -302,7 +302,7 @@ ENDPOINTS: list[Endpoint] = [
              public=True),
     Endpoint("POST", "/auth/password", sign_in, "signInWithPassword",
              "Sign in with a login and password: a session cookie (the same 401 whatever was wrong)", SIGN_IN_TAG,
-             PasswordBody, SignedInBody, extra_statuses=(401,), public=True),
+             PasswordBody, SignedInBody, extra_statuses=(401, 422), public=True),
     Endpoint("POST", "/auth/signout", sign_out, "signOut", "End this browser's session", SIGN_IN_TAG, None, None, 204,
              public=True),
     Endpoint("GET", "/auth/oidc/start", sso_start, "signInWithProvider",

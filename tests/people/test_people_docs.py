@@ -1,0 +1,111 @@
+"""The people docs as written: the configuration files of docs/sso-*.md load, the generic one signs people in
+through a real OpenID provider with the roles it promises, the grants example of docs/security.md means what it
+says, and every `flagstream users` command shown there is one the CLI accepts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flagstream.services.cli import users as users_cli
+from flagstream.services.people import load_config
+from tests.oidc.provider import CLIENT_ID, CLIENT_SECRET, oidc_provider
+from tests.people.conftest import API, CALLBACK, sign_in_via, site
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def blocks(name: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", (DOCS / name).read_text(), flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("page", ["sso-keycloak.md", "sso-oidc.md"])
+def test_the_configuration_of_each_provider_page_loads(
+    page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLAGSTREAM_OIDC_CLIENT_SECRET", "from the environment")
+    (block,) = blocks(page, "yaml")
+    path = tmp_path / "people.yaml"
+    path.write_text(block)
+    config = load_config(path)
+    assert config.oidc is not None
+    assert config.oidc.secret() == "from the environment"
+    assert config.oidc.roles, "the page shows groups mapped to roles"
+
+
+async def test_the_generic_configuration_signs_people_in_with_the_roles_it_promises(
+    nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    accounts = {
+        "eve": {"name": "Eve Engineer", "groups": ["engineering"]},
+        "sam": {"name": "Sam Shop", "groups": ["shop-team"]},
+        "rel": {"name": "Rel Manager", "groups": ["release-managers"]},
+    }
+    monkeypatch.setenv("FLAGSTREAM_OIDC_CLIENT_SECRET", CLIENT_SECRET)
+    async with oidc_provider([CALLBACK], accounts=accounts) as provider:
+        data = yaml.safe_load(blocks("sso-oidc.md", "yaml")[0])
+        # The page's file, pointed at this provider and this test's admin (and nothing else changed).
+        data["oidc"].update(issuer=provider.issuer, client_id=CLIENT_ID, redirect_url=CALLBACK)
+        path = tmp_path / "people.yaml"
+        path.write_text(yaml.safe_dump(data))
+        async with site(nats_url, load_config(path)) as s:
+            for project, env in (("default", "development"), ("default", "production"), ("shop", "production")):
+                made = await s.op.post(f"/api/v1/projects/{project}/environments", json={"key": env})
+                assert made.status_code == 201, made.text
+            can = {}
+            for login in accounts:
+                async with s.browser() as b:
+                    assert (await sign_in_via(b, provider.issuer, login)).status_code == 303
+                    for project, env in (("default", "development"), ("default", "production"),
+                                         ("shop", "production")):  # fmt: skip
+                        flags = f"/api/v1/projects/{project}/environments/{env}/flags"
+                        wrote = await b.write("POST", flags, json={"key": f"{login}-flag"})
+                        read = await b.http.get(flags)
+                        can[login, project, env] = (
+                            "write" if wrote.status_code == 201 else ("read" if read.status_code == 200 else "none")
+                        )
+    assert can == {
+        ("eve", "default", "development"): "write", ("eve", "default", "production"): "read",
+        ("eve", "shop", "production"): "read",
+        ("sam", "default", "development"): "none", ("sam", "default", "production"): "none",
+        ("sam", "shop", "production"): "write",
+        ("rel", "default", "development"): "none", ("rel", "default", "production"): "write",
+        ("rel", "shop", "production"): "write",
+    }  # fmt: skip
+
+
+async def test_the_grants_example_means_what_the_text_says(nats_url: str) -> None:
+    example = next(b for b in blocks("security.md", "json") if '"grants"' in b)
+    async with site(nats_url) as s:
+        for project, env in (("default", "development"), ("default", "production"), ("shop", "production")):
+            assert (await s.op.post(f"/api/v1/projects/{project}/environments", json={"key": env})).status_code == 201
+        grants = json.loads(example)["grants"]
+        await s.user("grace", grants)
+        async with s.browser() as b:
+            assert (await b.sign_in("grace")).status_code == 200
+
+            async def writes(project: str, env: str) -> int:
+                flags = f"/api/v1/projects/{project}/environments/{env}/flags"
+                return (await b.write("POST", flags, json={"key": "x"})).status_code
+
+            assert await writes("default", "development") == 201, "writer on development"
+            assert await writes("default", "production") == 403, "reader elsewhere: not the production writer"
+            assert await writes("shop", "production") == 201, "the production writer of shop"
+            assert (await b.http.get(f"{API}/environments/production/flags")).status_code == 200, "reader everywhere"
+
+
+def test_every_users_command_of_the_security_page_is_accepted_by_the_cli() -> None:
+    parser = argparse.ArgumentParser(prog="flagstream users")
+    users_cli.add_arguments(parser)
+    lines = [line.split("  #")[0].strip() for block in blocks("security.md", "sh") for line in block.splitlines()]
+    commands = [shlex.split(line)[2:] for line in lines if line.startswith("flagstream users ")]
+    assert len(commands) >= 6
+    for args in commands:
+        parsed = parser.parse_args(args)
+        assert parsed.action in ("create", "roles", "password", "signout", "disable", "enable", "list"), args
