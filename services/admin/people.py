@@ -164,8 +164,17 @@ def _return_to(raw: str | None) -> str:
 
 
 async def sso_start(request: Request) -> Response:
-    people = _people(request)
-    url, browser = await people.begin_sso(_redirect_uri(request, people), _return_to(request.query_params.get("to")))
+    """To the provider. The browser was sent here: a failure is a page saying why, with a way back."""
+    people = request.app.state.auth.people
+    if people is None or people.oidc is None:
+        return _failed_page("Single sign-on is not configured on this server.", 404)
+    try:
+        url, browser = await people.begin_sso(
+            _redirect_uri(request, people), _return_to(request.query_params.get("to"))
+        )
+    except SignInFailed as exc:
+        log.warning("single sign-on cannot start: %s", exc.message)
+        return _failed_page(f"Single sign-on is unavailable: {exc.message}.", 503)
     response = RedirectResponse(url, status_code=303)
     _cookie(response, request, SIGN_IN_COOKIE, browser, 600, path="/auth/oidc/")
     return response
@@ -307,7 +316,7 @@ ENDPOINTS: list[Endpoint] = [
              public=True),
     Endpoint("GET", "/auth/oidc/start", sso_start, "signInWithProvider",
              "To the identity provider (OpenID Connect, authorization code with PKCE)", SIGN_IN_TAG, status=303,
-             extra_statuses=(404,), public=True),
+             extra_statuses=(404, 503), public=True, error_media_type="text/html"),
     Endpoint("GET", CALLBACK, sso_callback, "providerCallback",
              "The identity provider's answer: checked, then a session and back to the UI", SIGN_IN_TAG, status=303,
              extra_statuses=(400, 401, 404), public=True, error_media_type="text/html"),

@@ -121,3 +121,20 @@ async def test_the_same_person_keeps_their_id_and_an_admin_can_give_them_more(ss
         answer = await sign_in_via(refused, provider.issuer, "grace")
         assert answer.status_code == 401
         assert "disabled" in answer.text
+
+
+async def test_without_a_reachable_provider_the_browser_gets_a_page_saying_so(nats_url: str) -> None:
+    from flagstream.services.runtime import free_port
+
+    async with site(nats_url) as plain, plain.browser() as browser:
+        off = await browser.http.get("/auth/oidc/start")
+        assert off.status_code == 404
+        assert "not configured" in off.text
+        assert (await browser.http.get("/auth/options")).json()["sso"] is None
+    nobody = f"http://127.0.0.1:{free_port()}"  # a port nothing listens on
+    async with site(nats_url, sso_config(nobody)) as down, down.browser() as browser:
+        answer = await browser.http.get("/auth/oidc/start")
+        assert answer.status_code == 503
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "unavailable" in answer.text
+        assert "Back to sign-in" in answer.text
