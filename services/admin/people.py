@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..changes import InvalidInput, MalformedRequest, NotFound, check_key, convert, parse_json
-from ..people import People, SignInFailed, UserView, user_view
+from ..people import GroupRole, People, SignInFailed, UserView, user_view
 from ..tokens import ANY, Grant
 from .auth import SESSION_COOKIE, USERS_TAG, Principal
 from .routes import API, Endpoint, json_response, read_body
@@ -302,7 +302,43 @@ async def end_sessions(request: Request) -> Response:
     return json_response(user_view(user))
 
 
+class GroupRoles(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What the identity provider's groups give (``GroupRole``: group, role, project, environments)."""
+
+    items: list[GroupRole]
+
+
+class GroupRolesInForce(GroupRoles, kw_only=True):
+    #: ``api``: set here, shared by every replica; ``file``: the people configuration's ``oidc.roles``.
+    source: str
+
+
+async def get_group_roles(request: Request) -> Response:
+    roles, source = await _people(request).group_roles()
+    return json_response(GroupRolesInForce(items=roles, source=source))
+
+
+async def put_group_roles(request: Request) -> Response:
+    body = convert(parse_json(await read_body(request)), GroupRoles)
+    for at, rule in enumerate(body.items):
+        checked_grants([Grant(role=rule.role, project=rule.project, environment=e) for e in rule.environments])
+        if not rule.group.strip() or len(rule.group) > 256:
+            raise InvalidInput(f"items[{at}].group: a group name of 1 to 256 characters")
+    people = _people(request)
+    await people.set_group_roles(body.items, by=_by(request))
+    roles, source = await people.group_roles()
+    return json_response(GroupRolesInForce(items=roles, source=source))
+
+
+async def reset_group_roles(request: Request) -> Response:
+    people = _people(request)
+    await people.set_group_roles(None, by=_by(request))
+    roles, source = await people.group_roles()
+    return json_response(GroupRolesInForce(items=roles, source=source))
+
+
 USER = f"{API}/users/{{id}}"
+GROUPS = f"{API}/sso/group-roles"
 ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/auth/options", options, "signInOptions", "How one may sign in here (password, single sign-on)",
              SIGN_IN_TAG, None, SignInOptions, public=True),
@@ -329,6 +365,14 @@ ENDPOINTS: list[Endpoint] = [
              USERS_TAG, UserPatch, UserView, write=True),
     Endpoint("POST", f"{USER}/password", reset_password, "resetPassword",
              "Set a local user's password (their sessions end)", USERS_TAG, PasswordReset, UserView, write=True),
+    Endpoint("GET", GROUPS, get_group_roles, "getGroupRoles",
+             "The roles the identity provider's groups give, and whether set here or in the file", USERS_TAG, None,
+             GroupRolesInForce),
+    Endpoint("PUT", GROUPS, put_group_roles, "setGroupRoles",
+             "Set the roles the identity provider's groups give (every replica; replaces the file's)", USERS_TAG,
+             GroupRoles, GroupRolesInForce, write=True),
+    Endpoint("DELETE", GROUPS, reset_group_roles, "resetGroupRoles",
+             "Back to the roles of the people configuration file", USERS_TAG, None, GroupRolesInForce, write=True),
     Endpoint("POST", f"{USER}/signout", end_sessions, "endSessions", "End every session of a person", USERS_TAG,
              None, UserView, write=True),
 ]  # fmt: skip

@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 
 from ..changes import AdminError, InvalidInput, NotFound
 from ..tokens import Grant
-from .config import PeopleConfig, group_grants
+from .config import GroupRole, PeopleConfig, group_grants
 from .oidc import Begun, OidcClient, SignInFailed
 from .passwords import burn_time, hash_password, needs_rehash, password_problem, verify_password
 from .sessions import LOCK_TIME, MAX_FAILURES, Pending, Session, SessionStore
@@ -153,12 +153,24 @@ class People:
         )  # fmt: skip
         if user.disabled:
             raise SignInFailed("this person is disabled in Flagstream: ask an admin")
-        grants = group_grants(identity.groups, provider.config.roles)
+        grants = group_grants(identity.groups, (await self.group_roles())[0])
         secret, session = await self.sessions.start(
             user, via="oidc", issuer=identity.issuer, group_grants=grants, lifetime=self.config.session_lifetime
         )
         log.info("user %s (%s) signed in via %s", user.id, user.name, identity.issuer)
         return secret, session, pending.return_to
+
+    async def group_roles(self) -> tuple[list[GroupRole], str]:
+        """The provider groups' roles in force, and where they come from: ``api`` (set by an admin, shared by every
+        replica) or ``file`` (the configuration's ``oidc.roles``)."""
+        stored = await self.users.group_roles()
+        if stored is not None:
+            return stored[0], "api"
+        return (list(self.config.oidc.roles) if self.config.oidc is not None else []), "file"
+
+    async def set_group_roles(self, roles: list[GroupRole] | None, *, by: str) -> None:
+        await self.users.set_group_roles(roles)
+        log.info("the provider groups' roles %s by %s", "set" if roles is not None else "reset to the file's", by)
 
     # -- managing people -----------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ OpenID Connect provider (the provider's issuer and subject). Either way the reco
 hex characters) that every event they write carries, whatever their name or e-mail becomes.
 
 Keys: ``user.<id>`` holds the record; ``idx.<digest>`` maps a login (local) or an issuer and subject (OIDC) to
-the id, created with ``kv.create`` so two replicas can never make the same person twice. Records are never
+the id, created with ``kv.create`` so two replicas can never make the same person twice; ``config.group-roles``
+holds the provider groups' roles when an admin set them through the API. Records are never
 deleted: disabling is a new revision, and the bucket keeps 16 revisions per key for the audit. The bucket lives
 outside ``flagstream.>``: no SDK credential can read it.
 """
@@ -28,6 +29,7 @@ from nats.js.kv import KeyValue
 from ..changes import Conflict, InvalidInput
 from ..runtime import USERS_BUCKET, ensure_bucket
 from ..tokens import Grant
+from .config import GroupRole
 
 BUCKET = USERS_BUCKET
 LOGIN_MAX = 64
@@ -38,6 +40,8 @@ _ID = re.compile(r"^u_[0-9a-f]{16}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 Method = Literal["password", "oidc"]
+#: The key of the groups-to-roles mapping set through the API (it replaces the configuration file's).
+GROUP_ROLES = "config.group-roles"
 
 
 class User(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -258,6 +262,26 @@ class UserStore:
         ids = [s.removeprefix(prefix) for s in (info.state.subjects or {})]
         found = [await self.get(i) for i in ids]
         return sorted((u for u in found if u is not None), key=lambda u: (u.created_at, u.id))
+
+    async def group_roles(self) -> tuple[list[GroupRole], int] | None:
+        """The groups-to-roles mapping set through the API, and its revision; None if never set (or removed)."""
+        try:
+            entry = await self._kv.get(GROUP_ROLES)
+        except (KeyNotFoundError, NotFoundError):
+            return None
+        if not entry.value:
+            return None
+        return msgspec.json.decode(entry.value, type=list[GroupRole]), entry.revision
+
+    async def set_group_roles(self, roles: list[GroupRole] | None) -> None:
+        """Store the mapping every replica uses from now on; None: back to the configuration file's."""
+        if roles is None:
+            try:
+                await self._kv.delete(GROUP_ROLES)
+            except (KeyNotFoundError, NotFoundError):
+                pass
+            return
+        await self._kv.put(GROUP_ROLES, msgspec.json.encode(roles))
 
     async def history(self, user_id: str) -> list[User]:
         if not _ID.match(user_id):

@@ -138,3 +138,32 @@ async def test_without_a_reachable_provider_the_browser_gets_a_page_saying_so(na
         assert answer.headers["content-type"].startswith("text/html")
         assert "unavailable" in answer.text
         assert "Back to sign-in" in answer.text
+
+
+async def test_an_admin_sets_the_groups_roles_through_the_api_for_every_replica(
+    sso: Site, provider: Provider, nats_url: str
+) -> None:
+    in_file = (await sso.op.get("/api/v1/sso/group-roles")).json()
+    assert in_file["source"] == "file"
+    assert {"group": "release-managers", "role": "writer", "project": "*", "environments": ["production"]} in in_file[
+        "items"
+    ]
+
+    mapping = {"items": [{"group": "developers", "role": "writer", "environments": ["production"]}]}
+    put = await sso.op.put("/api/v1/sso/group-roles", json=mapping)
+    assert put.status_code == 200, put.text
+    assert put.json()["source"] == "api"
+    bad = await sso.op.put("/api/v1/sso/group-roles", json={"items": [{"group": "x", "role": "owner"}]})
+    assert bad.status_code == 422
+
+    # Another replica, started with the same file, follows the mapping set through the API.
+    async with site(nats_url, sso_config(provider.issuer, ROLES)) as other, other.browser() as grace:
+        assert (await sign_in_via(grace, provider.issuer, "grace")).status_code == 303
+        assert (await grace.write("POST", PROD, json={"key": "mapped"})).status_code == 201, "now a production writer"
+        assert (await grace.http.get(DEV)).status_code == 403, "and nothing else: the file's roles no longer apply"
+
+    reset = await sso.op.delete("/api/v1/sso/group-roles")
+    assert reset.json()["source"] == "file"
+    async with sso.browser() as grace:
+        await sign_in_via(grace, provider.issuer, "grace")
+        assert (await grace.write("POST", PROD, json={"key": "again"})).status_code == 403, "the file's roles again"
