@@ -74,8 +74,7 @@ async def test_a_token_for_one_environment_starts_there_and_sees_only_its_enviro
     await expect(page.locator("#env-select")).to_have_value("development")
     await page.get_by_role("button", name="Sign out").click()
 
-    await page.get_by_label("API token").fill(created.json()["token"])
-    await page.get_by_role("button", name="Sign in").click()
+    await ui.fill_token(created.json()["token"])
     await expect(page.locator("tr[data-key='new-checkout']")).to_be_visible()
     await expect(page).to_have_url(re.compile(r"/ui/#/production/flags$"))
     options = page.locator("#env-select option")
