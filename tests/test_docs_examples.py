@@ -62,6 +62,10 @@ NOT_API = {
     ("operations.md", "flagstream admin --nats-url"): "starts services",
     ("sdk.md", "pip install flagstream"): "installs the SDK",
     ("security.md", "flagstream admin --webhook-allow"): "starts services with an option",
+    ("security.md", "flagstream users create ada"): "run as written by tests/people/test_people_docs.py",
+    ("security.md", "flagstream users create grace"): "run as written by tests/people/test_people_docs.py",
+    ("sso-keycloak.md", "FLAGSTREAM_OIDC_CLIENT_SECRET="): "starts a service with a Keycloak of yours "
+    "(tests/people/test_people_docs.py loads its configuration)",
     ("ui.md", "flagstream up"): "starts the product (tests/runtime/test_up.py)",
 }
 

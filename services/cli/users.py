@@ -2,14 +2,16 @@
 an admin: the operator token that ``flagstream up`` saved is found by itself, so the first admin is made with
 ``flagstream users create ada --name "Ada Lovelace" --admin`` and no token pasted anywhere).
 
-A password is read from the terminal without echo (twice), or from standard input with ``--password-stdin``;
-it is never an argument (arguments are visible to every user of the machine in ``ps``).
+A password is read from the terminal without echo (twice), or from standard input (one line) with
+``--password-stdin`` or when standard input is not a terminal; it is never an argument (arguments are visible to
+every user of the machine in ``ps``).
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from typing import Any
 
@@ -63,9 +65,17 @@ def _grants(args: argparse.Namespace) -> list[dict[str, str]]:
     return [{**base, "environment": env} for env in args.environments] if args.environments else [base]
 
 
+def _line_of_stdin() -> str:
+    """One line of standard input, read a byte at a time: the rest stays for the next command of a script."""
+    data = bytearray()
+    while (byte := os.read(0, 1)) not in (b"", b"\n"):
+        data += byte
+    return data.decode().rstrip("\r")
+
+
 def _password(args: argparse.Namespace) -> str:
-    if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
+    if args.password_stdin or not sys.stdin.isatty():  # a script pipes it in: one line
+        return _line_of_stdin()
     first = getpass.getpass("Password: ")
     if getpass.getpass("Again: ") != first:
         raise ApiError("the two passwords differ")

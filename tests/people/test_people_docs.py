@@ -5,16 +5,22 @@ says, and every `flagstream users` command shown there is one the CLI accepts.""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
+from flagstream.services.admin.app import create_app
 from flagstream.services.cli import users as users_cli
 from flagstream.services.people import load_config
+from tests.helpers import ADMIN_TOKEN, FLAGSTREAM, auth_headers, serving
 from tests.oidc.provider import CLIENT_ID, CLIENT_SECRET, oidc_provider
 from tests.people.conftest import API, CALLBACK, sign_in_via, site
 
@@ -98,6 +104,39 @@ async def test_the_grants_example_means_what_the_text_says(nats_url: str) -> Non
             assert await writes("default", "production") == 403, "reader elsewhere: not the production writer"
             assert await writes("shop", "production") == 201, "the production writer of shop"
             assert (await b.http.get(f"{API}/environments/production/flags")).status_code == 200, "reader everywhere"
+
+
+async def test_the_users_commands_of_the_security_page_run_as_written(nats_url: str, tmp_path: Path) -> None:
+    """From a folder where `flagstream up` left its operator token, as the page says; the passwords are piped in
+    (standard input is not a terminal), one line per command that asks."""
+    (tmp_path / ".flagstream").mkdir()
+    (tmp_path / ".flagstream" / "operator-token").write_text(ADMIN_TOKEN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSTREAM_")}
+    passwords = {0: "ada's first passphrase\n", 1: "grace's first passphrase\ngrace's second passphrase\n"}
+    async with serving(create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN)) as url:
+        env.update(PATH=f"{Path(FLAGSTREAM).parent}:{env.get('PATH', '')}", FLAGSTREAM_API=url)
+        for index, block in enumerate(blocks("security.md", "sh")):
+            if "flagstream users" not in block:
+                continue
+            done = await asyncio.to_thread(
+                subprocess.run, ["bash", "-e", "-o", "pipefail", "-c", block], input=passwords[index], cwd=tmp_path,
+                env=env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 0, f"security.md block {index + 1}: {done.stdout}\n{done.stderr}"
+            assert "passphrase" not in done.stdout + done.stderr
+        async with httpx.AsyncClient(base_url=url, headers=auth_headers()) as op:
+            people = {u["login"]: u for u in (await op.get("/api/v1/users")).json()["items"]}
+        async with httpx.AsyncClient(base_url=url) as browser:
+            ada = await browser.post("/auth/password", json={"login": "ada", "password": "ada's first passphrase"})
+            assert ada.status_code == 200, "the first admin signs in"
+            grace = await browser.post("/auth/password",
+                                       json={"login": "grace", "password": "grace's second passphrase"})  # fmt: skip
+            assert grace.status_code == 401, "disabled, as the last command said"
+    assert (people["ada"]["name"], people["ada"]["email"], people["ada"]["grants"]) == (
+        "Ada Lovelace", "ada@example.com", [{"role": "admin"}])  # fmt: skip
+    assert people["grace"]["grants"] == [{"role": "reader"}], "the roles command replaced her roles"
+    assert people["grace"]["disabled"] is True
+    assert people["grace"]["sessions_after"] is not None
 
 
 def test_every_users_command_of_the_security_page_is_accepted_by_the_cli() -> None:
