@@ -50,9 +50,10 @@ def _by(request: Request) -> str:
 
 
 def _cookie(response: Response, request: Request, name: str, value: str, max_age: int, path: str = "/") -> None:
-    response.set_cookie(
-        name, value, max_age=max_age, path=path, httponly=True, samesite="lax", secure=request.url.scheme == "https"
-    )
+    people: People | None = request.app.state.auth.people
+    forced = people.config.secure_cookies if people is not None else None
+    secure = forced if forced is not None else request.url.scheme == "https"
+    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="lax", secure=secure)
 
 
 def _same_origin(request: Request) -> None:

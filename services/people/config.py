@@ -3,6 +3,7 @@
 
     session_hours: 12                   # how long a session lasts (at most 24)
     passwords: true                     # local users may sign in with a password
+    secure_cookies: true                # behind a proxy that ends TLS (default: when served over HTTPS)
     oidc:
       issuer: https://sso.example.com/realms/acme
       client_id: flagstream
@@ -65,6 +66,9 @@ class OidcConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class PeopleConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     session_hours: float = 12.0
     passwords: bool = True
+    #: Mark the cookies ``Secure``: None (default) when this server is reached over HTTPS; set it true behind a
+    #: proxy that ends TLS and speaks plain HTTP to the admin.
+    secure_cookies: bool | None = None
     oidc: OidcConfig | None = None
 
     @property

@@ -8,6 +8,7 @@ import nats
 import pytest
 
 from flagstream.events import STREAM, Author, decode_event
+from flagstream.services.people import PeopleConfig
 from tests.helpers import ADMIN_TOKEN, auth_headers
 from tests.people.conftest import API, PASSWORD, Site, site
 
@@ -173,3 +174,15 @@ async def test_a_person_without_a_role_signs_in_but_may_do_nothing(people: Site)
 
 async def test_the_operator_token_stays_an_admin(people: Site) -> None:
     assert (await people.op.get("/api/v1/users", headers=auth_headers(ADMIN_TOKEN))).status_code == 200
+
+
+async def test_behind_a_proxy_that_ends_tls_the_cookie_can_be_marked_secure(nats_url: str) -> None:
+    async with site(nats_url) as plain:
+        await plain.user("ada", [{"role": "reader"}])
+        async with plain.browser() as browser:
+            cookie = (await browser.sign_in("ada")).headers["set-cookie"].lower()
+            assert "secure" not in cookie, "over plain HTTP a Secure cookie would never come back"
+    async with site(nats_url, PeopleConfig(secure_cookies=True)) as proxied, proxied.browser() as browser:
+        cookie = (await browser.sign_in("ada")).headers["set-cookie"].lower()
+        assert "; secure" in cookie
+        assert "httponly" in cookie
