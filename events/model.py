@@ -52,6 +52,8 @@ class Operator(enum.StrEnum):
     AFTER = "after"
     EXISTS = "exists"  # attribute present (negate for "absent")
     IN_SEGMENT = "in_segment"  # values are segment keys; attribute is ignored
+    IN_CIDR = "in_cidr"  # an IP address (v4 or v6) in one of the CIDR ranges (or equal to an address)
+    MODULO = "mod"  # values [divisor, remainder]: attribute % divisor == remainder (Python's %, floats)
 
 
 class FlagKind(enum.StrEnum):
@@ -118,6 +120,18 @@ class Clause(Model, frozen=True, kw_only=True):
     negate: bool = False
     case_insensitive: bool = False
     context_kind: str = "user"
+    #: How a number or boolean attribute is read by the text operators (``starts_with``, ``ends_with``,
+    #: ``contains``, ``matches``): ``""`` (default) not at all, it does not match; ``python`` its ``str()``
+    #: (``True``, ``1.0``), as Flagsmith does; ``js`` JavaScript's ``String()`` (``true``, ``1``).
+    stringify: str = ""
+    #: How the ``semver_*`` operators read versions: ``""`` (Flagstream's: a leading ``v``, missing minor and
+    #: patch accepted), ``strict`` (semver 2.0 exactly: Unleash, Flagsmith), ``launchdarkly`` (missing minor
+    #: and patch accepted, no ``v``), ``flagd`` (a leading ``v``/``V`` dropped, missing parts padded, numbers
+    #: read as text).
+    semver: str = ""
+    #: Read a text attribute that looks like an integer or a decimal (``-?[0-9]+``, ``-?[0-9]+.[0-9]+``) as that
+    #: number first, for every operator, as Flagsmith's engine reads identity traits.
+    numeric_strings: bool = False
 
 
 class Rule(Model, frozen=True, kw_only=True):
@@ -142,6 +156,8 @@ class Prerequisite(Model, frozen=True, kw_only=True):
 
     flag: Key
     variation: Key
+    #: Also fail when the prerequisite flag is off, whatever it serves then (LaunchDarkly's rule).
+    require_on: bool = False
 
 
 def _default_variations() -> tuple[Variation, ...]:

@@ -22,7 +22,7 @@ from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind, error_d
 from .events import Clause, Flag, Rollout, Segment, Serve
 from .operators import Matcher, any_element, attribute_parts, compile_clause, in_other, string_in_parts
 from .schemes import getter, pointer, rollout_picker, segment_share, walk
-from .validation import MAX_PREREQUISITE_DEPTH, Problem, flag_problems, validate_segment
+from .validation import MAX_PREREQUISITE_DEPTH, Problem, cyclic_segments, flag_problems, validate_segment
 
 _hash = mmh3.hash
 
@@ -65,7 +65,7 @@ class CompiledSegment:
 
     __slots__ = ("archived", "excluded", "included", "key", "kind", "rules", "segment")
 
-    def __init__(self, segment: Segment) -> None:
+    def __init__(self, segment: Segment, segments: Mapping[str, CompiledSegment] | None = None) -> None:
         self.segment = segment
         self.key = segment.key
         self.kind = segment.context_kind
@@ -79,7 +79,7 @@ class CompiledSegment:
         rules: list[tuple[tuple[Matcher, ...], Any]] = []
         try:
             for rule in () if self.archived else segment.rules:
-                matchers = tuple(compile_clause(c, None) for c in rule.clauses)
+                matchers = tuple(compile_clause(c, segments) for c in rule.clauses)
                 weight: Any = None
                 if rule.weight is not None:
                     kind = rule.context_kind or segment.context_kind
@@ -302,6 +302,9 @@ class _Generator:
             self.emit(body, f"pf = flags.get({self.const(p.flag)})")
             self.emit(body, "if pf is None or pf.error is not None:")
             self.give(body + 1, failed)
+            if p.require_on:  # LaunchDarkly: an off prerequisite fails, whatever it serves
+                self.emit(body, "if not pf.on:")
+                self.give(body + 1, failed)
             self.emit(body, "o = pf.const")
             self.emit(
                 body, "got = o.variation if o is not None else pf.run(flags, context, ctxs, seq, depth + 1).variation"
@@ -375,8 +378,19 @@ def _template(source: str) -> FunctionType:
     return template
 
 
-def compile_segment(segment: Segment) -> CompiledSegment:
-    return CompiledSegment(segment)
+def compile_segment(segment: Segment, segments: Mapping[str, CompiledSegment] | None = None) -> CompiledSegment:
+    """``segments`` resolves the segments named by ``segment``'s clauses when evaluated (missing: empty)."""
+    return CompiledSegment(segment, segments)
+
+
+def compile_segments(segments: Mapping[str, Segment]) -> dict[str, CompiledSegment]:
+    """Every segment of an environment, each able to name the others; those on a cycle contain nobody."""
+    compiled: dict[str, CompiledSegment] = {}
+    for key, segment in segments.items():
+        compiled[key] = CompiledSegment(segment, compiled)
+    for key in cyclic_segments(segments):
+        compiled[key].archived = True
+    return compiled
 
 
 def compile_flag(flag: Flag, segments: Mapping[str, CompiledSegment]) -> CompiledFlag:

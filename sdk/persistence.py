@@ -20,7 +20,7 @@ from types import MappingProxyType
 
 import msgspec
 
-from .engine import compile_flag, compile_segment
+from .engine import compile_flag, compile_segments
 from .events import Environment, Flag, Segment
 from .ruleset import Ruleset
 
@@ -59,7 +59,7 @@ def build_ruleset(
     """A ``Ruleset`` from raw states, compiled by the running engine (as the fold would have built it)."""
     segment_map = {s.key: s for s in segments}
     flag_map = {f.key: f for f in flags}
-    compiled_segments = MappingProxyType({k: compile_segment(s) for k, s in segment_map.items()})
+    compiled_segments = MappingProxyType(compile_segments(segment_map))
     compiled = {k: compile_flag(f, compiled_segments) for k, f in flag_map.items()}
     return Ruleset(
         project=project,

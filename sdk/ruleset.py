@@ -19,7 +19,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from .engine import CompiledFlag, CompiledSegment, compile_flag, compile_segment
+from .engine import CompiledFlag, CompiledSegment, compile_flag, compile_segments
 from .events import Environment, Event, Flag, FlagEvent, Segment, SegmentEvent, state_hash, subject
 from .events.catalog import EnvironmentEvent
 
@@ -127,7 +127,7 @@ def apply_events(ruleset: Ruleset, events: Iterable[tuple[int, Event]]) -> tuple
         elif isinstance(event, EnvironmentEvent):
             env = event.env
     if segments_changed:
-        compiled_segments = {k: compile_segment(s) for k, s in segments.items()}
+        compiled_segments = compile_segments(segments)
         changed.update(flags)
         recompile: Iterable[str] = flags
     else:

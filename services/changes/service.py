@@ -14,7 +14,7 @@ from typing import Any
 
 from ...events import Author, Event, entity_of, subject
 from ...events.subjects import PREFIX
-from ...validation import validate_flag, validate_segment
+from ...validation import segment_references, validate_flag, validate_segment
 from . import decide
 from .decide import ENVIRONMENT, FLAG, SEGMENT, Context, Kind
 from .errors import Conflict, InvalidInput, NotFound
@@ -232,7 +232,12 @@ class AdminService:
                 flags={f.event.flag.key: f.event.flag for f in flags.values() if f.event.flag.key != key},  # type: ignore[attr-defined]
             )
         elif kind is SEGMENT:
-            problems = validate_segment(entity_of(event)[2])  # type: ignore[arg-type]
+            segment = entity_of(event)[2]
+            others = None
+            if segment_references(segment):  # type: ignore[arg-type]
+                found = await self.store.latest(list_filter(SEGMENT, project, environment))
+                others = {s.event.segment.key: s.event.segment for s in found.values()}  # type: ignore[attr-defined]
+            problems = validate_segment(segment, others)  # type: ignore[arg-type]
         else:
             problems = []
         if problems:
