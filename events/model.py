@@ -111,6 +111,9 @@ class Serve(Model, frozen=True, kw_only=True):
 
     variation: Key | None = None
     rollout: Rollout | None = None
+    #: Serve the caller's default value (no variation), as flagd does for a flag without a default variant
+    #: and GrowthBook for a null default value.
+    default: bool = False
 
 
 class Clause(Model, frozen=True, kw_only=True):
@@ -132,6 +135,11 @@ class Clause(Model, frozen=True, kw_only=True):
     #: Read a text attribute that looks like an integer or a decimal (``-?[0-9]+``, ``-?[0-9]+.[0-9]+``) as that
     #: number first, for every operator, as Flagsmith's engine reads identity traits.
     numeric_strings: bool = False
+    #: Test the evaluation time (the SDK's clock; for time travel, the instant asked about): ``""`` (default)
+    #: the attribute only; ``always`` the evaluation time instead of the attribute (flagd's
+    #: ``$flagd.timestamp``); ``if_absent`` the attribute, or the evaluation time when the context lacks it
+    #: (Unleash's ``currentTime``). Date operators read it as a date; the others as whole epoch seconds.
+    now: str = ""
 
 
 class Rule(Model, frozen=True, kw_only=True):
@@ -185,6 +193,9 @@ class Flag(Model, frozen=True, kw_only=True):
     #: Bucketing salt; empty means the flag key. Keep it when copying a flag to keep users' buckets.
     salt: str = ""
     archived: bool = False
+    #: When off, or a prerequisite fails: serve the caller's default instead of ``off_variation`` (a
+    #: LaunchDarkly flag without an off variation, a disabled flagd flag).
+    off_default: bool = False
 
 
 class SegmentRule(Model, frozen=True, kw_only=True):

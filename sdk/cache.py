@@ -72,7 +72,7 @@ class RulesetCache:
         old = self.ruleset
         if not events and not fresh:
             return set()
-        base = Ruleset(project=old.project, environment=old.environment) if fresh else old
+        base = Ruleset(project=old.project, environment=old.environment, clock=old.clock) if fresh else old
         try:
             new, changed = apply_events(base, events)
         except Exception:

@@ -20,9 +20,16 @@ from .bucketing import FLAGSTREAM, TOTAL, bucket_text, cumulative
 from .context import Contexts, normalize
 from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind, error_detail
 from .events import Clause, Flag, Rollout, Segment, Serve
-from .operators import Matcher, any_element, attribute_parts, compile_clause, in_other, string_in_parts
+from .operators import NOW, Matcher, any_element, attribute_parts, compile_clause, in_other, string_in_parts
 from .schemes import getter, pointer, rollout_picker, segment_share, walk
-from .validation import MAX_PREREQUISITE_DEPTH, Problem, cyclic_segments, flag_problems, validate_segment
+from .validation import (
+    MAX_PREREQUISITE_DEPTH,
+    Problem,
+    cyclic_segments,
+    flag_problems,
+    segment_references,
+    validate_segment,
+)
 
 _hash = mmh3.hash
 
@@ -32,6 +39,21 @@ _FALLTHROUGH_ROLLOUT = Reason(kind=ReasonKind.FALLTHROUGH, in_rollout=True)
 _TARGET = Reason(kind=ReasonKind.TARGET_MATCH)
 #: Matches no sequence (sequences are >= 0): the initial cached detail of every outcome.
 _NEVER = EvaluationDetail(value=None, variation=None, reason=_OFF, seq=-1)
+
+
+class _Special:
+    """``CompiledFlag.error`` of a flag evaluated off the hot path (:func:`_evaluate_special`): one that can serve
+    the caller's default, or reads the evaluation time. Not an error."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SPECIAL"
+
+
+SPECIAL: Any = _Special()
+#: The value of an outcome that serves the caller's default (``Serve.default``, ``Flag.off_default``).
+CALLER_DEFAULT: Any = _Special.__new__(_Special)
 
 
 class _Cycle(Exception):
@@ -63,7 +85,7 @@ _Run = Callable[[Mapping[str, "CompiledFlag"], Any, Contexts | None, int, int], 
 class CompiledSegment:
     """A segment prepared for membership tests: excluded keys win, then included keys, then rules."""
 
-    __slots__ = ("archived", "excluded", "included", "key", "kind", "rules", "segment")
+    __slots__ = ("archived", "excluded", "included", "key", "kind", "rules", "segment", "timed")
 
     def __init__(self, segment: Segment, segments: Mapping[str, CompiledSegment] | None = None) -> None:
         self.segment = segment
@@ -73,12 +95,15 @@ class CompiledSegment:
             self.archived = segment.archived or bool(validate_segment(segment))
         except Exception:  # not even checkable: the segment contains nobody
             self.archived = True
+        #: Whether a clause reads the evaluation time (``compile_segments`` adds the segments it names).
+        self.timed = False
         self.included = frozenset(segment.included)
         self.excluded = frozenset(segment.excluded)
         salt_dot = f"{segment.salt or segment.key}."
         rules: list[tuple[tuple[Matcher, ...], Any]] = []
         try:
             for rule in () if self.archived else segment.rules:
+                self.timed = self.timed or any(c.now for c in rule.clauses)
                 matchers = tuple(compile_clause(c, segments) for c in rule.clauses)
                 weight: Any = None
                 if rule.weight is not None:
@@ -133,7 +158,7 @@ class CompiledFlag:
     prerequisites or a rollout); otherwise ``run`` evaluates it, unless ``error`` says it cannot be.
     """
 
-    __slots__ = ("archived", "const", "error", "flag", "key", "malformed", "on", "problems", "run")
+    __slots__ = ("archived", "const", "error", "flag", "key", "malformed", "on", "problems", "run", "timed")
 
     def __init__(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
         self.flag = flag
@@ -143,6 +168,8 @@ class CompiledFlag:
         self.const: _Outcome | None = None
         self.run: _Run | None = None
         self.error: ErrorKind | None = None
+        #: Reads the evaluation time (a clause, or a segment it names, has ``now``).
+        self.timed = False
         try:
             self.problems = flag_problems(flag)
         except Exception as e:  # not even checkable (built in code with wrong types): refuse it
@@ -156,16 +183,45 @@ class CompiledFlag:
             return
         try:
             self._compile(flag, segments)
+            self._special(flag, segments)
         except Exception:  # a fault validation did not foresee: refuse the flag rather than fail later
             self.malformed = True
             self.error = ErrorKind.MALFORMED_FLAG
             self.const = self.run = None
 
+    def _special(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
+        """Move a flag that can serve the caller's default, or reads the evaluation time, off the hot path."""
+        clauses = [c for r in flag.rules for c in r.clauses]
+        self.timed = any(c.now for c in clauses) or any(
+            segments.get(k) is not None and segments[k].timed
+            for c in clauses
+            if c.op == "in_segment"
+            for k in c.values
+            if isinstance(k, str)
+        )
+        serves = [flag.fallthrough, *(r.serve for r in flag.rules)]
+        if not (self.timed or flag.off_default or any(s.default for s in serves)):
+            return
+        const = self.const
+        if const is not None:
+
+            def run(flags: Any, context: Any, ctxs: Any, seq: int, depth: int) -> EvaluationDetail:
+                return const.at(seq)
+
+            self.run, self.const = run, None
+        self.error = SPECIAL  # type: ignore[assignment]
+
     def _compile(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
         values = {v.key: v.value for v in flag.variations}
-        off = _Outcome(values[flag.off_variation], flag.off_variation, _OFF)
+        if flag.off_default:
+            off = _Outcome(CALLER_DEFAULT, None, _OFF)
+        else:
+            off = _Outcome(values[flag.off_variation], flag.off_variation, _OFF)
         if not flag.on:
             self.const = off
+            return
+        if flag.fallthrough.default and not (flag.targets or flag.rules or flag.prerequisites):
+            self.const = _Outcome(CALLER_DEFAULT, None, _FALLTHROUGH)
             return
         if not (flag.targets or flag.rules or flag.prerequisites) and flag.fallthrough.variation is not None:
             self.const = _Outcome(values[flag.fallthrough.variation], flag.fallthrough.variation, _FALLTHROUGH)
@@ -221,6 +277,9 @@ class _Generator:
 
     def serve(self, depth: int, s: Serve, reason: Reason, rollout_reason: Reason, known: frozenset[str]) -> None:
         """Lines that return what ``s`` serves; a rollout that cannot bucket the context falls through."""
+        if s.default:
+            self.give(depth, self.const(_Outcome(CALLER_DEFAULT, None, reason)))
+            return
         if s.variation is not None:
             self.give(depth, self.const(_Outcome(self.values[s.variation], s.variation, reason)))
             return
@@ -300,15 +359,19 @@ class _Generator:
             self.emit(body, f"if depth >= {MAX_PREREQUISITE_DEPTH}:")
             self.emit(body + 1, "raise _Cycle()")
             self.emit(body, f"pf = flags.get({self.const(p.flag)})")
-            self.emit(body, "if pf is None or pf.error is not None:")
+            self.emit(body, "e = None if pf is None else pf.error")
+            self.emit(body, "if pf is None or (e is not None and e is not _SPECIAL):")
             self.give(body + 1, failed)
             if p.require_on:  # LaunchDarkly: an off prerequisite fails, whatever it serves
                 self.emit(body, "if not pf.on:")
                 self.give(body + 1, failed)
             self.emit(body, "o = pf.const")
-            self.emit(
-                body, "got = o.variation if o is not None else pf.run(flags, context, ctxs, seq, depth + 1).variation"
-            )
+            self.emit(body, "if o is not None:")
+            self.emit(body + 1, "got = o.variation")
+            self.emit(body, "elif e is None:")
+            self.emit(body + 1, "got = pf.run(flags, context, ctxs, seq, depth + 1).variation")
+            self.emit(body, "else:")  # a prerequisite that reads the time or serves the caller's default
+            self.emit(body + 1, "got = _special_run(flags, pf, context, ctxs, seq, depth + 1).variation")
             self.emit(body, f"if got != {self.const(p.variation)}:")
             self.give(body + 1, failed)
 
@@ -362,14 +425,20 @@ class _Generator:
 
 
 _TEMPLATES: dict[str, FunctionType] = {}
-_GLOBALS = {"_bucket_text": bucket_text, "_in_other": in_other, "_any_element": any_element, "_walk": walk}
+_GLOBALS: dict[str, Any] = {
+    "_bucket_text": bucket_text,
+    "_in_other": in_other,
+    "_any_element": any_element,
+    "_walk": walk,
+    "_SPECIAL": SPECIAL,
+}
 
 
 def _template(source: str) -> FunctionType:
     """The compiled function of ``source``, whose code every flag of the same shape shares."""
     template = _TEMPLATES.get(source)
     if template is None:
-        namespace: dict[str, Any] = dict(_GLOBALS, _Cycle=_Cycle)
+        namespace: dict[str, Any] = dict(_GLOBALS, _Cycle=_Cycle, _special_run=_special_run)
         exec(compile(source, "<flagstream-flag>", "exec"), namespace)
         template = namespace["run"]
         if len(_TEMPLATES) >= 4096:
@@ -388,8 +457,17 @@ def compile_segments(segments: Mapping[str, Segment]) -> dict[str, CompiledSegme
     compiled: dict[str, CompiledSegment] = {}
     for key, segment in segments.items():
         compiled[key] = CompiledSegment(segment, compiled)
-    for key in cyclic_segments(segments):
+    valid = {k: s for k, s in segments.items() if not compiled[k].archived}  # checkable: validation passed
+    for key in cyclic_segments(valid):
         compiled[key].archived = True
+    names = {k: segment_references(s) for k, s in valid.items() if not compiled[k].archived}
+    changed = True
+    while changed:  # a segment naming a timed segment reads the time too
+        changed = False
+        for key, named in names.items():
+            c = compiled[key]
+            if not c.timed and any(compiled.get(k) is not None and compiled[k].timed for k in named):
+                c.timed = changed = True
     return compiled
 
 
@@ -397,11 +475,45 @@ def compile_flag(flag: Flag, segments: Mapping[str, CompiledSegment]) -> Compile
     return CompiledFlag(flag, segments)
 
 
-def evaluate(flags: Mapping[str, CompiledFlag], key: str, context: Any, default: Any, seq: int = 0) -> EvaluationDetail:
+def _special_run(
+    flags: Mapping[str, CompiledFlag],
+    flag: CompiledFlag,
+    context: Any,
+    ctxs: Any,
+    seq: int,
+    depth: int,
+    now: Any = None,
+) -> EvaluationDetail:
+    """Run a SPECIAL flag: with the evaluation time in the contexts if it reads it (``now``, else the clock of
+    ``flags``, else none: its time clauses then do not match). Its caller's-default outcomes keep the
+    CALLER_DEFAULT value here: :func:`evaluate` puts the caller's default in."""
+    if ctxs is None:
+        ctxs = normalize(context)
+        if ctxs is None:
+            raise _Malformed()
+    if flag.timed and NOW not in ctxs:
+        if now is None:
+            clock = getattr(flags, "clock", None)
+            now = clock() if clock is not None else None
+        if now is not None:
+            ctxs = {**ctxs, NOW: now}
+    return flag.run(flags, context, ctxs, seq, depth)  # type: ignore[misc]
+
+
+class _Malformed(Exception):
+    """The context is malformed (found while running a SPECIAL flag)."""
+
+
+def evaluate(
+    flags: Mapping[str, CompiledFlag], key: str, context: Any, default: Any, seq: int = 0, now: float | None = None
+) -> EvaluationDetail:
     """Evaluate flag ``key`` for ``context``; never raises.
 
     Unknown or archived flags give ``default`` with FLAG_NOT_FOUND, invalid flags MALFORMED_FLAG, a context
     that is not one of the accepted shapes (see :mod:`flagstream.context`) MALFORMED_CONTEXT.
+
+    ``now`` (epoch milliseconds) is the evaluation time for clauses that read it (``Clause.now``); by default
+    the clock of ``flags`` (``Ruleset.clock``: the SDK's wall clock, time travel's instant), if it has one.
     """
     try:
         flag = flags.get(key)
@@ -416,6 +528,11 @@ def evaluate(flags: Mapping[str, CompiledFlag], key: str, context: Any, default:
             d = o.last
             return d if d.seq == seq else o.at(seq)
         if flag.error is not None:
+            if flag.error is SPECIAL:
+                d = _special_run(flags, flag, context, None, seq, 0, now)
+                if d.value is CALLER_DEFAULT:
+                    return EvaluationDetail(value=default, variation=None, reason=d.reason, seq=seq)
+                return d
             return error_detail(default, flag.error, seq)
         if plain:
             ctxs = None
@@ -426,5 +543,7 @@ def evaluate(flags: Mapping[str, CompiledFlag], key: str, context: Any, default:
         return flag.run(flags, context, ctxs, seq, 0)  # type: ignore[misc]
     except _Cycle:
         return error_detail(default, ErrorKind.MALFORMED_FLAG, seq)
+    except _Malformed:
+        return error_detail(default, ErrorKind.MALFORMED_CONTEXT, seq)
     except Exception:
         return error_detail(default, ErrorKind.EXCEPTION, seq)

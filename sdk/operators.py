@@ -40,6 +40,21 @@ Test = Callable[[Any], bool]
 EPOCH_MS_THRESHOLD = 1e11
 
 
+class _Now:
+    """The key of the evaluation time in the contexts mapping of a timed evaluation (no kind can equal it)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOW"
+
+
+#: ``contexts[NOW]``: the evaluation time, epoch milliseconds, set by the engine for flags that read it.
+NOW: Any = _Now()
+#: ``Clause.now`` values.
+NOW_MODES = ("", "always", "if_absent")
+
+
 class SegmentMembership(Protocol):
     def contains(self, contexts: Contexts) -> bool: ...
 
@@ -499,6 +514,7 @@ def string_in_parts(clause: Clause) -> tuple[str, str, frozenset[str], bool] | N
         op not in (Operator.IN, Operator.EQUALS)
         or clause.case_insensitive
         or clause.numeric_strings
+        or clause.now
         or clause.attribute == "kind"
         or _pointer(clause.attribute) is not None
         or not clause.values
@@ -520,6 +536,29 @@ def in_other(v: Any, strings: frozenset[str], negate: bool) -> bool:
     if type(v) is list or type(v) is tuple:
         return any(type(x) is str and x in strings for x in v) is not negate
     return negate
+
+
+def _timed_matcher(kind: str, attribute: str, test: Test, negate: bool, mode: str, as_date: bool) -> Matcher:
+    """A clause on the evaluation time (``Clause.now``): as a date (epoch ms) for the date operators, else as
+    whole epoch seconds (flagd's ``$flagd.timestamp``). Without an evaluation time it does not match."""
+    path = _pointer(attribute)
+
+    def match(ctxs: Contexts) -> bool:
+        v = None
+        if mode == "if_absent":
+            a = ctxs.get(kind)
+            if a is not None:
+                v = a.get(attribute) if path is None else _walk(a, path)
+        if v is None:
+            now = ctxs.get(NOW)
+            if now is None:
+                return False
+            v = now if as_date else int(now // 1000)
+        if type(v) is list or type(v) is tuple:
+            return any(map(test, v)) is not negate
+        return test(v) is not negate
+
+    return match
 
 
 def _exists_matcher(kind: str, attribute: str, negate: bool) -> Matcher:
@@ -568,6 +607,8 @@ def attribute_parts(clause: Clause) -> tuple[str, str, Test, bool] | None:
         op, negate = Operator.IN, not negate
     if op in (Operator.EXISTS, Operator.IN_SEGMENT) or clause.attribute == "kind" or _pointer(clause.attribute):
         return None
+    if clause.now:
+        return None
     values = prepare_values(op, tuple(clause.values), clause.case_insensitive, clause.semver)
     test = clause_test(clause, op, values)
     return clause.context_kind, clause.attribute, test, negate
@@ -593,6 +634,8 @@ def compile_clause(clause: Clause, segments: Mapping[str, SegmentMembership] | N
         return _exists_matcher(kind, attribute, negate)
     if op is Operator.IN_SEGMENT:
         return _segment_matcher(values, segments, negate)
+    if clause.now:
+        return _timed_matcher(kind, attribute, clause_test(clause, op, values), negate, clause.now, op in _DATE_OPS)
     if attribute == "kind":
         return _kind_matcher(clause_test(clause, op, values), negate)
     if (

@@ -22,7 +22,7 @@ import msgspec
 
 from .engine import compile_flag, compile_segments
 from .events import Environment, Flag, Segment
-from .ruleset import Ruleset
+from .ruleset import CompiledFlags, Ruleset, wall_clock
 
 log = logging.getLogger("flagstream.client")
 
@@ -60,7 +60,8 @@ def build_ruleset(
     segment_map = {s.key: s for s in segments}
     flag_map = {f.key: f for f in flags}
     compiled_segments = MappingProxyType(compile_segments(segment_map))
-    compiled = {k: compile_flag(f, compiled_segments) for k, f in flag_map.items()}
+    compiled = CompiledFlags({k: compile_flag(f, compiled_segments) for k, f in flag_map.items()})
+    compiled.clock = wall_clock
     return Ruleset(
         project=project,
         environment=environment,
@@ -68,7 +69,7 @@ def build_ruleset(
         flags=MappingProxyType(flag_map),
         segments=MappingProxyType(segment_map),
         env=env,
-        compiled=MappingProxyType(compiled),
+        compiled=compiled,
         compiled_segments=compiled_segments,
         versions=MappingProxyType(dict(versions or {})),
     )

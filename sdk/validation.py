@@ -16,7 +16,7 @@ from msgspec import Struct
 
 from .bucketing import FLAGSTREAM
 from .events import WEIGHT_TOTAL, Clause, Flag, Operator, Segment, Serve
-from .operators import ValueProblem, prepare_values
+from .operators import NOW_MODES, ValueProblem, prepare_values
 from .schemes import GROWTHBOOK, RANGED, SCHEMES, SEGMENT_SCHEMES
 
 #: Every bucketing scheme a rollout can name.
@@ -194,6 +194,10 @@ def _clause_problems(clause: Clause, path: str) -> list[Problem]:
     if op is None:
         return [Problem(f"{path}.op", f"unknown operator {clause.op!r}")]
     _kind_problem(clause.context_kind, f"{path}.context_kind", problems)
+    if clause.now not in NOW_MODES:
+        problems.append(Problem(f"{path}.now", f"unknown now {clause.now!r} (known: always, if_absent)"))
+    elif clause.now and op in (Operator.EXISTS, Operator.IN_SEGMENT):
+        problems.append(Problem(f"{path}.now", f"{op.value!r} cannot test the evaluation time"))
     if clause.stringify not in ("", "python", "js"):
         problems.append(Problem(f"{path}.stringify", f"unknown stringify {clause.stringify!r} (known: python, js)"))
     if op is not Operator.IN_SEGMENT and (not isinstance(clause.attribute, str) or not clause.attribute):
@@ -207,8 +211,10 @@ def _clause_problems(clause: Clause, path: str) -> list[Problem]:
 
 
 def _serve_problems(serve: Serve, path: str, keys: set[str]) -> list[Problem]:
-    if (serve.variation is None) == (serve.rollout is None):
-        return [Problem(path, "serve exactly one of 'variation' or 'rollout'")]
+    if (serve.variation is not None) + (serve.rollout is not None) + bool(serve.default) != 1:
+        return [Problem(path, "serve exactly one of 'variation', 'rollout' or 'default'")]
+    if serve.default:
+        return []
     if serve.variation is not None:
         if serve.variation not in keys:
             return [Problem(f"{path}.variation", f"unknown variation {serve.variation!r}")]

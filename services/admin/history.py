@@ -421,6 +421,7 @@ async def evaluate_handler(request: Request) -> Response:
         found = states(pairs)
         seq = max((v.seq for v in found.values()), default=0)
         at: datetime | None = None
+        instant: datetime | int | None = None
     else:
         model = await model_of(request)
         instant = parse_instant(body.as_of, "as_of") if body.as_of is not None else body.seq
@@ -428,7 +429,9 @@ async def evaluate_handler(request: Request) -> Response:
         found = await states_at(model, project, environment, seq)
         if isinstance(instant, datetime):
             found = await with_pending(request, project, environment, found, instant)
-    ruleset = ruleset_of(project, environment, seq, found)
+    # The evaluation time of clauses that read it: the instant asked about (an as_of time, or the time of the
+    # sequence asked for); now for the current state.
+    ruleset = ruleset_of(project, environment, seq, found, instant if isinstance(instant, datetime) else at)
     results = [_result(e) for e in evaluate_all(ruleset, body.context, body.flags)]
     return json_response(EvaluateResponse(seq=seq, at=at, results=results))
 

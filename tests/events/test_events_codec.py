@@ -75,12 +75,13 @@ def test_golden_flag_event_json() -> None:
                 {"key": "off", "value": False, "name": "", "description": ""},
             ],
             "off_variation": "off",
-            "fallthrough": {"variation": "on", "rollout": None},
+            "fallthrough": {"variation": "on", "rollout": None, "default": False},
             "targets": [],
             "rules": [],
             "prerequisites": [],
             "salt": "",
             "archived": False,
+            "off_default": False,
         },
     }
 
