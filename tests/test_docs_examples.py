@@ -319,6 +319,7 @@ def test_the_migration_examples(docs: Docs) -> None:
     data = REPO / "tests" / "importers" / "data"
     shutil.copy(data / "unleash-features.json", docs.folder / "export.json")
     shutil.copy(data / "flagd-flags.json", docs.folder / "flags.json")
+    shutil.copy(data / "launchdarkly-flags.json", docs.folder / "ld-flags.json")
     done = docs.run("migration.md", 0)
     assert "would write flag" in done.stdout, done.stdout
     written = re.findall(r"^(?:created|updated) flag (\S+) in production", done.stdout, re.M)

@@ -15,7 +15,7 @@ from ...events.model import to_builtins
 from ..importers import ImportFileError, ImportResult, render
 from .api import ApiClient, ApiError, _segment, add_client_arguments, client_from
 
-SOURCES = ("unleash", "flagd")
+SOURCES = ("unleash", "flagd", "launchdarkly")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 _WHAT = {
     "unleash": "Unleash client features export (/api/client/features)",
     "flagd": "flagd flag definition file",
+    "launchdarkly": "LaunchDarkly flag data file (flags, segments; the SDKs' file data source, the Relay Proxy's)",
 }
 
 
@@ -89,6 +90,10 @@ def _map(args: argparse.Namespace) -> ImportResult:
         from ..importers import load_unleash
 
         return load_unleash(args.file, user_id_attribute=args.user_id_attribute)
+    if args.source == "launchdarkly":
+        from ..importers import load_launchdarkly
+
+        return load_launchdarkly(args.file)
     from ..importers import load_flagd
 
     return load_flagd(args.file)
