@@ -34,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 default="userId",
                 help="the attribute Unleash's userId maps to (default: userId; 'key' makes it the targeting key)",
             )
+        if source == "flagd":
+            p.add_argument(
+                "--fractional",
+                choices=("v2", "legacy"),
+                default="v2",
+                help="the fractional bucketing of the flagd the flags come from: v2 (today's, default) or legacy",
+            )
         add_client_arguments(p, suppress=True)
 
 
@@ -96,7 +103,7 @@ def _map(args: argparse.Namespace) -> ImportResult:
         return load_launchdarkly(args.file)
     from ..importers import load_flagd
 
-    return load_flagd(args.file)
+    return load_flagd(args.file, fractional=args.fractional)
 
 
 def _label(entity: Flag | Segment) -> str:

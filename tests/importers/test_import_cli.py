@@ -34,8 +34,9 @@ async def test_import_unleash_then_an_sdk_client_answers_as_unleash(
     out = capsys.readouterr().out
     assert "created segment Beta-testers in production" in out
     assert "created flag checkout-v2 in production" in out
-    assert "5 flag(s) not imported (launch-at-noon, host-only, coin-flip, office, in-window)" in out
-    assert "UNMAPPED     flag office" in out
+    assert "2 flag(s) not imported (host-only, coin-flip)" in out
+    assert "UNMAPPED     flag host-only" in out
+    assert "created flag office in production" in out  # remoteAddress with CIDR ranges: in_cidr
 
     client = AsyncFlagstreamClient(nats_url, environment="production")
     await client.start()
@@ -71,7 +72,9 @@ def test_a_dry_run_writes_nothing_and_needs_no_api(capsys: pytest.CaptureFixture
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "would write flag header-color to production" in out
-    assert "3 flag(s) not imported (time-bomb, truthy, thirds)" in out
+    assert "1 flag(s) not imported (truthy)" in out
+    assert main([*argv, "--fractional", "legacy"]) == 0  # [1, 1, 1] has no exact legacy mapping
+    assert "2 flag(s) not imported (truthy, thirds)" in capsys.readouterr().out
 
 
 def test_a_missing_file_is_one_clear_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
