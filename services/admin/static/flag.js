@@ -8,7 +8,7 @@ import { flagProblems } from "./validate.js";
 
 const STATE_FIELDS = ["key", "name", "description", "kind", "tags", "client_side", "on", "variations", "off_variation",
   "fallthrough",
-  "targets", "rules", "prerequisites", "salt", "archived"];
+  "targets", "rules", "prerequisites", "salt", "archived", "off_default"];
 
 function pct(weight) { return Number.isFinite(weight) ? String(Math.round(weight) / 1000) : ""; }
 function weightOf(text) {
