@@ -101,7 +101,9 @@ def rule_flag(rollout: Any, clauses: tuple[Any, ...] | None = None) -> Any:
             Clause(attribute="os", op=Operator.IN, values=("iOS",)),
         )
     serve = Serve(rollout=rollout) if rollout is not None else Serve(variation="on")
-    return Flag(key=RULE, on=True, fallthrough=Serve(variation="off"), rules=(Rule(id="r", clauses=clauses, serve=serve),))
+    return Flag(
+        key=RULE, on=True, fallthrough=Serve(variation="off"), rules=(Rule(id="r", clauses=clauses, serve=serve),)
+    )
 
 
 def weighted(on: int, off: int | None = None) -> tuple[Any, ...]:
@@ -124,21 +126,44 @@ def launchdarkly(tmp: str) -> dict[str, Any]:
 
     from flagstream.events import Rollout
 
-    clauses = [{"contextKind": "user", "attribute": a, "op": "in", "values": [v], "negate": False}
-               for a, v in (("state", "CA"), ("os", "iOS"))]  # fmt: skip
-    rollout = {"bucketBy": "key", "contextKind": "user",
-               "variations": [{"variation": 0, "weight": PCT * 1000}, {"variation": 1, "weight": 100000 - PCT * 1000}]}  # fmt: skip
-    flag = {"key": RULE, "version": 1, "on": True, "salt": "pepper", "variations": [True, False], "offVariation": 1,
-            "fallthrough": {"variation": 1}, "targets": [], "prerequisites": [],
-            "rules": [{"id": "r", "clauses": clauses, "rollout": rollout}]}  # fmt: skip
+    clauses = [
+        {"contextKind": "user", "attribute": a, "op": "in", "values": [v], "negate": False}
+        for a, v in (("state", "CA"), ("os", "iOS"))
+    ]
+    rollout = {
+        "bucketBy": "key",
+        "contextKind": "user",
+        "variations": [{"variation": 0, "weight": PCT * 1000}, {"variation": 1, "weight": 100000 - PCT * 1000}],
+    }
+    flag = {
+        "key": RULE,
+        "version": 1,
+        "on": True,
+        "salt": "pepper",
+        "variations": [True, False],
+        "offVariation": 1,
+        "fallthrough": {"variation": 1},
+        "targets": [],
+        "prerequisites": [],
+        "rules": [{"id": "r", "clauses": clauses, "rollout": rollout}],
+    }
     path = os.path.join(tmp, "ld.json")
     with open(path, "w") as f:
         json.dump({"flags": {RULE: flag}}, f)
-    cfg = Config("offline", update_processor_class=Files.new_data_source(paths=[path]), send_events=False,
-                 diagnostic_opt_out=True)  # fmt: skip
+    cfg = Config(
+        "offline",
+        update_processor_class=Files.new_data_source(paths=[path]),
+        send_events=False,
+        diagnostic_opt_out=True,
+    )
     client = ldclient.LDClient(config=cfg, start_wait=10)
-    ours = rule_flag(Rollout(variations=weighted(PCT * 1000, 100000 - PCT * 1000), algorithm="launchdarkly",
-                             hash_prefix=f"{RULE}.pepper."))  # fmt: skip
+    ours = rule_flag(
+        Rollout(
+            variations=weighted(PCT * 1000, 100000 - PCT * 1000),
+            algorithm="launchdarkly",
+            hash_prefix=f"{RULE}.pepper.",
+        )
+    )
     return {
         "peer": "launchdarkly-server-sdk",
         "how": "LDClient + Files data source, client.variation(key, Context, False)",
@@ -175,18 +200,42 @@ def unleash(tmp: str) -> dict[str, Any]:
         def destroy(self) -> None:
             self._d.clear()
 
-    constraints = [{"contextName": a, "operator": "IN", "values": [v], "inverted": False, "caseInsensitive": False}
-                   for a, v in (("state", "CA"), ("os", "iOS"))]  # fmt: skip
-    feature = {"name": RULE, "enabled": True, "strategies": [{"name": "flexibleRollout", "constraints": constraints,
-               "parameters": {"rollout": str(PCT), "stickiness": "userId", "groupId": RULE}}]}  # fmt: skip
+    constraints = [
+        {"contextName": a, "operator": "IN", "values": [v], "inverted": False, "caseInsensitive": False}
+        for a, v in (("state", "CA"), ("os", "iOS"))
+    ]
+    feature = {
+        "name": RULE,
+        "enabled": True,
+        "strategies": [
+            {
+                "name": "flexibleRollout",
+                "constraints": constraints,
+                "parameters": {"rollout": str(PCT), "stickiness": "userId", "groupId": RULE},
+            }
+        ],
+    }
     cache = MemCache()
     cache.set(FEATURES_URL, json.dumps({"version": 1, "features": [feature]}))
     cache.bootstrapped = True  # type: ignore[attr-defined]
-    client = UnleashClient(url="http://127.0.0.1:9/unused", app_name="bench", disable_metrics=True,
-                           disable_registration=True, cache=cache, refresh_interval=86400)  # fmt: skip
+    client = UnleashClient(
+        url="http://127.0.0.1:9/unused",
+        app_name="bench",
+        disable_metrics=True,
+        disable_registration=True,
+        cache=cache,
+        refresh_interval=86400,
+    )
     client.initialize_client(fetch_toggles=False)
-    ours = rule_flag(Rollout(variations=weighted(PCT * 1000), bucket_by="userId", algorithm="unleash",
-                             hash_prefix=f"{RULE}:", partial=True))  # fmt: skip
+    ours = rule_flag(
+        Rollout(
+            variations=weighted(PCT * 1000),
+            bucket_by="userId",
+            algorithm="unleash",
+            hash_prefix=f"{RULE}:",
+            partial=True,
+        )
+    )
     return {
         "peer": "UnleashClient",
         "how": "bootstrapped in-memory cache, initialize_client(fetch_toggles=False); client.is_enabled(name, ctx)",
@@ -204,19 +253,39 @@ def flagd(tmp: str) -> dict[str, Any]:
 
     from flagstream.events import Rollout
 
-    doc = {"flags": {RULE: {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off",
-                            "targeting": {"if": [{"and": [{"==": [{"var": "state"}, "CA"]},
-                                                          {"==": [{"var": "os"}, "iOS"]}]},
-                                                 {"fractional": [["on", PCT], ["off", 100 - PCT]]}, "off"]}}}}  # fmt: skip
+    doc = {
+        "flags": {
+            RULE: {
+                "state": "ENABLED",
+                "variants": {"on": True, "off": False},
+                "defaultVariant": "off",
+                "targeting": {
+                    "if": [
+                        {"and": [{"==": [{"var": "state"}, "CA"]}, {"==": [{"var": "os"}, "iOS"]}]},
+                        {"fractional": [["on", PCT], ["off", 100 - PCT]]},
+                        "off",
+                    ]
+                },
+            }
+        }
+    }
     core = FlagdCore()
     core.set_flags(doc)
     resolve = core.resolve_boolean_value
-    ours = rule_flag(Rollout(variations=weighted(PCT * 1000, 100000 - PCT * 1000), algorithm="flagd_v2_pair",
-                             hash_prefix=RULE, ranges=((0, PCT), (PCT, 100))))  # fmt: skip
+    ours = rule_flag(
+        Rollout(
+            variations=weighted(PCT * 1000, 100000 - PCT * 1000),
+            algorithm="flagd_v2_pair",
+            hash_prefix=RULE,
+            ranges=((0, PCT), (PCT, 100)),
+        )
+    )
     return {
         "peer": "openfeature-flagd-core",
         "how": "FlagdCore (the in-process evaluator) resolve_boolean_value(key, False, EvaluationContext).value",
-        "peer_ctx": lambda u: EvaluationContext(targeting_key=u["key"], attributes={"state": u["state"], "os": u["os"]}),
+        "peer_ctx": lambda u: EvaluationContext(
+            targeting_key=u["key"], attributes={"state": u["state"], "os": u["os"]}
+        ),
         "peer_eval": lambda c: resolve(RULE, False, c).value,
         "ours": ours,
     }
@@ -227,17 +296,35 @@ def flagsmith(tmp: str) -> dict[str, Any]:
 
     from flagstream.events import Clause, Operator, Segment, SegmentRule
 
-    env = {"environment": {"key": "bench-env", "name": "bench"},
-           "features": {RULE: {"key": "1000", "name": RULE, "enabled": False, "value": None}},
-           "segments": {"5000": {"key": "5000", "name": "ca-ios-10", "rules": [{"type": "ALL", "conditions": [
-               {"property": "state", "operator": "EQUAL", "value": "CA"},
-               {"property": "os", "operator": "EQUAL", "value": "iOS"},
-               {"property": "", "operator": "PERCENTAGE_SPLIT", "value": str(PCT)}]}],
-               "overrides": [{"key": "1000", "name": RULE, "enabled": True, "value": None, "priority": 0}]}}}  # fmt: skip
-    clauses = (Clause(attribute="state", op=Operator.IN, values=("CA",)),
-               Clause(attribute="os", op=Operator.IN, values=("iOS",)))  # fmt: skip
-    segment = Segment(key="ca-ios-10", rules=(
-        SegmentRule(id="r", clauses=clauses, weight=PCT * 1000, algorithm="flagsmith", hash_prefix="5000,"),))  # fmt: skip
+    env = {
+        "environment": {"key": "bench-env", "name": "bench"},
+        "features": {RULE: {"key": "1000", "name": RULE, "enabled": False, "value": None}},
+        "segments": {
+            "5000": {
+                "key": "5000",
+                "name": "ca-ios-10",
+                "rules": [
+                    {
+                        "type": "ALL",
+                        "conditions": [
+                            {"property": "state", "operator": "EQUAL", "value": "CA"},
+                            {"property": "os", "operator": "EQUAL", "value": "iOS"},
+                            {"property": "", "operator": "PERCENTAGE_SPLIT", "value": str(PCT)},
+                        ],
+                    }
+                ],
+                "overrides": [{"key": "1000", "name": RULE, "enabled": True, "value": None, "priority": 0}],
+            }
+        },
+    }
+    clauses = (
+        Clause(attribute="state", op=Operator.IN, values=("CA",)),
+        Clause(attribute="os", op=Operator.IN, values=("iOS",)),
+    )
+    segment = Segment(
+        key="ca-ios-10",
+        rules=(SegmentRule(id="r", clauses=clauses, weight=PCT * 1000, algorithm="flagsmith", hash_prefix="5000,"),),
+    )
     ours = rule_flag(None, (Clause(op=Operator.IN_SEGMENT, values=("ca-ios-10",)),))
     return {
         "peer": "flagsmith-flag-engine",
@@ -254,8 +341,20 @@ def growthbook(tmp: str) -> dict[str, Any]:
 
     from flagstream.events import Rollout
 
-    features = {RULE: {"defaultValue": False, "rules": [{"id": "r", "condition": {"state": "CA", "os": "iOS"},
-                                                         "force": True, "coverage": PCT / 100, "hashAttribute": "id"}]}}  # fmt: skip
+    features = {
+        RULE: {
+            "defaultValue": False,
+            "rules": [
+                {
+                    "id": "r",
+                    "condition": {"state": "CA", "os": "iOS"},
+                    "force": True,
+                    "coverage": PCT / 100,
+                    "hashAttribute": "id",
+                }
+            ],
+        }
+    }
     gb = GrowthBook(features=features)
     set_attributes, is_on = gb.set_attributes, gb.is_on
 
@@ -263,8 +362,16 @@ def growthbook(tmp: str) -> dict[str, Any]:
         set_attributes(attrs)
         return is_on(RULE)
 
-    ours = rule_flag(Rollout(variations=weighted(PCT * 1000), algorithm="growthbook", hash_prefix=RULE,
-                             hash_version=1, ranges=((0.0, PCT / 100),), partial=True))  # fmt: skip
+    ours = rule_flag(
+        Rollout(
+            variations=weighted(PCT * 1000),
+            algorithm="growthbook",
+            hash_prefix=RULE,
+            hash_version=1,
+            ranges=((0.0, PCT / 100),),
+            partial=True,
+        )
+    )
     return {
         "peer": "growthbook",
         "how": "one GrowthBook(features=...) instance; gb.set_attributes(attrs) + gb.is_on(key)",
@@ -275,8 +382,13 @@ def growthbook(tmp: str) -> dict[str, Any]:
     }
 
 
-ROWS = {"launchdarkly": launchdarkly, "unleash": unleash, "flagd": flagd, "flagsmith": flagsmith,
-        "growthbook": growthbook}  # fmt: skip
+ROWS = {
+    "launchdarkly": launchdarkly,
+    "unleash": unleash,
+    "flagd": flagd,
+    "flagsmith": flagsmith,
+    "growthbook": growthbook,
+}
 
 
 def main() -> None:
@@ -308,8 +420,10 @@ def main() -> None:
             t_engine = timed(engine, mine, evals, reps)
             t_sdk = timed(sdk, mine, evals, reps)
             t_peer = timed(row["peer_eval"], theirs, evals, reps)
-            print(f"{name:<14}{t_engine:>18.0f}{t_sdk:>16.0f}{t_peer:>12.0f}{t_peer / t_sdk:>9.1f}x  "
-                  f"{row['peer']} ({on:.1%} on among CA/iOS, 10,000 contexts agree)")  # fmt: skip
+            print(
+                f"{name:<14}{t_engine:>18.0f}{t_sdk:>16.0f}{t_peer:>12.0f}{t_peer / t_sdk:>9.1f}x  "
+                f"{row['peer']} ({on:.1%} on among CA/iOS, 10,000 contexts agree)"
+            )
             row.get("close", lambda: None)()
 
 
