@@ -66,6 +66,9 @@ async def test_a_person_signs_in_with_a_password_and_the_shell_knows_their_role(
     await expect(switch).to_be_disabled()
     assert "reader" in (await switch.get_attribute("title") or "")
     await ui.shot("people-reader-in-production")
+    # Reading stays offered: the playground evaluates for a reader.
+    await page.get_by_role("link", name="Playground").click()
+    await expect(page.get_by_role("button", name="Evaluate")).to_be_enabled()
 
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("heading", name="Sign in to Flagstream")).to_be_visible()

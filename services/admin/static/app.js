@@ -211,7 +211,9 @@ async function boot() {
 }
 
 /** What the signed-in person may not do here is not offered: in an environment they may only read, every
- * control that would change something is disabled and says why (the server refuses it all the same). */
+ * control that would change something is disabled and says why (the server refuses it all the same). A page marks
+ * a control that only reads (evaluate, time travel) with data-read-ok, and one that writes but looks like neither
+ * a switch nor a submit, primary or danger button with data-write. */
 function applyRole() {
   const readOnly = !!ctx.env && !ctx.may("writer");
   const banner = document.getElementById("role-banner");

@@ -137,7 +137,7 @@ export async function render(ctx, main, kind, rest = []) {
   const at = h("input", { type: "datetime-local", id: "tt-at", step: 1 });
   const ttForm = h("form", { class: "row" },
     h("label", { class: "field", for: "tt-at" }, h("span", {}, "Show it as of"), at),
-    h("button", { type: "submit" }, "Time travel"));
+    h("button", { type: "submit", "data-read-ok": true }, "Time travel"));
   ttForm.addEventListener("submit", (event) => {
     event.preventDefault();
     if (!at.value) { toast("Choose a date and time first.", "error"); at.focus(); return; }
