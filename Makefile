@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/clientside.py --browsers 1000 --seconds 10 --changes 30
 	$(BIN)/python bench/projector_throughput.py
 	$(BIN)/python bench/as_of.py --events 100000 --runs 3
+	$(BIN)/python bench/as_of_production.py --events 100000 --runs 3
 	$(BIN)/python bench/regex_linear.py --patterns 500
 
 ## make differential: every bucketing scheme against its home system's engine, 100,000 contexts per scheme
