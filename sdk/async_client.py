@@ -90,17 +90,17 @@ class AsyncFlagstreamClient(FlagEvaluations):
                 connection=lambda: self._source.connection,
                 status=lambda: self.status.value,
                 seq=lambda: self._cache.ruleset.seq,
+                totals=self._cache.evaluation_totals,
                 interval=telemetry_interval,
             )
             self._cache.add_applied_hook(self._telemetry.applied)
-            self._counter = self._telemetry
 
     def _setup(self, project: str, environment: str) -> None:
         self.project = project
         self.environment = environment
         #: True for a client built by ``from_file`` or ``from_test_data``: it never connects.
         self.offline = False
-        self._cache = RulesetCache(Ruleset(project=project, environment=environment))
+        RulesetCache(Ruleset(project=project, environment=environment)).attach(self)
         self._ready_event: asyncio.Event | None = None
         self._ready_hooks: list[Callable[[], None]] = []
         self._status_listeners: list[StatusListener] = []

@@ -87,8 +87,7 @@ class FlagstreamClient(FlagEvaluations):
         self._client = client
         self.project = client.project
         self.environment = client.environment
-        self._cache = self._client._cache
-        self._counter = client._telemetry  # evaluations on this object count too
+        client._cache.attach(self)  # evaluations on this object count in the same cache
         self._ready = threading.Event()
         self._client._add_ready_hook(self._ready.set)
         self._loop: asyncio.AbstractEventLoop | None = None

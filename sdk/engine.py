@@ -9,6 +9,7 @@ so a hit on the hot path allocates nothing.
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from types import FunctionType
@@ -61,15 +62,21 @@ class _Cycle(Exception):
 
 
 class _Outcome:
-    """One thing a flag can serve, with its EvaluationDetail cached for the last sequence asked."""
+    """One thing a flag can serve, with its EvaluationDetail cached for the last sequence asked.
 
-    __slots__ = ("last", "reason", "value", "variation")
+    ``n`` counts how often a client's accessor served it (the client's fast path increments it; the engine
+    never does): evaluation counts are read from there (``flagstream.cache``), so counting costs one
+    attribute increment instead of a dict update per evaluation.
+    """
+
+    __slots__ = ("last", "n", "reason", "value", "variation")
 
     def __init__(self, value: Any, variation: str | None, reason: Reason) -> None:
         self.value = value
         self.variation = variation
         self.reason = reason
         self.last = _NEVER  # replaced by the first evaluation that serves this outcome
+        self.n = 0
 
     def at(self, seq: int) -> EvaluationDetail:
         d = self.last
@@ -78,8 +85,8 @@ class _Outcome:
         return d
 
 
-#: run(flags, context, ctxs or None for a plain user dict, seq, depth)
-_Run = Callable[[Mapping[str, "CompiledFlag"], Any, Contexts | None, int, int], EvaluationDetail]
+#: run(flags, context, ctxs or None for a plain user dict, seq, depth) -> the outcome served
+_Run = Callable[[Mapping[str, "CompiledFlag"], Any, Contexts | None, int, int], _Outcome]
 
 
 class CompiledSegment:
@@ -156,9 +163,11 @@ class CompiledFlag:
 
     ``const`` is set when the flag serves the same thing to everyone (off, or on without targets, rules,
     prerequisites or a rollout); otherwise ``run`` evaluates it, unless ``error`` says it cannot be.
+    ``fast(context)`` is ``run`` for a context that is one plain user dict with a string key, for a flag
+    without prerequisites (else ``None``): the client's typed accessors call it directly.
     """
 
-    __slots__ = ("archived", "const", "error", "flag", "key", "malformed", "on", "problems", "run", "timed")
+    __slots__ = ("archived", "const", "error", "fast", "flag", "key", "malformed", "on", "problems", "run", "timed")
 
     def __init__(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
         self.flag = flag
@@ -167,6 +176,7 @@ class CompiledFlag:
         self.archived = flag.archived
         self.const: _Outcome | None = None
         self.run: _Run | None = None
+        self.fast: Callable[[Any], _Outcome] | None = None
         self.error: ErrorKind | None = None
         #: Reads the evaluation time (a clause, or a segment it names, has ``now``).
         self.timed = False
@@ -187,7 +197,20 @@ class CompiledFlag:
         except Exception:  # a fault validation did not foresee: refuse the flag rather than fail later
             self.malformed = True
             self.error = ErrorKind.MALFORMED_FLAG
-            self.const = self.run = None
+            self.const = self.run = self.fast = None
+
+    def outcomes(self) -> list[_Outcome]:
+        """Every outcome this flag can serve (each once): where the client's evaluation counts are."""
+        found: dict[int, _Outcome] = {}
+        items: list[Any] = [self.const]
+        if self.run is not None:
+            items += self.run.__defaults__ or ()
+        for item in items:
+            members = item.values() if type(item) is dict else item if type(item) is tuple else (item,)
+            for o in members:
+                if type(o) is _Outcome:
+                    found[id(o)] = o
+        return list(found.values())
 
     def _special(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
         """Move a flag that can serve the caller's default, or reads the evaluation time, off the hot path."""
@@ -205,11 +228,12 @@ class CompiledFlag:
         const = self.const
         if const is not None:
 
-            def run(flags: Any, context: Any, ctxs: Any, seq: int, depth: int) -> EvaluationDetail:
-                return const.at(seq)
+            def run(flags: Any, context: Any, ctxs: Any, seq: int, depth: int) -> _Outcome:
+                return const
 
             self.run, self.const = run, None
         self.error = SPECIAL  # type: ignore[assignment]
+        self.fast = None  # the accessors' short road knows neither the time nor the caller's default
 
     def _compile(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
         values = {v.key: v.value for v in flag.variations}
@@ -226,7 +250,9 @@ class CompiledFlag:
         if not (flag.targets or flag.rules or flag.prerequisites) and flag.fallthrough.variation is not None:
             self.const = _Outcome(values[flag.fallthrough.variation], flag.fallthrough.variation, _FALLTHROUGH)
             return
-        self.run = _Generator(flag, values, off, segments).build()
+        generator = _Generator(flag, values, off, segments)
+        self.run = generator.build()
+        self.fast = generator.fast
 
 
 class _Generator:
@@ -252,8 +278,12 @@ class _Generator:
         self.kinds: dict[str, str] = {}
         self.names: dict[str, str] = {}
         self.needs_cx = False
+        #: ``fast(context)``: the same body for a plain user dict (see ``CompiledFlag.fast``), set by ``build``.
+        self.fast: Callable[[Any], _Outcome] | None = None
 
     def const(self, value: Any) -> str:
+        if type(value) is str:  # interned, like the attribute names of a context written in code: an
+            value = sys.intern(value)  # identity hit in the context's dict lookup, no string comparison
         self.consts.append(value)
         return f"c{len(self.consts) - 1}"
 
@@ -272,8 +302,7 @@ class _Generator:
         self.lines.append("    " * depth + line)
 
     def give(self, depth: int, outcome: str) -> None:
-        self.emit(depth, f"d = {outcome}.last")
-        self.emit(depth, f"return d if d.seq == seq else {outcome}.at(seq)")
+        self.emit(depth, f"return {outcome}")
 
     def serve(self, depth: int, s: Serve, reason: Reason, rollout_reason: Reason, known: frozenset[str]) -> None:
         """Lines that return what ``s`` serves; a rollout that cannot bucket the context falls through."""
@@ -305,17 +334,30 @@ class _Generator:
             self.emit(depth, "t = v if type(v) is str else _bucket_text(v)")
             self.emit(depth, "if t is not None:")
             depth += 1
-        h, b = self.named("_hash", _hash), self.named("_bisect", bisect_right)
+        h = self.named("_hash", _hash)
         bucket = f"{h}({self.const(self.salt_dot)} + t, 0, False) % {TOTAL}"
         thresholds: tuple[float, ...] = cumulative(weights)
         if r.partial:  # the rest of the buckets: not served by this rollout
             thresholds += (float("inf"),)
             outcomes += (None,)  # type: ignore[assignment]
-        self.emit(depth, f"o = {self.const(outcomes)}[{b}({self.const(thresholds)}, {bucket})]")
+        self.emit(depth, f"o = {self.pick(depth, outcomes, thresholds, bucket)}")
         if r.partial:
             self.emit(depth, "if o is not None:")
             depth += 1
         self.give(depth, "o")
+
+    def pick(self, depth: int, outcomes: tuple[Any, ...], thresholds: tuple[float, ...], bucket: str) -> str:
+        """An expression for ``outcomes[bisect_right(thresholds, bucket)]``: for a few thresholds a chain of
+        comparisons (a call of ``bisect_right`` costs more than the rest of a two-way rollout)."""
+        n = len(thresholds)
+        if n <= 4 and len(outcomes) in (n, n + 1) and (len(outcomes) == n + 1 or thresholds[-1] >= TOTAL):
+            self.emit(depth, f"bk = {bucket}")
+            names = [self.const(o) for o in outcomes]
+            # With as many outcomes as thresholds, the bucket is always below the last one (it is < TOTAL).
+            tests = thresholds if len(outcomes) == n + 1 else thresholds[:-1]
+            chain = "".join(f"{names[i]} if bk < {self.const(t)} else " for i, t in enumerate(tests))
+            return chain + names[len(tests)]
+        return f"{self.const(outcomes)}[{self.named('_bisect', bisect_right)}({self.const(thresholds)}, {bucket})]"
 
     def condition(self, clause: Clause, known: set[str]) -> str:
         """A boolean expression for ``clause``; adds to ``known`` the kinds it proves present.
@@ -327,11 +369,14 @@ class _Generator:
         if parts is not None:
             kind, attribute, strings, negate = parts
             k, s = self.kind(kind), self.const(strings)
-            test = "not in" if negate else "in"
+            if len(strings) == 1:  # one value: a string comparison (interned: an identity hit) beats a set's
+                test = f"{'!=' if negate else '=='} {self.const(next(iter(strings)))}"
+            else:
+                test = f"{'not in' if negate else 'in'} {s}"
             present = "" if k in known else f"{k} is not None and "
             known.add(k)
             return (
-                f"{present}((v {test} {s}) if type(v := {k}.get({self.const(attribute)})) is str"
+                f"{present}((v {test}) if type(v := {k}.get({self.const(attribute)})) is str"
                 f" else _in_other(v, {s}, {negate}))"
             )
         general = attribute_parts(clause)
@@ -408,20 +453,30 @@ class _Generator:
             self.give(body, self.const(_Outcome(off.value, off.variation, _FALLTHROUGH)))
 
         head = []
+        plain = []  # the head of ``fast``: the context is one plain user dict
         for kind, k in self.kinds.items():
             if kind == "user":
                 head.append(f"{k} = context if ctxs is None else ctxs.get({self.const(kind)})")
+                plain.append(f"{k} = context")
             else:
                 head.append(f"{k} = None if ctxs is None else ctxs.get({self.const(kind)})")
+                plain.append(f"{k} = None")
         if self.needs_cx:
-            head.append(f"cx = ctxs if ctxs is not None else {{{self.const('user')}: context}}")
+            user = self.const("user")
+            head.append(f"cx = ctxs if ctxs is not None else {{{user}: context}}")
+            plain.append(f"cx = {{{user}: context}}")
         params = "".join(f", c{i}=None" for i in range(len(self.consts)))
         source = "\n".join(
             [f"def run(flags, context, ctxs, seq, depth{params}):"] + ["    " + h for h in head] + self.lines
         )
         # The constants become the defaults of this flag's copy of the shared code: fast locals, 8 bytes each.
         template = _template(source)
-        return FunctionType(template.__code__, template.__globals__, "run", tuple(self.consts))
+        defaults = tuple(self.consts)
+        if not flag.prerequisites:  # the body needs no other flag: the client's accessors call it directly
+            lines = [f"def fast(context{params}):"] + ["    " + h for h in plain] + self.lines
+            fast = _template("\n".join(lines), "fast")
+            self.fast = FunctionType(fast.__code__, fast.__globals__, "fast", defaults)
+        return FunctionType(template.__code__, template.__globals__, "run", defaults)
 
 
 _TEMPLATES: dict[str, FunctionType] = {}
@@ -434,13 +489,13 @@ _GLOBALS: dict[str, Any] = {
 }
 
 
-def _template(source: str) -> FunctionType:
-    """The compiled function of ``source``, whose code every flag of the same shape shares."""
+def _template(source: str, name: str = "run") -> FunctionType:
+    """The compiled function ``name`` of ``source``, whose code every flag of the same shape shares."""
     template = _TEMPLATES.get(source)
     if template is None:
         namespace: dict[str, Any] = dict(_GLOBALS, _Cycle=_Cycle, _special_run=_special_run)
         exec(compile(source, "<flagstream-flag>", "exec"), namespace)
-        template = namespace["run"]
+        template = namespace[name]
         if len(_TEMPLATES) >= 4096:
             _TEMPLATES.clear()
         _TEMPLATES[source] = template
@@ -497,7 +552,9 @@ def _special_run(
             now = clock() if clock is not None else None
         if now is not None:
             ctxs = {**ctxs, NOW: now}
-    return flag.run(flags, context, ctxs, seq, depth)  # type: ignore[misc]
+    o = flag.run(flags, context, ctxs, seq, depth)  # type: ignore[misc]
+    d = o.last
+    return d if d.seq == seq else o.at(seq)
 
 
 class _Malformed(Exception):
@@ -540,7 +597,9 @@ def evaluate(
             ctxs = normalize(context)
             if ctxs is None:
                 return error_detail(default, ErrorKind.MALFORMED_CONTEXT, seq)
-        return flag.run(flags, context, ctxs, seq, 0)  # type: ignore[misc]
+        o = flag.run(flags, context, ctxs, seq, 0)  # type: ignore[misc]
+        d = o.last
+        return d if d.seq == seq else o.at(seq)
     except _Cycle:
         return error_detail(default, ErrorKind.MALFORMED_FLAG, seq)
     except _Malformed:
