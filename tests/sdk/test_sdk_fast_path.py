@@ -145,7 +145,7 @@ def test_counts_add_up_over_both_paths_a_change_and_a_second_client(monkeypatch)
         expected["strings", "green"] += 1
         client.string_variation("strings", context, "d")
         expected["always-on", None] += 1
-        client.bool_variation("always-on", {"key": i}, False)  # malformed context: the default, an error
+        client.bool_variation("always-on", {"key": [i]}, False)  # an unusable context: the default, an error
         expected["strings", None] += 1
         client.bool_variation("strings", context, False)  # wrong type
         expected["missing", None] += 1
