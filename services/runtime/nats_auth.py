@@ -35,7 +35,7 @@ import bcrypt
 
 from ...credentials import sdk_user
 from ...events import STREAM
-from ...events.subjects import PREFIX, environment_filter, sdk_inbox_prefix
+from ...events.subjects import LIVE_PREFIX, PREFIX, environment_filter, live_filter, sdk_inbox_prefix
 from ...events.telemetry import TELEMETRY_PREFIX
 from .stream import (
     CLIENT_KEYS_BUCKET,
@@ -76,7 +76,7 @@ def admin_permissions() -> Permissions:
             f"$KV.{SESSIONS_BUCKET}.>",  # their sessions, shared by the replicas
             f"{TELEMETRY_PREFIX}.>",  # the OFREP evaluator's own SDK clients report like any SDK
         ),
-        subscribe=("_INBOX.>", f"{PREFIX}.>", f"{TELEMETRY_PREFIX}.>"),
+        subscribe=("_INBOX.>", f"{PREFIX}.>", f"{LIVE_PREFIX}.>", f"{TELEMETRY_PREFIX}.>"),
         deny_publish=(
             "$JS.API.STREAM.DELETE.>",
             "$JS.API.STREAM.PURGE.>",
@@ -117,7 +117,7 @@ def sdk_permissions(project: str, environment: str) -> Permissions:
             f"$JS.FC.{STREAM}.>",
             f"{TELEMETRY_PREFIX}.{project}.{environment}.>",
         ),
-        subscribe=(f"{inbox}.>",),
+        subscribe=(f"{inbox}.>", live_filter(project, environment)),
     )
 
 

@@ -10,12 +10,12 @@ from typing import TypeVar
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, KeyValueConfig, RePublish, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BucketNotFoundError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from ...events import STREAM
-from ...events.subjects import all_subjects
+from ...events.subjects import all_live_subjects, all_subjects
 
 log = logging.getLogger("flagstream.stream")
 
@@ -85,23 +85,37 @@ def stream_config(replicas: int = 1) -> StreamConfig:
         max_consumers=MAX_CONSUMERS,
         allow_rollup_hdrs=False,
         allow_direct=True,
+        republish=live_republish(),
     )
 
 
+def live_republish() -> RePublish:
+    """Every stored event again on ``flagstream-live.<same tokens>``, with its stream sequence in the headers: the
+    subjects SDK clients follow with a plain subscription once loaded (``flagstream.nats_source``)."""
+    return RePublish(src=all_subjects(), dest=all_live_subjects())
+
+
 async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create the stream if it does not exist; an existing one keeps its configuration, except that a consumer
-    limit below ``MAX_CONSUMERS`` (a stream made by an older Flagstream) is raised."""
+    """Create the stream if it does not exist; an existing one keeps its configuration, except what a stream made
+    by an older Flagstream lacks: a consumer limit below ``MAX_CONSUMERS`` is raised, the live republishing
+    added (SDK clients follow with a consumer until it is there)."""
     try:
         info = await js.stream_info(STREAM)
     except NotFoundError:
         await js.add_stream(stream_config(replicas))
         return
-    limit = info.config.max_consumers
+    config = info.config
+    limit = config.max_consumers
+    changes: dict[str, object] = {}
     if limit is None or limit < MAX_CONSUMERS:
+        changes["max_consumers"] = MAX_CONSUMERS
+    if config.republish is None and config.mirror is None:
+        changes["republish"] = live_republish()
+    if changes:
         try:
-            await js.update_stream(replace(info.config, max_consumers=MAX_CONSUMERS))
+            await js.update_stream(replace(config, **changes))  # type: ignore[arg-type]
         except Exception as exc:  # e.g. a credential without the right to update streams
-            log.warning("stream %s accepts %s consumers (SDK instances); raising it failed: %r", STREAM, limit, exc)
+            log.warning("stream %s: updating %s failed: %r", STREAM, ", ".join(changes), exc)
 
 
 async def ensure_bucket(
