@@ -90,6 +90,7 @@ class NatsSource:
         connect_timeout: float = 2.0,
         max_backoff: float = 10.0,
         connect_options: dict[str, Any] | None = None,
+        jetstream_domain: str | None = None,
         on_status: Callable[[ClientStatus], None] | None = None,
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
@@ -109,6 +110,7 @@ class NatsSource:
         self._connect_timeout = connect_timeout
         self._max_backoff = max_backoff
         self._connect_options = connect_options or {}
+        self._domain = jetstream_domain
         self._nc: NATS | None = None
         self._sub: Any = None
         self._generation = 0
@@ -318,7 +320,7 @@ class NatsSource:
         if old is not None:
             with contextlib.suppress(Exception):
                 await old.unsubscribe()
-        js = self._nc.jetstream()
+        js = self._nc.jetstream(domain=self._domain)
         stream = await js.stream_info(STREAM)
         if self._live_sub is None and not self._live_denied and _republishes(stream.config):
             # Before the consumer: whatever it does not load, this receives.
@@ -431,7 +433,7 @@ class NatsSource:
             await sub.unsubscribe()
         if self._nc is not None and self._nc.is_connected:
             with contextlib.suppress(Exception):  # else the server removes it after its inactivity threshold
-                await self._nc.jetstream().delete_consumer(STREAM, name)
+                await self._nc.jetstream(domain=self._domain).delete_consumer(STREAM, name)
 
     async def _on_live(self, msg: Msg) -> None:
         try:
