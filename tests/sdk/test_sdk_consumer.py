@@ -85,3 +85,22 @@ async def test_with_the_live_subjects_the_client_loads_with_a_consumer_then_foll
     finally:
         await asyncio.gather(*(c.close() for c in clients))
         await nc.close()
+
+
+def test_the_header_parser_of_live_messages_reads_as_nats_py_does() -> None:
+    """The SDK swaps nats-py's header parser for a faster one on its connections: same result on any input."""
+    import random
+
+    from nats.aio.client import Client
+
+    from flagstream.nats_source import _header_lines
+
+    rnd = random.Random(7)
+    samples = [
+        b"Nats-Stream: FLAGSTREAM\r\nNats-Subject: flagstream.a.b.flag.k\r\nNats-Sequence: 5\r\n\r\n",
+        b"a b: x\r\n\x1cabc: y\r\n: z\r\nno-colon\r\n\xff: q\r\nk:\tv \r\n\x1c: w\r\nv: \xc3\x28\r\n",
+        b"",
+    ]
+    samples += [bytes(rnd.choice(b"ab :\r\n\t\x1c\xff-") for _ in range(rnd.randint(0, 24))) for _ in range(5000)]
+    for raw in samples:
+        assert _header_lines(raw) == Client._parse_header_lines(raw), raw
