@@ -129,7 +129,7 @@ class FleetAggregator:
         missed_intervals: float = 3.0,
         max_window: float = 3600.0,
         forget_after: float = 24 * 3600.0,
-        max_instances: int = 10_000,
+        max_instances: int = 100_000,
         max_counters: int = 10_000,
     ) -> None:
         self.clock = clock
@@ -150,6 +150,13 @@ class FleetAggregator:
         self._dirty: dict[tuple[str, str, str], datetime] = {}
         #: Messages that could not be decoded (counted by the feeder).
         self.bad_messages = 0
+
+    def restart(self) -> None:
+        """Forget instances and counts (this process starts aggregating afresh); keep last-evaluated times."""
+        self.started_at = self._forgot_at = self.clock()
+        self._instances = {}
+        self._totals = {}
+        self._windows = {}
 
     # -- input -----------------------------------------------------------------------------------------------
 
