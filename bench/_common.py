@@ -157,7 +157,8 @@ class AdminProcess:
         self.token_file = folder / "operator-token"
         self.token_file.write_text(self.token)
 
-    async def start(self) -> None:
+    async def start(self, setup: bool = True) -> None:
+        """Start it and wait until ready; ``setup``: also create the environment and the flag (the first replica)."""
         import httpx
 
         from flagstream.services.runtime.natsd import free_port
@@ -195,6 +196,8 @@ class AdminProcess:
                 await self.close()
                 raise RuntimeError("the admin API did not become ready")
             await asyncio.sleep(0.05)
+        if not setup:
+            return
         response = await self.http.post("/environments", json={"key": ENVIRONMENT})
         assert response.status_code in (200, 201, 409), response.text
         response = await self.http.post(f"/environments/{ENVIRONMENT}/flags", json={"key": self.key, "on": False})
