@@ -195,6 +195,7 @@ async def run(
         assert server.process is not None
         assert admin.process.pid is not None
         cpu_pids = {"nats-server": server.process.pid, "admin": admin.process.pid}
+        cpu_pids.update({f"leaf-{i}": leaf.process.pid for i, leaf in enumerate(leaves) if leaf.process})
         cpu_before: dict[str, float] = {}
         from_ack: list[float] = []
         from_send: list[float] = []
