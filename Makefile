@@ -19,8 +19,8 @@ run: $(STAMP)
 
 # System packages the tests drive, installed in one apt-get step when one is missing: Debian's chromium (the browser
 # tests; Playwright never downloads a browser here), openssl (the TLS tests make their certificates with it), curl
-# (the docs' examples), node and npm (the client-side tests' OpenFeature clients). apt-get waits up to 5 minutes
-# for the dpkg lock when another apt holds it.
+# (the docs' examples), node and npm (the client-side tests' OpenFeature clients, the test OpenID provider).
+# apt-get waits up to 5 minutes for the dpkg lock when another apt holds it.
 SYSTEM_PACKAGES := chromium openssl curl nodejs npm
 SYSTEM_TOOLS    := /usr/bin/chromium /usr/bin/openssl /usr/bin/curl /usr/bin/node /usr/bin/npm
 APT_GET         := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq
@@ -36,8 +36,15 @@ $(WEB)/node_modules/.installed: $(WEB)/package-lock.json | system-packages
 	npm ci --prefix $(WEB) --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The single sign-on tests sign in through a real OpenID provider: node-oidc-provider from the npm registry,
+# pinned by tests/oidc/package-lock.json.
+OIDC_PROVIDER := tests/oidc/node_modules/oidc-provider/package.json
+$(OIDC_PROVIDER): tests/oidc/package.json tests/oidc/package-lock.json | system-packages
+	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## make test: the whole test suite, lint (ruff check, ruff format --check) included
-test: $(STAMP) system-packages $(WEB)/node_modules/.installed
+test: $(STAMP) system-packages $(WEB)/node_modules/.installed $(OIDC_PROVIDER)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -58,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/clientside.py --browsers 1000 --seconds 10 --changes 30
 	$(BIN)/python bench/projector_throughput.py
 	$(BIN)/python bench/as_of.py --events 100000 --runs 3
+	$(BIN)/python bench/as_of_production.py --events 100000 --runs 3
 	$(BIN)/python bench/regex_linear.py --patterns 500
 
 ## make differential: every bucketing scheme against its home system's engine, 100,000 contexts per scheme
@@ -65,4 +73,4 @@ differential: $(STAMP)
 	$(BIN)/python bench/differential.py --flags 200 --contexts 500
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info tests/oidc/node_modules

@@ -11,6 +11,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from flagstream.events import (
     encode_event,
     subject,
 )
-from flagstream.services.runtime.natsd import NatsServer
+from flagstream.services.runtime.natsd import NatsServer, free_port
 
 RESULTS = Path(__file__).with_name("results")
 PROJECT = "default"
@@ -37,14 +38,48 @@ ENVIRONMENT = "production"
 
 
 @contextlib.contextmanager
-def nats_server() -> Iterator[NatsServer]:
-    """A nats-server with JetStream in a temporary folder, stopped and removed afterwards."""
+def nats_server(leafnodes: bool = False) -> Iterator[NatsServer]:
+    """A nats-server with JetStream in a temporary folder, stopped and removed afterwards; with ``leafnodes`` it
+    also accepts leaf node connections (its ``leaf_port`` attribute) for ``leaf_server``, and its JetStream is
+    in the domain ``hub`` (what clients on a leaf name as ``jetstream_domain``)."""
     with tempfile.TemporaryDirectory(prefix="flagstream-bench-") as folder:
-        server = NatsServer(store_dir=Path(folder) / "nats").start()
+        config = None
+        if leafnodes:
+            leaf_port = free_port()
+            config = Path(folder) / "hub.conf"
+            config.write_text(
+                f'jetstream {{ store_dir: "{Path(folder) / "nats"}", domain: hub }}\n'
+                f"leafnodes {{ listen: 127.0.0.1:{leaf_port} }}\n"
+            )
+        server = NatsServer(store_dir=Path(folder) / "nats", config_file=config).start()
+        if leafnodes:
+            server.leaf_port = leaf_port  # type: ignore[attr-defined]
         try:
             yield server
         finally:
             server.stop()
+
+
+def leaf_server(hub: NatsServer, folder: Path) -> NatsServer:
+    """A nats-server without JetStream, a leaf node of ``hub`` (same account): its clients use the hub's JetStream
+    through it and receive plain messages fanned out by it. Returns once the leaf connection is up."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "leaf.conf"
+    config.write_text(f'leafnodes {{ remotes: [ {{ url: "nats-leaf://127.0.0.1:{hub.leaf_port}" }} ] }}\n')  # type: ignore[attr-defined]
+    leaf = NatsServer(store_dir=folder, config_file=config)
+    leaf.launch()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{leaf.monitor_port}/leafz", timeout=1) as r:
+                if json.loads(r.read()).get("leafnodes", 0) >= 1:
+                    return leaf
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            leaf.stop()
+            raise TimeoutError("the leaf node did not connect to the hub")
+        time.sleep(0.05)
 
 
 def realistic_flag(key: str, revision: int = 0, on: bool = True) -> Flag:
@@ -122,7 +157,8 @@ class AdminProcess:
         self.token_file = folder / "operator-token"
         self.token_file.write_text(self.token)
 
-    async def start(self) -> None:
+    async def start(self, setup: bool = True) -> None:
+        """Start it and wait until ready; ``setup``: also create the environment and the flag (the first replica)."""
         import httpx
 
         from flagstream.services.runtime.natsd import free_port
@@ -160,6 +196,8 @@ class AdminProcess:
                 await self.close()
                 raise RuntimeError("the admin API did not become ready")
             await asyncio.sleep(0.05)
+        if not setup:
+            return
         response = await self.http.post("/environments", json={"key": ENVIRONMENT})
         assert response.status_code in (200, 201, 409), response.text
         response = await self.http.post(f"/environments/{ENVIRONMENT}/flags", json={"key": self.key, "on": False})

@@ -204,7 +204,7 @@ def row_flagstream_client(tmp: str) -> Row:
 
     class Offline(FlagEvaluations):
         def __init__(self) -> None:
-            self._cache = cache
+            cache.attach(self)
 
     client = Offline()
     bool_variation = client.bool_variation

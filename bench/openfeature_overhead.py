@@ -8,8 +8,8 @@ One flag (``realistic_flag``: a target list and a country rule) loaded from a th
 ``FlagstreamClient``s; 1,000 pre-built contexts (half in a Nordic country), the same users as dicts for the
 native client and as ``EvaluationContext``s for OpenFeature. Rows:
 
-* native ``bool_variation`` with ``telemetry=False`` (nothing observes evaluations);
-* native ``bool_variation`` with telemetry on (the default: one dict increment per evaluation);
+* native ``bool_variation`` with ``telemetry=False`` (counted all the same, nothing sent);
+* native ``bool_variation`` with telemetry on (the default; the same one attribute increment per evaluation);
 * native with an exposure callback (sample rate 1: a queue append per evaluation, delivered on a thread);
 * OpenFeature ``get_boolean_value`` and ``get_boolean_details`` through ``api.get_client()`` with a
   ``FlagstreamProvider`` over the telemetry-off client (OpenFeature's hooks, context merging, details).

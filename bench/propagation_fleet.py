@@ -1,9 +1,12 @@
-"""Propagation to a fleet: 1,000 SDK clients over several processes, from the admin API's 2xx to each on_change.
+"""Propagation to a fleet: 1,000 or 10,000 SDK clients over several processes, from the admin API's 2xx to each
+on_change.
 
 Starts its own nats-server and the admin API (``flagstream admin`` under uvicorn, in its own process, with an
 operator token), then ``--workers`` processes holding ``--clients`` ``AsyncFlagstreamClient`` each (one NATS
-connection and one ordered consumer per client, ``telemetry=False``; the clients of one process share its
-event loop, as in an asyncio app that would hold one client: here a process stands for many applications).
+connection per client, ``telemetry=False``; each loads with an ordered consumer, then follows with a plain
+subscription to its live subjects and deletes the consumer; the clients of one process share its event loop,
+as in an asyncio app that would hold one client: here a process stands for many applications). Clients start
+``--ramp`` at a time per worker.
 The parent turns a flag on and off ``--rounds`` times through ``POST .../flags/<key>/on|off``; every client's
 ``on_change`` listener takes ``time.time_ns()`` (one machine, one clock) and each worker sends its times back
 over a pipe once all its clients applied the change. A round starts after the previous one completed.
@@ -14,23 +17,32 @@ sent. Also: the first and the last client of each worker (the first shows nats-s
 transport; last - first is the Python work done serially for the clients of one process), and the CPU
 seconds per change of the workers, nats-server and the admin (from /proc, Linux only).
 
+Memory: each worker's RSS before its clients exist and once they all follow (the difference per client), and
+nats-server's RSS and connection / subscription / consumer counts (its monitoring endpoint) before the workers
+start and once every client follows; with ``--leaves N`` the clients connect to N leaf nodes of that server
+(``deploy/``'s edge shape without the mirror: the leaves forward JetStream requests to the hub and fan live
+messages out locally), spread evenly, and each leaf's figures are reported too.
+
     .venv/bin/python bench/propagation_fleet.py [--workers 4] [--clients 250] [--rounds 20] [--pause 0.3]
+    .venv/bin/python bench/propagation_fleet.py --workers 8 --clients 1250 --rounds 20     # 10,000 clients
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import statistics
 import tempfile
 import time
+import urllib.request
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from _common import ENVIRONMENT, AdminProcess, nats_server, print_table, summary_ms
+from _common import ENVIRONMENT, AdminProcess, leaf_server, nats_server, print_table, summary_ms
 from _common import write_results as save
 
 KEY = "bench-propagation"
@@ -39,17 +51,44 @@ KEY = "bench-propagation"
 # -- worker processes ---------------------------------------------------------------------------------------
 
 
-def worker_main(url: str, clients_n: int, conn: Connection) -> None:
-    asyncio.run(worker(url, clients_n, conn))
+def worker_main(url: str, clients_n: int, ramp: int, domain: str | None, conn: Connection) -> None:
+    asyncio.run(worker(url, clients_n, ramp, domain, conn))
 
 
-async def worker(url: str, clients_n: int, conn: Connection) -> None:
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident memory of a process (Linux /proc); 0 elsewhere."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+async def worker(url: str, clients_n: int, ramp: int, domain: str | None, conn: Connection) -> None:
+    import gc
+
     from flagstream import AsyncFlagstreamClient
 
-    clients = [AsyncFlagstreamClient(url, environment=ENVIRONMENT, telemetry=False) for _ in range(clients_n)]
+    gc.collect()
+    rss_before = rss_bytes()
+    clients = [
+        AsyncFlagstreamClient(url, environment=ENVIRONMENT, telemetry=False, jetstream_domain=domain)
+        for _ in range(clients_n)
+    ]
     started = time.perf_counter()
-    ready = await asyncio.gather(*(c.start(wait=120) for c in clients))
+    ready: list[bool] = []
+    for i in range(0, clients_n, ramp):  # a few at a time: a fleet does not start in one instant either
+        ready += await asyncio.gather(*(c.start(wait=300) for c in clients[i : i + ramp]))
     startup = time.perf_counter() - started
+    for _ in range(1200):  # the hand-over from the loading consumer follows the load by a few milliseconds
+        if all(c._source.following_live for c in clients):  # type: ignore[union-attr]
+            break
+        await asyncio.sleep(0.1)
+    live = sum(bool(c._source.following_live) for c in clients)  # type: ignore[union-attr]
+    gc.collect()
+    rss_after = rss_bytes()
     times: dict[bool, list[int]] = {True: [], False: []}
     cpu = [time.process_time()]
 
@@ -67,7 +106,7 @@ async def worker(url: str, clients_n: int, conn: Connection) -> None:
 
     for c in clients:
         c.on_change(KEY, listener)
-    conn.send(("ready", all(ready), startup))
+    conn.send(("ready", all(ready), startup, live, rss_before, rss_after))
     await asyncio.to_thread(conn.recv)  # "stop"
     await asyncio.gather(*(c.close() for c in clients))
     conn.send(("closed",))
@@ -82,20 +121,47 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_state(monitor: str) -> dict[str, Any]:
+    """nats-server's own figures from its monitoring endpoint: memory, connections, subscriptions, consumers."""
+
+    def get(path: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{monitor}{path}", timeout=10) as response:
+            return dict(json.loads(response.read()))
+
+    varz, jsz = get("/varz"), get("/jsz")
+    return {
+        "rss_bytes": varz.get("mem", 0),
+        "connections": varz.get("connections", 0),
+        "subscriptions": varz.get("subscriptions", 0),
+        "consumers": jsz.get("consumers", 0),
+        "cpu_percent": varz.get("cpu", 0),
+    }
+
+
 # -- the run ------------------------------------------------------------------------------------------------
 
 
-async def run(workers_n: int, clients_n: int, rounds: int, pause: float, warmup: int) -> dict[str, Any]:
+async def run(
+    workers_n: int, clients_n: int, rounds: int, pause: float, warmup: int, ramp: int, leaves_n: int
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")
-    with nats_server() as server, tempfile.TemporaryDirectory(prefix="flagstream-fleet-") as folder:
+    hub = nats_server(leafnodes=leaves_n > 0)
+    with hub as server, tempfile.TemporaryDirectory(prefix="flagstream-fleet-") as folder:
         admin = AdminProcess(server.url, Path(folder), KEY)
         await admin.start()
+        leaves = [leaf_server(server, Path(folder) / f"leaf-{i}") for i in range(leaves_n)]
+        monitors = {"hub": f"http://127.0.0.1:{server.monitor_port}"}
+        monitors.update({f"leaf-{i}": f"http://127.0.0.1:{leaf.monitor_port}" for i, leaf in enumerate(leaves)})
+        await asyncio.sleep(1.0)  # let the admin's own start-up settle before the baseline
+        before = {name: server_state(url) for name, url in monitors.items()}
         pipes: list[Connection] = []
         processes = []
-        for _ in range(workers_n):
+        for w in range(workers_n):
+            url = leaves[w % leaves_n].url if leaves else server.url
             parent_end, child_end = context.Pipe()
-            process = context.Process(target=worker_main, args=(server.url, clients_n, child_end), daemon=True)
+            domain = "hub" if leaves else None
+            process = context.Process(target=worker_main, args=(url, clients_n, ramp, domain, child_end), daemon=True)
             process.start()
             pipes.append(parent_end)
             processes.append(process)
@@ -104,14 +170,32 @@ async def run(workers_n: int, clients_n: int, rounds: int, pause: float, warmup:
             return await asyncio.wait_for(loop.run_in_executor(None, conn.recv), limit)
 
         started = time.perf_counter()
-        hello = await asyncio.gather(*(receive(p, 300) for p in pipes))
+        hello = await asyncio.gather(*(receive(p, 1800) for p in pipes))
         assert all(h[0] == "ready" and h[1] for h in hello), f"not every client became ready: {hello}"
         startup = time.perf_counter() - started
-        print(f"{workers_n * clients_n} clients ready in {startup:.1f} s", flush=True)
+        following = sum(h[3] for h in hello)
+        print(f"{workers_n * clients_n} clients ready in {startup:.1f} s, {following} following live", flush=True)
+        await asyncio.sleep(1.0)
+        after = {name: server_state(url) for name, url in monitors.items()}
+        clients_total = workers_n * clients_n
+        memory = {
+            "worker_rss_mb_before_clients": round(statistics.mean(h[4] for h in hello) / 2**20, 1),
+            "worker_rss_mb_with_clients": round(statistics.mean(h[5] for h in hello) / 2**20, 1),
+            "app_kib_per_client": round(sum(h[5] - h[4] for h in hello) / clients_total / 1024, 1),
+            "servers_before": before,
+            "servers_following": after,
+            "server_kib_per_client": {
+                name: round((after[name]["rss_bytes"] - before[name]["rss_bytes"]) / 1024
+                            / (clients_total / (leaves_n if leaves_n and name != "hub" else 1)), 1)
+                for name in monitors
+            },
+        }  # fmt: skip
+        print(f"memory: {memory}", flush=True)
 
         assert server.process is not None
         assert admin.process.pid is not None
         cpu_pids = {"nats-server": server.process.pid, "admin": admin.process.pid}
+        cpu_pids.update({f"leaf-{i}": leaf.process.pid for i, leaf in enumerate(leaves) if leaf.process})
         cpu_before: dict[str, float] = {}
         from_ack: list[float] = []
         from_send: list[float] = []
@@ -155,6 +239,8 @@ async def run(workers_n: int, clients_n: int, rounds: int, pause: float, warmup:
                 if process.is_alive():
                     process.terminate()
             await admin.close()
+            for leaf in leaves:
+                leaf.stop()
     cpu_per_change = {name: round((cpu_after[name] - cpu_before[name]) / rounds * 1000, 1) for name in cpu_pids}
     cpu_per_change["workers"] = round(statistics.mean(worker_cpu) * 1000, 1)
     return {
@@ -165,6 +251,10 @@ async def run(workers_n: int, clients_n: int, rounds: int, pause: float, warmup:
         "warmup_rounds": warmup,
         "pause_s": pause,
         "startup_s": round(startup, 2),
+        "ramp": ramp,
+        "leaves": leaves_n,
+        "following_live": following,
+        "memory": memory,
         "from_2xx": summary_ms(from_ack),
         "from_send": summary_ms(from_send),
         "applied_before_2xx_seen": before_ack,
@@ -182,9 +272,11 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="measured changes (on, off, on...)")
     parser.add_argument("--warmup", type=int, default=2, help="changes made first and not counted")
     parser.add_argument("--pause", type=float, default=0.3, help="seconds between changes")
+    parser.add_argument("--ramp", type=int, default=50, help="clients a worker starts at once")
+    parser.add_argument("--leaves", type=int, default=0, help="leaf nodes the workers connect to (0: the hub)")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)
-    result = await run(args.workers, args.clients, args.rounds, args.pause, args.warmup)
+    result = await run(args.workers, args.clients, args.rounds, args.pause, args.warmup, args.ramp, args.leaves)
     rows = [
         (name, result[field]["n"], result[field]["p50_ms"], result[field]["p99_ms"], result[field]["max_ms"])
         for name, field in (
@@ -202,6 +294,7 @@ async def main() -> None:
     )
     print(f"applied before the parent read the 2xx: {result['applied_before_2xx_seen']}")
     print(f"CPU ms per change: {result['cpu_ms_per_change']}; load average after: {result['loadavg_after']}")
+    print(f"memory: {json.dumps(result['memory'])}")
     save("propagation_fleet", result)
 
 

@@ -2,7 +2,9 @@
 
 from .catalog import (
     TAGS,
+    UNSET_AUTHOR,
     AnyEvent,
+    Author,
     EnvironmentCreated,
     EnvironmentEvent,
     EnvironmentUpdated,
@@ -55,9 +57,11 @@ __all__ = [
     "PROJECT_FIELDS",
     "STREAM",
     "TAGS",
+    "UNSET_AUTHOR",
     "WEIGHT_TOTAL",
     "Address",
     "AnyEvent",
+    "Author",
     "Clause",
     "DecodeError",
     "EntityKind",

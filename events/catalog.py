@@ -8,9 +8,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from msgspec import Struct
+from msgspec import UNSET, Struct, UnsetType
 
 from .model import Environment, Flag, Key, Segment
+
+
+class Author(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Who wrote an event, beyond the ``actor`` name: a person signed in, or an API token.
+
+    ``kind`` is ``person`` (signed in with a session) or ``token`` (an API token, or the operator token).
+    ``id`` is stable: a person's subject id (``u_...``), which stays when their name or e-mail changes; a
+    token's id (``operator`` for the operator token). ``via`` says how they signed in: ``password``, ``oidc``
+    (then ``issuer`` names the provider) or ``token``.
+    """
+
+    kind: Literal["person", "token"]
+    id: str
+    name: str
+    email: str = ""
+    via: str = ""
+    issuer: str = ""
+
+
+#: An event's ``author`` when it has none (written before authors existed, or by the system itself).
+UNSET_AUTHOR = UNSET
 
 
 class Event(Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
@@ -29,6 +50,9 @@ class Event(Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     #: One change written to several entities at once (a flag in every environment, a promotion of many
     #: flags) carries one id on each of its events; empty for a change of one entity.
     change: str = ""
+    #: Who wrote it (added after the first release: events written before have none, and still decode; an event
+    #: without one encodes exactly as before). ``actor`` stays the name to show.
+    author: Author | UnsetType = UNSET
 
 
 class FlagEvent(Event, frozen=True, kw_only=True):

@@ -53,6 +53,8 @@ class Operator(enum.StrEnum):
     AFTER = "after"
     EXISTS = "exists"  # attribute present (negate for "absent")
     IN_SEGMENT = "in_segment"  # values are segment keys; attribute is ignored
+    IN_CIDR = "in_cidr"  # an IP address (v4 or v6) in one of the CIDR ranges (or equal to an address)
+    MODULO = "mod"  # values [divisor, remainder]: attribute % divisor == remainder (Python's %, floats)
 
 
 class FlagKind(enum.StrEnum):
@@ -110,6 +112,9 @@ class Serve(Model, frozen=True, kw_only=True):
 
     variation: Key | None = None
     rollout: Rollout | None = None
+    #: Serve the caller's default value (no variation), as flagd does for a flag without a default variant
+    #: and GrowthBook for a null default value.
+    default: bool = False
 
 
 class Clause(Model, frozen=True, kw_only=True):
@@ -119,6 +124,23 @@ class Clause(Model, frozen=True, kw_only=True):
     negate: bool = False
     case_insensitive: bool = False
     context_kind: str = "user"
+    #: How a number or boolean attribute is read by the text operators (``starts_with``, ``ends_with``,
+    #: ``contains``, ``matches``): ``""`` (default) not at all, it does not match; ``python`` its ``str()``
+    #: (``True``, ``1.0``), as Flagsmith does; ``js`` JavaScript's ``String()`` (``true``, ``1``).
+    stringify: str = ""
+    #: How the ``semver_*`` operators read versions: ``""`` (Flagstream's: a leading ``v``, missing minor and
+    #: patch accepted), ``strict`` (semver 2.0 exactly: Unleash, Flagsmith), ``launchdarkly`` (missing minor
+    #: and patch accepted, no ``v``), ``flagd`` (a leading ``v``/``V`` dropped, missing parts padded, numbers
+    #: read as text).
+    semver: str = ""
+    #: Read a text attribute that looks like an integer or a decimal (``-?[0-9]+``, ``-?[0-9]+.[0-9]+``) as that
+    #: number first, for every operator, as Flagsmith's engine reads identity traits.
+    numeric_strings: bool = False
+    #: Test the evaluation time (the SDK's clock; for time travel, the instant asked about): ``""`` (default)
+    #: the attribute only; ``always`` the evaluation time instead of the attribute (flagd's
+    #: ``$flagd.timestamp``); ``if_absent`` the attribute, or the evaluation time when the context lacks it
+    #: (Unleash's ``currentTime``). Date operators read it as a date; the others as whole epoch seconds.
+    now: str = ""
 
 
 class Rule(Model, frozen=True, kw_only=True):
@@ -143,6 +165,8 @@ class Prerequisite(Model, frozen=True, kw_only=True):
 
     flag: Key
     variation: Key
+    #: Also fail when the prerequisite flag is off, whatever it serves then (LaunchDarkly's rule).
+    require_on: bool = False
 
 
 def _default_variations() -> tuple[Variation, ...]:
@@ -181,6 +205,9 @@ class Flag(Model, frozen=True, kw_only=True):
     #: Bucketing salt; empty means the flag key. Keep it when copying a flag to keep users' buckets.
     salt: str = ""
     archived: bool = False
+    #: When off, or a prerequisite fails: serve the caller's default instead of ``off_variation`` (a
+    #: LaunchDarkly flag without an off variation, a disabled flagd flag).
+    off_default: bool = False
     #: Who answers for the flag (a person or a team, free text).
     maintainer: str = ""
     lifecycle: Lifecycle = "temporary"
@@ -191,7 +218,15 @@ class Flag(Model, frozen=True, kw_only=True):
 
 
 #: What a flag does in one environment: everything else about it is the same in every environment.
-ENVIRONMENT_FIELDS: tuple[str, ...] = ("on", "off_variation", "fallthrough", "targets", "rules", "prerequisites")
+ENVIRONMENT_FIELDS: tuple[str, ...] = (
+    "on",
+    "off_variation",
+    "off_default",
+    "fallthrough",
+    "targets",
+    "rules",
+    "prerequisites",
+)
 #: What a flag is, project-wide (a field added to ``Flag`` later is project-wide unless listed above).
 PROJECT_FIELDS: tuple[str, ...] = tuple(f for f in Flag.__struct_fields__ if f not in ENVIRONMENT_FIELDS)
 

@@ -42,6 +42,21 @@ def all_subjects() -> str:
     return f"{PREFIX}.>"
 
 
+#: The stream republishes every event it stores (with its stream sequence in the ``Nats-Sequence`` header) on
+#: ``flagstream-live.<project>.<environment>.<kind>.<key>``: what SDK clients follow with a plain subscription
+#: once loaded, so a following client costs nats-server one subscription, not one consumer.
+LIVE_PREFIX = "flagstream-live"
+
+
+def live_filter(project: str, environment: str) -> str:
+    """The republished events of one environment: what a loaded SDK client subscribes to."""
+    return f"{LIVE_PREFIX}.{project}.{environment}.>"
+
+
+def all_live_subjects() -> str:
+    return f"{LIVE_PREFIX}.>"
+
+
 def sdk_inbox_prefix(project: str, environment: str) -> str:
     """The reply-inbox prefix of an SDK client of one environment. NATS permissions confine an SDK credential
     to it, so replies and deliveries meant for anyone else are out of its reach; the SDK uses it by default."""

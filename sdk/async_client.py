@@ -43,6 +43,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
 
     ``nats_url``: one URL or a list (a cluster). ``reconnect_wait``: seconds between reconnect attempts.
     ``connect_options``: extra keyword arguments for ``nats.connect`` (credentials, TLS...).
+    ``jetstream_domain``: the JetStream domain of the stream, for a client connected to a leaf node without
+    JetStream of its own (its requests then go to the hub's domain; live messages are fanned out by the leaf).
 
     ``cache_path``: a last-known-state file. After changes (at most every ``cache_write_interval`` seconds)
     the client saves its flags there; ``start()`` loads it first, so a client started while NATS is down
@@ -50,7 +52,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
     logged, counted in ``cache_file_errors`` and ignored.
 
     ``telemetry``: every ``telemetry_interval`` seconds publish a heartbeat and evaluation counts over core
-    NATS (see :mod:`flagstream.telemetry`); ``False`` turns it off (and the per-evaluation count with it).
+    NATS (see :mod:`flagstream.telemetry`); ``False`` turns it off (evaluations are counted all the same: one
+    attribute increment, read by ``flagstream.metrics``).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
         reconnect_wait: float = 1.0,
         connect_timeout: float = 2.0,
         connect_options: dict[str, Any] | None = None,
+        jetstream_domain: str | None = None,
         cache_path: str | os.PathLike[str] | None = None,
         cache_write_interval: float = 0.5,
         telemetry: bool = True,
@@ -81,6 +85,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
             reconnect_wait=reconnect_wait,
             connect_timeout=connect_timeout,
             connect_options=connect_options,
+            jetstream_domain=jetstream_domain,
             on_status=self._status_changed,
         )
         if telemetry:
@@ -90,17 +95,17 @@ class AsyncFlagstreamClient(FlagEvaluations):
                 connection=lambda: self._source.connection,
                 status=lambda: self.status.value,
                 seq=lambda: self._cache.ruleset.seq,
+                totals=self._cache.evaluation_totals,
                 interval=telemetry_interval,
             )
             self._cache.add_applied_hook(self._telemetry.applied)
-            self._counter = self._telemetry
 
     def _setup(self, project: str, environment: str) -> None:
         self.project = project
         self.environment = environment
         #: True for a client built by ``from_file`` or ``from_test_data``: it never connects.
         self.offline = False
-        self._cache = RulesetCache(Ruleset(project=project, environment=environment))
+        RulesetCache(Ruleset(project=project, environment=environment)).attach(self)
         self._ready_event: asyncio.Event | None = None
         self._ready_hooks: list[Callable[[], None]] = []
         self._status_listeners: list[StatusListener] = []

@@ -8,18 +8,20 @@ Only one writer exists (the NATS edge, on the client's event loop).
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import monotonic as _monotonic
 from typing import Any
 
 from .context import problem
-from .engine import evaluate
+from .engine import CompiledFlag, evaluate
 from .evaluation import ErrorKind, EvaluationDetail, error_detail
 from .events import Event, Flag
 from .exposures import ExposureCallback, ExposureRecorder
-from .ruleset import Ruleset, apply_events
+from .ruleset import LazyFlag, Ruleset, apply_events
 
 log = logging.getLogger("flagstream.client")
 
@@ -34,6 +36,13 @@ _CONTEXT_LOG_FLAGS = 10_000
 #: ``callback(changed_flag_keys, new_ruleset)``, called once per applied batch (for the SDK's own parts:
 #: persistence, telemetry, the OpenFeature provider).
 AppliedHook = Callable[[set[str], Ruleset], None]
+
+#: Evaluation counts by (flag key, variation key; ``None`` when the default was served on an error).
+Counts = dict[tuple[str, str | None], int]
+
+#: Seconds a replaced flag's counters stay readable before they are folded into the totals: an evaluation that
+#: read the old ruleset just before the swap has that long to finish its increment.
+RETIRE_AFTER = 1.0
 
 
 class ClientStatus(enum.StrEnum):
@@ -62,6 +71,19 @@ class RulesetCache:
         self.failed_events = 0
         self._listeners: dict[str | None, list[ChangeListener]] = {}
         self._applied_hooks: list[AppliedHook] = []
+        #: Evaluations counted by the accessors' general path (errors, non-plain contexts, details); the fast
+        #: path counts on the compiled flag's outcomes instead (``_Outcome.n``). See ``evaluation_totals``.
+        self.slow_counts: collections.defaultdict[tuple[str, str | None], int] = collections.defaultdict(int)
+        self._folded: Counts = {}
+        self._retired: list[tuple[float, list[tuple[str, CompiledFlag]]]] = []
+        #: Client objects reading this cache: each holds the current ``compiled`` map as ``_flags``.
+        self._views: list[FlagEvaluations] = []
+
+    def attach(self, view: FlagEvaluations) -> None:
+        """Let ``view`` evaluate against this cache (its ``_flags`` follows every swap)."""
+        view._cache = self
+        view._flags = self.ruleset.compiled
+        self._views.append(view)
 
     def apply(self, events: Sequence[tuple[int, Event]], fresh: bool = False) -> set[str]:
         """Fold ``(stream sequence, event)`` pairs in one ``apply_events`` call and swap the result in.
@@ -72,7 +94,7 @@ class RulesetCache:
         old = self.ruleset
         if not events and not fresh:
             return set()
-        base = Ruleset(project=old.project, environment=old.environment) if fresh else old
+        base = Ruleset(project=old.project, environment=old.environment, clock=old.clock) if fresh else old
         try:
             new, changed = apply_events(base, events)
         except Exception:
@@ -89,19 +111,22 @@ class RulesetCache:
                 changed |= one
         if fresh:
             changed = _differences(old, new)
-        self._swap(old, new, changed)
+        self._swap(old, new, changed, old.compiled if fresh else changed)
         return changed
 
     def replace(self, ruleset: Ruleset) -> set[str]:
         """Swap in a whole ruleset (a last-known-state file, an offline file, test data); notify what differs."""
         old = self.ruleset
         changed = _differences(old, ruleset)
-        self._swap(old, ruleset, changed)
+        self._swap(old, ruleset, changed, old.compiled)
         return changed
 
-    def _swap(self, old: Ruleset, new: Ruleset, changed: set[str]) -> None:
+    def _swap(self, old: Ruleset, new: Ruleset, changed: set[str], replaced: Iterable[str]) -> None:
         self.ruleset = new  # the atomic swap
+        for view in self._views:
+            view._flags = new.compiled  # the same snapshot's map, for the accessors' fast path
         self.loaded = True
+        self._retire(old.compiled, new.compiled, replaced)
         if changed and self._listeners:
             self._notify(changed, old, new)
         for hook in list(self._applied_hooks):
@@ -109,6 +134,45 @@ class RulesetCache:
                 hook(changed, new)
             except Exception:
                 log.exception("flagstream: internal hook %r failed", hook)
+
+    # -- evaluation counts -----------------------------------------------------------------------------------
+
+    def _retire(self, old: Mapping[str, Any], new: Mapping[str, Any], keys: Iterable[str]) -> None:
+        """Keep the counters of the compiled flags the swap dropped readable for ``RETIRE_AFTER`` seconds."""
+        now = time.monotonic()
+        gone = []
+        for key in keys:
+            before = _real(old.get(key))
+            if before is not None and before is not _real(new.get(key)):
+                gone.append((key, before))
+        if gone:
+            self._retired.append((now, gone))
+        if self._retired and now - self._retired[0][0] > RETIRE_AFTER:
+            self._fold(now)
+
+    def _fold(self, now: float) -> None:
+        while self._retired and now - self._retired[0][0] > RETIRE_AFTER:
+            _, flags = self._retired.pop(0)
+            for key, flag in flags:
+                _add_outcomes(self._folded, key, flag)
+
+    def evaluation_totals(self) -> Counts:
+        """Evaluations served by this cache's accessors since it was made, by (flag, variation): cumulative,
+        so readers (telemetry, metrics) keep their own last reading and never reset anything.
+
+        Exact for evaluations on one thread; with several threads racing on the same flag an increment can
+        be lost (as with any unlocked counter), never counted twice.
+        """
+        self._fold(time.monotonic())
+        totals = dict(self._folded)
+        for k, n in list(self.slow_counts.items()):
+            totals[k] = totals.get(k, 0) + n
+        for key, flag in list(self.ruleset.compiled.items()):
+            _add_outcomes(totals, key, _real(flag))
+        for _, flags in list(self._retired):
+            for key, flag in flags:
+                _add_outcomes(totals, key, flag)
+        return totals
 
     def add_applied_hook(self, hook: AppliedHook) -> Callable[[], None]:
         """Call ``hook(changed, ruleset)`` after every swap (even with nothing changed); returns a remover."""
@@ -140,6 +204,20 @@ class RulesetCache:
                     log.exception("flagstream: on_change listener %r failed for flag %r", callback, key)
 
 
+def _real(flag: Any) -> CompiledFlag | None:
+    """The ``CompiledFlag`` behind a ``compiled`` map entry (``None`` for a flag not compiled yet)."""
+    return flag._real if type(flag) is LazyFlag else flag
+
+
+def _add_outcomes(totals: Counts, key: str, flag: CompiledFlag | None) -> None:
+    if flag is None:
+        return
+    for o in flag.outcomes():
+        if o.n:
+            k = (key, o.variation)
+            totals[k] = totals.get(k, 0) + o.n
+
+
 def _differences(old: Ruleset, new: Ruleset) -> set[str]:
     """Flag keys whose state differs between two rulesets (all of them when the segments differ)."""
     if dict(old.segments) != dict(new.segments):
@@ -159,19 +237,34 @@ def _observe_safely(observe: Callable[[str, Any, EvaluationDetail], None], key: 
         log.exception("flagstream: evaluation observer failed (ignored)")
 
 
+def _general(client: FlagEvaluations, kind: type) -> Callable[[str, Any, Any], Any]:
+    typed = client._typed
+
+    def variation(key: str, context: Any, default: Any) -> Any:
+        return typed(key, context, default, kind).value
+
+    return variation
+
+
 class FlagEvaluations:
     """The evaluation API shared by the sync and the async client; subclasses set ``self._cache``.
 
     Nothing raises into the application: a fault gives the caller's default with an ERROR reason.
     Before the first load, an unknown flag gives ``ERROR / CLIENT_NOT_READY`` (after it, ``FLAG_NOT_FOUND``).
+
+    ``bool_variation`` and ``string_variation`` have a fast path for the common case (a known, valid flag, a
+    plain user dict with a string ``key``, no exposure hook): the flag's compiled outcome read directly
+    (``CompiledFlag.const`` or ``.fast``), counted with one attribute increment. Anything else (errors,
+    other context shapes, a value of the wrong type, exposures) takes the general path, ``_typed``, which
+    gives the same answer.
     """
 
     _cache: RulesetCache
-    #: Called with ``(flag_key, context, detail)`` after each evaluation (telemetry counts, exposures); must be
-    #: quick and never raise. ``None`` (the default) costs one attribute test per evaluation.
+    #: The current ruleset's ``compiled`` map (kept by the cache: see ``RulesetCache.attach``).
+    _flags: Mapping[str, Any]
+    #: Called with ``(flag_key, context, detail)`` after each evaluation of the general path (exposures);
+    #: must be quick and never raise. While it is set, the fast accessors take the general path.
     _observe: Callable[[str, Any, EvaluationDetail], None] | None = None
-    #: Telemetry: ``counts`` (a ``defaultdict(int)`` keyed by (flag, variation)) incremented per evaluation.
-    _counter: Any = None
     _observers: tuple[Callable[[str, Any, EvaluationDetail], None], ...] = ()
 
     def _add_observer(self, observer: Callable[[str, Any, EvaluationDetail], None]) -> Callable[[], None]:
@@ -187,6 +280,12 @@ class FlagEvaluations:
 
     def _set_observe(self) -> None:
         observers = self._observers
+        # With observers, every accessor takes the general path, which observes; without, the class's own.
+        for name, kind in (("bool_variation", bool), ("string_variation", str)):
+            if observers:
+                setattr(self, name, _general(self, kind))
+            else:
+                self.__dict__.pop(name, None)
         if not observers:
             self._observe = None
         elif len(observers) == 1:
@@ -208,7 +307,7 @@ class FlagEvaluations:
     def _typed(self, key: str, context: Any, default: Any, kind: type | tuple[type, ...] | None) -> EvaluationDetail:
         """Evaluate, check the value's type (``kind``; else the default with WRONG_TYPE), count and observe.
 
-        Every accessor's whole path over the engine, in one function: each call level costs ~50 ns here.
+        The general path of every accessor, in one function: each call level costs ~50 ns here.
         """
         cache = self._cache
         ruleset = cache.ruleset
@@ -227,12 +326,10 @@ class FlagEvaluations:
             value = detail.value
             if not isinstance(value, kind) or (kind is _NUMBER and value.__class__ is bool):
                 detail = error_detail(default, ErrorKind.WRONG_TYPE, detail.seq)
-        counter = self._counter
-        if counter is not None:
-            try:
-                counter.counts[key, detail.variation] += 1
-            except TypeError:  # an unhashable "key" from the caller: not counted
-                pass
+        try:
+            cache.slow_counts[key, detail.variation] += 1
+        except TypeError:  # an unhashable "key" from the caller: not counted
+            pass
         observe = self._observe
         if observe is not None:
             try:
@@ -248,8 +345,9 @@ class FlagEvaluations:
         Counted in telemetry like any evaluation; not passed to exposure hooks (nothing has been shown yet).
         Never raises: a flag that fails is an ERROR detail with the value ``None``. Empty before the first load.
         """
-        ruleset = self._cache.ruleset
-        counter = self._counter
+        cache = self._cache
+        ruleset = cache.ruleset
+        counts = cache.slow_counts
         out: dict[str, EvaluationDetail] = {}
         for key in sorted(ruleset.flags):
             if ruleset.flags[key].archived:
@@ -262,8 +360,7 @@ class FlagEvaluations:
             out[key] = detail
             if detail.reason.error_kind is ErrorKind.MALFORMED_CONTEXT:
                 self._unusable_context(key, context)
-            if counter is not None:
-                counter.counts[key, detail.variation] += 1
+            counts[key, detail.variation] += 1
         return out
 
     #: flag key -> [monotonic time of its last warning, evaluations with an unusable context since]
@@ -298,13 +395,40 @@ class FlagEvaluations:
             pass
 
     def bool_variation(self, key: str, context: Any, default: bool) -> bool:
+        try:
+            flag = self._flags[key]
+            # One plain user dict (see flagstream.context); any other shape takes the general path.
+            if type(context) is dict and "kind" not in context and type(context["key"]) is str:
+                o = flag.const
+                if o is None:
+                    fast = flag.fast  # None (a flag with prerequisites, or in error): TypeError below
+                    o = fast(context)
+                value = o.value
+                if value is True or value is False:
+                    o.n += 1
+                    return value
+        except Exception:  # the general path below answers (and logs) whatever went wrong here
+            pass
         return self._typed(key, context, default, bool).value
+
+    def string_variation(self, key: str, context: Any, default: str) -> str:
+        try:
+            flag = self._flags[key]
+            if type(context) is dict and "kind" not in context and type(context["key"]) is str:
+                o = flag.const
+                if o is None:
+                    fast = flag.fast
+                    o = fast(context)
+                value = o.value
+                if type(value) is str:
+                    o.n += 1
+                    return value
+        except Exception:
+            pass
+        return self._typed(key, context, default, str).value
 
     def bool_variation_detail(self, key: str, context: Any, default: bool) -> EvaluationDetail:
         return self._typed(key, context, default, bool)
-
-    def string_variation(self, key: str, context: Any, default: str) -> str:
-        return self._typed(key, context, default, str).value
 
     def string_variation_detail(self, key: str, context: Any, default: str) -> EvaluationDetail:
         return self._typed(key, context, default, str)

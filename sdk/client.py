@@ -46,6 +46,7 @@ class FlagstreamClient(FlagEvaluations):
         reconnect_wait: float = 1.0,
         connect_timeout: float = 2.0,
         connect_options: dict[str, Any] | None = None,
+        jetstream_domain: str | None = None,
         cache_path: str | os.PathLike[str] | None = None,
         cache_write_interval: float = 0.5,
         telemetry: bool = True,
@@ -59,6 +60,7 @@ class FlagstreamClient(FlagEvaluations):
             reconnect_wait=reconnect_wait,
             connect_timeout=connect_timeout,
             connect_options=connect_options,
+            jetstream_domain=jetstream_domain,
             cache_path=cache_path,
             cache_write_interval=cache_write_interval,
             telemetry=telemetry,
@@ -87,8 +89,7 @@ class FlagstreamClient(FlagEvaluations):
         self._client = client
         self.project = client.project
         self.environment = client.environment
-        self._cache = self._client._cache
-        self._counter = client._telemetry  # evaluations on this object count too
+        client._cache.attach(self)  # evaluations on this object count in the same cache
         self._ready = threading.Event()
         self._client._add_ready_hook(self._ready.set)
         self._loop: asyncio.AbstractEventLoop | None = None

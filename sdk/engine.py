@@ -9,6 +9,7 @@ so a hit on the hot path allocates nothing.
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from types import FunctionType
@@ -20,9 +21,16 @@ from .bucketing import FLAGSTREAM, TOTAL, bucket_text, cumulative
 from .context import Contexts, normalize
 from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind, error_detail
 from .events import Clause, Flag, Rollout, Segment, Serve
-from .operators import Matcher, any_element, attribute_parts, compile_clause, in_other, string_in_parts
+from .operators import NOW, Matcher, any_element, attribute_parts, compile_clause, in_other, string_in_parts
 from .schemes import getter, pointer, rollout_picker, segment_share, walk
-from .validation import MAX_PREREQUISITE_DEPTH, Problem, flag_problems, validate_segment
+from .validation import (
+    MAX_PREREQUISITE_DEPTH,
+    Problem,
+    cyclic_segments,
+    flag_problems,
+    segment_references,
+    validate_segment,
+)
 
 _hash = mmh3.hash
 
@@ -34,20 +42,41 @@ _TARGET = Reason(kind=ReasonKind.TARGET_MATCH)
 _NEVER = EvaluationDetail(value=None, variation=None, reason=_OFF, seq=-1)
 
 
+class _Special:
+    """``CompiledFlag.error`` of a flag evaluated off the hot path (:func:`_evaluate_special`): one that can serve
+    the caller's default, or reads the evaluation time. Not an error."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SPECIAL"
+
+
+SPECIAL: Any = _Special()
+#: The value of an outcome that serves the caller's default (``Serve.default``, ``Flag.off_default``).
+CALLER_DEFAULT: Any = _Special.__new__(_Special)
+
+
 class _Cycle(Exception):
     """Raised when prerequisites nest deeper than any valid flag can (a cycle that slipped past validation)."""
 
 
 class _Outcome:
-    """One thing a flag can serve, with its EvaluationDetail cached for the last sequence asked."""
+    """One thing a flag can serve, with its EvaluationDetail cached for the last sequence asked.
 
-    __slots__ = ("last", "reason", "value", "variation")
+    ``n`` counts how often a client's accessor served it (the client's fast path increments it; the engine
+    never does): evaluation counts are read from there (``flagstream.cache``), so counting costs one
+    attribute increment instead of a dict update per evaluation.
+    """
+
+    __slots__ = ("last", "n", "reason", "value", "variation")
 
     def __init__(self, value: Any, variation: str | None, reason: Reason) -> None:
         self.value = value
         self.variation = variation
         self.reason = reason
         self.last = _NEVER  # replaced by the first evaluation that serves this outcome
+        self.n = 0
 
     def at(self, seq: int) -> EvaluationDetail:
         d = self.last
@@ -56,16 +85,16 @@ class _Outcome:
         return d
 
 
-#: run(flags, context, ctxs or None for a plain user dict, seq, depth)
-_Run = Callable[[Mapping[str, "CompiledFlag"], Any, Contexts | None, int, int], EvaluationDetail]
+#: run(flags, context, ctxs or None for a plain user dict, seq, depth) -> the outcome served
+_Run = Callable[[Mapping[str, "CompiledFlag"], Any, Contexts | None, int, int], _Outcome]
 
 
 class CompiledSegment:
     """A segment prepared for membership tests: excluded keys win, then included keys, then rules."""
 
-    __slots__ = ("archived", "excluded", "included", "key", "kind", "rules", "segment")
+    __slots__ = ("archived", "excluded", "included", "key", "kind", "rules", "segment", "timed")
 
-    def __init__(self, segment: Segment) -> None:
+    def __init__(self, segment: Segment, segments: Mapping[str, CompiledSegment] | None = None) -> None:
         self.segment = segment
         self.key = segment.key
         self.kind = segment.context_kind
@@ -73,13 +102,16 @@ class CompiledSegment:
             self.archived = segment.archived or bool(validate_segment(segment))
         except Exception:  # not even checkable: the segment contains nobody
             self.archived = True
+        #: Whether a clause reads the evaluation time (``compile_segments`` adds the segments it names).
+        self.timed = False
         self.included = frozenset(segment.included)
         self.excluded = frozenset(segment.excluded)
         salt_dot = f"{segment.salt or segment.key}."
         rules: list[tuple[tuple[Matcher, ...], Any]] = []
         try:
             for rule in () if self.archived else segment.rules:
-                matchers = tuple(compile_clause(c, None) for c in rule.clauses)
+                self.timed = self.timed or any(c.now for c in rule.clauses)
+                matchers = tuple(compile_clause(c, segments) for c in rule.clauses)
                 weight: Any = None
                 if rule.weight is not None:
                     kind = rule.context_kind or segment.context_kind
@@ -131,9 +163,11 @@ class CompiledFlag:
 
     ``const`` is set when the flag serves the same thing to everyone (off, or on without targets, rules,
     prerequisites or a rollout); otherwise ``run`` evaluates it, unless ``error`` says it cannot be.
+    ``fast(context)`` is ``run`` for a context that is one plain user dict with a string key, for a flag
+    without prerequisites (else ``None``): the client's typed accessors call it directly.
     """
 
-    __slots__ = ("archived", "const", "error", "flag", "key", "malformed", "on", "problems", "run")
+    __slots__ = ("archived", "const", "error", "fast", "flag", "key", "malformed", "on", "problems", "run", "timed")
 
     def __init__(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
         self.flag = flag
@@ -142,7 +176,10 @@ class CompiledFlag:
         self.archived = flag.archived
         self.const: _Outcome | None = None
         self.run: _Run | None = None
+        self.fast: Callable[[Any], _Outcome] | None = None
         self.error: ErrorKind | None = None
+        #: Reads the evaluation time (a clause, or a segment it names, has ``now``).
+        self.timed = False
         try:
             self.problems = flag_problems(flag)
         except Exception as e:  # not even checkable (built in code with wrong types): refuse it
@@ -156,21 +193,66 @@ class CompiledFlag:
             return
         try:
             self._compile(flag, segments)
+            self._special(flag, segments)
         except Exception:  # a fault validation did not foresee: refuse the flag rather than fail later
             self.malformed = True
             self.error = ErrorKind.MALFORMED_FLAG
-            self.const = self.run = None
+            self.const = self.run = self.fast = None
+
+    def outcomes(self) -> list[_Outcome]:
+        """Every outcome this flag can serve (each once): where the client's evaluation counts are."""
+        found: dict[int, _Outcome] = {}
+        items: list[Any] = [self.const]
+        if self.run is not None:
+            items += self.run.__defaults__ or ()
+        for item in items:
+            members = item.values() if type(item) is dict else item if type(item) is tuple else (item,)
+            for o in members:
+                if type(o) is _Outcome:
+                    found[id(o)] = o
+        return list(found.values())
+
+    def _special(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
+        """Move a flag that can serve the caller's default, or reads the evaluation time, off the hot path."""
+        clauses = [c for r in flag.rules for c in r.clauses]
+        self.timed = any(c.now for c in clauses) or any(
+            segments.get(k) is not None and segments[k].timed
+            for c in clauses
+            if c.op == "in_segment"
+            for k in c.values
+            if isinstance(k, str)
+        )
+        serves = [flag.fallthrough, *(r.serve for r in flag.rules)]
+        if not (self.timed or flag.off_default or any(s.default for s in serves)):
+            return
+        const = self.const
+        if const is not None:
+
+            def run(flags: Any, context: Any, ctxs: Any, seq: int, depth: int) -> _Outcome:
+                return const
+
+            self.run, self.const = run, None
+        self.error = SPECIAL  # type: ignore[assignment]
+        self.fast = None  # the accessors' short road knows neither the time nor the caller's default
 
     def _compile(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
         values = {v.key: v.value for v in flag.variations}
-        off = _Outcome(values[flag.off_variation], flag.off_variation, _OFF)
+        if flag.off_default:
+            off = _Outcome(CALLER_DEFAULT, None, _OFF)
+        else:
+            off = _Outcome(values[flag.off_variation], flag.off_variation, _OFF)
         if not flag.on:
             self.const = off
+            return
+        if flag.fallthrough.default and not (flag.targets or flag.rules or flag.prerequisites):
+            self.const = _Outcome(CALLER_DEFAULT, None, _FALLTHROUGH)
             return
         if not (flag.targets or flag.rules or flag.prerequisites) and flag.fallthrough.variation is not None:
             self.const = _Outcome(values[flag.fallthrough.variation], flag.fallthrough.variation, _FALLTHROUGH)
             return
-        self.run = _Generator(flag, values, off, segments).build()
+        generator = _Generator(flag, values, off, segments)
+        self.run = generator.build()
+        self.fast = generator.fast
 
 
 class _Generator:
@@ -196,8 +278,12 @@ class _Generator:
         self.kinds: dict[str, str] = {}
         self.names: dict[str, str] = {}
         self.needs_cx = False
+        #: ``fast(context)``: the same body for a plain user dict (see ``CompiledFlag.fast``), set by ``build``.
+        self.fast: Callable[[Any], _Outcome] | None = None
 
     def const(self, value: Any) -> str:
+        if type(value) is str:  # interned, like the attribute names of a context written in code: an
+            value = sys.intern(value)  # identity hit in the context's dict lookup, no string comparison
         self.consts.append(value)
         return f"c{len(self.consts) - 1}"
 
@@ -216,11 +302,13 @@ class _Generator:
         self.lines.append("    " * depth + line)
 
     def give(self, depth: int, outcome: str) -> None:
-        self.emit(depth, f"d = {outcome}.last")
-        self.emit(depth, f"return d if d.seq == seq else {outcome}.at(seq)")
+        self.emit(depth, f"return {outcome}")
 
     def serve(self, depth: int, s: Serve, reason: Reason, rollout_reason: Reason, known: frozenset[str]) -> None:
         """Lines that return what ``s`` serves; a rollout that cannot bucket the context falls through."""
+        if s.default:
+            self.give(depth, self.const(_Outcome(CALLER_DEFAULT, None, reason)))
+            return
         if s.variation is not None:
             self.give(depth, self.const(_Outcome(self.values[s.variation], s.variation, reason)))
             return
@@ -246,17 +334,30 @@ class _Generator:
             self.emit(depth, "t = v if type(v) is str else _bucket_text(v)")
             self.emit(depth, "if t is not None:")
             depth += 1
-        h, b = self.named("_hash", _hash), self.named("_bisect", bisect_right)
+        h = self.named("_hash", _hash)
         bucket = f"{h}({self.const(self.salt_dot)} + t, 0, False) % {TOTAL}"
         thresholds: tuple[float, ...] = cumulative(weights)
         if r.partial:  # the rest of the buckets: not served by this rollout
             thresholds += (float("inf"),)
             outcomes += (None,)  # type: ignore[assignment]
-        self.emit(depth, f"o = {self.const(outcomes)}[{b}({self.const(thresholds)}, {bucket})]")
+        self.emit(depth, f"o = {self.pick(depth, outcomes, thresholds, bucket)}")
         if r.partial:
             self.emit(depth, "if o is not None:")
             depth += 1
         self.give(depth, "o")
+
+    def pick(self, depth: int, outcomes: tuple[Any, ...], thresholds: tuple[float, ...], bucket: str) -> str:
+        """An expression for ``outcomes[bisect_right(thresholds, bucket)]``: for a few thresholds a chain of
+        comparisons (a call of ``bisect_right`` costs more than the rest of a two-way rollout)."""
+        n = len(thresholds)
+        if n <= 4 and len(outcomes) in (n, n + 1) and (len(outcomes) == n + 1 or thresholds[-1] >= TOTAL):
+            self.emit(depth, f"bk = {bucket}")
+            names = [self.const(o) for o in outcomes]
+            # With as many outcomes as thresholds, the bucket is always below the last one (it is < TOTAL).
+            tests = thresholds if len(outcomes) == n + 1 else thresholds[:-1]
+            chain = "".join(f"{names[i]} if bk < {self.const(t)} else " for i, t in enumerate(tests))
+            return chain + names[len(tests)]
+        return f"{self.const(outcomes)}[{self.named('_bisect', bisect_right)}({self.const(thresholds)}, {bucket})]"
 
     def condition(self, clause: Clause, known: set[str]) -> str:
         """A boolean expression for ``clause``; adds to ``known`` the kinds it proves present.
@@ -268,11 +369,14 @@ class _Generator:
         if parts is not None:
             kind, attribute, strings, negate = parts
             k, s = self.kind(kind), self.const(strings)
-            test = "not in" if negate else "in"
+            if len(strings) == 1:  # one value: a string comparison (interned: an identity hit) beats a set's
+                test = f"{'!=' if negate else '=='} {self.const(next(iter(strings)))}"
+            else:
+                test = f"{'not in' if negate else 'in'} {s}"
             present = "" if k in known else f"{k} is not None and "
             known.add(k)
             return (
-                f"{present}((v {test} {s}) if type(v := {k}.get({self.const(attribute)})) is str"
+                f"{present}((v {test}) if type(v := {k}.get({self.const(attribute)})) is str"
                 f" else _in_other(v, {s}, {negate}))"
             )
         general = attribute_parts(clause)
@@ -300,12 +404,19 @@ class _Generator:
             self.emit(body, f"if depth >= {MAX_PREREQUISITE_DEPTH}:")
             self.emit(body + 1, "raise _Cycle()")
             self.emit(body, f"pf = flags.get({self.const(p.flag)})")
-            self.emit(body, "if pf is None or pf.error is not None:")
+            self.emit(body, "e = None if pf is None else pf.error")
+            self.emit(body, "if pf is None or (e is not None and e is not _SPECIAL):")
             self.give(body + 1, failed)
+            if p.require_on:  # LaunchDarkly: an off prerequisite fails, whatever it serves
+                self.emit(body, "if not pf.on:")
+                self.give(body + 1, failed)
             self.emit(body, "o = pf.const")
-            self.emit(
-                body, "got = o.variation if o is not None else pf.run(flags, context, ctxs, seq, depth + 1).variation"
-            )
+            self.emit(body, "if o is not None:")
+            self.emit(body + 1, "got = o.variation")
+            self.emit(body, "elif e is None:")
+            self.emit(body + 1, "got = pf.run(flags, context, ctxs, seq, depth + 1).variation")
+            self.emit(body, "else:")  # a prerequisite that reads the time or serves the caller's default
+            self.emit(body + 1, "got = _special_run(flags, pf, context, ctxs, seq, depth + 1).variation")
             self.emit(body, f"if got != {self.const(p.variation)}:")
             self.give(body + 1, failed)
 
@@ -342,52 +453,124 @@ class _Generator:
             self.give(body, self.const(_Outcome(off.value, off.variation, _FALLTHROUGH)))
 
         head = []
+        plain = []  # the head of ``fast``: the context is one plain user dict
         for kind, k in self.kinds.items():
             if kind == "user":
                 head.append(f"{k} = context if ctxs is None else ctxs.get({self.const(kind)})")
+                plain.append(f"{k} = context")
             else:
                 head.append(f"{k} = None if ctxs is None else ctxs.get({self.const(kind)})")
+                plain.append(f"{k} = None")
         if self.needs_cx:
-            head.append(f"cx = ctxs if ctxs is not None else {{{self.const('user')}: context}}")
+            user = self.const("user")
+            head.append(f"cx = ctxs if ctxs is not None else {{{user}: context}}")
+            plain.append(f"cx = {{{user}: context}}")
         params = "".join(f", c{i}=None" for i in range(len(self.consts)))
         source = "\n".join(
             [f"def run(flags, context, ctxs, seq, depth{params}):"] + ["    " + h for h in head] + self.lines
         )
         # The constants become the defaults of this flag's copy of the shared code: fast locals, 8 bytes each.
         template = _template(source)
-        return FunctionType(template.__code__, template.__globals__, "run", tuple(self.consts))
+        defaults = tuple(self.consts)
+        if not flag.prerequisites:  # the body needs no other flag: the client's accessors call it directly
+            lines = [f"def fast(context{params}):"] + ["    " + h for h in plain] + self.lines
+            fast = _template("\n".join(lines), "fast")
+            self.fast = FunctionType(fast.__code__, fast.__globals__, "fast", defaults)
+        return FunctionType(template.__code__, template.__globals__, "run", defaults)
 
 
 _TEMPLATES: dict[str, FunctionType] = {}
-_GLOBALS = {"_bucket_text": bucket_text, "_in_other": in_other, "_any_element": any_element, "_walk": walk}
+_GLOBALS: dict[str, Any] = {
+    "_bucket_text": bucket_text,
+    "_in_other": in_other,
+    "_any_element": any_element,
+    "_walk": walk,
+    "_SPECIAL": SPECIAL,
+}
 
 
-def _template(source: str) -> FunctionType:
-    """The compiled function of ``source``, whose code every flag of the same shape shares."""
+def _template(source: str, name: str = "run") -> FunctionType:
+    """The compiled function ``name`` of ``source``, whose code every flag of the same shape shares."""
     template = _TEMPLATES.get(source)
     if template is None:
-        namespace: dict[str, Any] = dict(_GLOBALS, _Cycle=_Cycle)
+        namespace: dict[str, Any] = dict(_GLOBALS, _Cycle=_Cycle, _special_run=_special_run)
         exec(compile(source, "<flagstream-flag>", "exec"), namespace)
-        template = namespace["run"]
+        template = namespace[name]
         if len(_TEMPLATES) >= 4096:
             _TEMPLATES.clear()
         _TEMPLATES[source] = template
     return template
 
 
-def compile_segment(segment: Segment) -> CompiledSegment:
-    return CompiledSegment(segment)
+def compile_segment(segment: Segment, segments: Mapping[str, CompiledSegment] | None = None) -> CompiledSegment:
+    """``segments`` resolves the segments named by ``segment``'s clauses when evaluated (missing: empty)."""
+    return CompiledSegment(segment, segments)
+
+
+def compile_segments(segments: Mapping[str, Segment]) -> dict[str, CompiledSegment]:
+    """Every segment of an environment, each able to name the others; those on a cycle contain nobody."""
+    compiled: dict[str, CompiledSegment] = {}
+    for key, segment in segments.items():
+        compiled[key] = CompiledSegment(segment, compiled)
+    valid = {k: s for k, s in segments.items() if not compiled[k].archived}  # checkable: validation passed
+    for key in cyclic_segments(valid):
+        compiled[key].archived = True
+    names = {k: segment_references(s) for k, s in valid.items() if not compiled[k].archived}
+    changed = True
+    while changed:  # a segment naming a timed segment reads the time too
+        changed = False
+        for key, named in names.items():
+            c = compiled[key]
+            if not c.timed and any(compiled.get(k) is not None and compiled[k].timed for k in named):
+                c.timed = changed = True
+    return compiled
 
 
 def compile_flag(flag: Flag, segments: Mapping[str, CompiledSegment]) -> CompiledFlag:
     return CompiledFlag(flag, segments)
 
 
-def evaluate(flags: Mapping[str, CompiledFlag], key: str, context: Any, default: Any, seq: int = 0) -> EvaluationDetail:
+def _special_run(
+    flags: Mapping[str, CompiledFlag],
+    flag: CompiledFlag,
+    context: Any,
+    ctxs: Any,
+    seq: int,
+    depth: int,
+    now: Any = None,
+) -> EvaluationDetail:
+    """Run a SPECIAL flag: with the evaluation time in the contexts if it reads it (``now``, else the clock of
+    ``flags``, else none: its time clauses then do not match). Its caller's-default outcomes keep the
+    CALLER_DEFAULT value here: :func:`evaluate` puts the caller's default in."""
+    if ctxs is None:
+        ctxs = normalize(context)
+        if ctxs is None:
+            raise _Malformed()
+    if flag.timed and NOW not in ctxs:
+        if now is None:
+            clock = getattr(flags, "clock", None)
+            now = clock() if clock is not None else None
+        if now is not None:
+            ctxs = {**ctxs, NOW: now}
+    o = flag.run(flags, context, ctxs, seq, depth)  # type: ignore[misc]
+    d = o.last
+    return d if d.seq == seq else o.at(seq)
+
+
+class _Malformed(Exception):
+    """The context is malformed (found while running a SPECIAL flag)."""
+
+
+def evaluate(
+    flags: Mapping[str, CompiledFlag], key: str, context: Any, default: Any, seq: int = 0, now: float | None = None
+) -> EvaluationDetail:
     """Evaluate flag ``key`` for ``context``; never raises.
 
     Unknown or archived flags give ``default`` with FLAG_NOT_FOUND, invalid flags MALFORMED_FLAG, a context
     that is not one of the accepted shapes (see :mod:`flagstream.context`) MALFORMED_CONTEXT.
+
+    ``now`` (epoch milliseconds) is the evaluation time for clauses that read it (``Clause.now``); by default
+    the clock of ``flags`` (``Ruleset.clock``: the SDK's wall clock, time travel's instant), if it has one.
     """
     try:
         flag = flags.get(key)
@@ -402,6 +585,11 @@ def evaluate(flags: Mapping[str, CompiledFlag], key: str, context: Any, default:
             d = o.last
             return d if d.seq == seq else o.at(seq)
         if flag.error is not None:
+            if flag.error is SPECIAL:
+                d = _special_run(flags, flag, context, None, seq, 0, now)
+                if d.value is CALLER_DEFAULT:
+                    return EvaluationDetail(value=default, variation=None, reason=d.reason, seq=seq)
+                return d
             return error_detail(default, flag.error, seq)
         if plain:
             ctxs = None
@@ -409,8 +597,12 @@ def evaluate(flags: Mapping[str, CompiledFlag], key: str, context: Any, default:
             ctxs = normalize(context)
             if ctxs is None:
                 return error_detail(default, ErrorKind.MALFORMED_CONTEXT, seq)
-        return flag.run(flags, context, ctxs, seq, 0)  # type: ignore[misc]
+        o = flag.run(flags, context, ctxs, seq, 0)  # type: ignore[misc]
+        d = o.last
+        return d if d.seq == seq else o.at(seq)
     except _Cycle:
         return error_detail(default, ErrorKind.MALFORMED_FLAG, seq)
+    except _Malformed:
+        return error_detail(default, ErrorKind.MALFORMED_CONTEXT, seq)
     except Exception:
         return error_detail(default, ErrorKind.EXCEPTION, seq)

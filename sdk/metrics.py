@@ -5,8 +5,8 @@
     register_metrics(client)            # the default registry; or register_metrics(client, registry=my_registry)
 
 Everything is read from the client when Prometheus scrapes, nothing is added to an evaluation: the counts are
-the ones the client already keeps for its fleet telemetry (one dict increment per evaluation). A client built
-with ``telemetry=False`` keeps none: ``register_metrics`` then gives it that same counter.
+the ones every client keeps for its fleet telemetry (one attribute increment per evaluation), with or without
+``telemetry``.
 
 Metrics (labels ``project``, ``environment``):
 
@@ -25,7 +25,6 @@ One client per (project, environment) in a registry: a second one would repeat t
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,60 +38,19 @@ except ImportError as exc:  # pragma: no cover - depends on the application's en
     raise ImportError("flagstream.metrics needs prometheus-client: pip install 'flagstream[metrics]'") from exc
 
 
-class _Counts:
-    """The evaluation counter a client without telemetry gets: what the telemetry reporter keeps."""
-
-    def __init__(self) -> None:
-        self.counts: collections.defaultdict[tuple[str, str | None], int] = collections.defaultdict(int)
-
-
-class _Tally:
-    """Running totals of a counter whose ``counts`` the telemetry reporter periodically sends and resets."""
-
-    def __init__(self, counter: Any) -> None:
-        self.counter = counter
-        #: Evaluations (and errors) already sent, so gone from the reporter's dicts.
-        self.sent = 0
-        self.sent_errors = 0
-        report = getattr(counter, "report", None)
-        if report is not None:
-
-            async def counted_report() -> bool:
-                pending = self._pending()
-                ok = bool(await report())
-                if ok:  # everything pending at the start went out (later evaluations are in the new dict)
-                    self.sent += pending[0]
-                    self.sent_errors += pending[1]
-                return ok
-
-            counter.report = counted_report
-
-    def _pending(self) -> tuple[int, int]:
-        total = errors = 0
-        for source in (dict(self.counter.counts), dict(getattr(self.counter, "_unsent", {}))):
-            for (_, variation), n in source.items():
-                total += n
-                if variation is None:
-                    errors += n
-        return total, errors
-
-    def totals(self) -> tuple[int, int]:
-        total, errors = self._pending()
-        return self.sent + total, self.sent_errors + errors
-
-
 class ClientCollector(Collector):
     def __init__(self, client: Any) -> None:
         self.client = client
-        if getattr(client, "_counter", None) is None:
-            client._counter = _Counts()
-        self.tally = _Tally(client._counter)
         self.labels = [str(client.project), str(client.environment)]
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         names = ["project", "environment"]
         client, labels = self.client, self.labels
-        total, errors = self.tally.totals()
+        total = errors = 0
+        for (_, variation), n in client._cache.evaluation_totals().items():
+            total += n
+            if variation is None:
+                errors += n
         status = client.status
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:

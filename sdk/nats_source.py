@@ -3,11 +3,21 @@
 Loading uses an ordered push consumer with ``DeliverPolicy.LAST_PER_SUBJECT`` on the environment's subjects:
 one message per flag/segment, O(flags) not O(history). Messages are buffered until ``num_pending == 0`` in
 their metadata (the consumer is caught up, as the KV watcher of nats-py detects it) and folded in ONE batch;
-consumer info right after subscribing tells an empty environment apart. Live messages are then folded as they
-come (in small batches when a backlog exists).
+consumer info right after subscribing tells an empty environment apart.
 
-After a reconnect (the server may have restarted and lost the in-memory ordered consumer) a new ordered
-consumer is created starting right after the last stream sequence folded, so nothing is missed or repeated.
+Following: when the stream republishes what it stores on ``flagstream-live.>`` (``events.subjects.LIVE_PREFIX``;
+the services configure it) and is not a mirror, the client follows with a plain subscription to its
+environment's live subjects, made *before* the loading consumer: every event is then either in what the
+consumer loads or in what the subscription receives after it (or both; the stream sequence in the
+``Nats-Sequence`` header drops the repeats). Once loaded, the live messages received meanwhile are applied and
+the consumer is deleted: a following client costs nats-server one subscription instead of one consumer with
+its heartbeats and flow control, which is what lets one server carry ten thousand clients (bench/README.md).
+Otherwise (a mirror, an older stream, a credential without the live subjects) the ordered consumer keeps
+following, as live messages come (in small batches when a backlog exists).
+
+After a reconnect (the server may have restarted and lost the in-memory ordered consumer, and core messages
+sent while disconnected are lost) a new ordered consumer is created starting right after the last stream
+sequence folded, so nothing is missed or repeated; the same happens after a slow-consumer drop.
 Undecodable messages are logged, counted in ``bad_events`` and skipped; they are never fatal.
 """
 
@@ -31,7 +41,7 @@ from nats.js.errors import APIError
 from .cache import ClientStatus
 from .credentials import CredentialError, denied
 from .events import STREAM, DecodeError, Event, decode_event, environment_filter
-from .events.subjects import sdk_inbox_prefix
+from .events.subjects import all_live_subjects, all_subjects, live_filter, sdk_inbox_prefix
 
 log = logging.getLogger("flagstream.client")
 
@@ -80,10 +90,12 @@ class NatsSource:
         connect_timeout: float = 2.0,
         max_backoff: float = 10.0,
         connect_options: dict[str, Any] | None = None,
+        jetstream_domain: str | None = None,
         on_status: Callable[[ClientStatus], None] | None = None,
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.filter = environment_filter(project, environment)
+        self.live_filter = live_filter(project, environment)
         self._inbox_prefix = sdk_inbox_prefix(project, environment)
         self._status = ClientStatus.INITIALIZING
         self._on_status = on_status
@@ -98,6 +110,7 @@ class NatsSource:
         self._connect_timeout = connect_timeout
         self._max_backoff = max_backoff
         self._connect_options = connect_options or {}
+        self._domain = jetstream_domain
         self._nc: NATS | None = None
         self._sub: Any = None
         self._generation = 0
@@ -116,6 +129,21 @@ class NatsSource:
         self._project, self._environment = project, environment
         #: Set when NATS refused this user the environment's subjects (a permissions violation): what to say.
         self._denied: CredentialError | None = None
+        #: The plain subscription to the live subjects (``None``: following with the consumer), whether the
+        #: consumer handed over to it, what it received before, and whether the server refused it.
+        self._live_sub: Any = None
+        self._following_live = False
+        self._live_early: list[tuple[int, bytes, str]] = []
+        self._live_denied = False
+        self._flush_scheduled = False
+        #: ``(consumer name, generation)`` of the loading consumer to delete once the live subscription follows.
+        self._consumer_name = ""
+        self._drop_task: asyncio.Task[None] | None = None
+
+    @property
+    def following_live(self) -> bool:
+        """True while following through the live subscription (no consumer on the server)."""
+        return self._following_live
 
     @property
     def position(self) -> int:
@@ -153,7 +181,7 @@ class NatsSource:
 
     async def close(self) -> None:
         self._closing = True
-        for task in (self._task, self._resubscribe_task):
+        for task in (self._task, self._resubscribe_task, self._drop_task):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -183,6 +211,8 @@ class NatsSource:
                     error_cb=self._error,
                     **{"inbox_prefix": self._inbox_prefix, **self._connect_options},
                 )
+                if callable(getattr(type(self._nc), "_parse_header_lines", None)):
+                    self._nc._parse_header_lines = _header_lines  # type: ignore[method-assign]
                 break
             except Exception as exc:
                 self.last_error = exc
@@ -215,6 +245,14 @@ class NatsSource:
     async def _error(self, exc: Exception) -> None:
         # nats-py keeps retrying (initial connect included: max_reconnect_attempts=-1) and reports each failure
         # here: warn once per outage, not once per attempt.
+        if self._live_sub is not None and self.live_filter in str(exc) and "ermission" in str(exc):
+            # A credential made before the live subjects existed: keep following with the consumer.
+            self.last_error = exc
+            log.warning("flagstream: not allowed to subscribe to %s; following with a consumer", self.live_filter)
+            self._live_denied = True
+            if self._following_live and not self._closing:
+                self._resubscribe()
+            return
         if "permissions violation" in str(exc).lower():
             # The user may not use this environment's subjects (or its inbox): say whose credential it is.
             first = self._denied is None
@@ -224,6 +262,10 @@ class NatsSource:
             log.debug("flagstream: NATS refused: %r", exc)
             return
         self.last_error = exc
+        if isinstance(exc, nats.errors.SlowConsumerError) and self._following_live:
+            log.warning("flagstream: live messages were dropped (slow consumer); catching up from the stream")
+            self._resubscribe()
+            return
         if isinstance(exc, APIError) and self._sub is not None and self._nc is not None and self._nc.is_connected:
             # Most likely the ordered consumer's reset (after a gap or missed heartbeats) failing to re-create
             # the consumer: follow again from the last folded sequence with a new consumer.
@@ -236,6 +278,10 @@ class NatsSource:
         else:
             self._warned = True
             log.warning("flagstream: NATS error (%r); the client keeps retrying", exc)
+
+    def _resubscribe(self) -> None:
+        if not self._closing and (self._resubscribe_task is None or self._resubscribe_task.done()):
+            self._resubscribe_task = asyncio.create_task(self._subscribe_until_done())
 
     # -- subscription ---------------------------------------------------------------------------------------
 
@@ -270,12 +316,17 @@ class NatsSource:
         self._caught_up = False
         self._buffer = []
         self._buffer_high = 0
+        self._following_live = False
+        self._live_early = []
         old, self._sub = self._sub, None
         if old is not None:
             with contextlib.suppress(Exception):
                 await old.unsubscribe()
-        js = self._nc.jetstream()
+        js = self._nc.jetstream(domain=self._domain)
         stream = await js.stream_info(STREAM)
+        if self._live_sub is None and not self._live_denied and _republishes(stream.config):
+            # Before the consumer: whatever it does not load, this receives.
+            self._live_sub = await self._nc.subscribe(self.live_filter, cb=self._on_live)
         if self._position > 0 and (stream.created != self._stream_created or stream.state.last_seq < self._position):
             log.warning("flagstream: stream %s was recreated; reloading the whole state", STREAM)
             self._position = 0
@@ -291,7 +342,7 @@ class NatsSource:
         # A named consumer is created on $JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>: the filter is in the
         # subject, so a credential can be limited to its own environment (services/runtime/nats_auth.py). New name per
         # subscription; if nats-py's ordered-consumer reset cannot re-create it under that name, _error resubscribes.
-        config.name = f"flagstream-sdk-{secrets.token_hex(8)}"
+        config.name = self._consumer_name = f"flagstream-sdk-{secrets.token_hex(8)}"
 
         async def on_message(msg: Msg) -> None:
             try:
@@ -323,8 +374,8 @@ class NatsSource:
             self._catch_up(generation)  # nothing to load: empty (or unchanged since the last position)
 
     def _on_message(self, generation: int, msg: Msg) -> None:
-        if generation != self._generation:
-            return  # a message of a replaced subscription
+        if generation != self._generation or self._following_live:
+            return  # a message of a replaced subscription, or of the loading consumer after the hand-over
         seq, pending = ack_position(msg)
         if seq > max(self._position, self._buffer_high):  # else a redelivery (the ordered consumer reset itself)
             try:
@@ -359,7 +410,88 @@ class NatsSource:
             return
         self._flush()
         self._caught_up = True
+        if self._live_sub is not None and not self._live_denied:
+            self._hand_over()
         self.status = ClientStatus.READY
         if not self._loaded:
             self._loaded = True
             self._on_ready()
+
+    # -- following with the live subscription ---------------------------------------------------------------
+
+    def _hand_over(self) -> None:
+        """Loaded: apply what the live subscription received meanwhile, follow with it, delete the consumer."""
+        early, self._live_early = self._live_early, []
+        self._following_live = True
+        for seq, data, subject in early:
+            self._live_message(seq, data, subject)
+        self._flush()
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            self._drop_task = asyncio.create_task(self._drop_consumer(sub, self._consumer_name))
+
+    async def _drop_consumer(self, sub: Any, name: str) -> None:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+        if self._nc is not None and self._nc.is_connected:
+            with contextlib.suppress(Exception):  # else the server removes it after its inactivity threshold
+                await self._nc.jetstream(domain=self._domain).delete_consumer(STREAM, name)
+
+    async def _on_live(self, msg: Msg) -> None:
+        try:
+            seq = int((msg.headers or {})["Nats-Sequence"])
+        except (KeyError, ValueError):
+            self.bad_events += 1
+            log.error("flagstream: skipping live message %s without a stream sequence", msg.subject)
+            return
+        if self._following_live:
+            self._live_message(seq, msg.data, msg.subject)
+        else:
+            self._live_early.append((seq, msg.data, msg.subject))
+
+    def _live_message(self, seq: int, data: bytes, subject: str) -> None:
+        if seq <= max(self._position, self._buffer_high):
+            return  # loaded by the consumer already
+        try:
+            event = decode_event(data)
+        except DecodeError as exc:
+            self.bad_events += 1
+            log.error("flagstream: skipping undecodable message %s at sequence %d: %s", subject, seq, exc)
+        else:
+            self._buffer.append((seq, event))
+        self._buffer_high = seq
+        if not self._flush_scheduled:  # one fold for everything that arrived in the same read
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_live)
+
+    def _flush_live(self) -> None:
+        self._flush_scheduled = False
+        if self._buffer or self._buffer_high > self._position:
+            self._flush()
+
+
+def _header_lines(raw: bytes) -> dict[str, str]:
+    """nats-py's ``Client._parse_header_lines``, same result, without a Python-level loop over the characters
+    of each name: every live message carries five headers, and that loop was a quarter of the client's work per
+    change (bench/propagation_fleet.py)."""
+    out: dict[str, str] = {}
+    for line in raw.split(b"\r\n"):
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        try:
+            key = name.strip().decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        if key and ((parts := key.split()) == [] or len(parts) > 1 or parts[0] != key):
+            continue  # whitespace inside the name: not a header
+        out[key] = value.strip().decode("utf-8", "replace")
+    return out
+
+
+def _republishes(config: Any) -> bool:
+    """Whether a stream (not a mirror) republishes every event on the live subjects."""
+    republish = getattr(config, "republish", None)
+    if republish is None or getattr(config, "mirror", None) is not None:
+        return False
+    return republish.src in (None, ">", all_subjects()) and republish.dest == all_live_subjects()

@@ -19,7 +19,9 @@ what the engine accepts and what the API accepts cannot drift apart.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -28,13 +30,29 @@ from typing import Any, Protocol
 from .context import Contexts
 from .events import Clause, Operator
 from .linear_regex import Search, compile_search, regex_problem
-from .semver import parse_semver
+from .schemes import js_number_text
+from .semver import DIALECTS, parse_semver
 
 Matcher = Callable[[Contexts], bool]
 Test = Callable[[Any], bool]
 
 #: Epoch numbers at or above this are milliseconds, below it seconds (1e11 s is the year 5138; 1e11 ms 1973).
 EPOCH_MS_THRESHOLD = 1e11
+
+
+class _Now:
+    """The key of the evaluation time in the contexts mapping of a timed evaluation (no kind can equal it)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOW"
+
+
+#: ``contexts[NOW]``: the evaluation time, epoch milliseconds, set by the engine for flags that read it.
+NOW: Any = _Now()
+#: ``Clause.now`` values.
+NOW_MODES = ("", "always", "if_absent")
 
 
 class SegmentMembership(Protocol):
@@ -103,7 +121,18 @@ _SEMVER_OPS = {
 _DATE_OPS = {Operator.BEFORE, Operator.AFTER}
 
 
-def prepare_values(op: Operator, values: tuple[Any, ...], case_insensitive: bool = False) -> tuple[Any, ...]:
+def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    if type(value) is not str or len(value) > 64:
+        return None
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        return None
+
+
+def prepare_values(
+    op: Operator, values: tuple[Any, ...], case_insensitive: bool = False, semver: str = ""
+) -> tuple[Any, ...]:
     """The clause's values converted for ``op``; raises :class:`ValueProblem` for an unusable value."""
     if op is Operator.EXISTS:
         return ()
@@ -113,6 +142,14 @@ def prepare_values(op: Operator, values: tuple[Any, ...], case_insensitive: bool
         raise ValueProblem("'equals' takes exactly one value (use 'in' for several)")
     if op in (Operator.IN, Operator.NOT_IN, Operator.EQUALS):
         return tuple(values)
+    if op is Operator.MODULO:
+        if len(values) != 2 or not all(_is_number(v) and math.isfinite(v) for v in values):
+            raise ValueProblem("'mod' takes two numbers: [divisor, remainder]")
+        if values[0] == 0:
+            raise ValueProblem("the divisor of 'mod' cannot be 0", 0)
+        return tuple(values)
+    if op in _SEMVER_OPS and semver not in DIALECTS:
+        raise ValueProblem(f"unknown semver dialect {semver!r} (known: {', '.join(repr(d) for d in DIALECTS)})")
     out: list[Any] = []
     for i, v in enumerate(values):
         if op in _STRING_OPS or op is Operator.IN_SEGMENT:
@@ -129,10 +166,15 @@ def prepare_values(op: Operator, values: tuple[Any, ...], case_insensitive: bool
                 raise ValueProblem(f"operator {op.value!r} needs numeric values", i)
             out.append(v)
         elif op in _SEMVER_OPS:
-            key = parse_semver(v) if type(v) is str else None
+            key = parse_semver(v, semver) if type(v) is str or semver == "flagd" else None
             if key is None:
                 raise ValueProblem(f"{v!r} is not a semantic version", i)
             out.append(key)
+        elif op is Operator.IN_CIDR:
+            network = _network(v)
+            if network is None:
+                raise ValueProblem(f"{v!r} is not an IP address or a CIDR range", i)
+            out.append(network)
         elif op in _DATE_OPS:
             ms = parse_date(v)
             if ms is None:
@@ -242,12 +284,20 @@ def _numeric_test(op: Operator, values: tuple[float, ...]) -> Test:
     return lambda v: (type(v) is int or type(v) is float) and v >= bound
 
 
-def _semver_test(op: Operator, keys: tuple[Any, ...]) -> Test:
+def _semver_test(op: Operator, keys: tuple[Any, ...], dialect: str = "") -> Test:
+    if dialect == "flagd":  # flagd reads numbers as versions too ("1" is 1.0.0)
+        parse = parse_semver
+    else:
+
+        def parse(v: Any, dialect: str) -> Any:
+            return parse_semver(v, dialect) if type(v) is str else None
+
     if op is Operator.SEMVER_EQ:
         wanted = frozenset(keys)
 
         def eq(v: Any) -> bool:
-            return type(v) is str and parse_semver(v) in wanted
+            k = parse(v, dialect)
+            return k is not None and k in wanted
 
         return eq
     hi, lo = max(keys), min(keys)
@@ -259,12 +309,71 @@ def _semver_test(op: Operator, keys: tuple[Any, ...]) -> Test:
     }[op]
 
     def cmp(v: Any) -> bool:
-        if type(v) is not str:
-            return False
-        k = parse_semver(v)
+        k = parse(v, dialect)
         return k is not None and compare(k)
 
     return cmp
+
+
+def _cidr_test(networks: tuple[Any, ...]) -> Test:
+    def in_cidr(v: Any) -> bool:
+        if type(v) is not str or len(v) > 64:
+            return False
+        try:
+            address = ipaddress.ip_address(v.strip())
+        except ValueError:
+            return False
+        return any(address in n for n in networks if n.version == address.version)
+
+    return in_cidr
+
+
+def _modulo_test(values: tuple[Any, ...]) -> Test:
+    divisor, remainder = values
+
+    def modulo(v: Any) -> bool:
+        # As Flagsmith's engine: any Python int or float (booleans too, as 0 and 1), Python's %.
+        if not isinstance(v, int | float):
+            return False
+        try:
+            return v % divisor == remainder
+        except (OverflowError, ValueError, ZeroDivisionError):
+            return False
+
+    return modulo
+
+
+def _python_text(v: Any) -> Any:
+    if type(v) is str:
+        return v
+    if isinstance(v, bool | int | float):
+        try:
+            return str(v)
+        except ValueError:  # an integer with more digits than Python converts
+            return None
+    return v
+
+
+def _js_text(v: Any) -> Any:
+    if type(v) is str:
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        try:
+            f = float(v)
+        except OverflowError:
+            return "Infinity" if v > 0 else "-Infinity"
+        if math.isnan(f):
+            return "NaN"
+        if math.isinf(f):
+            return "Infinity" if f > 0 else "-Infinity"
+        return js_number_text(f)
+    return v
+
+
+#: ``Clause.stringify``: how the text operators read a number or a boolean.
+STRINGIFY: dict[str, Callable[[Any], Any]] = {"python": _python_text, "js": _js_text}
 
 
 def _date_test(op: Operator, stamps: tuple[float, ...]) -> Test:
@@ -285,20 +394,50 @@ def _date_test(op: Operator, stamps: tuple[float, ...]) -> Test:
     return after
 
 
-def element_test(op: Operator, values: tuple[Any, ...], case_insensitive: bool = False) -> Test:
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+\.[0-9]+")
+
+
+def _number_of_text(v: Any) -> Any:
+    """Flagsmith's reading of a trait: a text that looks like an integer or a decimal is that number."""
+    if type(v) is str and len(v) <= 4300:
+        if _INTEGER_TEXT.fullmatch(v):
+            return int(v)
+        if _DECIMAL_TEXT.fullmatch(v):
+            return float(v)
+    return v
+
+
+def clause_test(clause: Clause, op: Operator, values: tuple[Any, ...]) -> Test:
+    """The element test of ``clause`` (its operator already resolved to ``op``, its values prepared)."""
+    test = element_test(op, values, clause.case_insensitive, clause.stringify, clause.semver)
+    if not clause.numeric_strings:
+        return test
+    return lambda v: test(_number_of_text(v))
+
+
+def element_test(
+    op: Operator, values: tuple[Any, ...], case_insensitive: bool = False, stringify: str = "", semver: str = ""
+) -> Test:
     """The test of one attribute value for ``op`` and already prepared ``values``."""
     if op in (Operator.IN, Operator.NOT_IN, Operator.EQUALS):
         return _in_test(values, case_insensitive)
-    if op in _STRING_OPS:
-        return _string_test(op, values, case_insensitive)
-    if op is Operator.MATCHES:
-        return _regex_test(values)
+    if op in _STRING_OPS or op is Operator.MATCHES:
+        test = _string_test(op, values, case_insensitive) if op in _STRING_OPS else _regex_test(values)
+        text = STRINGIFY.get(stringify)
+        if text is None:
+            return test
+        return lambda v: test(text(v))
     if op in _NUMERIC_OPS:
         return _numeric_test(op, values)
     if op in _SEMVER_OPS:
-        return _semver_test(op, values)
+        return _semver_test(op, values, semver)
     if op in _DATE_OPS:
         return _date_test(op, values)
+    if op is Operator.IN_CIDR:
+        return _cidr_test(values)
+    if op is Operator.MODULO:
+        return _modulo_test(values)
     raise ValueProblem(f"operator {op!r} has no element test")
 
 
@@ -374,6 +513,9 @@ def string_in_parts(clause: Clause) -> tuple[str, str, frozenset[str], bool] | N
     if (
         op not in (Operator.IN, Operator.EQUALS)
         or clause.case_insensitive
+        or clause.numeric_strings
+        or clause.now
+        or clause.attribute == "kind"
         or _pointer(clause.attribute) is not None
         or not clause.values
         or not all(type(v) is str for v in clause.values)
@@ -396,6 +538,29 @@ def in_other(v: Any, strings: frozenset[str], negate: bool) -> bool:
     return negate
 
 
+def _timed_matcher(kind: str, attribute: str, test: Test, negate: bool, mode: str, as_date: bool) -> Matcher:
+    """A clause on the evaluation time (``Clause.now``): as a date (epoch ms) for the date operators, else as
+    whole epoch seconds (flagd's ``$flagd.timestamp``). Without an evaluation time it does not match."""
+    path = _pointer(attribute)
+
+    def match(ctxs: Contexts) -> bool:
+        v = None
+        if mode == "if_absent":
+            a = ctxs.get(kind)
+            if a is not None:
+                v = a.get(attribute) if path is None else _walk(a, path)
+        if v is None:
+            now = ctxs.get(NOW)
+            if now is None:
+                return False
+            v = now if as_date else int(now // 1000)
+        if type(v) is list or type(v) is tuple:
+            return any(map(test, v)) is not negate
+        return test(v) is not negate
+
+    return match
+
+
 def _exists_matcher(kind: str, attribute: str, negate: bool) -> Matcher:
     path = _pointer(attribute)
 
@@ -407,9 +572,28 @@ def _exists_matcher(kind: str, attribute: str, negate: bool) -> Matcher:
     return match
 
 
-def _segment_matcher(segments: tuple[SegmentMembership, ...], negate: bool) -> Matcher:
+def _segment_matcher(keys: tuple[str, ...], segments: Mapping[str, SegmentMembership] | None, negate: bool) -> Matcher:
+    """Segments are looked up when evaluated (a segment's clauses may name segments compiled after it); a key
+    the mapping does not hold is an empty segment."""
+    if segments is None:
+        segments = {}
+
     def match(ctxs: Contexts) -> bool:
-        return any(s.contains(ctxs) for s in segments) is not negate
+        for k in keys:
+            s = segments.get(k)
+            if s is not None and s.contains(ctxs):
+                return not negate
+        return negate
+
+    return match
+
+
+def _kind_matcher(test: Test, negate: bool) -> Matcher:
+    """The attribute ``kind``: the clause tests the kinds of the context (any of a multi-context), as
+    LaunchDarkly's ``kind`` clauses do; a plain context is ``user``."""
+
+    def match(ctxs: Contexts) -> bool:
+        return any(test(kind) for kind in ctxs) is not negate
 
     return match
 
@@ -421,10 +605,13 @@ def attribute_parts(clause: Clause) -> tuple[str, str, Test, bool] | None:
     negate = bool(clause.negate)
     if op is Operator.NOT_IN:
         op, negate = Operator.IN, not negate
-    if op in (Operator.EXISTS, Operator.IN_SEGMENT) or _pointer(clause.attribute) is not None:
+    if op in (Operator.EXISTS, Operator.IN_SEGMENT) or clause.attribute == "kind" or _pointer(clause.attribute):
         return None
-    values = prepare_values(op, tuple(clause.values), clause.case_insensitive)
-    return clause.context_kind, clause.attribute, element_test(op, values, clause.case_insensitive), negate
+    if clause.now:
+        return None
+    values = prepare_values(op, tuple(clause.values), clause.case_insensitive, clause.semver)
+    test = clause_test(clause, op, values)
+    return clause.context_kind, clause.attribute, test, negate
 
 
 def any_element(values: Any, test: Test, negate: bool) -> bool:
@@ -441,18 +628,23 @@ def compile_clause(clause: Clause, segments: Mapping[str, SegmentMembership] | N
     negate = bool(clause.negate)
     if op is Operator.NOT_IN:
         op, negate = Operator.IN, not negate
-    values = prepare_values(op, tuple(clause.values), clause.case_insensitive)
+    values = prepare_values(op, tuple(clause.values), clause.case_insensitive, clause.semver)
     kind, attribute = clause.context_kind, clause.attribute
     if op is Operator.EXISTS:
         return _exists_matcher(kind, attribute, negate)
     if op is Operator.IN_SEGMENT:
-        found = tuple(segments[k] for k in values if segments is not None and k in segments)
-        return _segment_matcher(found, negate)
+        return _segment_matcher(values, segments, negate)
+    if clause.now:
+        return _timed_matcher(kind, attribute, clause_test(clause, op, values), negate, clause.now, op in _DATE_OPS)
+    if attribute == "kind":
+        return _kind_matcher(clause_test(clause, op, values), negate)
     if (
         op in (Operator.IN, Operator.EQUALS)
         and not clause.case_insensitive
+        and not clause.numeric_strings
         and _pointer(attribute) is None
         and all(type(v) is str for v in values)
     ):
         return _in_matcher(kind, attribute, frozenset(values), negate)
-    return _attribute_matcher(kind, attribute, element_test(op, values, clause.case_insensitive), negate)
+    test = clause_test(clause, op, values)
+    return _attribute_matcher(kind, attribute, test, negate)

@@ -20,9 +20,9 @@ from types import MappingProxyType
 
 import msgspec
 
-from .engine import compile_flag, compile_segment
+from .engine import compile_flag, compile_segments
 from .events import Environment, Flag, Segment
-from .ruleset import Ruleset
+from .ruleset import CompiledFlags, Ruleset, wall_clock
 
 log = logging.getLogger("flagstream.client")
 
@@ -59,8 +59,9 @@ def build_ruleset(
     """A ``Ruleset`` from raw states, compiled by the running engine (as the fold would have built it)."""
     segment_map = {s.key: s for s in segments}
     flag_map = {f.key: f for f in flags}
-    compiled_segments = MappingProxyType({k: compile_segment(s) for k, s in segment_map.items()})
-    compiled = {k: compile_flag(f, compiled_segments) for k, f in flag_map.items()}
+    compiled_segments = MappingProxyType(compile_segments(segment_map))
+    compiled = CompiledFlags({k: compile_flag(f, compiled_segments) for k, f in flag_map.items()})
+    compiled.clock = wall_clock
     return Ruleset(
         project=project,
         environment=environment,
@@ -68,7 +69,7 @@ def build_ruleset(
         flags=MappingProxyType(flag_map),
         segments=MappingProxyType(segment_map),
         env=env,
-        compiled=MappingProxyType(compiled),
+        compiled=compiled,
         compiled_segments=compiled_segments,
         versions=MappingProxyType(dict(versions or {})),
     )

@@ -13,13 +13,14 @@ pays it (tens of microseconds) on its first evaluation.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from msgspec import Struct
 
-from .engine import CompiledFlag, CompiledSegment, compile_flag, compile_segment
+from .engine import CompiledFlag, CompiledSegment, compile_flag, compile_segments
 from .events import Environment, Event, Flag, FlagEvent, Segment, SegmentEvent, state_hash, subject
 from .events.catalog import EnvironmentEvent
 
@@ -35,10 +36,16 @@ class _Home:
         self.compiled = compiled
 
 
-class CompiledFlags(dict[str, Any]):
-    """``Ruleset.compiled``: a plain dict for the engine (``get`` is dict's own), plus the line's ``_Home``."""
+def wall_clock() -> float:
+    """The SDK's clock: now, in epoch milliseconds (the evaluation time of clauses that read it)."""
+    return time.time() * 1000.0
 
-    __slots__ = ("home",)
+
+class CompiledFlags(dict[str, Any]):
+    """``Ruleset.compiled``: a plain dict for the engine (``get`` is dict's own), plus the line's ``_Home`` and
+    the clock of evaluations (``Ruleset.clock``; the engine calls it only for flags that read the time)."""
+
+    __slots__ = ("clock", "home")
 
 
 class LazyFlag:
@@ -83,6 +90,9 @@ class Ruleset(Struct, frozen=True, kw_only=True):
     compiled_segments: Mapping[str, CompiledSegment] = _EMPTY
     #: Per-key stream sequence of the last event applied (the version an API client would see).
     versions: Mapping[str, int] = _EMPTY
+    #: The evaluation time of clauses that read it: a function returning epoch milliseconds. ``None``: the wall
+    #: clock (:func:`wall_clock`); time travel gives the instant asked about.
+    clock: Any = None
 
     def state_hash(self) -> str:
         """Hash of the flag and segment states, comparable with the projector's for the same environment."""
@@ -104,6 +114,7 @@ def apply_events(ruleset: Ruleset, events: Iterable[tuple[int, Event]]) -> tuple
     compiled = CompiledFlags(ruleset.compiled)
     home = getattr(ruleset.compiled, "home", None) or _Home(compiled)
     compiled.home = home
+    compiled.clock = ruleset.clock or wall_clock
     compiled_segments = dict(ruleset.compiled_segments)
     versions = dict(ruleset.versions)
     env = ruleset.env
@@ -131,7 +142,7 @@ def apply_events(ruleset: Ruleset, events: Iterable[tuple[int, Event]]) -> tuple
         elif isinstance(event, EnvironmentEvent):
             env = event.env
     if segments_changed:
-        compiled_segments = {k: compile_segment(s) for k, s in segments.items()}
+        compiled_segments = compile_segments(segments)
         changed.update(flags)
         recompile: Iterable[str] = flags
     else:
@@ -152,6 +163,7 @@ def apply_events(ruleset: Ruleset, events: Iterable[tuple[int, Event]]) -> tuple
         compiled=compiled,  # a dict: the hot path reads it on every evaluation (only LazyFlags replace themselves)
         compiled_segments=frozen_segments,
         versions=MappingProxyType(versions),
+        clock=ruleset.clock,
     )
     home.compiled = compiled  # from now on, flags compiled on demand land in the newest map
     return new, changed

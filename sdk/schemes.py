@@ -18,7 +18,8 @@ Each scheme, with the source file of the home system's SDK its formula was read 
                    range ends
 ``flagd_v2``       fractional v2 (flagd-core ``custom_ops.fractional``): ``(murmur3_32(CBOR(value)) *
                    total) >> 32`` against integer running weights; ``flagd_v2_pair`` hashes the CBOR of
-                   ``[prefix, value]`` (the shorthand: ``[flagKey, targetingKey]``)
+                   ``[prefix, value]`` (the shorthand: ``[flagKey, targetingKey]``), ``flagd_v2_cat`` the CBOR
+                   of ``prefix + value`` as JSON Logic's ``cat`` writes it (a missing value is ``null``)
 ``launchdarkly``   ``int(sha1(prefix + value).hex[:15], 16) / 0xFFFFFFFFFFFFFFF`` (prefix ``"{key}.{salt}."``
                    or ``"{seed}."``), against running ``weight / 100000.0``; a context without the kind is
                    bucket -1, a missing or unbucketable value bucket 0 (ldclient ``evaluator_common``)
@@ -49,12 +50,23 @@ UNLEASH_VARIANT = "unleash_variant"
 FLAGD = "flagd"
 FLAGD_V2 = "flagd_v2"
 FLAGD_V2_PAIR = "flagd_v2_pair"
+FLAGD_V2_CAT = "flagd_v2_cat"
 LAUNCHDARKLY = "launchdarkly"
 FLAGSMITH = "flagsmith"
 GROWTHBOOK = "growthbook"
-SCHEMES = (UNLEASH, UNLEASH_VARIANT, FLAGD, FLAGD_V2, FLAGD_V2_PAIR, LAUNCHDARKLY, FLAGSMITH, GROWTHBOOK)
+SCHEMES = (
+    UNLEASH,
+    UNLEASH_VARIANT,
+    FLAGD,
+    FLAGD_V2,
+    FLAGD_V2_PAIR,
+    FLAGD_V2_CAT,
+    LAUNCHDARKLY,
+    FLAGSMITH,
+    GROWTHBOOK,
+)
 #: Schemes whose rollouts serve by ``ranges`` (in the scheme's own unit) when given.
-RANGED = (UNLEASH_VARIANT, FLAGD_V2, FLAGD_V2_PAIR, FLAGSMITH, GROWTHBOOK)
+RANGED = (UNLEASH_VARIANT, FLAGD_V2, FLAGD_V2_PAIR, FLAGD_V2_CAT, FLAGSMITH, GROWTHBOOK)
 #: Schemes a segment rule's percentage (``SegmentRule.weight``) can use, besides ``flagstream``.
 SEGMENT_SCHEMES = (UNLEASH, LAUNCHDARKLY, FLAGSMITH, GROWTHBOOK)
 
@@ -235,6 +247,23 @@ def _cbor_float(x: float) -> bytes:
     return b"\xfb" + struct.pack(">d", x)
 
 
+def jsonlogic_text(value: Any) -> str:
+    """The text JSON Logic's ``cat`` makes of a value in flagd-core (panzi-json-logic ``to_string``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return f"{value:.15g}"
+    if isinstance(value, int):  # booleans too, as Python's int subclass: "True"
+        return str(value)
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return ",".join(jsonlogic_text(v) for v in value)
+    if isinstance(value, Mapping):
+        return "[object Object]"
+    return str(value)
+
+
 def cbor(value: Any) -> bytes | None:
     """Canonical CBOR of a JSON value, integral floats (in the 64-bit range) as integers, as flagd-core
     encodes a fractional bucketing value; ``None`` for what it cannot encode."""
@@ -390,14 +419,20 @@ def rollout_picker(
 
         return pick_variant
 
-    if algorithm in (FLAGD_V2, FLAGD_V2_PAIR):
+    if algorithm in (FLAGD_V2, FLAGD_V2_PAIR, FLAGD_V2_CAT):
         rs = ranges or tuple(_cumulative_ranges(weights))
         total = int(rs[-1][1]) if rs else 0
         find = _first_range(rs)
         pair = algorithm == FLAGD_V2_PAIR
+        cat = algorithm == FLAGD_V2_CAT
 
         def pick_fractional(a: Attributes) -> int | None:
-            if a is None or total <= 0:
+            if total <= 0:
+                return None
+            if cat:  # JSON Logic's cat: a missing value is the text "null", still hashed
+                data = cbor(prefix + jsonlogic_text(None if a is None else get(a)))
+                return None if data is None else find((_hash(data, 0, False) * total) >> 32)
+            if a is None:
                 return None
             v = get(a)
             if pair:

@@ -22,19 +22,53 @@ _SEMVER = re.compile(
 #: A release sorts after all of its pre-releases: (1,) > (0, ...).
 _RELEASE = (1,)
 
+#: semver 2.0 exactly: MAJOR.MINOR.PATCH, no ``v`` (Unleash, Flagsmith).
+_STRICT = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?",
+    re.ASCII,
+)
+#: LaunchDarkly: missing minor and patch read as 0, no leading ``v``.
+_LAUNCHDARKLY = re.compile(_SEMVER.pattern[2:], re.ASCII)
+
 SemverKey = tuple[int, int, int, tuple]
 
+#: The dialects of ``Clause.semver``.
+DIALECTS = ("", "strict", "launchdarkly", "flagd")
 
-def parse_semver(text: str) -> SemverKey | None:
-    """The precedence key of ``text``, or ``None`` if it is not a semantic version (or not a string)."""
+
+def parse_semver(text: str, dialect: str = "") -> SemverKey | None:
+    """The precedence key of ``text``, or ``None`` if it is not a semantic version (or not a string) in
+    ``dialect`` (``""``: Flagstream's lenient reading; see ``Clause.semver``)."""
+    if dialect == "flagd":
+        return _flagd(text)
     if type(text) is not str or len(text) > 256:
         return None
-    return _parse(text)
+    return _parse(text, dialect)
+
+
+def _flagd(value: object) -> SemverKey | None:
+    """flagd's ``sem_ver``: ``str()`` of the value, a leading ``v``/``V`` dropped, a version with fewer than
+    three numeric parts padded with ``.0``, then semver 2.0 (flagd-core ``normalize_version``)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    version = value if isinstance(value, str) else str(value)
+    if len(version) > 256:
+        return None
+    if version.startswith(("v", "V")):
+        version = version[1:]
+    numeric = version.split("-")[0].split("+")[0]
+    dots = numeric.count(".")
+    if dots < 2:
+        version = numeric + ".0" * (2 - dots) + version[len(numeric) :]
+    return _parse(version, "strict")
 
 
 @lru_cache(maxsize=4096)
-def _parse(text: str) -> SemverKey | None:
-    m = _SEMVER.fullmatch(text)
+def _parse(text: str, dialect: str = "") -> SemverKey | None:
+    pattern = _STRICT if dialect == "strict" else _LAUNCHDARKLY if dialect == "launchdarkly" else _SEMVER
+    m = pattern.fullmatch(text)
     if m is None:
         return None
     major, minor, patch, pre, _build = m.groups()

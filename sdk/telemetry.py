@@ -2,10 +2,10 @@
 core NATS (fire and forget, never JetStream) with the client's own connection. Messages: ``flagstream.events.
 telemetry``.
 
-Counting is one dict increment per evaluation, keyed by (flag, variation); the reporter swaps the dict for a
-new one and publishes the old. With the sync client and many application threads an increment can race with
-another or with the swap, so counts are exact for one thread and very close (not guaranteed) for many.
-Counts that could not be sent (NATS down) are kept and added to the next report.
+Counting is done by the client's cache (``RulesetCache.evaluation_totals``: cumulative counts by (flag,
+variation), one attribute increment per evaluation); the reporter publishes the difference between the totals
+now and the totals it last sent. Counts are exact for one thread and very close (not guaranteed) for many
+threads racing on one flag. Counts that could not be sent (NATS down) go out with the next report.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class TelemetryReporter:
         connection: Callable[[], NATS | None],
         status: Callable[[], str],
         seq: Callable[[], int],
+        totals: Callable[[], dict[tuple[str, str | None], int]],
         interval: float = 10.0,
     ) -> None:
         self.project = project
@@ -69,9 +70,9 @@ class TelemetryReporter:
         self._connection = connection
         self._status = status
         self._seq = seq
-        #: Incremented by the clients' evaluations (``counts[flag, variation] += 1``), swapped by ``report``.
-        self.counts: collections.defaultdict[tuple[str, str | None], int] = collections.defaultdict(int)
-        self._unsent: dict[tuple[str, str | None], int] = {}
+        #: Cumulative evaluation counts (the cache's), and the part of them already sent.
+        self._totals = totals
+        self._sent: dict[tuple[str, str | None], int] = {}
         self._since = self.started_at
         self._applied: collections.deque[AppliedChange] = collections.deque(maxlen=MAX_APPLIED)
         self._last_seq = 0
@@ -111,9 +112,9 @@ class TelemetryReporter:
 
     async def report(self) -> bool:
         """Publish a heartbeat and the counts since the last report; False if not connected (kept for later)."""
-        counts, self.counts = self.counts, collections.defaultdict(int)
-        for k, n in counts.items():
-            self._unsent[k] = self._unsent.get(k, 0) + n
+        totals = self._totals()
+        sent = self._sent
+        unsent = {k: n - sent.get(k, 0) for k, n in totals.items() if n > sent.get(k, 0)}
         nc = self._connection()
         if nc is None or not nc.is_connected:
             self.failures += 1
@@ -131,7 +132,6 @@ class TelemetryReporter:
             sent_at=now,
             status=self._status(),
         )
-        unsent = self._unsent
         message = EvaluationCounts(
             instance_id=self.instance_id,
             project=self.project,
@@ -150,7 +150,7 @@ class TelemetryReporter:
             return False
         for _ in applied:
             self._applied.popleft()
-        self._unsent = {}
+        self._sent = totals
         self._since = now
         self.reports += 1
         return True

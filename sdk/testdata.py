@@ -176,6 +176,5 @@ class TestData:
 
     def _publish(self) -> None:
         self._seq += 1
-        ruleset = self.ruleset()
         for cache in self._caches:
-            cache.replace(ruleset)
+            cache.replace(self.ruleset())  # one each: a client counts its evaluations on its own compiled flags

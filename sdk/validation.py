@@ -16,7 +16,7 @@ from msgspec import Struct
 
 from .bucketing import FLAGSTREAM
 from .events import WEIGHT_TOTAL, Clause, Flag, Operator, Segment, Serve
-from .operators import ValueProblem, prepare_values
+from .operators import NOW_MODES, ValueProblem, prepare_values
 from .schemes import GROWTHBOOK, RANGED, SCHEMES, SEGMENT_SCHEMES
 
 #: Every bucketing scheme a rollout can name.
@@ -44,11 +44,14 @@ def validate_flag(flag: Flag, *, segments: Mapping[str, Segment], flags: Mapping
     return problems
 
 
-def validate_segment(segment: Segment) -> list[Problem]:
-    """All problems of ``segment`` (empty if valid)."""
+def validate_segment(segment: Segment, segments: Mapping[str, Segment] | None = None) -> list[Problem]:
+    """All problems of ``segment`` (empty if valid). With the environment's other ``segments`` (which may hold
+    a previous version of ``segment``), also the segments it names: each must exist, and none may lead back to
+    it (a cycle)."""
     problems: list[Problem] = []
     _kind_problem(segment.context_kind, "$.context_kind", problems)
     seen: set[str] = set()
+    cycle_seen = False
     for i, rule in enumerate(segment.rules):
         path = f"$.rules[{i}]"
         if rule.id in seen:
@@ -71,11 +74,54 @@ def validate_segment(segment: Segment) -> list[Problem]:
             _kind_problem(rule.context_kind, f"{path}.context_kind", problems)
         for j, clause in enumerate(rule.clauses):
             cpath = f"{path}.clauses[{j}]"
-            if _op(clause) is Operator.IN_SEGMENT:
-                problems.append(Problem(f"{cpath}.op", "a segment cannot refer to segments"))
-                continue
             problems += _clause_problems(clause, cpath)
+            if _op(clause) is Operator.IN_SEGMENT:
+                for k, key in enumerate(clause.values):
+                    if not isinstance(key, str):
+                        continue
+                    where = f"{cpath}.values[{k}]"
+                    if segments is not None and key != segment.key and key not in segments:
+                        problems.append(Problem(where, f"unknown segment {key!r}"))
+                    elif not cycle_seen:
+                        cycle = _segment_cycle(segment, key, segments or {})
+                        if cycle:
+                            cycle_seen = True
+                            problems.append(Problem(where, "segment cycle: " + " -> ".join(cycle)))
     return problems
+
+
+def segment_references(segment: Segment) -> list[str]:
+    """The keys of the segments ``segment``'s rules name (``in_segment`` clauses)."""
+    return [
+        key
+        for rule in segment.rules
+        for clause in rule.clauses
+        if _op(clause) is Operator.IN_SEGMENT
+        for key in clause.values
+        if isinstance(key, str)
+    ]
+
+
+def _segment_cycle(segment: Segment, start: str, segments: Mapping[str, Segment]) -> list[str] | None:
+    """The path ``segment -> start -> ... -> segment`` through ``in_segment`` clauses, if there is one."""
+    stack: list[tuple[str, list[str]]] = [(start, [segment.key, start])]
+    seen: set[str] = set()
+    while stack:
+        key, path = stack.pop()
+        if key == segment.key:
+            return path
+        if key in seen:
+            continue
+        seen.add(key)
+        other = segments.get(key)
+        if other is not None:
+            stack += [(k, [*path, k]) for k in segment_references(other)]
+    return None
+
+
+def cyclic_segments(segments: Mapping[str, Segment]) -> set[str]:
+    """The keys of the segments on a cycle of ``in_segment`` references: they contain nobody."""
+    return {key for key, s in segments.items() if any(_segment_cycle(s, k, segments) for k in segment_references(s))}
 
 
 def flag_problems(flag: Flag) -> list[Problem]:
@@ -148,10 +194,16 @@ def _clause_problems(clause: Clause, path: str) -> list[Problem]:
     if op is None:
         return [Problem(f"{path}.op", f"unknown operator {clause.op!r}")]
     _kind_problem(clause.context_kind, f"{path}.context_kind", problems)
+    if clause.now not in NOW_MODES:
+        problems.append(Problem(f"{path}.now", f"unknown now {clause.now!r} (known: always, if_absent)"))
+    elif clause.now and op in (Operator.EXISTS, Operator.IN_SEGMENT):
+        problems.append(Problem(f"{path}.now", f"{op.value!r} cannot test the evaluation time"))
+    if clause.stringify not in ("", "python", "js"):
+        problems.append(Problem(f"{path}.stringify", f"unknown stringify {clause.stringify!r} (known: python, js)"))
     if op is not Operator.IN_SEGMENT and (not isinstance(clause.attribute, str) or not clause.attribute):
         problems.append(Problem(f"{path}.attribute", "a clause needs an attribute"))
     try:
-        prepare_values(op, tuple(clause.values), clause.case_insensitive)
+        prepare_values(op, tuple(clause.values), clause.case_insensitive, clause.semver)
     except ValueProblem as e:
         where = f"{path}.values" if e.index is None else f"{path}.values[{e.index}]"
         problems.append(Problem(where, e.message))
@@ -159,8 +211,10 @@ def _clause_problems(clause: Clause, path: str) -> list[Problem]:
 
 
 def _serve_problems(serve: Serve, path: str, keys: set[str]) -> list[Problem]:
-    if (serve.variation is None) == (serve.rollout is None):
-        return [Problem(path, "serve exactly one of 'variation' or 'rollout'")]
+    if (serve.variation is not None) + (serve.rollout is not None) + bool(serve.default) != 1:
+        return [Problem(path, "serve exactly one of 'variation', 'rollout' or 'default'")]
+    if serve.default:
+        return []
     if serve.variation is not None:
         if serve.variation not in keys:
             return [Problem(f"{path}.variation", f"unknown variation {serve.variation!r}")]

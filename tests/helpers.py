@@ -57,13 +57,14 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """``app`` served by a real uvicorn on a free loopback port in the test's event loop: its base URL."""
+async def serving(app: Any, port: int = 0) -> AsyncIterator[str]:
+    """``app`` served by a real uvicorn on a loopback port (``0``: a free one) in the test's event loop: its base
+    URL."""
     import uvicorn
 
     from flagstream.services.runtime.listen import listening_socket
 
-    sock = listening_socket("127.0.0.1", 0)
+    sock = listening_socket("127.0.0.1", port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -66,6 +66,10 @@ NOT_API = {
     ("operations.md", "flagstream admin --nats-url"): "starts services",
     ("sdk.md", "pip install flagstream"): "installs the SDK",
     ("security.md", "flagstream admin --webhook-allow"): "starts services with an option",
+    ("security.md", "flagstream users create ada"): "run as written by tests/people/test_people_docs.py",
+    ("security.md", "flagstream users create grace"): "run as written by tests/people/test_people_docs.py",
+    ("sso-keycloak.md", "FLAGSTREAM_OIDC_CLIENT_SECRET="): "starts a service with a Keycloak of yours "
+    "(tests/people/test_people_docs.py loads its configuration)",
     ("ui.md", "flagstream up"): "starts the product (tests/runtime/test_up.py)",
 }
 
@@ -319,6 +323,7 @@ def test_the_migration_examples(docs: Docs) -> None:
     data = REPO / "tests" / "importers" / "data"
     shutil.copy(data / "unleash-features.json", docs.folder / "export.json")
     shutil.copy(data / "flagd-flags.json", docs.folder / "flags.json")
+    shutil.copy(data / "launchdarkly-flags.json", docs.folder / "ld-flags.json")
     done = docs.run("migration.md", 0)
     assert "would write flag" in done.stdout, done.stdout
     written = re.findall(r"^(?:created|updated) flag (\S+) in production", done.stdout, re.M)
@@ -381,7 +386,11 @@ def test_the_environments_examples(docs: Docs) -> None:
     assert "on: false -> true" in promoted, promoted  # the diff, before the copy
     assert "1 flag(s) changed in development" in promoted, promoted
     dev = docs.flag("development", "new-checkout")
-    assert (dev["flag"]["on"], dev["flag"]["rules"][0]["id"], dev["comment"]) == (True, "state-os", "same as production")
+    assert (dev["flag"]["on"], dev["flag"]["rules"][0]["id"], dev["comment"]) == (
+        True,
+        "state-os",
+        "same as production",
+    )
 
     docs.run("environments.md", 2)
     dark = {env: docs.flag(env, "dark-mode")["flag"] for env in ("development", "production")}

@@ -25,10 +25,18 @@ def test_make_test_installs_its_system_packages_in_one_apt_get_that_waits_for_th
     lines = _dry_run("test")
     installs = [line for line in lines if "apt-get" in line and " install " in line]
     assert len(installs) == 1, "\n".join(lines)
-    for package in ("chromium", "openssl"):
+    for package in ("chromium", "openssl", "nodejs", "npm"):
         assert f" {package}" in installs[0], f"{package} is installed in the same step: {installs[0]}"
     for line in (line for line in lines if "apt-get" in line):
         assert "-o DPkg::Lock::Timeout=300" in line, f"waits for another apt's lock: {line}"
+
+
+def test_make_test_installs_the_test_openid_provider_from_its_lock_file() -> None:
+    lines = _dry_run("test")
+    assert any("npm ci" in line and "tests/oidc" in line for line in lines), "\n".join(lines)
+    npm_at = next(i for i, line in enumerate(lines) if "npm ci" in line)
+    pytest_at = next(i for i, line in enumerate(lines) if line.strip().endswith("/pytest"))
+    assert npm_at < pytest_at
 
 
 def test_make_test_checks_the_formatting_too() -> None:

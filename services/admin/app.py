@@ -36,10 +36,12 @@ from ..changes import (
 )
 from ..clientkeys import ClientLimits
 from ..history import HistorySource
+from ..people import People, PeopleConfig, SignInFailed, SignInRefused
 from ..runtime import ensure_stream, while_jetstream_settles
 from ..tokens import SharedRateLimiter, TokenStore
 from ..webhooks import AddressPolicy
 from . import auth
+from . import people as people_routes
 from .metrics import install as install_metrics
 from .openapi import build_openapi
 from .registry import all_endpoints, feature_modules
@@ -68,6 +70,8 @@ STATUS: dict[type[AdminError], int] = {
     auth.Unauthorized: 401,
     auth.Forbidden: 403,
     auth.RateLimited: 429,
+    SignInRefused: 401,
+    SignInFailed: 401,
 }
 
 
@@ -145,6 +149,7 @@ def create_app(
     nats_options: dict[str, Any] | None = None,
     webhook_allow: AddressPolicy | Iterable[str] = (),
     client_limits: ClientLimits | None = None,
+    people: PeopleConfig | None = None,
 ) -> Starlette:
     """The admin API. Its lifespan connects to NATS (waiting up to ``connect_wait`` seconds) and makes sure the
     stream exists; it closes on shutdown. Once connected, it reconnects forever (``/readyz`` tells meanwhile).
@@ -158,6 +163,7 @@ def create_app(
     may send to besides public addresses (``services/webhooks/address.py``; ValueError for one that is none).
     ``client_limits``: requests per second of the client door (browsers and apps with a client-side key)
     per client address and per key (``clientside.py``).
+    ``people``: how people sign in (``services/people``; default: local users with passwords, no single sign-on).
     """
 
     @contextlib.asynccontextmanager
@@ -181,6 +187,9 @@ def create_app(
             await _while_jetstream_settles("the event stream", lambda: ensure_stream(js), connect_wait)
             app.state.auth.store = await _while_jetstream_settles(
                 "the token bucket", lambda: TokenStore.open(nc), connect_wait
+            )
+            app.state.auth.people = await _while_jetstream_settles(
+                "the people's buckets", lambda: People.open(nc, people), connect_wait
             )
             await _while_jetstream_settles(
                 "the rate-limit bucket", lambda: app.state.auth.limiter.attach(nc), connect_wait
@@ -221,4 +230,6 @@ def create_app(
     app.state.openapi = auth.document_security(build_openapi(endpoints, actor_header=actor_header), endpoints)
     # Request metrics for GET /metrics (services/admin/metrics.py): a middleware times every request.
     install_metrics(app)
+    # The provider's answers carry an authorization code in their query: never in the access log.
+    people_routes.redact_sign_in_answers()
     return app

@@ -12,6 +12,7 @@ the environment routes); the whole flag's version is the latest of them, so any 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +45,19 @@ from ..changes import (
 )
 from ..history import Change, diff, lines
 from ..targeting import configuration_lines, summary
-from .routes import API, Endpoint, Query, _key, _where, json_response, read_body, service_of, write_request
+from ..tokens import Role
+from .routes import (
+    API,
+    Endpoint,
+    Query,
+    _key,
+    _where,
+    allowed,
+    json_response,
+    read_body,
+    service_of,
+    write_request,
+)
 
 # -- bodies ------------------------------------------------------------------------------------------------
 
@@ -147,12 +160,13 @@ def _config(stored: Stored, definition: Flag) -> EnvironmentConfig:
     )
 
 
-def project_record(pf: ProjectFlag, visible: tuple[str, ...] | None = None) -> ProjectFlagRecord:
-    """The whole flag; ``visible``: the environments the caller may read (None: all), the others left out."""
+def project_record(pf: ProjectFlag, visible: Callable[[str], bool] | None = None) -> ProjectFlagRecord:
+    """The whole flag; ``visible``: whether the caller may read an environment (None: every one), the others
+    left out."""
     definition = pf.require()
 
     def shown(env: str) -> bool:
-        return visible is None or env in visible
+        return visible is None or visible(env)
 
     return ProjectFlagRecord(
         key=pf.key,
@@ -164,10 +178,9 @@ def project_record(pf: ProjectFlag, visible: tuple[str, ...] | None = None) -> P
     )
 
 
-def _visible(request: Request) -> tuple[str, ...] | None:
-    """The environments the caller may read (a token limited to some sees only theirs)."""
-    principal = getattr(request.state, "principal", None)
-    return principal.environments if principal is not None else None
+def _visible(request: Request) -> Callable[[str], bool] | None:
+    """Whether the caller may read an environment (a token limited to some sees only theirs); None: every one."""
+    return allowed(request, Role.READER)
 
 
 def _render(pf: ProjectFlag, request: Request, status: int = 200) -> Response:
@@ -187,7 +200,7 @@ async def list_flags(request: Request) -> Response:
     if keep is None:
         raise MalformedRequest(f"archived must be true, false or all, got {archived!r}")
     visible = _visible(request)
-    environments = [e for e in await service.environment_keys(project) if visible is None or e in visible]
+    environments = [e for e in await service.environment_keys(project) if visible is None or visible(e)]
     items = [project_record(pf, visible) for pf in found if keep(pf.require())]
     return json_response(ProjectFlagList(environments=environments, items=items))
 
@@ -294,8 +307,8 @@ async def get_configuration(request: Request) -> Response:
     project, _ = _where(request)
     env = _environment(request)
     visible = _visible(request)
-    if visible is not None and env not in visible:
-        raise NotPermitted(f"this token may not read environment {env!r}")
+    if visible is not None and not visible(env):
+        raise NotPermitted(f"you may not read environment {env!r}")
     pf = await service_of(request).project_flag(project, _key(request))
     if env not in pf.environments:
         raise NotFound(f"environment {env!r} not found in project {project!r}")
@@ -399,6 +412,13 @@ def _differences(pfs: list[ProjectFlag], target: str, writes: list[Any]) -> list
     return out
 
 
+def _may_read(request: Request, *environments: str) -> None:
+    visible = _visible(request)
+    hidden = [e for e in environments if visible is not None and not visible(e)]
+    if hidden:
+        raise NotPermitted(f"comparing or promoting needs the right to read {', '.join(hidden)}")
+
+
 def _query_env(request: Request, name: str) -> str:
     value = request.query_params.get(name)
     if not value:
@@ -411,6 +431,7 @@ async def compare_flag(request: Request) -> Response:
     project, _ = _where(request)
     key = _key(request)
     source, target = _query_env(request, "from"), _query_env(request, "to")
+    _may_read(request, source, target)
     req = write_request(request, "")
     chosen, writes, _ = await service_of(request).promote(project, source, target, [key], req, dry_run=True)
     return json_response(
@@ -421,6 +442,7 @@ async def compare_flag(request: Request) -> Response:
 async def promote_flags(request: Request) -> Response:
     project, _ = _where(request)
     body = convert(check_lengths(parse_json(await read_body(request))), PromotionBody)
+    _may_read(request, body.from_, body.to)
     req = write_request(request, body.comment)
     chosen, writes, applied = await service_of(request).promote(
         project, body.from_, body.to, body.flags, req, dry_run=body.dry_run, expected=body.expected

@@ -1,7 +1,8 @@
 """Admin feature module: fleet telemetry (see ``docs/fleet.md``).
 
-The lifespan subscribes (core NATS) to what SDK clients publish (``events/telemetry.py``) and runs the fleet's
-feed (``services/fleet``: the aggregator, and the last-evaluated times kept in a KV bucket shared by replicas).
+The lifespan runs the fleet's feed (``services/fleet``): one replica at a time, the holder of a lease in the fleet's
+KV bucket, subscribes (core NATS) to what SDK clients publish (``events/telemetry.py``) and aggregates it; the other
+replicas ask it (``services/fleet/lead.py``). The last-evaluated times are kept in the bucket, read by every replica.
 
 Routes (``.../environments/{environment}/fleet``): the connected instances and the convergence of the latest
 changes; ``/evaluations``: counts per flag and variation; ``/stale?days=N``: active flags not evaluated for N days.
@@ -23,9 +24,10 @@ from starlette.responses import Response
 
 from ...events import environment_filter, tag_of
 from ...events.subjects import EntityKind, parse_subject
-from ...events.telemetry import telemetry_filter
 from ..changes import ENVIRONMENT, MalformedRequest, Unavailable
 from ..fleet import Change, ChangeConvergence, FlagEvaluations, Fleet, FleetAggregator, InstanceView
+from ..fleet.feed import NoAggregator
+from ..fleet.lead import Query as FleetQuery
 from .routes import API, Endpoint, Query, _where, json_response, service_of
 
 log = logging.getLogger("flagstream.admin.fleet")
@@ -78,7 +80,6 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     nc = app.state.nc
     fleet = Fleet(FleetAggregator())
     app.state.fleet = fleet
-    sub = await nc.subscribe(telemetry_filter(), cb=fleet.on_message)
     js = nc.jetstream()
     await fleet.open_kv(js)
     stored = None
@@ -87,19 +88,28 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             stored = await fleet.follow(js)
         except Exception as exc:
             log.warning("fleet: cannot read the stored last-evaluated times: %r", exc)
-    flusher = asyncio.create_task(fleet.flush_forever(), name="fleet-flush")
+    try:
+        await fleet.step(nc)  # the first replica up aggregates from the start
+    except Exception as exc:
+        log.warning("fleet: taking the aggregator's lease failed (trying again): %r", exc)
+    tasks = [
+        asyncio.create_task(fleet.flush_forever(), name="fleet-flush"),
+        asyncio.create_task(fleet.lead_forever(nc), name="fleet-lead"),
+    ]
     try:
         yield
     finally:
-        flusher.cancel()
-        with contextlib.suppress(BaseException):
-            await flusher
-        for subscription in (sub, stored):
-            if subscription is not None:
-                with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if stored is not None:
+            with contextlib.suppress(Exception):
+                await stored.unsubscribe()
         with contextlib.suppress(Exception):
             await fleet.flush()
+        with contextlib.suppress(Exception):
+            await fleet.stop_leading(release=True)  # another replica takes over at its next renewal
 
 
 # -- handlers ----------------------------------------------------------------------------------------------
@@ -150,29 +160,32 @@ async def fleet_status(request: Request) -> Response:
                    at=event.at, actor=event.actor)
         )  # fmt: skip
     changes.sort(key=lambda c: c.seq, reverse=True)
-    aggregator = fleet.aggregator
+    query = FleetQuery(op="status", project=project, environment=environment, changes=changes[:limit])
+    answer = await _ask(fleet, query)
     return json_response(
-        FleetStatus(
-            project=project,
-            environment=environment,
-            instances=aggregator.instances(project, environment),
-            changes=aggregator.convergence(project, environment, changes[:limit]),
-        )
+        FleetStatus(project=project, environment=environment, instances=answer.instances, changes=answer.changes)
     )
+
+
+async def _ask(fleet: Fleet, query: FleetQuery) -> Any:
+    try:
+        return await fleet.ask(query)
+    except NoAggregator as exc:
+        raise Unavailable(f"{exc}; another replica takes over within seconds") from None
 
 
 async def fleet_evaluations(request: Request) -> Response:
     fleet = _fleet(request)
     window = _number(request, "window", 300, 1, fleet.aggregator.max_window)
     project, environment = await _environment(request)
-    flags = fleet.aggregator.evaluations(project, environment, window)
+    answer = await _ask(fleet, FleetQuery(op="evaluations", project=project, environment=environment, window=window))
     return json_response(
         EvaluationReport(
             project=project,
             environment=environment,
             window_seconds=window,
-            counting_since=fleet.aggregator.started_at,
-            flags=flags,
+            counting_since=answer.counting_since,
+            flags=answer.flags,
         )
     )
 

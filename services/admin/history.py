@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...evaluation import Reason
-from ...events import DEFAULT_PROJECT, Event, Seq, entity_of, tag_of
+from ...events import DEFAULT_PROJECT, Author, Event, Seq, entity_of, tag_of
 from ...events.catalog import ScheduleEvent
 from ..changes import (
     FLAG,
@@ -62,7 +62,18 @@ from ..history import (
 )
 from ..projector import ReadModel
 from ..runtime import ProjectorMetrics
-from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, service_of
+from ..tokens import Role
+from .routes import (
+    API,
+    Endpoint,
+    Query,
+    allowed,
+    json_response,
+    read_body,
+    resolve_actor,
+    resolve_author,
+    service_of,
+)
 
 MAX_LIMIT = 1000
 KINDS: dict[str, Kind] = {"flag": FLAG, "segment": SEGMENT}
@@ -84,6 +95,8 @@ class HistoryEntry(Struct, kw_only=True):
     revision: int
     #: Stream sequence of the entity's previous event (0: this event created it).
     previous: int
+    #: Who wrote it: a person (stable id, name, e-mail, how they signed in) or a token; null for older events.
+    author: Author | None
     changes: list[Change]
     #: The changes as one line each: for a flag in sentences (``Rule 1 (ca): rollout on 10% -> 25%``), for the
     #: others field by field (``included: added "bob"``).
@@ -252,12 +265,6 @@ def parse_instant(value: str, name: str) -> datetime | int:
     return parse_seq(value, name) if stripped.isascii() and stripped.isdigit() else parse_time(value, name)
 
 
-def _visible_environments(request: Request) -> tuple[str, ...] | None:
-    """The environments the caller may read (a token limited to some reads only theirs)."""
-    principal = getattr(request.state, "principal", None)
-    return principal.environments if principal is not None else None
-
-
 def where(request: Request) -> tuple[str, str]:
     project = check_key(request.path_params.get("project", DEFAULT_PROJECT), "project")
     return project, check_key(request.path_params["environment"], "environment")
@@ -330,9 +337,12 @@ def make_history(kind: str | None, *, every_environment: bool = False) -> Callab
             project = check_key(request.path_params.get("project", DEFAULT_PROJECT), "project")
             chosen = request.query_params.get("environment")
             environment = check_key(chosen, "environment") if chosen else None
-            visible = _visible_environments(request)
-            if environment is not None and visible is not None and environment not in visible:
-                raise NotPermitted(f"this token may not read environment {environment!r}")
+            readable = allowed(request, Role.READER)
+            if environment is not None and readable is not None and not readable(environment):
+                raise NotPermitted(f"you may not read environment {environment!r}")
+            if readable is not None:
+                every = await service_of(request).environment_keys(project)
+                visible = tuple(e for e in every if readable(e))
         else:
             project, environment = where(request)
         q = request.query_params
@@ -383,6 +393,7 @@ def _entry(entry: AuditEntry) -> HistoryEntry:
         comment=record.comment,
         revision=record.revision,
         previous=entry.previous,
+        author=record.event().author or None,
         changes=entry.changes,
         lines=entry.lines,
     )
@@ -445,6 +456,7 @@ async def evaluate_handler(request: Request) -> Response:
         found = states(pairs)
         seq = max((v.seq for v in found.values()), default=0)
         at: datetime | None = None
+        instant: datetime | int | None = None
     else:
         model = await model_of(request)
         instant = parse_instant(body.as_of, "as_of") if body.as_of is not None else body.seq
@@ -452,7 +464,9 @@ async def evaluate_handler(request: Request) -> Response:
         found = await states_at(model, project, environment, seq)
         if isinstance(instant, datetime):
             found = await with_pending(request, project, environment, found, instant)
-    ruleset = ruleset_of(project, environment, seq, found)
+    # The evaluation time of clauses that read it: the instant asked about (an as_of time, or the time of the
+    # sequence asked for); now for the current state.
+    ruleset = ruleset_of(project, environment, seq, found, instant if isinstance(instant, datetime) else at)
     results = [_result(e) for e in evaluate_all(ruleset, body.context, body.flags)]
     return json_response(EvaluateResponse(seq=seq, at=at, results=results))
 
@@ -528,6 +542,7 @@ async def _revert(
 ) -> list[Written]:
     service = service_of(request)
     actor = resolve_actor(request)
+    author = resolve_author(request)
     plan: dict[tuple[str, str], list[str]] = {}
     version: dict[tuple[str, str], int] = {}
     for ident, stored in current.items():
@@ -544,7 +559,9 @@ async def _revert(
             error: Conflict | None = None
             for ident in todo:
                 try:
-                    seq = await _step(service, project, environment, ident, action, target, version, actor, comment)
+                    seq = await _step(
+                        service, project, environment, ident, action, target, version, actor, comment, author
+                    )
                 except Conflict as exc:  # e.g. archived while another flag still uses it: try after the others
                     refused.append(ident)
                     error = exc
@@ -567,9 +584,10 @@ async def _step(
     version: dict[tuple[str, str], int],
     actor: str,
     comment: str,
+    author: Author | None = None,
 ) -> int:
     kind = KINDS[ident[0]]
-    req = WriteRequest(actor=actor, comment=comment, if_match=version[ident])
+    req = WriteRequest(actor=actor, comment=comment, if_match=version[ident], author=author)
     if action == "replace":
         state = msgspec.structs.replace(target[ident].state, archived=False)
         outcome = await service.replace(kind, project, environment, ident[1], state, req)

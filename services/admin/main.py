@@ -17,6 +17,7 @@ import uvicorn
 
 from ..clientkeys import ClientLimits
 from ..history import OPTION
+from ..people import load_config
 from ..runtime import (
     add_log_arguments,
     add_nats_arguments,
@@ -76,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=2000.0,
         help="client door: requests per second per client-side key in this process, bursts of 2 times it",
     )
+    parser.add_argument(
+        "--people-config", type=Path, default=None, help="how people sign in: single sign-on, roles (docs/security.md)"
+    )
     parser.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="private key of --tls-cert (PEM)")
     add_nats_arguments(parser)
@@ -92,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         args.operator_token = operator_token(args.operator_token_file)
         args.nats_options = nats_options(args)
         args.webhook_policy = webhook_policy(args)
+        args.people = load_config(args.people_config) if args.people_config is not None else None
     except (OSError, ValueError) as exc:
         print(f"flagstream admin: {exc}", file=sys.stderr)
         return 2
@@ -161,6 +166,7 @@ async def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
             per_key=args.client_key_rate,
             key_burst=max(1, int(args.client_key_rate * 2)),
         ),
+        people=args.people,
     )
     tls = {"ssl_certfile": str(args.tls_cert), "ssl_keyfile": str(args.tls_key)} if args.tls_cert else {}
     # log_config=None: uvicorn's loggers (start-up, access log) go through the root logger set up by configure(),

@@ -274,7 +274,7 @@ def where(request: Request) -> tuple[str, str]:
         project, environment = check_key(project.strip(), "project"), check_key(asked.strip(), "environment")
     except AdminError as exc:
         raise OfrepFailure(400, "GENERAL", f"{exc.message} (from {PROJECT_HEADER}/{ENVIRONMENT_HEADER})") from None
-    if allowed is not None and environment not in allowed:
+    if principal is not None and not principal.covers(project, environment):
         raise OfrepFailure(
             403, "GENERAL", f"this token may not evaluate environment {environment!r} (only: {', '.join(allowed)})"
         )

@@ -24,7 +24,7 @@ _PATH_HELP = {
 _STATUS_TEXT = {
     304: "Not modified: the If-None-Match ETag is still current",
     400: "Malformed request (bad JSON, bad key in the URL, bad header or query parameter)",
-    401: "Unknown or revoked key",
+    401: "Not signed in: an unknown or revoked key, a wrong login or password, or a sign-in answer refused",
     403: "Not allowed (an origin or environment the key does not allow)",
     404: "Not found (the entity or its environment)",
     409: "Conflict: stale If-Match, already exists, archived; the body holds the current version and state",
@@ -98,14 +98,17 @@ def build_openapi(
                 {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"},
                  "description": "the version (ETag) the change is based on; another current version is a 409"},
             ]  # fmt: skip
-        ok: dict[str, Any] = {"description": {200: "OK", 201: "Created", 204: "No Content"}[e.status]}
+        ok: dict[str, Any] = {"description": {200: "OK", 201: "Created", 204: "No Content", 303: "See Other"}[e.status]}
         if e.response is not None:
             ok["content"] = {JSON: {"schema": schema_of[e.response]}}
         responses: dict[str, Any] = {str(e.status): ok}
         for status in statuses_of(e):
-            # /readyz answers 503 with its own body; a 304 has none; every other error is an ErrorBody.
+            # /readyz answers 503 with its own body; a 304 has none; every other error is an ErrorBody (or, for a
+            # page a browser is sent to, that page).
             own = status == 503 and e.public and e.response is not None
             content = {JSON: {"schema": schema_of[e.response]}} if own else error
+            if e.error_media_type != JSON:
+                content = {e.error_media_type: {"schema": {"type": "string"}}}
             responses[str(status)] = {"description": _STATUS_TEXT[status]}
             if status != 304:
                 responses[str(status)]["content"] = content

@@ -51,7 +51,7 @@ async def list_projects(request: Request) -> Response:
     projects = projects_of(subjects)
     if principal is not None and principal.environments is not None:
         projects = [
-            Project(key=p.key, environments=[e for e in p.environments if principal.covers(e)]) for p in projects
+            Project(key=p.key, environments=[e for e in p.environments if principal.covers(p.key, e)]) for p in projects
         ]
         projects = [p for p in projects if p.environments]
     return json_response(ProjectList(items=projects))

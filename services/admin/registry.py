@@ -27,6 +27,7 @@ FEATURES: tuple[str, ...] = (
     "webhooks",
     "ui",
     "projects",
+    "people",
     "metrics",
 )
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from ...events import Environment, Flag, Segment, entity_of, tag_of
+from ...events import Author, Environment, Flag, Segment, entity_of, tag_of
 from ...validation import Problem
 from ..changes import Stored
 
@@ -25,6 +25,8 @@ class Record(Struct, kw_only=True):
     comment: str
     #: Tag of the event that produced this state, e.g. ``flag.toggled``.
     event: str
+    #: Who wrote it: a person (stable id, name, e-mail, how they signed in) or a token; null for older events.
+    author: Author | None = None
 
 
 class FlagRecord(Record, kw_only=True):
@@ -84,5 +86,6 @@ def record(stored: Stored) -> Record:
         at=event.at,
         comment=event.comment,
         event=tag_of(event),
+        author=event.author or None,
         **{attr: state},
     )

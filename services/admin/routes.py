@@ -15,7 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...events import DEFAULT_PROJECT, whole_number
+from ...events import DEFAULT_PROJECT, Author, whole_number
 from ...validation import Problem
 from ..changes import (
     ENVIRONMENT,
@@ -50,6 +50,7 @@ from ..changes import (
     whole,
     without_comment,
 )
+from ..tokens import Role, role_on
 from .responses import (
     EnvironmentList,
     EnvironmentRecord,
@@ -96,6 +97,8 @@ class Endpoint:
     public: bool = False
     #: Media types the request body may have (the first is the one the document leads with).
     content_types: tuple[str, ...] = (JSON,)
+    #: The media type of its answers other than the success, if not JSON (a page a browser is sent to).
+    error_media_type: str = JSON
 
 
 # -- request helpers ---------------------------------------------------------------------------------------
@@ -116,6 +119,13 @@ def resolve_actor(request: Request) -> str:
     return f"{name} (for {claimed})" if claimed and claimed != name else name
 
 
+def resolve_author(request: Request) -> Author | None:
+    """Who is writing, for the event's ``author``: the person signed in (stable id, name, e-mail, how they signed
+    in) or the API token (its id and name). None only for a request no one authenticated."""
+    principal = getattr(request.state, "principal", None)
+    return principal.author if principal is not None else None
+
+
 def _if_match(request: Request) -> int | None:
     raw = request.headers.get("if-match")
     if raw is None:
@@ -130,14 +140,32 @@ def write_request(request: Request, comment: str) -> WriteRequest:
     key = request.headers.get("idempotency-key")
     if key is not None and not (0 < len(key) <= 200):
         raise MalformedRequest("Idempotency-Key must be 1 to 200 characters")
-    principal = getattr(request.state, "principal", None)
     return WriteRequest(
         actor=resolve_actor(request),
         comment=comment,
         if_match=_if_match(request),
         idempotency_key=key,
-        environments=principal.environments if principal is not None else None,
+        author=resolve_author(request),
+        may_write=allowed(request, Role.WRITER),
     )
+
+
+def allowed(request: Request, role: Role) -> Callable[[str], bool] | None:
+    """Whether the caller holds ``role`` on an environment of the request's project (None: on every one). For
+    what a route does beyond the environment in its path: a flag's project-wide fields are written to every
+    environment, a project-wide view shows several."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        return None
+    project = request.path_params.get("project", DEFAULT_PROJECT)
+    if (everywhere := role_on(principal.grants, project, None)) is not None and everywhere.allows(role):
+        return None
+
+    def holds(environment: str) -> bool:
+        found = role_on(principal.grants, project, environment)
+        return found is not None and found.allows(role)
+
+    return holds
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from msgspec import Struct
+from msgspec import UNSET, Struct
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,7 +37,7 @@ from ..changes import (
 )
 from ..history import POLL, describe, running, schedule_subject, schedules_filter
 from .history import KINDS, parse_time, where
-from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, service_of
+from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, resolve_author, service_of
 
 
 @asynccontextmanager
@@ -124,6 +124,7 @@ async def create_schedule(request: Request) -> Response:
     schedule = Schedule(id=f"s{uuid.uuid4().hex[:16]}", due=due, change=change)
     event = ScheduleCreated(
         project=project, environment=environment, actor=resolve_actor(request), at=datetime.now(UTC),
+        author=resolve_author(request) or UNSET,
         comment=body.comment, version=1, schedule=schedule,
     )  # fmt: skip
     appended = await service.store.append(
@@ -168,6 +169,7 @@ async def cancel_schedule(request: Request) -> Response:
         raise Conflict(f"schedule {schedule.id!r} is {schedule.status}: only a pending schedule can be cancelled")
     event = ScheduleCancelled(
         project=project, environment=environment, actor=resolve_actor(request), at=datetime.now(UTC),
+        author=resolve_author(request) or UNSET,
         comment=stored.event.comment, version=stored.event.version + 1,
         schedule=msgspec.structs.replace(schedule, status="cancelled"),
     )  # fmt: skip

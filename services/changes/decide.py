@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from ...events import (
+    Author,
     EntityKind,
     Environment,
     EnvironmentCreated,
@@ -74,6 +75,7 @@ class Context:
     comment: str = ""
     #: Shared by the events of one change to several entities (``Event.change``); empty for one entity.
     change: str = ""
+    author: Author | None = None
 
 
 def state_of(kind: Kind, stored: Stored) -> Any:
@@ -91,6 +93,8 @@ def make_event(cls: type[Event], kind: Kind, state: Any, ctx: Context, revision:
         "version": revision,
         kind.attr: state,
     }
+    if ctx.author is not None:
+        fields["author"] = ctx.author
     return cls(**fields)
 
 

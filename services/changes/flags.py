@@ -15,6 +15,7 @@ the flag, off, where it is missing) -- refused while an environment still serves
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -176,7 +177,7 @@ def _check_variations(environment: str, before: Flag | None, after: Flag) -> Non
 def _write(cls: type[Event], environment: str, flag: Flag, pf: ProjectFlag, ctx: Context) -> Write:
     current = pf.states.get(environment)
     revision = current.event.version + 1 if current is not None else 1
-    env_ctx = Context(ctx.project, environment, ctx.actor, ctx.at, ctx.comment, ctx.change)
+    env_ctx = dataclasses.replace(ctx, environment=environment)
     return Write(environment, make_event(cls, FLAG, flag, env_ctx, revision), current.seq if current else 0)
 
 

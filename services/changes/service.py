@@ -16,9 +16,9 @@ from typing import Any
 
 import msgspec
 
-from ...events import Event, FlagCreated, FlagUpdated, entity_of, subject
+from ...events import Author, Event, FlagCreated, FlagUpdated, entity_of, subject
 from ...events.subjects import PREFIX
-from ...validation import Problem, validate_flag, validate_segment
+from ...validation import Problem, segment_references, validate_flag, validate_segment
 from . import decide, flags
 from .decide import ENVIRONMENT, FLAG, SEGMENT, Context, Kind
 from .errors import Conflict, InvalidInput, NotFound, NotPermitted
@@ -40,9 +40,12 @@ class WriteRequest:
     if_match: int | None = None
     #: Client-chosen key: a retried write with the same key lands once.
     idempotency_key: str | None = None
-    #: The environments the caller may write to (None: every one). A change that would write elsewhere (a
-    #: project-wide field of a flag is written to every environment) is refused, whatever the route.
-    environments: tuple[str, ...] | None = None
+    #: Whether the caller may write to an environment of the write's project (None: to every one). A change that
+    #: would change what another environment serves (a flag's variations are written to every environment) is
+    #: refused, whatever the route.
+    may_write: Callable[[str], bool] | None = None
+    #: Who writes (the person signed in, or the API token), recorded on the event beside ``actor``.
+    author: Author | None = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,7 @@ class AdminService:
             await self._require_environment(project, copy_from)
             found = await self.store.latest(list_filter(SEGMENT, project, copy_from))
             source_segments = [s.event.segment for s in found.values() if not s.event.segment.archived]  # type: ignore[attr-defined]
-        ctx = Context(project, env.key, req.actor, self.clock(), req.comment, uuid.uuid4().hex)
+        ctx = Context(project, env.key, req.actor, self.clock(), req.comment, uuid.uuid4().hex, req.author)
         events: list[tuple[str, Event]] = [(subj, decide.create(ENVIRONMENT, None, env, ctx))]
         for segment in sorted(source_segments, key=lambda s: s.key):
             events.append(
@@ -332,7 +335,7 @@ class AdminService:
                 where = f" in {version_in}" if version_in else ""
                 message = f"flag {key!r} is at version {version}{where}, not {req.if_match}: read it again and retry"
                 raise self._conflict(message, pf, version_in)
-            ctx = Context(project, version_in or "", req.actor, self.clock(), req.comment, uuid.uuid4().hex)
+            ctx = Context(project, version_in or "", req.actor, self.clock(), req.comment, uuid.uuid4().hex, req.author)
             writes = decision(pf, ctx)
             if asyncio.iscoroutine(writes):
                 writes = await writes
@@ -340,7 +343,8 @@ class AdminService:
                 return pf, False
             if len(writes) == 1:  # one entity: no change id
                 writes = [replace(writes[0], event=msgspec.structs.replace(writes[0].event, change=""))]
-            denied = flags.outside_scope(pf, writes, pf.environments if req.environments is None else req.environments)
+            allowed = [e for e in pf.environments if req.may_write is None or req.may_write(e)]
+            denied = flags.outside_scope(pf, writes, allowed)
             if denied:
                 raise NotPermitted(
                     f"this change to flag {key!r} changes it in {', '.join(denied)} too (variations, kind, archiving "
@@ -387,8 +391,8 @@ class AdminService:
         """Copy flags' configurations from ``source`` to ``target`` (``keys``: None for every active flag): the
         flags as they were, the events (what changes), and whether they were written. All or none: one atomic
         batch, refused whole if any flag would not be valid in ``target`` or moved since ``expected``."""
-        if req.environments is not None and not {source, target} <= set(req.environments):
-            raise NotPermitted(f"comparing or promoting {source} to {target} needs the right to act on both")
+        if not dry_run and req.may_write is not None and not req.may_write(target):
+            raise NotPermitted(f"promoting to {target} needs the right to write there")
         for env in (source, target):
             await self._require_environment(project, env)
         every = {pf.key: pf for pf in await self.project_flags(project)}
@@ -399,7 +403,7 @@ class AdminService:
             if unknown:
                 raise NotFound(f"no such flag in project {project!r}: {', '.join(unknown)}")
             chosen = [every[k] for k in dict.fromkeys(keys)]
-        ctx = Context(project, target, req.actor, self.clock(), req.comment, uuid.uuid4().hex)
+        ctx = Context(project, target, req.actor, self.clock(), req.comment, uuid.uuid4().hex, req.author)
         writes = flags.promote(chosen, source, target, ctx, expected)
         if len(writes) == 1:
             writes = [replace(writes[0], event=msgspec.structs.replace(writes[0].event, change=""))]
@@ -541,7 +545,12 @@ class AdminService:
                 flags={f.event.flag.key: f.event.flag for f in flags.values() if f.event.flag.key != key},  # type: ignore[attr-defined]
             )
         elif kind is SEGMENT:
-            problems = validate_segment(entity_of(event)[2])  # type: ignore[arg-type]
+            segment = entity_of(event)[2]
+            others = None
+            if segment_references(segment):  # type: ignore[arg-type]
+                found = await self.store.latest(list_filter(SEGMENT, project, environment))
+                others = {s.event.segment.key: s.event.segment for s in found.values()}  # type: ignore[attr-defined]
+            problems = validate_segment(segment, others)  # type: ignore[arg-type]
         else:
             problems = []
         if problems:
@@ -552,7 +561,7 @@ class AdminService:
             raise NotFound(_missing(ENVIRONMENT, project, environment, environment))
 
     def _context(self, project: str, environment: str, req: WriteRequest) -> Context:
-        return Context(project, environment, req.actor, self.clock(), req.comment)
+        return Context(project, environment, req.actor, self.clock(), req.comment, author=req.author)
 
 
 def _missing(kind: Kind, project: str, environment: str, key: str) -> str:

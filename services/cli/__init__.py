@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "flagstream.services.cli.clientkeys",
         "create, list and revoke client-side keys (web pages, mobile apps) of an environment",
     ),
+    "users": ("flagstream.services.cli.users", "create people who sign in, set passwords and roles, end sessions"),
     "webhooks": ("flagstream.services.cli.webhooks", "send each change to a URL of yours (Slack, CI), signed"),
     "projects": ("flagstream.services.cli.projects", "list projects and their environments through the admin API"),
     "export": ("flagstream.services.cli.flagfile", "write an environment's flags and segments to a YAML/JSON file"),

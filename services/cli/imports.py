@@ -15,7 +15,7 @@ from ...events.model import to_builtins
 from ..importers import ImportFileError, ImportResult, render
 from .api import ApiClient, ApiError, _segment, add_client_arguments, client_from
 
-SOURCES = ("unleash", "flagd")
+SOURCES = ("unleash", "flagd", "launchdarkly")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,12 +34,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 default="userId",
                 help="the attribute Unleash's userId maps to (default: userId; 'key' makes it the targeting key)",
             )
+        if source == "flagd":
+            p.add_argument(
+                "--fractional",
+                choices=("v2", "legacy"),
+                default="v2",
+                help="the fractional bucketing of the flagd the flags come from: v2 (today's, default) or legacy",
+            )
         add_client_arguments(p, suppress=True)
 
 
 _WHAT = {
     "unleash": "Unleash client features export (/api/client/features)",
     "flagd": "flagd flag definition file",
+    "launchdarkly": "LaunchDarkly flag data file (flags, segments; the SDKs' file data source, the Relay Proxy's)",
 }
 
 
@@ -89,9 +97,13 @@ def _map(args: argparse.Namespace) -> ImportResult:
         from ..importers import load_unleash
 
         return load_unleash(args.file, user_id_attribute=args.user_id_attribute)
+    if args.source == "launchdarkly":
+        from ..importers import load_launchdarkly
+
+        return load_launchdarkly(args.file)
     from ..importers import load_flagd
 
-    return load_flagd(args.file)
+    return load_flagd(args.file, fractional=args.fractional)
 
 
 def _label(entity: Flag | Segment) -> str:

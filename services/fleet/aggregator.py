@@ -94,6 +94,7 @@ class _Instance:
 
 #: Granularity of the recent-window counts, in seconds.
 BUCKET = 10
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -104,11 +105,15 @@ class _Window:
         default_factory=collections.deque
     )
 
-    def add(self, now: datetime, flag: str, variation: str | None, count: int) -> None:
+    def bucket(self, now: datetime) -> collections.Counter[tuple[str, str | None]]:
+        """The counts of the bucket ``now`` falls in (a new one at a bucket's boundary)."""
         start = datetime.fromtimestamp(now.timestamp() // BUCKET * BUCKET, UTC)
         if not self.buckets or self.buckets[-1][0] != start:
             self.buckets.append((start, collections.Counter()))
-        self.buckets[-1][1][(flag, variation)] += count
+        return self.buckets[-1][1]
+
+    def add(self, now: datetime, flag: str, variation: str | None, count: int) -> None:
+        self.bucket(now)[(flag, variation)] += count
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -129,7 +134,7 @@ class FleetAggregator:
         missed_intervals: float = 3.0,
         max_window: float = 3600.0,
         forget_after: float = 24 * 3600.0,
-        max_instances: int = 10_000,
+        max_instances: int = 100_000,
         max_counters: int = 10_000,
     ) -> None:
         self.clock = clock
@@ -150,6 +155,13 @@ class FleetAggregator:
         self._dirty: dict[tuple[str, str, str], datetime] = {}
         #: Messages that could not be decoded (counted by the feeder).
         self.bad_messages = 0
+
+    def restart(self) -> None:
+        """Forget instances and counts (this process starts aggregating afresh); keep last-evaluated times."""
+        self.started_at = self._forgot_at = self.clock()
+        self._instances = {}
+        self._totals = {}
+        self._windows = {}
 
     # -- input -----------------------------------------------------------------------------------------------
 
@@ -180,16 +192,18 @@ class FleetAggregator:
         totals = self._totals.setdefault(where, collections.Counter())
         window = self._windows.setdefault(where, _Window())
         last = self._last_evaluated.setdefault(where, {})
+        bucket = window.bucket(now)  # once per message (10,000 instances: a thousand messages a second)
+        when = min(message.until, now)
         for item in message.counts:
             if item.count <= 0:
                 continue
-            if (item.flag, item.variation) not in totals and len(totals) >= self.max_counters:
+            key = (item.flag, item.variation)
+            if key not in totals and len(totals) >= self.max_counters:
                 self.dropped += 1
                 continue
-            totals[(item.flag, item.variation)] += item.count
-            window.add(now, item.flag, item.variation, item.count)
-            when = min(message.until, now)
-            if when > last.get(item.flag, datetime.min.replace(tzinfo=UTC)):
+            totals[key] += item.count
+            bucket[key] += item.count
+            if when > last.get(item.flag, _EPOCH):
                 last[item.flag] = when
                 self._dirty[(message.project, message.environment, item.flag)] = when
         self._prune(window, now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -44,10 +45,14 @@ def states(events: Iterable[tuple[int, Event]]) -> dict[EntityId, Versioned]:
     return out
 
 
-def ruleset_of(project: str, environment: str, seq: int, found: Mapping[EntityId, Versioned]) -> Ruleset:
-    """The ruleset of the environment as of ``seq``: the as-of events folded in sequence order."""
+def ruleset_of(
+    project: str, environment: str, seq: int, found: Mapping[EntityId, Versioned], at: datetime | None = None
+) -> Ruleset:
+    """The ruleset of the environment as of ``seq``: the as-of events folded in sequence order. ``at``: the
+    instant asked about, the evaluation time of clauses that read it (default: now)."""
     pairs = sorted(((v.seq, v.event) for v in found.values()), key=lambda p: p[0])
-    ruleset, _ = apply_events(Ruleset(project=project, environment=environment), pairs)
+    clock = None if at is None else _fixed(at.timestamp() * 1000.0)
+    ruleset, _ = apply_events(Ruleset(project=project, environment=environment, clock=clock), pairs)
     # The fold stops at the last event it saw; the instant asked for may be later (nothing changed since).
     return Ruleset(
         project=ruleset.project,
@@ -59,7 +64,12 @@ def ruleset_of(project: str, environment: str, seq: int, found: Mapping[EntityId
         compiled=ruleset.compiled,
         compiled_segments=ruleset.compiled_segments,
         versions=ruleset.versions,
+        clock=ruleset.clock,
     )
+
+
+def _fixed(ms: float) -> Any:
+    return lambda: ms
 
 
 class Evaluation(Struct, kw_only=True):

@@ -4,6 +4,7 @@ segments with a per-flag report of what could not be carried over exactly (``com
 
 from .common import ImportFileError, ImportResult, Unmappable, render
 from .flagd import import_flagd, load_flagd
+from .launchdarkly import import_launchdarkly, load_launchdarkly
 from .unleash import import_unleash, load_unleash
 
 __all__ = [
@@ -11,8 +12,10 @@ __all__ = [
     "ImportResult",
     "Unmappable",
     "import_flagd",
+    "import_launchdarkly",
     "import_unleash",
     "load_flagd",
+    "load_launchdarkly",
     "load_unleash",
     "render",
 ]

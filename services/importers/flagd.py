@@ -33,11 +33,12 @@ from ...events import (
     Variation,
     WeightedVariation,
 )
-from ...schemes import FLAGD
+from ...schemes import FLAGD, FLAGD_V2, FLAGD_V2_CAT, FLAGD_V2_PAIR
 from ...semver import parse_semver
 from .common import ImportFileError, ImportResult, Unmappable, key_for, read_json
 
 MAX_RULES = 64
+MAX_INT32 = 2**31 - 1
 
 #: A condition: ("atom", clause, matches_when_absent) | ("const", bool) | ("and"|"or", [conds]) | ("not", cond)
 Cond = tuple[Any, ...]
@@ -50,13 +51,22 @@ _SEMVER = {"=": Operator.SEMVER_EQ, "<": Operator.SEMVER_LT, "<=": Operator.SEMV
            ">=": Operator.SEMVER_GTE}  # fmt: skip
 
 
-def load_flagd(path: str | Path) -> ImportResult:
+#: How ``fractional`` buckets: ``v2``, flagd's current fractional (CBOR of the bucketing value, integer weights);
+#: ``legacy``, the fractional of flagd before it (murmur3 of the text, percentages).
+FRACTIONAL = ("v2", "legacy")
+
+
+def load_flagd(path: str | Path, *, fractional: str = "v2") -> ImportResult:
     """Read and map a flagd flag definition file; :class:`ImportFileError` if it is not one."""
     doc = read_json(path)
-    return import_flagd(doc, source=str(path))
+    return import_flagd(doc, source=str(path), fractional=fractional)
 
 
-def import_flagd(doc: Any, *, source: str = "flagd") -> ImportResult:
+def import_flagd(doc: Any, *, source: str = "flagd", fractional: str = "v2") -> ImportResult:
+    """``fractional``: the flagd the flags come from buckets with its current fractional (``v2``, default) or
+    the older one (``legacy``)."""
+    if fractional not in FRACTIONAL:
+        raise ValueError(f"fractional must be one of {FRACTIONAL}")
     if not isinstance(doc, dict) or not isinstance(doc.get("flags"), dict):
         raise ImportFileError(f"{source}: not a flagd flag definition (no 'flags' object)")
     evaluators = doc.get("$evaluators") or {}
@@ -66,7 +76,8 @@ def import_flagd(doc: Any, *, source: str = "flagd") -> ImportResult:
         subject, path = f"flag {name}", f"flags.{name}"
         before = len(result.notes)
         try:
-            flag = _FlagMapper(name, definition, evaluators, path, result).flag(key_for(name, taken, "flag"))
+            mapper = _FlagMapper(name, definition, evaluators, path, result, fractional)
+            flag = mapper.flag(key_for(name, taken, "flag"))
         except Unmappable as e:
             del result.notes[before:]
             result.note("unmapped", subject, e.path, f"{e.message}; flag not imported")
@@ -79,10 +90,14 @@ def import_flagd(doc: Any, *, source: str = "flagd") -> ImportResult:
 
 
 class _FlagMapper:
-    def __init__(self, name: str, d: Any, evaluators: Any, path: str, result: ImportResult) -> None:
+    def __init__(self, name: str, d: Any, evaluators: Any, path: str, result: ImportResult, fractional: str) -> None:
         self.name, self.d, self.evaluators, self.path, self.result = name, d, evaluators, path, result
         self.keys: dict[str, str] = {}  # flagd variant name -> variation key
         self.numeric = False
+        self.fractional_mode = fractional
+        self.cat = False  # the fractional's bucketing key is a cat
+        #: What flagd serves for the default variant: it, or the caller's default when there is none.
+        self.default = Serve(default=True)
 
     def note(self, severity: str, path: str, message: str) -> None:
         self.result.note(severity, f"flag {self.name}", path, message)  # type: ignore[arg-type]
@@ -95,15 +110,17 @@ class _FlagMapper:
         for name in d["variants"]:
             self.keys[name] = key_for(str(name), taken, "variant")
         default = d.get("defaultVariant")
-        if default not in self.keys:
+        if default is not None and default not in self.keys:
             raise Unmappable(f"{path}.defaultVariant", f"{default!r} is not one of the variants")
+        if default is not None:
+            self.default = Serve(variation=self.keys[default])
         state = d.get("state", "ENABLED")
         if state not in ("ENABLED", "DISABLED"):
             raise Unmappable(f"{path}.state", f"unknown state {state!r}")
         targeting = self.resolve(d.get("targeting") or {}, f"{path}.targeting", ())
         branches = [] if targeting == {} else self.branches(targeting, f"{path}.targeting")
         if not branches:
-            branches = [(TRUE, Serve(variation=self.keys[default]))]
+            branches = [(TRUE, self.default)]
         rules: list[Rule] = []
         *ruled, (last_cond, last_serve) = branches
         assert last_cond == TRUE
@@ -113,8 +130,7 @@ class _FlagMapper:
         if len(rules) > MAX_RULES:
             raise Unmappable(f"{path}.targeting", f"expands to {len(rules)} rules (more than {MAX_RULES})")
         if state == "DISABLED":
-            self.note("approximated", f"{path}.state", "DISABLED: flagd answers the caller's default (reason"
-                      f" DISABLED); imported off, serving the default variant {default!r}")  # fmt: skip
+            self.note("mapped", f"{path}.state", "DISABLED: off, serving the caller's default as flagd does")
         if self.numeric:
             self.note("approximated", f"{path}.targeting", "a numeric comparison with a missing attribute does not"
                       " match here; flagd's JSON Logic compares null as a number")  # fmt: skip
@@ -132,7 +148,8 @@ class _FlagMapper:
             tags=("flagd",),
             on=state == "ENABLED",
             variations=tuple(Variation(key=k, value=d["variants"][n], name=str(n)) for n, k in self.keys.items()),
-            off_variation=self.keys[default],
+            off_variation=self.keys[default] if default is not None else next(iter(self.keys.values())),
+            off_default=state == "DISABLED" or default is None,
             fallthrough=last_serve,
             rules=tuple(rules),
         )
@@ -167,7 +184,7 @@ class _FlagMapper:
                     out.append((_and(cond, sub), serve))
             return out + self.branches(rest, f"{path}.if[{len(args) - 1}]")
         if expr is None:
-            return [(TRUE, Serve(variation=self.keys[self.d["defaultVariant"]]))]
+            return [(TRUE, self.default)]
         if isinstance(expr, str):
             if expr not in self.keys:
                 raise Unmappable(path, f"targeting returns {expr!r}, which is not one of the variants")
@@ -177,7 +194,7 @@ class _FlagMapper:
             # A context that cannot be bucketed (no bucketing value): flagd answers the default variant, while a
             # rule that cannot bucket does not apply here -- so the default variant follows, under the same
             # condition.
-            return [(TRUE, serve), (TRUE, Serve(variation=self.keys[self.d["defaultVariant"]]))]
+            return [(TRUE, serve), (TRUE, self.default)]
         raise Unmappable(path, f"targeting result {json.dumps(expr)[:80]} is not a variant, null, if or fractional")
 
     def fractional(self, args: Any, path: str) -> Rollout:
@@ -200,6 +217,10 @@ class _FlagMapper:
         total = sum(w for _, w in pairs)
         if total <= 0:
             raise Unmappable(path, "fractional weights sum to 0")
+        if len({n for n, _ in pairs}) != len(pairs):
+            raise Unmappable(path, "a variant appears twice")
+        if self.fractional_mode == "v2":
+            return self.fractional_v2(pairs, total, prefix, bucket_by, path)
         if any(w * WEIGHT_TOTAL % total for _, w in pairs):
             raise Unmappable(path, f"weights {[w for _, w in pairs]} are not whole multiples of 0.001% (of {total})")
         merged: dict[str, int] = {}
@@ -210,8 +231,29 @@ class _FlagMapper:
         weighted = tuple(WeightedVariation(variation=self.keys[n], weight=w) for n, w in merged.items())
         return Rollout(variations=weighted, bucket_by=bucket_by, algorithm=FLAGD, hash_prefix=prefix)
 
+    def fractional_v2(
+        self, pairs: list[tuple[str, int]], total: int, prefix: str, bucket_by: str, path: str
+    ) -> Rollout:
+        """flagd's current fractional: ``(murmur3(CBOR(value)) * total) >> 32`` against the running weights;
+        the shorthand hashes ``[flagKey, targetingKey]``, a ``var`` its value itself."""
+        if total > MAX_INT32:
+            raise Unmappable(path, "fractional weights sum to more than 2^31 - 1 (flagd answers no variant)")
+        ends = list(itertools.accumulate(w for _, w in pairs))
+        ranges = tuple(zip((0, *ends[:-1]), ends, strict=True))
+        weights = _nominal([w for _, w in pairs])
+        weighted = tuple(
+            WeightedVariation(variation=self.keys[n], weight=w) for (n, _), w in zip(pairs, weights, strict=True)
+        )
+        shorthand = not self.cat and prefix == self.name and bucket_by == "key"
+        if self.cat:  # flagd hashes the text cat makes
+            return Rollout(variations=weighted, bucket_by=bucket_by, algorithm=FLAGD_V2_CAT, hash_prefix=prefix,
+                           ranges=ranges)  # fmt: skip
+        return Rollout(variations=weighted, bucket_by=bucket_by, algorithm=FLAGD_V2_PAIR if shorthand else FLAGD_V2,
+                       hash_prefix=self.name if shorthand else "", ranges=ranges)  # fmt: skip
+
     def bucketing_key(self, expr: Any, path: str) -> tuple[str, str]:
         """(prefix, attribute) of a custom bucketing key: ``{"var": x}`` or ``{"cat": [literals..., {"var": x}]}``."""
+        self.cat = isinstance(expr, dict) and set(expr) == {"cat"}
         if isinstance(expr, dict) and set(expr) == {"cat"} and isinstance(expr["cat"], list) and expr["cat"]:
             *head, last = expr["cat"]
             prefix = ""
@@ -285,11 +327,14 @@ class _FlagMapper:
                 raise Unmappable(where, f"{op} takes two or three arguments")
             if _is_var(args[1]):
                 args, op = [args[1], args[0]], _FLIP[op]
-            attr, number = self.attribute(args[0], where), args[1]
+            number = args[1]
             if type(number) not in (int, float):
                 raise Unmappable(where, f"{op} compares with {json.dumps(number)}: only numbers can be mapped")
+            if args[0] == {"var": "$flagd.timestamp"}:  # the evaluation time, in whole seconds
+                clause = Clause(attribute="$flagd.timestamp", op=_COMPARE[op], values=(number,), now="always")
+                return ("atom", clause, False)
             self.numeric = True
-            return ("atom", Clause(attribute=attr, op=_COMPARE[op], values=(number,)), False)
+            return ("atom", Clause(attribute=self.attribute(args[0], where), op=_COMPARE[op], values=(number,)), False)
         if op in ("starts_with", "ends_with"):
             if len(args) != 2 or not isinstance(args[1], str):
                 raise Unmappable(where, f"{op} takes a var and a text")
@@ -303,12 +348,12 @@ class _FlagMapper:
         if len(args) != 3 or not isinstance(args[1], str) or not isinstance(args[2], str):
             raise Unmappable(where, "sem_ver takes a var, an operator and a version")
         attr, op, version = self.attribute(args[0], where), args[1], args[2]
-        key = parse_semver(version)
+        key = parse_semver(version, "flagd")
         if key is None:
             raise Unmappable(where, f"{version!r} is not a semantic version")
 
         def atom(operator: Operator, value: str) -> Cond:
-            return ("atom", Clause(attribute=attr, op=operator, values=(value,)), False)
+            return ("atom", Clause(attribute=attr, op=operator, values=(value,), semver="flagd"), False)
 
         if op in _SEMVER:
             return atom(_SEMVER[op], version)
@@ -343,6 +388,16 @@ class _FlagMapper:
         if _is_var(args[1]) and not _is_var(args[0]):
             return self.attribute(args[1], where), args[0]
         raise Unmappable(where, "only a var compared with a literal can be mapped")
+
+
+def _nominal(weights: list[int]) -> list[int]:
+    """Shares of 100,000 summing to exactly 100,000 (largest remainder): the weights shown; ranges decide."""
+    total = sum(weights)
+    raw = [w * WEIGHT_TOTAL / total for w in weights]
+    out = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - out[i], reverse=True)[: WEIGHT_TOTAL - sum(out)]:
+        out[i] += 1
+    return out
 
 
 def _is_var(expr: Any) -> bool:

@@ -36,14 +36,14 @@ from ...events import (
     Variation,
     WeightedVariation,
 )
+from ...linear_regex import regex_problem
+from ...operators import parse_date
 from ...schemes import UNLEASH, UNLEASH_VARIANT
 from ...semver import parse_semver
 from .common import ImportFileError, ImportResult, Unmappable, key_for, read_json
 
 #: Most rules one feature may expand to (constraints that also match absent attributes double the rules).
 MAX_RULES = 64
-#: node-semver's strict form (the part our semver parser is more lenient about: "2" or "1.2" are not versions).
-STRICT_SEMVER = r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:[-+]|$)"
 _SPLIT = re.compile(r"\s*,\s*")
 #: The stickiness of the older percentage strategies.
 _GRADUAL = {"gradualRolloutUserId": "userId", "gradualRolloutSessionId": "sessionId", "gradualRolloutRandom": "random"}
@@ -157,12 +157,17 @@ class _Importer:
         attr = self.attr(name)
         values = c.get("values")
         values = list(values) if isinstance(values, list) else ([c["value"]] if "value" in c else [])
-        if op in ("DATE_AFTER", "DATE_BEFORE") or name == "currentTime":
-            raise Unmappable(
-                path,
-                f"{op} on {name}: Unleash compares the current time, which the Flagstream engine does not read"
-                " (evaluation is pure); use a scheduled change instead",
-            )
+        if op in ("DATE_AFTER", "DATE_BEFORE"):
+            value = c.get("value", values[0] if values else None)
+            if name != "currentTime":
+                raise Unmappable(path, f"{op} on {name}: Unleash compares dates of currentTime only")
+            if not isinstance(value, str) or parse_date(value) is None:
+                raise Unmappable(path, f"{op} value {value!r} is not a date")
+            # currentTime is the context's, else the evaluation time (the SDK's clock; time travel's instant).
+            ours = Operator.AFTER if op == "DATE_AFTER" else Operator.BEFORE
+            return [(Clause(attribute=attr, op=ours, values=(value,), negate=inverted, now="if_absent"),)]
+        if name == "currentTime":
+            raise Unmappable(path, f"{op} on currentTime: only DATE_AFTER and DATE_BEFORE are mapped")
         absent = Clause(attribute=attr, op=Operator.EXISTS, negate=True)
         # Unleash answers false for an absent field, then applies `inverted` (NOT_IN is a negated IN): so an
         # inverted constraint, or NOT_IN, matches contexts without the field. Our clauses never match an absent
@@ -193,17 +198,24 @@ class _Importer:
             return [(Clause(attribute=attr, op=ours, values=(number,), negate=inverted),)] + (
                 [(absent,)] if inverted else []
             )
-        if op in ("SEMVER_EQ", "SEMVER_GT", "SEMVER_LT"):
+        if op in _SEMVER_OPS:
             value = c.get("value", values[0] if values else None)
-            ours = {"SEMVER_EQ": Operator.SEMVER_EQ, "SEMVER_GT": Operator.SEMVER_GT,
-                    "SEMVER_LT": Operator.SEMVER_LT}[op]  # fmt: skip
-            if not isinstance(value, str) or parse_semver(value) is None:
+            if not isinstance(value, str) or parse_semver(value, "strict") is None:
                 raise Unmappable(path, f"{op} value {value!r} is not a semantic version")
-            compare = Clause(attribute=attr, op=ours, values=(value,), negate=inverted)
-            strict = Clause(attribute=attr, op=Operator.MATCHES, values=(STRICT_SEMVER,), negate=inverted)
-            if inverted:
-                return [(absent,), (strict,), (compare,)]
-            return [(strict, compare)]
+            # Unleash reads versions as semver 2.0 exactly (no "v", three numbers): the strict dialect.
+            compare = Clause(attribute=attr, op=_SEMVER_OPS[op], values=(value,), negate=inverted, semver="strict")
+            return [(compare,)] + ([(absent,)] if inverted else [])
+        if op == "REGEX":
+            pattern = c.get("value", values[0] if values else None)
+            if not isinstance(pattern, str):
+                raise Unmappable(path, f"REGEX value {pattern!r} is not a pattern")
+            problem = regex_problem(pattern)
+            if problem:
+                raise Unmappable(path, f"REGEX {pattern!r}: {problem}")
+            clause = Clause(
+                attribute=attr, op=Operator.MATCHES, values=(pattern,), negate=inverted, case_insensitive=ci
+            )
+            return [(clause,)] + ([(absent,)] if inverted else [])
         raise Unmappable(path, f"unknown constraint operator {op!r}")
 
 
@@ -305,6 +317,13 @@ class _Feature:
             conditions = _and(conditions, [(Clause(op=Operator.IN_SEGMENT, values=(imp.segment_keys[seg],)),)])
         percentage: list[tuple[tuple[Clause, ...], str | None]] = [((), None)]
         rollout, group = 100, str(params.get("groupId") or self.name)
+        if '"' in group or group.endswith("\\"):
+            self.note(
+                "approximated",
+                f"{path}.parameters.groupId",
+                "a groupId with '\"' or a final backslash: hashed as written (the client spec, Node, Java, Go SDKs);"
+                " Unleash's Rust engine (the Python, Ruby, .NET SDKs) matches nobody with it",
+            )
         if name == "default":
             pass
         elif name == "userWithId":
@@ -312,9 +331,14 @@ class _Feature:
             conditions = _and(conditions, [(Clause(attribute=imp.attr("userId"), op=Operator.IN, values=tuple(ids)),)])
         elif name == "remoteAddress":
             ips = _SPLIT.split(str(params.get("IPs", "")))
-            if any("/" in ip for ip in ips):
-                raise Unmappable(f"{path}.parameters.IPs", "CIDR ranges have no Flagstream operator")
-            conditions = _and(conditions, [(Clause(attribute="remoteAddress", op=Operator.IN, values=tuple(ips)),)])
+            if any("/" in ip for ip in ips):  # CIDR ranges (and addresses): in_cidr
+                ranges = tuple(ip for ip in ips if _cidr(ip))
+                if len(ranges) != len(ips):
+                    raise Unmappable(f"{path}.parameters.IPs", f"{ips} are not all IP addresses or CIDR ranges")
+                clause = Clause(attribute="remoteAddress", op=Operator.IN_CIDR, values=ranges)
+            else:
+                clause = Clause(attribute="remoteAddress", op=Operator.IN, values=tuple(ips))
+            conditions = _and(conditions, [(clause,)])
         elif name in ("flexibleRollout", "gradualRolloutUserId", "gradualRolloutSessionId", "gradualRolloutRandom"):
             key = "rollout" if name == "flexibleRollout" else "percentage"
             number = _js_number(params.get(key))
@@ -424,19 +448,26 @@ class _Feature:
     ) -> list[tuple[tuple[Clause, ...], Serve]]:
         keys = [self.variant_key(v, f"{path}[{i}]") for i, v in enumerate(variants)]
         weights = [v.get("weight", 0) for v in variants]
-        if not all(type(w) is int and w >= 0 for w in weights) or sum(weights) != 1000:
-            raise Unmappable(path, f"variant weights {weights} do not sum to 1000")
+        if not all(type(w) is int and w >= 0 for w in weights) or sum(weights) <= 0:
+            raise Unmappable(path, f"variant weights {weights} are not whole numbers with a sum above 0")
         merged: dict[str, int] = {}
-        for k, w in zip(keys, weights, strict=True):
-            merged[k] = merged.get(k, 0) + w  # the same variant twice: its buckets add up, in order
-        weighted = tuple(WeightedVariation(variation=k, weight=w * 100) for k, w in merged.items())
+        for i, (k, w) in enumerate(zip(keys, weights, strict=True)):
+            if k in merged and keys[i - 1] != k:
+                raise Unmappable(f"{path}[{i}]", f"variant {k!r} appears twice, apart")
+            merged[k] = merged.get(k, 0) + w  # the same variant twice in a row: one range
+        # Unleash divides by the actual sum of the weights (not 1000): the ranges carry them exactly.
+        ends = list(itertools.accumulate(merged.values()))
+        ranges = tuple(zip((0, *ends[:-1]), ends, strict=True))
+        nominal = _nominal(list(merged.values()))
+        weighted = tuple(WeightedVariation(variation=k, weight=w) for k, w in zip(merged, nominal, strict=True))
         stickiness = str(variants[0].get("stickiness") or "default")
         fields = ["userId", "sessionId", "remoteAddress"] if stickiness == "default" else [stickiness]
         out: list[tuple[tuple[Clause, ...], Serve]] = []
         absent: tuple[Clause, ...] = ()
         for name in fields:
             attr = self.imp.attr(name)
-            r = Rollout(variations=weighted, bucket_by=attr, algorithm=UNLEASH_VARIANT, hash_prefix=f"{group}:")
+            r = Rollout(variations=weighted, bucket_by=attr, algorithm=UNLEASH_VARIANT, hash_prefix=f"{group}:",
+                        ranges=ranges)  # fmt: skip
             out.append((extra + absent, Serve(rollout=r)))
             absent += (Clause(attribute=attr, op=Operator.EXISTS, negate=True),)
         first = next(k for k, w in merged.items() if w > 0)
@@ -448,6 +479,35 @@ class _Feature:
             " Unleash picks one at random on each evaluation",
         )
         return out
+
+
+_SEMVER_OPS = {
+    "SEMVER_EQ": Operator.SEMVER_EQ,
+    "SEMVER_GT": Operator.SEMVER_GT,
+    "SEMVER_GTE": Operator.SEMVER_GTE,
+    "SEMVER_LT": Operator.SEMVER_LT,
+    "SEMVER_LTE": Operator.SEMVER_LTE,
+}
+
+
+def _cidr(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _nominal(weights: list[int]) -> list[int]:
+    """Shares of 100,000 summing to exactly 100,000 (largest remainder): shown; the ranges decide."""
+    total = sum(weights)
+    raw = [w * 100_000 / total for w in weights]
+    out = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - out[i], reverse=True)[: 100_000 - sum(out)]:
+        out[i] += 1
+    return out
 
 
 def _and(left: Alternatives, right: Alternatives) -> Alternatives:

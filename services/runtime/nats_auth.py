@@ -35,9 +35,17 @@ import bcrypt
 
 from ...credentials import sdk_user
 from ...events import STREAM
-from ...events.subjects import PREFIX, environment_filter, sdk_inbox_prefix
+from ...events.subjects import LIVE_PREFIX, PREFIX, environment_filter, live_filter, sdk_inbox_prefix
 from ...events.telemetry import TELEMETRY_PREFIX
-from .stream import CLIENT_KEYS_BUCKET, FLEET_BUCKET, RATE_BUCKET, TOKENS_BUCKET, WEBHOOKS_BUCKET
+from .stream import (
+    CLIENT_KEYS_BUCKET,
+    FLEET_BUCKET,
+    RATE_BUCKET,
+    SESSIONS_BUCKET,
+    TOKENS_BUCKET,
+    USERS_BUCKET,
+    WEBHOOKS_BUCKET,
+)
 
 ADMIN = "admin"
 PROJECTOR = "projector"
@@ -64,9 +72,11 @@ def admin_permissions() -> Permissions:
             f"$KV.{RATE_BUCKET}.>",  # the write rate per API token, shared by the replicas
             f"$KV.{WEBHOOKS_BUCKET}.>",  # webhook records and their delivery status
             f"$KV.{CLIENT_KEYS_BUCKET}.>",  # client-side keys (browsers and mobile apps)
+            f"$KV.{USERS_BUCKET}.>",  # people (services/people)
+            f"$KV.{SESSIONS_BUCKET}.>",  # their sessions, shared by the replicas
             f"{TELEMETRY_PREFIX}.>",  # the OFREP evaluator's own SDK clients report like any SDK
         ),
-        subscribe=("_INBOX.>", f"{PREFIX}.>", f"{TELEMETRY_PREFIX}.>"),
+        subscribe=("_INBOX.>", f"{PREFIX}.>", f"{LIVE_PREFIX}.>", f"{TELEMETRY_PREFIX}.>"),
         deny_publish=(
             "$JS.API.STREAM.DELETE.>",
             "$JS.API.STREAM.PURGE.>",
@@ -107,7 +117,7 @@ def sdk_permissions(project: str, environment: str) -> Permissions:
             f"$JS.FC.{STREAM}.>",
             f"{TELEMETRY_PREFIX}.{project}.{environment}.>",
         ),
-        subscribe=(f"{inbox}.>",),
+        subscribe=(f"{inbox}.>", live_filter(project, environment)),
     )
 
 

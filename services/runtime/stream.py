@@ -10,12 +10,12 @@ from typing import TypeVar
 
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, KeyValueConfig, RePublish, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BucketNotFoundError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from ...events import STREAM
-from ...events.subjects import all_subjects
+from ...events.subjects import all_live_subjects, all_subjects
 
 log = logging.getLogger("flagstream.stream")
 
@@ -58,6 +58,8 @@ RATE_BUCKET = "flagstream_ratelimit"  # the write rate per API token, shared by 
 WEBHOOKS_BUCKET = "flagstream_webhooks"  # webhook records and their delivery status (``services/webhooks``)
 FLEET_BUCKET = "flagstream_fleet"  # last-evaluated times of the fleet view (``services/fleet``)
 CLIENT_KEYS_BUCKET = "flagstream_clientkeys"  # client-side keys for browsers and apps (``services/clientkeys``)
+USERS_BUCKET = "flagstream_users"  # people: local users, and those signed in via OpenID Connect (``services/people``)
+SESSIONS_BUCKET = "flagstream_sessions"  # sign-in sessions, sign-in attempts in flight, failed-password counts
 
 #: Consumers the stream accepts. Every SDK instance follows its environment with one ordered consumer, and
 #: nats-server (2.15) refuses the 1,001st consumer of a stream whose limit is left unset.
@@ -85,26 +87,41 @@ def stream_config(replicas: int = 1) -> StreamConfig:
         allow_direct=True,
         # One change to many entities (a flag in every environment, a promotion) is one atomic batch.
         allow_atomic=True,
+        republish=live_republish(),
     )
+
+
+def live_republish() -> RePublish:
+    """Every stored event again on ``flagstream-live.<same tokens>``, with its stream sequence in the headers: the
+    subjects SDK clients follow with a plain subscription once loaded (``flagstream.nats_source``)."""
+    return RePublish(src=all_subjects(), dest=all_live_subjects())
 
 
 async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
     """Create the stream if it does not exist; an existing one keeps its configuration, except what a stream made
-    by an older Flagstream lacks: a consumer limit below ``MAX_CONSUMERS`` is raised, atomic batches allowed."""
+    by an older Flagstream lacks: a consumer limit below ``MAX_CONSUMERS`` is raised, atomic batches allowed (one
+    change to many entities), the live republishing added (SDK clients follow with a consumer until it is there)."""
     try:
         info = await js.stream_info(STREAM)
     except NotFoundError:
         await js.add_stream(stream_config(replicas))
         return
-    limit = info.config.max_consumers
-    if limit is None or limit < MAX_CONSUMERS or not info.config.allow_atomic:
+    config = info.config
+    limit = config.max_consumers
+    changes: dict[str, object] = {}
+    if limit is None or limit < MAX_CONSUMERS:
+        changes["max_consumers"] = MAX_CONSUMERS
+    if not config.allow_atomic:
+        changes["allow_atomic"] = True
+    if config.republish is None and config.mirror is None:
+        changes["republish"] = live_republish()
+    if changes:
         try:
-            await js.update_stream(replace(info.config, max_consumers=MAX_CONSUMERS, allow_atomic=True))
+            await js.update_stream(replace(config, **changes))  # type: ignore[arg-type]
         except Exception as exc:  # e.g. a credential without the right to update streams
             log.warning(
-                "stream %s (made by an older Flagstream) could not be upgraded: it accepts %s consumers (SDK "
-                "instances) and atomic batches %s; run `flagstream stream` with the operator's credentials (%r)",
-                STREAM, limit, "on" if info.config.allow_atomic else "off", exc,
+                "stream %s (made by an older Flagstream): updating %s failed; run `flagstream stream` with the "
+                "operator's credentials (%r)", STREAM, ", ".join(changes), exc,
             )  # fmt: skip
 
 

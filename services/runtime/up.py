@@ -31,6 +31,7 @@ from nats.js.errors import APIError
 from ...events import STREAM, EnvironmentCreated, encode_event, subject
 from ...events.model import Environment
 from ..admin.streams import StreamingServer
+from ..people import load_config
 from ..webhooks import add_webhook_arguments, webhook_policy
 from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
@@ -62,11 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", default="default", help="project whose default environments are created")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_webhook_arguments(parser)
+    parser.add_argument(
+        "--people-config", type=Path, default=None, help="how people sign in: single sign-on, roles (docs/security.md)"
+    )
     add_log_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     configure(args.log_level, args.log_format)
+    try:
+        args.people = load_config(args.people_config) if args.people_config is not None else None
+    except ValueError as exc:
+        print(f"flagstream up: {exc}", file=sys.stderr)
+        return 2
     redact_logs("flagstream.projector")  # the projector is given its NATS user in its URL
     try:
         args.webhook_policy = webhook_policy(args)
@@ -146,6 +155,7 @@ async def _serve(
         operator_token=token,
         nats_options=admin_login,
         webhook_allow=args.webhook_policy,
+        people=args.people,
     )
     api = _QuietServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
     projector = Projector(nats_url=creds.url(nats_url, PROJECTOR), db_path=read_model)
@@ -166,6 +176,11 @@ async def _serve(
     print(f"Flagstream is running. Event log: nats-server at {nats_url}, data in {data_dir}", flush=True)
     print(f"Operator token (admin API, CLI): {token_file}", flush=True)
     print(f"NATS users and passwords (SDK: sdk-{args.project}-<environment>): {creds.path}", flush=True)
+    print(
+        f"People sign in at http://{host}:{port}/ui/; make the first admin with: "
+        'flagstream users create LOGIN --name "YOUR NAME" --admin',
+        flush=True,
+    )
     print("Admin API (Ctrl-C to stop):", flush=True)
     print(f"http://{host}:{port}", flush=True)
 

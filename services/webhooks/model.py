@@ -133,7 +133,8 @@ def body(record: WebhookRecord, seq: int, event: Event, previous: Any, *, known_
     return msgspec.json.encode(
         {
             "webhook": record.id, "seq": seq, "type": tag_of(event), "project": event.project,
-            "environment": event.environment, "kind": kind, "key": key, "actor": event.actor, "at": event.at,
+            "environment": event.environment, "kind": kind, "key": key, "actor": event.actor,
+            "author": event.author or None, "at": event.at,
             "comment": event.comment, "revision": event.version, "changes": changes, "text": text,
             "event": msgspec.Raw(encode_event(event)),
         }

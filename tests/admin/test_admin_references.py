@@ -61,3 +61,23 @@ async def test_what_active_flags_use_cannot_be_archived(admin: Admin) -> None:
     assert (await admin.http.post(f"{ENV}/flags/child/archive")).status_code == 200
     assert (await admin.http.post(f"{ENV}/flags/base/archive")).status_code == 200
     assert (await admin.http.post(f"{ENV}/segments/beta/archive")).status_code == 200
+
+
+async def test_segments_may_name_existing_segments_but_not_loop(admin: Admin) -> None:
+    await admin.create_env()
+    assert (await admin.http.post(f"{ENV}/segments", json={"key": "staff", "included": ["ada"]})).status_code == 201
+    names_staff = {"id": "r", "clauses": [{"op": "in_segment", "values": ["staff"]}]}
+    unknown = await admin.http.post(
+        f"{ENV}/segments",
+        json={"key": "beta", "rules": [{"id": "r", "clauses": [{"op": "in_segment", "values": ["x"]}]}]},
+    )
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["problems"][0]["path"] == "$.rules[0].clauses[0].values[0]"
+    beta = await admin.http.post(f"{ENV}/segments", json={"key": "beta", "rules": [names_staff]})
+    assert beta.status_code == 201, beta.text
+    before = await admin.last_seq()
+    names_beta = {"id": "r", "clauses": [{"op": "in_segment", "values": ["beta"]}]}
+    loop = await admin.http.patch(f"{ENV}/segments/staff", json={"rules": [names_beta]})
+    assert loop.status_code == 422, loop.text
+    assert "segment cycle: staff -> beta -> staff" in loop.json()["error"]
+    assert await admin.last_seq() == before

@@ -46,6 +46,8 @@ VALUES: dict[Operator, tuple[Any, ...]] = {
     Operator.AFTER: (0,),
     Operator.EXISTS: (),
     Operator.IN_SEGMENT: ("seg",),
+    Operator.IN_CIDR: ("10.0.0.0/8", "2001:db8::/32", "192.168.1.1"),
+    Operator.MODULO: (3, 1),
 }
 HALF = Rollout(
     variations=(WeightedVariation(variation="on", weight=50_000), WeightedVariation(variation="off", weight=50_000))

@@ -223,7 +223,33 @@ def test_segment_validation() -> None:
         ),
     )
     assert [p.path for p in validate_segment(bad)] == [
-        "$.rules[0].clauses[0].op",
+        "$.rules[0].clauses[0].values[0]",  # a segment that contains itself: a cycle
         "$.rules[1].id",
         "$.rules[1].clauses[0].values[0]",
     ]
+
+
+def test_segments_may_name_segments_but_not_in_a_cycle() -> None:
+    def naming(key: str, *others: str) -> Segment:
+        clauses = tuple(Clause(op=Operator.IN_SEGMENT, values=(o,)) for o in others)
+        return Segment(
+            key=key, included=(f"in-{key}",), rules=(SegmentRule(id="r", clauses=clauses),) if clauses else ()
+        )
+
+    segments = {"a": naming("a", "b"), "b": naming("b", "c"), "c": naming("c")}
+    assert validate_segment(segments["a"], segments) == []
+    assert validate_segment(naming("a", "nope"), segments) == [
+        Problem("$.rules[0].clauses[0].values[0]", "unknown segment 'nope'")
+    ]
+    closing = naming("c", "a")  # c now names a: a -> b -> c -> a
+    assert validate_segment(closing, segments) == [
+        Problem("$.rules[0].clauses[0].values[0]", "segment cycle: c -> a -> b -> c")
+    ]
+    # Evaluated: a contains what b contains, b what c contains; a cycle (written past validation) contains nobody.
+    from flagstream.engine import compile_segments
+
+    compiled = compile_segments(segments)
+    assert compiled["a"].contains({"user": {"key": "in-c"}})
+    assert not compiled["a"].contains({"user": {"key": "someone"}})
+    looped = compile_segments({**segments, "c": closing})
+    assert not any(looped[k].contains({"user": {"key": f"in-{k}"}}) for k in "abc")

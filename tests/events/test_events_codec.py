@@ -77,7 +77,7 @@ def test_golden_flag_event_json() -> None:
                 {"key": "off", "value": False, "name": "", "description": ""},
             ],
             "off_variation": "off",
-            "fallthrough": {"variation": "on", "rollout": None},
+            "fallthrough": {"variation": "on", "rollout": None, "default": False},
             "targets": [],
             "rules": [],
             "prerequisites": [],
@@ -87,6 +87,7 @@ def test_golden_flag_event_json() -> None:
             "lifecycle": "temporary",
             "remove_by": None,
             "deleted": False,
+            "off_default": False,
         },
     }
 

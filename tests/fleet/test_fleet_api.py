@@ -157,3 +157,59 @@ async def test_bad_queries_and_unknown_environments(http: httpx.AsyncClient) -> 
     short = await http.get("/api/v1/environments/production/fleet")
     assert short.status_code == 200
     assert short.json()["instances"] == []
+
+
+async def test_two_replicas_show_the_same_fleet_aggregated_once_and_take_over_from_each_other(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One replica aggregates; the other handles no heartbeat and shows what the first one aggregated; when the
+    first stops, the other takes the lease over and aggregates."""
+    from flagstream.services.fleet import lead
+
+    monkeypatch.setattr(lead, "LEASE_SECONDS", 1.0)
+    monkeypatch.setattr(lead, "RENEW_EVERY", 0.1)
+    apps = [create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN) for _ in range(2)]
+    async with contextlib.AsyncExitStack() as stack, contextlib.AsyncExitStack() as first:
+        https = []
+        for i, app in enumerate(apps):
+            await (first if i == 0 else stack).enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app=app)
+            https.append(
+                await stack.enter_async_context(
+                    httpx.AsyncClient(transport=transport, base_url=f"http://admin-{i}", headers=auth_headers())
+                )
+            )
+        assert (await https[0].post(ENVS, json={"key": "production"})).status_code == 201
+        response = await https[0].post(f"{ENVS}/production/flags", json={"key": "checkout", "on": True})
+        assert response.status_code == 201
+        fleets = [app.state.fleet for app in apps]
+        assert [f.leading for f in fleets] == [True, False]  # the first one up took the lease
+        clients = await stack.enter_async_context(sdk(nats_url, 3))
+        for i, client in enumerate(clients):
+            for n in range(10 + i):
+                client.bool_variation("checkout", {"key": f"user-{n}"}, False)
+        ids = {c._telemetry.instance_id for c in clients}  # type: ignore[union-attr]
+
+        async def same_on_both() -> bool:
+            views = [await get(h, FLEET) for h in https]
+            totals = [{f["flag"]: f["total"] for f in (await get(h, f"{FLEET}/evaluations"))["flags"]} for h in https]
+            return all({i["instance_id"] for i in v["instances"]} == ids for v in views) and all(
+                t.get("checkout") == 33 for t in totals
+            )
+
+        await until(same_on_both, "three instances and 33 evaluations, the same on both replicas")
+        assert fleets[0].handled > 0
+        assert fleets[1].handled == 0  # the second replica never handled a heartbeat
+
+        await first.aclose()  # the first replica stops (and gives its lease up)
+
+        async def taken_over() -> bool:
+            response = await https[1].get(FLEET)
+            if response.status_code == 503:  # until the lease is free and taken: a clear "try again"
+                assert "no admin replica aggregates" in response.json()["error"]
+                return False
+            assert response.status_code == 200, response.text
+            return fleets[1].leading and {i["instance_id"] for i in response.json()["instances"]} == ids
+
+        await until(taken_over, "the second replica aggregating the three instances")
+        assert fleets[1].handled > 0

@@ -78,3 +78,22 @@ def test_two_replicas_on_one_history_file_the_second_refuses(nats_url: str, tmp_
         assert "--history-db" in second.stderr
     finally:
         first.stop()
+
+
+async def test_a_read_model_behind_the_log_answers_503_saying_how_far_never_a_stale_answer(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """A read model nobody folds any more (its projector gone): history waits for it, then says where it stands."""
+    from flagstream.services.admin.app import create_app
+    from flagstream.services.projector import ReadModel
+    from tests.helpers import publish_flag, serving
+
+    db = tmp_path / "readmodel.sqlite"
+    await (await ReadModel.open(db)).close()  # an empty read model: position 0
+    await publish_flag(nats_url, "checkout")
+    app = create_app(nats_url=nats_url, read_model=db, operator_token=ADMIN_TOKEN)
+    app.state.history.wait = 0.5
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, headers=auth_headers()) as http:
+        response = await http.get(f"{ENV}/flags/checkout/history")
+        assert response.status_code == 503
+        assert "applied the event log up to sequence 0 of 1" in response.json()["error"]

@@ -339,9 +339,12 @@ def _flagd_core(doc: dict[str, Any]) -> Callable[[Context], Any]:
 @st.composite
 def flagd_fractional(draw: st.DrawFn) -> Case:
     weights = draw(st.lists(st.integers(0, 200_000), min_size=1, max_size=4).filter(lambda ws: sum(ws) > 0))
-    by = draw(st.sampled_from([None, "a", "nested.x"]))
+    by = draw(st.sampled_from([None, "a", "nested.x", "cat"]))
     pairs = [[f"v{i}", w] for i, w in enumerate(weights)]
-    fractional = pairs if by is None else [{"var": by}, *pairs]
+    if by == "cat":  # flagd hashes the text JSON Logic's cat makes (a missing value is "null")
+        fractional = [{"cat": [{"var": "$flagd.flagKey"}, "-", {"var": "a"}]}, *pairs]
+    else:
+        fractional = pairs if by is None else [{"var": by}, *pairs]
     doc = {"flags": {"f": {"state": "ENABLED", "defaultVariant": "none",
                            "variants": {**{f"v{i}": f"v{i}" for i in range(len(weights))}, "none": "none"},
                            "targeting": {"fractional": fractional}}}}  # fmt: skip
@@ -351,9 +354,9 @@ def flagd_fractional(draw: st.DrawFn) -> Case:
         variations=tuple(
             WeightedVariation(variation=f"v{i}", weight=w) for i, w in enumerate(nominal_weights(weights))
         ),
-        bucket_by="key" if by is None else ("/" + by.replace(".", "/") if "." in by else by),
-        algorithm="flagd_v2_pair" if by is None else "flagd_v2",
-        hash_prefix="f" if by is None else "",
+        bucket_by="key" if by is None else "a" if by == "cat" else ("/" + by.replace(".", "/") if "." in by else by),
+        algorithm={None: "flagd_v2_pair", "cat": "flagd_v2_cat"}.get(by, "flagd_v2"),
+        hash_prefix={None: "f", "cat": "f-"}.get(by, ""),
         ranges=tuple(zip((0, *ends[:-1]), ends, strict=True)),
     )
     answer = ours(_flag(Serve(variation="none"), len(weights), (Rule(id="r", serve=Serve(rollout=r)),)))

@@ -34,8 +34,9 @@ async def test_import_unleash_then_an_sdk_client_answers_as_unleash(
     out = capsys.readouterr().out
     assert "created segment Beta-testers in production" in out
     assert "created flag checkout-v2 in production" in out
-    assert "5 flag(s) not imported (launch-at-noon, host-only, coin-flip, office, in-window)" in out
-    assert "UNMAPPED     flag office" in out
+    assert "2 flag(s) not imported (host-only, coin-flip)" in out
+    assert "UNMAPPED     flag host-only" in out
+    assert "created flag office in production" in out  # remoteAddress with CIDR ranges: in_cidr
 
     client = AsyncFlagstreamClient(nats_url, environment="production")
     await client.start()
@@ -71,9 +72,51 @@ def test_a_dry_run_writes_nothing_and_needs_no_api(capsys: pytest.CaptureFixture
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "would write flag header-color to production" in out
-    assert "3 flag(s) not imported (time-bomb, truthy, thirds)" in out
+    assert "1 flag(s) not imported (truthy)" in out
+    assert main([*argv, "--fractional", "legacy"]) == 0  # [1, 1, 1] has no exact legacy mapping
+    assert "2 flag(s) not imported (truthy, thirds)" in capsys.readouterr().out
 
 
 def test_a_missing_file_is_one_clear_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["import", "unleash", str(tmp_path / "nope.json"), "--env", "production", "--dry-run"]) == 1
     assert "nope.json: cannot read it: No such file or directory" in capsys.readouterr().err
+
+
+async def test_import_launchdarkly_then_an_sdk_client_answers_as_launchdarkly(
+    nats_url: str, admin_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Segments naming segments, an experiment with a seed, a kind clause, a semver path attribute and an off
+    prerequisite go through the admin API and reach an SDK client, which answers as LaunchDarkly's evaluator."""
+    import json
+
+    from tests.importers.differential import _ld_evaluator
+
+    async with httpx.AsyncClient(base_url=admin_url, timeout=10, headers=auth_headers()) as http:
+        created = await http.post("/api/v1/projects/default/environments", json={"key": "production"})
+        assert created.status_code == 201, created.text
+    path = DATA / "launchdarkly-flags.json"
+    argv = ["import", "launchdarkly", str(path), "--env", "production", "--api", admin_url, "--token", ADMIN_TOKEN]
+    assert await asyncio.to_thread(main, argv) == 0
+    out = capsys.readouterr().out
+    assert "2 flag(s) and 2 segment(s) mapped; 0 flag(s) not imported" in out
+    assert out.index("created segment staff") < out.index("created segment beta")  # named before naming
+    assert out.index("created flag platform") < out.index("created flag new-checkout")
+
+    doc = json.loads(path.read_text())
+    peer = _ld_evaluator(doc["flags"], doc["segments"])
+    client = AsyncFlagstreamClient(nats_url, environment="production")
+    await client.start()
+    try:
+        assert await client.wait_until_ready(30)
+        await eventually(lambda: client.variation("new-checkout", {"key": "x"}, None) is not None, within=10,
+                         what="the imported flags reach the client")  # fmt: skip
+        keys = ("ada", "bob", "eve", "cy", *map(str, range(60)))
+        mails = (("a@corp.example", "2.1.0"), ("b@else.org", "1.9"))
+        people = [{"key": k, "email": e, "app": {"version": v}} for k in keys for e, v in mails]
+        contexts = [{"kind": "user", **p} for p in people] + [{"kind": "org", "key": "acme"}]
+        for c in contexts:
+            attrs = {k: v for k, v in c.items() if k not in ("kind", "key")}
+            theirs = peer("new-checkout", {"key": c["key"], "attrs": attrs, "kind": c["kind"]})
+            assert client.variation("new-checkout", c, None) == theirs, c
+    finally:
+        await client.close()

@@ -1,9 +1,11 @@
 """Importing a flagd flag definition: the imported flags answer, for many contexts, what flagd answers.
 
-The expected answers come from a small JSON Logic reference written here after flagd's documented semantics
-(``if`` chains, ``null`` -> the default variant, ``$ref``, ``sem_ver`` answering false for invalid versions,
-``fractional``: ``bucket = abs(int32 murmur3(bucketingKey)) / MaxInt32 * 100`` with the default bucketing
-key ``flagKey + targetingKey``, ``bucket < cumulative percentage``), never from the importer's own mapping.
+Flags imported for today's flagd (fractional v2) are compared with flagd's own in-process evaluator
+(openfeature-flagd-core, a test-only dependency). Flags imported with ``fractional="legacy"`` (flagd before
+fractional v2) are compared with a small JSON Logic reference written here after that flagd's documented
+semantics (``fractional``: ``bucket = abs(int32 murmur3(bucketingKey)) / MaxInt32 * 100`` with the default
+bucketing key ``flagKey + targetingKey``, ``bucket < cumulative percentage``), never with the importer's own
+mapping.
 """
 
 from __future__ import annotations
@@ -159,8 +161,31 @@ def contexts(n: int) -> list[dict[str, Any]]:
 
 
 CONTEXTS = contexts(3000)
-RESULT = load_flagd(DATA)
+RESULT = load_flagd(DATA, fractional="legacy")
 COMPILED = {f.key: compile_flag(f, {}) for f in RESULT.flags}
+CURRENT = load_flagd(DATA)
+COMPILED_CURRENT = {f.key: compile_flag(f, {}) for f in CURRENT.flags}
+
+
+def test_flags_imported_for_todays_flagd_answer_as_its_own_evaluator() -> None:
+    from openfeature.contrib.tools.flagd.core import FlagdCore
+    from openfeature.evaluation_context import EvaluationContext
+
+    core = FlagdCore()
+    core.set_flags(DOC)
+    assert set(CURRENT.skipped) == {"truthy"}  # fractional v2 and the evaluation time map exactly
+    assert not [n for n in CURRENT.notes if n.severity == "approximated" and "numeric" not in n.message]
+    for flag in CURRENT.flags:
+        assert COMPILED_CURRENT[flag.key].error is None or repr(COMPILED_CURRENT[flag.key].error) == "SPECIAL"
+        values = list(DOC["flags"][flag.name]["variants"].values())
+        resolve = {bool: core.resolve_boolean_value, str: core.resolve_string_value, int: core.resolve_integer_value,
+                   float: core.resolve_float_value}.get(type(values[0]), core.resolve_object_value)  # fmt: skip
+        for ctx in CONTEXTS[:1000]:
+            if flag.name in ("beta-access", "nested") and "age" not in ctx:
+                continue  # a numeric comparison with a missing attribute: reported as approximated
+            attrs = {k: v for k, v in ctx.items() if k != "key"}
+            theirs = resolve(flag.name, "caller-default", EvaluationContext(ctx["key"], attrs)).value
+            assert evaluate(COMPILED_CURRENT, flag.key, ctx, "caller-default").value == theirs, (flag.name, ctx)
 
 
 @pytest.mark.parametrize(
@@ -168,7 +193,7 @@ COMPILED = {f.key: compile_flag(f, {}) for f in RESULT.flags}
     ["header-color", "beta-access", "search-algo", "custom-bucket", "app-gate", "nested", "flag-key-check",
      "static-on"],
 )  # fmt: skip
-def test_imported_flags_answer_as_flagd_does(name: str) -> None:
+def test_flags_imported_for_legacy_flagd_answer_as_it_does(name: str) -> None:
     assert COMPILED[name].error is None, COMPILED[name].problems
     for ctx in CONTEXTS:
         assert evaluate(COMPILED, name, ctx, "caller-default").value == flagd(name, ctx), (name, ctx)
@@ -185,17 +210,17 @@ def test_a_missing_custom_bucketing_value_gets_the_default_variant() -> None:
     assert detail.value == DOC["flags"]["custom-bucket"]["variants"]["x"]
 
 
-def test_a_disabled_flag_is_imported_off_and_reported() -> None:
-    assert evaluate(COMPILED, "disabled-flag", {"key": "u", "country": "NO"}, None).value is False
-    notes = [n for n in RESULT.notes if n.subject == "flag disabled-flag" and n.severity == "approximated"]
-    assert notes
-    assert "DISABLED" in notes[0].message
+def test_a_disabled_flag_answers_the_callers_default() -> None:
+    detail = evaluate(COMPILED, "disabled-flag", {"key": "u", "country": "NO"}, "mine")
+    assert detail.value == "mine"
+    assert detail.variation is None
+    notes = [n for n in RESULT.notes if n.subject == "flag disabled-flag" and "DISABLED" in n.message]
+    assert [n.severity for n in notes] == ["mapped"]
 
 
 def test_what_cannot_be_mapped_is_reported_and_not_imported() -> None:
-    assert set(RESULT.skipped) == {"time-bomb", "truthy", "thirds"}
+    assert set(RESULT.skipped) == {"truthy", "thirds"}  # legacy fractional: [1, 1, 1] is not whole 0.001%
     unmapped = {n.subject: n for n in RESULT.notes if n.severity == "unmapped"}
-    assert "$flagd.timestamp" in unmapped["flag time-bomb"].message
     assert "truthiness" in unmapped["flag truthy"].message
     assert unmapped["flag truthy"].path == "flags.truthy.targeting.if[0].var"
     assert "0.001%" in unmapped["flag thirds"].message

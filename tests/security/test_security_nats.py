@@ -136,7 +136,8 @@ async def test_a_leaked_sdk_credential_cannot_change_read_elsewhere_or_delete(se
             )  # fmt: skip
         with pytest.raises(DENIED):  # the unnamed form carries no filter: refused too
             await js.subscribe("flagstream.default.development.>", stream=STREAM, cb=record, ordered_consumer=True)
-        for spy in ("flagstream.default.development.>", "flagstream.>", "_INBOX.>", f"$KV.{BUCKET}.>"):
+        spies = ("flagstream.default.development.>", "flagstream.>", "_INBOX.>", f"$KV.{BUCKET}.>")
+        for spy in (*spies, "flagstream-live.default.development.>", "flagstream-live.>"):
             await sdk.subscribe(spy, cb=record)
         await sdk.flush()
 
@@ -155,7 +156,7 @@ async def test_a_leaked_sdk_credential_cannot_change_read_elsewhere_or_delete(se
         await publish(admin_nc, FlagToggled, "development", "secret-plan", on=True)
         await admin_nc.jetstream().stream_info(STREAM)  # a request/reply of the admin on its own _INBOX
         await sdk.flush()
-        await eventually(lambda: len(violations) >= 8, within=10, what="the server reporting every violation")
+        await eventually(lambda: len(violations) >= 10, within=10, what="the server reporting every violation")
     finally:
         await sdk.close()
 
@@ -218,11 +219,52 @@ async def test_the_sdk_client_follows_its_own_environment_with_its_credential(se
     try:
         assert await client.start(wait=5), f"not ready: {client.last_error!r}"
         assert client.bool_variation("checkout", {"key": "u1"}, True) is False
+        await eventually(lambda: client._source.following_live, what="following its live subjects")  # type: ignore[union-attr]
         await publish(admin_nc, FlagToggled, "production", "checkout", on=True)
         await eventually(lambda: client.bool_variation("checkout", {"key": "u1"}, False), what="the change")
         assert client.bool_variation("secret-plan", {"key": "u1"}, True) is True, "another environment: unknown"
     finally:
         await client.close()
+
+
+async def test_a_credential_made_before_the_live_subjects_keeps_following_with_its_consumer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SDK user written by an older ``flagstream nats-users`` may not subscribe to the live subjects: the
+    server refuses the subscription, the client keeps its consumer and changes still arrive."""
+    from flagstream.services.runtime import nats_auth
+
+    real = nats_auth.sdk_permissions
+
+    def without_live(project: str, environment: str) -> nats_auth.Permissions:
+        perms = real(project, environment)
+        return nats_auth.Permissions(perms.publish, tuple(s for s in perms.subscribe if "live" not in s))
+
+    monkeypatch.setattr(nats_auth, "sdk_permissions", without_live)
+    creds = Credentials.load_or_create(tmp_path, sdk=[("default", "production")])
+    config = write_server_config(creds, tmp_path / "nats", tmp_path / "nats-server.conf")
+    server = NatsServer(store_dir=tmp_path / "nats", config_file=config).start()
+    secured = Secured(server, creds)
+    admin_nc = await secured.connect(ADMIN)
+    await ensure_stream(admin_nc.jetstream())  # with the live republishing
+    await publish(admin_nc, FlagCreated, "production", "checkout")
+    user = sdk_user("default", "production")
+    client = AsyncFlagstreamClient(
+        server.url, environment="production", connect_options=sdk_connect_options("default", "production",
+                                                                                   creds.passwords[user]),
+    )  # fmt: skip
+    try:
+        assert await client.start(wait=5), f"not ready: {client.last_error!r}"
+        await eventually(lambda: client._source._live_denied, what="the refused subscription noticed")  # type: ignore[union-attr]
+        for on in (True, False, True):
+            await publish(admin_nc, FlagToggled, "production", "checkout", on=on)
+            await eventually(lambda on=on: client.bool_variation("checkout", {"key": "u1"}, not on) is on,
+                             what="the change through the consumer")  # fmt: skip
+        assert not client._source.following_live  # type: ignore[union-attr]
+    finally:
+        await client.close()
+        await admin_nc.close()
+        server.stop()
 
 
 async def test_an_sdk_credential_follows_its_environment_with_a_named_ordered_consumer(

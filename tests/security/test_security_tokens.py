@@ -174,8 +174,10 @@ async def test_listing_with_no_token_yet_and_revoking_odd_ids(http: httpx.AsyncC
 async def test_the_openapi_document_says_which_routes_need_a_token(http: httpx.AsyncClient) -> None:
     doc = (await http.get("/openapi.json")).json()
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
-    assert doc["security"] == [{"bearer": []}]
+    assert doc["components"]["securitySchemes"]["session"]["in"] == "cookie"
+    assert doc["security"] == [{"bearer": []}, {"session": []}], "a token, or a person's session"
     assert doc["paths"]["/healthz"]["get"]["security"] == [], "open"
+    assert doc["paths"]["/auth/password"]["post"]["security"] == [], "signing in needs no credentials"
     create = doc["paths"][PROD.replace("production", "{environment}").replace("default", "{project}")]["post"]
     assert {"401", "403", "429"} <= set(create["responses"])
     assert "429" not in doc["paths"]["/api/v1/tokens"]["get"]["responses"], "reads are not rate limited"

@@ -54,6 +54,9 @@ class UI:
     def on_console(self, message: Any) -> None:
         if message.type != "error":
             return
+        where = (message.location or {}).get("url", "")
+        if where and not where.startswith(self.base):
+            return  # another site's page (an identity provider's login page): not Flagstream's to answer for
         status = _HTTP_ERROR.search(message.text)
         if status and int(status.group(1)) in self.allowed_statuses:
             return
@@ -67,9 +70,25 @@ class UI:
         self.allowed_statuses.update(statuses)
 
     async def sign_in(self, token: str = ADMIN_TOKEN) -> None:
+        """Sign in with an API token (the way in for automation and the operator, folded under the people's)."""
         await self.page.goto(f"{self.base}/")
+        await self.fill_token(token)
+        await playwright_api.expect(self.page.locator("#topbar")).to_be_visible()
+
+    async def fill_token(self, token: str) -> None:
+        fold = self.page.get_by_text("Use an API token instead")
+        await playwright_api.expect(fold).to_be_visible()  # the sign-in page is there
+        if not await self.page.get_by_label("API token").is_visible():  # folded away below the people's ways in
+            await fold.click()
         await self.page.get_by_label("API token").fill(token)
-        await self.page.get_by_role("button", name="Sign in").click()
+        await self.page.get_by_role("button", name="Sign in with token").click()
+
+    async def sign_in_as(self, login: str, password: str) -> None:
+        """Sign in as a person, with a login and password."""
+        await self.page.goto(f"{self.base}/")
+        await self.page.get_by_label("Login").fill(login)
+        await self.page.get_by_label("Password").fill(password)
+        await self.page.get_by_role("button", name="Sign in", exact=True).click()
         await playwright_api.expect(self.page.locator("#topbar")).to_be_visible()
 
     async def shot(self, name: str, *, full_page: bool = False) -> Path:

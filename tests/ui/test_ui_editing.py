@@ -78,10 +78,14 @@ async def test_server_problems_appear_next_to_their_field(ui: UI) -> None:
     await page.get_by_role("button", name="Save changes").click()
     await expect(page.get_by_role("button", name="Saved")).to_be_visible()
     stored = (await ui.api.get(FLAG)).json()
-    assert stored["flag"]["rules"][0]["clauses"][0] == {
+    clause = stored["flag"]["rules"][0]["clauses"][0]
+    expected = {
         "attribute": "email", "op": "matches", "values": ["@example\\.com$"], "negate": False,
         "case_insensitive": False, "context_kind": "user",
     }  # fmt: skip
+    assert {k: clause.get(k) for k in expected} == expected
+    # The options of imported flags (docs/targeting.md) keep Flagstream's defaults.
+    assert not any(clause.get(k) for k in ("stringify", "semver", "numeric_strings", "now"))
 
 
 async def test_segments_and_the_playground(ui: UI) -> None:

@@ -1,10 +1,13 @@
-// The admin REST API, with the signed-in API token (kept in sessionStorage) on every call.
+// The admin REST API, as whoever is signed in: a person's session (an HttpOnly cookie the page never sees, plus
+// its CSRF token on every change) or an API token pasted in (kept in sessionStorage, sent as a bearer token).
 
 const TOKEN = "flagstream.token";
 
 export const auth = {
   get token() { return sessionStorage.getItem(TOKEN) || ""; },
   set token(value) { value ? sessionStorage.setItem(TOKEN, value) : sessionStorage.removeItem(TOKEN); },
+  /** The session's CSRF token (from GET /api/v1/whoami or the password sign-in); "" without a session. */
+  csrf: "",
 };
 
 export class ApiError extends Error {
@@ -19,11 +22,13 @@ export class ApiError extends Error {
 export async function call(method, path, { body, ifMatch, signal, signingIn = false } = {}) {
   const headers = { Accept: "application/json" };
   if (auth.token) headers.Authorization = `Bearer ${auth.token}`;
+  else if (auth.csrf && method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = auth.csrf;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (ifMatch !== undefined && ifMatch !== null) headers["If-Match"] = `"${ifMatch}"`;
   let response;
   try {
-    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal,
+      credentials: "same-origin" });
   } catch (err) {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, { error: `The admin service cannot be reached (${err.message}).` });

@@ -1,4 +1,5 @@
-// The shell: sign-in, the environment switcher, navigation, live updates, and a hash router over the pages.
+// The shell: sign-in (a password, single sign-on, or an API token), who is signed in and what they may do here,
+// the environment switcher, navigation, live updates, and a hash router over the pages.
 import { ApiError, auth, call, API, operations } from "./api.js";
 import { clear, h, toast } from "./dom.js";
 import { Live } from "./live.js";
@@ -17,6 +18,16 @@ const ctx = {
   go(path) { location.hash = `#/${this.env}/${path}`; },
   link(path) { return `#/${encodeURIComponent(this.env)}/${path}`; },
   extra: {},
+  me: null,
+  /** Whether the signed-in person or token holds `role` (reader < writer < admin) on environment `env` of this
+   * project (null: on every environment): the server's rule (tokens.decide), so what is offered is what works. */
+  may(role, env = this.env) {
+    const rank = { reader: 0, writer: 1, admin: 2 };
+    const held = (this.me?.grants || []).filter((g) => (g.project || "*") === "*" || g.project === this.project)
+      .filter((g) => env === null ? (g.environment || "*") === "*" : ["*", env].includes(g.environment || "*"))
+      .map((g) => rank[g.role]);
+    return held.length > 0 && Math.max(...held) >= rank[role];
+  },
 };
 
 let page = null;
@@ -47,13 +58,15 @@ const optional = [
   { module: "./fleet.js", needs: "getFleet", label: "Fleet", path: "fleet" },
   { module: "./webhooks.js", needs: "listWebhooks", label: "Webhooks", path: "webhooks", admin: true },
   { module: "./clientkeys.js", needs: "listClientKeys", label: "Client-side keys", path: "client-keys", admin: true },
+  { module: "./people.js", needs: "listUsers", label: "People", path: "people", admin: true },
+  { module: "./tokens.js", needs: "listTokens", label: "API tokens", path: "tokens", admin: true },
 ];
 
 function renderNav(current) {
   const items = [
     { label: "Flags", path: "flags" },
     { label: "Segments", path: "segments" },
-    ...optional.filter((o) => ctx.extra[o.path] && (!o.admin || ctx.role === "admin")),
+    ...optional.filter((o) => ctx.extra[o.path] && (!o.admin || ctx.may("admin", null))),
   ];
   clear(document.getElementById("nav"), items.map((item) =>
     h("a", { href: ctx.link(item.path), "aria-current": current === item.path ? "page" : null }, item.label)));
@@ -71,42 +84,110 @@ function renderEnvSwitch() {
   badge.textContent = ctx.production ? "Production" : "Non-production";
 }
 
+const WAY = "flagstream.signin"; // "token" once this tab signed in with a token: its form comes first again
+
 function showSignIn(message) {
   routing++; // whatever was loading is moot now
   live.stop();
   page?.destroy?.();
   page = null;
+  auth.csrf = "";
+  ctx.me = null;
   document.getElementById("topbar").hidden = true;
-  const input = h("input", { id: "token", name: "token", type: "password", autocomplete: "off", required: true,
-    "aria-describedby": "token-help" });
   const error = h("p", { class: "field-error", role: "alert", hidden: !message }, message || "");
-  const form = h("form", { class: "panel signin", "aria-labelledby": "signin-title" },
-    h("h1", { id: "signin-title" }, "Sign in to Flagstream"),
+  const box = h("div", { class: "panel signin", "aria-labelledby": "signin-title" },
+    h("h1", { id: "signin-title" }, "Sign in to Flagstream"), error);
+  const fail = (text, input) => {
+    error.hidden = false;
+    error.textContent = text;
+    input?.setAttribute("aria-invalid", "true");
+    input?.focus();
+  };
+  const signedIn = () => {
+    ctx.envs = [];
+    if (location.hash === "#/" || location.hash === "") route(); else location.hash = "#/";
+  };
+
+  // An API token (automation, the operator): below the person's ways in, folded away when there are any.
+  const tokenInput = h("input", { id: "token", name: "token", type: "password", autocomplete: "off", required: true,
+    "aria-describedby": "token-help" });
+  const tokenForm = h("form", { class: "token-signin" },
     h("p", { class: "muted", id: "token-help" },
-      "Paste your API token. It stays in this browser tab only and is sent with every change you make, ",
+      "An API token stays in this browser tab only and is sent with every change you make, ",
       "so the history shows who did what."),
-    h("label", { class: "field", for: "token" }, h("span", {}, "API token"), input),
-    error,
-    h("p", {}, h("button", { class: "primary", type: "submit" }, "Sign in")));
-  form.addEventListener("submit", async (event) => {
+    h("label", { class: "field", for: "token" }, h("span", {}, "API token"), tokenInput),
+    h("p", {}, h("button", { class: "primary", type: "submit" }, "Sign in with token")));
+  tokenForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    auth.token = input.value.trim();
+    auth.token = tokenInput.value.trim();
     try {
-      await call("GET", `${API}/projects/${ctx.project}/environments`, { signingIn: true });
+      await call("GET", `${API}/whoami`, { signingIn: true });
     } catch (err) {
       auth.token = "";
-      error.hidden = false;
-      error.textContent = err.status === 401 || err.status === 403
-        ? "That token was not accepted. Check it and try again." : err.message;
-      input.setAttribute("aria-invalid", "true");
-      input.focus();
-      return;
+      return fail(err.status === 401 || err.status === 403
+        ? "That token was not accepted. Check it and try again." : err.message, tokenInput);
     }
-    ctx.envs = [];
-    if (location.hash === "#/") route(); else location.hash = "#/";
+    sessionStorage.setItem(WAY, "token");
+    signedIn();
   });
-  clear(main, form);
-  input.focus();
+
+  clear(main, box);
+  call("GET", "/auth/options", { signingIn: true }).catch(() => ({ passwords: true, sso: null })).then((options) => {
+    if (options.sso) {
+      box.append(h("p", {}, h("a", { class: "button primary", id: "sso", href: `${options.sso.start}?to=/ui/` },
+        `Sign in with ${options.sso.label}`)));
+    }
+    if (options.passwords) {
+      const login = h("input", { id: "login", name: "username", autocomplete: "username", required: true });
+      const password = h("input", { id: "password", name: "password", type: "password",
+        autocomplete: "current-password", required: true });
+      const form = h("form", { class: "password-signin" },
+        options.sso ? h("p", { class: "muted" }, "Or with a login and password:") : null,
+        h("label", { class: "field", for: "login" }, h("span", {}, "Login"), login),
+        h("label", { class: "field", for: "password" }, h("span", {}, "Password"), password),
+        h("p", {}, h("button", { class: options.sso ? "" : "primary", type: "submit" }, "Sign in")));
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        auth.token = "";
+        try {
+          const session = await call("POST", "/auth/password",
+            { body: { login: login.value.trim(), password: password.value }, signingIn: true });
+          auth.csrf = session.csrf;
+          sessionStorage.removeItem(WAY);
+        } catch (err) {
+          password.value = "";
+          return fail(err.status === 401 ? `Not signed in: ${err.message}.` : err.message, login);
+        }
+        signedIn();
+      });
+      box.append(form);
+    }
+    box.append(options.sso || options.passwords
+      ? h("details", { class: "token-choice", open: sessionStorage.getItem(WAY) === "token" },
+        h("summary", {}, "Use an API token instead"), tokenForm)
+      : tokenForm);
+    const first = sessionStorage.getItem(WAY) === "token" ? tokenInput : null;
+    (first || document.getElementById("sso") || document.getElementById("login") || tokenInput).focus();
+  });
+}
+
+/** A person signed in with no role yet: nothing to show but who they are. */
+function noRole() {
+  clear(main, h("div", { class: "panel signin" },
+    h("h1", {}, "No access yet"),
+    h("p", {}, `You are signed in as ${ctx.me.name}${ctx.me.email ? ` (${ctx.me.email})` : ""}, but you have no role `,
+      "in Flagstream yet. Ask an admin to give you one; then reload this page.")));
+}
+
+async function whoami() {
+  ctx.me = await call("GET", `${API}/whoami`);
+  if (ctx.me.csrf) auth.csrf = ctx.me.csrf;
+  ctx.role = ctx.me.role;
+  const how = { password: "", oidc: " via single sign-on", token: " (API token)" }[ctx.me.via] ?? "";
+  const whoamiEl = document.getElementById("whoami");
+  whoamiEl.textContent = `Signed in as ${ctx.me.name}${how}`;
+  whoamiEl.title = ctx.me.email || "";
+  return ctx.me;
 }
 
 async function boot() {
@@ -125,19 +206,29 @@ async function boot() {
       }
     }
   }
-  const whoami = Object.keys(ctx.ops.paths || {}).find((p) => /\/(whoami|me)$/.test(p));
-  ctx.allowed = null; // the environments the token may act on; null: every one
-  try {
-    if (!whoami) throw new Error("no whoami");
-    const me = await call("GET", whoami);
-    ctx.role = me.role;
-    ctx.allowed = Array.isArray(me.environments) ? me.environments : null;
-    document.getElementById("whoami").textContent = `Signed in as ${me.actor || me.name || me.subject || "?"}`;
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 401) throw err;
-    document.getElementById("whoami").textContent = "Signed in";
-  }
+  ctx.allowed = Array.isArray(ctx.me?.environments) ? ctx.me.environments : null; // null: every one
   ctx.envs = listing.items.filter(mayActOn);
+}
+
+/** What the signed-in person may not do here is not offered: in an environment they may only read, every
+ * control that would change something is disabled and says why (the server refuses it all the same). A page marks
+ * a control that only reads (evaluate, time travel) with data-read-ok, and one that writes but looks like neither
+ * a switch nor a submit, primary or danger button with data-write. */
+function applyRole() {
+  const readOnly = !!ctx.env && !ctx.may("writer");
+  const banner = document.getElementById("role-banner");
+  banner.hidden = !readOnly;
+  banner.textContent = readOnly
+    ? `You can look at ${ctx.environment?.name || ctx.env} but not change it: your role here is reader.` : "";
+  main.toggleAttribute("data-read-only", readOnly);
+  if (!readOnly) return;
+  const why = `Your role in ${ctx.environment?.name || ctx.env} is reader: you cannot change it.`;
+  for (const el of main.querySelectorAll('[role="switch"], button[type="submit"], button.primary, button.danger, button[data-write]')) {
+    if (el.closest("[data-read-ok]") || el.disabled) continue;
+    el.disabled = true;
+    el.title = why;
+    el.setAttribute("aria-disabled", "true");
+  }
 }
 
 /** Whether the signed-in token may act on this environment (record): only those are listed and opened. */
@@ -151,6 +242,9 @@ function noAllowedEnvironment() {
     `This token may act only on ${names || "no environment"}, and this project has no such environment. `,
     "Ask for a token of an environment that exists, or sign out and use another one."));
 }
+
+const roleWatch = new MutationObserver(() => { if (main.hasAttribute("data-read-only")) applyRole(); });
+roleWatch.observe(main, { childList: true, subtree: true });
 
 function noEnvironments() {
   const key = h("input", { id: "new-env", name: "key", required: true, pattern: "[A-Za-z0-9_-]{1,64}" });
@@ -178,7 +272,28 @@ function noEnvironments() {
 
 async function route() {
   const turn = ++routing;
-  if (!auth.token) return showSignIn();
+  if (!ctx.me) {
+    try {
+      if (!auth.token && !(await call("GET", "/auth/session", { signingIn: true })).signed_in) {
+        if (turn === routing) showSignIn();
+        return;
+      }
+      await whoami(); // a session cookie, or the API token of this tab
+    } catch (err) {
+      if (turn !== routing) return;
+      if (err instanceof ApiError && err.status === 401) {
+        auth.token = "";
+        return showSignIn();
+      }
+      clear(main, h("div", { class: "banner error", role: "alert" }, `Cannot reach Flagstream: ${err.message}`));
+      return;
+    }
+    if (turn !== routing) return;
+  }
+  if (!ctx.me.grants.length) {
+    document.getElementById("topbar").hidden = false;
+    return noRole();
+  }
   if (page?.canLeave && !page.canLeave()) {
     if (!window.confirm("You have unsaved changes. Leave this page and lose them?")) {
       history.replaceState(null, "", page.hash);
@@ -191,7 +306,7 @@ async function route() {
   } catch (err) {
     if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
       auth.token = "";
-      return showSignIn("Your token was not accepted. Sign in again.");
+      return showSignIn("You were not let in. Sign in again.");
     }
     clear(main, h("div", { class: "banner error", role: "alert" }, `Cannot load environments: ${err.message}`));
     return;
@@ -232,6 +347,7 @@ async function route() {
     const rendered = (await view.render(ctx, box, key, parts.slice(3))) || {};
     if (turn !== routing) { rendered.destroy?.(); return; }
     clear(main, box);
+    applyRole();
     page = rendered;
     page.hash = location.hash;
     const missed = buffered || [];
@@ -250,10 +366,12 @@ document.getElementById("env-select").addEventListener("change", (event) => {
   const keep = section === "flags" || section === "segments" ? `${section}${parts[2] ? `/${parts[2]}` : ""}` : section;
   location.hash = `#/${encodeURIComponent(event.target.value)}/${keep}`;
 });
-document.getElementById("signout").addEventListener("click", () => {
+document.getElementById("signout").addEventListener("click", async () => {
+  const session = !auth.token;
   auth.token = "";
   ctx.envs = [];
   ctx.env = "";
+  if (session) await call("POST", "/auth/signout", { signingIn: true }).catch(() => {});
   location.hash = "#/signin";
   showSignIn();
 });

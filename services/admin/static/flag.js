@@ -6,10 +6,6 @@ import { toggleFlag } from "./actions.js";
 import { Problems, checkbox, clausesEditor, control, decorate, errorsAt, input, lines, newId, parseLines, select } from "./form.js";
 import { flagProblems } from "./validate.js";
 
-const STATE_FIELDS = ["key", "name", "description", "kind", "tags", "client_side", "on", "variations", "off_variation",
-  "fallthrough",
-  "targets", "rules", "prerequisites", "salt", "archived", "maintainer", "lifecycle", "remove_by"];
-
 function pct(weight) { return Number.isFinite(weight) ? String(Math.round(weight) / 1000) : ""; }
 function weightOf(text) {
   const value = Number(String(text).replace(",", ".").trim());
@@ -364,8 +360,9 @@ export async function render(ctx, main, key) {
   }
 
   function payload() {
-    const body = {};
-    for (const f of STATE_FIELDS) body[f] = draft[f];
+    // Every field of the flag as read, with the edits: a PUT carries the whole flag, so a field this editor does
+    // not show goes back unchanged (never reset, never a 422 for a field added to the model later).
+    const body = { ...draft };
     body.variations = draft.variations.map(({ invalid, ...v }) => v);
     body.comment = comment.trim();
     return body;

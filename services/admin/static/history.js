@@ -4,6 +4,10 @@ import { call, envBase } from "./api.js";
 import { clear, confirmDialog, h, timeEl, toast } from "./dom.js";
 import { flagSummary, segmentSummary } from "./describe.js";
 
+/** Who wrote an entry, for its tooltip: a person and how they signed in, or an API token. */
+const authorText = (a) => !a ? null : a.kind === "token" ? `API token ${a.name} (${a.id})`
+  : `${a.name}${a.email ? ` <${a.email}>` : ""}, signed in ${a.via === "oidc" ? `via ${a.issuer}` : "with a password"}`;
+
 const show = (v) => (v === undefined ? "" : typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v));
 
 /** A field path that wraps only after a dot: "rules[0].clauses[0]" never breaks inside its brackets. */
@@ -69,7 +73,8 @@ export async function render(ctx, main, kind, rest = []) {
       h("div", { class: "card-head" },
         h("div", { class: "grow" }, h("strong", {}, e.type), one ? null : [" — ", entity], " ",
           h("span", { class: "small muted" }, `r${e.revision} · #${e.seq}`)),
-        h("span", { class: "small" }, timeEl(e.at), " by ", h("strong", { class: "actor" }, e.actor))),
+        h("span", { class: "small" }, timeEl(e.at), " by ", h("strong", { class: "actor", title: authorText(e.author) }, e.actor),
+          e.author?.email ? h("span", { class: "muted author-email" }, ` <${e.author.email}>`) : null)),
       e.comment ? h("p", { class: "small comment" }, `“${e.comment}”`) : null,
       diffTable(e),
       e.kind === "flag" || e.kind === "segment" ? h("div", { class: "row" }, asOf, one ? revert : null) : null);
@@ -132,7 +137,7 @@ export async function render(ctx, main, kind, rest = []) {
   const at = h("input", { type: "datetime-local", id: "tt-at", step: 1 });
   const ttForm = h("form", { class: "row" },
     h("label", { class: "field", for: "tt-at" }, h("span", {}, "Show it as of"), at),
-    h("button", { type: "submit" }, "Time travel"));
+    h("button", { type: "submit", "data-read-ok": true }, "Time travel"));
   ttForm.addEventListener("submit", (event) => {
     event.preventDefault();
     if (!at.value) { toast("Choose a date and time first.", "error"); at.focus(); return; }

@@ -30,7 +30,8 @@ export class Live {
       try {
         const url = `${envBase(project, env)}/changes/stream${this.last !== null ? `?after=${this.last}` : ""}`;
         const response = await fetch(url, {
-          headers: { Accept: "text/event-stream", Authorization: `Bearer ${auth.token}` }, signal,
+          headers: { Accept: "text/event-stream", ...(auth.token ? { Authorization: `Bearer ${auth.token}` } : {}) },
+          signal, credentials: "same-origin",
         });
         if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
         await this.read(response.body, signal);

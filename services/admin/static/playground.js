@@ -31,7 +31,7 @@ export async function render(ctx, main) {
     h("div", { class: "row" },
       h("label", { class: "field grow", for: "pg-flags" }, h("span", {}, "Only these flags (comma separated)"), only),
       h("label", { class: "field", for: "pg-asof" }, h("span", {}, "As of (empty: now)"), asOf),
-      h("button", { type: "submit", class: "primary" }, "Evaluate")));
+      h("button", { type: "submit", class: "primary", "data-read-ok": true }, "Evaluate")));
 
   async function evaluate() {
     let parsed;

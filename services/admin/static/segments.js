@@ -4,8 +4,6 @@ import { clear, clone, confirmDialog, field, h, lastChange, timeEl, toast } from
 import { Problems, clausesEditor, control, decorate, input, lines, newId, parseLines } from "./form.js";
 import { segmentProblems } from "./validate.js";
 
-const FIELDS = ["key", "name", "description", "context_kind", "included", "excluded", "rules", "salt", "archived"];
-
 export const list = {
   async render(ctx, main) {
     const base = envBase(ctx.project, ctx.env);
@@ -87,7 +85,7 @@ export const editor = {
       problems = new Problems(segmentProblems(draft, { production: ctx.production, comment }));
       if (problems.size) return paint();
       try {
-        const body = Object.fromEntries(FIELDS.map((f) => [f, draft[f]]));
+        const body = { ...draft }; // the whole segment as read, with the edits (a PUT carries every field)
         body.comment = comment.trim();
         const updated = await call("PUT", url, { body, ifMatch: rec.version });
         comment = "";

@@ -91,8 +91,10 @@ export function segmentProblems(segment, { production = false, comment = "" } = 
     if (ids.has(rule.id)) out.push({ path: `${p}.id`, message: "duplicate rule id" });
     ids.add(rule.id);
     rule.clauses.forEach((c, j) => {
-      if (c.op === "in_segment") out.push({ path: `${p}.clauses[${j}].op`, message: "a segment cannot refer to segments" });
-      else clauseProblems(c, `${p}.clauses[${j}]`, out);
+      // Segments may name segments; the server refuses a cycle through others (422 naming it).
+      if (c.op === "in_segment" && (c.values || []).includes(segment.key)) {
+        out.push({ path: `${p}.clauses[${j}].values`, message: "a segment cannot contain itself" });
+      } else clauseProblems(c, `${p}.clauses[${j}]`, out);
     });
     if (rule.weight != null && (!Number.isInteger(rule.weight) || rule.weight < 0 || rule.weight > TOTAL)) {
       out.push({ path: `${p}.weight`, message: "a percentage between 0 and 100" });

@@ -1,0 +1,179 @@
+"""The typed accessors' fast path: the same answers as the general path for every kind of flag and context,
+and evaluation counts that add up exactly (fast path, general path, across flag changes and clients)."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+
+from flagstream import FlagstreamClient, TestData
+from flagstream import cache as cache_module
+from flagstream.events import (
+    Clause,
+    Flag,
+    Prerequisite,
+    Rollout,
+    Rule,
+    Segment,
+    Serve,
+    Target,
+    Variation,
+    WeightedVariation,
+)
+
+BOOL = (Variation(key="on", value=True), Variation(key="off", value=False))
+STRINGS = (Variation(key="blue", value="blue"), Variation(key="green", value="green"))
+HALF = Rollout(
+    variations=(WeightedVariation(variation="on", weight=50_000), WeightedVariation(variation="off", weight=50_000))
+)
+THIRDS = Rollout(
+    variations=(
+        WeightedVariation(variation="blue", weight=33_000),
+        WeightedVariation(variation="green", weight=67_000),
+    ),
+    bucket_by="plan",
+)
+CA = Clause(attribute="state", op="in", values=("CA",))
+CA_OR_NY = Clause(attribute="state", op="in", values=("CA", "NY"))
+NOT_IOS = Clause(attribute="os", op="in", values=("iOS",), negate=True)
+ORG = Clause(context_kind="organization", attribute="tier", op="in", values=("gold",))
+
+FLAGS = [
+    Flag(key="always-on", on=True),
+    Flag(key="off", on=False),
+    Flag(key="archived", on=True, archived=True),
+    Flag(
+        key="strings",
+        kind="string",
+        on=True,
+        variations=STRINGS,
+        off_variation="blue",
+        fallthrough=Serve(variation="green"),
+    ),
+    Flag(key="rollout", on=True, fallthrough=Serve(rollout=HALF)),
+    Flag(
+        key="rules",
+        on=True,
+        rules=(
+            Rule(id="ca", clauses=(CA, NOT_IOS), serve=Serve(rollout=HALF)),
+            Rule(id="ny", clauses=(CA_OR_NY,), serve=Serve(variation="on")),
+            Rule(id="org", clauses=(ORG,), serve=Serve(variation="on")),
+        ),
+        fallthrough=Serve(variation="off"),
+    ),
+    Flag(key="targets", on=True, targets=(Target(variation="off", values=("user-1", "user-3")),)),
+    Flag(
+        key="segment",
+        on=True,
+        rules=(Rule(id="beta", clauses=(Clause(op="in_segment", values=("beta",)),), serve=Serve(variation="off")),),
+    ),
+    Flag(key="needs-rules", on=True, prerequisites=(Prerequisite(flag="rules", variation="on"),)),
+    Flag(
+        key="by-plan",
+        kind="string",
+        on=True,
+        variations=STRINGS,
+        off_variation="blue",
+        fallthrough=Serve(rollout=THIRDS),
+    ),
+]
+
+CONTEXTS = [
+    {"key": "user-1", "state": "CA", "os": "Android"},
+    {"key": "user-2", "state": "CA", "os": "iOS"},
+    {"key": "user-3", "state": "NY", "plan": "pro"},
+    {"key": "user-4", "state": ["CA", "TX"], "plan": 7},
+    {"key": "user-5", "state": ("NY",), "os": None},
+    {"key": "user-6", "state": {"not": "hashable"}},
+    {"kind": "user", "key": "user-7", "state": "CA"},
+    {"kind": "multi", "user": {"key": "user-8", "state": "CA"}, "organization": {"key": "o", "tier": "gold"}},
+    {"kind": "organization", "key": "o2", "tier": "gold"},
+    {"key": 42, "state": "CA"},
+    {"state": "CA"},
+    {"kind": 3, "key": "x"},
+    collections.OrderedDict(key="user-9", state="CA"),
+    collections.defaultdict(str, key="user-10", state="NY"),
+    collections.defaultdict(str, state="NY"),  # no key: must stay without one
+    None,
+    "user-11",
+    ["key"],
+    42,
+]
+
+
+def data() -> TestData:
+    td = TestData()
+    td.update_segment(Segment(key="beta", included=("user-2", "user-5")))
+    for flag in FLAGS:
+        td.update(flag)
+    return td
+
+
+def test_the_fast_path_answers_as_the_general_path_for_every_flag_and_context() -> None:
+    client = FlagstreamClient.from_test_data(data())
+    keys = [f.key for f in FLAGS] + ["missing"]
+    for key, context in itertools.product(keys, CONTEXTS):
+        before = dict(context) if isinstance(context, dict) else context
+        for value, detail, default in (
+            (client.bool_variation(key, context, None), client.bool_variation_detail(key, context, None), None),
+            (client.string_variation(key, context, "d"), client.string_variation_detail(key, context, "d"), "d"),
+        ):
+            assert value == detail.value, (key, context, detail)
+            assert type(value) is type(detail.value), (key, context)
+            if detail.variation is None:
+                assert value == default
+        assert (dict(context) if isinstance(context, dict) else context) == before  # never changed by evaluating
+    # The rules really were exercised: some contexts got each answer.
+    assert {client.bool_variation("rules", c, None) for c in CONTEXTS[:4]} == {True, False}
+    assert {client.string_variation("by-plan", {"key": f"u{i}", "plan": f"p{i}"}, "d") for i in range(40)} == {
+        "blue",
+        "green",
+    }
+
+
+def test_counts_add_up_over_both_paths_a_change_and_a_second_client(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    td = data()
+    client = FlagstreamClient.from_test_data(td)
+    other = FlagstreamClient.from_test_data(td)  # the same flags: its evaluations are its own
+    expected: collections.Counter[tuple[str, str | None]] = collections.Counter()
+    for i in range(50):
+        context = {"key": f"user-{i}", "state": "CA" if i % 2 else "NY", "os": "iOS"}
+        for key in ("always-on", "rules", "rollout", "off"):
+            detail = client.bool_variation_detail(key, context, False)  # the general path
+            assert client.bool_variation(key, context, False) is detail.value  # the fast path
+            expected[key, detail.variation] += 2
+        expected["strings", "green"] += 1
+        client.string_variation("strings", context, "d")
+        expected["always-on", None] += 1
+        client.bool_variation("always-on", {"key": [i]}, False)  # an unusable context: the default, an error
+        expected["strings", None] += 1
+        client.bool_variation("strings", context, False)  # wrong type
+        expected["missing", None] += 1
+        client.bool_variation("missing", context, False)
+    other.bool_variation("always-on", {"key": "u"}, False)
+    assert client._cache.evaluation_totals() == dict(expected)
+
+    # A change replaces the compiled flags: what was counted on the old ones stays counted.
+    td.flag("always-on").on(False)
+    assert client.bool_variation("always-on", {"key": "u"}, True) is False
+    expected["always-on", "off"] += 1
+    assert client._cache.evaluation_totals() == dict(expected)
+    monkeypatch.setattr(cache_module, "RETIRE_AFTER", -1.0)  # fold the replaced flags' counts now
+    assert client._cache.evaluation_totals() == dict(expected)
+    assert other._cache.evaluation_totals() == {("always-on", "on"): 1}
+
+
+def test_an_exposure_hook_sees_fast_accessor_evaluations_and_closing_it_restores_them() -> None:
+    client = FlagstreamClient.from_test_data(data())
+    seen = []
+    recorder = client.on_exposure(seen.append)
+    assert client.bool_variation("rules", {"key": "user-1", "state": "NY"}, False) is True
+    assert client.string_variation("strings", {"key": "user-1"}, "d") == "green"
+    recorder.close()
+    assert [(e.flag_key, e.variation, e.context_key) for e in seen] == [
+        ("rules", "on", "user-1"),
+        ("strings", "green", "user-1"),
+    ]
+    assert client.bool_variation("rules", {"key": "user-1", "state": "NY"}, False) is True
+    assert len(seen) == 2
+    assert client._cache.evaluation_totals() == {("rules", "on"): 2, ("strings", "green"): 1}
