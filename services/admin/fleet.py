@@ -25,9 +25,16 @@ from starlette.responses import Response
 from ...events import environment_filter, tag_of
 from ...events.subjects import EntityKind, parse_subject
 from ..changes import ENVIRONMENT, MalformedRequest, Unavailable
-from ..fleet import Change, ChangeConvergence, FlagEvaluations, Fleet, FleetAggregator, InstanceView
-from ..fleet.feed import NoAggregator
-from ..fleet.lead import Query as FleetQuery
+from ..fleet import (
+    Change,
+    ChangeConvergence,
+    FlagEvaluations,
+    Fleet,
+    FleetAggregator,
+    FleetQuery,
+    InstanceView,
+    NoAggregator,
+)
 from .routes import API, Endpoint, Query, _where, json_response, service_of
 
 log = logging.getLogger("flagstream.admin.fleet")

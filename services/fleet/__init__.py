@@ -4,6 +4,17 @@ with last-evaluated times kept in a KV bucket shared by the admin replicas (``fe
 """
 
 from .aggregator import Change, ChangeConvergence, FlagEvaluations, FleetAggregator, InstanceView, percentile
-from .feed import Fleet
+from .feed import Fleet, NoAggregator
+from .lead import Query as FleetQuery
 
-__all__ = ["Change", "ChangeConvergence", "FlagEvaluations", "Fleet", "FleetAggregator", "InstanceView", "percentile"]
+__all__ = [
+    "Change",
+    "ChangeConvergence",
+    "FlagEvaluations",
+    "Fleet",
+    "FleetAggregator",
+    "FleetQuery",
+    "InstanceView",
+    "NoAggregator",
+    "percentile",
+]
