@@ -278,7 +278,7 @@ async def test_the_whole_flag_in_one_document_edited_with_one_merge_patch(admin:
     assert config.json()["on"] is True
     whole = await admin.http.put(f"{API}/flags/checkout/environments/staging", json={"on": False})
     assert whole.status_code == 422
-    assert "missing: off_variation, fallthrough, targets, rules, prerequisites" in whole.json()["error"]
+    assert "missing: off_variation, off_default, fallthrough, targets, rules, prerequisites" in whole.json()["error"]
     wrong = await admin.http.patch(f"{API}/flags/checkout/environments/staging", json={"name": "x"})
     assert wrong.status_code == 422
     assert "project-wide" in wrong.json()["error"]
