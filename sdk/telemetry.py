@@ -101,34 +101,65 @@ def _pointer(name: str) -> str:
 
 
 class _Sampler:
-    """Reads the contexts of the next ``samples`` evaluations of some client objects, through an evaluation
-    observer that is installed by ``arm`` and removes itself once it has them (on the client's loop)."""
+    """Reads the contexts of the next ``samples`` evaluations of some client objects, then stops.
+
+    Armed, it observes the general evaluation path (``_observe``, chained before any observer already there) and
+    empties the objects' fast-path map (``_flags``), so the fast accessors fall through to the general path for
+    those few evaluations: nothing of the accessors themselves is replaced, so a bound method an application
+    keeps (``check = client.bool_variation``) samples and then runs fast again like any call. Disarmed (once it
+    has its samples, on the client's loop, or at the next report), each object gets its own ``_observe`` back
+    (``_set_observe``) and the current map."""
 
     def __init__(self, names: AttributeNames, samples: int) -> None:
         self.names = names
         self.samples = samples
         self.targets: list[Any] = []
         self._left = 0
-        self._removers: list[Callable[[], None]] = []
+        self._armed = False
         self._lock = threading.Lock()  # arming and disarming only, never an evaluation
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def arm(self) -> None:
+        """(Re)start sampling: whatever the last round did not get is not waited for."""
+        self.disarm()
         if self.samples <= 0:
             return
         with self._lock:
-            if self._removers:
-                return  # still waiting for evaluations
             with contextlib.suppress(RuntimeError):
                 self._loop = asyncio.get_running_loop()
             self._left = self.samples
-            self._removers = [target._add_observer(self.observe) for target in self.targets]
+            self._armed = True
+            for target in self.targets:
+                target._observe = self._chained(target._observe)
+                if hasattr(target, "_flags"):
+                    target._flags = _NO_FAST_PATH
+
+    def swapped(self) -> None:
+        """A new ruleset was swapped in (which gave the objects their fast-path map back): keep sampling."""
+        if self._armed:
+            for target in self.targets:
+                if hasattr(target, "_flags"):
+                    target._flags = _NO_FAST_PATH
+
+    def _chained(self, existing: Callable[..., None] | None) -> Callable[..., None]:
+        if existing is None:
+            return self.observe
+
+        def both(key: str, context: Any, detail: Any) -> None:
+            self.observe(key, context, detail)
+            existing(key, context, detail)
+
+        return both
 
     def disarm(self) -> None:
         with self._lock:
-            removers, self._removers = self._removers, []
-        for remove in removers:
-            remove()
+            if not self._armed:
+                return
+            self._armed = False
+            for target in self.targets:
+                target._set_observe()
+                if hasattr(target, "_flags"):
+                    target._flags = target._cache.ruleset.compiled
 
     def observe(self, key: str, context: Any, detail: Any) -> None:
         if self._left <= 0:
@@ -144,6 +175,10 @@ class _Sampler:
                 loop.call_soon_threadsafe(self.disarm)
             else:
                 self.disarm()
+
+
+#: What the fast accessors find while sampling: no flag, so they take the general path (which observes).
+_NO_FAST_PATH: Mapping[str, Any] = {}
 
 
 def sdk_version() -> str:
@@ -204,6 +239,7 @@ class TelemetryReporter:
         self._last_seq = seq
 
     def applied(self, changed: set[str], ruleset: Ruleset) -> None:
+        self._sampler.swapped()
         if ruleset.seq != self._last_seq:
             self._last_seq = ruleset.seq
             self._applied.append(AppliedChange(seq=ruleset.seq, at=datetime.now(UTC)))

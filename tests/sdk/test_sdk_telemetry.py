@@ -195,9 +195,12 @@ async def test_attribute_names_of_sampled_contexts_are_reported_never_their_valu
     try:
         assert await asyncio.to_thread(rare.start, 15)
         assert rare._observe is not None, "armed at start"
+        check = rare.bool_variation  # an application may keep the bound method: it samples, then runs fast
         for i in range(40):
-            rare.bool_variation("checkout", {"key": f"u{i}", "state": "CA"}, False)
+            assert check("checkout", {"key": f"u{i}", "state": "CA"}, False) is True
         await eventually(lambda: rare._observe is None, what="the sampler removed itself")
+        assert rare._flags is rare._cache.ruleset.compiled, "the fast path is back"
+        assert "bool_variation" not in vars(rare), "the accessors themselves were never replaced"
         tel = rare._client._telemetry
         assert tel is not None
         assert tel.attribute_names.snapshot() == {"user": ["key", "state"]}
