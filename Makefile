@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench differential clean system-packages
+.PHONY: run test lint fuzz bench differential clean system-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ test: $(STAMP) system-packages $(WEB)/node_modules/.installed $(OIDC_PROVIDER)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+## make fuzz: the long fuzz of tests/fuzz: schemathesis over every operation (the short forms too) with 60
+## examples per operation and phase, and the stream and webhook-address fuzz at the same depth. It prints its
+## seed: FLAGSTREAM_FUZZ_SEED=<seed> make fuzz runs the same cases again; FLAGSTREAM_FUZZ_EXAMPLES=N another depth.
+FUZZ_EXAMPLES ?= 60
+fuzz: $(STAMP)
+	FLAGSTREAM_FUZZ_EXAMPLES=$${FLAGSTREAM_FUZZ_EXAMPLES:-$(FUZZ_EXAMPLES)} FLAGSTREAM_FUZZ_EVERY_OPERATION=1 \
+		$(BIN)/pytest tests/fuzz -p no:cacheprovider -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -37,6 +37,11 @@ class Heartbeat(Struct, frozen=True, kw_only=True):
     sent_at: datetime
     #: The client's status (READY, STALE...).
     status: str = ""
+    #: Attribute NAMES (never values) of the contexts the instance evaluated, per context kind: sampled from a
+    #: few evaluations per interval (``flagstream.telemetry.AttributeNames``). Sent when new ones were seen and
+    #: every few reports; empty otherwise (nothing new: the receiver keeps what it knows). Absent from SDKs
+    #: older than this field: read as empty.
+    attributes: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
 
 class FlagCount(Struct, frozen=True, kw_only=True):

@@ -99,6 +99,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
                 interval=telemetry_interval,
             )
             self._cache.add_applied_hook(self._telemetry.applied)
+            self._telemetry.watch(self)  # the contexts' attribute names are sampled
 
     def _setup(self, project: str, environment: str) -> None:
         self.project = project

@@ -90,6 +90,8 @@ class FlagstreamClient(FlagEvaluations):
         self.project = client.project
         self.environment = client.environment
         client._cache.attach(self)  # evaluations on this object count in the same cache
+        if client._telemetry is not None:
+            client._telemetry.watch(self)  # and their contexts' attribute names are sampled
         self._ready = threading.Event()
         self._client._add_ready_hook(self._ready.set)
         self._loop: asyncio.AbstractEventLoop | None = None

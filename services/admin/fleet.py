@@ -5,7 +5,8 @@ KV bucket, subscribes (core NATS) to what SDK clients publish (``events/telemetr
 replicas ask it (``services/fleet/lead.py``). The last-evaluated times are kept in the bucket, read by every replica.
 
 Routes (``.../environments/{environment}/fleet``): the connected instances and the convergence of the latest
-changes; ``/evaluations``: counts per flag and variation; ``/stale?days=N``: active flags not evaluated for N days.
+changes; ``/evaluations``: counts per flag and variation; ``/stale?days=N``: active flags not evaluated for N days;
+``/attributes``: the attribute names (never values) the instances saw in their contexts, per context kind.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from ..changes import ENVIRONMENT, MalformedRequest, Unavailable
 from ..fleet import (
     Change,
     ChangeConvergence,
+    ContextKindAttributes,
     FlagEvaluations,
     Fleet,
     FleetAggregator,
-    FleetQuery,
     InstanceView,
     NoAggregator,
 )
+from ..fleet import Query as FleetQuery
 from .routes import API, Endpoint, Query, _where, json_response, service_of
 
 log = logging.getLogger("flagstream.admin.fleet")
@@ -77,6 +79,15 @@ class StaleReport(Struct, kw_only=True):
     #: False when the last-evaluated times could not be stored (they are then lost on restart).
     persistent: bool
     flags: list[StaleFlag]
+
+
+class AttributeReport(Struct, kw_only=True):
+    project: str
+    environment: str
+    #: Names are known from this time on (this process's memory: SDKs report them again every minute or so).
+    observed_since: datetime
+    #: Per context kind, the attribute names the environment's SDK instances saw (sampled contexts).
+    kinds: list[ContextKindAttributes]
 
 
 # -- the feed's lifespan -----------------------------------------------------------------------------------
@@ -224,6 +235,17 @@ async def fleet_stale(request: Request) -> Response:
     )
 
 
+async def fleet_attributes(request: Request) -> Response:
+    fleet = _fleet(request)
+    project, environment = await _environment(request)
+    answer = await _ask(fleet, FleetQuery(op="attributes", project=project, environment=environment))
+    return json_response(
+        AttributeReport(
+            project=project, environment=environment, observed_since=answer.counting_since, kinds=answer.kinds
+        )
+    )
+
+
 CHANGES = Query("changes", "how many of the latest changes to show (0-100, default 10)")
 WINDOW = Query("window", "seconds of the recent window (1-3600, default 300)")
 DAYS = Query("days", "flags not evaluated for this many days (default 30; fractions allowed)")
@@ -240,6 +262,9 @@ def _endpoints(base: str, suffix: str) -> list[Endpoint]:
                  query=(WINDOW,)),
         Endpoint("GET", f"{fleet}/stale", fleet_stale, f"getStaleFlags{suffix}",
                  "Active flags not evaluated for N days", "fleet", None, StaleReport, query=(DAYS,)),
+        Endpoint("GET", f"{fleet}/attributes", fleet_attributes, f"getFleetAttributes{suffix}",
+                 "Attribute names (never values) the SDK instances saw in contexts, per context kind", "fleet",
+                 None, AttributeReport),
     ]  # fmt: skip
 
 

@@ -346,7 +346,7 @@ def make_history(kind: str | None, *, every_environment: bool = False) -> Callab
         else:
             project, environment = where(request)
         q = request.query_params
-        want_kind = kind or q.get("kind") or None
+        want_kind = kind or q.get("kind")  # an empty kind= is no kind: a 400, as the document says
         if want_kind is not None and want_kind not in HISTORY_KINDS:
             raise MalformedRequest(f"kind must be one of {', '.join(HISTORY_KINDS)}, got {want_kind!r}")
         key = check_key(request.path_params["key"], "key") if kind else (q.get("key") or None)
@@ -621,7 +621,7 @@ def _endpoints(base: str, suffix: str) -> list[Endpoint]:
                         Query("key", "one entity (needs kind)"), *_HISTORY_QUERY), extra_statuses=(503,)),
         Endpoint("GET", f"{env}/state", environment_state, f"environmentState{suffix}",
                  "Flags and segments of an environment as of a time or a stream sequence", "history", None,
-                 EnvironmentState, query=_INSTANT, extra_statuses=(503,)),
+                 EnvironmentState, query=_INSTANT, extra_statuses=(422, 503)),
         Endpoint("POST", f"{env}/evaluate", evaluate_handler, f"evaluate{suffix}",
                  "Evaluate a context against the environment, now or as of a time or sequence", "history",
                  EvaluateBody, EvaluateResponse, extra_statuses=(503,)),
@@ -629,7 +629,7 @@ def _endpoints(base: str, suffix: str) -> list[Endpoint]:
                  "What changed in an environment between two instants", "history", None, DiffResponse,
                  query=(Query("from", "a time or a stream sequence"),
                         Query("to", "a time or a sequence (default now)")),
-                 extra_statuses=(503,)),
+                 extra_statuses=(422, 503)),
         Endpoint("POST", f"{env}/revert", make_revert(None), f"revertEnvironment{suffix}",
                  "Restore every flag and segment of an environment to its state at a time or sequence", "history",
                  RevertBody, RevertResponse, write=True, extra_statuses=(503,)),
@@ -650,7 +650,7 @@ def _endpoints(base: str, suffix: str) -> list[Endpoint]:
                      query=_HISTORY_QUERY, extra_statuses=(503,)),
             Endpoint("GET", f"{one}/state", make_entity_state(kind), f"{kind}State{suffix}",
                      f"A {kind} as of a time or a stream sequence", "history", None, EntityState, query=_INSTANT,
-                     extra_statuses=(503,)),
+                     extra_statuses=(422, 503)),
             Endpoint("POST", f"{one}/revert", make_revert(kind), f"revert{name}{suffix}",
                      f"Restore a {kind} to its state at a time or stream sequence", "history", RevertBody,
                      RevertResponse, write=True, extra_statuses=(503,)),

@@ -30,7 +30,7 @@ _STATUS_TEXT = {
     409: "Conflict: stale If-Match, already exists, archived; the body holds the current version and state",
     413: "Request body too large",
     415: "The body's Content-Type is not one this route takes",
-    422: "Invalid input: unknown field, wrong type, failed validation; the body names the field",
+    422: "Invalid input: unknown field, wrong type, failed validation, a sequence beyond the log; the body names it",
     429: "Too many requests (see Retry-After)",
     503: "Unavailable: NATS, the event stream, the read model or a feature's store cannot be reached now",
 }

@@ -3,18 +3,27 @@ connected instances, convergence of each change and evaluations per flag (``aggr
 with last-evaluated times kept in a KV bucket shared by the admin replicas (``feed``).
 """
 
-from .aggregator import Change, ChangeConvergence, FlagEvaluations, FleetAggregator, InstanceView, percentile
+from .aggregator import (
+    Change,
+    ChangeConvergence,
+    ContextKindAttributes,
+    FlagEvaluations,
+    FleetAggregator,
+    InstanceView,
+    percentile,
+)
 from .feed import Fleet, NoAggregator
-from .lead import Query as FleetQuery
+from .lead import Query
 
 __all__ = [
     "Change",
     "ChangeConvergence",
+    "ContextKindAttributes",
     "FlagEvaluations",
     "Fleet",
     "FleetAggregator",
-    "FleetQuery",
     "InstanceView",
     "NoAggregator",
+    "Query",
     "percentile",
 ]

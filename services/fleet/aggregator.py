@@ -11,6 +11,9 @@ from NATS and persists the last-evaluated times.
   after the instance), counts as applied without a time. Times compare two wall clocks: skew adds to them.
 * **Evaluation counts** per flag and variation: totals since this process started, and over a recent window.
 * **Last evaluated** per flag: kept here, and handed to the caller (``take_dirty``) to persist.
+* **Attribute names** per context kind (never values), as the instances report them (sampled contexts): the
+  union over the environment's instances, each name forgotten ``forget_after`` seconds after it was last
+  reported; bounded per environment (``max_kinds``, ``max_attribute_names`` per kind).
 """
 
 from __future__ import annotations
@@ -72,6 +75,13 @@ class VariationCount(Struct, kw_only=True):
     recent: int
 
 
+class ContextKindAttributes(Struct, kw_only=True):
+    """The attribute names the fleet has seen in contexts of one kind."""
+
+    kind: str
+    attributes: list[str]
+
+
 class FlagEvaluations(Struct, kw_only=True):
     flag: str
     total: int
@@ -91,6 +101,9 @@ class _Instance:
     #: Applied batches received, oldest first (bounded).
     applied: collections.deque[AppliedChange] = field(default_factory=lambda: collections.deque(maxlen=2000))
 
+
+#: Characters of a context kind or an attribute name at most (longer ones are not kept).
+MAX_NAME_LENGTH = 100
 
 #: Granularity of the recent-window counts, in seconds.
 BUCKET = 10
@@ -136,6 +149,8 @@ class FleetAggregator:
         forget_after: float = 24 * 3600.0,
         max_instances: int = 100_000,
         max_counters: int = 10_000,
+        max_kinds: int = 50,
+        max_attribute_names: int = 500,
     ) -> None:
         self.clock = clock
         self.default_interval = default_interval
@@ -146,6 +161,8 @@ class FleetAggregator:
         #: (flag, variation) pairs counted. Past them, new ones are ignored and counted in ``dropped``.
         self.max_instances = max_instances
         self.max_counters = max_counters
+        self.max_kinds = max_kinds
+        self.max_attribute_names = max_attribute_names
         self.dropped = 0
         self.started_at = self._forgot_at = clock()
         self._instances: dict[Where, dict[str, _Instance]] = {}
@@ -153,6 +170,8 @@ class FleetAggregator:
         self._windows: dict[Where, _Window] = {}
         self._last_evaluated: dict[Where, dict[str, datetime]] = {}
         self._dirty: dict[tuple[str, str, str], datetime] = {}
+        #: (project, environment) -> context kind -> attribute name -> when last reported.
+        self._attributes: dict[Where, dict[str, dict[str, datetime]]] = {}
         #: Messages that could not be decoded (counted by the feeder).
         self.bad_messages = 0
 
@@ -183,6 +202,8 @@ class FleetAggregator:
             known.received = now
         last = known.applied[-1].seq if known.applied else -1
         known.applied.extend(a for a in message.applied if a.seq > last)
+        if message.attributes:
+            self._note_attributes(where, message.attributes, now)
         if (now - self._forgot_at).total_seconds() > 60:
             self._forget(now)
 
@@ -207,6 +228,23 @@ class FleetAggregator:
                 last[item.flag] = when
                 self._dirty[(message.project, message.environment, item.flag)] = when
         self._prune(window, now)
+
+    def _note_attributes(self, where: Where, reported: dict[str, list[str]], now: datetime) -> None:
+        kinds = self._attributes.setdefault(where, {})
+        for kind, names in reported.items():
+            known = kinds.get(kind)
+            if known is None:
+                if len(kinds) >= self.max_kinds or not 0 < len(kind) <= MAX_NAME_LENGTH:
+                    self.dropped += 1
+                    continue
+                known = kinds[kind] = {}
+            for name in names:
+                if name not in known and (
+                    len(known) >= self.max_attribute_names or not 0 < len(name) <= MAX_NAME_LENGTH
+                ):
+                    self.dropped += 1
+                    continue
+                known[name] = now
 
     def remember_evaluated(self, project: str, environment: str, flag: str, at: datetime) -> None:
         """A last-evaluated time read back from storage (kept if newer than what is known)."""
@@ -305,6 +343,16 @@ class FleetAggregator:
             for flag, variations in by_flag.items()
         ]
 
+    def attributes(self, project: str, environment: str) -> list[ContextKindAttributes]:
+        """The attribute names seen per context kind (sorted), as reported within ``forget_after`` seconds."""
+        cutoff = self.clock() - timedelta(seconds=self.forget_after)
+        out = []
+        for kind, names in sorted(self._attributes.get((project, environment), {}).items()):
+            seen = sorted(name for name, at in names.items() if at >= cutoff)
+            if seen:
+                out.append(ContextKindAttributes(kind=kind, attributes=seen))
+        return out
+
     def last_evaluated(self, project: str, environment: str) -> dict[str, datetime]:
         return dict(self._last_evaluated.get((project, environment), {}))
 
@@ -321,6 +369,10 @@ class FleetAggregator:
             gone = [k for k, i in instances.items() if (now - i.received).total_seconds() > self.forget_after]
             for key in gone:
                 del instances[key]
+        for kinds in self._attributes.values():
+            for names in kinds.values():
+                for name in [n for n, at in names.items() if (now - at).total_seconds() > self.forget_after]:
+                    del names[name]
 
 
 def _propagation_ms(instance: _Instance, change: Change) -> float | None:

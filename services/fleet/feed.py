@@ -25,7 +25,7 @@ from nats.js.kv import KeyValue
 from ...events.telemetry import decode_counts, decode_heartbeat, telemetry_filter
 from ..runtime import FLEET_BUCKET, ensure_bucket
 from . import lead
-from .aggregator import ChangeConvergence, FlagEvaluations, FleetAggregator, InstanceView
+from .aggregator import ChangeConvergence, ContextKindAttributes, FlagEvaluations, FleetAggregator, InstanceView
 from .lead import Lease, Query
 
 log = logging.getLogger("flagstream.admin.fleet")
@@ -45,6 +45,11 @@ class StatusAnswer(msgspec.Struct, kw_only=True):
 class EvaluationsAnswer(msgspec.Struct, kw_only=True):
     counting_since: datetime
     flags: list[FlagEvaluations]
+
+
+class AttributesAnswer(msgspec.Struct, kw_only=True):
+    counting_since: datetime
+    kinds: list[ContextKindAttributes]
 
 
 class NoAggregator(Exception):
@@ -114,7 +119,7 @@ class Fleet:
         with contextlib.suppress(Exception):
             await msg.respond(lead.pack(answer))
 
-    def answer(self, query: Query) -> StatusAnswer | EvaluationsAnswer:
+    def answer(self, query: Query) -> StatusAnswer | EvaluationsAnswer | AttributesAnswer:
         a = self.aggregator
         if query.op == "status":
             return StatusAnswer(
@@ -125,13 +130,15 @@ class Fleet:
             return EvaluationsAnswer(
                 counting_since=a.started_at, flags=a.evaluations(query.project, query.environment, query.window)
             )
+        if query.op == "attributes":
+            return AttributesAnswer(counting_since=a.started_at, kinds=a.attributes(query.project, query.environment))
         raise ValueError(f"unknown fleet query {query.op!r}")
 
     async def ask(self, query: Query) -> Any:
         """The aggregator's answer: computed here if this replica aggregates, else asked over NATS."""
         if self.leading or self._nc is None:
             return self.answer(query)
-        kind = StatusAnswer if query.op == "status" else EvaluationsAnswer
+        kind = {"status": StatusAnswer, "evaluations": EvaluationsAnswer, "attributes": AttributesAnswer}[query.op]
         try:
             msg = await self._nc.request(lead.QUERY_SUBJECT, msgspec.json.encode(query), timeout=5)
             return lead.unpack(msg.data, kind)

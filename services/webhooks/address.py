@@ -65,10 +65,11 @@ def _embedded(ip: IPAddress) -> IPAddress | None:
 
 
 def kind_of(ip: IPAddress) -> str | None:
-    """What makes ``ip`` a refused address (``loopback``, ``private``, ...), or None for a public one."""
+    """What makes ``ip`` a refused address (``loopback``, ``private``, ...), or None for a public one. An IPv6
+    address that carries an IPv4 one is what that IPv4 address is."""
     inner = _embedded(ip)
-    if inner is not None and (found := kind_of(inner)) is not None:
-        return found
+    if inner is not None:
+        return kind_of(inner)
     checks = (
         ("unspecified", ip.is_unspecified),
         ("loopback", ip.is_loopback),

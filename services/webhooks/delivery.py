@@ -186,7 +186,7 @@ class WebhookDelivery:
             # Only the status is read: the answer's body is never downloaded (it may be anything, of any size).
             async with http.stream("POST", record.url, content=payload, headers=headers) as response:
                 code = response.status_code
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: a record from before url_problem read it
             if str(exc).startswith("refused:"):
                 log.warning("webhooks: %s not sent: %s", record.id, exc)
                 return 0, str(exc)[:500]

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import msgspec
 from msgspec import Struct
 
@@ -106,14 +107,22 @@ def filter_subjects(environments: list[str] | None, kinds: list[str] | None) -> 
 
 
 def url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a webhook's target, or None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """Why ``url`` cannot be a webhook's target, or None (``address.problem`` says whether its address may be)."""
+    try:
+        parts = urlsplit(url)
+        hostname, _ = parts.hostname, parts.port  # each raises ValueError for a malformed one
+    except ValueError as exc:
+        return f"url is not a valid URL ({exc}): {url[:200]!r}"
+    if parts.scheme not in ("http", "https") or not hostname:
         return f"url must be an absolute http(s) URL, got {url!r}"
     if parts.username or parts.password:
         return "url must not hold credentials (the body is signed with the webhook's secret instead)"
     if len(url) > 2000:
         return "url is longer than 2,000 characters"
+    try:
+        httpx.URL(url)  # what delivers it must read it too (it refuses, e.g., the octal host 0177.0.0.1)
+    except httpx.InvalidURL as exc:
+        return f"url cannot be sent to: {exc}"
     return None
 
 

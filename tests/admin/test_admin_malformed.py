@@ -48,6 +48,7 @@ async def admin(nats_url: str, tmp_path: Path) -> AsyncIterator[WithHistory]:
         (f"{ENV}/history?limit=0", "limit"),
         (f"{FLAG}/history?limit=1001", "limit"),
         (f"{ENV}/changes/stream?after=%C2%B9", "after"),
+        (f"{ENV}/history?kind=", "kind"),  # an empty value is no kind either
     ],
 )
 async def test_a_malformed_number_in_the_query_is_a_400_naming_it(admin: WithHistory, path: str, named: str) -> None:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flagstream.events.telemetry import AppliedChange, EvaluationCounts, FlagCount, Heartbeat
+import msgspec
+
+from flagstream.events.telemetry import (
+    AppliedChange,
+    EvaluationCounts,
+    FlagCount,
+    Heartbeat,
+    decode_heartbeat,
+    encode_telemetry,
+)
 from flagstream.services.fleet.aggregator import Change, FleetAggregator, percentile
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -140,3 +149,51 @@ def test_what_one_environment_can_fill_is_bounded() -> None:
     assert [i.instance_id for i in fleet.instances("default", "production")] == ["i0", "i1"]
     assert [(f.flag, f.total) for f in fleet.evaluations("default", "production", window=60)] == [("a", 2), ("b", 1)]
     assert fleet.dropped == 2
+
+
+def test_attribute_names_are_the_union_of_what_instances_report_bounded_and_forgotten_in_time() -> None:
+    clock = Clock()
+    fleet = FleetAggregator(clock=clock, max_kinds=2, max_attribute_names=3, forget_after=3600)
+
+    def names(instance: str, attributes: dict[str, list[str]]) -> None:
+        fleet.heartbeat(msgspec.structs.replace(beat(instance, 1, clock.now), attributes=attributes))
+
+    names("i0", {"user": ["key", "state"], "device": ["os"]})
+    names("i1", {"user": ["key", "plan"]})
+    names("i1", {})  # nothing new from this one: what is known stays
+    assert [(k.kind, k.attributes) for k in fleet.attributes("default", "production")] == [
+        ("device", ["os"]),
+        ("user", ["key", "plan", "state"]),
+    ]
+    assert fleet.attributes("default", "staging") == []
+    # Bounded: a third kind, a fourth name of a kind, an absurdly long name are not kept (and counted).
+    names("i2", {"organization": ["key"], "user": ["email", "x" * 101]})
+    assert [k.kind for k in fleet.attributes("default", "production")] == ["device", "user"]
+    assert fleet.attributes("default", "production")[1].attributes == ["key", "plan", "state"]
+    assert fleet.dropped == 3
+    # A name nobody reported for an hour is forgotten; one reported again stays.
+    clock.advance(1800)
+    names("i0", {"user": ["key"]})
+    clock.advance(1801)
+    assert [(k.kind, k.attributes) for k in fleet.attributes("default", "production")] == [("user", ["key"])]
+
+
+def test_an_old_sdk_heartbeat_has_no_attribute_names_and_a_new_one_reads_in_an_old_admin() -> None:
+    old = b'{"instance_id":"i","sdk_version":"0.9","project":"default","environment":"production","seq":3,'
+    old += b'"applied":[],"started_at":"2026-01-01T12:00:00Z","sent_at":"2026-01-01T12:00:10Z","status":"READY"}'
+    assert decode_heartbeat(old).attributes == {}
+
+    class OldHeartbeat(msgspec.Struct, frozen=True, kw_only=True):  # Heartbeat as it was before the field
+        instance_id: str
+        sdk_version: str
+        project: str
+        environment: str
+        seq: int
+        applied: tuple[AppliedChange, ...] = ()
+        started_at: datetime
+        sent_at: datetime
+        status: str = ""
+
+    new = msgspec.structs.replace(beat("i", 3, T0), attributes={"user": ["key", "state"]})
+    read = msgspec.json.decode(encode_telemetry(new), type=OldHeartbeat)
+    assert (read.instance_id, read.seq, read.status) == ("i", 3, "READY")

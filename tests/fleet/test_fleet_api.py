@@ -110,6 +110,29 @@ async def test_evaluation_counts_per_flag_and_variation(http: httpx.AsyncClient,
     assert flags["checkout"]["last_evaluated"]
 
 
+async def test_attribute_names_the_fleet_has_seen(http: httpx.AsyncClient, nats_url: str) -> None:
+    async with sdk(nats_url) as [client]:
+        client.bool_variation("checkout", {"key": "u1", "state": "CA", "os": "iOS"}, False)
+        client.bool_variation("checkout", {"kind": "organization", "key": "o1", "tier": "gold"}, False)
+        report: dict[str, Any] = {}
+
+        async def seen() -> bool:
+            report.update(await get(http, f"{FLEET}/attributes"))
+            return len(report["kinds"]) == 2
+
+        await until(seen, "the attribute names arrive")
+    assert report["kinds"] == [
+        {"kind": "organization", "attributes": ["key", "tier"]},
+        {"kind": "user", "attributes": ["key", "os", "state"]},
+    ]
+    assert report["observed_since"]
+    assert "CA" not in str(report)
+    # Another environment's fleet has seen nothing; an unknown environment is a 404.
+    assert (await http.post(ENVS, json={"key": "staging"})).status_code == 201
+    assert (await get(http, f"{ENVS}/staging/fleet/attributes"))["kinds"] == []
+    assert (await http.get(f"{ENVS}/nowhere/fleet/attributes")).status_code == 404
+
+
 async def test_stale_flags_and_their_last_evaluation_survive_a_restart(http: httpx.AsyncClient, nats_url: str) -> None:
     async with sdk(nats_url) as [client]:
         client.bool_variation("checkout", USER, False)

@@ -41,6 +41,7 @@ ORG = Clause(context_kind="organization", attribute="tier", op="in", values=("go
 FLAGS = [
     Flag(key="always-on", on=True),
     Flag(key="off", on=False),
+    Flag(key="off-default", on=False, off_default=True),  # serves the caller's default: the general path only
     Flag(key="archived", on=True, archived=True),
     Flag(
         key="strings",

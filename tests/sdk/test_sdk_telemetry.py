@@ -145,3 +145,69 @@ async def test_a_state_loaded_from_the_file_is_not_reported_as_applied(nats_url:
         await client.close()
         await nc.close()
     assert [a.seq for h in listener.heartbeats for a in h.applied] == [toggled]
+
+
+async def test_attribute_names_of_sampled_contexts_are_reported_never_their_values(nats_url: str) -> None:
+    """The sync client evaluates on an application thread; the heartbeat names the attributes per context kind,
+    with no value anywhere in it, and between samples no observer is left on the evaluation path."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    listener = Listener()
+    raw: list[bytes] = []
+
+    async def on_message(msg: Msg) -> None:
+        raw.append(msg.data)
+        await listener.on_message(msg)
+
+    await nc.subscribe(telemetry_filter(), cb=on_message)
+    await publish(js, FlagCreated, Flag(key="checkout", on=True))
+    client = FlagstreamClient(nats_url, environment="production", telemetry_interval=0.05)
+    contexts = [
+        {"key": "secret-user-1", "state": "secret-CA", "address": {"city": "secret-city", "a/b": 1}},
+        {
+            "kind": "multi",
+            "user": {"key": "secret-2", "plan": "secret-plan"},
+            "device": {"key": "d", "os": "secret-os"},
+        },
+        {"kind": "organization", "key": "secret-org", "tier": "secret-tier"},
+        {"no": "key"},  # malformed: nothing learnt from it
+    ]
+
+    def evaluate() -> None:
+        for _ in range(20):  # more than one interval's samples: the rest go by the unobserved path
+            for context in contexts:
+                client.bool_variation("checkout", context, False)
+
+    try:
+        assert await asyncio.to_thread(client.start, 15)
+        await asyncio.to_thread(evaluate)
+        expected = {
+            "device": ["key", "os"],
+            "organization": ["key", "tier"],
+            "user": ["/address/a~1b", "/address/city", "address", "key", "plan", "state"],
+        }
+        await eventually(lambda: any(h.attributes == expected for h in listener.heartbeats), what="names reported")
+    finally:
+        await asyncio.to_thread(client.close)
+    # Sampling stops after a few evaluations until the next report: then evaluations take no observer at all.
+    rare = FlagstreamClient(nats_url, environment="production", telemetry_interval=3600)
+    try:
+        assert await asyncio.to_thread(rare.start, 15)
+        assert rare._observe is not None, "armed at start"
+        check = rare.bool_variation  # an application may keep the bound method: it samples, then runs fast
+        for i in range(40):
+            assert check("checkout", {"key": f"u{i}", "state": "CA"}, False) is True
+        await eventually(lambda: rare._observe is None, what="the sampler removed itself")
+        assert rare._flags is rare._cache.ruleset.compiled, "the fast path is back"
+        assert "bool_variation" not in vars(rare), "the accessors themselves were never replaced"
+        tel = rare._client._telemetry
+        assert tel is not None
+        assert tel.attribute_names.snapshot() == {"user": ["key", "state"]}
+    finally:
+        await asyncio.to_thread(rare.close)
+        await nc.close()
+    assert raw
+    assert not any(b"secret" in message for message in raw), "no value of a context is ever sent"
+    # Only when something new was seen (or every few reports): most heartbeats carry no names.
+    assert sum(1 for h in listener.heartbeats if h.attributes) < len(listener.heartbeats)

