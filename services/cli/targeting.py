@@ -41,9 +41,12 @@ CONDITIONS = """conditions (--when), [KIND:]ATTRIBUTE [not] OPERATOR VALUES:
   state in CA, NY           country not in NL          email ends-with @acme.com (any case)
   plan equals pro           age >= 18                  version semver>= 2.0.0
   created before 2026-01-01 email exists               organization:tier in gold
-  in segment beta-testers   not in segment staff, bots
+  in segment beta-testers   not in segment staff, bots   ip in-cidr 10.0.0.0/8, ::1
+  id mod 4, 1               (attribute % 4 == 1)
 operators: in, equals, starts-with, ends-with, contains, matches, <, <=, >, >=,
-  semver=, semver<, semver<=, semver>, semver>=, before, after, exists
+  semver=, semver<, semver<=, semver>, semver>=, before, after, exists, in-cidr, mod
+reading options, as imported flags carry them: [semver=strict|launchdarkly|flagd stringify=python|js
+  numeric_strings now=always|if_absent]
 what is served: --serve VARIATION, or --rollout on=10,off=90 (percent, summing to 100) [--by ATTRIBUTE]"""
 
 GROUPS = ("rule", "target", "default", "prereq")

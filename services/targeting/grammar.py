@@ -5,7 +5,8 @@ Conditions::
     state in CA, NY                 country not in NL            email ends-with @acme.com (any case)
     plan equals pro                 age >= 18                    version semver>= 2.0.0
     created before 2026-01-01       email exists                 organization:tier in gold
-    in segment beta-testers         not in segment staff, bots
+    in segment beta-testers         not in segment staff, bots   ip in-cidr 10.0.0.0/8
+    id mod 4, 1                     version semver>= 2.0.0 [semver=strict]
 
 ``[KIND:]ATTRIBUTE [not] OPERATOR VALUES``; values are separated by commas; a value holding a comma, a quote or
 outer spaces is written as a JSON string (``"Smith, John"``). Numbers for ``< <= > >=``; dates (ISO 8601) or
@@ -20,6 +21,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+import msgspec
 
 from ...events import WEIGHT_TOTAL, Clause, Operator, Rollout, Serve, WeightedVariation
 
@@ -43,10 +46,15 @@ OPERATORS: dict[str, Operator] = {
     "before": Operator.BEFORE,
     "after": Operator.AFTER,
     "exists": Operator.EXISTS,
+    "in-cidr": Operator.IN_CIDR,
+    "mod": Operator.MODULO,
 }
 WORDS: dict[Operator, str] = {op: word for word, op in OPERATORS.items()}
 WORDS[Operator.NOT_IN] = "not in"
-_NUMERIC = {Operator.LT, Operator.LTE, Operator.GT, Operator.GTE}
+_NUMERIC = {Operator.LT, Operator.LTE, Operator.GT, Operator.GTE, Operator.MODULO}
+#: A clause's reading options (set by importers to answer as the original system), as ``[name=value ...]``.
+_OPTIONS = ("stringify", "semver", "numeric_strings", "now")
+_OPTIONS_SUFFIX = re.compile(r"\s+\[(?P<options>[^\]]*)\]\s*$")
 _ANY_CASE = " (any case)"
 _NAME = r"[A-Za-z_$][A-Za-z0-9_.$/-]*"
 _CONDITION = re.compile(
@@ -96,6 +104,20 @@ def _number(text: Any) -> Any:
 
 def parse_condition(text: str) -> Clause:
     """``state in CA, NY`` -> a ``Clause``; ``GrammarError`` naming what is wrong."""
+    options: dict[str, Any] = {}
+    suffix = _OPTIONS_SUFFIX.search(text)
+    if suffix:
+        text = text[: suffix.start()]
+        for item in suffix.group("options").split():
+            name, sep, value = item.partition("=")
+            if name not in _OPTIONS or (name == "numeric_strings") == bool(sep):
+                raise GrammarError(f"unknown option {item!r}; options: stringify=, semver=, numeric_strings, now=")
+            options[name] = True if name == "numeric_strings" else value
+    clause = _parse_condition(text)
+    return msgspec.structs.replace(clause, **options) if options else clause
+
+
+def _parse_condition(text: str) -> Clause:
     any_case = text.rstrip().endswith(_ANY_CASE)
     if any_case:
         text = text.rstrip()[: -len(_ANY_CASE)]
@@ -134,7 +156,13 @@ def parse_condition(text: str) -> Clause:
 
 def _value(value: Any) -> str:
     if isinstance(value, str):
-        plain = value and value == value.strip() and not re.search(r'[,"]', value) and value != "null"
+        plain = (
+            value
+            and value == value.strip()
+            and value.isprintable()
+            and not re.search(r'[,"\[\]()]', value)
+            and value != "null"
+        )
         return value if plain else json.dumps(value)
     return json.dumps(value)
 
@@ -145,7 +173,7 @@ def format_condition(clause: Clause) -> str:
     values = ", ".join(_value(v) for v in clause.values)
     if op is Operator.IN_SEGMENT:
         kind = "" if clause.context_kind == "user" else f"{clause.context_kind}:"
-        return f"{kind}{'not ' if clause.negate else ''}in segment {values}"
+        return f"{kind}{'not ' if clause.negate else ''}in segment {values}{_options_text(clause)}"
     kind = "" if clause.context_kind == "user" else f"{clause.context_kind}:"
     negate = clause.negate
     if op is Operator.NOT_IN:
@@ -153,7 +181,17 @@ def format_condition(clause: Clause) -> str:
     text = f"{kind}{clause.attribute} {'not ' if negate else ''}{WORDS[op]}"
     if op is not Operator.EXISTS:
         text += f" {values}"
-    return text + (_ANY_CASE if clause.case_insensitive else "")
+    text += _ANY_CASE if clause.case_insensitive else ""
+    return text + _options_text(clause)
+
+
+def _options_text(clause: Clause) -> str:
+    words = [
+        name if name == "numeric_strings" else f"{name}={getattr(clause, name)}"
+        for name in _OPTIONS
+        if getattr(clause, name)
+    ]
+    return f" [{' '.join(words)}]" if words else ""
 
 
 def parse_rollout(text: str, by: str | None = None) -> Rollout:

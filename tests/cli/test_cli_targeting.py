@@ -146,6 +146,10 @@ conditions = st.builds(
     negate=st.booleans(),
     case_insensitive=st.booleans(),
     context_kind=st.sampled_from(["user", "organization"]),
+    semver=st.sampled_from(["", "strict", "flagd"]),
+    stringify=st.sampled_from(["", "python"]),
+    numeric_strings=st.booleans(),
+    now=st.sampled_from(["", "if_absent"]),
 )
 
 
@@ -153,8 +157,8 @@ conditions = st.builds(
 def test_a_condition_prints_as_it_is_typed(clause: Clause) -> None:
     if clause.op is Operator.EXISTS:
         clause = Clause(**{**{f: getattr(clause, f) for f in Clause.__struct_fields__}, "values": ()})
-    if clause.op in (Operator.LT, Operator.LTE, Operator.GT, Operator.GTE):
-        clause = Clause(**{**{f: getattr(clause, f) for f in Clause.__struct_fields__}, "values": (1, 2.5)})
+    if clause.op in (Operator.LT, Operator.LTE, Operator.GT, Operator.GTE, Operator.MODULO):
+        clause = Clause(**{**{f: getattr(clause, f) for f in Clause.__struct_fields__}, "values": (4, 1.5)})
     assert parse_condition(format_condition(clause)) == clause
 
 
