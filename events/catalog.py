@@ -53,6 +53,12 @@ class Event(Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     #: Who wrote it (added after the first release: events written before have none, and still decode; an event
     #: without one encodes exactly as before). ``actor`` stays the name to show.
     author: Author | UnsetType = UNSET
+    #: The change request that applied it (its id), in an environment whose changes need approvals. Unset
+    #: otherwise (and on every event written before change requests existed).
+    request: str | UnsetType = UNSET
+    #: An unapproved emergency change: a flag turned off at once, without the approvals its environment asks for
+    #: (the environment allows it; ``comment`` says why). Unset otherwise.
+    emergency: bool | UnsetType = UNSET
 
 
 class FlagEvent(Event, frozen=True, kw_only=True):
@@ -173,6 +179,123 @@ class ScheduleFailed(ScheduleEvent, frozen=True, kw_only=True, tag="schedule.fai
     pass
 
 
+class Call(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One change of a change request as the admin API takes it: the method, the path (``/api/v1/...``) and the
+    JSON body of the write it stands for. Applying the request makes these writes again, against the state as it
+    is then, all at once."""
+
+    method: str
+    path: str
+    body: Any = None
+
+
+class Effect(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a change request does to one entity: where, the version it was proposed against, the state after."""
+
+    kind: str
+    key: str
+    environment: str
+    #: The entity's version (stream sequence) the request was made against; 0: it does not exist yet. Applying
+    #: is refused if the entity moved since (the author rebases the request).
+    base: int
+    #: The entity's whole state once applied (a flag, a segment, an environment or a schedule, as JSON).
+    state: Any = None
+    #: The tag of the (last) event applying writes for it (``flag.updated``, ``flag.toggled``...).
+    event: str = ""
+
+
+class Review(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An approval or a rejection, by whom and when, with what they said."""
+
+    by: Author
+    at: datetime
+    comment: str = ""
+    #: The environments of the request where the reviewer is an approver: where an approval counts.
+    environments: tuple[str, ...] = ()
+
+
+class Remark(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A comment on a change request."""
+
+    by: Author
+    at: datetime
+    text: str
+
+
+#: A request's life: open -> applied | rejected | cancelled | failed (a scheduled apply that could not be made).
+RequestStatus = Literal["open", "applied", "rejected", "cancelled", "failed"]
+
+
+class ChangeRequest(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Changes to an environment whose changes need approvals, held until approved and applied. Its subject is
+    ``flagstream.<p>.<env>.request.<id>`` (``env``: the first environment it changes that needs approvals)."""
+
+    id: Key
+    title: str
+    description: str = ""
+    author: Author
+    #: The writes, in order, as the API takes them.
+    calls: tuple[Call, ...] = ()
+    #: What they do, entity by entity, with the version each was proposed against.
+    effects: tuple[Effect, ...] = ()
+    #: The environments it changes that need approvals: each counts its own approvals.
+    environments: tuple[str, ...] = ()
+    status: RequestStatus = "open"
+    #: Approvals given since the last edit (an edit drops every one).
+    approvals: tuple[Review, ...] = ()
+    rejection: Review | None = None
+    comments: tuple[Remark, ...] = ()
+    #: Apply at this time if approved by then (None: when someone applies it).
+    apply_at: datetime | None = None
+    #: 1, then +1 per edit.
+    revision: int = 1
+    #: Who applied, rejected or cancelled it.
+    closed_by: Author | None = None
+    #: Why a scheduled apply failed.
+    error: str = ""
+
+    @property
+    def archived(self) -> bool:
+        """Closed (applied, rejected, cancelled or failed): nothing more will happen to it."""
+        return self.status != "open"
+
+
+class RequestEvent(Event, frozen=True, kw_only=True):
+    change_request: ChangeRequest
+
+
+class RequestOpened(RequestEvent, frozen=True, kw_only=True, tag="request.opened"):
+    pass
+
+
+class RequestEdited(RequestEvent, frozen=True, kw_only=True, tag="request.edited"):
+    pass
+
+
+class RequestCommented(RequestEvent, frozen=True, kw_only=True, tag="request.commented"):
+    pass
+
+
+class RequestApproved(RequestEvent, frozen=True, kw_only=True, tag="request.approved"):
+    pass
+
+
+class RequestRejected(RequestEvent, frozen=True, kw_only=True, tag="request.rejected"):
+    pass
+
+
+class RequestCancelled(RequestEvent, frozen=True, kw_only=True, tag="request.cancelled"):
+    pass
+
+
+class RequestApplied(RequestEvent, frozen=True, kw_only=True, tag="request.applied"):
+    """Appended in the same atomic batch as the events that apply the request: both are stored, or neither."""
+
+
+class RequestFailed(RequestEvent, frozen=True, kw_only=True, tag="request.failed"):
+    pass
+
+
 AnyEvent = (
     FlagCreated
     | FlagUpdated
@@ -191,6 +314,14 @@ AnyEvent = (
     | ScheduleClaimed
     | ScheduleApplied
     | ScheduleFailed
+    | RequestOpened
+    | RequestEdited
+    | RequestCommented
+    | RequestApproved
+    | RequestRejected
+    | RequestCancelled
+    | RequestApplied
+    | RequestFailed
 )
 
 #: The wire tag of every event class, for docs and tests.
@@ -205,7 +336,7 @@ def tag_of(event: Event) -> str:
     return str(type(event).__struct_config__.tag)  # type: ignore[attr-defined]
 
 
-def entity_of(event: Event) -> tuple[str, str, Flag | Segment | Environment | Schedule]:
+def entity_of(event: Event) -> tuple[str, str, Flag | Segment | Environment | Schedule | ChangeRequest]:
     """(kind, key, state) of the entity an event is about."""
     if isinstance(event, FlagEvent):
         return "flag", event.flag.key, event.flag
@@ -215,4 +346,6 @@ def entity_of(event: Event) -> tuple[str, str, Flag | Segment | Environment | Sc
         return "environment", event.env.key, event.env
     if isinstance(event, ScheduleEvent):
         return "schedule", event.schedule.id, event.schedule
+    if isinstance(event, RequestEvent):
+        return "request", event.change_request.id, event.change_request
     raise TypeError(f"unknown event class {type(event).__name__}")

@@ -273,6 +273,20 @@ class Environment(Model, frozen=True, kw_only=True):
     #: Production-like: the UI asks for confirmation and a comment before a change.
     production: bool = False
     archived: bool = False
+    #: Changes need this many approvals before they take effect (0: none, a change applies at once). From 1 on,
+    #: every change to the environment becomes a change request (``docs/requests.md``).
+    approvals: int = 0
+    #: Who may approve: a role held on the environment (``writer``, ``admin``) or a group of people
+    #: (``group:<name>``, as single sign-on names them); empty: anyone who may write the environment.
+    approvers: tuple[str, ...] = ()
+    #: Whether a flag may be turned off at once, without approval, with a reason: the kill switch. The event is
+    #: marked as an unapproved emergency change. Turning off only: nothing else skips the approvals.
+    emergency_off: bool = False
+
+    @property
+    def gated(self) -> bool:
+        """Whether its changes need approvals (they become change requests)."""
+        return self.approvals > 0
 
 
 def to_builtins(value: Any) -> Any:

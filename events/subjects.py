@@ -15,6 +15,7 @@ class EntityKind(enum.StrEnum):
     SEGMENT = "segment"
     ENVIRONMENT = "environment"
     SCHEDULE = "schedule"
+    REQUEST = "request"
 
 
 class Address(NamedTuple):

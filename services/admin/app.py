@@ -45,6 +45,7 @@ from . import people as people_routes
 from .metrics import install as install_metrics
 from .openapi import build_openapi
 from .registry import all_endpoints, feature_modules
+from .requests import gate
 from .responses import ErrorBody, record
 from .routes import Handler, json_response
 
@@ -204,7 +205,8 @@ def create_app(
         finally:
             await nc.close()
 
-    endpoints = [*all_endpoints(), *auth.ENDPOINTS]
+    # Every write that changes an environment passes the change-request gate (202 where approvals are needed).
+    endpoints = [gate(e) for e in [*all_endpoints(), *auth.ENDPOINTS]]
     routes = [Route(e.path, _guarded(auth.protect(e)), methods=[e.method], name=e.operation_id) for e in endpoints]
     handlers = {HTTPException: _on_error}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]

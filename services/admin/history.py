@@ -77,7 +77,7 @@ from .routes import (
 
 MAX_LIMIT = 1000
 KINDS: dict[str, Kind] = {"flag": FLAG, "segment": SEGMENT}
-HISTORY_KINDS = ("flag", "segment", "environment", "schedule")
+HISTORY_KINDS = ("flag", "segment", "environment", "schedule", "request")
 
 # -- response and request bodies ---------------------------------------------------------------------------
 
@@ -104,6 +104,11 @@ class HistoryEntry(Struct, kw_only=True):
     environment: str = ""
     #: Shared by the events of one change to several entities (a flag in every environment, a promotion).
     change: str = ""
+    #: The change request that applied it (its id), where the environment's changes need approvals.
+    request: str = ""
+    #: An unapproved emergency change: a flag turned off at once where changes need approvals (the comment says
+    #: why).
+    emergency: bool = False
 
 
 class HistoryPage(Struct, kw_only=True):
@@ -381,9 +386,12 @@ def make_history(kind: str | None, *, every_environment: bool = False) -> Callab
 
 def _entry(entry: AuditEntry) -> HistoryEntry:
     record = entry.record
+    event = record.event()
     return HistoryEntry(
         environment=record.environment,
-        change=getattr(record.event(), "change", ""),
+        change=getattr(event, "change", ""),
+        request=event.request or "",
+        emergency=bool(event.emergency),
         seq=record.seq,
         type=record.type,
         kind=record.kind,
@@ -393,7 +401,7 @@ def _entry(entry: AuditEntry) -> HistoryEntry:
         comment=record.comment,
         revision=record.revision,
         previous=entry.previous,
-        author=record.event().author or None,
+        author=event.author or None,
         changes=entry.changes,
         lines=entry.lines,
     )

@@ -22,6 +22,8 @@ _PATH_HELP = {
 }
 
 _STATUS_TEXT = {
+    202: "Accepted as a change request: the environment's changes need approvals (the body is the request opened, "
+    "Location its address); nothing changed yet",
     304: "Not modified: the If-None-Match ETag is still current",
     400: "Malformed request (bad JSON, bad key in the URL, bad header or query parameter)",
     401: "Not signed in: an unknown or revoked key, a wrong login or password, or a sign-in answer refused",
@@ -63,7 +65,7 @@ def build_openapi(
 ) -> bytes:
     types: list[Any] = [ErrorBody]
     for e in endpoints:
-        for t in (e.request, e.response):
+        for t in (e.request, e.response, e.accepted):
             if t is not None and t not in types:
                 types.append(t)
     schemas, components = msgspec.json.schema_components(types, ref_template=_REF)
@@ -107,6 +109,8 @@ def build_openapi(
             # page a browser is sent to, that page).
             own = status == 503 and e.public and e.response is not None
             content = {JSON: {"schema": schema_of[e.response]}} if own else error
+            if status == 202 and e.accepted is not None:
+                content = {JSON: {"schema": schema_of[e.accepted]}}
             if e.error_media_type != JSON:
                 content = {e.error_media_type: {"schema": {"type": "string"}}}
             responses[str(status)] = {"description": _STATUS_TEXT[status]}

@@ -20,6 +20,7 @@ FEATURES: tuple[str, ...] = (
     "flags",
     "history",
     "schedules",
+    "requests",
     "ofrep",
     "ofrep_events",
     "clientside",

@@ -99,6 +99,11 @@ class Endpoint:
     content_types: tuple[str, ...] = (JSON,)
     #: The media type of its answers other than the success, if not JSON (a page a browser is sent to).
     error_media_type: str = JSON
+    #: The handler decides who may (change requests: their author, their approvers): the route itself asks only
+    #: that the caller may read the project (``auth.py``).
+    own_checks: bool = False
+    #: The body of its 202 answer, if it may give one (a write held as a change request).
+    accepted: type[Any] | None = None
 
 
 # -- request helpers ---------------------------------------------------------------------------------------

@@ -45,12 +45,24 @@ from .flags import delete as delete_flag_everywhere
 from .limits import MAX_DEPTH, MAX_ITEMS, MAX_TEXT, check_lengths, check_text
 from .merge_patch import MERGE_PATCH, apply_merge_patch, merge_patch
 from .service import AdminService, ListFilter, Outcome, WriteRequest
-from .store import CorruptEvent, EventStore, Stored, WrongLastSequence
+from .store import (
+    MAX_BATCH,
+    Append,
+    CorruptEvent,
+    EventStore,
+    Guard,
+    Stage,
+    Stored,
+    WrongLastSequence,
+    staging,
+    subject_matches,
+)
 
 __all__ = [
     "DEFINITION_FIELDS",
     "ENVIRONMENT",
     "FLAG",
+    "MAX_BATCH",
     "MAX_DEPTH",
     "MAX_ITEMS",
     "MAX_TEXT",
@@ -59,6 +71,7 @@ __all__ = [
     "ActionBody",
     "AdminError",
     "AdminService",
+    "Append",
     "Conflict",
     "CorruptEvent",
     "EnvironmentBody",
@@ -67,6 +80,7 @@ __all__ = [
     "FlagBody",
     "FlagPatch",
     "FlagReplace",
+    "Guard",
     "InvalidInput",
     "Kind",
     "ListFilter",
@@ -78,6 +92,7 @@ __all__ = [
     "SegmentBody",
     "SegmentPatch",
     "SegmentReplace",
+    "Stage",
     "Stored",
     "TooLarge",
     "Unavailable",
@@ -99,6 +114,8 @@ __all__ = [
     "patch_changes",
     "require_whole",
     "served_variations",
+    "staging",
+    "subject_matches",
     "whole",
     "without_comment",
 ]

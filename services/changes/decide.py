@@ -78,6 +78,31 @@ class Context:
     author: Author | None = None
 
 
+#: The most approvals an environment may ask for, and the most approver entries it may list.
+MAX_APPROVALS = 10
+MAX_APPROVERS = 20
+#: Roles an environment may name as its approvers (besides ``group:<name>``).
+APPROVER_ROLES = ("reader", "writer", "admin")
+
+
+def environment_problems(env: Environment) -> list[Problem]:
+    """What is wrong with an environment's settings (its approvals), for the API's 422."""
+    problems = []
+    if not 0 <= env.approvals <= MAX_APPROVALS:
+        problems.append(Problem("$.approvals", f"must be from 0 (no approvals) to {MAX_APPROVALS}"))
+    if len(env.approvers) > MAX_APPROVERS:
+        problems.append(Problem("$.approvers", f"at most {MAX_APPROVERS} entries"))
+    for i, entry in enumerate(env.approvers):
+        group = entry.removeprefix("group:")
+        if entry not in APPROVER_ROLES and not (entry.startswith("group:") and 0 < len(group) <= 200):
+            problems.append(
+                Problem(
+                    f"$.approvers[{i}]", f"{entry!r} is neither a role ({', '.join(APPROVER_ROLES)}) nor group:<name>"
+                )
+            )
+    return problems
+
+
 def state_of(kind: Kind, stored: Stored) -> Any:
     return getattr(stored.event, kind.attr)
 

@@ -221,6 +221,9 @@ class AdminService:
             return Outcome(await self.store.at(seq), created=True)
         if req.if_match not in (None, 0):
             raise Conflict(f"environment {env.key!r} does not exist: If-Match can only be 0", None)
+        problems = decide.environment_problems(env)
+        if problems:
+            raise InvalidInput(f"invalid env: {problems[0].message} at {problems[0].path}", problems)
         if await self.store.last(subj) is not None:
             raise Conflict(f"env {env.key!r} already exists", await self.store.last(subj))
         try:
@@ -552,7 +555,7 @@ class AdminService:
                 others = {s.event.segment.key: s.event.segment for s in found.values()}  # type: ignore[attr-defined]
             problems = validate_segment(segment, others)  # type: ignore[arg-type]
         else:
-            problems = []
+            problems = decide.environment_problems(entity_of(event)[2])  # type: ignore[arg-type]
         if problems:
             raise InvalidInput(f"invalid {kind.label}: {problems[0].message} at {problems[0].path}", problems)
 

@@ -7,6 +7,10 @@
   order and next to each other, or none is (a stale expected sequence on any one refuses the whole batch).
 * ``load_latest(js, filter)``: the latest event of every subject matching a filter, with one ephemeral
   ordered consumer delivering ``LAST_PER_SUBJECT``: O(entities), not O(history).
+
+Two hooks serve change requests (``services/requests``): ``guard``, called with every batch before it is
+appended (it may refuse it, or mark its events), and ``staging()``, a block in which appends are recorded instead
+of stored (a dry run of any write, seen by the block's own reads).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,6 +83,69 @@ class Appended:
     duplicate: bool
 
 
+#: Called with every batch about to be appended (outside ``staging``): returns the batch to append (its events
+#: possibly marked), or raises an ``AdminError`` to refuse it whole.
+Guard = Callable[[Sequence[Append]], Awaitable[Sequence[Append]]]
+
+
+@dataclass
+class Stage:
+    """The writes of a ``staging()`` block: recorded in order instead of appended, and seen by the block's reads.
+
+    A subject written in the block keeps reporting the version it had before (its ``base``), so ``If-Match`` and
+    expected sequences are compared with what is stored, and a second write to it expects the same version.
+    """
+
+    #: Subject -> its stream sequence before the block's first write to it (0: nothing there yet).
+    bases: dict[str, int] = field(default_factory=dict)
+    #: Every event written in the block, in order, with its subject.
+    writes: list[tuple[str, AnyEvent]] = field(default_factory=list)  # type: ignore[valid-type]
+    #: Subject -> the last event written to it in the block.
+    last: dict[str, AnyEvent] = field(default_factory=dict)  # type: ignore[valid-type]
+
+    def stored(self, subject: str) -> Stored | None:
+        if subject not in self.last:
+            return None
+        return Stored(self.bases[subject], self.last[subject])
+
+    def record(self, items: Sequence[Append], current: dict[str, int]) -> list[int]:
+        """Check each item's expected sequence against ``current`` (subject -> version now) and record them."""
+        for item in items:
+            if item.expected_seq != current[item.subject]:
+                raise WrongLastSequence(f"{item.subject} is at {current[item.subject]}, not {item.expected_seq}")
+        for item in items:
+            self.bases.setdefault(item.subject, current[item.subject])
+            self.writes.append((item.subject, item.event))
+            self.last[item.subject] = item.event
+        return [current[item.subject] for item in items]
+
+
+_STAGE: ContextVar[Stage | None] = ContextVar("flagstream_stage", default=None)
+
+
+@contextlib.contextmanager
+def staging() -> Iterator[Stage]:
+    """A block whose appends (through any ``EventStore``) are recorded in a ``Stage`` instead of stored: what a
+    write would do, without doing it. Reads in the block see the staged writes; nothing else does."""
+    stage = Stage()
+    token = _STAGE.set(stage)
+    try:
+        yield stage
+    finally:
+        _STAGE.reset(token)
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether a NATS subject matches a filter (``*``: one token, ``>``: the rest)."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
+
+
 def _decode(subject: str, seq: int, data: bytes | None) -> AnyEvent:  # type: ignore[valid-type]
     try:
         return decode_event(data or b"")
@@ -98,9 +166,17 @@ class EventStore:
         self.lookback = lookback
         self.timeout = timeout
         self.api_prefix = "$JS.API"
+        #: Checks every batch before it is appended (None: none); see ``Guard``.
+        self.guard: Guard | None = None
 
     async def last(self, subject: str) -> Stored | None:
         """The latest event on ``subject``, or None if nothing was ever written there."""
+        stage = _STAGE.get()
+        if stage is not None and (staged := stage.stored(subject)) is not None:
+            return staged
+        return await self._last(subject)
+
+    async def _last(self, subject: str) -> Stored | None:
         try:
             msg = await self.js.get_last_msg(self.stream, subject, direct=True)
         except NotFoundError:
@@ -119,6 +195,25 @@ class EventStore:
         Raises ``WrongLastSequence`` otherwise. With ``msg_id``, a repeat within the duplicate window is not
         stored again: the answer is the original's sequence with ``duplicate=True``.
         """
+        if _STAGE.get() is not None:
+            (seq,) = await self._stage([Append(subject, event, expected_seq, msg_id)])
+            return Appended(seq, False)
+        if self.guard is not None:
+            (item,) = await self.guard([Append(subject, event, expected_seq, msg_id)])
+            subject, event = item.subject, item.event
+        return await self._append(subject, event, expected_seq=expected_seq, msg_id=msg_id)
+
+    async def _stage(self, items: Sequence[Append]) -> list[int]:
+        stage = _STAGE.get()
+        assert stage is not None
+        current = {}
+        for item in items:
+            if item.subject not in current:
+                found = stage.stored(item.subject) or await self._last(item.subject)
+                current[item.subject] = found.seq if found is not None else 0
+        return stage.record(items, current)
+
+    async def _append(self, subject: str, event: AnyEvent, *, expected_seq: int, msg_id: str | None) -> Appended:  # type: ignore[valid-type]
         headers = {"Nats-Expected-Last-Subject-Sequence": str(expected_seq)}
         if msg_id:
             headers["Nats-Msg-Id"] = msg_id
@@ -130,13 +225,23 @@ class EventStore:
             raise
         return Appended(ack.seq, bool(ack.duplicate))
 
-    async def append_all(self, items: Sequence[Append]) -> list[int]:
+    async def append_all(
+        self, items: Sequence[Append], *, before_commit: Callable[[], Awaitable[None]] | None = None
+    ) -> list[int]:
         """Append every item or none, as one atomic batch (JetStream 2.12+, the stream's ``allow_atomic``); the
         stream sequences, in order. ``WrongLastSequence`` if any item's subject moved on; ``DuplicateBatch`` if
-        the batch carries message ids already stored. One item is a plain ``append``."""
-        if len(items) == 1:
+        the batch carries message ids already stored. One item is a plain ``append``.
+
+        Several items may go to one subject: the first carries the expected sequence, the next ones follow it.
+        ``before_commit`` is awaited once every message but the committing one is sent (a fault-injection point
+        for tests of a process killed in the middle of a batch)."""
+        if _STAGE.get() is not None:
+            return await self._stage(items)
+        if self.guard is not None:
+            items = await self.guard(items)
+        if len(items) == 1 and before_commit is None:
             (one,) = items
-            appended = await self.append(one.subject, one.event, expected_seq=one.expected_seq, msg_id=one.msg_id)
+            appended = await self._append(one.subject, one.event, expected_seq=one.expected_seq, msg_id=one.msg_id)
             if appended.duplicate:
                 raise DuplicateBatch(f"message id {one.msg_id} is already stored")
             return [appended.seq]
@@ -144,18 +249,21 @@ class EventStore:
             raise ValueError(f"an atomic batch holds 1 to {MAX_BATCH} events, not {len(items)}")
         batch = uuid.uuid4().hex
         reply = None
+        expected: set[str] = set()
         for n, item in enumerate(items, 1):
-            headers = {
-                "Nats-Batch-Id": batch,
-                "Nats-Batch-Sequence": str(n),
-                "Nats-Expected-Last-Subject-Sequence": str(item.expected_seq),
-            }
+            headers = {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(n)}
+            if item.subject not in expected:  # JetStream checks it against the stream before the batch
+                headers["Nats-Expected-Last-Subject-Sequence"] = str(item.expected_seq)
+                expected.add(item.subject)
             if item.msg_id:
                 headers["Nats-Msg-Id"] = item.msg_id
             data = encode_event(item.event)
             if n < len(items):
                 await self.nc.publish(item.subject, data, headers=headers)
             else:
+                if before_commit is not None:
+                    await self.nc.flush()
+                    await before_commit()
                 headers["Nats-Batch-Commit"] = "1"
                 reply = await self.nc.request(item.subject, data, headers=headers, timeout=self.timeout)
         assert reply is not None
@@ -175,8 +283,11 @@ class EventStore:
         """Stream sequence of the message stored on ``subject`` with ``msg_id`` in the last ``lookback`` seconds.
 
         Read-only: the subject's messages since then are walked with direct gets (``start_time`` then
-        ``next_by_subj``); one entity gets few writes in a couple of minutes.
+        ``next_by_subj``); one entity gets few writes in a couple of minutes. None while staging: a dry run
+        never answers with an earlier write.
         """
+        if _STAGE.get() is not None:
+            return None
         request: dict[str, Any] = {
             "start_time": (datetime.now(UTC) - timedelta(seconds=self.lookback)).isoformat(),
             "next_by_subj": subject,
@@ -195,7 +306,13 @@ class EventStore:
             request = {"seq": seq + 1, "next_by_subj": subject}
 
     async def latest(self, filter_subject: str) -> dict[str, Stored]:
-        return await load_latest(self.js, filter_subject, stream=self.stream)
+        found = await load_latest(self.js, filter_subject, stream=self.stream)
+        stage = _STAGE.get()
+        if stage is not None:
+            for subject in stage.last:
+                if subject_matches(filter_subject, subject):
+                    found[subject] = stage.stored(subject)  # type: ignore[assignment]
+        return found
 
     async def last_seq(self) -> int:
         """The stream's last sequence now (0: empty): how far a read model must have folded to be current."""

@@ -86,6 +86,32 @@ async def audit(
         old_state = entity_of(previous.event())[2] if previous else None
         new_state = entity_of(record.event())[2]
         changes = diff(old_state, new_state)
-        said = flag_change_lines(old_state, new_state) if record.kind == "flag" else [c.text for c in changes]
+        if record.kind == "flag":
+            said = flag_change_lines(old_state, new_state)  # type: ignore[arg-type]
+        elif record.kind == "request":
+            said = request_lines(record.type, old_state, new_state)
+        else:
+            said = [c.text for c in changes]
         out.append(AuditEntry(record, previous.seq if previous else 0, changes, said))
     return out
+
+
+def request_lines(tag: str, before: Any, after: Any) -> list[str]:
+    """A change request's step in words: opened with what it changes, edited, commented, approved..."""
+    changes = [f"changes {e.kind} {e.key} in {e.environment}" for e in after.effects]
+    step = tag.removeprefix("request.")
+    if step == "opened":
+        return [f"opened: {after.title}", *changes]
+    if step == "edited":
+        dropped = " (its approvals dropped)" if before is not None and before.approvals else ""
+        return [f"edited, revision {after.revision}{dropped}", *changes]
+    if step == "commented" and after.comments:
+        return [f"{after.comments[-1].by.name} commented: {after.comments[-1].text}"]
+    if step == "approved" and after.approvals:
+        return [f"approved by {after.approvals[-1].by.name}"]
+    if step == "rejected" and after.rejection is not None:
+        return [f"rejected by {after.rejection.by.name}"]
+    if step == "failed":
+        return [f"not applied: {after.error}"]
+    who = after.closed_by.name if after.closed_by is not None else "someone"
+    return [f"{step} by {who}"]

@@ -40,7 +40,7 @@ from ..runtime import WEBHOOKS_BUCKET
 #: KV bucket of the webhook records.
 BUCKET = WEBHOOKS_BUCKET
 #: What a webhook can ask for (the entity kinds of the event stream).
-KINDS = ("flag", "segment", "environment", "schedule")
+KINDS = ("flag", "segment", "environment", "schedule", "request")
 SIGNATURE_HEADER = "X-Flagstream-Signature"
 DELIVERY_HEADER = "X-Flagstream-Delivery"
 

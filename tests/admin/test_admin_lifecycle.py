@@ -178,6 +178,9 @@ async def test_environment_patch(admin: Admin) -> None:
         "description": "",
         "production": True,
         "archived": False,
+        "approvals": 0,
+        "approvers": [],
+        "emergency_off": False,
     }
     events = await admin.events("flagstream.default.production.environment.production")
     assert [(type(e).__struct_config__.tag, e.version, e.comment) for e in events] == [
