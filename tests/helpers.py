@@ -198,11 +198,13 @@ class AdminProcess:
     """``flagstream admin`` as a child process on a fixed port, killable and restartable. ``output`` collects what
     it prints (its log lines included), from the start on."""
 
-    def __init__(self, nats_url: str, *args: str) -> None:
+    def __init__(self, nats_url: str, *args: str, env: dict[str, str] | None = None) -> None:
         from flagstream.services.runtime.natsd import free_port
 
         self.nats_url = nats_url
         self.args = args
+        #: More environment variables for the process.
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -215,7 +217,7 @@ class AdminProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "FLAGSTREAM_OPERATOR_TOKEN": ADMIN_TOKEN},
+            env={**os.environ, "FLAGSTREAM_OPERATOR_TOKEN": ADMIN_TOKEN, **self.env},
         )  # fmt: skip
         read_url(self.proc, self.output.append)
         # Keep reading what it prints, so a chatty process never blocks on a full pipe.

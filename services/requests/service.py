@@ -323,6 +323,7 @@ class RequestService:
         except (Unavailable, ApprovalRequired):
             raise
         except AdminError as exc:
+            await self._closed_meanwhile(project, stored)
             raise Conflict(f"change request {rid} no longer applies: {exc.message}; its author can rebase it") from None
         now = rules.effects_of(stage.bases, stage.last)
         current = {(e.kind, e.environment, e.key): e.base for e in now}
@@ -333,6 +334,7 @@ class RequestService:
                 current[ident] = found.seq if found is not None else 0
         problems = rules.drift(request.effects, now, current)
         if problems:
+            await self._closed_meanwhile(project, stored)
             raise Conflict(
                 f"change request {rid} cannot be applied as it was reviewed: {'; '.join(problems)}. Its author "
                 "rebases it onto the current state, and it is approved again"
@@ -360,11 +362,7 @@ class RequestService:
         try:
             seqs = await self.store.append_all(batch, before_commit=before_commit)
         except WrongLastSequence:
-            latest = await self.find(project, rid)
-            state: ChangeRequest = latest.event.change_request  # type: ignore[attr-defined]
-            if state.status == "applied":
-                by = state.closed_by.name if state.closed_by else "someone"
-                raise Conflict(f"change request {rid} was already applied (by {by})", version=latest.seq) from None
+            await self._closed_meanwhile(project, stored)
             raise Conflict(
                 f"change request {rid} or what it changes moved while it was being applied; nothing was applied: "
                 "try again"
@@ -372,6 +370,14 @@ class RequestService:
         return Stored(seqs[-1], event), seqs[:-1]
 
     # -- helpers ------------------------------------------------------------------------------------------------
+
+    async def _closed_meanwhile(self, project: str, stored: Stored) -> None:
+        """Conflict saying so if the request was applied (or closed) by someone else while this one tried."""
+        latest = await self.find(project, stored.event.change_request.id)  # type: ignore[attr-defined]
+        state: ChangeRequest = latest.event.change_request  # type: ignore[attr-defined]
+        if latest.seq != stored.seq and state.status != "open":
+            by = state.closed_by.name if state.closed_by else "someone"
+            raise Conflict(f"change request {state.id} was already {state.status} (by {by})", version=latest.seq)
 
     async def _run(self, project: str, request: ChangeRequest, who: Person, execute: Executor) -> ChangeRequest:
         """The request with the effects of its calls run now (staged), and the environments that need approvals."""
