@@ -187,6 +187,8 @@ class Call(Struct, frozen=True, kw_only=True, omit_defaults=True):
     method: str
     path: str
     body: Any = None
+    #: The version the write expects (its ``If-Match``), if it named one.
+    if_match: int | None = None
 
 
 class Effect(Struct, frozen=True, kw_only=True, omit_defaults=True):

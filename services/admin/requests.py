@@ -131,6 +131,8 @@ def _ROUTES() -> list[tuple[re.Pattern[str], dict[str, Any], Endpoint]]:
 def _fake_request(app: Starlette, endpoint: Endpoint, params: dict[str, Any], call: Call, principal: Any) -> Request:
     data = b"" if call.body is None else msgspec.json.encode(call.body)
     headers = [(b"host", b"flagstream"), (b"content-length", str(len(data)).encode())]
+    if call.if_match is not None:
+        headers.append((b"if-match", f'"{call.if_match}"'.encode()))
     if data:
         media = b"application/merge-patch+json" if endpoint.method == "PATCH" else b"application/json"
         headers.append((b"content-type", media))
@@ -211,8 +213,10 @@ def _replayed(request: Request, body: bytes) -> Request:
 
 
 def _call_of(request: Request, body: bytes) -> Call:
+    from .routes import _if_match
+
     data = parse_json(body, allow_empty=True) if body.strip() else None
-    return Call(method=request.method, path=request.url.path, body=data)
+    return Call(method=request.method, path=request.url.path, body=data, if_match=_if_match(request))
 
 
 def gate(endpoint: Endpoint) -> Endpoint:
@@ -437,7 +441,7 @@ def _calls(changes: list[Call]) -> list[Call]:
                 [Problem(f"$.changes[{i}].path", f"starts with {API}/")],
             )
         match(call)
-        out.append(Call(method=call.method.upper(), path=call.path, body=call.body))
+        out.append(Call(method=call.method.upper(), path=call.path, body=call.body, if_match=call.if_match))
     return out
 
 

@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("flagstream.services.cli.history", "evaluate a context now, or as of a time or sequence"),
     "revert": ("flagstream.services.cli.history", "restore a flag or an environment to an earlier state"),
     "schedule": ("flagstream.services.cli.history", "list, create and cancel scheduled changes"),
+    "requests": (
+        "flagstream.services.cli.requests",
+        "change requests: list, show, approve, reject and apply changes held for approval",
+    ),
     "rebuild": ("flagstream.services.projector.main", "rebuild the projector's read model (projector --rebuild)"),
     "import": ("flagstream.services.cli.imports", "import flags and segments from Unleash or flagd via the admin API"),
 }

@@ -29,6 +29,29 @@ class ApiError(Exception):
         self.status = status
 
 
+class Held(Exception):
+    """The change was not made yet: its environment asks for approvals, and the API opened (or added it to) a
+    change request (HTTP 202). ``request`` is the request's record."""
+
+    def __init__(self, request: dict[str, Any]) -> None:
+        super().__init__(request.get("id", ""))
+        self.request = request
+
+    def describe(self) -> str:
+        return held_text(self.request)
+
+
+def held_text(request: dict[str, Any]) -> str:
+    """What a person reads when a change is held as a change request."""
+    missing = request.get("missing") or {}
+    needs = ", ".join(f"{n} approval{'s' if n != 1 else ''} in {env}" for env, n in sorted(missing.items()))
+    changes = len(request.get("changes") or [])
+    return (
+        f"held for approval: change request {request['id']} ({changes} change{'s' if changes != 1 else ''}"
+        f"{', needs ' + needs if needs else ''}); see flagstream requests show {request['id']}"
+    )
+
+
 class ApiClient:
     def __init__(
         self,
@@ -45,6 +68,10 @@ class ApiClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
+        #: With ``gather`` set, the first write held as a change request makes every later write of this client
+        #: join that request (``Flagstream-Request``): one request for a whole ``apply`` or ``import``.
+        self.gather = False
+        self.held: dict[str, Any] | None = None
 
     def close(self) -> None:
         self._http.close()
@@ -104,6 +131,8 @@ class ApiClient:
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """One API call: the JSON object answered, or ``ApiError`` with the API's message (and a hint on 401)."""
+        if self.held is not None and method != "GET":
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "Flagstream-Request": self.held["id"]}
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -112,6 +141,10 @@ class ApiClient:
             body = response.json()
         except ValueError:
             body = None
+        if response.status_code == 202 and isinstance(body, dict) and "changes" in body:
+            if self.gather:
+                self.held = body
+            raise Held(body)
         if response.is_error:
             line = _error_line(response, body)
             if response.status_code == 401:
@@ -187,6 +220,9 @@ def dispatch(args: argparse.Namespace, command: str, actions: Mapping[str, Actio
     try:
         with client_from(args) as client:
             return actions[args.action](client, args) or 0
+    except Held as held:  # the change waits for approval: said, and not a failure
+        output(args, held.request, held.describe())
+        return 0
     except ApiError as exc:
         print(f"flagstream {command} {args.action}: {exc.message}", file=sys.stderr)
         return 1

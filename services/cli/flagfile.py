@@ -22,7 +22,7 @@ import msgspec
 from ...events import Flag, Segment
 from .. import flagfile
 from ..flagfile import Action, Change, Current, FlagFile, FlagFileError, Plan, describe
-from .api import ApiClient, ApiError, _segment, add_client_arguments, client_from
+from .api import ApiClient, ApiError, Held, _segment, add_client_arguments, client_from, held_text
 
 PLURAL = {"flag": "flags", "segment": "segments"}
 #: How the admin API words a 409 caused by another write (not, e.g., archiving a flag still in use).
@@ -113,9 +113,13 @@ class FlagsApi:
         return FlagFile(flags, segments, project=self.client.project, environment=self.env)  # type: ignore[arg-type]
 
     def write(self, kind: str, method: str, path: str, version: int, body: dict[str, Any]) -> int:
-        """One write with If-Match ``version``; returns the new version."""
+        """One write with If-Match ``version``; returns the new version (the same one if the write is held as a
+        change request: the next write of the entity joins the request, based on the same version)."""
         url = self._collection(kind) + path
-        answer = self.client.request(method, url, json=body, headers={"If-Match": f'"{version}"'})
+        try:
+            answer = self.client.request(method, url, json=body, headers={"If-Match": f'"{version}"'})
+        except Held:
+            return version
         return int(answer["version"])
 
 
@@ -128,9 +132,16 @@ class Outcome:
     def ok(self) -> bool:
         return not self.failed
 
+    #: The change request the changes were gathered in (the environment asks for approvals), if any.
+    held: dict[str, Any] | None = None
+
     def summary(self) -> str:
         lines = [*self.applied, *self.failed]
-        lines.append(f"Applied {len(self.applied)} change(s), {len(self.failed)} failed.")
+        if self.held is not None:
+            lines.append(f"Held {len(self.applied)} change(s) for approval, {len(self.failed)} failed.")
+            lines.append(held_text(self.held))
+        else:
+            lines.append(f"Applied {len(self.applied)} change(s), {len(self.failed)} failed.")
         return "\n".join(lines)
 
 
@@ -153,6 +164,7 @@ def apply_change(api: FlagsApi, change: Change, comment: str) -> int:
 def execute(api: FlagsApi, result: Plan, comment: str) -> Outcome:
     """Apply every change of the plan in order; one that fails is reported and the next ones still go."""
     outcome = Outcome()
+    api.client.gather = True  # in an environment asking for approvals: one change request for the whole plan
     for change in result.changes:
         try:
             version = apply_change(api, change, comment)
@@ -161,5 +173,9 @@ def execute(api: FlagsApi, result: Plan, comment: str) -> Outcome:
             why = "changed since the plan was made; run plan again" if raced else "refused"
             outcome.failed.append(f"FAILED {describe(change)}: {why}: {exc.message}")
             continue
-        outcome.applied.append(f"ok     {describe(change)} -> version {version}")
+        if api.client.held is not None:
+            outcome.applied.append(f"held   {describe(change)}")
+        else:
+            outcome.applied.append(f"ok     {describe(change)} -> version {version}")
+    outcome.held = api.client.held
     return outcome

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from ...context import problem
-from .api import ApiClient, ApiError, add_client_arguments, client_from, output, table
+from .api import ApiClient, ApiError, Held, add_client_arguments, client_from, output, table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
                 _revert(client, env, args)
             else:
                 _schedule(client, env, args)
+    except Held as held:  # the environment asks for approvals: the change waits in a change request
+        output(args, held.request, held.describe())
+        return 0
     except ApiError as exc:
         print(f"flagstream {args.command}: {exc.message}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ from typing import Any
 from ...events import Flag, Segment
 from ...events.model import to_builtins
 from ..importers import ImportFileError, ImportResult, render
-from .api import ApiClient, ApiError, _segment, add_client_arguments, client_from
+from .api import ApiClient, ApiError, Held, _segment, add_client_arguments, client_from, held_text
 
 SOURCES = ("unleash", "flagd", "launchdarkly")
 
@@ -72,10 +72,13 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     try:
         with client_from(args) as client:
+            client.gather = True  # in an environment asking for approvals: one change request for the import
             writer = _Writer(client, args.env, args.comment or f"imported from {args.source}: {args.file}")
             for entity in [*result.segments, *result.flags]:
                 try:
                     line = writer.write(entity)
+                except Held as held:
+                    line = f"held {_label(entity)} {entity.key} for approval in change request {held.request['id']}"
                 except ApiError as e:
                     if e.status is None:  # cannot reach the API at all: stop here
                         raise
@@ -89,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         print(json.dumps(result.to_json() | {"written": written}, indent=2))
+    elif client.held is not None:
+        print(held_text(client.held))
     return 1 if failed else 0
 
 

@@ -244,10 +244,12 @@ class RequestService:
             fields["title"] = _text(fields["title"].strip() or request.title, "$.title", rules.MAX_TITLE)
         if "description" in fields:
             fields["description"] = _text(fields["description"], "$.description", rules.MAX_DESCRIPTION)
+        if rerun and calls is None:  # a rebase: the author takes the current versions as the new bases
+            calls = [msgspec.structs.replace(call, if_match=None) for call in request.calls]
         edited = rules.edit(request, who, **fields, **({"calls": tuple(calls)} if calls is not None else {}))
-        if calls is not None or rerun:
+        if calls is not None:
             edited = await self._run(project, edited, who, execute)
-        comment = "rebased onto the current state" if rerun and calls is None else ""
+        comment = "rebased onto the current state" if rerun else ""
         return await self._next(project, stored, RequestEdited, edited, who.author, comment)
 
     async def comment(self, project: str, rid: str, who: Person, text: str) -> Stored:
