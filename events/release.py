@@ -35,7 +35,7 @@ class PlanStep(Struct, frozen=True, kw_only=True):
     hold: float | None = None
 
 
-class Guardrail(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Guardrail(Struct, frozen=True, kw_only=True):
     """The worst change a plan accepts in one metric.
 
     A tracked metric (``metric``, what the application's ``client.track`` calls report) compares the users served
@@ -61,7 +61,7 @@ class Guardrail(Struct, frozen=True, kw_only=True, omit_defaults=True):
         return self.metric or self.promql
 
 
-class Evidence(Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Evidence(Struct, frozen=True, kw_only=True):
     """Why the guardian rolled a plan back: what it measured when it decided."""
 
     #: ``guardrail`` (a metric moved past what it accepts), ``sample_ratio`` (the rollout's split is not what

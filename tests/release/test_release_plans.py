@@ -4,6 +4,7 @@ it grows, the timeline."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -96,18 +97,16 @@ async def test_steps_are_written_once_each_and_users_stay_in_the_rollout(api: Wi
     finally:
         await client.close()
     # Each step's set holds the one before: nobody who had the new checkout loses it as the rollout grows.
-    for before, after in zip(seen, seen[1:], strict=False):
+    for before, after in itertools.pairwise(seen):
         assert before <= after
     assert len(seen[-1]) == len(users)
     assert 0.05 < len(seen[0]) / len(users) < 0.15  # about 10% at the first step
     # Exactly one flag event per step, through the write path: by the plan, with the step in the comment.
     events = [e for e in await flag_events(nats_url, "checkout") if e.actor.startswith("release plan")]
-    assert [e.comment.split(": ", 1)[0].rsplit(", ", 1)[1] for e in events] == [
-        f"step {i} of 4" for i in range(1, 5)
-    ]
+    assert [e.comment.split(": ", 1)[0].rsplit(", ", 1)[1] for e in events] == [f"step {i} of 4" for i in range(1, 5)]
     timeline = await ok(http, "GET", f"{ENV}/plans/{created['id']}/timeline")
     types = [e["type"] for e in timeline["entries"]]
-    assert types[0] == "plan.created" and types[-1] == "plan.completed"
+    assert (types[0], types[-1]) == ("plan.created", "plan.completed")
     assert types.count("plan.advanced") == 4
     assert timeline["entries"][0]["comment"] == "new checkout"
 
