@@ -110,6 +110,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
             connection=lambda: self._source.connection,
             interval=track_interval,
             instance_id=self._telemetry.instance_id if self._telemetry is not None else None,
+            jetstream_domain=jetstream_domain,
         )
 
     def _setup(self, project: str, environment: str) -> None:

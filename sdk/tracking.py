@@ -88,6 +88,7 @@ class Tracker:
         max_contexts: int = 100_000,
         max_rows: int = 200_000,
         instance_id: str | None = None,
+        jetstream_domain: str | None = None,
     ) -> None:
         self.project = project
         self.environment = environment
@@ -97,6 +98,7 @@ class Tracker:
         self.max_rows = max_rows
         self.instance_id = instance_id or uuid.uuid4().hex
         self._connection = connection
+        self._domain = jetstream_domain
         self._subject = metrics_subject(project, environment)
         self._queue: collections.deque[tuple[int, str, str | None, Any]] = collections.deque()
         #: Whether the client's evaluations are observed (from the first ``track`` on).
@@ -271,7 +273,7 @@ class Tracker:
         if nc is None or not nc.is_connected:
             self.failures += 1
             return False
-        js = nc.jetstream()
+        js = nc.jetstream(domain=self._domain)
         while self._outbox:
             msg_id, payload, rows = self._outbox[0]
             try:

@@ -59,11 +59,15 @@ from ..release import (
     read_plan,
     read_watch,
     read_window,
+    request_stop,
     running,
     stop,
 )
 from .history import parse_time, where
 from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, resolve_author, service_of
+
+#: Seconds an abort's answer waits for the plan's holder to write the flag back.
+ABORT_WAIT = 5.0
 
 
 @contextlib.asynccontextmanager
@@ -376,18 +380,33 @@ async def advance_plan(request: Request) -> Response:
 
 
 async def abort_plan(request: Request) -> Response:
-    """Stop the plan and write the rule's serve from before it back (the actor is the caller)."""
-    _, _, stored, plan, body = await _transition(request, ("running", "paused"), "aborted")
-    service = service_of(request)
+    """Stop the plan: its holder writes the rule's serve from before it back (the actor is the caller) and ends
+    it. The answer waits a few seconds for that (status ``aborted``); a holder that is away finishes it later
+    (status ``aborting`` meanwhile)."""
+    project, environment, stored, plan, body = await _transition(request, ("running", "paused"), "aborted")
     comment = body.comment or f"release plan {plan.id} aborted"
+    author = resolve_author(request) or None
     try:
-        done = await stop(service, stored, "aborting", resolve_actor(request), comment,
-                          author=resolve_author(request) or None)  # fmt: skip
+        stopping = await request_stop(service_of(request), stored, "aborting", resolve_actor(request), comment,
+                                      author=author)  # fmt: skip
     except WrongLastSequence:
         raise Conflict(f"release plan {plan.id} moved meanwhile (a step, the guardian): read it again") from None
-    except Conflict:  # the flag's write back met another write: the runner finishes it on its next pass
-        _, _, done = await _plan(request)
-    return json_response(_record(done))
+    runner = _runner(request)
+    if runner is not None:
+        runner.wake.set()
+    store = service_of(request).store
+    subject = plan_subject(project, environment, plan.id)
+    latest = stopping
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ABORT_WAIT
+    while loop.time() < deadline:
+        found = await store.last(subject)
+        if found is not None:
+            latest = found
+            if found.event.plan.status != "aborting":  # type: ignore[attr-defined]
+                break
+        await asyncio.sleep(0.05)
+    return json_response(_record(latest))
 
 
 async def list_metrics(request: Request) -> Response:

@@ -22,7 +22,7 @@ from .plans import (
 )
 from .prometheus import Prometheus, QueryRejected, Unreachable
 from .results import ExperimentResults, MetricResult, VariationResult, experiment_results
-from .runner import GUARDIAN, LEASE, POLL, PlanRunner, finish, plan_event, read_watch, running, stop
+from .runner import GUARDIAN, LEASE, POLL, PlanRunner, finish, plan_event, read_watch, request_stop, running, stop
 from .stats import confidence_sequence, judge, srm_log_bayes_factor, srm_mismatch
 from .views import ArmView, GuardrailView, Point, Watch
 from .window import FlagWindow
@@ -63,6 +63,7 @@ __all__ = [
     "read_plan",
     "read_watch",
     "read_window",
+    "request_stop",
     "running",
     "srm_log_bayes_factor",
     "srm_mismatch",

@@ -195,6 +195,12 @@ def read_plan(body: PlanBody, flag: Flag, active: Sequence[Plan], plan_id: str |
         ids = ", ".join(r.id for r in flag.rules) or "none"
         raise _bad("$.rule", f"flag {flag.key!r} has no rule {rule!r} (its rules: {ids})") from None
     where = f"rule {rule!r}" if rule else "the default rule"
+    if getattr(before, "default", False):
+        raise _bad(
+            "$.rule" if rule else "$.flag",
+            f"{where} of flag {flag.key!r} serves the application's default value, not a variation: a plan starts "
+            "from one variation",
+        )
     if before.variation is None:
         raise _bad(
             "$.rule" if rule else "$.flag",

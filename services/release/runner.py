@@ -55,7 +55,7 @@ from ...events.release import ACTIVE, Evidence, Plan
 from ..changes import FLAG, AdminError, AdminService, Conflict, Stored, WriteRequest, WrongLastSequence
 from ..runtime import RELEASE_BUCKET, ensure_bucket, first_done
 from .feed import MetricNames, WindowFollower
-from .plans import changes_for, checks, is_last, next_due, plan_subject, plans_filter, step_changes
+from .plans import changes_for, checks, is_last, next_due, plan_subject, plans_filter, serve_of, step_changes
 from .prometheus import Prometheus, QueryRejected, Unreachable, breached
 from .stats import srm_log_bayes_factor
 from .views import GuardrailView, Watch, alpha_of, extend_series, judge_tracked
@@ -174,6 +174,26 @@ def watch_key(project: str, environment: str, plan_id: str) -> str:
 # -- ending a plan (shared with the admin API's abort) -------------------------------------------------------------
 
 
+async def request_stop(
+    service: AdminService,
+    stored: Stored,
+    status: str,
+    actor: str,
+    comment: str,
+    evidence: Evidence | None = None,
+    author: Any = None,
+) -> Stored:
+    """Append ``plan.stopping`` (``rolling_back`` or ``aborting``) expecting the plan's sequence: the plan's holder
+    writes the flag back and ends it (``finish``). Raises ``WrongLastSequence`` if the plan moved meanwhile."""
+    event: PlanEvent = stored.event  # type: ignore[assignment]
+    plan = msgspec.structs.replace(event.plan, status=status, evidence=evidence, advance=False)
+    extra = {"author": author} if author is not None else {}
+    new = plan_event(PlanStopping, event, plan, actor, comment, **extra)
+    subj = plan_subject(event.project, event.environment, plan.id)
+    appended = await service.store.append(subj, new, expected_seq=stored.seq, msg_id=None)
+    return Stored(appended.seq, new)
+
+
 async def stop(
     service: AdminService,
     stored: Stored,
@@ -183,16 +203,21 @@ async def stop(
     evidence: Evidence | None = None,
     author: Any = None,
 ) -> Stored:
-    """Append ``plan.stopping`` (``rolling_back`` or ``aborting``) expecting the plan's sequence; then
-    ``finish`` it. Raises ``WrongLastSequence`` if the plan moved meanwhile."""
-    event: PlanEvent = stored.event  # type: ignore[assignment]
-    plan = msgspec.structs.replace(event.plan, status=status, evidence=evidence, advance=False)
-    extra = {"author": author} if author is not None else {}
-    new = plan_event(PlanStopping, event, plan, actor, comment, **extra)
-    subj = plan_subject(event.project, event.environment, plan.id)
-    appended = await service.store.append(subj, new, expected_seq=stored.seq, msg_id=None)
-    stopping = Stored(appended.seq, new)
-    return await finish(service, stopping)
+    """``request_stop``, then ``finish`` at once (the holder itself: nothing of the plan is in flight)."""
+    return await finish(service, await request_stop(service, stored, status, actor, comment, evidence, author))
+
+
+async def write_back(service: AdminService, project: str, environment: str, plan: Plan, req: WriteRequest) -> int:
+    """Write the flag back as a stopped plan leaves it: off (a rollback with ``rollback="off"``), else the rule
+    serving what it served before the plan. Returns the flag's version after it (nothing written if already so)."""
+    if plan.status in ("rolling_back", "rolled_back") and plan.rollback == "off":
+        return (await service.toggle(project, environment, plan.flag, False, req)).stored.seq
+    current = await service.get(FLAG, project, environment, plan.flag)
+    flag = current.event.flag  # type: ignore[attr-defined]
+    if plan.before is None or serve_of(flag, plan.rule) == plan.before:
+        return current.seq
+    changes = changes_for(flag, plan.rule, plan.before)
+    return (await service.patch(FLAG, project, environment, plan.flag, changes, req)).stored.seq
 
 
 async def finish(service: AdminService, stored: Stored) -> Stored:
@@ -209,14 +234,7 @@ async def finish(service: AdminService, stored: Stored) -> Stored:
     result_seq = 0
     error = ""
     try:
-        if rolling_back and plan.rollback == "off":
-            outcome = await service.toggle(project, environment, plan.flag, False, req)
-            result_seq = outcome.stored.seq
-        elif plan.step >= 0 and plan.before is not None:
-            current = await service.get(FLAG, project, environment, plan.flag)
-            changes = changes_for(current.event.flag, plan.rule, plan.before)  # type: ignore[attr-defined]
-            outcome = await service.patch(FLAG, project, environment, plan.flag, changes, req)
-            result_seq = outcome.stored.seq
+        result_seq = await write_back(service, project, environment, plan, req)
     except Conflict:
         raise  # a person's write in between: try again
     except (AdminError, KeyError) as exc:
@@ -426,7 +444,19 @@ class PlanRunner:
         try:
             appended = await self.store.append(subj, advanced, expected_seq=stored.seq, msg_id=None)
         except WrongLastSequence:
-            return  # another holder recorded it (or the plan moved): its next pass sees the write
+            # Another holder recorded it, or the plan moved. If it was stopped (an abort, a rollback) after this
+            # step was read but before its write landed, the write back may have found nothing to undo yet: undo
+            # the step now, so the flag never keeps a step of a stopped plan.
+            latest = await self.store.last(subj)
+            stopped = latest.event.plan if latest is not None else None  # type: ignore[attr-defined]
+            if stopped is not None and stopped.status in ("rolling_back", "aborting", "rolled_back", "aborted"):
+                undo = WriteRequest(
+                    actor=f"release plan {plan.id}", idempotency_key=f"plan:{plan.id}:undo:{index}",
+                    comment=f"release plan {plan.id}: step {index + 1} undone, the plan was stopped meanwhile",
+                )  # fmt: skip
+                with contextlib.suppress(AdminError, KeyError):
+                    await write_back(self.service, project, environment, stopped, undo)
+            return
         self.steps_written.append(f"{plan.id}:{index}")
         log.info("release: %s", describe_step(plan, index))
         if moved.steps[index].weight >= WEIGHT_TOTAL:  # everyone has it: nothing left to compare, the plan is done
