@@ -56,6 +56,7 @@ const optional = [
   { module: "./history.js", needs: "flagHistory", label: "History", path: "history" },
   { module: "./playground.js", needs: "evaluate", label: "Playground", path: "playground" },
   { module: "./fleet.js", needs: "getFleet", label: "Fleet", path: "fleet" },
+  { module: "./release.js", needs: "listPlans", label: "Releases", path: "releases" },
   { module: "./webhooks.js", needs: "listWebhooks", label: "Webhooks", path: "webhooks", admin: true },
   { module: "./clientkeys.js", needs: "listClientKeys", label: "Client-side keys", path: "client-keys", admin: true },
   { module: "./people.js", needs: "listUsers", label: "People", path: "people", admin: true },
