@@ -155,6 +155,10 @@ class Leases:
         self._mine[key] = (revision, now)
         return True
 
+    async def release_all(self) -> None:
+        for key in list(self._mine):
+            await self.release(key)
+
     async def release(self, key: str) -> None:
         mine = self._mine.pop(key, None)
         self._seen.pop(key, None)
@@ -312,10 +316,13 @@ class PlanRunner:
         await self.names.start(self.nc)
 
     async def close(self) -> None:
+        """Stop following, and give the leases up: another replica takes the plans over at its next pass."""
         await self.names.stop()
         for held in list(self._held.values()):
             await held.follower.stop()
         self._held.clear()
+        if self.leases is not None:
+            await self.leases.release_all()
 
     async def run(self, stop_event: asyncio.Event) -> None:
         while not stop_event.is_set():

@@ -77,9 +77,7 @@ async def test_plan_watch_pause_resume_abort_and_a_rollback_explained(ui: UI, na
     await expect(page.get_by_role("heading", name="Experiment results: checkout")).to_be_visible()
     chart = page.get_by_role("img", name="errors (events per user): difference to off per variation, with intervals")
     await expect(chart).to_be_visible()
-    await expect(page.get_by_role("table", name="errors (count) per variation")).to_contain_text(
-        "off (control)"
-    )
+    await expect(page.get_by_role("table", name="errors (count) per variation")).to_contain_text("off (control)")
     await ui.shot("release-results", full_page=True)
     await page.get_by_role("link", name="Releases").click()
     await expect(page.get_by_role("table", name="Release plans")).to_contain_text("rolled back")
