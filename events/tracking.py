@@ -9,7 +9,8 @@ admin replica that takes over a release plan reads the plan's data again from th
 
 Per batch and per context (the randomization unit: the evaluation context's key):
 
-* ``Exposed``: the context was served ``variation`` of ``flag`` by a percentage rollout, ``count`` times.
+* ``Exposed``: the context was served ``variation`` of ``flag`` by a percentage rollout, ``count`` times, from the
+  ruleset at stream sequence ``seq``.
 * ``Tracked``: ``count`` calls of ``track(metric, context, value)``, with the sum of their values, attributed to
   what the flags in a percentage rollout last served that context in this client (``served``).
 * ``Unexposed``: tracked calls of a context that no flag in a rollout had served in this client: not attributed,
@@ -42,6 +43,9 @@ class Exposed(Struct, frozen=True, array_like=True):
     #: ``kind:key`` pairs joined with ``:`` for a multi-kind context.
     context: str
     count: int
+    #: The stream sequence of the ruleset those evaluations used (the highest): the admin side counts an exposure
+    #: in a release step only from the step's own write on. 0 from an SDK that did not say.
+    seq: int = 0
 
 
 class Tracked(Struct, frozen=True, array_like=True):
@@ -54,6 +58,8 @@ class Tracked(Struct, frozen=True, array_like=True):
     valued: int = 0
     #: ``(flag, variation)`` pairs: what each flag in a rollout last served this context, sorted by flag.
     served: tuple[tuple[str, str], ...] = ()
+    #: For each pair, the stream sequence of the ruleset of that exposure (empty from an SDK that did not say).
+    seqs: tuple[int, ...] = ()
 
 
 class Unexposed(Struct, frozen=True, array_like=True):

@@ -104,11 +104,12 @@ class Tracker:
         #: Whether the client's evaluations are observed (from the first ``track`` on).
         self.observing = False
         self._observe_lock = threading.Lock()
-        #: context -> ((flag, variation), ...) sorted by flag: what rollouts last served it here.
-        self._served: dict[str, tuple[tuple[str, str], ...]] = {}
-        # The rows of the next batch.
-        self._exposed: dict[tuple[str, str, str], int] = {}
-        self._tracked: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[float]] = {}
+        #: context -> ((flag, variation, seq), ...) sorted by flag: what rollouts last served it here, and the stream
+        #: sequence of the ruleset that evaluation used.
+        self._served: dict[str, tuple[tuple[str, str, int], ...]] = {}
+        # The rows of the next batch: exposures [count, highest seq]; tracked [count, total, valued].
+        self._exposed: dict[tuple[str, str, str], list[int]] = {}
+        self._tracked: dict[tuple[str, str, tuple[tuple[str, str, int], ...]], list[float]] = {}
         self._unexposed: dict[str, int] = {}
         self._since = datetime.now(UTC)
         #: Messages made and not yet acknowledged, oldest first: (message id, payload, rows).
@@ -147,7 +148,7 @@ class Tracker:
         if detail.reason.in_rollout and detail.variation is not None:
             queue = self._queue
             if len(queue) < self.max_queue:
-                queue.append((_EXPOSED, key, identity(context), detail.variation))
+                queue.append((_EXPOSED, key, identity(context), (detail.variation, detail.seq)))
             else:
                 self.dropped += 1
 
@@ -174,19 +175,29 @@ class Tracker:
             else:
                 self._track(served, name, context, extra)
 
-    def _expose(self, served: dict[str, tuple[tuple[str, str], ...]], flag: str, context: str, variation: str) -> None:
+    def _expose(self, served: dict[str, tuple[tuple[str, str, int], ...]], flag: str, context: str,
+                served_now: tuple[str, int]) -> None:  # fmt: skip
+        variation, seq = served_now
         key = (flag, variation, context)
-        self._exposed[key] = self._exposed.get(key, 0) + 1
-        pairs = served.pop(context, None)  # re-inserted last: the least recently exposed are forgotten first
-        if pairs is None:
+        row = self._exposed.get(key)
+        if row is None:
+            self._exposed[key] = [1, seq]
+        else:
+            row[0] += 1
+            row[1] = max(row[1], seq)
+        triples = served.pop(context, None)  # re-inserted last: the least recently exposed are forgotten first
+        if triples is None:
             if len(served) >= self.max_contexts:
                 del served[next(iter(served))]
-            pairs = ((flag, variation),)
-        elif (flag, variation) not in pairs:
-            pairs = tuple(sorted({**dict(pairs), flag: variation}.items()))
-        served[context] = pairs
+            triples = ((flag, variation, seq),)
+        elif (flag, variation, seq) not in triples:
+            triples = tuple(sorted({**{f: (v, q) for f, v, q in triples}, flag: (variation, seq)}.items()))
+            triples = tuple((f, v, q) for f, (v, q) in triples)
+        served[context] = triples
 
-    def _track(self, served: dict[str, tuple[tuple[str, str], ...]], metric: Any, context: str, value: Any) -> None:
+    def _track(
+        self, served: dict[str, tuple[tuple[str, str, int], ...]], metric: Any, context: str, value: Any
+    ) -> None:
         if type(metric) is not str or len(metric) > METRIC_MAX or not _METRIC.match(metric):
             self._refuse(f"metric name {metric!r:.120} (letters, digits, -, _, . and at most {METRIC_MAX})")
             return
@@ -195,15 +206,15 @@ class Tracker:
         ):
             self._refuse(f"value {value!r:.60} of metric {metric!r} (a finite number, or None)")
             return
-        pairs = served.get(context)
-        if not pairs:
+        triples = served.get(context)
+        if not triples:
             self.unexposed += 1
             self._unexposed[metric] = self._unexposed.get(metric, 0) + 1
             return
         self.tracked += 1
-        row = self._tracked.get((metric, context, pairs))
+        row = self._tracked.get((metric, context, triples))
         if row is None:
-            row = self._tracked[(metric, context, pairs)] = [0, 0.0, 0]
+            row = self._tracked[(metric, context, triples)] = [0, 0.0, 0]
         row[0] += 1
         if value is not None:
             row[1] += value
@@ -227,9 +238,10 @@ class Tracker:
             environment=self.environment,
             since=self._since,
             until=until,
-            exposed=tuple(Exposed(f, v, c, n) for (f, v, c), n in self._exposed.items()),
+            exposed=tuple(Exposed(f, v, c, n, seq) for (f, v, c), (n, seq) in self._exposed.items()),
             tracked=tuple(
-                Tracked(m, c, int(r[0]), r[1], int(r[2]), pairs) for (m, c, pairs), r in self._tracked.items()
+                Tracked(m, c, int(r[0]), r[1], int(r[2]), tuple((f, v) for f, v, _ in t), tuple(q for _, _, q in t))
+                for (m, c, t), r in self._tracked.items()
             ),
             unexposed=tuple(Unexposed(m, n) for m, n in self._unexposed.items()),
             dropped=dropped,

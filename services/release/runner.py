@@ -493,7 +493,7 @@ class PlanRunner:
         if held is None or held.step != plan.step:
             await self._drop(plan.id)
             since = plan.step_at or datetime.now(UTC)
-            window = FlagWindow(flag=plan.flag, since=since)
+            window = FlagWindow(flag=plan.flag, since=since, since_seq=plan.step_seq)
             follower = WindowFollower(window)
             await follower.start(self.js, project, environment, since)
             held = Held(step=plan.step, window=window, follower=follower,

@@ -6,7 +6,9 @@ last; what it tracked under that variation is its data. A context that moves to 
 starts afresh there: what it did under the old one is left out, never counted on the wrong side.
 
 What cannot be attributed to the flag is counted, not used: ``unexposed`` (tracked by contexts no rollout had served
-in their SDK) and ``elsewhere`` (tracked by contexts that only other flags' rollouts had served).
+in their SDK), ``elsewhere`` (tracked by contexts that only other flags' rollouts had served) and ``before``
+(attributed to what the flag served before ``since_seq``: a release step counts a context only once its SDK has
+evaluated the flag with the step's own write; batches straddle the step by up to a second).
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ class FlagWindow:
     flag: str
     #: Batches older than this (their ``until``) are left out.
     since: datetime | None = None
+    #: Exposures (and what they attribute) from a ruleset older than this stream sequence are left out: for a
+    #: release step, its own write (what the SDK served before it is not what the step compares).
+    since_seq: int = 0
     contexts: dict[str, _Entry] = field(default_factory=dict)
     unexposed: Counter[str] = field(default_factory=Counter)
     elsewhere: Counter[str] = field(default_factory=Counter)
+    before: Counter[str] = field(default_factory=Counter)
     #: Batches read, and how many of the SDKs' own records they say were dropped or refused.
     batches: int = 0
     dropped: int = 0
@@ -46,8 +52,9 @@ class FlagWindow:
         self.invalid += batch.invalid
         flag = self.flag
         contexts = self.contexts
+        since_seq = self.since_seq
         for row in batch.exposed:
-            if row.flag != flag:
+            if row.flag != flag or (row.seq and row.seq < since_seq):
                 continue
             entry = contexts.get(row.context)
             if entry is None:
@@ -56,9 +63,13 @@ class FlagWindow:
                 entry[0], entry[1] = row.variation, {}
         for row in batch.tracked:
             self.metrics.add(row.metric)
-            variation = next((v for f, v in row.served if f == flag), None)
-            if variation is None:
+            at = next((i for i, (f, _) in enumerate(row.served) if f == flag), None)
+            if at is None:
                 self.elsewhere[row.metric] += row.count
+                continue
+            variation = row.served[at][1]
+            if since_seq and at < len(row.seqs) and row.seqs[at] and row.seqs[at] < since_seq:
+                self.before[row.metric] += row.count  # attributed to what was served before the step
                 continue
             entry = contexts.get(row.context)
             if entry is None:

