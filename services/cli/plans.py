@@ -138,9 +138,7 @@ def _create(client: ApiClient, args: argparse.Namespace) -> None:
 
 
 def _list(client: ApiClient, args: argparse.Namespace) -> None:
-    found = client.request(
-        "GET", client.project_path(f"environments/{args.env}/plans"), params={"status": args.status}
-    )
+    found = client.request("GET", client.project_path(f"environments/{args.env}/plans"), params={"status": args.status})
     rows = [
         (p["id"], p["flag"], p["variation"], p["status"], _where(p), (p.get("evidence") or {}).get("reason", ""))
         for p in found["items"]
