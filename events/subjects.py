@@ -16,6 +16,7 @@ class EntityKind(enum.StrEnum):
     ENVIRONMENT = "environment"
     SCHEDULE = "schedule"
     REQUEST = "request"
+    PLAN = "plan"
 
 
 class Address(NamedTuple):

@@ -21,6 +21,7 @@ FEATURES: tuple[str, ...] = (
     "history",
     "schedules",
     "requests",
+    "plans",
     "ofrep",
     "ofrep_events",
     "clientside",

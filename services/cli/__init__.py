@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "flagstream.services.cli.requests",
         "change requests: list, show, approve, reject and apply changes held for approval",
     ),
+    "plans": ("flagstream.services.cli.plans", "release plans: roll a variation out in steps, rolled back on harm"),
     "rebuild": ("flagstream.services.projector.main", "rebuild the projector's read model (projector --rebuild)"),
     "import": ("flagstream.services.cli.imports", "import flags and segments from Unleash or flagd via the admin API"),
 }
