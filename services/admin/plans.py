@@ -204,7 +204,8 @@ async def create_plan(request: Request) -> Response:
         ) from None
     existing = await _plans(request, project, environment)
     try:
-        plan = read_plan(body, current.event.flag, [s.event.plan for s in existing])  # type: ignore[attr-defined]
+        plan_id = check_key(body.id, "id") if body.id is not None else None
+        plan = read_plan(body, current.event.flag, [s.event.plan for s in existing], plan_id)  # type: ignore[attr-defined]
     except PlanConflict as exc:
         raise Conflict(f"$.flag: {exc}") from None
     runner = _runner(request)
@@ -215,9 +216,12 @@ async def create_plan(request: Request) -> Response:
         project=project, environment=environment, actor=resolve_actor(request), at=datetime.now(UTC),
         author=resolve_author(request) or UNSET, comment=body.comment, version=1, plan=plan,
     )  # fmt: skip
-    appended = await service.store.append(
-        plan_subject(project, environment, plan.id), event, expected_seq=0, msg_id=None
-    )
+    try:
+        appended = await service.store.append(
+            plan_subject(project, environment, plan.id), event, expected_seq=0, msg_id=None
+        )
+    except WrongLastSequence:
+        raise Conflict(f"$.id: release plan {plan.id!r} already exists") from None
     # A second plan created at the same moment on the same flag: the later one (by stream order) is withdrawn.
     for other in await _plans(request, project, environment):
         p = other.event.plan  # type: ignore[attr-defined]

@@ -52,13 +52,14 @@ from ..changes import (
     staging,
 )
 from ..history import diff, lines
+from ..release import new_plan_id
 from ..requests import ApprovalRequired, Person, RequestService, kill_switch, missing, running
 from ..targeting import configuration_lines, flag_change_lines
 from ..tokens import Role
 from .routes import API, MAX_BODY, Endpoint, Query, allowed, json_response, read_body
 
 #: Write routes that change an environment (and so may be held in a change request), by their tag.
-CHANGE_TAGS = ("flags", "segments", "environments", "flags across environments", "history", "schedules")
+CHANGE_TAGS = ("flags", "segments", "environments", "flags across environments", "history", "schedules", "release")
 #: The header that adds a write to an open change request of the caller's.
 REQUEST_HEADER = "Flagstream-Request"
 #: Fault injection for the tests of a replica killed while applying: when set, the applying process prints a line
@@ -247,6 +248,9 @@ async def _propose(request: Request, endpoint: Endpoint, body: bytes) -> Respons
     apply_at = None
     if endpoint.tag == "schedules":  # a scheduled change becomes a request to apply then (if approved by then)
         call, apply_at = _scheduled(request, project, call)
+    elif endpoint.operation_id.startswith("createPlan") and isinstance(call.body, dict) and not call.body.get("id"):
+        # the plan's id fixed now: applying creates the plan that was reviewed
+        call = Call(method=call.method, path=call.path, body={**call.body, "id": new_plan_id()}, if_match=call.if_match)
     comment = call.body.get("comment", "") if isinstance(call.body, dict) else ""
     title = comment.strip().splitlines()[0][:200] if isinstance(comment, str) and comment.strip() else ""
     key = request.headers.get("idempotency-key")

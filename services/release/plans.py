@@ -85,6 +85,9 @@ class PlanBody(Struct, kw_only=True, forbid_unknown_fields=True):
     #: Users needed on each side before a tracked guardrail is judged.
     min_users: int = 100
     comment: str = ""
+    #: The plan's id; absent: a new one. A plan held in a change request has its id fixed when the request is
+    #: made, so applying it creates the plan that was reviewed.
+    id: str | None = None
 
 
 def _bad(path: str, message: str) -> InvalidInput:

@@ -53,6 +53,7 @@ from ...events.catalog import (
 )
 from ...events.release import ACTIVE, Evidence, Plan
 from ..changes import FLAG, AdminError, AdminService, Conflict, Stored, WriteRequest, WrongLastSequence
+from ..requests import release_plan
 from ..runtime import RELEASE_BUCKET, ensure_bucket, first_done
 from .feed import MetricNames, WindowFollower
 from .plans import changes_for, checks, is_last, next_due, plan_subject, plans_filter, serve_of, step_changes
@@ -213,15 +214,17 @@ async def stop(
 
 async def write_back(service: AdminService, project: str, environment: str, plan: Plan, req: WriteRequest) -> int:
     """Write the flag back as a stopped plan leaves it: off (a rollback with ``rollback="off"``), else the rule
-    serving what it served before the plan. Returns the flag's version after it (nothing written if already so)."""
-    if plan.status in ("rolling_back", "rolled_back") and plan.rollback == "off":
-        return (await service.toggle(project, environment, plan.flag, False, req)).stored.seq
-    current = await service.get(FLAG, project, environment, plan.flag)
-    flag = current.event.flag  # type: ignore[attr-defined]
-    if plan.before is None or serve_of(flag, plan.rule) == plan.before:
-        return current.seq
-    changes = changes_for(flag, plan.rule, plan.before)
-    return (await service.patch(FLAG, project, environment, plan.flag, changes, req)).stored.seq
+    serving what it served before the plan. Returns the flag's version after it (nothing written if already so).
+    In an environment that asks for approvals, it is the plan's write (``release_plan``): no request."""
+    with release_plan(project, environment, plan.flag):
+        if plan.status in ("rolling_back", "rolled_back") and plan.rollback == "off":
+            return (await service.toggle(project, environment, plan.flag, False, req)).stored.seq
+        current = await service.get(FLAG, project, environment, plan.flag)
+        flag = current.event.flag  # type: ignore[attr-defined]
+        if plan.before is None or serve_of(flag, plan.rule) == plan.before:
+            return current.seq
+        changes = changes_for(flag, plan.rule, plan.before)
+        return (await service.patch(FLAG, project, environment, plan.flag, changes, req)).stored.seq
 
 
 async def finish(service: AdminService, stored: Stored) -> Stored:
@@ -435,7 +438,8 @@ class PlanRunner:
             idempotency_key=f"plan:{plan.id}:step:{index}",
         )  # fmt: skip
         try:
-            outcome = await self.service.patch(FLAG, project, environment, plan.flag, changes, req)
+            with release_plan(project, environment, plan.flag):  # the approved plan's step: no request
+                outcome = await self.service.patch(FLAG, project, environment, plan.flag, changes, req)
         except Conflict:
             log.info("release: plan %s: the flag changed meanwhile; step %d next pass", plan.id, index + 1)
             return

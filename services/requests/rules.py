@@ -24,7 +24,15 @@ from ...events import (
     parse_subject,
     tag_of,
 )
-from ...events.catalog import ChangeRequest, Effect, Review, ScheduleCreated, entity_of
+from ...events.catalog import (
+    ChangeRequest,
+    Effect,
+    PlanAdvanceRequested,
+    PlanCreated,
+    Review,
+    ScheduleCreated,
+    entity_of,
+)
 from ..changes import AdminError, Conflict, NotPermitted
 from ..tokens import Grant, Role, role_on
 
@@ -233,8 +241,12 @@ def drift(reviewed: Iterable[Effect], now: Iterable[Effect], current: Mapping[tu
 
 def changes_environment(event: Event) -> bool:
     """Whether an event changes what an environment serves or how it is governed: flags, segments, the
-    environment's own settings, a scheduled change. Request events and a schedule's own steps do not."""
-    return isinstance(event, FlagEvent | SegmentEvent | EnvironmentUpdated | ScheduleCreated)
+    environment's own settings, a scheduled change, a release plan (created, or asked to take its next step
+    before its hold is over). Request events, a schedule's own steps and a plan's pause, resume or abort do not
+    (the steps of a plan, and its write back, pass as the plan's: ``service.release_plan``)."""
+    return isinstance(
+        event, FlagEvent | SegmentEvent | EnvironmentUpdated | ScheduleCreated | PlanCreated | PlanAdvanceRequested
+    )
 
 
 def kill_switch(event: Event, env: Environment) -> bool:

@@ -52,12 +52,18 @@ GATED: dict[str, tuple[str, Any]] = {
     "revertFlag": ("checkout", "back to before"),
     "revertSegment": ("beta", "back to before"),
     "createSchedule": ("", "a schedule"),
+    "createPlan": ("", {"flag": "promo", "variation": "on", "steps": [{"percent": 10}, {"percent": 100}]}),
+    "advancePlan": ("", {"comment": "its hold is manual: the next step now"}),
 }
 
 #: Write routes that do not change an environment's flags, segments or settings, and why.
 NOT_CHANGES: dict[str, str] = {
     "createEnvironment": "a new environment: it has asked for no approvals before it exists",
     "cancelSchedule": "cancelling a pending scheduled change writes nothing to a flag or segment",
+    "pausePlan": "a release plan (approved when it was made) holds its next step: nothing more is served",
+    "resumePlan": "a paused plan goes on with the steps that were approved, at their holds",
+    "abortPlan": "a plan is stopped and its flag written back to what it served before the plan (like the kill "
+    "switch: never slowed)",
     **dict.fromkeys(
         (
             "createRequest",
@@ -131,8 +137,13 @@ async def _production(nats_url: str) -> dict[str, int]:
 async def test_no_route_changes_an_environment_that_asks_for_approvals(http: httpx.AsyncClient, nats_url: str) -> None:
     for env in ("development", "production"):
         await _ok(http.post(f"{API}/environments", json={"key": env}))
-    for key in ("checkout", "search", "old"):
+    for key in ("checkout", "search", "old", "promo", "rollout"):
         await _ok(http.post(f"{API}/flags", json={"key": key}))
+    for key in ("promo", "rollout"):  # serving "off" to everyone: "on" is rolled out by a release plan
+        await _ok(http.patch(f"{PROD}/flags/{key}", json={"fallthrough": {"variation": "off"}}))
+    steps = [{"percent": 5, "hold": "manual"}, {"percent": 100}]
+    plan = await _ok(http.post(f"{PROD}/plans", json={"flag": "rollout", "variation": "on", "steps": steps}))
+    await until(lambda: _at_step(http, plan["id"], 0), "the plan's first step written")
     await _ok(http.post(f"{API}/flags/old/archive", json={}))
     await _ok(http.post(f"{DEV}/flags/search/on", json={}))
     await _ok(http.post(f"{PROD}/segments", json={"key": "beta", "included": ["u1"]}))
@@ -166,7 +177,7 @@ async def test_no_route_changes_an_environment_that_asks_for_approvals(http: htt
         if op not in GATED:
             continue
         key, body = GATED[op]
-        path = endpoint.path.format(project="default", environment="production", key=key)
+        path = endpoint.path.format(project="default", environment="production", key=key, id=plan["id"])
         data = await body_of(op, key, body)
 
         async def call(data: Any = data, endpoint: Any = endpoint, path: str = path) -> httpx.Response:
@@ -190,6 +201,10 @@ async def test_no_route_changes_an_environment_that_asks_for_approvals(http: htt
     # What does not change an environment still works without a request.
     cancelled = await _ok(http.post(f"{PROD}/schedules/{pending['id']}/cancel", json={}))
     assert cancelled["status"] == "cancelled"
+
+
+async def _at_step(http: httpx.AsyncClient, plan_id: str, step: int) -> bool:
+    return bool((await _ok(http.get(f"{PROD}/plans/{plan_id}")))["step"] == step)
 
 
 async def _not_503(call: Any) -> bool:
