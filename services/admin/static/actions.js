@@ -7,11 +7,20 @@ import { confirmDialog, toast } from "./dom.js";
 export async function toggleFlag(ctx, rec, on) {
   const name = rec.flag.name || rec.key;
   let comment = "";
-  if (ctx.production) {
+  const env = ctx.environment || {};
+  const gated = (env.approvals || 0) > 0;
+  const emergency = gated && !on && env.emergency_off;
+  if (ctx.production || gated) {
     const answer = await confirmDialog({
-      title: `Turn ${name} ${on ? "on" : "off"} in ${ctx.environment.name || ctx.env}?`,
-      message: `This is a production environment: the change reaches every connected application within ` +
-        `milliseconds. Say why, for whoever is on call next.`,
+      title: `Turn ${name} ${on ? "on" : "off"} in ${env.name || ctx.env}?`,
+      message: emergency
+        ? "This environment asks for approvals, but lets a flag be turned off at once: it is recorded as an " +
+          "unapproved emergency change. Say why."
+        : gated
+          ? "This environment asks for approvals: the change is held as a change request, and reaches applications " +
+            "only once others approve it and it is applied. Say why."
+          : `This is a production environment: the change reaches every connected application within ` +
+            `milliseconds. Say why, for whoever is on call next.`,
       confirmLabel: `Turn ${on ? "on" : "off"}`,
       comment: "required",
     });
@@ -24,6 +33,7 @@ export async function toggleFlag(ctx, rec, on) {
     toast(`${name} is now ${on ? "ON" : "OFF"} in ${ctx.env}.`);
     return updated;
   } catch (err) {
+    if (err.held) return null; // held as a change request: the shell says so, with a link to it
     if (err.status === 409 && err.body.current) {
       toast(`Not changed: ${err.body.current.actor} changed ${name} just before you. Look at the current state and try again.`, "error");
       return err.body.current;

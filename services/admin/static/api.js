@@ -19,6 +19,17 @@ export class ApiError extends Error {
   }
 }
 
+/** A change the server held as a change request (202: the environment asks for approvals): nothing changed yet.
+ * Its message says so; `request` is the change request. */
+export class Held extends ApiError {
+  constructor(request) {
+    const missing = Object.entries(request.missing || {}).map(([env, n]) => `${n} approval${n === 1 ? "" : "s"} in ${env}`);
+    super(202, { error: `held for approval as change request ${request.id}${missing.length ? ` (needs ${missing.join(", ")})` : ""}` });
+    this.held = true;
+    this.request = request;
+  }
+}
+
 export async function call(method, path, { body, ifMatch, signal, signingIn = false } = {}) {
   const headers = { Accept: "application/json" };
   if (auth.token) headers.Authorization = `Bearer ${auth.token}`;
@@ -37,6 +48,10 @@ export async function call(method, path, { body, ifMatch, signal, signingIn = fa
   let data = null;
   if (text) {
     try { data = JSON.parse(text); } catch { data = { error: text }; }
+  }
+  if (response.status === 202 && data && Array.isArray(data.changes) && data.id) {
+    window.dispatchEvent(new CustomEvent("flagstream:held", { detail: data }));
+    throw new Held(data);
   }
   if (!response.ok) {
     const error = new ApiError(response.status, data);

@@ -57,6 +57,7 @@ const optional = [
   { module: "./playground.js", needs: "evaluate", label: "Playground", path: "playground" },
   { module: "./fleet.js", needs: "getFleet", label: "Fleet", path: "fleet" },
   { module: "./release.js", needs: "listPlans", label: "Releases", path: "releases" },
+  { module: "./requests.js", needs: "listRequests", label: "Change requests", path: "requests" },
   { module: "./webhooks.js", needs: "listWebhooks", label: "Webhooks", path: "webhooks", admin: true },
   { module: "./clientkeys.js", needs: "listClientKeys", label: "Client-side keys", path: "client-keys", admin: true },
   { module: "./people.js", needs: "listUsers", label: "People", path: "people", admin: true },
@@ -384,6 +385,12 @@ window.addEventListener("flagstream:unauthorized", () => {
   ctx.envs = [];
   ctx.env = "";
   showSignIn("Your session ended or your token was revoked. Sign in again.");
+});
+// A change held for approval (HTTP 202 with a change request): said, with the way to the request.
+window.addEventListener("flagstream:held", (event) => {
+  const rec = event.detail;
+  toast(h("span", {}, `Held for approval: `, h("a", { href: ctx.link(`requests/${rec.id}`) }, `change request ${rec.id}`),
+    ` needs ${Object.entries(rec.missing || {}).map(([env, n]) => `${n} approval${n === 1 ? "" : "s"} in ${env}`).join(", ") || "applying"}.`));
 });
 window.addEventListener("beforeunload", (event) => {
   if (page?.canLeave && !page.canLeave()) event.preventDefault();

@@ -18,6 +18,8 @@ export async function render(ctx, main, key) {
   const url = `${envBase(ctx.project, ctx.env)}/flags/${encodeURIComponent(key)}`;
   let rec = await call("GET", url);
   let draft = clone(rec.flag);
+  // Open change requests on this flag here (environments that ask for approvals): a banner above the editor.
+  const pending = ctx.extra.requests ? ctx.extra.requests.page.pendingOn(ctx, key) : null;
   let problems = new Problems();
   let conflict = null;       // the current record when a save was refused with 409
   let changedElsewhere = null; // a newer record seen live while editing
@@ -340,7 +342,7 @@ export async function render(ctx, main, key) {
     const form = h("form", { novalidate: true, "aria-label": `Edit flag ${key}` },
       banners(), settings(), variations(), targets(), rules(), prerequisites(), savebar());
     form.addEventListener("submit", (event) => { event.preventDefault(); save(); });
-    clear(root, header(), form,
+    clear(root, header(), pending, form,
       h("datalist", { id: "attribute-suggestions" }, ["key", "email", "country", "plan", "version", "name"].map((a) => h("option", { value: a }))));
     decorate(root, problems);
     updateSums();
@@ -398,7 +400,7 @@ export async function render(ctx, main, key) {
         focusPath(problems.list[0].path);
       } else {
         paint();
-        toast(`Not saved: ${err.message}`, "error");
+        if (!err.held) toast(`Not saved: ${err.message}`, "error"); // held: the shell links the change request
       }
     }
   }
@@ -408,6 +410,7 @@ export async function render(ctx, main, key) {
     canLeave: () => !dirty,
     onChange(change) {
       if (change.kind === "segment") { loadRefs(); return; }
+      if (change.kind === "request") { pending?.refresh(); return; }
       if (change.kind !== "flag") return;
       if (change.record.key !== key) {
         const at = otherFlags.findIndex((f) => f.key === change.record.key);
