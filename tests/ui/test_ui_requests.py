@@ -15,8 +15,9 @@ USER = {"key": "user-1"}
 
 
 async def test_one_person_requests_another_approves_and_the_sdk_sees_it_only_once_applied(
-    ui: UI, nats_url: str
+    hui: UI, nats_url: str
 ) -> None:
+    ui = hui  # an admin service with history: the flag's history names the request that applied its change
     await create_env(ui.api, "production", production=True)
     await create_flag(ui.api, "production", "checkout", name="New checkout")
     gated = await ui.api.patch(f"{API}/environments/production", json={"approvals": 1})
@@ -91,5 +92,10 @@ async def test_one_person_requests_another_approves_and_the_sdk_sees_it_only_onc
         await page.get_by_role("link", name="checkout").click()
         await expect(page.locator("#flag-state")).to_have_text("ON")
         await expect(page.locator("#pending-requests")).to_be_empty()
+        await page.get_by_role("link", name="History and time travel").click()
+        await expect(page.get_by_role("heading", name="History of flag checkout")).to_be_visible()
+        toggled = page.locator("li.entry[data-type='flag.toggled']")
+        await expect(toggled).to_contain_text("Applied through change request " + request["id"], timeout=30_000)
+        await expect(toggled.locator(".actor")).to_have_text("Ann Author")
     finally:
         await client.close()

@@ -76,7 +76,11 @@ export async function render(ctx, main, kind, rest = []) {
         h("span", { class: "small" }, timeEl(e.at), " by ", h("strong", { class: "actor", title: authorText(e.author) }, e.actor),
           e.author?.email ? h("span", { class: "muted author-email" }, ` <${e.author.email}>`) : null)),
       e.comment ? h("p", { class: "small comment" }, `“${e.comment}”`) : null,
-      diffTable(e),
+      e.request && e.kind !== "request" ? h("p", { class: "small" }, "Applied through ",
+        h("a", { href: ctx.link(`requests/${encodeURIComponent(e.request)}`) }, `change request ${e.request}`), ".") : null,
+      e.emergency ? h("p", { class: "small emergency" }, h("span", { class: "state archived" }, "emergency"),
+        " Turned off at once, without the approvals this environment asks for.") : null,
+      e.kind === "request" ? null : diffTable(e), // a request's step: its page says what it changes
       e.kind === "flag" || e.kind === "segment" ? h("div", { class: "row" }, asOf, one ? revert : null) : null);
   }
 
