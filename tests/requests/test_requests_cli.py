@@ -67,6 +67,17 @@ def test_held_changes_and_their_review_from_the_command_line(admin: AdminProcess
         assert gathered != single
         assert http.get(f"{API}/environments/production/flags/search").json()["flag"]["description"] == ""
 
+        # A promotion from development: previewed, then held as one request.
+        assert http.post(f"{API}/environments/development/flags/search/on", json={}).status_code == 200
+        copied = _cli(admin, ann, "flags", "copy", "search", "--from", "development", "--to", "production")
+        assert copied.returncode == 0, copied.stderr
+        assert "held for approval: change request r" in copied.stdout
+        promotion = copied.stdout.split("change request ")[1].split()[0]
+        cancelled = _cli(admin, ann, "requests", "cancel", promotion, "--comment", "next week")
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert f"cancelled change request {promotion}" in cancelled.stdout
+        assert http.get(f"{API}/environments/production/flags/search").json()["flag"]["on"] is False
+
         listed = _cli(admin, bob, "requests", "list")
         assert listed.returncode == 0, listed.stderr
         assert single in listed.stdout
