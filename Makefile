@@ -76,7 +76,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/as_of_production.py --events 100000 --runs 3
 	$(BIN)/python bench/regex_linear.py --patterns 500
 
-## make differential: every bucketing scheme against its home system's engine, 100,000 contexts per scheme
+## make differential: every bucketing scheme against its home system's engine, 100,000 contexts per scheme;
+## the Flagsmith and GrowthBook importers against their SDKs, 500 generated documents x 120 contexts each
 differential: $(STAMP)
 	$(BIN)/python bench/differential.py --flags 200 --contexts 500
 
