@@ -65,7 +65,7 @@ from .routes import API, Endpoint, Query, json_response, read_body, resolve_acto
 
 MAX_LIMIT = 1000
 KINDS: dict[str, Kind] = {"flag": FLAG, "segment": SEGMENT}
-HISTORY_KINDS = ("flag", "segment", "environment", "schedule")
+HISTORY_KINDS = ("flag", "segment", "environment", "schedule", "plan")
 
 # -- response and request bodies ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from .routes import Endpoint
 FEATURES: tuple[str, ...] = (
     "history",
     "schedules",
+    "plans",
     "ofrep",
     "ofrep_events",
     "clientside",

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _history_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("flag", nargs="?", help="only this flag")
     p.add_argument("--segment", help="only this segment")
-    p.add_argument("--kind", choices=["flag", "segment", "environment", "schedule"], help="only this kind")
+    p.add_argument("--kind", choices=["flag", "segment", "environment", "schedule", "plan"], help="only this kind")
     p.add_argument("--actor", help="only changes by this actor (as recorded, e.g. a token name)")
     p.add_argument("--since", help="only changes at or after this time (RFC 3339)")
     p.add_argument("--until", help="only changes before this time (RFC 3339)")

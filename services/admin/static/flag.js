@@ -136,7 +136,9 @@ export async function render(ctx, main, key) {
         rec.flag.archived ? h("span", { class: "state archived" }, "archived")
           : h("span", { class: `state ${rec.flag.on ? "on" : "off"}`, id: "flag-state" }, rec.flag.on ? "ON" : "OFF"),
         archive,
-        ctx.extra.history ? h("a", { class: "button small", href: ctx.link(`history/flag/${encodeURIComponent(key)}`) }, "History and time travel") : null));
+        ctx.extra.history ? h("a", { class: "button small", href: ctx.link(`history/flag/${encodeURIComponent(key)}`) }, "History and time travel") : null,
+        ctx.extra.releases && !rec.flag.archived ? h("a", { class: "button small", href: ctx.link(`releases/new/${encodeURIComponent(key)}`) }, "Release in steps") : null,
+        ctx.extra.releases ? h("a", { class: "button small", href: ctx.link(`releases/results/${encodeURIComponent(key)}`) }, "Experiment results") : null));
   }
 
   function banners() {
