@@ -6,6 +6,7 @@ import { Live } from "./live.js";
 import * as flags from "./flags.js";
 import * as flag from "./flag.js";
 import * as segments from "./segments.js";
+import * as promote from "./promote.js";
 
 const main = document.getElementById("main");
 const ctx = {
@@ -34,6 +35,14 @@ let page = null;
 let routing = 0; // navigation counter: a slower, older navigation never overwrites a newer one
 let booting = null;
 let buffered = null; // changes that arrive while a page renders, replayed to it once shown
+/** A change goes to the page if it is about the page's environment, or the page follows every environment. */
+function deliver(target, change) {
+  if (!target?.onChange) return;
+  if (target.everyEnvironment || change.kind === "environment" || !change.environment || change.environment === ctx.env) {
+    target.onChange(change);
+  }
+}
+
 const live = new Live(
   (change) => {
     if (buffered) buffered.push(change);
@@ -42,7 +51,7 @@ const live = new Live(
       if (at >= 0) ctx.envs[at] = change.record; else ctx.envs.push(change.record);
       renderEnvSwitch();
     }
-    page?.onChange?.(change);
+    deliver(page, change);
   },
   (up) => {
     const el = document.getElementById("live");
@@ -325,8 +334,8 @@ async function route() {
   if (env !== ctx.env) {
     ctx.env = env;
     localStorage.setItem("flagstream.env", env);
-    live.start(ctx.project, env);
   }
+  live.ensure(ctx.project);
   renderEnvSwitch();
   renderNav(section);
   page?.destroy?.();
@@ -334,6 +343,7 @@ async function route() {
   const views = {
     flags: key ? flag : flags,
     segments: key ? segments.editor : segments.list,
+    promote,
   };
   const view = views[section] || ctx.extra[section]?.page;
   if (!view) {
@@ -352,7 +362,7 @@ async function route() {
     page.hash = location.hash;
     const missed = buffered || [];
     buffered = null;
-    for (const change of missed) page.onChange?.(change);
+    for (const change of missed) deliver(page, change);
   } catch (err) {
     if (turn !== routing || err.status === 401) return; // 401: the sign-in form is already back
     buffered = null;
@@ -363,7 +373,7 @@ async function route() {
 document.getElementById("env-select").addEventListener("change", (event) => {
   const parts = location.hash.replace(/^#\/?/, "").split("/");
   const section = parts[1] || "flags";
-  const keep = section === "flags" || section === "segments" ? `${section}${parts[2] ? `/${parts[2]}` : ""}` : section;
+  const keep = ["flags", "segments", "promote"].includes(section) ? `${section}${parts[2] ? `/${parts[2]}` : ""}` : section;
   location.hash = `#/${encodeURIComponent(event.target.value)}/${keep}`;
 });
 document.getElementById("signout").addEventListener("click", async () => {
