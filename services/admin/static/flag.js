@@ -31,7 +31,9 @@ export async function render(ctx, main, key) {
 
   // The definition (project-wide) and each environment's configuration: a draft, the server's version it is
   // based on, unsaved edits, problems, a refused save (409) or a change seen live while editing.
-  const def = { base: rec.definition, draft: clone(rec.definition), dirty: false, problems: new Problems(), conflict: null, elsewhere: null, comment: "" };
+  // The definition's base version is the whole flag's version it was read at (a save sends it as If-Match).
+  const freshDefinition = () => ({ base: rec.definition, version: rec.version, draft: clone(rec.definition), dirty: false, problems: new Problems(), conflict: null, elsewhere: null });
+  const def = { ...freshDefinition(), comment: "" };
   const tabs = {};
   const tabOf = (env) => {
     const config = rec.environments[env];
@@ -489,15 +491,16 @@ export async function render(ctx, main, key) {
     const before = rec;
     rec = updated;
     if (!same(before.definition, rec.definition, DEF_COMPARED) || fromMe) {
-      if (!def.dirty || fromMe) Object.assign(def, { base: rec.definition, draft: clone(rec.definition), dirty: false, problems: new Problems(), conflict: null, elsewhere: null });
-      else def.elsewhere = lastChanged(rec).config;
+      if (!def.dirty || fromMe) Object.assign(def, freshDefinition());
+      else def.elsewhere = lastChanged(rec).config; // its base version stays: saving is refused (409)
+    } else if (!def.elsewhere) {
+      def.version = rec.version; // rebased: the definition did not change
     }
-    def.base = def.dirty ? def.base : rec.definition;
     for (const env of envs) {
       const t = tabs[env];
       const config = rec.environments[env];
       if (!config) continue;
-      if (same(t.base, config, CONFIG_FIELDS)) { t.base = config; continue; } // rebased: nothing changed there
+      if (!t.elsewhere && same(t.base, config, CONFIG_FIELDS)) { t.base = config; continue; } // rebased: nothing changed there
       if (!t.dirty) tabs[env] = tabOf(env);
       else t.elsewhere = config;
     }
@@ -519,7 +522,7 @@ export async function render(ctx, main, key) {
 
   function reloadPart(part) {
     if (part === def) {
-      Object.assign(def, { base: rec.definition, draft: clone(rec.definition), dirty: false, problems: new Problems(), conflict: null, elsewhere: null });
+      Object.assign(def, freshDefinition());
     } else {
       const env = Object.keys(tabs).find((e) => tabs[e] === part);
       tabs[env] = tabOf(env);
@@ -542,7 +545,7 @@ export async function render(ctx, main, key) {
     button.disabled = true;
     button.textContent = "Saving…";
     try {
-      const updated = await call("PATCH", url, { body: { ...patch, comment: def.comment.trim() }, ifMatch: rec.version });
+      const updated = await call("PATCH", url, { body: { ...patch, comment: def.comment.trim() }, ifMatch: def.version });
       def.comment = "";
       accept(updated, { fromMe: true });
       toast(`Saved ${key} in every environment.`);

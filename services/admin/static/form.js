@@ -142,10 +142,10 @@ export function clausesEditor(clauses, path, problems, changed, { segments = [],
     const isSegment = clause.op === "in_segment";
     const kind = clause.context_kind ?? "user";
     const kindChoice = choice(problems, `${cp}.context_kind`, "Context kind", ["user", ...kinds, kind], kind,
-      (v) => { clause.context_kind = v; changed(true); }, `Condition ${n}: other context kind`);
+      (v) => { clause.context_kind = v; changed(true); }, `Condition ${n}: kind not listed`);
     const known = ["key", ...(attributes[kind] || []), clause.attribute ?? "key"];
     const attributeChoice = isSegment ? null : choice(problems, `${cp}.attribute`, "Attribute", known, clause.attribute ?? "key",
-      (v) => { clause.attribute = v; changed(false); }, `Condition ${n}: other attribute`);
+      (v) => { clause.attribute = v; changed(false); }, `Condition ${n}: name not listed`);
     let valuesEl;
     let valuesLabel = "Values";
     if (isSegment) {

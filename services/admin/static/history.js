@@ -44,10 +44,10 @@ export async function render(ctx, main, kind, rest = []) {
   const everywhere = kind === "flag" && !!key;
   const envs = ctx.envs.filter((e) => !e.environment.archived).map((e) => e.key);
   const oneIn = (env) => `${envBase(ctx.project, env)}/${kind}s/${encodeURIComponent(key)}`;
-  const label = (env) => ctx.envs.find((e) => e.key === env)?.environment?.name || env;
+  const envName = (env) => ctx.envs.find((e) => e.key === env)?.environment?.name || env;
   const isProd = (env) => !!ctx.envs.find((e) => e.key === env)?.environment?.production;
   const envFilter = everywhere ? h("select", { id: "history-environment" },
-    h("option", { value: "" }, "Every environment"), envs.map((e) => h("option", { value: e }, label(e)))) : null;
+    h("option", { value: "" }, "Every environment"), envs.map((e) => h("option", { value: e }, envName(e)))) : null;
   const title = one ? `History of ${kind} ${key}` : `History of ${ctx.environment.name || ctx.env}`;
   const timeline = h("ol", { class: "timeline", "aria-label": "Changes, newest first" });
   const travel = h("section", { class: "panel", "aria-labelledby": "tt-title", id: "time-travel" });
@@ -100,7 +100,7 @@ export async function render(ctx, main, kind, rest = []) {
     const said = e.kind === "flag" && e.lines && e.lines.length && !(e.changes.length === 1 && !e.changes[0].path);
     return h("li", { class: "card entry", dataset: { seq: e.seq, type: e.type, env } },
       h("div", { class: "card-head" },
-        h("div", { class: "grow" }, everywhere ? [h("span", { class: `env-tag${isProd(env) ? " prod" : ""}` }, label(env)), " "] : null,
+        h("div", { class: "grow" }, everywhere ? [h("span", { class: `env-tag${isProd(env) ? " prod" : ""}` }, envName(env)), " "] : null,
           h("strong", {}, e.type), one ? null : [" — ", entity], " ",
           h("span", { class: "small muted" }, `r${e.revision} · #${e.seq}`)),
         h("span", { class: "small" }, timeEl(e.at), " by ", h("strong", { class: "actor", title: authorText(e.author) }, e.actor),
@@ -121,7 +121,7 @@ export async function render(ctx, main, kind, rest = []) {
         ` (stream #${state.seq}).`);
       if (one) {
         const rec = state.record;
-        clear(box, h("h3", {}, `${key} as it was`, everywhere ? ` in ${label(env)}` : ""), when,
+        clear(box, h("h3", {}, `${key} as it was`, everywhere ? ` in ${envName(env)}` : ""), when,
           !rec ? h("p", {}, "It did not exist yet.") : kind === "flag" ? flagSummary(rec.state) : segmentSummary(rec.state),
           rec ? h("p", { class: "small" }, `Revision r${rec.revision}, last changed by `, h("strong", {}, rec.actor), " ", timeEl(rec.at)) : null);
       } else {
