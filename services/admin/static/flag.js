@@ -355,7 +355,7 @@ export async function render(ctx, main, key) {
       disabled: rec.definition.archived, "aria-label": `${name} is ${config.on ? "on" : "off"} in ${where}; turn it ${config.on ? "off" : "on"}` });
     sw.addEventListener("click", async () => {
       const updated = await toggleFlag(ctx, { key, version: config.version, flag: { name } }, !config.on, env);
-      if (updated) ownChange(env, updated);
+      if (updated) ownChange(env, updated, { toggled: true });
     });
 
     const targetCards = c.targets.map((tg, i) => {
@@ -507,12 +507,12 @@ export async function render(ctx, main, key) {
     paint();
   }
 
-  /** An environment's new record (a toggle here, a save, a change seen live). */
-  function ownChange(env, record) {
+  /** An environment's new record (a toggle here, a change seen live). */
+  function ownChange(env, record, { toggled = false } = {}) {
     const next = withChange(rec, env, record);
     if (next === null) { toast(`${key} was deleted.`, "error"); ctx.go("flags"); return; }
     const t = tabs[env];
-    if (t && t.dirty && same(t.base, next.environments[env], CONFIG_FIELDS.filter((f) => f !== "on"))) {
+    if (toggled && t && t.dirty && same(t.base, next.environments[env], CONFIG_FIELDS.filter((f) => f !== "on"))) {
       // A toggle while editing the tab: the rest of the draft is still based on what is there.
       t.base = next.environments[env];
       t.draft.on = t.base.on;

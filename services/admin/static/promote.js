@@ -5,6 +5,13 @@
 import { call, flagBase, projectBase } from "./api.js";
 import { clear, h, toast } from "./dom.js";
 import { envLabel, isProduction, shownEnvironments } from "./project.js";
+import { configurationLines } from "./sentences.js";
+
+/** An environment's configuration in sentences: on or off, then what it serves when on (even while off). */
+function said(config) {
+  if (!config) return ["(not in this environment)"];
+  return [config.on ? "On" : `Off: serve ${config.off_variation}`, ...configurationLines({ ...config, on: true }).map((l) => `When on: ${l}`)];
+}
 
 export async function render(ctx, main, key) {
   const listing = await call("GET", `${projectBase(ctx.project)}/flags?archived=false`);
@@ -13,16 +20,16 @@ export async function render(ctx, main, key) {
   const fromDefault = envs.includes(ctx.env) && !isProduction(ctx, ctx.env) ? ctx.env : envs.find((e) => !isProduction(ctx, e)) || envs[0];
   const toDefault = envs.find((e) => e !== fromDefault && isProduction(ctx, e)) || envs.find((e) => e !== fromDefault) || envs[0];
   const options = () => envs.map((e) => h("option", { value: e }, envLabel(ctx, e)));
-  const from = h("select", { id: "promote-from" }, options());
-  const to = h("select", { id: "promote-to" }, options());
+  const from = h("select", { id: "promote-from", "aria-label": "Copy from" }, options());
+  const to = h("select", { id: "promote-to", "aria-label": "Copy to" }, options());
   from.value = fromDefault;
   to.value = toDefault;
   const results = h("div", { id: "promote-results", "aria-live": "polite" });
   let preview = null; // the last dry run: {from, to, flags: [{key, version, lines}]}
 
   function sideBySide(rec) {
-    const a = rec?.environments[from.value]?.lines || ["(not in this environment)"];
-    const b = rec?.environments[to.value]?.lines || ["(not in this environment)"];
+    const a = said(rec?.environments[from.value]);
+    const b = said(rec?.environments[to.value]);
     const column = (list, other, label, cls) => h("div", { class: `side ${cls}` }, h("h4", { class: "small" }, label),
       h("ol", { class: "sentences" }, list.map((l) => h("li", { class: other.includes(l) ? null : "changed" }, l))));
     return h("div", { class: "compare" },
@@ -110,6 +117,7 @@ export async function render(ctx, main, key) {
         const box = h("div", { class: "banner error", role: "alert", id: "promotion-refused" },
           h("strong", {}, conflict ? "Not copied: someone changed these flags since the preview. " : "Not copied. "),
           err.message, conflict ? h("div", { class: "actions" }, again) : null);
+        main.querySelector("#changed-since")?.setAttribute("hidden", ""); // said again, in the refusal
         show(box);
         results.querySelector("#preview-again")?.focus();
       }
