@@ -294,8 +294,8 @@ async def test_a_rule_set_in_production_from_choices_reads_as_a_sentence_in_hist
     await expect(entries.first.locator("ul.said")).to_contain_text("If state is CA, serve on to 10%, off to 90%")
     await ui.shot("history")
     # Filtered by environment: development has only the creation.
-    await page.get_by_label("In", exact=True).select_option("development")
+    await page.get_by_label("Changes in").select_option("development")
     await expect(entries).to_have_count(1)
     await expect(entries.first.locator(".env-tag")).to_have_text("Development")
-    await page.get_by_label("In", exact=True).select_option("")
+    await page.get_by_label("Changes in").select_option("")
     await expect(entries).to_have_count(4)  # created in both, turned on and the rule in production

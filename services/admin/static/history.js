@@ -46,7 +46,7 @@ export async function render(ctx, main, kind, rest = []) {
   const oneIn = (env) => `${envBase(ctx.project, env)}/${kind}s/${encodeURIComponent(key)}`;
   const envName = (env) => ctx.envs.find((e) => e.key === env)?.environment?.name || env;
   const isProd = (env) => !!ctx.envs.find((e) => e.key === env)?.environment?.production;
-  const envFilter = everywhere ? h("select", { id: "history-environment" },
+  const envFilter = everywhere ? h("select", { id: "history-environment", "aria-label": "Changes in" },
     h("option", { value: "" }, "Every environment"), envs.map((e) => h("option", { value: e }, envName(e)))) : null;
   const title = one ? `History of ${kind} ${key}` : `History of ${ctx.environment.name || ctx.env}`;
   const timeline = h("ol", { class: "timeline", "aria-label": "Changes, newest first" });
