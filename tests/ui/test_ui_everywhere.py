@@ -118,7 +118,8 @@ async def test_the_editor_has_the_definition_once_and_a_tab_per_environment(ui: 
     staged = (await ui.api.get(f"{FLAGS}/checkout/environments/staging")).json()
     assert staged["targets"] == [{"variation": "on", "values": ["qa-1", "qa-2"], "context_kind": "user"}]
     assert (await ui.api.get(f"{FLAGS}/checkout/environments/development")).json()["targets"] == []
-    await ui.shot("flag-editor")
+    await page.get_by_role("heading", name="Per environment").scroll_into_view_if_needed()
+    await ui.shot("flag-tabs")
 
     # The definition is edited once, for every environment.
     await page.get_by_label("Name", exact=True).fill("One-page checkout")
@@ -281,6 +282,8 @@ async def test_a_rule_set_in_production_from_choices_reads_as_a_sentence_in_hist
     await panel.get_by_label("Comment (required in production)").fill("10% in CA")
     await panel.get_by_role("button", name="Save Production").click()
     await expect(panel.get_by_role("button", name="Saved", exact=True)).to_be_visible()
+    await rule.scroll_into_view_if_needed()
+    await ui.shot("flag-production-rule")
     stored = (await ui.api.get(f"{FLAGS}/new-checkout/environments/production")).json()
     assert (
         stored["lines"] == ["Rule 1: If state is CA, serve on to 10%, off to 90%", "Serve on"][:1] + stored["lines"][1:]
@@ -292,7 +295,7 @@ async def test_a_rule_set_in_production_from_choices_reads_as_a_sentence_in_hist
     await expect(entries.first).to_contain_text("10% in CA")
     await expect(entries.first.locator(".env-tag")).to_have_text("Production")
     await expect(entries.first.locator("ul.said")).to_contain_text("If state is CA, serve on to 10%, off to 90%")
-    await ui.shot("history")
+    await ui.shot("history-everywhere")
     # Filtered by environment: development has only the creation.
     await page.get_by_label("Changes in").select_option("development")
     await expect(entries).to_have_count(1)

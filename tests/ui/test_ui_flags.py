@@ -84,7 +84,7 @@ async def test_sign_in_create_flag_rule_rollout_save_toggle(ui: UI) -> None:
     await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")
     await expect(row.locator(".actor")).to_have_text(stored["actor"])
     await expect(row.locator(".tag")).to_have_text(["checkout", "team-payments"])
-    await ui.shot("flags-list")
+    await ui.shot("flags-one-environment")
 
 
 async def test_changes_made_elsewhere_appear_live(ui: UI) -> None:
