@@ -566,6 +566,7 @@ export async function render(ctx, main, key) {
         { body: { ...pick(t.draft, CONFIG_FIELDS), comment: t.comment.trim() }, ifMatch: t.base.version });
       tabs[env] = { ...tabOf(env), base: config, draft: pick(clone(config), CONFIG_FIELDS) };
       rec = { ...rec, version: Math.max(rec.version, config.version), environments: { ...rec.environments, [env]: config } };
+      if (!def.elsewhere) def.version = rec.version; // a tab's save leaves the definition as it was: rebased
       paint();
       toast(`Saved ${key} in ${envLabel(ctx, env)} (version ${config.version}).`);
     } catch (err) {
