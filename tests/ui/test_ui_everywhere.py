@@ -22,6 +22,9 @@ def rollout(on: int) -> dict[str, Any]:
     }
 
 
+#: Scrolls the flag page to its tabs, below the sticky top bar (for the screenshots).
+SHOW_TABS = "() => { document.querySelector('.environments').scrollIntoView(); window.scrollBy(0, -60); }"
+
 CA_10 = {"id": "ca", "clauses": [{"attribute": "state", "op": "in", "values": ["CA"]}], "serve": rollout(10_000)}
 
 
@@ -118,7 +121,7 @@ async def test_the_editor_has_the_definition_once_and_a_tab_per_environment(ui: 
     staged = (await ui.api.get(f"{FLAGS}/checkout/environments/staging")).json()
     assert staged["targets"] == [{"variation": "on", "values": ["qa-1", "qa-2"], "context_kind": "user"}]
     assert (await ui.api.get(f"{FLAGS}/checkout/environments/development")).json()["targets"] == []
-    await page.get_by_role("heading", name="Per environment").scroll_into_view_if_needed()
+    await page.evaluate(SHOW_TABS)
     await ui.shot("flag-tabs")
 
     # The definition is edited once, for every environment.
@@ -282,7 +285,7 @@ async def test_a_rule_set_in_production_from_choices_reads_as_a_sentence_in_hist
     await panel.get_by_label("Comment (required in production)").fill("10% in CA")
     await panel.get_by_role("button", name="Save Production").click()
     await expect(panel.get_by_role("button", name="Saved", exact=True)).to_be_visible()
-    await rule.scroll_into_view_if_needed()
+    await page.evaluate(SHOW_TABS)
     await ui.shot("flag-production-rule")
     stored = (await ui.api.get(f"{FLAGS}/new-checkout/environments/production")).json()
     assert (
