@@ -6,7 +6,7 @@
 import { call, envBase, flagBase, projectBase } from "./api.js";
 import { clear, clone, confirmDialog, h, lastChange, timeEl, toast } from "./dom.js";
 import { toggleFlag } from "./actions.js";
-import { Problems, clausesEditor, control, decorate, errorsAt, input, lines, newId, parseLines, select } from "./form.js";
+import { Problems, checkbox, clausesEditor, control, decorate, errorsAt, input, lines, newId, parseLines, select } from "./form.js";
 import { flagProblems } from "./validate.js";
 import { CONFIG_FIELDS, DEFINITION_FIELDS, envLabel, isProduction, lastChanged, withChange } from "./project.js";
 import { configurationLines, ruleText } from "./sentences.js";
@@ -20,7 +20,7 @@ const sr = (text) => h("span", { class: "sr-only" }, text);
 function showValue(v) { return typeof v === "string" ? v : JSON.stringify(v); }
 const same = (a, b, fields) => fields.every((f) => JSON.stringify(a[f] ?? null) === JSON.stringify(b[f] ?? null));
 const DEF_COMPARED = [...DEFINITION_FIELDS, "archived"];
-const isDefinitionPath = (p) => /^\$\.(name|description|kind|tags|variations|salt|maintainer|lifecycle|remove_by)\b/.test(p) || p === "$";
+const isDefinitionPath = (p) => /^\$\.(name|description|kind|tags|variations|salt|maintainer|lifecycle|remove_by|client_side)\b/.test(p) || p === "$";
 const isConfigPath = (p) => /^\$\.(on|off_variation|fallthrough|targets|rules|prerequisites)\b/.test(p);
 
 export async function render(ctx, main, key) {
@@ -304,6 +304,10 @@ export async function render(ctx, main, key) {
           (v) => { d.lifecycle = v; defChanged(false); })),
         control(problems, "$.remove_by", "Remove by", removeBy)),
       control(problems, "$.description", "Description", description),
+      "client_side" in d ? h("div", { class: "field" },
+        checkbox("Available to client-side apps", Boolean(d.client_side), (v) => { d.client_side = v; defChanged(false); }),
+        h("p", { class: "small muted" }, "Web pages and mobile apps may evaluate it with a client-side key ",
+          "(its rules stay on the server; the answer is shown to whoever loads the page).")) : null,
       h("h3", {}, "Variations ", h("span", { class: "muted small" }, `(${d.kind})`)),
       errorsAt(problems, "$.variations"), rows, add,
       h("div", { class: "savebar inline" },

@@ -4,7 +4,8 @@
 import { configurationLines, summary } from "./sentences.js";
 
 /** What a flag is, project-wide (the same in every environment). */
-export const DEFINITION_FIELDS = ["name", "description", "kind", "tags", "variations", "salt", "maintainer", "lifecycle", "remove_by"];
+export const DEFINITION_FIELDS = ["name", "description", "kind", "tags", "variations", "salt", "maintainer", "lifecycle", "remove_by",
+  "client_side"];
 /** What a flag does in one environment. */
 export const CONFIG_FIELDS = ["on", "off_variation", "fallthrough", "targets", "rules", "prerequisites"];
 
