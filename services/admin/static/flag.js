@@ -566,7 +566,8 @@ export async function render(ctx, main, key) {
     button.disabled = true;
     button.textContent = "Saving…";
     try {
-      const config = await call("PUT", `${url}/environments/${encodeURIComponent(env)}`,
+      // A merge patch of what this tab edits (its lists replaced whole): anything else of the configuration stays.
+      const config = await call("PATCH", `${url}/environments/${encodeURIComponent(env)}`,
         { body: { ...pick(t.draft, CONFIG_FIELDS), comment: t.comment.trim() }, ifMatch: t.base.version });
       tabs[env] = { ...tabOf(env), base: config, draft: pick(clone(config), CONFIG_FIELDS) };
       rec = { ...rec, version: Math.max(rec.version, config.version), environments: { ...rec.environments, [env]: config } };

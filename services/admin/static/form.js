@@ -9,10 +9,10 @@ export const OPERATORS = [
   ["semver_eq", "is version"], ["semver_lt", "is a version before"], ["semver_lte", "is a version up to"],
   ["semver_gt", "is a version after"], ["semver_gte", "is a version from"],
   ["before", "is before (date)"], ["after", "is after (date)"], ["exists", "is set"],
-  ["in_segment", "is in segment"],
+  ["in_cidr", "is in network (CIDR)"], ["mod", "modulo [divisor, remainder]"], ["in_segment", "is in segment"],
 ];
 export const DATES = new Set(["before", "after"]);
-export const NUMERIC = new Set(["lt", "lte", "gt", "gte"]);
+export const NUMERIC = new Set(["lt", "lte", "gt", "gte", "mod"]);
 
 /** Problems by JSON path, rendered next to controls. */
 export class Problems {

@@ -6,7 +6,7 @@ import { configurationLines, summary } from "./sentences.js";
 /** What a flag is, project-wide (the same in every environment). */
 export const DEFINITION_FIELDS = ["name", "description", "kind", "tags", "variations", "salt", "maintainer", "lifecycle", "remove_by",
   "client_side"];
-/** What a flag does in one environment. */
+/** What a flag does in one environment, as the editor's tabs edit it (saved as a merge patch of these). */
 export const CONFIG_FIELDS = ["on", "off_variation", "fallthrough", "targets", "rules", "prerequisites"];
 
 /** An environment's configuration from its record (an event of that environment: {version, actor, flag...}). */

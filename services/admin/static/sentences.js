@@ -26,6 +26,7 @@ const PHRASES = {
   before: ["is before", "is not before"],
   after: ["is after", "is not after"],
   exists: ["is set", "is not set"],
+  in_cidr: ["is in", "is not in"],
 };
 
 const WEIGHT_TOTAL = 100000;
@@ -61,6 +62,10 @@ export function clauseText(clause) {
     return `${who || "the user "}${verb} ${noun} ${valuesText(values)}`.trim();
   }
   const attribute = kind === "user" ? (clause.attribute ?? "key") : `${kind}.${clause.attribute ?? "key"}`;
+  if (clause.op === "mod") { // values [divisor, remainder]
+    const [divisor = null, remainder = null] = values;
+    return `${attribute} modulo ${valueText(divisor)} ${clause.negate ? "is not" : "is"} ${valueText(remainder)}`;
+  }
   let phrase = (PHRASES[clause.op] || [clause.op, `not ${clause.op}`])[clause.negate ? 1 : 0];
   if ((clause.op === "in" || clause.op === "not_in") && values.length === 1) phrase = phrase.replace(" one of", "");
   const text = clause.op === "exists" ? `${attribute} ${phrase}` : `${attribute} ${phrase} ${valuesText(values)}`;
