@@ -229,13 +229,17 @@ function applyRole() {
   banner.hidden = !readOnly;
   banner.textContent = readOnly
     ? `You can look at ${ctx.environment?.name || ctx.env} but not change it: your role here is reader.` : "";
-  main.toggleAttribute("data-read-only", readOnly);
-  if (!readOnly) return;
-  const why = `Your role in ${ctx.environment?.name || ctx.env} is reader: you cannot change it.`;
+  // Pages across environments mark what belongs to one environment with data-env: judged by the role there.
+  const someReadOnly = readOnly || ctx.envs.some((e) => !ctx.may("writer", e.key));
+  main.toggleAttribute("data-read-only", someReadOnly);
+  if (!someReadOnly) return;
   for (const el of main.querySelectorAll('[role="switch"], button[type="submit"], button.primary, button.danger, button[data-write]')) {
     if (el.closest("[data-read-ok]") || el.disabled) continue;
+    const env = el.closest("[data-env]")?.dataset.env || ctx.env;
+    if (!env || ctx.may("writer", env)) continue;
+    const name = ctx.envs.find((e) => e.key === env)?.environment?.name || env;
     el.disabled = true;
-    el.title = why;
+    el.title = `Your role in ${name} is reader: you cannot change it.`;
     el.setAttribute("aria-disabled", "true");
   }
 }

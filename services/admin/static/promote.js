@@ -85,7 +85,7 @@ export async function render(ctx, main, key) {
       apply.disabled = n === 0;
     }
     count();
-    const form = h("form", { novalidate: true, class: "panel" },
+    const form = h("form", { novalidate: true, class: "panel", dataset: { env: to.value } },
       h("p", {}, `${flags.length} flag${flags.length === 1 ? "" : "s"} would change in ${target}. Copying replaces `,
         `each one's configuration in ${target} (on/off, targets, rules, default and off variations, prerequisites) with ${source}'s, `,
         "all or none, as one change."),
