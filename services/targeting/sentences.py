@@ -61,7 +61,7 @@ def clause_text(clause: Clause) -> str:
     attribute = clause.attribute if clause.context_kind == "user" else f"{clause.context_kind}.{clause.attribute}"
     if op is Operator.MODULO:  # values [divisor, remainder]
         verb = "is not" if clause.negate else "is"
-        divisor, remainder = (list(clause.values) + [None, None])[:2]
+        divisor, remainder = [*clause.values, None, None][:2]
         return f"{attribute} modulo {value_text(divisor)} {verb} {value_text(remainder)}"
     phrase = _PHRASES[op][1 if clause.negate else 0]
     if op in (Operator.IN, Operator.NOT_IN) and len(clause.values) == 1:
