@@ -19,15 +19,15 @@ run: $(STAMP)
 
 # System packages the tests drive, installed in one apt-get step when one is missing: Debian's chromium (the browser
 # tests; Playwright never downloads a browser here), openssl (the TLS tests make their certificates with it), curl
-# (the docs' examples), node and npm (the client-side tests' OpenFeature clients, the test OpenID provider).
-# apt-get waits up to 5 minutes for the dpkg lock when another apt holds it.
-SYSTEM_PACKAGES := chromium openssl curl nodejs npm
-SYSTEM_TOOLS    := /usr/bin/chromium /usr/bin/openssl /usr/bin/curl /usr/bin/node /usr/bin/npm
+# (the docs' examples), node and npm (the client-side tests' OpenFeature clients, the test OpenID provider),
+# prometheus (release plans' PromQL guardrails are tested against a real Prometheus scraping a test app).
+# Only the missing ones are asked for (package:tool pairs): a node installed from elsewhere brings its own npm, which
+# Debian's npm package would conflict with. apt-get waits up to 5 minutes for the dpkg lock when another apt holds it.
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium openssl:/usr/bin/openssl curl:/usr/bin/curl nodejs:/usr/bin/node \
+                   npm:/usr/bin/npm prometheus:/usr/bin/prometheus
 APT_GET         := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -qq
 system-packages:
-	@for tool in $(SYSTEM_TOOLS); do [ -x "$$tool" ] || missing="$$missing $$tool"; done; \
-	if [ -n "$$missing" ]; then echo "installing $(SYSTEM_PACKAGES) (missing:$$missing)"; \
-	  $(APT_GET) update && $(APT_GET) install -y $(SYSTEM_PACKAGES) >/dev/null; fi
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do [ -x "$${pair#*:}" ] || missing="$$missing $${pair%%:*}"; done; if [ -n "$$missing" ]; then echo "installing$$missing"; $(APT_GET) update && $(APT_GET) install -y $$missing >/dev/null; fi
 
 # The real OpenFeature clients of the client-side tests (web SDK, React SDK, OFREP providers, esbuild), pinned by
 # the committed package-lock.json, from the npm registry.

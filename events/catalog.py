@@ -11,6 +11,7 @@ from typing import Any, Literal
 from msgspec import UNSET, Struct, UnsetType
 
 from .model import Environment, Flag, Key, Segment
+from .release import Plan
 
 
 class Author(Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -173,6 +174,55 @@ class ScheduleFailed(ScheduleEvent, frozen=True, kw_only=True, tag="schedule.fai
     pass
 
 
+class PlanEvent(Event, frozen=True, kw_only=True):
+    plan: Plan
+
+
+class PlanCreated(PlanEvent, frozen=True, kw_only=True, tag="plan.created"):
+    pass
+
+
+class PlanClaimed(PlanEvent, frozen=True, kw_only=True, tag="plan.claimed"):
+    """Another admin process holds the plan from now on (the one before stopped renewing its lease)."""
+
+
+class PlanAdvanced(PlanEvent, frozen=True, kw_only=True, tag="plan.advanced"):
+    """A step was written to the flag (``plan.step``, at ``plan.step_seq``)."""
+
+
+class PlanAdvanceRequested(PlanEvent, frozen=True, kw_only=True, tag="plan.advance_requested"):
+    pass
+
+
+class PlanPaused(PlanEvent, frozen=True, kw_only=True, tag="plan.paused"):
+    pass
+
+
+class PlanResumed(PlanEvent, frozen=True, kw_only=True, tag="plan.resumed"):
+    pass
+
+
+class PlanStopping(PlanEvent, frozen=True, kw_only=True, tag="plan.stopping"):
+    """A rollback (actor ``guardian``, with the evidence) or an abort (by a person) was decided; the flag's write
+    back follows, then ``plan.rolled_back`` or ``plan.aborted``."""
+
+
+class PlanRolledBack(PlanEvent, frozen=True, kw_only=True, tag="plan.rolled_back"):
+    pass
+
+
+class PlanAborted(PlanEvent, frozen=True, kw_only=True, tag="plan.aborted"):
+    pass
+
+
+class PlanCompleted(PlanEvent, frozen=True, kw_only=True, tag="plan.completed"):
+    pass
+
+
+class PlanFailed(PlanEvent, frozen=True, kw_only=True, tag="plan.failed"):
+    pass
+
+
 AnyEvent = (
     FlagCreated
     | FlagUpdated
@@ -191,6 +241,17 @@ AnyEvent = (
     | ScheduleClaimed
     | ScheduleApplied
     | ScheduleFailed
+    | PlanCreated
+    | PlanClaimed
+    | PlanAdvanced
+    | PlanAdvanceRequested
+    | PlanPaused
+    | PlanResumed
+    | PlanStopping
+    | PlanRolledBack
+    | PlanAborted
+    | PlanCompleted
+    | PlanFailed
 )
 
 #: The wire tag of every event class, for docs and tests.
@@ -205,7 +266,7 @@ def tag_of(event: Event) -> str:
     return str(type(event).__struct_config__.tag)  # type: ignore[attr-defined]
 
 
-def entity_of(event: Event) -> tuple[str, str, Flag | Segment | Environment | Schedule]:
+def entity_of(event: Event) -> tuple[str, str, Flag | Segment | Environment | Schedule | Plan]:
     """(kind, key, state) of the entity an event is about."""
     if isinstance(event, FlagEvent):
         return "flag", event.flag.key, event.flag
@@ -215,4 +276,6 @@ def entity_of(event: Event) -> tuple[str, str, Flag | Segment | Environment | Sc
         return "environment", event.env.key, event.env
     if isinstance(event, ScheduleEvent):
         return "schedule", event.schedule.id, event.schedule
+    if isinstance(event, PlanEvent):
+        return "plan", event.plan.id, event.plan
     raise TypeError(f"unknown event class {type(event).__name__}")

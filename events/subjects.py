@@ -15,6 +15,7 @@ class EntityKind(enum.StrEnum):
     SEGMENT = "segment"
     ENVIRONMENT = "environment"
     SCHEDULE = "schedule"
+    PLAN = "plan"
 
 
 class Address(NamedTuple):

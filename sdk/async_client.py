@@ -28,6 +28,7 @@ from .offline import StaticSource, load_flag_file, ruleset_of
 from .persistence import CorruptStateFile, StatePersister, load_state
 from .ruleset import Ruleset
 from .telemetry import TelemetryReporter
+from .tracking import Tracker
 
 if TYPE_CHECKING:
     from .testdata import TestData
@@ -54,6 +55,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
     ``telemetry``: every ``telemetry_interval`` seconds publish a heartbeat and evaluation counts over core
     NATS (see :mod:`flagstream.telemetry`); ``False`` turns it off (evaluations are counted all the same: one
     attribute increment, read by ``flagstream.metrics``).
+
+    ``track_interval``: seconds between two batches of what ``track()`` was told (see :mod:`flagstream.tracking`).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
         cache_write_interval: float = 0.5,
         telemetry: bool = True,
         telemetry_interval: float = 10.0,
+        track_interval: float = 1.0,
     ) -> None:
         self._setup(project, environment)
         self.cache_path = Path(cache_path) if cache_path is not None else None
@@ -100,6 +104,14 @@ class AsyncFlagstreamClient(FlagEvaluations):
             )
             self._cache.add_applied_hook(self._telemetry.applied)
             self._telemetry.watch(self)  # the contexts' attribute names are sampled
+        self._tracker = Tracker(
+            project=project,
+            environment=environment,
+            connection=lambda: self._source.connection,
+            interval=track_interval,
+            instance_id=self._telemetry.instance_id if self._telemetry is not None else None,
+            jetstream_domain=jetstream_domain,
+        )
 
     def _setup(self, project: str, environment: str) -> None:
         self.project = project
@@ -119,6 +131,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
         self.cache_file_errors = 0
         #: The telemetry reporter (``None`` offline or with ``telemetry=False``).
         self._telemetry: TelemetryReporter | None = None
+        #: What ``track()`` queues and sends (``None`` offline: tracking is then a no-op).
+        self._tracker: Tracker | None = None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Self:
@@ -166,6 +180,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
             await self._source.start()
             if self._telemetry is not None:
                 self._telemetry.start()
+            if self._tracker is not None:
+                self._tracker.start()
         if wait > 0:
             return await self.wait_until_ready(wait)
         return self.is_ready
@@ -204,6 +220,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
         """Disconnect (for good: a closed client does not restart). Evaluations keep answering from the last ruleset."""
         if self._telemetry is not None:
             await self._telemetry.close()  # a last report while still connected
+        if self._tracker is not None:
+            await self._tracker.close()  # what was tracked, while still connected
         await self._source.close()
         if self._persister is not None:
             await self._persister.close()
@@ -224,6 +242,25 @@ class AsyncFlagstreamClient(FlagEvaluations):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    # -- metrics ------------------------------------------------------------------------------------------
+
+    def track(self, metric: str, context: Any, value: float | None = None) -> None:
+        """Tell Flagstream that ``metric`` happened to ``context`` (with a ``value``, e.g. a latency in ms).
+
+        Attributed to what each flag in a percentage rollout last served ``context`` here, for release plans and
+        experiment results (:mod:`flagstream.tracking`). Never blocks, never raises; a no-op for offline clients.
+        """
+        tracker = self._tracker
+        if tracker is not None:
+            if not tracker.observing:
+                tracker.start_observing(self._add_observer)
+            tracker.track(metric, context, value)
+
+    @property
+    def tracker(self) -> Tracker | None:
+        """The tracking queue and its counters (``tracked``, ``unexposed``, ``invalid``, ``dropped``...)."""
+        return self._tracker
 
     # -- state ----------------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .async_client import AsyncFlagstreamClient, StatusListener
 from .cache import ClientStatus, FlagEvaluations
 from .events import DEFAULT_PROJECT
+from .tracking import Tracker
 
 if TYPE_CHECKING:
     from .testdata import TestData
@@ -51,6 +52,7 @@ class FlagstreamClient(FlagEvaluations):
         cache_write_interval: float = 0.5,
         telemetry: bool = True,
         telemetry_interval: float = 10.0,
+        track_interval: float = 1.0,
     ) -> None:
         self._client = AsyncFlagstreamClient(
             nats_url,
@@ -65,6 +67,7 @@ class FlagstreamClient(FlagEvaluations):
             cache_write_interval=cache_write_interval,
             telemetry=telemetry,
             telemetry_interval=telemetry_interval,
+            track_interval=track_interval,
         )
         self._wrap(self._client)
 
@@ -92,6 +95,7 @@ class FlagstreamClient(FlagEvaluations):
         client._cache.attach(self)  # evaluations on this object count in the same cache
         if client._telemetry is not None:
             client._telemetry.watch(self)  # and their contexts' attribute names are sampled
+        self._tracker = client._tracker  # its evaluations are noted for track() once it was called here
         self._ready = threading.Event()
         self._client._add_ready_hook(self._ready.set)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -167,6 +171,25 @@ class FlagstreamClient(FlagEvaluations):
                 task.cancel()
             if pending:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+    # -- metrics ------------------------------------------------------------------------------------------
+
+    def track(self, metric: str, context: Any, value: float | None = None) -> None:
+        """Tell Flagstream that ``metric`` happened to ``context`` (with a ``value``, e.g. a latency in ms).
+
+        Attributed to what each flag in a percentage rollout last served ``context`` here, for release plans and
+        experiment results (:mod:`flagstream.tracking`). Never blocks, never raises; a no-op for offline clients.
+        """
+        tracker = self._tracker
+        if tracker is not None:
+            if not tracker.observing:
+                tracker.start_observing(self._add_observer)
+            tracker.track(metric, context, value)
+
+    @property
+    def tracker(self) -> Tracker | None:
+        """The tracking queue and its counters (``tracked``, ``unexposed``, ``invalid``, ``dropped``...)."""
+        return self._tracker
 
     # -- state ----------------------------------------------------------------------------------------------
 

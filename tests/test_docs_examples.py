@@ -56,7 +56,10 @@ RUN = {
     ("environments.md", "flagstream history new-checkout --all-envs"),
 }
 #: Pages whose examples another test runs as written.
-ELSEWHERE = {"clientside.md": "tests/ui/test_ui_clientside_docs.py (curl, the CLI, the web, React and Node examples)"}
+ELSEWHERE = {
+    "clientside.md": "tests/ui/test_ui_clientside_docs.py (curl, the CLI, the web, React and Node examples)",
+    "release.md": "tests/release/test_release_docs.py (the flagstream plans blocks, the Python block, the option)",
+}
 #: Blocks that do not talk to the admin API, and why.
 NOT_API = {
     ("deploy.md", 'echo "FLAGSTREAM_OPERATOR_TOKEN'): "starts the compose topology with Docker (tests/deploy runs the "

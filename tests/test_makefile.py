@@ -25,7 +25,7 @@ def test_make_test_installs_its_system_packages_in_one_apt_get_that_waits_for_th
     lines = _dry_run("test")
     installs = [line for line in lines if "apt-get" in line and " install " in line]
     assert len(installs) == 1, "\n".join(lines)
-    for package in ("chromium", "openssl", "nodejs", "npm"):
+    for package in ("chromium", "openssl", "nodejs", "npm", "prometheus"):
         assert f" {package}" in installs[0], f"{package} is installed in the same step: {installs[0]}"
     for line in (line for line in lines if "apt-get" in line):
         assert "-o DPkg::Lock::Timeout=300" in line, f"waits for another apt's lock: {line}"

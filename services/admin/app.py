@@ -37,7 +37,7 @@ from ..changes import (
 from ..clientkeys import ClientLimits
 from ..history import HistorySource
 from ..people import People, PeopleConfig, SignInFailed, SignInRefused
-from ..runtime import ensure_stream, while_jetstream_settles
+from ..runtime import ensure_metrics_stream, ensure_stream, while_jetstream_settles
 from ..tokens import SharedRateLimiter, TokenStore
 from ..webhooks import AddressPolicy
 from . import auth
@@ -150,6 +150,8 @@ def create_app(
     webhook_allow: AddressPolicy | Iterable[str] = (),
     client_limits: ClientLimits | None = None,
     people: PeopleConfig | None = None,
+    prometheus_url: str | None = None,
+    plan_lease: float | None = None,
 ) -> Starlette:
     """The admin API. Its lifespan connects to NATS (waiting up to ``connect_wait`` seconds) and makes sure the
     stream exists; it closes on shutdown. Once connected, it reconnects forever (``/readyz`` tells meanwhile).
@@ -164,6 +166,8 @@ def create_app(
     ``client_limits``: requests per second of the client door (browsers and apps with a client-side key)
     per client address and per key (``clientside.py``).
     ``people``: how people sign in (``services/people``; default: local users with passwords, no single sign-on).
+    ``prometheus_url``: the Prometheus server release plans' PromQL guardrails ask (``services/release``);
+    ``plan_lease``: seconds without a renewal after which another replica takes a release plan over (default 10).
     """
 
     @contextlib.asynccontextmanager
@@ -185,6 +189,7 @@ def create_app(
         try:
             js = nc.jetstream()
             await _while_jetstream_settles("the event stream", lambda: ensure_stream(js), connect_wait)
+            await _while_jetstream_settles("the metrics stream", lambda: ensure_metrics_stream(js), connect_wait)
             app.state.auth.store = await _while_jetstream_settles(
                 "the token bucket", lambda: TokenStore.open(nc), connect_wait
             )
@@ -227,6 +232,9 @@ def create_app(
     else:
         app.state.history = None
     app.state.client_limits = client_limits if client_limits is not None else ClientLimits()
+    app.state.prometheus_url = prometheus_url
+    if plan_lease is not None:
+        app.state.plan_lease = plan_lease
     app.state.openapi = auth.document_security(build_openapi(endpoints, actor_header=actor_header), endpoints)
     # Request metrics for GET /metrics (services/admin/metrics.py): a middleware times every request.
     install_metrics(app)

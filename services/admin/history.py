@@ -77,7 +77,7 @@ from .routes import (
 
 MAX_LIMIT = 1000
 KINDS: dict[str, Kind] = {"flag": FLAG, "segment": SEGMENT}
-HISTORY_KINDS = ("flag", "segment", "environment", "schedule")
+HISTORY_KINDS = ("flag", "segment", "environment", "schedule", "plan")
 
 # -- response and request bodies ---------------------------------------------------------------------------
 

@@ -80,6 +80,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--people-config", type=Path, default=None, help="how people sign in: single sign-on, roles (docs/security.md)"
     )
+    parser.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("FLAGSTREAM_PROMETHEUS_URL"),
+        help="Prometheus server that release plans' PromQL guardrails ask (default: $FLAGSTREAM_PROMETHEUS_URL)",
+    )
+    parser.add_argument(
+        "--plan-lease",
+        type=float,
+        default=10.0,
+        help="seconds without a renewal after which another replica takes over a release plan",
+    )
     parser.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="private key of --tls-cert (PEM)")
     add_nats_arguments(parser)
@@ -167,6 +178,8 @@ async def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
             key_burst=max(1, int(args.client_key_rate * 2)),
         ),
         people=args.people,
+        prometheus_url=args.prometheus_url,
+        plan_lease=args.plan_lease,
     )
     tls = {"ssl_certfile": str(args.tls_cert), "ssl_keyfile": str(args.tls_key)} if args.tls_cert else {}
     # log_config=None: uvicorn's loggers (start-up, access log) go through the root logger set up by configure(),

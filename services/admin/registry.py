@@ -20,6 +20,7 @@ FEATURES: tuple[str, ...] = (
     "flags",
     "history",
     "schedules",
+    "plans",
     "ofrep",
     "ofrep_events",
     "clientside",

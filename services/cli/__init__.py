@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("flagstream.services.cli.history", "evaluate a context now, or as of a time or sequence"),
     "revert": ("flagstream.services.cli.history", "restore a flag or an environment to an earlier state"),
     "schedule": ("flagstream.services.cli.history", "list, create and cancel scheduled changes"),
+    "plans": ("flagstream.services.cli.plans", "release plans: roll a variation out in steps, rolled back on harm"),
     "rebuild": ("flagstream.services.projector.main", "rebuild the projector's read model (projector --rebuild)"),
     "import": ("flagstream.services.cli.imports", "import flags and segments from Unleash or flagd via the admin API"),
 }

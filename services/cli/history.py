@@ -35,7 +35,7 @@ def _history_args(p: argparse.ArgumentParser) -> None:
         "--all-envs", action="store_true", help="a flag's changes in every environment of the project (not only --env)"
     )
     p.add_argument("--segment", help="only this segment")
-    p.add_argument("--kind", choices=["flag", "segment", "environment", "schedule"], help="only this kind")
+    p.add_argument("--kind", choices=["flag", "segment", "environment", "schedule", "plan"], help="only this kind")
     p.add_argument("--actor", help="only changes by this actor (as recorded, e.g. a token name)")
     p.add_argument("--since", help="only changes at or after this time (RFC 3339)")
     p.add_argument("--until", help="only changes before this time (RFC 3339)")

@@ -14,7 +14,7 @@ import sys
 import nats
 
 from ...events import STREAM
-from ..runtime import add_nats_arguments, ensure_stream, nats_options
+from ..runtime import add_nats_arguments, ensure_metrics_stream, ensure_stream, nats_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +52,7 @@ async def _ensure(args: argparse.Namespace) -> int:
         while True:  # right after the cluster starts, JetStream may still be electing its meta leader
             try:
                 await ensure_stream(js, replicas=args.replicas)
+                await ensure_metrics_stream(js, replicas=args.replicas)
                 break
             except Exception:
                 if loop.time() > deadline:

@@ -26,6 +26,7 @@ import msgspec
 
 from ...events import Environment, Flag, Segment, canonical_json, decode_event, state_hash, subject
 from ...events.catalog import AnyEvent, Schedule
+from ...events.release import Plan
 from .projection import Batch, format_time, parse_time
 
 _SCHEMA = """
@@ -78,11 +79,12 @@ CREATE TABLE IF NOT EXISTS bad_events (
 
 _EVENT_COLUMNS = "seq, subject, project, environment, kind, key, type, actor, at, comment, revision, event"
 _ENTITY_COLUMNS = "project, environment, kind, key, seq, revision, archived, state, updated_at, updated_by"
-_STATE_TYPES: dict[str, type[Flag] | type[Segment] | type[Environment] | type[Schedule]] = {
+_STATE_TYPES: dict[str, type[Flag] | type[Segment] | type[Environment] | type[Schedule] | type[Plan]] = {
     "flag": Flag,
     "segment": Segment,
     "environment": Environment,
     "schedule": Schedule,
+    "plan": Plan,
 }
 
 
@@ -109,7 +111,7 @@ class EntityRecord:
     def subject(self) -> str:
         return subject(self.project, self.environment, self.kind, self.key)
 
-    def decoded(self) -> Flag | Segment | Environment | Schedule:
+    def decoded(self) -> Flag | Segment | Environment | Schedule | Plan:
         """The state as its domain type."""
         return msgspec.json.decode(self.state, type=_STATE_TYPES[self.kind])
 

@@ -7,7 +7,8 @@ Roles (see ``docs/security.md``):
 * ``projector``: reads the event stream through its durable consumer.
 * ``sdk-<project>-<environment>``: may only create consumers whose filter is its own environment's subjects
   (``$JS.API.CONSUMER.CREATE.FLAGSTREAM.<name>.flagstream.<p>.<env>.>``), receive on its own inbox prefix,
-  read the stream's info, and publish telemetry on ``flagstream-telemetry.<p>.<env>.>``. Nothing else.
+  read the stream's info, and publish telemetry on ``flagstream-telemetry.<p>.<env>.>`` (its ``track()`` metrics
+  too: the metrics stream stores and acknowledges them on its inbox). Nothing else.
 * ``operator``: everything, including deleting and purging streams. For humans repairing things, not services.
 
 Passwords are random (``secrets.token_hex``, URL-safe, so a user can ride in a ``nats://user:pw@host`` URL) and
@@ -41,6 +42,7 @@ from .stream import (
     CLIENT_KEYS_BUCKET,
     FLEET_BUCKET,
     RATE_BUCKET,
+    RELEASE_BUCKET,
     SESSIONS_BUCKET,
     TOKENS_BUCKET,
     USERS_BUCKET,
@@ -74,6 +76,7 @@ def admin_permissions() -> Permissions:
             f"$KV.{CLIENT_KEYS_BUCKET}.>",  # client-side keys (browsers and mobile apps)
             f"$KV.{USERS_BUCKET}.>",  # people (services/people)
             f"$KV.{SESSIONS_BUCKET}.>",  # their sessions, shared by the replicas
+            f"$KV.{RELEASE_BUCKET}.>",  # release plans' leases and watches, metric names (services/release)
             f"{TELEMETRY_PREFIX}.>",  # the OFREP evaluator's own SDK clients report like any SDK
         ),
         subscribe=("_INBOX.>", f"{PREFIX}.>", f"{LIVE_PREFIX}.>", f"{TELEMETRY_PREFIX}.>"),

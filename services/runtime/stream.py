@@ -16,6 +16,7 @@ from nats.js.kv import KeyValue
 
 from ...events import STREAM
 from ...events.subjects import all_live_subjects, all_subjects
+from ...events.tracking import metrics_filter
 
 log = logging.getLogger("flagstream.stream")
 
@@ -60,6 +61,7 @@ FLEET_BUCKET = "flagstream_fleet"  # last-evaluated times of the fleet view (``s
 CLIENT_KEYS_BUCKET = "flagstream_clientkeys"  # client-side keys for browsers and apps (``services/clientkeys``)
 USERS_BUCKET = "flagstream_users"  # people: local users, and those signed in via OpenID Connect (``services/people``)
 SESSIONS_BUCKET = "flagstream_sessions"  # sign-in sessions, sign-in attempts in flight, failed-password counts
+RELEASE_BUCKET = "flagstream_release"  # release plans' leases and watches, the metric names seen (``services/release``)
 
 #: Consumers the stream accepts. Every SDK instance follows its environment with one ordered consumer, and
 #: nats-server (2.15) refuses the 1,001st consumer of a stream whose limit is left unset.
@@ -123,6 +125,45 @@ async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
                 "stream %s (made by an older Flagstream): updating %s failed; run `flagstream stream` with the "
                 "operator's credentials (%r)", STREAM, ", ".join(changes), exc,
             )  # fmt: skip
+
+
+#: What SDK clients report of ``track()`` (``events/tracking.py``): kept for release plans and experiment results,
+#: limited in age and size (oldest dropped first), never part of the append-only event log.
+METRICS_STREAM = "FLAGSTREAM_METRICS"
+#: Defaults: a day, 1 GiB. A release step's data is read again from this stream when a replica takes a plan over.
+METRICS_MAX_AGE = 24 * 3600.0
+METRICS_MAX_BYTES = 1 << 30
+
+
+def metrics_stream_config(
+    replicas: int = 1, max_age: float = METRICS_MAX_AGE, max_bytes: int = METRICS_MAX_BYTES
+) -> StreamConfig:
+    """The metrics stream: limits-based, oldest first out, a 2-minute window in which a resent message (same
+    ``Nats-Msg-Id``) is stored once."""
+    return StreamConfig(
+        name=METRICS_STREAM,
+        subjects=[metrics_filter()],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_msgs=-1,
+        max_bytes=max_bytes,
+        max_age=max_age,
+        num_replicas=replicas,
+        duplicate_window=120.0,
+        max_consumers=-1,
+        allow_direct=True,
+    )
+
+
+async def ensure_metrics_stream(js: JetStreamContext, replicas: int | None = None) -> None:
+    """Create the metrics stream if it does not exist (as many replicas as the event stream, unless given)."""
+    try:
+        await js.stream_info(METRICS_STREAM)
+    except NotFoundError:
+        if replicas is None:
+            replicas = (await js.stream_info(STREAM)).config.num_replicas or 1
+        await js.add_stream(metrics_stream_config(replicas))
 
 
 async def ensure_bucket(

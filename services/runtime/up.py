@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -65,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_webhook_arguments(parser)
     parser.add_argument(
         "--people-config", type=Path, default=None, help="how people sign in: single sign-on, roles (docs/security.md)"
+    )
+    parser.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("FLAGSTREAM_PROMETHEUS_URL"),
+        help="Prometheus server that release plans' PromQL guardrails ask (default: $FLAGSTREAM_PROMETHEUS_URL)",
     )
     add_log_arguments(parser)
 
@@ -156,6 +162,7 @@ async def _serve(
         nats_options=admin_login,
         webhook_allow=args.webhook_policy,
         people=args.people,
+        prometheus_url=args.prometheus_url,
     )
     api = _QuietServer(uvicorn.Config(app, log_level="warning", lifespan="on"))
     projector = Projector(nats_url=creds.url(nats_url, PROJECTOR), db_path=read_model)

@@ -1,5 +1,5 @@
-"""Webhooks: each change of a flag, segment, environment or schedule POSTed to a URL of yours (Slack, a CI job,
-a change log), signed, in stream order, retried until your endpoint takes it.
+"""Webhooks: each change of a flag, segment, environment, schedule or release plan POSTed to a URL of yours (Slack, a
+CI job, a change log), signed, in stream order, retried until your endpoint takes it.
 
 This module is the pure part: the stored record, the subjects a webhook reads, the body and its signature.
 ``store.py`` keeps the records in NATS, ``delivery.py`` delivers.
@@ -40,7 +40,7 @@ from ..runtime import WEBHOOKS_BUCKET
 #: KV bucket of the webhook records.
 BUCKET = WEBHOOKS_BUCKET
 #: What a webhook can ask for (the entity kinds of the event stream).
-KINDS = ("flag", "segment", "environment", "schedule")
+KINDS = ("flag", "segment", "environment", "schedule", "plan")
 SIGNATURE_HEADER = "X-Flagstream-Signature"
 DELIVERY_HEADER = "X-Flagstream-Delivery"
 

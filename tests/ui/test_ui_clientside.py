@@ -142,6 +142,7 @@ async def test_an_admin_makes_a_key_marks_a_flag_and_revokes_the_key_in_the_ui(u
     assert (await ui.api.get(f"{ENV}/flags/new-checkout")).json()["flag"]["client_side"] is True
 
     await page.get_by_role("link", name="Client-side keys").click()
+    await expect(page.get_by_role("heading", name="Client-side keys", exact=True)).to_be_visible()
     await page.get_by_label("Name").fill("web shop")
     await page.get_by_label("Allowed origins (one per line)").fill("https://shop.example.com\nhttp://localhost:3000")
     await page.get_by_role("button", name="Create key").click()

@@ -65,6 +65,7 @@ const optional = [
   { module: "./history.js", needs: "flagHistory", label: "History", path: "history" },
   { module: "./playground.js", needs: "evaluate", label: "Playground", path: "playground" },
   { module: "./fleet.js", needs: "getFleet", label: "Fleet", path: "fleet" },
+  { module: "./release.js", needs: "listPlans", label: "Releases", path: "releases" },
   { module: "./webhooks.js", needs: "listWebhooks", label: "Webhooks", path: "webhooks", admin: true },
   { module: "./clientkeys.js", needs: "listClientKeys", label: "Client-side keys", path: "client-keys", admin: true },
   { module: "./people.js", needs: "listUsers", label: "People", path: "people", admin: true },
@@ -142,6 +143,7 @@ function showSignIn(message) {
 
   clear(main, box);
   call("GET", "/auth/options", { signingIn: true }).catch(() => ({ passwords: true, sso: null })).then((options) => {
+    if (!box.isConnected) return; // another sign-in page took this one's place
     if (options.sso) {
       box.append(h("p", {}, h("a", { class: "button primary", id: "sso", href: `${options.sso.start}?to=/ui/` },
         `Sign in with ${options.sso.label}`)));
@@ -386,8 +388,10 @@ document.getElementById("signout").addEventListener("click", async () => {
   ctx.envs = [];
   ctx.env = "";
   if (session) await call("POST", "/auth/signout", { signingIn: true }).catch(() => {});
-  location.hash = "#/signin";
-  showSignIn();
+  ctx.me = null;
+  // One sign-in page: the hash change routes to it (a second one drawn meanwhile would replace the first
+  // under the user's hand, its token fold toggled back).
+  if (location.hash === "#/signin") showSignIn(); else location.hash = "#/signin";
 });
 window.addEventListener("flagstream:unauthorized", () => {
   auth.token = "";

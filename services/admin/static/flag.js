@@ -431,7 +431,7 @@ export async function render(ctx, main, key) {
       conflictBanner(t, `this flag in ${where}`),
       h("div", { class: "row" }, sw, h("span", { class: `state ${config.on ? "on" : "off"}`, id: "flag-state" }, config.on ? "ON" : "OFF"),
         h("span", { class: "small muted grow" }, `in ${where}: version ${config.version}, last change `, lastChange(config)),
-        compareLink(env)),
+        compareLink(env), releaseLinks(env)),
       h("section", { "aria-labelledby": "s-reads", class: "reads" },
         h("h3", { id: "s-reads" }, `What ${where} serves when the flag is on`),
         h("ol", { id: "reads", class: "sentences" }, configurationLines({ ...c, on: true }).map((l) => h("li", {}, l)))),
@@ -460,6 +460,15 @@ export async function render(ctx, main, key) {
   function compareLink(env) {
     if (envs.length < 2) return null;
     return h("a", { class: "button small", href: ctx.link(`promote/${encodeURIComponent(key)}`), id: "compare-link" }, "Compare and copy");
+  }
+
+  // Release plans are per environment: the links open the releases of the tab's environment.
+  function releaseLinks(env) {
+    if (!ctx.extra.releases) return null;
+    const at = (path) => `#/${encodeURIComponent(env)}/${path}/${encodeURIComponent(key)}`;
+    return [
+      rec.definition.archived ? null : h("a", { class: "button small", href: at("releases/new"), id: "release-link" }, "Release in steps"),
+      h("a", { class: "button small", href: at("releases/results"), id: "results-link" }, "Experiment results")];
   }
 
   function focusPath(scope, path) {
