@@ -161,6 +161,7 @@ async def test_conditions_from_choices_a_date_picker_and_segments_without_an_att
     page = ui.page
     await ui.sign_in()
     await page.goto(f"{ui.base}/ui/#/development/flags/checkout")
+    await expect(page.get_by_role("heading", name="Checkout")).to_be_visible()
     await page.get_by_role("button", name="+ Rule").click()
     rule = page.locator(".rule").first
     await expect(rule.get_by_label("Context kind")).to_have_value("user")
@@ -196,6 +197,7 @@ async def test_compare_and_promote_with_a_conflict_shown(ui: UI) -> None:
     page = ui.page
     await ui.sign_in()
     await page.get_by_role("link", name="Compare and promote").click()
+    await expect(page.get_by_role("heading", name="Compare and promote")).to_be_visible()
     await page.get_by_label("Copy from").select_option("staging")
     await page.get_by_label("Copy to").select_option("production")
     items = page.locator("li.promote-flag")
@@ -260,12 +262,15 @@ async def test_a_rule_set_in_production_from_choices_reads_as_a_sentence_in_hist
 
     page = ui.page
     await ui.sign_in()
+    await expect(page.get_by_role("heading", name="Flags")).to_be_visible()
     await page.get_by_role("button", name="New flag").click()
+    await expect(page.get_by_role("heading", name="New flag")).to_be_visible()
     await page.get_by_label("Key").fill("new-checkout")
     await page.get_by_role("button", name="Create flag").click()
     await expect(page.get_by_role("heading", name="New checkout")).to_be_visible()
     await page.get_by_role("tab", name="Production").click()
-    panel = page.get_by_role("tabpanel")
+    panel = page.get_by_role("tabpanel", name="Production")
+    await expect(panel).to_be_visible()
     await panel.get_by_role("button", name="+ Rule").click()
     rule = panel.locator(".rule").first
     attribute = rule.get_by_label("Attribute")
@@ -294,6 +299,7 @@ async def test_a_rule_set_in_production_from_choices_reads_as_a_sentence_in_hist
     assert stored["summary"] == "10% on for state is CA; else on"
 
     await page.get_by_role("link", name="History and time travel").click()
+    await expect(page.get_by_role("heading", name="History of flag new-checkout")).to_be_visible()
     entries = page.locator("li.entry")
     await expect(entries.first).to_contain_text("10% in CA")
     await expect(entries.first.locator(".env-tag")).to_have_text("Production")

@@ -55,6 +55,7 @@ async def test_the_saved_toast_does_not_cover_the_save_button(ui: UI) -> None:
     page = ui.page
     await ui.sign_in()
     await page.get_by_role("link", name="New checkout").click()
+    await expect(page.get_by_role("heading", name="New checkout")).to_be_visible()
     # The save bar that stays at the bottom is the environment tab's.
     panel = page.get_by_role("tabpanel")
     await panel.get_by_role("button", name="+ Individual target").click()

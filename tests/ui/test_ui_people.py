@@ -52,6 +52,8 @@ async def test_a_person_signs_in_with_a_password_and_the_shell_knows_their_role(
 
     # In development she is a writer: the switch works, and the change carries her name.
     await page.goto(f"{ui.base}/ui/#/development/flags")
+    await expect(page.get_by_role("heading", name="Flags")).to_be_visible()
+    await expect(page.get_by_label("Environment")).to_have_value("development")
     row = page.locator("tr[data-key='dark-mode']")
     development = row.locator("td[data-env='development']").get_by_role("switch")
     await development.click()
