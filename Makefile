@@ -75,8 +75,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/as_of.py --events 100000 --runs 3
 	$(BIN)/python bench/as_of_production.py --events 100000 --runs 3
 	$(BIN)/python bench/regex_linear.py --patterns 500
+	$(BIN)/python bench/track_cost.py --quick
+	$(BIN)/python bench/release_guardian.py --trials 5 --aa 50 --aa-hold 120
 
-## make differential: every bucketing scheme against its home system's engine, 100,000 contexts per scheme
+## make differential: every bucketing scheme against its home system's engine, 100,000 contexts per scheme;
+## the Flagsmith and GrowthBook importers against their SDKs, 500 generated documents x 120 contexts each
 differential: $(STAMP)
 	$(BIN)/python bench/differential.py --flags 200 --contexts 500
 

@@ -4,15 +4,16 @@
     .venv/bin/python bench/imported_eval.py            # 5 x 200,000 evaluations per row
     .venv/bin/python bench/imported_eval.py --quick    # 3 x 20,000
 
-The flag of eval_speed.py and shared/bench/peer_eval.py -- ON for a sticky 10% of users with state == CA and
-os == iOS, else OFF -- written in each system's own format (LaunchDarkly flag JSON, Unleash feature, flagd
-definition, Flagsmith segment with PERCENTAGE_SPLIT, GrowthBook force rule with coverage), driven offline
-through that system's SDK as the reference harness does, and written as a Flagstream flag bucketing with the
-system's scheme (``Rollout.algorithm``). Before timing, both answer for the 10,000 contexts (half CA/iOS) and
-must agree on every one: the bench refuses to time a flag that answers differently. Then 20,000 warm-up
-evaluations and the repetitions of a one-line closure around each call (gc enabled, collected before each);
-the median ns per evaluation is reported, Flagstream (engine ``evaluate`` and the SDK's ``bool_variation``) next
-to the peer. The peers are test-only dependencies of the project (pyproject.toml ``dev``).
+The flag of eval_speed.py and shared/bench/peer_eval.py -- ON for a sticky 10% of users with state == CA and os ==
+iOS, else OFF -- written in each system's own format (LaunchDarkly flag JSON, Unleash feature, flagd definition,
+Flagsmith segment with PERCENTAGE_SPLIT, GrowthBook force rule with coverage), driven offline through that system's
+SDK as the reference harness does, and written as a Flagstream flag bucketing with the system's scheme
+(``Rollout.algorithm``); the ``-import`` rows time the flag as the Flagsmith and GrowthBook importers write it from
+the system's own document, against that system's SDK. Before timing, both answer for the 10,000 contexts (half
+CA/iOS) and must agree on every one: the bench refuses to time a flag that answers differently. Then 20,000 warm-up
+evaluations and the repetitions of a one-line closure around each call (gc enabled, collected before each); the
+median ns per evaluation is reported, Flagstream (engine ``evaluate`` and the SDK's ``bool_variation``) next to the
+peer. The peers are test-only dependencies of the project (pyproject.toml ``dev``).
 """
 
 from __future__ import annotations
@@ -382,12 +383,84 @@ def growthbook(tmp: str) -> dict[str, Any]:
     }
 
 
+def flagsmith_import(tmp: str) -> dict[str, Any]:
+    """The same flag as an environment document, imported by ``flagstream import flagsmith`` (typed ``cast:
+    python`` clauses, the segment's split), against Flagsmith's SDK evaluating that document locally."""
+    from flagsmith import Flagsmith
+
+    from flagstream.services.importers import import_flagsmith
+
+    def state(enabled: bool, django_id: int, priority: int | None = None) -> dict[str, Any]:
+        return {"feature": {"id": 1, "name": RULE}, "enabled": enabled, "feature_state_value": None,
+                "django_id": django_id, "featurestate_uuid": f"uuid-{django_id}",
+                "multivariate_feature_state_values": [],
+                "feature_segment": None if priority is None else {"priority": priority}}  # fmt: skip
+
+    conditions = [
+        {"operator": "EQUAL", "property_": "state", "value": "CA"},
+        {"operator": "EQUAL", "property_": "os", "value": "iOS"},
+        {"operator": "PERCENTAGE_SPLIT", "property_": "", "value": str(PCT)},
+    ]
+    doc = {"api_key": "bench-env", "name": "bench", "feature_states": [state(False, 1)],
+           "project": {"segments": [{"id": 5000, "name": "ca-ios-10", "feature_states": [state(True, 2, 0)],
+                                     "rules": [{"type": "ALL", "conditions": conditions, "rules": []}]}]},
+           "identity_overrides": []}  # fmt: skip
+
+    class Handler:
+        def get_environment(self) -> dict[str, Any]:
+            return doc
+
+    client = Flagsmith(offline_mode=True, offline_handler=Handler())
+    result = import_flagsmith(doc)
+    assert not result.problems(), result.problems()
+    identity_flags = client.get_identity_flags
+    return {
+        "peer": "flagsmith (SDK, offline)",
+        "how": "Flagsmith(offline_mode, the environment document); get_identity_flags(id, traits).is_feature_enabled",
+        "peer_ctx": lambda u: (u["key"], {"state": u["state"], "os": u["os"]}),
+        "peer_eval": lambda c: identity_flags(c[0], c[1]).is_feature_enabled(RULE),
+        "ours": result.flags[0],
+        "segments": tuple(result.segments),
+    }
+
+
+def growthbook_import(tmp: str) -> dict[str, Any]:
+    """The same flag as a GrowthBook payload, imported by ``flagstream import growthbook`` (``cast: js``
+    clauses, a partial ``growthbook`` rollout), against GrowthBook's SDK."""
+    from growthbook import GrowthBook
+
+    from flagstream.services.importers import import_growthbook
+
+    rule = {"condition": {"state": "CA", "os": "iOS"}, "force": True, "coverage": PCT / 100, "hashAttribute": "id"}
+    features = {RULE: {"defaultValue": False, "rules": [rule]}}
+    gb = GrowthBook(features=features)
+    set_attributes, is_on = gb.set_attributes, gb.is_on
+
+    def peer_eval(attrs: dict[str, Any]) -> bool:
+        set_attributes(attrs)
+        return is_on(RULE)
+
+    result = import_growthbook({"features": features})
+    assert not result.problems(), result.problems()
+    return {
+        "peer": "growthbook",
+        "how": "one GrowthBook(features=...) instance; gb.set_attributes(attrs) + gb.is_on(key)",
+        "peer_ctx": lambda u: {"id": u["key"], "state": u["state"], "os": u["os"]},
+        "peer_eval": peer_eval,
+        "ours_ctx": lambda u: {**u, "id": u["key"]},
+        "ours": result.flags[0],
+        "close": gb.destroy,
+    }
+
+
 ROWS = {
     "launchdarkly": launchdarkly,
     "unleash": unleash,
     "flagd": flagd,
     "flagsmith": flagsmith,
     "growthbook": growthbook,
+    "flagsmith-import": flagsmith_import,
+    "growthbook-import": growthbook_import,
 }
 
 
@@ -403,7 +476,7 @@ def main() -> None:
     people = users()
     names = [n for n in args.only.split(",") if n] or list(ROWS)
     print(f"load average {os.getloadavg()[0]:.2f}; {reps} x {evals:,} evaluations per row; ns per evaluation (median)")
-    print(f"{'scheme':<14}{'flagstream engine':>18}{'flagstream SDK':>16}{'peer SDK':>12}{'peer/SDK':>10}  peer")
+    print(f"{'scheme':<18}{'flagstream engine':>18}{'flagstream SDK':>16}{'peer SDK':>12}{'peer/SDK':>10}  peer")
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             row = ROWS[name](tmp)
@@ -421,7 +494,7 @@ def main() -> None:
             t_sdk = timed(sdk, mine, evals, reps)
             t_peer = timed(row["peer_eval"], theirs, evals, reps)
             print(
-                f"{name:<14}{t_engine:>18.0f}{t_sdk:>16.0f}{t_peer:>12.0f}{t_peer / t_sdk:>9.1f}x  "
+                f"{name:<18}{t_engine:>18.0f}{t_sdk:>16.0f}{t_peer:>12.0f}{t_peer / t_sdk:>9.1f}x  "
                 f"{row['peer']} ({on:.1%} on among CA/iOS, 10,000 contexts agree)"
             )
             row.get("close", lambda: None)()

@@ -105,6 +105,9 @@ class Rollout(Model, frozen=True, kw_only=True):
     #: 1, gaps allowed), the first range holding the bucket serving. They decide; ``weight`` is then the
     #: nominal share (shown, validated). Empty: the ranges follow from the weights.
     ranges: tuple[tuple[float, float], ...] = ()
+    #: GrowthBook's ``fallbackAttribute`` of a force rule (``growthbook`` only): the attribute hashed when
+    #: ``bucket_by``'s value cannot be hashed (absent, empty, zero, a boolean...). Empty: none.
+    fallback_by: str = ""
 
 
 class Serve(Model, frozen=True, kw_only=True):
@@ -141,6 +144,13 @@ class Clause(Model, frozen=True, kw_only=True):
     #: ``$flagd.timestamp``); ``if_absent`` the attribute, or the evaluation time when the context lacks it
     #: (Unleash's ``currentTime``). Date operators read it as a date; the others as whole epoch seconds.
     now: str = ""
+    #: How values are compared (the attribute read whole: a list is one value, not its elements): ``""``
+    #: (default) Flagstream's; ``python`` Flagsmith's typed comparison: the clause's text values cast to the
+    #: attribute's type (Python ``int()``, ``float()``, ``str()``; a boolean is true unless ``False``/``false``),
+    #: ``in`` matching a text or an integer's decimal text, a value that cannot be compared matching nothing,
+    #: negated or not; ``js`` GrowthBook's: JavaScript's strict equality and ordering (numbers with numbers,
+    #: texts with texts in UTF-16 order, nothing else), ``in`` a list attribute sharing an element.
+    cast: str = ""
 
 
 class Rule(Model, frozen=True, kw_only=True):
@@ -248,6 +258,9 @@ class SegmentRule(Model, frozen=True, kw_only=True):
     #: The context kind whose ``bucket_by`` is hashed; empty: the segment's kind (LaunchDarkly's
     #: ``rolloutContextKind``).
     context_kind: str = ""
+    #: For ``growthbook``: the share as ``[start, end)`` ranges of the bucket (fractions of 1), in when the
+    #: bucket lies in one of them (GrowthBook's namespaces and filters); ``weight`` is then the nominal share.
+    ranges: tuple[tuple[float, float], ...] = ()
 
 
 class Segment(Model, frozen=True, kw_only=True):

@@ -120,7 +120,12 @@ class CompiledSegment:
                         weight = (kind, getter(rule.bucket_by), salt_dot, rule.weight)
                     else:  # an imported percentage: (kind, picker), in when the picker gives 0
                         share = segment_share(
-                            rule.algorithm, rule.bucket_by, rule.hash_prefix, rule.weight, rule.hash_version
+                            rule.algorithm,
+                            rule.bucket_by,
+                            rule.hash_prefix,
+                            rule.weight,
+                            rule.hash_version,
+                            rule.ranges,
                         )
                         weight = (kind, share)
                 rules.append((matchers, weight))
@@ -317,7 +322,9 @@ class _Generator:
         k = self.kind(r.context_kind)
         weights = [w.weight for w in r.variations]
         if r.algorithm != FLAGSTREAM:  # an imported flag's own scheme (schemes.py): index of the variation
-            pick = rollout_picker(r.algorithm, r.bucket_by, r.hash_prefix, weights, r.ranges, r.hash_version)
+            pick = rollout_picker(
+                r.algorithm, r.bucket_by, r.hash_prefix, weights, r.ranges, r.hash_version, r.fallback_by
+            )
             self.emit(depth, f"i = {self.const(pick)}({k})")
             self.emit(depth, "if i is not None:")
             self.emit(depth + 1, f"o = {self.const(outcomes)}[i]")

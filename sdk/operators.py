@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import operator as _pyop
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -130,14 +131,53 @@ def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None
         return None
 
 
+#: ``Clause.cast`` values.
+CASTS = ("", "python", "js")
+#: The operators a ``cast`` changes (the others read the attribute whole, as they otherwise would).
+_CAST_OPS = {Operator.EQUALS, Operator.IN, Operator.NOT_IN, Operator.LT, Operator.LTE, Operator.GT, Operator.GTE}
+_PYTHON_CAST_OPS = {*_CAST_OPS, Operator.CONTAINS, Operator.MATCHES}
+
+
+def _cast_values(op: Operator, values: tuple[Any, ...], cast: str) -> tuple[Any, ...]:
+    """The values of a clause with ``cast`` (see ``Clause.cast``); raises :class:`ValueProblem`."""
+    if cast == "python":
+        if op not in _PYTHON_CAST_OPS:
+            raise ValueProblem(f"operator {op.value!r} has no python cast")
+        if not all(type(v) is str for v in values):
+            raise ValueProblem("a python cast compares text values")
+        if op is Operator.MATCHES:
+            out = []
+            for i, v in enumerate(values):
+                problem = regex_problem(v)
+                if problem:
+                    raise ValueProblem(problem, i)
+                out.append(compile_search(v))
+            return tuple(out)
+    elif op in _CAST_OPS:
+        for i, v in enumerate(values):
+            if v is None or not isinstance(v, str | int | float) or (type(v) is float and not math.isfinite(v)):
+                raise ValueProblem("a js cast compares texts, numbers and booleans", i)
+        if op in _NUMERIC_OPS and any(type(v) is bool for v in values):
+            raise ValueProblem(f"operator {op.value!r} orders numbers or texts")
+    if op in (Operator.IN, Operator.NOT_IN):
+        return tuple(values)
+    if len(values) != 1:
+        raise ValueProblem(f"operator {op.value!r} with a cast takes exactly one value")
+    return tuple(values)
+
+
 def prepare_values(
-    op: Operator, values: tuple[Any, ...], case_insensitive: bool = False, semver: str = ""
+    op: Operator, values: tuple[Any, ...], case_insensitive: bool = False, semver: str = "", cast: str = ""
 ) -> tuple[Any, ...]:
     """The clause's values converted for ``op``; raises :class:`ValueProblem` for an unusable value."""
     if op is Operator.EXISTS:
         return ()
     if not values:
         raise ValueProblem(f"operator {op.value!r} needs at least one value")
+    if cast not in CASTS:
+        raise ValueProblem(f"unknown cast {cast!r} (known: python, js)")
+    if cast and (op in _CAST_OPS or cast == "python"):
+        return _cast_values(op, values, cast)
     if op is Operator.EQUALS and len(values) != 1:
         raise ValueProblem("'equals' takes exactly one value (use 'in' for several)")
     if op in (Operator.IN, Operator.NOT_IN, Operator.EQUALS):
@@ -409,11 +449,160 @@ def _number_of_text(v: Any) -> Any:
 
 
 def clause_test(clause: Clause, op: Operator, values: tuple[Any, ...]) -> Test:
-    """The element test of ``clause`` (its operator already resolved to ``op``, its values prepared)."""
-    test = element_test(op, values, clause.case_insensitive, clause.stringify, clause.semver)
+    """The element test of ``clause`` (its operator already resolved to ``op``, its values prepared). With a
+    ``cast``, the test of the whole attribute value, ``negate`` included."""
+    if clause.cast:
+        negate = bool(clause.negate) is not (clause.op == Operator.NOT_IN)
+        if clause.cast == "python":
+            test = _python_cast_test(op, values, negate)
+        elif op in _CAST_OPS:
+            test = _js_cast_test(op, values, negate)
+        else:
+            plain = element_test(op, values, clause.case_insensitive, clause.stringify, clause.semver)
+
+            def test(v: Any) -> bool:
+                return plain(v) is not negate
+
+    else:
+        test = element_test(op, values, clause.case_insensitive, clause.stringify, clause.semver)
     if not clause.numeric_strings:
         return test
     return lambda v: test(_number_of_text(v))
+
+
+_NOT_COMPARABLE: Any = object()
+
+
+def _cast_or_not(cast: Callable[[str], Any], text: str) -> Any:
+    try:
+        return cast(text)
+    except (ValueError, TypeError, OverflowError):
+        return _NOT_COMPARABLE
+
+
+def _python_text_of(v: Any) -> Any:
+    """Flagsmith's reading of a value that is not a text, number or boolean: its Python ``str()``."""
+    if type(v) is list or type(v) is tuple or type(v) is dict:
+        try:
+            return str(v)
+        except (ValueError, RecursionError):
+            return None
+    return v
+
+
+def _python_cast_test(op: Operator, values: tuple[Any, ...], negate: bool) -> Test:
+    """Flagsmith's typed comparison (flag_engine ``_context_value_typed``, ``IN``, ``NOT_CONTAINS``)."""
+    if op in (Operator.IN, Operator.NOT_IN):
+        strings = frozenset(values)
+
+        def in_test(v: Any) -> bool:
+            v = _python_text_of(v)
+            if type(v) is int:
+                try:
+                    v = str(v)
+                except ValueError:
+                    return False
+            if type(v) is not str:
+                return False
+            return (v in strings) is not negate
+
+        return in_test
+    if op is Operator.MATCHES:
+
+        def matches(v: Any) -> bool:
+            v = _python_text(_python_text_of(v))
+            return type(v) is str and any(search(v) for search in values) is not negate
+
+        return matches
+    text = values[0]
+    if op is Operator.CONTAINS:
+
+        def contains(v: Any) -> bool:
+            v = _python_text_of(v)
+            return type(v) is str and (text in v) is not negate
+
+        return contains
+    casts = {
+        bool: text not in ("False", "false"),
+        int: _cast_or_not(int, text),
+        float: _cast_or_not(float, text),
+        str: text,
+    }
+    compare = {
+        Operator.EQUALS: _pyop.eq,
+        Operator.LT: _pyop.lt,
+        Operator.LTE: _pyop.le,
+        Operator.GT: _pyop.gt,
+        Operator.GTE: _pyop.ge,
+    }[op]
+
+    def typed(v: Any) -> bool:
+        v = _python_text_of(v)
+        c = casts.get(type(v), _NOT_COMPARABLE)
+        if c is _NOT_COMPARABLE:
+            return False
+        try:
+            return bool(compare(v, c)) is not negate
+        except (TypeError, ValueError):
+            return False
+
+    return typed
+
+
+def _js_type(v: Any) -> int:
+    t = type(v)
+    if t is str:
+        return 1
+    if t is bool:
+        return 2
+    if t is int or t is float:
+        return 3
+    return 0
+
+
+def _js_equal(a: Any, b: Any) -> bool:
+    """JavaScript's ``===`` between an attribute value and a clause value (a text, number or boolean)."""
+    return _js_type(a) == _js_type(b) != 0 and a == b
+
+
+def _js_compare(a: Any, b: Any) -> int | None:
+    """JavaScript's ordering of two numbers or two texts (UTF-16 units), else ``None`` (NaN too)."""
+    ta = _js_type(a)
+    if ta == 2 or ta == 0 or ta != _js_type(b):
+        return None
+    if ta == 3 and (a != a or b != b):
+        return None
+    if ta == 1 and not (a.isascii() and b.isascii()):
+        a, b = a.encode("utf-16-be", "surrogatepass"), b.encode("utf-16-be", "surrogatepass")
+    return (a > b) - (a < b)
+
+
+def _js_cast_test(op: Operator, values: tuple[Any, ...], negate: bool) -> Test:
+    """GrowthBook's comparisons (growthbook ``_js_strict_equal``, ``isIn``, ``compare``), the value whole."""
+    if op in (Operator.IN, Operator.NOT_IN, Operator.EQUALS):
+        many = op is not Operator.EQUALS
+
+        def equal(v: Any) -> bool:
+            if type(v) is list or type(v) is tuple:
+                hit = many and any(_js_equal(x, c) for x in v for c in values)
+            else:
+                hit = any(_js_equal(v, c) for c in values)
+            return hit is not negate
+
+        return equal
+    c = values[0]
+    accept = {
+        Operator.LT: lambda r: r < 0,
+        Operator.LTE: lambda r: r <= 0,
+        Operator.GT: lambda r: r > 0,
+        Operator.GTE: lambda r: r >= 0,
+    }[op]
+
+    def order(v: Any) -> bool:
+        r = _js_compare(v, c)
+        return (r is not None and accept(r)) is not negate
+
+    return order
 
 
 def element_test(
@@ -515,6 +704,7 @@ def string_in_parts(clause: Clause) -> tuple[str, str, frozenset[str], bool] | N
         or clause.case_insensitive
         or clause.numeric_strings
         or clause.now
+        or clause.cast
         or clause.attribute == "kind"
         or _pointer(clause.attribute) is not None
         or not clause.values
@@ -557,6 +747,20 @@ def _timed_matcher(kind: str, attribute: str, test: Test, negate: bool, mode: st
         if type(v) is list or type(v) is tuple:
             return any(map(test, v)) is not negate
         return test(v) is not negate
+
+    return match
+
+
+def _whole_matcher(kind: str, attribute: str, test: Test) -> Matcher:
+    """A clause with a ``cast``: the attribute value tested whole (a list is one value), ``negate`` in ``test``."""
+    path = _pointer(attribute)
+
+    def match(ctxs: Contexts) -> bool:
+        a = ctxs.get(kind)
+        if a is None:
+            return False
+        v = a.get(attribute) if path is None else _walk(a, path)
+        return v is not None and test(v)
 
     return match
 
@@ -607,7 +811,7 @@ def attribute_parts(clause: Clause) -> tuple[str, str, Test, bool] | None:
         op, negate = Operator.IN, not negate
     if op in (Operator.EXISTS, Operator.IN_SEGMENT) or clause.attribute == "kind" or _pointer(clause.attribute):
         return None
-    if clause.now:
+    if clause.now or clause.cast:
         return None
     values = prepare_values(op, tuple(clause.values), clause.case_insensitive, clause.semver)
     test = clause_test(clause, op, values)
@@ -628,12 +832,14 @@ def compile_clause(clause: Clause, segments: Mapping[str, SegmentMembership] | N
     negate = bool(clause.negate)
     if op is Operator.NOT_IN:
         op, negate = Operator.IN, not negate
-    values = prepare_values(op, tuple(clause.values), clause.case_insensitive, clause.semver)
+    values = prepare_values(op, tuple(clause.values), clause.case_insensitive, clause.semver, clause.cast)
     kind, attribute = clause.context_kind, clause.attribute
     if op is Operator.EXISTS:
         return _exists_matcher(kind, attribute, negate)
     if op is Operator.IN_SEGMENT:
         return _segment_matcher(values, segments, negate)
+    if clause.cast:
+        return _whole_matcher(kind, attribute, clause_test(clause, op, values))
     if clause.now:
         return _timed_matcher(kind, attribute, clause_test(clause, op, values), negate, clause.now, op in _DATE_OPS)
     if attribute == "kind":

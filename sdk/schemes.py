@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -149,6 +150,27 @@ def python_text(value: Any) -> str | None:
     try:
         return str(value)
     except ValueError:
+        return None
+
+
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+\.[0-9]+")
+
+
+def flagsmith_text(value: Any) -> str | None:
+    """The text Flagsmith hashes for a trait: its value as the engine reads it (a text that looks like an
+    integer or a decimal is that number; a list or an object its Python ``str()``), then ``str()``."""
+    if value is None:
+        return None
+    try:
+        if type(value) is str:
+            if len(value) <= 4300 and _INTEGER_TEXT.fullmatch(value):
+                return str(int(value))
+            if _DECIMAL_TEXT.fullmatch(value):
+                return str(float(value))
+            return value
+        return str(value)
+    except (ValueError, RecursionError):
         return None
 
 
@@ -345,6 +367,7 @@ def rollout_picker(
     weights: Sequence[int],
     ranges: Sequence[tuple[float, float]] = (),
     hash_version: int = 0,
+    fallback_by: str = "",
 ) -> Picker:
     """``pick(attributes) -> variation index | None`` for a rollout of an imported scheme (see module doc).
 
@@ -451,9 +474,10 @@ def rollout_picker(
 
     if algorithm == FLAGSMITH:
         find = _first_range(ranges or tuple(_cumulative_ranges(weights)))
+        text_of = python_text if bucket_by == "key" else flagsmith_text
 
         def pick_flagsmith(a: Attributes) -> int | None:
-            t = None if a is None else python_text(get(a))
+            t = None if a is None else text_of(get(a))
             if t is None:
                 return None
             return find(flagsmith_percentage(prefix + t))
@@ -464,9 +488,12 @@ def rollout_picker(
         rs = ranges or tuple((s / 100000, e / 100000) for s, e in _cumulative_ranges(weights))
         find = _first_range(rs)
         version = hash_version or 1
+        fallback = getter(fallback_by) if fallback_by else None
 
         def pick_growthbook(a: Attributes) -> int | None:
             t = None if a is None else growthbook_text(get(a))
+            if t is None and fallback is not None and a is not None:
+                t = growthbook_text(fallback(a))
             if t is None:
                 return None
             b = growthbook_hash(prefix, t, version)
@@ -477,14 +504,22 @@ def rollout_picker(
     raise ValueError(f"unknown bucketing scheme {algorithm!r}")
 
 
-def segment_share(algorithm: str, bucket_by: str, prefix: str, weight: int, hash_version: int = 0) -> Picker:
+def segment_share(
+    algorithm: str,
+    bucket_by: str,
+    prefix: str,
+    weight: int,
+    hash_version: int = 0,
+    ranges: Sequence[tuple[float, float]] = (),
+) -> Picker:
     """``in(attributes) -> 0 | None`` for a segment rule's percentage ``weight`` (of 100,000) under a scheme:
     0 when the context is in the share. Comparisons as the home systems make them:
 
     * ``unleash``: ``murmur3(prefix + value) % 100 * 1000 < weight`` (the normalised value ``<=`` percentage);
     * ``launchdarkly``: ``bucket < weight / 100000.0``, bucket -1 without the kind, 0 without a bucketable value;
     * ``flagsmith``: ``percentage <= weight / 1000`` (PERCENTAGE_SPLIT is inclusive);
-    * ``growthbook``: ``hash < weight / 100000`` (a force rule's coverage).
+    * ``growthbook``: ``hash < weight / 100000`` (a force rule's coverage), or with ``ranges``, the hash in
+      one of the ``[start, end)`` ranges (a namespace, a filter).
     """
     get = getter(bucket_by)
     if algorithm == UNLEASH:
@@ -507,22 +542,28 @@ def segment_share(algorithm: str, bucket_by: str, prefix: str, weight: int, hash
         return in_ld
     if algorithm == FLAGSMITH:
         percent = weight / 1000
+        text_of = python_text if bucket_by == "key" else flagsmith_text
 
         def in_flagsmith(a: Attributes) -> int | None:
-            t = None if a is None else python_text(get(a))
+            t = None if a is None else text_of(get(a))
             return 0 if t is not None and flagsmith_percentage(prefix + t) <= percent else None
 
         return in_flagsmith
     if algorithm == GROWTHBOOK:
         coverage = weight / 100000
         version = hash_version or 1
+        find = _first_range(ranges) if ranges else None
 
         def in_growthbook(a: Attributes) -> int | None:
             t = None if a is None else growthbook_text(get(a))
             if t is None:
                 return None
             b = growthbook_hash(prefix, t, version)
-            return 0 if b is not None and b < coverage else None
+            if b is None:
+                return None
+            if find is not None:
+                return None if find(b) is None else 0
+            return 0 if b < coverage else None
 
         return in_growthbook
     raise ValueError(f"unknown segment bucketing scheme {algorithm!r}")

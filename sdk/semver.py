@@ -35,7 +35,7 @@ _LAUNCHDARKLY = re.compile(_SEMVER.pattern[2:], re.ASCII)
 SemverKey = tuple[int, int, int, tuple]
 
 #: The dialects of ``Clause.semver``.
-DIALECTS = ("", "strict", "launchdarkly", "flagd")
+DIALECTS = ("", "strict", "launchdarkly", "flagd", "growthbook")
 
 
 def parse_semver(text: str, dialect: str = "") -> SemverKey | None:
@@ -43,9 +43,26 @@ def parse_semver(text: str, dialect: str = "") -> SemverKey | None:
     ``dialect`` (``""``: Flagstream's lenient reading; see ``Clause.semver``)."""
     if dialect == "flagd":
         return _flagd(text)
+    if dialect == "growthbook":
+        return _growthbook(text) if type(text) is str else None  # type: ignore[return-value]
     if type(text) is not str or len(text) > 256:
         return None
     return _parse(text, dialect)
+
+
+_GB_STRIP = re.compile(r"(^v|\+.*$)")
+_GB_SPLIT = re.compile(r"[-.]")
+
+
+@lru_cache(maxsize=4096)
+def _growthbook(text: str) -> str:
+    """GrowthBook's ``paddedVersionString``: any text is a version, compared as this padded text (a leading
+    ``v`` and build metadata dropped, ``-``/``.`` parts with digits left-padded to 5, ``~`` after a plain
+    ``x.y.z`` so it sorts after its pre-releases; an empty text is ``0``)."""
+    parts = _GB_SPLIT.split(_GB_STRIP.sub("", text or "0"))
+    if len(parts) == 3:
+        parts.append("~")
+    return "-".join(v.rjust(5, " ") if v.isdigit() else v for v in parts)
 
 
 def _flagd(value: object) -> SemverKey | None:

@@ -16,7 +16,7 @@ from msgspec import Struct
 
 from .bucketing import FLAGSTREAM
 from .events import WEIGHT_TOTAL, Clause, Flag, Operator, Segment, Serve
-from .operators import NOW_MODES, ValueProblem, prepare_values
+from .operators import CASTS, NOW_MODES, ValueProblem, prepare_values
 from .schemes import GROWTHBOOK, RANGED, SCHEMES, SEGMENT_SCHEMES
 
 #: Every bucketing scheme a rollout can name.
@@ -72,6 +72,11 @@ def validate_segment(segment: Segment, segments: Mapping[str, Segment] | None = 
             problems.append(Problem(f"{path}.hash_version", "hash_version is GrowthBook's: 1 or 2"))
         if rule.context_kind:
             _kind_problem(rule.context_kind, f"{path}.context_kind", problems)
+        if rule.ranges:
+            if rule.algorithm != GROWTHBOOK:
+                problems.append(Problem(f"{path}.ranges", "ranges of a segment rule are GrowthBook's (namespaces)"))
+            else:
+                problems += _range_problems(rule.ranges, len(rule.ranges), GROWTHBOOK, f"{path}.ranges")
         for j, clause in enumerate(rule.clauses):
             cpath = f"{path}.clauses[{j}]"
             problems += _clause_problems(clause, cpath)
@@ -200,10 +205,16 @@ def _clause_problems(clause: Clause, path: str) -> list[Problem]:
         problems.append(Problem(f"{path}.now", f"{op.value!r} cannot test the evaluation time"))
     if clause.stringify not in ("", "python", "js"):
         problems.append(Problem(f"{path}.stringify", f"unknown stringify {clause.stringify!r} (known: python, js)"))
+    if clause.cast not in CASTS:
+        problems.append(Problem(f"{path}.cast", f"unknown cast {clause.cast!r} (known: python, js)"))
+    elif clause.cast and (clause.now or clause.attribute == "kind" or op in (Operator.EXISTS, Operator.IN_SEGMENT)):
+        problems.append(
+            Problem(f"{path}.cast", "a cast compares an attribute value (not exists, segments, kinds, time)")
+        )
     if op is not Operator.IN_SEGMENT and (not isinstance(clause.attribute, str) or not clause.attribute):
         problems.append(Problem(f"{path}.attribute", "a clause needs an attribute"))
     try:
-        prepare_values(op, tuple(clause.values), clause.case_insensitive, clause.semver)
+        prepare_values(op, tuple(clause.values), clause.case_insensitive, clause.semver, clause.cast)
     except ValueProblem as e:
         where = f"{path}.values" if e.index is None else f"{path}.values[{e.index}]"
         problems.append(Problem(where, e.message))
@@ -252,6 +263,8 @@ def _serve_problems(serve: Serve, path: str, keys: set[str]) -> list[Problem]:
         problems.append(Problem(f"{rpath}.hash_version", "hash_version is GrowthBook's: 1 or 2"))
     if rollout.ranges:
         problems += _range_problems(rollout.ranges, len(rollout.variations), rollout.algorithm, f"{rpath}.ranges")
+    if rollout.fallback_by and rollout.algorithm != GROWTHBOOK:
+        problems.append(Problem(f"{rpath}.fallback_by", "fallback_by is GrowthBook's (fallbackAttribute)"))
     if not rollout.bucket_by:
         problems.append(Problem(f"{rpath}.bucket_by", "bucket_by must name an attribute"))
     _kind_problem(rollout.context_kind, f"{rpath}.context_kind", problems)

@@ -327,12 +327,15 @@ def test_the_migration_examples(docs: Docs) -> None:
     shutil.copy(data / "unleash-features.json", docs.folder / "export.json")
     shutil.copy(data / "flagd-flags.json", docs.folder / "flags.json")
     shutil.copy(data / "launchdarkly-flags.json", docs.folder / "ld-flags.json")
+    shutil.copy(data / "flagsmith-environment.json", docs.folder / "environment.json")
+    shutil.copy(data / "growthbook-features.json", docs.folder / "features.json")
     done = docs.run("migration.md", 0)
     assert "would write flag" in done.stdout, done.stdout
     written = re.findall(r"^(?:created|updated) flag (\S+) in production", done.stdout, re.M)
     assert written, done.stdout
     for key in written:
         assert docs.flag("production", key)["flag"]["key"] == key
+    assert {"banner_colour", "checkout-layout"} <= set(written), written  # from Flagsmith, from GrowthBook
 
 
 class _Receiver(BaseHTTPRequestHandler):

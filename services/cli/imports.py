@@ -1,6 +1,7 @@
-"""``flagstream import unleash|flagd FILE --env E [--dry-run]``: map another system's flags (and segments) and
-write them through the admin API, creating or replacing each; the report says what was mapped, approximated
-and not imported (docs/migration.md). ``--dry-run`` only prints the report and what would be written.
+"""``flagstream import SOURCE FILE --env E [--dry-run]`` (SOURCE: unleash, flagd, launchdarkly, flagsmith,
+growthbook): map another system's flags (and segments) and write them through the admin API, creating or
+replacing each; the report says what was mapped, approximated and not imported (docs/migration.md).
+``--dry-run`` only prints the report and what would be written.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from ...events.model import to_builtins
 from ..importers import ImportFileError, ImportResult, render
 from .api import ApiClient, ApiError, _segment, add_client_arguments, client_from
 
-SOURCES = ("unleash", "flagd", "launchdarkly")
+SOURCES = ("unleash", "flagd", "launchdarkly", "flagsmith", "growthbook")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +49,8 @@ _WHAT = {
     "unleash": "Unleash client features export (/api/client/features)",
     "flagd": "flagd flag definition file",
     "launchdarkly": "LaunchDarkly flag data file (flags, segments; the SDKs' file data source, the Relay Proxy's)",
+    "flagsmith": "Flagsmith environment document (GET /api/v1/environment-document/, as local evaluation reads it)",
+    "growthbook": "GrowthBook SDK features payload (the SDK connection's /api/features/<client key>)",
 }
 
 
@@ -101,6 +104,14 @@ def _map(args: argparse.Namespace) -> ImportResult:
         from ..importers import load_launchdarkly
 
         return load_launchdarkly(args.file)
+    if args.source == "flagsmith":
+        from ..importers import load_flagsmith
+
+        return load_flagsmith(args.file)
+    if args.source == "growthbook":
+        from ..importers import load_growthbook
+
+        return load_growthbook(args.file)
     from ..importers import load_flagd
 
     return load_flagd(args.file, fractional=args.fractional)

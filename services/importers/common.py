@@ -106,3 +106,85 @@ def render(result: ImportResult, *, verbose: bool = True) -> str:
             continue
         lines.append(f"  {n.severity.upper():<12} {n.subject} ({n.path}): {n.message}")
     return "\n".join(lines)
+
+
+def nominal_weights(parts: list[float]) -> list[int]:
+    """Shares of 100,000 summing to exactly 100,000 (largest remainder): a rollout's nominal weights when its
+    ``ranges`` decide (shown, validated)."""
+    parts = [max(p, 0.0) for p in parts]
+    total = sum(parts)
+    if total <= 0:
+        return [100_000] + [0] * (len(parts) - 1)
+    raw = [p * 100_000 / total for p in parts]
+    out = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - out[i], reverse=True)[: 100_000 - sum(out)]:
+        out[i] += 1
+    return out
+
+
+_PY_CLASS_ESCAPES = {"d": r"\p{Nd}", "D": r"\P{Nd}"}
+
+
+def python_regex(pattern: str, *, anchored: bool = False) -> tuple[str, str | None]:
+    """An RE2 pattern that finds a match where Python's ``re.search`` does (``re.match`` when ``anchored``),
+    and the difference when it cannot be exact (``None``: exact).
+
+    ``\\d``/``\\D`` become ``\\p{Nd}``/``\\P{Nd}`` (Python's digits are Unicode's), ``$`` at the end of an
+    alternative ``(?:\\n?\\z)`` (Python's also matches before a final newline), ``\\Z`` ``\\z``. ``\\w``, ``\\s``,
+    ``\\b`` (Unicode in Python, ASCII in RE2), other uses of ``$`` and inline flags are the differences said.
+    RE2's refusals (lookarounds, backreferences) are the caller's to report (``regex_problem``).
+    """
+    out: list[str] = []
+    differences: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    depth = 0
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            if nxt in _PY_CLASS_ESCAPES:
+                out.append(_PY_CLASS_ESCAPES[nxt])
+            elif nxt in "wWsSbB":
+                differences.append(f"\\{nxt} is ASCII here, Unicode in Python")
+                out.append(ch + nxt)
+            elif nxt == "Z" and not in_class:
+                out.append(r"\z")
+            else:
+                out.append(ch + nxt)
+            i += 2
+            continue
+        if in_class:
+            out.append(ch)
+            if ch == "]":
+                in_class = False
+            i += 1
+            continue
+        if ch == "[":
+            j = i + 1
+            if j < n and pattern[j] == "^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1  # a leading ] is literal
+            out.append(pattern[i:j])
+            in_class = True
+            i = j
+            continue
+        if ch == "$":
+            rest = pattern[i + 1 :]
+            if not rest.strip(")") or (depth == 0 and rest[0] == "|"):
+                out.append(r"(?:\n?\z)")
+            else:
+                differences.append("$ followed by more of the pattern")
+                out.append(ch)
+            i += 1
+            continue
+        if ch == "(" and pattern.startswith("(?", i) and not pattern.startswith(("(?:", "(?P<"), i):
+            differences.append("inline flags")
+        depth += 1 if ch == "(" else -1 if ch == ")" else 0
+        out.append(ch)
+        i += 1
+    re2_pattern = "".join(out)
+    if anchored:
+        re2_pattern = f"^(?:{re2_pattern})"
+    return re2_pattern, ("; ".join(dict.fromkeys(differences)) or None)

@@ -253,3 +253,29 @@ def test_segments_may_name_segments_but_not_in_a_cycle() -> None:
     assert not compiled["a"].contains({"user": {"key": "someone"}})
     looped = compile_segments({**segments, "c": closing})
     assert not any(looped[k].contains({"user": {"key": f"in-{k}"}}) for k in "abc")
+
+
+def test_the_options_of_imported_flags_are_checked() -> None:
+    """``Clause.cast``, ``Rollout.fallback_by`` and ``SegmentRule.ranges`` (docs/migration.md) are refused where they
+    mean nothing, with the path of the fault."""
+    bad = [
+        (rule(Clause(attribute="a", op=Operator.IN, values=("x",), cast="perl")), "$.rules[0].clauses[0].cast"),
+        (rule(Clause(attribute="a", op=Operator.EXISTS, cast="js")), "$.rules[0].clauses[0].cast"),
+        (rule(Clause(attribute="a", op=Operator.LT, values=(1,), cast="python")), "$.rules[0].clauses[0].values"),
+        (rule(Clause(attribute="a", op=Operator.GT, values=(True,), cast="js")), "$.rules[0].clauses[0].values"),
+        (rule(Clause(attribute="a", op=Operator.EQUALS, values=("x", "y"), cast="js")), "$.rules[0].clauses[0].values"),
+    ]
+    for r, path in bad:
+        assert path in paths(Flag(key="f", on=True, rules=(r,))), r
+    fallback = Serve(rollout=Rollout(variations=(WeightedVariation(variation="on", weight=100_000),), fallback_by="d"))
+    assert "$.rules[0].serve.rollout.fallback_by" in paths(Flag(key="f", on=True, rules=(rule(serve=fallback),)))
+    ranged = SegmentRule(id="r", weight=500, algorithm="unleash", hash_prefix="p", ranges=((0.0, 0.5),))
+    assert [p.path for p in validate_segment(Segment(key="s", rules=(ranged,)))] == ["$.rules[0].ranges"]
+    inverted = SegmentRule(id="r", weight=500, algorithm="growthbook", hash_prefix="p", ranges=((0.5, 0.2),))
+    assert [p.path for p in validate_segment(Segment(key="s", rules=(inverted,)))] == ["$.rules[0].ranges[0]"]
+    fine = [
+        rule(Clause(attribute="a", op=Operator.LT, values=("5",), cast="python")),
+        rule(Clause(attribute="a", op=Operator.IN, values=("x", 1, True), cast="js", negate=True), id="r2"),
+        rule(Clause(attribute="a", op=Operator.SEMVER_GT, values=("1.2",), semver="growthbook", cast="js"), id="r3"),
+    ]
+    assert paths(Flag(key="f", on=True, rules=tuple(fine))) == []

@@ -120,3 +120,79 @@ async def test_import_launchdarkly_then_an_sdk_client_answers_as_launchdarkly(
             assert client.variation("new-checkout", c, None) == theirs, c
     finally:
         await client.close()
+
+
+async def test_import_flagsmith_then_an_sdk_client_answers_as_flagsmith(
+    nats_url: str, admin_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Segments with helper segments, a multivariate feature and an identity override go through the admin API and
+    reach an SDK client, which answers as Flagsmith's SDK on the same environment document."""
+    import json
+
+    from tests.importers.peer_documents import flagsmith_peer
+
+    async with httpx.AsyncClient(base_url=admin_url, timeout=10, headers=auth_headers()) as http:
+        created = await http.post("/api/v1/projects/default/environments", json={"key": "production"})
+        assert created.status_code == 201, created.text
+    path = DATA / "flagsmith-environment.json"
+    argv = ["import", "flagsmith", str(path), "--env", "production", "--api", admin_url, "--token", ADMIN_TOKEN]
+    assert await asyncio.to_thread(main, argv) == 0
+    out = capsys.readouterr().out
+    assert "4 flag(s) and 4 segment(s) mapped; 0 flag(s) not imported" in out
+    assert out.index("created segment beta-testers--1") < out.index("created segment beta-testers in")
+
+    peer = flagsmith_peer(json.loads(path.read_text()))
+    client = AsyncFlagstreamClient(nats_url, environment="production")
+    await client.start()
+    try:
+        assert await client.wait_until_ready(30)
+        await eventually(lambda: client.variation("search_limit", {"key": "x"}, None) is not None, within=10,
+                         what="the imported flags reach the client")  # fmt: skip
+        for i in range(200):
+            identifier = "ada" if i == 0 else f"user-{i}"
+            traits = {"plan": ["beta", "free"][i % 2], "app_version": ["2.0.1", "1.0.0"][i % 3 % 2], "country": "NO"}
+            context = {"key": identifier, **traits}
+            assert client.variation("checkout", context, None) == peer("checkout", identifier, traits)[0], i
+            for name in ("banner_colour", "search_limit"):
+                value = client.variation(name, context, None)
+                assert (value["enabled"], value["value"]) == peer(name, identifier, traits), (name, i)
+    finally:
+        await client.close()
+
+
+async def test_import_growthbook_then_an_sdk_client_answers_as_growthbook(
+    nats_url: str, admin_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A namespace and a filter (helper segments hashing with GrowthBook's scheme), a force rule's coverage with a
+    fallback attribute and an experiment go through the admin API; an SDK client answers as GrowthBook's SDK."""
+    import json
+
+    from tests.importers.peer_documents import growthbook_peer
+
+    async with httpx.AsyncClient(base_url=admin_url, timeout=10, headers=auth_headers()) as http:
+        created = await http.post("/api/v1/projects/default/environments", json={"key": "production"})
+        assert created.status_code == 201, created.text
+    path = DATA / "growthbook-features.json"
+    argv = ["import", "growthbook", str(path), "--env", "production", "--api", admin_url, "--token", ADMIN_TOKEN]
+    assert await asyncio.to_thread(main, argv) == 0
+    out = capsys.readouterr().out
+    assert "1 flag(s) not imported (new-search)" in out
+    assert "created segment checkout-layout--1 in production" in out
+
+    peer = growthbook_peer(json.loads(path.read_text()))
+    client = AsyncFlagstreamClient(nats_url, environment="production")
+    await client.start()
+    try:
+        assert await client.wait_until_ready(30)
+        await eventually(lambda: client.variation("max-uploads", {"key": "x"}, None) is not None, within=10,
+                         what="the imported flags reach the client")  # fmt: skip
+        for i in range(300):
+            attributes = {"id": f"user-{i}", "deviceId": f"d-{i}", "country": ["NO", "US"][i % 2], "beta": i % 4 == 0,
+                          "plan": ["pro", "free"][i % 3 % 2], "appVersion": "2.1.0",
+                          "company": {"size": i}}  # fmt: skip
+            if i % 5 == 0:
+                del attributes["id"]  # the force rule's fallback attribute buckets them
+            for key in ("dark-mode", "checkout-layout", "max-uploads"):
+                assert client.variation(key, {"key": f"k{i}", **attributes}, None) == peer(key, attributes), (key, i)
+    finally:
+        await client.close()

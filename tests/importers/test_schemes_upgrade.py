@@ -77,7 +77,10 @@ def test_old_imported_flags_decode_and_answer_as_before() -> None:
     rollout = flag_event.flag.fallthrough.rollout
     assert rollout.hash_version == 0  # the new fields take their defaults
     assert rollout.ranges == ()
+    assert rollout.fallback_by == ""
     assert segment_event.segment.rules[0].context_kind == ""
+    assert segment_event.segment.rules[0].ranges == ()
+    assert {c.cast for r in flag_event.flag.rules for c in r.clauses} == {""}
     segments = {"beta": compile_segment(segment_event.segment)}
     compiled = {"checkout": compile_flag(flag_event.flag, segments)}
     assert compiled["checkout"].error is None

@@ -9,10 +9,12 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from flagstream import AsyncFlagstreamClient
+from flagstream.events.tracking import Exposed, MetricsBatch, encode_metrics, metrics_subject
 from tests.helpers import AdminProcess, WithHistory, admin_with_history, auth_headers, serving, until
 from tests.release.app import SimulatedApp
 from tests.release.helpers import ENV, flag_events, ok, plan_of, seed
@@ -184,3 +187,65 @@ async def test_an_a_a_run_goes_through_every_step_and_unexposed_metrics_are_coun
     count = next(m for m in results["metrics"] if m["kind"] == "count")
     assert count["unexposed"] > 100
     assert sum(v["users"] for v in count["variations"]) <= 2_000
+
+
+async def test_a_sample_ratio_mismatch_turns_the_flag_off_when_the_plan_says_so(
+    api: WithHistory, nats_url: str
+) -> None:
+    """An SDK of another build that serves the control to every user it meets (it ignores rollouts) reports its
+    exposures beside a correct SDK's: the new variation gets far less than its step's share of the users. No guardrail
+    is breached (there is none), the sample ratio test is: the plan rolls back as it says, the flag off."""
+    http = api.http
+    await seed(http, nats_url)
+    client = AsyncFlagstreamClient(nats_url, environment="production", track_interval=0.2)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        assert await client.start(wait=15)
+        app = SimulatedApp(client, "checkout", rates={}, base=0.0, rate=200, users=1_000)
+        async with app_running(app):
+            body = {"flag": "checkout", "variation": "on", "rollback": "off", "min_users": 30,
+                    "steps": [{"percent": 20, "hold": "1h"}, {"percent": 100}]}  # fmt: skip
+            plan = await ok(http, "POST", f"{ENV}/plans", body, 201)
+
+            async def first_step() -> bool:
+                return (await plan_of(http, plan["id"]))["step"] >= 0
+
+            await until(first_step, "the first step written")
+            step_seq = (await plan_of(http, plan["id"]))["step_seq"]
+            # The other build's reports, as its SDK would send them: 600 users, every one served "off" by the
+            # rollout under the step's own ruleset.
+            now = datetime.now(UTC)
+            exposed = tuple(Exposed("checkout", "off", f"web-{i}", 1, step_seq) for i in range(600))
+            batch = MetricsBatch(instance_id="other-build", project="default", environment="production",
+                                 since=now, until=now, exposed=exposed)  # fmt: skip
+            await js.publish(metrics_subject("default", "production"), encode_metrics(batch))
+            await until(lambda: _status_in(http, plan["id"], "rolled_back", "failed", "completed"),
+                        "the guardian's rollback")  # fmt: skip
+    finally:
+        await client.close()
+        await nc.close()
+    done = await plan_of(http, plan["id"])
+    assert done["status"] == "rolled_back", done
+    evidence = done["evidence"]
+    assert (evidence["reason"], evidence["step"], evidence["expected_share"]) == ("sample_ratio", 0, 0.2)
+    assert evidence["observed_share"] < 0.2
+    assert evidence["control_users"] >= 600  # the other build's users are counted, on the side it served them
+    assert "sample ratio mismatch at step 1" in evidence["text"]
+    # The flag is off (the plan's rollback), turned off by the guardian; its rollout is left as the step wrote it.
+    flag = await ok(http, "GET", f"{ENV}/flags/checkout")
+    assert flag["flag"]["on"] is False
+    last = (await flag_events(nats_url, "checkout"))[-1]
+    assert (last.actor, last.comment.split(":", 1)[0]) == ("guardian", "rolled back")
+    assert await client_sees_off(nats_url, done["result_seq"])
+
+
+async def client_sees_off(nats_url: str, seq: int) -> bool:
+    """A fresh SDK serves the flag's off variation to everyone once it has the rollback."""
+    client = AsyncFlagstreamClient(nats_url, environment="production")
+    try:
+        assert await client.start(wait=15)
+        assert await client.wait_for_sequence(seq, timeout=15)
+        return all(client.variation("checkout", {"key": f"user-{i}"}, True) is False for i in range(200))
+    finally:
+        await client.close()

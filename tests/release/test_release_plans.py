@@ -4,6 +4,7 @@ it grows, the timeline."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -155,3 +156,22 @@ async def test_a_person_pauses_resumes_advances_and_aborts(api: WithHistory, nat
 
 async def _at_step(http: httpx.AsyncClient, plan_id: str, step: int) -> bool:
     return (await plan_of(http, plan_id))["step"] >= step
+
+
+async def test_two_plans_created_at_once_on_one_flag_one_is_refused(api: WithHistory, nats_url: str) -> None:
+    """Two people create a plan on the same flag at the same moment: both pass the check of active plans before
+    either is stored; the one stored second is withdrawn and answered 409, and only the other's steps are written."""
+    http = api.http
+    await seed(http, nats_url)
+    body = {"flag": "checkout", "variation": "on", "steps": [{"percent": 5, "hold": "1h"}, {"percent": 100}]}
+    answers = await asyncio.gather(*(http.post(f"{ENV}/plans", json={**body, "comment": who}) for who in "ab"))
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    won = next(a for a in answers if a.status_code == 201).json()
+    lost = next(a for a in answers if a.status_code == 409).json()
+    assert lost["error"].startswith("$.flag: ")
+    assert won["id"] in lost["error"]
+    active = await ok(http, "GET", f"{ENV}/plans", params={"status": "active", "flag": "checkout"})
+    assert [p["id"] for p in active["items"]] == [won["id"]]
+    await until(lambda: _at_step(http, won["id"], 0), "the first step of the plan that stayed")
+    written = {e.actor for e in await flag_events(nats_url, "checkout") if e.actor.startswith("release plan")}
+    assert written == {f"release plan {won['id']}"}

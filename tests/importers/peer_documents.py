@@ -1,0 +1,465 @@
+"""Differential checks of whole importers against each peer's own SDK: hypothesis generates documents in the
+peer's own format (a Flagsmith environment document, a GrowthBook features payload) using every construct the
+importer claims to map exactly, the importer maps them, and the peer's SDK and Flagstream's engine answer for
+many generated contexts. :func:`run_importer` returns how many flags and contexts were compared and the
+differences found; ``tests/importers/test_import_flagsmith.py`` and ``test_import_growthbook.py`` run a few
+thousand contexts in the suite, ``bench/differential.py`` 100,000 per importer.
+
+Not a test module: helpers shared by the tests and the long run.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flagstream.engine import compile_flag, compile_segments, evaluate
+from flagstream.services.importers import ImportResult, import_flagsmith, import_growthbook
+
+Context = dict[str, Any]
+
+
+@dataclass
+class Tally:
+    importer: str
+    documents: int = 0
+    flags: int = 0
+    skipped: int = 0
+    contexts: int = 0
+    differences: list[str] = field(default_factory=list)
+
+
+def engine_answers(result: ImportResult) -> Callable[[str, Context], Any]:
+    """``answer(flag key, context)`` of the imported flags and segments, on Flagstream's engine."""
+    segments = compile_segments({s.key: s for s in result.segments})
+    flags = {f.key: compile_flag(f, segments) for f in result.flags}
+    for f in flags.values():
+        assert f.error is None or f.error.__class__.__name__ == "_Special", (f.key, f.problems)
+
+    def answer(key: str, context: Context) -> Any:
+        d = evaluate(flags, key, context, "<default>")
+        assert d.reason.kind != "ERROR", (key, d.reason, context)
+        return d.value
+
+    return answer
+
+
+# -- Flagsmith -------------------------------------------------------------------------------------------------
+
+_FS_TEXT = "abcXYZ019-_.é漢"
+_IDENTIFIERS = ["u1", "u2", "7", "007", "1.50", "1.5", "-3", "é漢", "user-42", ""]
+_TRAITS = ["plan", "age", "v"]
+_FS_VALUES = st.sampled_from(
+    ["pro", "free", "5", "5.0", "1e3", "-3", " 7", "true", "False", "", "abc", "1.2.3", "é", "10", "2.5", "007"]
+)
+_SEMVERS = st.sampled_from(["1.2.3", "2.0.0-rc.1", "1.0.0", "0.9.9", "abc", "1.2"])
+_PATTERNS = st.sampled_from(["[0-9]+", "pro", "p.o$", "T", "\\d\\.\\d", "a|b", "^-?1", "é+", "(x|y)$", "[a-f]{2,}"])
+
+
+@st.composite
+def fs_condition(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
+    op = draw(
+        st.sampled_from(
+            [
+                "EQUAL",
+                "NOT_EQUAL",
+                "GREATER_THAN",
+                "GREATER_THAN_INCLUSIVE",
+                "LESS_THAN",
+                "LESS_THAN_INCLUSIVE",
+                "CONTAINS",
+                "NOT_CONTAINS",
+                "REGEX",
+                "MODULO",
+                "IS_SET",
+                "IS_NOT_SET",
+                "IN",
+                "PERCENTAGE_SPLIT",
+                "UNKNOWN_OP",
+            ]
+        )
+    )
+    prop = draw(st.sampled_from([*_TRAITS, "$.identity.identifier"]))
+    value: Any
+    if op == "PERCENTAGE_SPLIT":
+        prop = draw(st.sampled_from(["", "", "plan", "age"]))
+        value = draw(st.sampled_from(["0", "10", "33.3", "50", "66.666", "99.99", "100", "150", "-1", "x"]))
+    elif op == "MODULO":
+        value = draw(st.sampled_from(["2|0", "3|1", "2.5|0.5", "x|1", "4"]))
+    elif op == "REGEX":
+        value = draw(_PATTERNS)
+    elif op == "IN":
+        items = draw(st.lists(_FS_VALUES | st.sampled_from(_IDENTIFIERS), min_size=0, max_size=4))
+        form = draw(st.sampled_from(["list", "csv", "json"]))
+        value = items if form == "list" else ",".join(items) if form == "csv" else json.dumps(items)
+    elif op in ("IS_SET", "IS_NOT_SET"):
+        value = None
+    elif op not in ("CONTAINS", "NOT_CONTAINS") and draw(st.integers(0, 2)) == 0:
+        value = draw(_SEMVERS) + ":semver"
+    else:
+        value = draw(_FS_VALUES)
+    return {"operator": op, "property_": prop, "value": value}
+
+
+@st.composite
+def fs_rule(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
+    conditions = draw(st.lists(fs_condition(), min_size=1 - depth, max_size=2))
+    rules = draw(st.lists(fs_rule(depth + 1), max_size=1)) if depth < 1 and draw(st.integers(0, 3)) == 0 else []
+    return {"type": draw(st.sampled_from(["ALL", "ANY", "NONE"])), "conditions": conditions, "rules": rules}
+
+
+def _fs_rules(draw: st.DrawFn) -> list[dict[str, Any]]:
+    shape = draw(st.integers(0, 9))
+    if shape == 0:
+        return []  # contains nobody
+    if shape <= 4:  # one condition: each operator decides on its own
+        return [{"type": "ALL", "conditions": [draw(fs_condition())], "rules": []}]
+    return draw(st.lists(fs_rule(), min_size=1, max_size=2))
+
+
+def _fs_value(draw: st.DrawFn, toggles: bool) -> Any:
+    if toggles:
+        return None
+    return draw(st.sampled_from([None, "blue", "green", 3, True, "", "x" * 3]))
+
+
+@st.composite
+def fs_state(draw: st.DrawFn, name: str, fid: int, toggles: bool, priority: Any = None) -> dict[str, Any]:
+    mv = []
+    if not toggles and draw(st.integers(0, 2)) == 0:
+        for k in range(draw(st.integers(1, 3))):
+            mv_id = draw(st.none() | st.integers(1, 10**6))
+            mv.append(
+                {
+                    "id": mv_id,
+                    "mv_fs_value_uuid": str(uuid.UUID(int=draw(st.integers(0, 2**128 - 1)))),
+                    "percentage_allocation": draw(st.integers(0, 6000)) / 100,
+                    "multivariate_feature_option": {"value": draw(st.sampled_from(["a", "b", "c", 7, False])), "id": k},
+                }
+            )
+    django_id = draw(st.none() | st.integers(1, 10**6))
+    state: dict[str, Any] = {
+        "feature": {"id": fid, "name": name, "type": "MULTIVARIATE" if mv else "STANDARD"},
+        "enabled": draw(st.booleans()),
+        "feature_state_value": _fs_value(draw, toggles),
+        "django_id": django_id,
+        "featurestate_uuid": str(uuid.UUID(int=draw(st.integers(0, 2**128 - 1)))),
+        "multivariate_feature_state_values": mv,
+        "feature_segment": None if priority is None else {"priority": priority},
+    }
+    return state
+
+
+@st.composite
+def flagsmith_document(draw: st.DrawFn) -> dict[str, Any]:
+    api_key = draw(st.text(alphabet=_FS_TEXT, min_size=1, max_size=8))
+    names = draw(st.lists(st.sampled_from(["checkout", "banner", "search", "dark-mode"]), min_size=1, max_size=3,
+                          unique=True))  # fmt: skip
+    toggles = {n: draw(st.booleans()) for n in names}
+    features = [draw(fs_state(n, i + 1, toggles[n])) for i, n in enumerate(names)]
+    segments = []
+    for s in range(draw(st.integers(1, 4))):
+        overrides = []
+        for n in draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)):
+            priority = draw(st.none() | st.integers(0, 3))
+            overrides.append(draw(fs_state(n, names.index(n) + 1, toggles[n], priority)))
+        segments.append(
+            {
+                "id": draw(st.integers(1, 10**6)) * 10 + s,
+                "name": f"segment {s}",
+                "rules": _fs_rules(draw),
+                "feature_states": overrides,
+            }
+        )
+    identities = []
+    for identifier in draw(st.lists(st.sampled_from(_IDENTIFIERS), max_size=4)):
+        chosen = draw(st.lists(st.sampled_from(names), max_size=2, unique=True))
+        identities.append(
+            {
+                "identifier": identifier,
+                "identity_features": [
+                    {
+                        "feature": {"id": names.index(n) + 1, "name": n},
+                        "enabled": draw(st.booleans()),
+                        "feature_state_value": _fs_value(draw, toggles[n]),
+                        "featurestate_uuid": str(uuid.uuid4()),
+                        "multivariate_feature_state_values": [],
+                    }
+                    for n in chosen
+                ],
+            }
+        )
+    return {
+        "api_key": api_key,
+        "name": "Production",
+        "feature_states": features,
+        "project": {"id": 1, "name": "p", "segments": segments},
+        "identity_overrides": identities,
+    }
+
+
+def flagsmith_contexts(seed: int, n: int) -> list[tuple[str, dict[str, Any]]]:
+    """(identifier, traits): numeric-looking texts, numbers, booleans, absent traits, the JSONPath-named trait."""
+    rnd = random.Random(seed)
+    values = ["pro", "free", "5", "5.0", "007", "1.50", "2.5", " 7", "-3", "1e3", "true", "False", "abc", "",
+              "1.2.3", "2.0.0-rc.1", "0.9.9", "1.0.0+b", "10", "é", "bp", "proto"]  # fmt: skip
+    out = []
+    for _ in range(n):
+        traits: dict[str, Any] = {}
+        for name in _TRAITS:
+            r = rnd.random()
+            if r < 0.45:
+                traits[name] = rnd.choice(values)
+            elif r < 0.6:
+                traits[name] = rnd.randint(-5, 12)
+            elif r < 0.7:
+                traits[name] = rnd.choice([2.5, 5.0, -3.0, 0.5, 1000.0])
+            elif r < 0.8:
+                traits[name] = rnd.choice([True, False])
+        if rnd.random() < 0.05:
+            traits["$.identity.identifier"] = rnd.choice(_IDENTIFIERS)
+        identifier = rnd.choice(_IDENTIFIERS) if rnd.random() < 0.5 else "".join(rnd.choice(_FS_TEXT) for _ in range(6))
+        out.append((identifier, traits))
+    return out
+
+
+class _Handler:
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+
+    def get_environment(self) -> dict[str, Any]:
+        return self.doc
+
+
+def flagsmith_peer(doc: dict[str, Any]) -> Callable[[str, str, dict[str, Any]], tuple[bool, Any]]:
+    """Flagsmith's SDK in offline mode on ``doc``: ``answer(feature name, identifier, traits) -> (enabled, value)``."""
+    from flagsmith import Flagsmith
+
+    client = Flagsmith(offline_mode=True, offline_handler=_Handler(doc))
+
+    def answer(name: str, identifier: str, traits: dict[str, Any]) -> tuple[bool, Any]:
+        flag = client.get_identity_flags(identifier, dict(traits)).get_flag(name)
+        return flag.enabled, flag.value
+
+    return answer
+
+
+def check_flagsmith(doc: dict[str, Any], contexts: list[tuple[str, dict[str, Any]]], tally: Tally, keep: int) -> None:
+    result = import_flagsmith(doc)
+    approximated = [n for n in result.notes if n.severity == "approximated"]
+    assert not approximated, approximated  # the generator uses only what maps exactly
+    peer = flagsmith_peer(doc)
+    ours = engine_answers(result)
+    tally.documents += 1
+    tally.skipped += len(result.skipped)
+    by_name = {f.description.removeprefix("Flagsmith feature "): f for f in result.flags}
+    tally.flags += len(by_name)
+    for name, flag in by_name.items():
+        for identifier, traits in contexts:
+            tally.contexts += 1
+            theirs = peer(name, identifier, traits)
+            value = ours(flag.key, {"key": identifier, **traits})
+            mine = (value, None) if flag.kind == "boolean" else (value["enabled"], value["value"])
+            if theirs != mine and len(tally.differences) < keep:
+                tally.differences.append(
+                    f"{json.dumps(doc)}\n  feature {name} identity {identifier!r} traits {traits!r}:"
+                    f" flagsmith {theirs!r}, flagstream {mine!r}"
+                )
+
+
+# -- GrowthBook ------------------------------------------------------------------------------------------------
+
+_GB_ATTRS = ["id", "a", "b", "nested.x", "v"]
+_GB_SCALARS = st.sampled_from(["pro", "free", "", "é漢", "10", "2", "abc", 0, 1, 2, 2.5, 10, -1, True, False, 1.0])
+_GB_VERSIONS = st.sampled_from(["1.2.3", "1.10.0", "2.0.0-rc.1", "v1.2", "1.2.3+b", "0", ""])
+_GB_PATTERNS = st.sampled_from(["^p", "o$", "[0-9]+", "é", "a|b", "^$", "x{2,}", "\\d", "(p|f)r"])
+
+
+@st.composite
+def gb_operator(draw: st.DrawFn) -> dict[str, Any]:
+    op = draw(
+        st.sampled_from(
+            ["$eq", "$ne", "$lt", "$lte", "$gt", "$gte", "$in", "$nin", "$exists", "$regex", "$notRegex",
+             "$veq", "$vne", "$vlt", "$vgte", "$not", "$inGroup", "$notInGroup"]
+        )
+    )  # fmt: skip
+    if op in ("$in", "$nin"):
+        return {op: draw(st.lists(_GB_SCALARS, max_size=3))}
+    if op == "$exists":
+        return {op: draw(st.sampled_from([True, False, 1, 0]))}
+    if op in ("$regex", "$notRegex"):
+        return {op: draw(_GB_PATTERNS)}
+    if op.startswith("$v"):
+        return {op: draw(_GB_VERSIONS)}
+    if op == "$not":
+        return {op: draw(gb_operator())}
+    if op in ("$inGroup", "$notInGroup"):
+        return {op: draw(st.sampled_from(["group-a", "missing"]))}
+    return {op: draw(_GB_SCALARS | st.none())}
+
+
+@st.composite
+def gb_condition(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
+    cond: dict[str, Any] = {}
+    for _ in range(draw(st.integers(1, 2))):
+        shape = draw(st.integers(0, 9))
+        if shape <= 2:
+            cond[draw(st.sampled_from(_GB_ATTRS))] = draw(_GB_SCALARS | st.none())
+        elif shape <= 6 or depth >= 1:
+            cond[draw(st.sampled_from(_GB_ATTRS))] = draw(gb_operator())
+        elif shape <= 8:
+            cond[draw(st.sampled_from(["$or", "$and", "$nor"]))] = draw(st.lists(gb_condition(depth + 1), max_size=2))
+        else:
+            cond["$not"] = draw(gb_condition(depth + 1))
+    return cond
+
+
+@st.composite
+def gb_rule(draw: st.DrawFn, name: str, values: list[Any]) -> dict[str, Any]:
+    rule: dict[str, Any] = {}
+    if draw(st.booleans()):
+        rule["condition"] = draw(gb_condition())
+    rule["hashAttribute"] = draw(st.sampled_from(["id", "id", "a", "b"]))
+    rule["hashVersion"] = draw(st.sampled_from([1, 2]))
+    if draw(st.booleans()):
+        rule["seed"] = draw(st.text(alphabet="abcé-", max_size=5))
+    if draw(st.integers(0, 3)) == 0:
+        rule["filters"] = [
+            {"attribute": draw(st.sampled_from(["id", "a"])), "seed": draw(st.text(alphabet="xyz", max_size=3)),
+             "hashVersion": draw(st.sampled_from([1, 2])),
+             "ranges": [sorted(draw(st.lists(st.integers(0, 100).map(lambda x: x / 100), min_size=2, max_size=2)))]}
+            for _ in range(draw(st.integers(1, 2)))
+        ]  # fmt: skip
+    if draw(st.booleans()):  # a force rule: everyone, a coverage, or a range
+        rule["force"] = draw(st.sampled_from(values))
+        reach = draw(st.integers(0, 3))
+        if reach == 1:
+            rule["coverage"] = draw(st.integers(0, 100)) / 100
+        elif reach == 2:
+            rule["range"] = sorted(draw(st.lists(st.integers(0, 100).map(lambda x: x / 100), min_size=2, max_size=2)))
+        if reach and draw(st.booleans()):
+            rule["fallbackAttribute"] = draw(st.sampled_from(["a", "b"]))
+        return rule
+    n = draw(st.integers(2, 3))
+    rule["key"] = draw(st.sampled_from(["", "exp-1", "exp-é"]))
+    rule["variations"] = draw(st.lists(st.sampled_from(values), min_size=n, max_size=n))
+    shape = draw(st.integers(0, 3))
+    if shape == 1:
+        raw = draw(st.lists(st.integers(0, 10), min_size=n, max_size=n))
+        rule["weights"] = [w / sum(raw) for w in raw] if sum(raw) else raw
+    elif shape == 2:
+        rule["ranges"] = [sorted(draw(st.lists(st.integers(0, 100).map(lambda x: x / 100), min_size=2, max_size=2)))
+                          for _ in range(n)]  # fmt: skip
+    if draw(st.booleans()):
+        rule["coverage"] = draw(st.integers(0, 100)) / 100
+    if draw(st.integers(0, 2)) == 0:
+        start = draw(st.integers(0, 100)) / 100
+        rule["namespace"] = [
+            draw(st.sampled_from(["ns1", "ns2"])),
+            start,
+            min(1.0, start + draw(st.integers(0, 60)) / 100),
+        ]
+    if draw(st.integers(0, 4)) == 0 and "ranges" not in rule:
+        rule["meta"] = [{"key": str(i), "passthrough": draw(st.booleans())} for i in range(n)]
+    return rule
+
+
+@st.composite
+def growthbook_payload(draw: st.DrawFn) -> dict[str, Any]:
+    features = {}
+    for name in draw(st.lists(st.sampled_from(["checkout", "banner", "search"]), min_size=1, max_size=2, unique=True)):
+        kind = draw(st.sampled_from(["bool", "string", "json"]))
+        values: list[Any] = {"bool": [True, False], "string": ["blue", "green", "red"],
+                             "json": [{"a": 1}, [1, 2], "x", 3]}[kind]  # fmt: skip
+        features[name] = {
+            "defaultValue": draw(st.sampled_from([*values, None])),
+            "rules": draw(st.lists(gb_rule(name, values), max_size=3)),
+        }
+    return {"features": features, "savedGroups": {"group-a": ["pro", "u1", 10]}}
+
+
+def growthbook_contexts(seed: int, n: int) -> list[dict[str, Any]]:
+    """GrowthBook attributes: ids and values of every JSON type, lists, nested objects, versions, absences."""
+    rnd = random.Random(seed)
+    scalars = ["pro", "free", "", "é漢", "10", "2", "abc", "u1", 0, 1, 2, 2.5, 10, -1, True, False, 1.0, "ox"]
+    versions = ["1.2.3", "1.10.0", "2.0.0-rc.1", "v1.2", "1.2.3+b", "0", "", "1.2.3-beta", 3]
+    out = []
+    for i in range(n):
+        attrs: dict[str, Any] = {}
+        if rnd.random() < 0.9:
+            attrs["id"] = rnd.choice(["u1", "", 7, f"user-{i}", f"é{i}", 0, True]) if rnd.random() < 0.3 else f"u{i}"
+        for name in ("a", "b"):
+            r = rnd.random()
+            if r < 0.75:
+                attrs[name] = rnd.choice(scalars)
+            elif r < 0.85:
+                attrs[name] = rnd.sample(scalars, rnd.randint(0, 3))
+            elif r < 0.9:
+                attrs[name] = None
+        if rnd.random() < 0.6:
+            attrs["nested"] = {"x": rnd.choice(scalars)} if rnd.random() < 0.9 else rnd.choice(scalars)
+        if rnd.random() < 0.7:
+            attrs["v"] = rnd.choice(versions)
+        out.append(attrs)
+    return out
+
+
+def growthbook_peer(payload: dict[str, Any]) -> Callable[[str, dict[str, Any]], Any]:
+    from growthbook import GrowthBook
+
+    def answer(name: str, attributes: dict[str, Any]) -> Any:
+        gb = GrowthBook(attributes=attributes, features=payload["features"], savedGroups=payload.get("savedGroups"))
+        return gb.get_feature_value(name, "<default>")
+
+    return answer
+
+
+def check_growthbook(doc: dict[str, Any], contexts: list[dict[str, Any]], tally: Tally, keep: int) -> None:
+    result = import_growthbook(doc)
+    approximated = [n for n in result.notes if n.severity == "approximated"]
+    assert not approximated, approximated  # the generator uses only what maps exactly
+    peer = growthbook_peer(doc)
+    ours = engine_answers(result)
+    tally.documents += 1
+    tally.skipped += len(result.skipped)
+    by_name = {f.description.removeprefix("GrowthBook feature "): f for f in result.flags}
+    tally.flags += len(by_name)
+    for name, flag in by_name.items():
+        for attributes in contexts:
+            tally.contexts += 1
+            theirs = peer(name, attributes)
+            mine = ours(flag.key, {"key": "k", **attributes})
+            if theirs != mine and len(tally.differences) < keep:
+                tally.differences.append(
+                    f"{json.dumps(doc)}\n  feature {name} attributes {attributes!r}: growthbook {theirs!r},"
+                    f" flagstream {mine!r}"
+                )
+
+
+#: importer -> (document strategy, contexts(seed, n), check(doc, contexts, tally, keep))
+IMPORTERS: dict[str, tuple[st.SearchStrategy[Any], Callable[[int, int], Any], Any]] = {
+    "flagsmith": (flagsmith_document(), flagsmith_contexts, check_flagsmith),
+    "growthbook": (growthbook_payload(), growthbook_contexts, check_growthbook),
+}
+
+
+def run_importer(importer: str, documents: int, contexts_per_document: int, *, keep: int = 5) -> Tally:
+    """Generate ``documents`` documents and compare every imported flag on ``contexts_per_document`` contexts."""
+    strategy, make_contexts, check = IMPORTERS[importer]
+    tally = Tally(importer)
+
+    @settings(max_examples=documents, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(doc=strategy, seed=st.integers(0, 2**32))
+    def run(doc: Any, seed: int) -> None:
+        check(doc, make_contexts(seed, contexts_per_document), tally, keep)
+
+    run()
+    return tally
