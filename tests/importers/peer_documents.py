@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flagstream.engine import compile_flag, compile_segments, evaluate
-from flagstream.services.importers import ImportResult, import_flagsmith, import_growthbook
+from flagstream.services.importers import ImportResult, import_flagsmith, import_growthbook, import_unleash
 
 Context = dict[str, Any]
 
@@ -443,10 +444,247 @@ def check_growthbook(doc: dict[str, Any], contexts: list[dict[str, Any]], tally:
                 )
 
 
+# -- Unleash ---------------------------------------------------------------------------------------------------
+
+_UN_TEXT = ["pro", "free", "team", " pro ", "", "NO", "se", "é漢", "ann@EXAMPLE.com", "bob@example.com", "10", "٣"]
+_UN_VERSIONS = ["1.2.3", "2.0.0", "2.0.0-rc.1", "1.10.0", "0.0.1", "2.0.0+build"]
+_UN_PATTERNS = ["^p", "o$", "[0-9]+", "\\d", "[\\d]$", "\\D", "@example\\.com$", "é", "a|b", "^$", "(?i)PRO", "x{2,}"]
+_UN_RANGES = ["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32", "10.1.2.3/16", "172.16.5.4", "junk", " 10.0.0.0/8"]
+_UN_DATES = ["2020-01-01T00:00:00.000Z", "2026-01-01T00:00:00Z", "2031-06-01T12:00:00.000Z"]
+
+
+@st.composite
+def un_constraint(draw: st.DrawFn) -> dict[str, Any]:
+    op = draw(
+        st.sampled_from(
+            ["IN", "NOT_IN", "STR_CONTAINS", "STR_STARTS_WITH", "STR_ENDS_WITH", "NUM_EQ", "NUM_GT", "NUM_GTE",
+             "NUM_LT", "NUM_LTE", "SEMVER_EQ", "SEMVER_GT", "SEMVER_GTE", "SEMVER_LT", "SEMVER_LTE", "REGEX",
+             "IN_CIDR", "DATE_AFTER", "DATE_BEFORE"]
+        )
+    )  # fmt: skip
+    c: dict[str, Any] = {"operator": op, "inverted": draw(st.booleans())}
+    if op in ("IN", "NOT_IN"):
+        c["contextName"] = draw(st.sampled_from(["userId", "plan", "country", "sessionId"]))
+        # Without spaces around or empty values: those are trimmed and dropped here, as the client spec says,
+        # compared as written by Unleash's Rust engine (reported).
+        c["values"] = draw(st.lists(st.sampled_from([v for v in [*_UN_TEXT, "u1", "u2"] if v and v == v.strip()]),
+                                    max_size=3))  # fmt: skip
+    elif op.startswith("STR_"):
+        c["contextName"] = draw(st.sampled_from(["email", "plan", "userId"]))
+        # At least one value: without, Unleash's Rust engine turns the whole feature off (reported as approximated).
+        values = st.sampled_from(["pro", "PRO", "@example.com", "u", "", "é", "EX"])
+        c["values"] = draw(st.lists(values, min_size=1, max_size=2))
+        c["caseInsensitive"] = draw(st.booleans())
+    elif op.startswith("NUM_"):
+        c["contextName"] = "age"
+        # A number: a value that is not one turns the whole feature off in Unleash's Rust engine (reported).
+        c["value"] = draw(st.sampled_from(["18", "17.5", "0", "-2", " 18", "1e1", "-0"]))
+    elif op.startswith("SEMVER_"):
+        c["contextName"] = "appVersion"
+        c["value"] = draw(st.sampled_from(_UN_VERSIONS))
+    elif op == "REGEX":
+        c["contextName"] = draw(st.sampled_from(["email", "plan", "userId"]))
+        c["value"] = draw(st.sampled_from(_UN_PATTERNS))
+        c["caseInsensitive"] = draw(st.booleans())
+    elif op == "IN_CIDR":
+        c["contextName"] = draw(st.sampled_from(["remoteAddress", "ip"]))
+        c["values"] = draw(st.lists(st.sampled_from(_UN_RANGES), min_size=1, max_size=3))
+    else:
+        c["contextName"] = "currentTime"
+        c["value"] = draw(st.sampled_from(_UN_DATES))
+    return c
+
+
+@st.composite
+def un_strategy(draw: st.DrawFn, variants: bool) -> dict[str, Any]:
+    name = draw(
+        st.sampled_from(
+            ["default", "flexibleRollout", "flexibleRollout", "userWithId", "remoteAddress", "gradualRolloutUserId",
+             "gradualRolloutSessionId"]
+        )
+    )  # fmt: skip
+    params: dict[str, Any] = {}
+    if name == "flexibleRollout":
+        params["rollout"] = str(draw(st.sampled_from([0, 1, 25, 50, 99, 100])))
+        params["stickiness"] = draw(st.sampled_from(["default", "userId", "sessionId", "plan"]))
+        if draw(st.booleans()):
+            params["groupId"] = draw(st.sampled_from(["g1", "grp-é", "x"]))
+    elif name.startswith("gradual"):
+        params["percentage"] = str(draw(st.sampled_from([0, 10, 50, 100])))
+        params["groupId"] = draw(st.sampled_from(["g1", "g2"]))
+    elif name == "userWithId":
+        params["userIds"] = ", ".join(
+            draw(st.lists(st.sampled_from(["u1", "u2", "u3", "vip"]), min_size=1, max_size=3))
+        )
+    elif name == "remoteAddress":
+        ips = st.sampled_from(["10.1.2.3", "192.168.1.7", "10.0.0.0/8", "2001:db8::1"])
+        params["IPs"] = ",".join(draw(st.lists(ips, min_size=1, max_size=2)))
+    s: dict[str, Any] = {
+        "name": name,
+        "parameters": params,
+        "constraints": draw(st.lists(un_constraint(), max_size=2)),
+        "disabled": draw(st.integers(0, 9)) == 0,
+    }
+    if draw(st.integers(0, 3)) == 0:
+        s["segments"] = draw(st.lists(st.sampled_from([1, 2]), min_size=1, max_size=2, unique=True))
+    if variants and draw(st.booleans()):
+        s["variants"] = un_variants(draw)
+    return s
+
+
+def un_variants(draw: st.DrawFn) -> list[dict[str, Any]]:
+    stickiness = draw(st.sampled_from(["default", "userId", "default"]))
+    weights = draw(st.lists(st.integers(0, 700), min_size=1, max_size=3).filter(lambda ws: sum(ws) > 0))
+    out = []
+    for i, w in enumerate(weights):
+        v: dict[str, Any] = {"name": f"v{i}", "weight": w, "weightType": "variable", "stickiness": stickiness}
+        if draw(st.booleans()):
+            v["payload"] = {"type": "string", "value": f"p{i}"}
+        out.append(v)
+    return out
+
+
+@st.composite
+def unleash_document(draw: st.DrawFn) -> dict[str, Any]:
+    features = []
+    names = draw(st.lists(st.sampled_from(["parent", "checkout", "banner"]), min_size=1, max_size=3, unique=True))
+    for name in names:
+        variants = draw(st.booleans())
+        f: dict[str, Any] = {"name": name, "enabled": draw(st.integers(0, 5)) > 0, "type": "release"}
+        f["strategies"] = draw(st.lists(un_strategy(variants), max_size=3))
+        if variants and (not f["strategies"] or draw(st.booleans())):
+            f["variants"] = un_variants(draw)
+            if draw(st.booleans()):
+                f["variants"][0]["overrides"] = [{"contextName": "userId", "values": ["u2", "vip"]}]
+        if name != "parent" and "parent" in names and draw(st.integers(0, 3)) == 0:
+            f["dependencies"] = [{"feature": "parent", "enabled": draw(st.booleans())}]
+        features.append(f)
+    segments = [{"id": i, "name": f"seg-{i}", "constraints": draw(st.lists(un_constraint(), max_size=2))}
+                for i in (1, 2)]  # fmt: skip
+    return {"version": 2, "features": features, "segments": segments}
+
+
+def unleash_contexts(seed: int, n: int) -> list[dict[str, Any]]:
+    """Unleash contexts as Flagstream contexts (``userId`` an attribute, ``age`` a number): ids, sessions, addresses
+    (IPv4, IPv6, spaces, junk), texts with case and non-ASCII, versions, numbers, the current time or not."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        ctx: dict[str, Any] = {"key": f"k{i}"}
+        if rnd.random() < 0.8:
+            ctx["userId"] = (
+                rnd.choice(["u1", "u2", "u3", "vip", f"user-{i}", "é漢", "٣"]) if rnd.random() < 0.3 else f"u{i}"
+            )
+        if rnd.random() < 0.5:
+            ctx["sessionId"] = f"s{rnd.randrange(10**6)}"
+        for name, choices in {
+            "remoteAddress": [
+                "10.1.2.3",
+                "10.200.0.1",
+                "192.168.1.7",
+                "172.16.5.4",
+                "2001:db8::1",
+                "2001:db9::1",
+                " 10.1.2.3",
+                "::ffff:10.0.0.1",
+                "x",
+                "010.1.2.3",
+                "fe80::1%eth0",
+            ],
+            "ip": ["10.1.2.3", "172.16.5.4", "11.0.0.1", "2001:db8::5"],
+            "plan": _UN_TEXT,
+            "country": ["NO", "SE", " NO", "se", ""],
+            "email": ["ann@EXAMPLE.com", "bob@example.com", "eve@other.org", "pro@x.io", "é@example.com", "a1b2"],
+            "appVersion": ["1.2.3", "2.0.0", "2.0.0-rc.1", "2.0.0-rc.2", "1.10.0", "v2.0.0", "2", "junk", "2.0.0+b"],
+            "age": [0, 17, 17.5, 18, 10, -2, 40],
+            "currentTime": ["2019-06-01T00:00:00.000Z", "2026-06-01T00:00:00.000Z", "2035-01-01T00:00:00Z"],
+        }.items():
+            if rnd.random() < (0.3 if name == "currentTime" else 0.7):
+                ctx[name] = rnd.choice(choices)
+        out.append(ctx)
+    return out
+
+
+_UN_FIELDS = ("userId", "sessionId", "remoteAddress", "currentTime")
+
+
+def unleash_peer(doc: dict[str, Any]) -> Callable[[str, dict[str, Any]], Any]:
+    """Unleash's engine (yggdrasil, behind the Python SDK) on ``doc``: ``answer(feature, context)`` is what
+    ``is_enabled`` answers for a feature without variants, what ``get_variant`` answers for one with them."""
+    from yggdrasil_engine.engine import UnleashEngine
+
+    # The Unleash server leaves disabled strategies out of what it serves SDKs (yggdrasil would evaluate them).
+    served = [f | {"strategies": [s for s in f["strategies"] if not s.get("disabled")]} for f in doc["features"]]
+    engine = UnleashEngine()
+    engine.take_state(json.dumps(doc | {"features": served}))
+    with_variants = {f["name"] for f in doc["features"]
+                     if f.get("variants") or any(s.get("variants") for s in f["strategies"])}  # fmt: skip
+
+    def answer(name: str, ctx: dict[str, Any]) -> Any:
+        theirs: dict[str, Any] = {k: ctx[k] for k in _UN_FIELDS if k in ctx}
+        theirs["properties"] = {k: str(v) for k, v in ctx.items() if k not in _UN_FIELDS and k != "key"}
+        if name not in with_variants:
+            return engine.check_enabled(name, theirs).is_enabled
+        v = engine.check_variant(name, theirs).variant
+        out = {"name": v.name, "enabled": v.enabled, "feature_enabled": v.feature_enabled}
+        return out | ({"payload": v.payload} if v.payload else {})
+
+    return answer
+
+
+def _unleash_random(doc: dict[str, Any], name: str, ctx: dict[str, Any]) -> bool:
+    """Whether Unleash may answer ``name`` at random for ``ctx`` (reported as approximated by the importer):
+    a default-stickiness percentage or variants without userId or sessionId (yggdrasil does not fall back to
+    remoteAddress), variants without their stickiness value."""
+    features = {f["name"]: f for f in doc["features"]}
+    f = features[name]
+    sticky = ctx.get("userId") or ctx.get("sessionId")
+    # Strategy variants are bucketed by the strategy's stickiness, feature variants by their own.
+    stickiness = [v["stickiness"] for v in f.get("variants") or []]
+    for s in f["strategies"]:
+        p = s.get("parameters") or {}
+        if s["name"] == "flexibleRollout" and p.get("stickiness") == "default" and not sticky:
+            return True
+        if s.get("variants"):
+            stickiness.append(p.get("stickiness") or "default")
+    for by in stickiness:
+        if not (sticky if by == "default" else ctx.get(by)):
+            return True
+    return any(_unleash_random(doc, d["feature"], ctx) for d in f.get("dependencies") or [])
+
+
+def check_unleash(doc: dict[str, Any], contexts: list[dict[str, Any]], tally: Tally, keep: int) -> None:
+    result = import_unleash(doc)
+    peer = unleash_peer(doc)
+    segments = compile_segments({s.key: s for s in result.segments})
+    flags = {f.key: compile_flag(f, segments) for f in result.flags}
+    tally.documents += 1
+    tally.skipped += len(result.skipped)
+    tally.flags += len(result.flags)
+    now = time.time() * 1000  # the evaluation time an SDK passes: its clock (the generated dates are years apart)
+    ungrouped = {n.subject.removeprefix("flag ") for n in result.notes if "without groupId" in n.message}
+    for flag in result.flags:
+        if flag.name in ungrouped:
+            continue  # yggdrasil hashes the parent's percentage with the child's name (reported)
+        error = flags[flag.key].error
+        assert error is None or error.__class__.__name__ == "_Special", (flag.key, flags[flag.key].problems)
+        for ctx in contexts:
+            if _unleash_random(doc, flag.name, ctx):
+                continue  # Unleash answers at random here, on each call (the report says so)
+            tally.contexts += 1
+            theirs = peer(flag.name, ctx)
+            mine = evaluate(flags, flag.key, ctx, "<default>", now=now).value
+            if theirs != mine and len(tally.differences) < keep:
+                tally.differences.append(
+                    f"{json.dumps(doc)}\n  feature {flag.name} context {ctx!r}: unleash {theirs!r}, flagstream {mine!r}"
+                )
+
+
 #: importer -> (document strategy, contexts(seed, n), check(doc, contexts, tally, keep))
 IMPORTERS: dict[str, tuple[st.SearchStrategy[Any], Callable[[int, int], Any], Any]] = {
     "flagsmith": (flagsmith_document(), flagsmith_contexts, check_flagsmith),
     "growthbook": (growthbook_payload(), growthbook_contexts, check_growthbook),
+    "unleash": (unleash_document(), unleash_contexts, check_unleash),
 }
 
 
