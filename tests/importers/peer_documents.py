@@ -22,7 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flagstream.engine import compile_flag, compile_segments, evaluate
-from flagstream.services.importers import ImportResult, import_flagsmith, import_growthbook, import_unleash
+from flagstream.services.importers import (
+    ImportResult,
+    import_flagd,
+    import_flagsmith,
+    import_growthbook,
+    import_unleash,
+)
 
 Context = dict[str, Any]
 
@@ -45,7 +51,8 @@ def engine_answers(result: ImportResult) -> Callable[[str, Context], Any]:
         assert f.error is None or f.error.__class__.__name__ == "_Special", (f.key, f.problems)
 
     def answer(key: str, context: Context) -> Any:
-        d = evaluate(flags, key, context, "<default>")
+        # The evaluation time an SDK passes: its clock (generated times are years from it).
+        d = evaluate(flags, key, context, "<default>", now=time.time() * 1000)
         assert d.reason.kind != "ERROR", (key, d.reason, context)
         return d.value
 
@@ -680,11 +687,180 @@ def check_unleash(doc: dict[str, Any], contexts: list[dict[str, Any]], tally: Ta
                 )
 
 
+# -- flagd -------------------------------------------------------------------------------------------------------
+
+_FD_VARS = ["email", "age", "plan", "user.name", "tags"]
+_FD_LITERALS = st.sampled_from(["pro", "18", 18, 0, 1, 17.5, True, False, "", "1", "x", "1e1", " 18"])
+_FD_VERSIONS = st.sampled_from(["1.2.3", "2.0.0", "1.2", "v1.0.0", "1", "2.0.0-rc.1", "V2.1.0"])
+
+
+def _var(draw: st.DrawFn) -> dict[str, Any]:
+    return {"var": draw(st.sampled_from(_FD_VARS))}
+
+
+def _ordered(draw: st.DrawFn, a: Any, b: Any) -> list[Any]:
+    return [a, b] if draw(st.booleans()) else [b, a]
+
+
+@st.composite
+def fd_condition(draw: st.DrawFn, depth: int = 0) -> Any:
+    shape = draw(st.integers(0, 13 if depth < 2 else 10))
+    if shape == 0:
+        op = draw(st.sampled_from(["==", "!=", "===", "!=="]))
+        return {op: _ordered(draw, _var(draw), draw(_FD_LITERALS))}
+    if shape == 1:
+        return {"in": [_var(draw), draw(st.lists(_FD_LITERALS, min_size=1, max_size=3))]}
+    if shape == 2:
+        return {"in": [draw(st.sampled_from(["pro", "@", "a", "1", "é"])), _var(draw)]}
+    if shape in (3, 4):
+        op = draw(st.sampled_from(["<", "<=", ">", ">="]))
+        number = draw(st.sampled_from([0, 1, 17.5, 18, -1, 100]))
+        if op in ("<", "<=") and draw(st.integers(0, 3)) == 0:  # between
+            return {op: [number, _var(draw), number + draw(st.sampled_from([1, 10, 0.5]))]}
+        return {op: _ordered(draw, _var(draw), number)}
+    if shape == 5:
+        op = draw(st.sampled_from(["starts_with", "ends_with"]))
+        return {op: [_var(draw), draw(st.sampled_from(["pro", "@example.com", "a", "1", ""]))]}
+    if shape in (6, 7):
+        op = draw(st.sampled_from(["=", "!=", "<", "<=", ">", ">=", "^", "~"]))
+        return {"sem_ver": [{"var": draw(st.sampled_from(["version", "version", "plan"]))}, op, draw(_FD_VERSIONS)]}
+    if shape == 8:
+        return {draw(st.sampled_from(["==", "!="])): _ordered(draw, {"var": "$flagd.flagKey"},
+                                                              draw(st.sampled_from(["f1", "f2", "x"])))}  # fmt: skip
+    if shape == 9:  # the evaluation time, in seconds: far from now either way
+        return {
+            draw(st.sampled_from([">", "<"])): [{"var": "$flagd.timestamp"}, draw(st.sampled_from([10**9, 4 * 10**9]))]
+        }
+    if shape == 10:
+        return {"$ref": draw(st.sampled_from(["adults", "pros"]))}
+    if shape == 11:
+        return {"!": draw(fd_condition(depth + 1))}
+    return {draw(st.sampled_from(["and", "or"])): draw(st.lists(fd_condition(depth + 1), min_size=1, max_size=3))}
+
+
+@st.composite
+def fd_result(draw: st.DrawFn, variants: list[str], depth: int = 0) -> Any:
+    shape = draw(st.integers(0, 5 if depth < 2 else 2))
+    if shape == 0:
+        return None
+    if shape <= 2:
+        return draw(st.sampled_from(variants))
+    if shape == 3:
+        pairs: list[Any] = [
+            [v, draw(st.integers(0, 50))] if draw(st.integers(0, 4)) else [v]
+            for v in draw(st.lists(st.sampled_from(variants), min_size=1, max_size=len(variants), unique=True))
+        ]
+        if sum(p[1] if len(p) > 1 else 1 for p in pairs) == 0:
+            pairs[0] = [pairs[0][0]]
+        key = draw(st.integers(0, 3))
+        if key == 1:
+            return {"fractional": [{"var": draw(st.sampled_from(["email", "targetingKey", "age"]))}, *pairs]}
+        if key == 2:
+            return {"fractional": [{"cat": [{"var": "$flagd.flagKey"}, "-", {"var": "email"}]}, *pairs]}
+        return {"fractional": pairs}
+    args: list[Any] = []
+    for _ in range(draw(st.integers(1, 2))):
+        args += [draw(fd_condition()), draw(fd_result(variants, depth + 1))]
+    if draw(st.booleans()):
+        args.append(draw(fd_result(variants, depth + 1)))
+    return {"if": args}
+
+
+@st.composite
+def flagd_document(draw: st.DrawFn) -> dict[str, Any]:
+    flags: dict[str, Any] = {}
+    for name in draw(st.lists(st.sampled_from(["f1", "f2", "f3"]), min_size=1, max_size=3, unique=True)):
+        variants = draw(st.sampled_from([
+            {"on": True, "off": False}, {"red": "red", "blue": "blue", "green": "green"},
+            {"one": 1, "two": 2, "three": 3}, {"a": {"x": 1}, "b": {"x": [2]}},
+        ]))  # fmt: skip
+        d: dict[str, Any] = {"variants": variants, "state": "DISABLED" if draw(st.integers(0, 9)) == 0 else "ENABLED"}
+        if draw(st.integers(0, 6)):
+            d["defaultVariant"] = draw(st.sampled_from(list(variants)))
+        if draw(st.integers(0, 5)):
+            targeting = draw(fd_result(list(variants)))
+            d["targeting"] = targeting if isinstance(targeting, dict) else {"if": [True, targeting]}
+        flags[name] = d
+    evaluators = {"adults": {">=": [{"var": "age"}, 18]}, "pros": {"in": [{"var": "plan"}, ["pro", "team"]]}}
+    return {"flags": flags, "$evaluators": evaluators}
+
+
+def flagd_contexts(seed: int, n: int) -> list[dict[str, Any]]:
+    """flagd evaluation contexts (``key`` the targeting key): texts, numbers, booleans, numeric texts, lists, nested
+    objects, versions as texts and numbers, absent attributes."""
+    rnd = random.Random(seed)
+    scalars = ["pro", "team", "18", 18, 0, 1, 17.5, True, False, "", "1", "x", "1e1", " 18", 18.0, "1_8", "nan", -1]
+    out = []
+    for i in range(n):
+        ctx: dict[str, Any] = {"key": f"user-{i}" if rnd.random() < 0.8 else rnd.choice(["", "é漢", "1", "pro"])}
+        for name in ("email", "age", "plan"):
+            r = rnd.random()
+            if r < 0.5:
+                ctx[name] = rnd.choice(scalars)
+            elif r < 0.75:
+                ctx[name] = (
+                    rnd.choice([f"u{i}@example.com", f"pro{i}@x.io", "a@b", "ana"])
+                    if name == "email"
+                    else (rnd.choice([12, 17, 18, 20, 40, 17.5]))
+                )
+            elif r < 0.82 and name == "plan":  # not a bucketing value: flagd reads a list there as a bucket
+                ctx[name] = rnd.sample(scalars, rnd.randint(0, 2))
+        if rnd.random() < 0.6:
+            ctx["user"] = {"name": rnd.choice(scalars)} if rnd.random() < 0.9 else rnd.choice(scalars)
+        if rnd.random() < 0.4:
+            ctx["tags"] = rnd.sample(["pro", "a", "1", 1, True], rnd.randint(0, 3))
+        if rnd.random() < 0.7:
+            ctx["version"] = rnd.choice(["1.2.3", "2.0.0", "1.2", "v1.0.0", "1", "2.0.0-rc.1", "V2.1.0", "2.1", "junk",
+                                         "01.2.3", 2, 1.5, ""])  # fmt: skip
+        out.append(ctx)
+    return out
+
+
+def flagd_peer(doc: dict[str, Any]) -> Callable[[str, dict[str, Any]], Any]:
+    """flagd's in-process evaluator (openfeature-flagd-core) on ``doc``: ``answer(flag, context)``, the caller's
+    default ``"<default>"``."""
+    from openfeature.contrib.tools.flagd.core import FlagdCore
+    from openfeature.evaluation_context import EvaluationContext
+
+    core = FlagdCore()
+    core.set_flags(doc)
+
+    def answer(name: str, ctx: dict[str, Any]) -> Any:
+        values = list(doc["flags"][name]["variants"].values())
+        resolve = {bool: core.resolve_boolean_value, str: core.resolve_string_value, int: core.resolve_integer_value,
+                   float: core.resolve_float_value}.get(type(values[0]), core.resolve_object_value)  # fmt: skip
+        attrs = {k: v for k, v in ctx.items() if k != "key"}
+        return resolve(name, "<default>", EvaluationContext(ctx["key"], attrs)).value
+
+    return answer
+
+
+def check_flagd(doc: dict[str, Any], contexts: list[dict[str, Any]], tally: Tally, keep: int) -> None:
+    result = import_flagd(doc)
+    approximated = [n for n in result.notes if n.severity == "approximated"]
+    assert not approximated, approximated  # the generator uses only what maps exactly
+    peer = flagd_peer(doc)
+    ours = engine_answers(result)
+    tally.documents += 1
+    tally.skipped += len(result.skipped)
+    tally.flags += len(result.flags)
+    for flag in result.flags:
+        for ctx in contexts:
+            tally.contexts += 1
+            theirs = peer(flag.name, ctx)
+            mine = ours(flag.key, ctx)
+            if theirs != mine and len(tally.differences) < keep:
+                tally.differences.append(
+                    f"{json.dumps(doc)}\n  flag {flag.name} context {ctx!r}: flagd {theirs!r}, flagstream {mine!r}"
+                )
+
+
 #: importer -> (document strategy, contexts(seed, n), check(doc, contexts, tally, keep))
 IMPORTERS: dict[str, tuple[st.SearchStrategy[Any], Callable[[int, int], Any], Any]] = {
     "flagsmith": (flagsmith_document(), flagsmith_contexts, check_flagsmith),
     "growthbook": (growthbook_payload(), growthbook_contexts, check_growthbook),
     "unleash": (unleash_document(), unleash_contexts, check_unleash),
+    "flagd": (flagd_document(), flagd_contexts, check_flagd),
 }
 
 
