@@ -142,6 +142,116 @@ async def detection(trials: int, limit: float) -> dict[str, Any]:
     return {"times": times, "outcomes": outcomes, "evaluations": app.evaluations}
 
 
+class ManyFlags:
+    """The A/A app of the real-system check: each second ``rate`` users drawn among ``users``, each evaluates every
+    flag of ``flags``; flag k's own metric ``errors-k`` fails with 1% on either variation (independent draws, so the
+    plans' verdicts are independent)."""
+
+    def __init__(self, client: AsyncFlagstreamClient, seed: int, users: int = 10_000, rate: float = 1_000.0) -> None:
+        self.client = client
+        self.rng = np.random.default_rng(seed)
+        self.users = users
+        self.rate = rate
+        self.flags: list[str] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tick = 0.02
+        per_tick = int(self.rate * tick)
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while not stop.is_set():
+            flags = list(self.flags)
+            who = self.rng.integers(0, self.users, per_tick).tolist()
+            draws = self.rng.random((per_tick, max(1, len(flags)))).tolist()
+            for user_id, row in zip(who, draws, strict=True):
+                user = {"key": f"user-{user_id}"}
+                for k, flag in enumerate(flags):
+                    self.client.variation_detail(flag, user, False)
+                    if row[k] < 0.01:
+                        self.client.track(f"errors-{k}", user)
+            next_at += tick
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            if loop.time() - next_at > 1.0:
+                next_at = loop.time()
+
+
+async def aa_real(rounds: int, flags: int, hold: float, limit: float) -> dict[str, Any]:
+    """A/A plans through the real system, ``flags`` at a time: the same path as detection (SDK, metrics stream,
+    the runner's window and guardian), no difference between the variations."""
+    outcomes: list[dict[str, Any]] = []
+    with nats_server() as server, tempfile.TemporaryDirectory() as folder:
+        admin = AdminProcess(server.url, Path(folder), "warmup")
+        await admin.start()
+        client = AsyncFlagstreamClient(server.url, environment=ENVIRONMENT, track_interval=1.0)
+        assert await client.start(wait=30)
+        app = ManyFlags(client, seed=2)
+        stop = asyncio.Event()
+        task = asyncio.create_task(app.run(stop))
+        try:
+            names = {f"errors-{k}" for k in range(flags)}
+            metrics = f"/environments/{ENVIRONMENT}/metrics"
+            while not names <= set((await admin.http.get(metrics)).json()["metrics"]):
+                for name in names:
+                    client.track(name, {"key": "warmup"})
+                await asyncio.sleep(0.2)
+            for r in range(rounds):
+                keys = [f"aa-{r}-{k}" for k in range(flags)]
+                version = 0
+                for key in keys:
+                    made = await admin.http.post(
+                        f"/environments/{ENVIRONMENT}/flags",
+                        json={"key": key, "on": True, "fallthrough": {"variation": "off"}},
+                    )
+                    assert made.status_code == 201, made.text
+                    version = made.json()["version"]
+                assert await client.wait_for_sequence(version, timeout=30)
+                app.flags = keys
+                await asyncio.sleep(2)
+                ids = []
+                for k, key in enumerate(keys):
+                    steps = [{"percent": p, "hold": hold} for p in (5, 25, 50)] + [{"percent": 100}]
+                    body = {
+                        "flag": key,
+                        "variation": "on",
+                        "steps": steps,
+                        "guardrails": [{"metric": f"errors-{k}", "kind": "count", "max_change": 0}],
+                    }
+                    created = await admin.http.post(PLAN, json=body)
+                    assert created.status_code == 201, created.text
+                    ids.append(created.json()["id"])
+                deadline = time.monotonic() + limit
+                ended: dict[str, dict[str, Any]] = {}
+                while len(ended) < len(ids) and time.monotonic() < deadline:
+                    for plan_id in ids:
+                        if plan_id not in ended:
+                            plan = (await admin.http.get(f"{PLAN}/{plan_id}")).json()
+                            if plan["status"] not in ("running", "paused", "rolling_back"):
+                                ended[plan_id] = plan
+                    await asyncio.sleep(1)
+                for plan_id in ids:
+                    plan = ended.get(plan_id) or (await admin.http.get(f"{PLAN}/{plan_id}")).json()
+                    evidence = plan.get("evidence") or {}
+                    outcomes.append(
+                        {
+                            "plan": plan_id,
+                            "status": plan["status"],
+                            "step": plan["step"],
+                            "reason": evidence.get("reason"),
+                            "text": evidence.get("text"),
+                        }
+                    )
+                done = outcomes[-len(ids) :]
+                print(f"A/A round {r + 1}/{rounds}: " + ", ".join(f"{o['status']}" for o in done)
+                      + f", load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+                app.flags = []
+        finally:
+            stop.set()
+            await task
+            await client.close()
+            await admin.close()
+    return {"rounds": rounds, "flags": flags, "hold_s": hold, "outcomes": outcomes}
+
+
 def _seconds(iso: str) -> float:
     from datetime import datetime
 
@@ -175,6 +285,14 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds a detection trial may take")
     ap.add_argument("--aa", type=int, default=200, help="A/A trials (the guardian's code on simulated traffic)")
     ap.add_argument("--aa-hold", type=int, default=300, help="seconds each A/A step is held (looked at each second)")
+    ap.add_argument(
+        "--aa-real",
+        type=int,
+        default=0,
+        help="rounds of A/A plans through the real system (default none: the simulated ones only)",
+    )
+    ap.add_argument("--aa-real-flags", type=int, default=10, help="A/A plans at a time in a real-system round")
+    ap.add_argument("--aa-real-hold", type=float, default=60.0, help="seconds each real-system A/A step is held")
     args = ap.parse_args()
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}", flush=True)
@@ -186,6 +304,10 @@ def main() -> None:
     reasons = [aa_trial(10_000 + i, args.aa_hold, steps, alpha) for i in range(args.aa)]
     aa_seconds = time.monotonic() - started
     false = [r for r in reasons if r is not None]
+    real: dict[str, Any] = {}
+    if args.aa_real:
+        real = asyncio.run(aa_real(args.aa_real, args.aa_real_flags, args.aa_real_hold,
+                                   args.aa_real_hold * 3 + args.timeout))  # fmt: skip
     load_after = os.getloadavg()
     times = found["times"]
     rows = []
@@ -194,13 +316,19 @@ def main() -> None:
         rows.append(("detection p50 / p95 / max (s)", f"{statistics.median(times):.1f} / {percentile(times, 95):.1f} / "
                      f"{max(times):.1f}"))  # fmt: skip
     rows.append(("A/A false rollbacks", f"{len(false)} of {args.aa} ({len(false) / max(1, args.aa):.1%})"))
+    if real:
+        outs = real["outcomes"]
+        wrong = [o for o in outs if o["status"] != "completed"]
+        rows.append((f"A/A through the real system ({args.aa_real_flags} plans at a time, steps held "
+                     f"{args.aa_real_hold:g} s): not completed", f"{len(wrong)} of {len(outs)} "
+                     f"({len(wrong) / max(1, len(outs)):.1%})"))  # fmt: skip
     rows.append(("load average (before, after detection, after A/A)",
                  f"{load_before[0]:.1f}, {load_mid[0]:.1f}, {load_after[0]:.1f}"))  # fmt: skip
     print_table("Release safety", ("", "value"), rows)
     write_results("release_guardian", {
         "detection": found, "aa": {"trials": args.aa, "hold_s": args.aa_hold, "steps": steps, "alpha_each": alpha,
                                    "false_rollbacks": len(false), "reasons": false, "seconds": round(aa_seconds, 1)},
-        "load_before": load_before, "load_mid": load_mid, "load_after": load_after,
+        "aa_real": real, "load_before": load_before, "load_mid": load_mid, "load_after": load_after,
     })  # fmt: skip
 
 

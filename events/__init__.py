@@ -11,6 +11,7 @@ from .catalog import (
     Event,
     FlagArchived,
     FlagCreated,
+    FlagDeleted,
     FlagEvent,
     FlagRestored,
     FlagToggled,
@@ -26,7 +27,9 @@ from .catalog import (
 from .codec import DecodeError, decode_event, encode_event
 from .hashing import canonical_json, state_hash
 from .model import (
+    ENVIRONMENT_FIELDS,
     KEY_PATTERN,
+    PROJECT_FIELDS,
     WEIGHT_TOTAL,
     Clause,
     Environment,
@@ -48,8 +51,10 @@ from .subjects import DEFAULT_PROJECT, STREAM, Address, EntityKind, environment_
 
 __all__ = [
     "DEFAULT_PROJECT",
+    "ENVIRONMENT_FIELDS",
     "KEY_PATTERN",
     "MAX_SEQ",
+    "PROJECT_FIELDS",
     "STREAM",
     "TAGS",
     "UNSET_AUTHOR",
@@ -68,6 +73,7 @@ __all__ = [
     "Flag",
     "FlagArchived",
     "FlagCreated",
+    "FlagDeleted",
     "FlagEvent",
     "FlagKind",
     "FlagRestored",

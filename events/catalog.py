@@ -48,6 +48,9 @@ class Event(Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     at: datetime
     comment: str = ""
     version: int = 1
+    #: One change written to several entities at once (a flag in every environment, a promotion of many
+    #: flags) carries one id on each of its events; empty for a change of one entity.
+    change: str = ""
     #: Who wrote it (added after the first release: events written before have none, and still decode; an event
     #: without one encodes exactly as before). ``actor`` stays the name to show.
     author: Author | UnsetType = UNSET
@@ -75,6 +78,11 @@ class FlagArchived(FlagEvent, frozen=True, kw_only=True, tag="flag.archived"):
 
 class FlagRestored(FlagEvent, frozen=True, kw_only=True, tag="flag.restored"):
     pass
+
+
+class FlagDeleted(FlagEvent, frozen=True, kw_only=True, tag="flag.deleted"):
+    """The tombstone of an archived flag: its last state with ``deleted`` set. SDKs drop the flag; its history
+    stays, and time travel answers for any instant before."""
 
 
 class SegmentEvent(Event, frozen=True, kw_only=True):
@@ -221,6 +229,7 @@ AnyEvent = (
     | FlagToggled
     | FlagArchived
     | FlagRestored
+    | FlagDeleted
     | SegmentCreated
     | SegmentUpdated
     | SegmentArchived

@@ -10,7 +10,8 @@ type; unknown fields are ignored on decode (no ``forbid_unknown_fields`` here).
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any
+from datetime import date
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -185,8 +186,19 @@ def _default_variations() -> tuple[Variation, ...]:
     return (Variation(key="on", value=True), Variation(key="off", value=False))
 
 
+#: A flag's expected life: ``temporary`` (a release or an experiment, to be removed once rolled out) or
+#: ``permanent`` (an operational switch, an entitlement).
+Lifecycle = Literal["temporary", "permanent"]
+
+
 class Flag(Model, frozen=True, kw_only=True):
-    """The whole state of one flag in one environment."""
+    """The whole state of one flag in one environment: what the environment's SDKs evaluate.
+
+    A flag exists in every environment of its project. What it *is* (``PROJECT_FIELDS``: key, name, kind,
+    variations, tags, lifecycle...) is the same in all of them; what it *does* (``ENVIRONMENT_FIELDS``: on/off,
+    targets, rules, the default and off variations, prerequisites) is set per environment. Each environment's
+    event carries both, so an SDK reads its own environment and nothing else.
+    """
 
     key: Key
     name: str = ""
@@ -209,6 +221,27 @@ class Flag(Model, frozen=True, kw_only=True):
     #: When off, or a prerequisite fails: serve the caller's default instead of ``off_variation`` (a
     #: LaunchDarkly flag without an off variation, a disabled flagd flag).
     off_default: bool = False
+    #: Who answers for the flag (a person or a team, free text).
+    maintainer: str = ""
+    lifecycle: Lifecycle = "temporary"
+    #: When a temporary flag is expected to be removed from the code (None: not planned).
+    remove_by: date | None = None
+    #: Set only by the ``flag.deleted`` tombstone: the flag is gone (SDKs drop it; its history stays).
+    deleted: bool = False
+
+
+#: What a flag does in one environment: everything else about it is the same in every environment.
+ENVIRONMENT_FIELDS: tuple[str, ...] = (
+    "on",
+    "off_variation",
+    "off_default",
+    "fallthrough",
+    "targets",
+    "rules",
+    "prerequisites",
+)
+#: What a flag is, project-wide (a field added to ``Flag`` later is project-wide unless listed above).
+PROJECT_FIELDS: tuple[str, ...] = tuple(f for f in Flag.__struct_fields__ if f not in ENVIRONMENT_FIELDS)
 
 
 class SegmentRule(Model, frozen=True, kw_only=True):

@@ -128,8 +128,12 @@ def apply_events(ruleset: Ruleset, events: Iterable[tuple[int, Event]]) -> tuple
         if event.project != ruleset.project or event.environment != ruleset.environment:
             continue
         if isinstance(event, FlagEvent):
-            flags[event.flag.key] = event.flag
-            versions[f"flag/{event.flag.key}"] = event_seq
+            if event.flag.deleted:  # the tombstone: the flag is gone from this environment
+                flags.pop(event.flag.key, None)
+                versions.pop(f"flag/{event.flag.key}", None)
+            else:
+                flags[event.flag.key] = event.flag
+                versions[f"flag/{event.flag.key}"] = event_seq
             changed.add(event.flag.key)
         elif isinstance(event, SegmentEvent):
             segments[event.segment.key] = event.segment
@@ -145,7 +149,10 @@ def apply_events(ruleset: Ruleset, events: Iterable[tuple[int, Event]]) -> tuple
         recompile = changed
     frozen_segments = MappingProxyType(compiled_segments)
     for key in recompile:
-        compiled[key] = LazyFlag(flags[key], frozen_segments, home)
+        if key in flags:
+            compiled[key] = LazyFlag(flags[key], frozen_segments, home)
+        else:
+            compiled.pop(key, None)
     new = Ruleset(
         project=ruleset.project,
         environment=ruleset.environment,

@@ -278,3 +278,14 @@ async def copy_stream(source: str, target: str, *, after: int = 0, source_option
     finally:
         await src.close()
         await dst.close()
+
+
+async def flag_in(http: httpx.AsyncClient, environments: str, env: str, body: dict[str, Any]) -> httpx.Response:
+    """Flag ``body["key"]`` as ``body`` says in environment ``env`` (``environments``: the API path of the
+    project's environments): created if it is new (a flag is created once, in every environment), otherwise
+    changed in ``env`` (a merge patch: the other environments keep theirs)."""
+    created = await http.post(f"{environments}/{env}/flags", json=body)
+    if created.status_code != 409 or "already exists in project" not in created.text:
+        return created
+    changes = {k: v for k, v in body.items() if k != "key"}
+    return await http.patch(f"{environments}/{env}/flags/{body['key']}", json=changes)

@@ -50,6 +50,10 @@ RUN = {
     ("flags-as-code.md", "flagstream plan -f flags/production.yaml --env production"),
     ("migration.md", "flagstream import unleash export.json --env production --dry-run"),
     ("webhooks.md", "flagstream webhooks create https://hooks.slack.com/services/T000/B000/XXXX"),
+    ("environments.md", 'flagstream flags create new-checkout --name "New checkout"'),
+    ("environments.md", "flagstream flags diff new-checkout --from production --to development"),
+    ("environments.md", "TOKEN=$(cat .flagstream/operator-token)"),
+    ("environments.md", "flagstream history new-checkout --all-envs"),
 }
 #: Pages whose examples another test runs as written.
 ELSEWHERE = {
@@ -378,3 +382,28 @@ def test_the_webhooks_examples(docs: Docs) -> None:
 if __name__ == "__main__":  # pragma: no cover - a quick listing of the blocks
     for b in shell_blocks():
         print(f"docs/{b.page}:{b.line}: {b.first}", file=sys.stderr)
+
+
+def test_the_environments_examples(docs: Docs) -> None:
+    shown = docs.run("environments.md", 0).stdout
+    documented = (DOCS / "environments.md").read_text().split("```text\n", 1)[1].split("```", 1)[0]
+    assert documented in shown, shown  # flags show prints what the page says it prints
+    promoted = docs.run("environments.md", 1).stdout
+    assert "on: false -> true" in promoted, promoted  # the diff, before the copy
+    assert "1 flag(s) changed in development" in promoted, promoted
+    dev = docs.flag("development", "new-checkout")
+    assert (dev["flag"]["on"], dev["flag"]["rules"][0]["id"], dev["comment"]) == (
+        True,
+        "state-os",
+        "same as production",
+    )
+
+    docs.run("environments.md", 2)
+    dark = {env: docs.flag(env, "dark-mode")["flag"] for env in ("development", "production")}
+    assert (dark["development"]["on"], dark["production"]["on"]) == (True, False)
+    assert dark["development"]["tags"] == dark["production"]["tags"] == ["ui"]
+
+    history = docs.run("environments.md", 3).stdout
+    assert "Rule 1 (state-os) added: If state is CA and os is iOS, serve on to 10%, off to 90%" in history, history
+    assert "turned on" in history
+    assert "  development  " in history

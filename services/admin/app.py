@@ -29,6 +29,7 @@ from ..changes import (
     InvalidInput,
     MalformedRequest,
     NotFound,
+    NotPermitted,
     TooLarge,
     Unavailable,
     UnsupportedMediaType,
@@ -61,6 +62,7 @@ STATUS: dict[type[AdminError], int] = {
     MalformedRequest: 400,
     NotFound: 404,
     Conflict: 409,
+    NotPermitted: 403,
     TooLarge: 413,
     UnsupportedMediaType: 415,
     InvalidInput: 422,
@@ -83,6 +85,8 @@ def error_response(exc: Exception) -> Response:
         if isinstance(exc, Conflict) and exc.current is not None:
             body.version = exc.current.seq
             body.current = record(exc.current)
+        elif isinstance(exc, Conflict) and exc.version is not None:
+            body.version = exc.version
         return json_response(body, status, dict(getattr(exc, "headers", None) or {}))
     if isinstance(exc, HTTPException):
         return json_response(ErrorBody(error=str(exc.detail)), exc.status_code, dict(exc.headers or {}))

@@ -30,6 +30,7 @@ from ..changes import (
     Kind,
     ListFilter,
     MalformedRequest,
+    NotPermitted,
     Unavailable,
     WriteRequest,
     check_key,
@@ -61,7 +62,18 @@ from ..history import (
 )
 from ..projector import ReadModel
 from ..runtime import ProjectorMetrics
-from .routes import API, Endpoint, Query, json_response, read_body, resolve_actor, resolve_author, service_of
+from ..tokens import Role
+from .routes import (
+    API,
+    Endpoint,
+    Query,
+    allowed,
+    json_response,
+    read_body,
+    resolve_actor,
+    resolve_author,
+    service_of,
+)
 
 MAX_LIMIT = 1000
 KINDS: dict[str, Kind] = {"flag": FLAG, "segment": SEGMENT}
@@ -86,8 +98,12 @@ class HistoryEntry(Struct, kw_only=True):
     #: Who wrote it: a person (stable id, name, e-mail, how they signed in) or a token; null for older events.
     author: Author | None
     changes: list[Change]
-    #: The changes as one line each, e.g. ``on: false -> true``.
+    #: The changes as one line each: for a flag in sentences (``Rule 1 (ca): rollout on 10% -> 25%``), for the
+    #: others field by field (``included: added "bob"``).
     lines: list[str]
+    environment: str = ""
+    #: Shared by the events of one change to several entities (a flag in every environment, a promotion).
+    change: str = ""
 
 
 class HistoryPage(Struct, kw_only=True):
@@ -310,9 +326,25 @@ async def with_pending(
 # -- handlers: audit log -----------------------------------------------------------------------------------
 
 
-def make_history(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
+def make_history(kind: str | None, *, every_environment: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    """The audit log of an environment (``kind``: of one entity), or with ``every_environment`` of one flag
+    across the environments of its project (``?environment=`` keeps one)."""
+
     async def handler(request: Request) -> Response:
-        project, environment = where(request)
+        visible: tuple[str, ...] | None = None
+        environment: str | None
+        if every_environment:
+            project = check_key(request.path_params.get("project", DEFAULT_PROJECT), "project")
+            chosen = request.query_params.get("environment")
+            environment = check_key(chosen, "environment") if chosen else None
+            readable = allowed(request, Role.READER)
+            if environment is not None and readable is not None and not readable(environment):
+                raise NotPermitted(f"you may not read environment {environment!r}")
+            if readable is not None:
+                every = await service_of(request).environment_keys(project)
+                visible = tuple(e for e in every if readable(e))
+        else:
+            project, environment = where(request)
         q = request.query_params
         want_kind = kind or q.get("kind")  # an empty kind= is no kind: a 400, as the document says
         if want_kind is not None and want_kind not in HISTORY_KINDS:
@@ -338,6 +370,7 @@ def make_history(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
             since=since,
             until=until,
             actor=q.get("actor") or None,
+            environments=visible,
         )
         items = [_entry(e) for e in found]
         next_before = found[-1].record.seq if len(found) == limit else None
@@ -349,6 +382,8 @@ def make_history(kind: str | None) -> Callable[[Request], Awaitable[Response]]:
 def _entry(entry: AuditEntry) -> HistoryEntry:
     record = entry.record
     return HistoryEntry(
+        environment=record.environment,
+        change=getattr(record.event(), "change", ""),
         seq=record.seq,
         type=record.type,
         kind=record.kind,
@@ -360,7 +395,7 @@ def _entry(entry: AuditEntry) -> HistoryEntry:
         previous=entry.previous,
         author=record.event().author or None,
         changes=entry.changes,
-        lines=[c.text for c in entry.changes],
+        lines=entry.lines,
     )
 
 
@@ -599,6 +634,13 @@ def _endpoints(base: str, suffix: str) -> list[Endpoint]:
                  "Restore every flag and segment of an environment to its state at a time or sequence", "history",
                  RevertBody, RevertResponse, write=True, extra_statuses=(503,)),
     ]  # fmt: skip
+    out.append(
+        Endpoint("GET", f"{base}/flags/{{key}}/history", make_history("flag", every_environment=True),
+                 f"projectFlagHistory{suffix}",
+                 "Audit log of a flag in every environment of its project, newest first, in sentences", "history",
+                 None, HistoryPage, query=(Query("environment", "only this environment"), *_HISTORY_QUERY),
+                 extra_statuses=(503,))
+    )  # fmt: skip
     for kind, plural in (("flag", "flags"), ("segment", "segments")):
         one = f"{env}/{plural}/{{key}}"
         name = kind.capitalize()

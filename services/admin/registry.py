@@ -17,6 +17,7 @@ from .routes import Endpoint
 
 #: Feature modules, in the order their routes are matched (before the core routes).
 FEATURES: tuple[str, ...] = (
+    "flags",
     "history",
     "schedules",
     "plans",

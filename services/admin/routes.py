@@ -50,6 +50,7 @@ from ..changes import (
     whole,
     without_comment,
 )
+from ..tokens import Role, role_on
 from .responses import (
     EnvironmentList,
     EnvironmentRecord,
@@ -140,9 +141,31 @@ def write_request(request: Request, comment: str) -> WriteRequest:
     if key is not None and not (0 < len(key) <= 200):
         raise MalformedRequest("Idempotency-Key must be 1 to 200 characters")
     return WriteRequest(
-        actor=resolve_actor(request), comment=comment, if_match=_if_match(request), idempotency_key=key,
+        actor=resolve_actor(request),
+        comment=comment,
+        if_match=_if_match(request),
+        idempotency_key=key,
         author=resolve_author(request),
-    )  # fmt: skip
+        may_write=allowed(request, Role.WRITER),
+    )
+
+
+def allowed(request: Request, role: Role) -> Callable[[str], bool] | None:
+    """Whether the caller holds ``role`` on an environment of the request's project (None: on every one). For
+    what a route does beyond the environment in its path: a flag's project-wide fields are written to every
+    environment, a project-wide view shows several."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        return None
+    project = request.path_params.get("project", DEFAULT_PROJECT)
+    if (everywhere := role_on(principal.grants, project, None)) is not None and everywhere.allows(role):
+        return None
+
+    def holds(environment: str) -> bool:
+        found = role_on(principal.grants, project, environment)
+        return found is not None and found.allows(role)
+
+    return holds
 
 
 async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
@@ -238,8 +261,11 @@ def make_create(kind: Kind) -> Handler:
     async def handler(request: Request) -> Response:
         project, environment = _where(request)
         data = check_lengths(parse_json(await read_body(request)))
-        state, comment = without_comment(convert(data, body_type), kind.state_type)
-        outcome = await service_of(request).create(kind, project, environment, state, write_request(request, comment))
+        body = convert(data, body_type)
+        state, comment = without_comment(body, kind.state_type)
+        copy_from = getattr(body, "copy_from", "")
+        req = write_request(request, comment)
+        outcome = await service_of(request).create(kind, project, environment, state, req, copy_from=copy_from)
         return render(outcome, request)
 
     return handler

@@ -33,16 +33,22 @@ from .errors import (
     InvalidInput,
     MalformedRequest,
     NotFound,
+    NotPermitted,
     TooLarge,
     Unavailable,
     UnsupportedMediaType,
 )
+from .flags import DEFINITION_FIELDS, ProjectFlag, configuration_of, definition_of, served_variations
+from .flags import change as change_flag
+from .flags import create as create_flag_everywhere
+from .flags import delete as delete_flag_everywhere
 from .limits import MAX_DEPTH, MAX_ITEMS, MAX_TEXT, check_lengths, check_text
 from .merge_patch import MERGE_PATCH, apply_merge_patch, merge_patch
 from .service import AdminService, ListFilter, Outcome, WriteRequest
 from .store import CorruptEvent, EventStore, Stored, WrongLastSequence
 
 __all__ = [
+    "DEFINITION_FIELDS",
     "ENVIRONMENT",
     "FLAG",
     "MAX_DEPTH",
@@ -66,7 +72,9 @@ __all__ = [
     "ListFilter",
     "MalformedRequest",
     "NotFound",
+    "NotPermitted",
     "Outcome",
+    "ProjectFlag",
     "SegmentBody",
     "SegmentPatch",
     "SegmentReplace",
@@ -77,14 +85,20 @@ __all__ = [
     "WriteRequest",
     "WrongLastSequence",
     "apply_merge_patch",
+    "change_flag",
     "check_key",
     "check_lengths",
     "check_text",
+    "configuration_of",
     "convert",
+    "create_flag_everywhere",
+    "definition_of",
+    "delete_flag_everywhere",
     "merge_patch",
     "parse_json",
     "patch_changes",
     "require_whole",
+    "served_variations",
     "whole",
     "without_comment",
 ]

@@ -8,14 +8,14 @@ type does not know is reported with its JSON path. Then ``msgspec.convert`` chec
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
 from msgspec import UNSET, Struct, UnsetType
 
 from ...events import MAX_SEQ, Environment, Flag, Segment, whole_number
-from ...events.model import KEY_MAX, KEY_PATTERN
+from ...events.model import KEY_MAX, KEY_PATTERN, Key
 from ...validation import Problem
 from .errors import InvalidInput, MalformedRequest
 
@@ -37,6 +37,9 @@ class SegmentBody(Segment, frozen=True, kw_only=True):
 
 class EnvironmentBody(Environment, frozen=True, kw_only=True):
     comment: str = ""
+    #: On creation: the environment whose flag configurations (and segments) the new one starts with; empty:
+    #: every flag of the project starts off.
+    copy_from: Key | Literal[""] = ""
 
 
 class ActionBody(Struct, frozen=True, kw_only=True):
@@ -55,10 +58,10 @@ def _patch_type(name: str, base: type[Struct]) -> type[Struct]:
     return msgspec.defstruct(name, fields, kw_only=True, frozen=True, module=__name__)
 
 
-#: Fields a whole-entity body (PUT) may leave out, with what they then are: the key (the URL's) and ``archived``
-#: (changed only by archive and restore). Every other field must be sent: a PUT replaces the whole entity, and a
-#: field left out would otherwise be reset to its default without anyone asking (use PATCH to change a few).
-REPLACE_OPTIONAL: dict[str, Any] = {"key": "", "archived": False}
+#: Fields a whole-entity body (PUT) may leave out, with what they then are: the key (the URL's), ``archived`` and
+#: ``deleted`` (changed only by their actions). Every other field must be sent: a PUT replaces the whole entity,
+#: and a field left out would otherwise be reset to its default without anyone asking (use PATCH to change a few).
+REPLACE_OPTIONAL: dict[str, Any] = {"key": "", "archived": False, "deleted": False}
 
 
 def _replace_type(name: str, base: type[Struct]) -> type[Struct]:
@@ -182,6 +185,7 @@ def without_comment(body: Struct, state_type: type[Any]) -> tuple[Any, str]:
     """Split a ``*Body`` into the domain state and the comment."""
     values = msgspec.structs.asdict(body)
     comment = values.pop("comment", "")
+    values.pop("copy_from", None)  # a creation option, not part of the state
     return state_type(**values), comment
 
 

@@ -73,6 +73,8 @@ class Context:
     actor: str
     at: datetime
     comment: str = ""
+    #: Shared by the events of one change to several entities (``Event.change``); empty for one entity.
+    change: str = ""
     author: Author | None = None
 
 
@@ -80,13 +82,14 @@ def state_of(kind: Kind, stored: Stored) -> Any:
     return getattr(stored.event, kind.attr)
 
 
-def _event(cls: type[Event], kind: Kind, state: Any, ctx: Context, revision: int) -> Event:
+def make_event(cls: type[Event], kind: Kind, state: Any, ctx: Context, revision: int) -> Event:
     fields = {
         "project": ctx.project,
         "environment": ctx.environment,
         "actor": ctx.actor,
         "at": ctx.at,
         "comment": ctx.comment,
+        "change": ctx.change,
         "version": revision,
         kind.attr: state,
     }
@@ -113,7 +116,7 @@ def create(kind: Kind, current: Stored | None, state: Any, ctx: Context) -> Even
         raise Conflict(f"{kind.label} {state.key!r} already exists")
     if getattr(state, "archived", False):
         raise InvalidInput("a new entity cannot be archived", [Problem("$.archived", "must be false on create")])
-    return _event(kind.created, kind, state, ctx, 1)
+    return make_event(kind.created, kind, state, ctx, 1)
 
 
 def replace(kind: Kind, current: Stored | None, state: Any, ctx: Context) -> Event | None:
@@ -126,7 +129,7 @@ def replace(kind: Kind, current: Stored | None, state: Any, ctx: Context) -> Eve
         )
     if state == old:
         return None
-    return _event(kind.updated, kind, state, ctx, current.event.version + 1)
+    return make_event(kind.updated, kind, state, ctx, current.event.version + 1)
 
 
 def patch(kind: Kind, current: Stored | None, key: str, changes: Mapping[str, Any], ctx: Context) -> Event | None:
@@ -153,7 +156,7 @@ def toggle(kind: Kind, current: Stored | None, key: str, on: bool, ctx: Context)
     assert current is not None
     if old.on == on:
         return None
-    return _event(kind.toggled, kind, msgspec.structs.replace(old, on=on), ctx, current.event.version + 1)
+    return make_event(kind.toggled, kind, msgspec.structs.replace(old, on=on), ctx, current.event.version + 1)
 
 
 def dependents(kind: Kind, key: str, flags: Iterable[Flag]) -> list[str]:
@@ -187,4 +190,4 @@ def archive(
     if archived and used_by:
         what = "a prerequisite of" if kind is FLAG else "used by"
         raise Conflict(f"{kind.label} {key!r} is {what} {', '.join(map(repr, used_by))}: change those flags first")
-    return _event(cls, kind, msgspec.structs.replace(old, archived=archived), ctx, current.event.version + 1)
+    return make_event(cls, kind, msgspec.structs.replace(old, archived=archived), ctx, current.event.version + 1)

@@ -48,9 +48,15 @@ class Conflict(AdminError):
     ``current`` is filled in by the service with what is stored now, so the client can retry knowingly.
     """
 
-    def __init__(self, message: str, current: Stored | None = None) -> None:
+    def __init__(self, message: str, current: Stored | None = None, version: int | None = None) -> None:
         super().__init__(message)
         self.current = current
+        #: The current version when there is no single stored state to show (a flag across environments).
+        self.version = version
+
+
+class NotPermitted(AdminError):
+    """The caller may not write where the change would write (an environment outside its scope)."""
 
 
 class Unavailable(AdminError):

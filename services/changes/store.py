@@ -3,6 +3,8 @@
 * ``last(subject)``: the entity's latest event and its stream sequence (a direct get, no consumer).
 * ``append(...)``: publish one event with ``Nats-Expected-Last-Subject-Sequence`` (optimistic concurrency) and
   optionally ``Nats-Msg-Id`` (idempotency within the stream's duplicate window).
+* ``append_all(...)``: several events on several subjects as one JetStream atomic batch: all are stored, in
+  order and next to each other, or none is (a stale expected sequence on any one refuses the whole batch).
 * ``load_latest(js, filter)``: the latest event of every subject matching a filter, with one ephemeral
   ordered consumer delivering ``LAST_PER_SUBJECT``: O(entities), not O(history).
 """
@@ -13,6 +15,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,12 +34,20 @@ log = logging.getLogger("flagstream.admin.store")
 
 #: JetStream API error: ``Nats-Expected-Last-Subject-Sequence`` did not match.
 WRONG_LAST_SEQUENCE = 10071
+#: JetStream API error: an atomic batch repeats a ``Nats-Msg-Id`` already stored (a retried batch).
+BATCH_DUPLICATE = 10201
+#: The most messages JetStream takes in one atomic batch.
+MAX_BATCH = 1000
 #: Seconds within which JetStream drops a repeated ``Nats-Msg-Id`` (the stream's duplicate window).
 DUPLICATE_WINDOW = stream_config().duplicate_window
 
 
 class WrongLastSequence(Exception):
     """The subject moved on since it was read: somebody else wrote first."""
+
+
+class DuplicateBatch(Exception):
+    """An atomic batch carrying message ids that are already stored: the same change was written before."""
 
 
 class CorruptEvent(Exception):
@@ -48,6 +60,16 @@ class Stored:
 
     seq: int
     event: AnyEvent  # type: ignore[valid-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One event of an atomic batch: where it goes, the subject's expected last sequence, its message id."""
+
+    subject: str
+    event: AnyEvent  # type: ignore[valid-type]
+    expected_seq: int
+    msg_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +129,47 @@ class EventStore:
                 raise WrongLastSequence(str(exc)) from exc
             raise
         return Appended(ack.seq, bool(ack.duplicate))
+
+    async def append_all(self, items: Sequence[Append]) -> list[int]:
+        """Append every item or none, as one atomic batch (JetStream 2.12+, the stream's ``allow_atomic``); the
+        stream sequences, in order. ``WrongLastSequence`` if any item's subject moved on; ``DuplicateBatch`` if
+        the batch carries message ids already stored. One item is a plain ``append``."""
+        if len(items) == 1:
+            (one,) = items
+            appended = await self.append(one.subject, one.event, expected_seq=one.expected_seq, msg_id=one.msg_id)
+            if appended.duplicate:
+                raise DuplicateBatch(f"message id {one.msg_id} is already stored")
+            return [appended.seq]
+        if not 0 < len(items) <= MAX_BATCH:
+            raise ValueError(f"an atomic batch holds 1 to {MAX_BATCH} events, not {len(items)}")
+        batch = uuid.uuid4().hex
+        reply = None
+        for n, item in enumerate(items, 1):
+            headers = {
+                "Nats-Batch-Id": batch,
+                "Nats-Batch-Sequence": str(n),
+                "Nats-Expected-Last-Subject-Sequence": str(item.expected_seq),
+            }
+            if item.msg_id:
+                headers["Nats-Msg-Id"] = item.msg_id
+            data = encode_event(item.event)
+            if n < len(items):
+                await self.nc.publish(item.subject, data, headers=headers)
+            else:
+                headers["Nats-Batch-Commit"] = "1"
+                reply = await self.nc.request(item.subject, data, headers=headers, timeout=self.timeout)
+        assert reply is not None
+        answer = json.loads(reply.data or b"{}")
+        error = answer.get("error")
+        if error:
+            code = error.get("err_code")
+            if code == WRONG_LAST_SEQUENCE:
+                raise WrongLastSequence(error.get("description", ""))
+            if code == BATCH_DUPLICATE:
+                raise DuplicateBatch(error.get("description", ""))
+            raise APIError(code=error.get("code"), err_code=code, description=error.get("description"))
+        last = int(answer["seq"])
+        return list(range(last - len(items) + 1, last + 1))
 
     async def find_msg_id(self, subject: str, msg_id: str) -> int | None:
         """Stream sequence of the message stored on ``subject`` with ``msg_id`` in the last ``lookback`` seconds.

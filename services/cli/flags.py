@@ -1,4 +1,9 @@
-"""``flagstream flags list|create|show|on|off|archive|restore``: flags through the admin API."""
+"""``flagstream flags list|create|show|on|off|archive|restore|diff|copy``, and the targeting edits
+``rule|target|default|prereq`` (``targeting.py``): flags through the admin API.
+
+A flag exists in every environment of its project: ``create`` makes it everywhere (off), ``show`` prints what it
+is once and what it does in each environment, ``diff`` and ``copy`` compare and promote configurations between
+environments (``copy`` previews, then writes all or none)."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import json
 from typing import Any
 
+from . import targeting
 from .api import ApiClient, add_client_arguments, dispatch, output, table
 
 ACTIONS = ("on", "off", "archive", "restore")
@@ -30,9 +36,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--tag", action="append", default=[], help="a tag (repeat for more)")
     add_client_arguments(create, suppress=True)
 
-    show = sub.add_parser("show", help="show one flag")
+    show = sub.add_parser("show", help="show a flag: what it is, and what it does in each environment (or --env's)")
     show.add_argument("key")
     add_client_arguments(show, suppress=True)
+
+    diff = sub.add_parser("diff", help="how a flag's configuration differs between two environments")
+    diff.add_argument("key")
+    diff.add_argument("--from", dest="source", required=True, metavar="ENV")
+    diff.add_argument("--to", dest="target", required=True, metavar="ENV")
+    add_client_arguments(diff, suppress=True)
+
+    copy = sub.add_parser(
+        "copy", help="copy flags' configurations from one environment to another: previewed, then all or none"
+    )
+    copy.add_argument("keys", nargs="*", metavar="KEY", help="the flags (default: every active flag)")
+    copy.add_argument("--from", dest="source", required=True, metavar="ENV")
+    copy.add_argument("--to", dest="target", required=True, metavar="ENV")
+    copy.add_argument("--dry-run", action="store_true", help="show what would change; write nothing")
+    add_client_arguments(copy, suppress=True)
+
+    targeting.add_arguments(sub)
 
     for action in ACTIONS:
         helps = {"on": "turn a flag on", "off": "turn a flag off", "archive": "archive a flag", "restore": "restore"}
@@ -61,7 +84,50 @@ def _create(client: ApiClient, args: argparse.Namespace) -> None:
 
 def _show(client: ApiClient, args: argparse.Namespace) -> None:
     rec = client.get_flag(args.env, args.key)
-    output(args, rec, _details(rec, args.env))
+    whole = client.request("GET", client.project_path(f"flags/{args.key}"))
+    lines = [_details(rec, args.env), f"in {args.env}:"]
+    lines += targeting.configuration_text(whole["environments"][args.env])
+    others = [f"  {env}: {c['summary']}" for env, c in whole["environments"].items() if env != args.env]
+    if others:
+        lines += ["elsewhere:", *others]
+    output(args, {**rec, "project": whole}, "\n".join(lines))
+
+
+def _diff(client: ApiClient, args: argparse.Namespace) -> int:
+    params = {"from": args.source, "to": args.target}
+    found = client.request("GET", client.project_path(f"flags/{args.key}/compare"), params=params)
+    if not found["flags"]:
+        output(args, found, f"flag {args.key}: {args.target} is configured as {args.source}")
+        return 0
+    lines = [f"flag {args.key}: copying {args.source} to {args.target} would change in {args.target}:"]
+    lines += [f"  {line}" for line in found["flags"][0]["lines"]]
+    output(args, found, "\n".join(lines))
+    return 0
+
+
+def _copy(client: ApiClient, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"from": args.source, "to": args.target, "comment": args.comment, "dry_run": True}
+    if args.keys:
+        body["flags"] = args.keys
+    path = client.project_path("promotions")
+    preview = client.request("POST", path, json=body)
+    if args.dry_run or not preview["flags"]:
+        output(args, preview, _promotion_text(preview, "would change"))
+        return 0
+    expected = {f["key"]: f["version"] for f in preview["flags"]}
+    done = client.request("POST", path, json={**body, "dry_run": False, "expected": expected})
+    output(args, done, _promotion_text(done, "changed"))
+    return 0
+
+
+def _promotion_text(result: dict[str, Any], verb: str) -> str:
+    if not result["flags"]:
+        return f"nothing to copy: {result['to']} is configured as {result['from']}"
+    lines = [f"{len(result['flags'])} flag(s) {verb} in {result['to']} (from {result['from']}):"]
+    for flag in result["flags"]:
+        lines.append(f"  {flag['key']} (version {flag['version']})")
+        lines += [f"      {line}" for line in flag["lines"]]
+    return "\n".join(lines)
 
 
 def _act(client: ApiClient, args: argparse.Namespace) -> None:
@@ -70,7 +136,8 @@ def _act(client: ApiClient, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    actions = {"list": _list, "create": _create, "show": _show} | dict.fromkeys(ACTIONS, _act)
+    actions = {"list": _list, "create": _create, "show": _show, "diff": _diff, "copy": _copy}
+    actions |= dict.fromkeys(ACTIONS, _act) | dict.fromkeys(targeting.GROUPS, targeting.run)
     return dispatch(args, "flags", actions)
 
 

@@ -2,8 +2,8 @@
 
 One module for the four commands (``cli/__init__.py`` maps each to it; the command name picks the arguments):
 
-* ``flagstream history [FLAG] [--segment S] [--kind K] [--actor A] [--since T] [--until T] [--limit N]
-  [--before SEQ]``: the audit log, newest first, each change with its field-level diff;
+* ``flagstream history [FLAG [--all-envs]] [--segment S] [--kind K] [--actor A] [--since T] [--until T] [--limit N]
+  [--before SEQ]``: the audit log, newest first, each change in sentences (a flag's) or field by field;
 * ``flagstream eval [FLAG ...] --context JSON [--as-of T|SEQ]``: what a context gets (got, will get);
 * ``flagstream revert [FLAG] (--to T | --seq N)``: restore a flag, or the whole environment;
 * ``flagstream schedule list | create FLAG --at T (--on | --off | --archive | --restore | --set JSON) |
@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _history_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("flag", nargs="?", help="only this flag")
+    p.add_argument(
+        "--all-envs", action="store_true", help="a flag's changes in every environment of the project (not only --env)"
+    )
     p.add_argument("--segment", help="only this segment")
     p.add_argument("--kind", choices=["flag", "segment", "environment", "schedule", "plan"], help="only this kind")
     p.add_argument("--actor", help="only changes by this actor (as recorded, e.g. a token name)")
@@ -107,7 +110,11 @@ def _history(client: ApiClient, env: str, args: argparse.Namespace) -> None:
     for name in ("actor", "since", "until", "before"):
         if getattr(args, name) is not None:
             params[name] = getattr(args, name)
-    if args.flag:
+    if args.all_envs and not args.flag:
+        raise ValueError("--all-envs goes with a flag")
+    if args.flag and args.all_envs:
+        path = f"flags/{args.flag}/history"
+    elif args.flag:
         path = f"{env}/flags/{args.flag}/history"
     elif args.segment:
         path = f"{env}/segments/{args.segment}/history"
@@ -119,7 +126,8 @@ def _history(client: ApiClient, env: str, args: argparse.Namespace) -> None:
     lines = []
     for item in page["items"]:
         comment = f"  {item['comment']}" if item["comment"] else ""
-        lines.append(f"{item['seq']}  {item['at']}  {item['actor']}  {item['type']} {item['key']}{comment}")
+        where = f"  {item['environment']}" if args.all_envs else ""
+        lines.append(f"{item['seq']}  {item['at']}{where}  {item['actor']}  {item['type']} {item['key']}{comment}")
         lines += [f"    {line}" for line in item["lines"]]
     if not page["items"]:
         lines.append("no changes")

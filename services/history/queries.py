@@ -16,6 +16,7 @@ from typing import Any
 from ...events import entity_of
 from ..changes import InvalidInput, NotFound
 from ..projector import EventRecord, ReadModel
+from ..targeting import flag_change_lines
 from .diff import Change, diff
 from .timetravel import EntityId, Versioned, states
 
@@ -63,21 +64,28 @@ class AuditEntry:
     #: Stream sequence of the entity's previous event (0: this event created it).
     previous: int
     changes: list[Change]
+    #: The changes for people: a flag's in sentences (``Rule 1 (ca): rollout on 10% -> 25%``), the others'
+    #: field by field.
+    lines: list[str]
 
 
 async def audit(
     model: ReadModel,
     project: str,
-    environment: str,
+    environment: str | None,
     kind: str | None = None,
     key: str | None = None,
     **filters: Any,
 ) -> list[AuditEntry]:
-    """Events of an environment (of one kind, or one entity), newest first, each with its field-level diff.
-    ``filters``: those of ``ReadModel.events`` (``limit``, ``before_seq``, ``since``, ``until``, ``actor``)."""
+    """Events of an environment (None: of every environment of the project), of one kind or one entity, newest
+    first, each with its field-level diff. ``filters``: those of ``ReadModel.events`` (``limit``, ``before_seq``,
+    ``since``, ``until``, ``actor``, ``environments``)."""
     out = []
     for record in await model.events(project, environment, kind, key, **filters):
         previous = await model.previous(record.project, record.environment, record.kind, record.key, record.seq)
         old_state = entity_of(previous.event())[2] if previous else None
-        out.append(AuditEntry(record, previous.seq if previous else 0, diff(old_state, entity_of(record.event())[2])))
+        new_state = entity_of(record.event())[2]
+        changes = diff(old_state, new_state)
+        said = flag_change_lines(old_state, new_state) if record.kind == "flag" else [c.text for c in changes]
+        out.append(AuditEntry(record, previous.seq if previous else 0, changes, said))
     return out

@@ -110,7 +110,7 @@ def hash_of(project: str, environment: str, found: Mapping[EntityId, Versioned])
     return state_hash(
         (subject(project, environment, kind, key), canonical_json(v.state))
         for (kind, key), v in found.items()
-        if kind in ("flag", "segment")
+        if kind in ("flag", "segment") and not getattr(v.state, "deleted", False)
     )
 
 

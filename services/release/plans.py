@@ -185,6 +185,10 @@ def read_plan(body: PlanBody, flag: Flag, active: Sequence[Plan], plan_id: str |
     Raises ``InvalidInput`` naming the field for every mistake, ``PlanConflict`` for a second active plan."""
     if flag.archived:
         raise _bad("$.flag", f"flag {flag.key!r} is archived: restore it before planning its release")
+    # Before the rule's serve is read: a running plan's own step serves a rollout, and the answer is the plan.
+    for plan in active:
+        if plan.flag == flag.key and plan.status in ACTIVE:
+            raise PlanConflict(f"flag {flag.key!r} already has an active release plan here ({plan.id}, {plan.status})")
     keys = [v.key for v in flag.variations]
     if body.variation not in keys:
         raise _bad("$.variation", f"flag {flag.key!r} has no variation {body.variation!r} (it has {', '.join(keys)})")
@@ -218,9 +222,6 @@ def read_plan(body: PlanBody, flag: Flag, active: Sequence[Plan], plan_id: str |
             f"flag {flag.key!r} has another percentage rollout ({', '.join(others)}): the guardian could not tell "
             "its users from the plan's",
         )
-    for plan in active:
-        if plan.flag == flag.key and plan.status in ACTIVE:
-            raise PlanConflict(f"flag {flag.key!r} already has an active release plan here ({plan.id}, {plan.status})")
     if body.rollback not in ("restore", "off"):
         raise _bad("$.rollback", f'must be "restore" or "off", got {body.rollback!r}')
     if not math.isfinite(body.error_rate) or not 0.001 <= body.error_rate <= 0.2:

@@ -87,6 +87,8 @@ def stream_config(replicas: int = 1) -> StreamConfig:
         max_consumers=MAX_CONSUMERS,
         allow_rollup_hdrs=False,
         allow_direct=True,
+        # One change to many entities (a flag in every environment, a promotion) is one atomic batch.
+        allow_atomic=True,
         republish=live_republish(),
     )
 
@@ -99,8 +101,8 @@ def live_republish() -> RePublish:
 
 async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
     """Create the stream if it does not exist; an existing one keeps its configuration, except what a stream made
-    by an older Flagstream lacks: a consumer limit below ``MAX_CONSUMERS`` is raised, the live republishing
-    added (SDK clients follow with a consumer until it is there)."""
+    by an older Flagstream lacks: a consumer limit below ``MAX_CONSUMERS`` is raised, atomic batches allowed (one
+    change to many entities), the live republishing added (SDK clients follow with a consumer until it is there)."""
     try:
         info = await js.stream_info(STREAM)
     except NotFoundError:
@@ -111,13 +113,18 @@ async def ensure_stream(js: JetStreamContext, replicas: int = 1) -> None:
     changes: dict[str, object] = {}
     if limit is None or limit < MAX_CONSUMERS:
         changes["max_consumers"] = MAX_CONSUMERS
+    if not config.allow_atomic:
+        changes["allow_atomic"] = True
     if config.republish is None and config.mirror is None:
         changes["republish"] = live_republish()
     if changes:
         try:
             await js.update_stream(replace(config, **changes))  # type: ignore[arg-type]
         except Exception as exc:  # e.g. a credential without the right to update streams
-            log.warning("stream %s: updating %s failed: %r", STREAM, ", ".join(changes), exc)
+            log.warning(
+                "stream %s (made by an older Flagstream): updating %s failed; run `flagstream stream` with the "
+                "operator's credentials (%r)", STREAM, ", ".join(changes), exc,
+            )  # fmt: skip
 
 
 #: What SDK clients report of ``track()`` (``events/tracking.py``): kept for release plans and experiment results,

@@ -89,13 +89,16 @@ async def test_unknown_revoked_and_malformed_keys_are_one_same_401(api: httpx.As
 async def test_a_key_of_another_environment_sees_only_its_own(api: httpx.AsyncClient) -> None:
     dev = await make_key(api, "development")
     door = f"/client/{dev}/ofrep/v1/evaluate/flags"
-    flags = (await api.post(door, json={})).json()["flags"]
-    assert [f["key"] for f in flags] == ["dev-only"]
-    assert (await api.post(f"{door}/banner", json={})).status_code == 404
+    # The same flags (marking one for client-side apps is project-wide), as development configures them: off.
+    flags = (await api.post(door, json={"context": {"targetingKey": "u1", "country": "NO"}})).json()["flags"]
+    assert {f["key"]: (f["value"], f["reason"]) for f in flags} == {
+        "banner": ("plain", "DISABLED"),
+        "new-checkout": (False, "DISABLED"),
+    }
     asked = await api.post(door, json={}, headers={"X-Flagstream-Environment": "production"})
     assert asked.status_code == 403
     assert "development" in asked.json()["errorDetails"]
-    assert "banner" not in asked.text
+    assert "nordic" not in asked.text
 
 
 async def test_cors_per_key_exact_origins_preflight_and_etag_exposed(api: httpx.AsyncClient) -> None:

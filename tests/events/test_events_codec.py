@@ -34,6 +34,7 @@ def test_every_tag_is_stable() -> None:
         "environment.updated",
         "flag.archived",
         "flag.created",
+        "flag.deleted",
         "flag.restored",
         "flag.toggled",
         "flag.updated",
@@ -73,6 +74,7 @@ def test_golden_flag_event_json() -> None:
         "at": "2026-01-02T03:04:05.678000Z",
         "comment": "launch",
         "version": 3,
+        "change": "",
         "flag": {
             "key": "new-checkout",
             "name": "",
@@ -92,6 +94,10 @@ def test_golden_flag_event_json() -> None:
             "prerequisites": [],
             "salt": "",
             "archived": False,
+            "maintainer": "",
+            "lifecycle": "temporary",
+            "remove_by": None,
+            "deleted": False,
             "off_default": False,
         },
     }

@@ -144,18 +144,18 @@ async def test_export_then_apply_into_a_fresh_environment_gives_the_same_state(
     assert code == 0
     assert "gone:" not in exported.read_text()  # archived flags stay out unless --all
 
+    # A new environment has every flag of the project, off: applying the file sets the segment and the
+    # configurations that differ (base and checkout are on, with targets and rules); theme and limits are as new.
     assert (await http.post(API, json={"key": "fresh"})).status_code == 201
     capsys.readouterr()
     code = await asyncio.to_thread(main, cli("apply", "--api", admin_url, "--env", "fresh", "-f", str(exported)))
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "Applied 5 change(s), 0 failed." in out
+    assert "Applied 3 change(s), 0 failed." in out
 
-    staging_flags, staging_segments = await states(http, "staging")
-    del staging_flags["gone"]
-    assert await states(http, "fresh") == (staging_flags, staging_segments)
+    assert await states(http, "fresh") == await states(http, "staging")  # "gone" is archived in both
     # Prerequisites first: base was written before checkout, which needs it.
-    assert out.index("+ flag base") < out.index("+ flag checkout")
+    assert out.index("~ flag base") < out.index("~ flag checkout")
     # The audit comment names the file.
     rec = (await http.get(f"{API}/fresh/flags/checkout")).json()
     assert rec["comment"] == f"flagstream apply {exported}"
@@ -178,23 +178,32 @@ async def test_promotion_through_a_pipe(http: httpx.AsyncClient, admin_url: str)
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
     assert await states(http, "production") == await states(http, "staging")
-    assert (await http.get(f"{API}/production/flags/theme")).json()["comment"] == "release 42"
+    assert (await http.get(f"{API}/production/flags/checkout")).json()["comment"] == "release 42"
+
+
+async def staging_and_production(http: httpx.AsyncClient) -> None:
+    """staging seeded; production made from it (copy_from: the same configurations and segments)."""
+    await seed(http, "staging")
+    r = await http.post(API, json={"key": "production", "copy_from": "staging"})
+    assert r.status_code == 201, r.text
+    assert await states(http, "production") == await states(http, "staging")
 
 
 async def test_plan_shows_exactly_the_differences(
     http: httpx.AsyncClient, admin_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    await seed(http, "staging")
-    await seed(http, "production")
+    await staging_and_production(http)
+    assert (await http.post(f"{API}/staging/flags", json={"key": "unmanaged"})).status_code == 201
     exported = tmp_path / "staging.json"
     assert await asyncio.to_thread(main, cli("export", "--api", admin_url, "--env", "staging", "-o", str(exported)))\
         == 0  # fmt: skip
-    assert json.loads(exported.read_text())["environment"] == "staging"
-    # production drifts: one flag toggled, one renamed, one archived, one only there, the segment grows.
+    document = json.loads(exported.read_text())
+    assert document["environment"] == "staging"
+    del document["flags"]["unmanaged"]  # a flag the file does not manage
+    exported.write_text(json.dumps(document))
+    # production drifts: one flag toggled, one serving something else by default, the segment grows.
     await http.post(f"{API}/production/flags/base/off", json={})
-    await http.patch(f"{API}/production/flags/theme", json={"name": "Theme", "tags": ["ui"]})
-    await http.post(f"{API}/production/flags/limits/archive", json={})
-    await http.post(f"{API}/production/flags", json={"key": "only-here"})
+    await http.patch(f"{API}/production/flags/theme", json={"fallthrough": {"variation": "on"}})
     await http.patch(f"{API}/production/segments/beta", json={"included": ["alice", "bob", "dave"]})
     versions = dict((await states(http, "production"))[0].items())
     assert versions
@@ -204,33 +213,30 @@ async def test_plan_shows_exactly_the_differences(
     assert await asyncio.to_thread(main, args) == 0
     out = capsys.readouterr().out.splitlines()
     base_version = (await http.get(f"{API}/production/flags/base")).json()["version"]
-    limits_version = (await http.get(f"{API}/production/flags/limits")).json()["version"]
     assert out[0] == "Plan for default/production:"
     assert out[1].startswith("  ~ segment beta (version ")
     assert out[2] == '      included: ["alice", "bob", "dave"] -> ["alice", "bob"]'
     assert out[3] == f"  ~ flag base (version {base_version})"
     assert out[4] == "      on: false -> true"
-    assert out[5] == f"  + flag limits (version {limits_version}) [restore]"
-    assert out[6].startswith("  ~ flag theme (version ")
-    assert out[7:9] == ['      name: "Theme" -> ""', '      tags: ["ui"] -> []']
-    assert out[9] == "Plan: 0 to create, 3 to update, 1 to restore, 0 to archive; 1 unchanged."
-    assert not any("checkout" in line or "only-here" in line for line in out)  # equal, or not managed
+    assert out[5].startswith("  ~ flag theme (version ")
+    assert out[6] == '      fallthrough: {"variation": "on"} -> {"variation": "dark"}'
+    assert out[7] == "Plan: 0 to create, 3 to update, 0 to restore, 0 to archive; 2 unchanged."
+    assert not any("checkout" in line or "unmanaged" in line for line in out)  # equal, or not managed
 
     # Planning wrote nothing; --prune adds the archive of what the file does not have.
     assert (await states(http, "production"))[0] == versions
     assert await asyncio.to_thread(main, [*args, "--prune"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert any(line.startswith("  - flag only-here (version ") and line.endswith("[archive]") for line in out)
-    assert out[-1] == "Plan: 0 to create, 3 to update, 1 to restore, 1 to archive; 1 unchanged."
+    assert any(line.startswith("  - flag unmanaged (version ") and line.endswith("[archive]") for line in out)
+    assert out[-1] == "Plan: 0 to create, 3 to update, 0 to restore, 1 to archive; 2 unchanged."
 
 
 async def test_a_change_between_plan_and_apply_is_a_conflict_for_that_flag_only(
     http: httpx.AsyncClient, admin_url: str
 ) -> None:
-    await seed(http, "staging")
-    await seed(http, "production")
+    await staging_and_production(http)
     for key in ("base", "theme"):
-        r = await http.patch(f"{API}/staging/flags/{key}", json={"description": "new words"})
+        r = await http.patch(f"{API}/staging/flags/{key}", json={"targets": [{"variation": "off", "values": ["eve"]}]})
         assert r.status_code == 200, r.text
 
     def plan_then_apply_after(concurrent: Any) -> tuple[flagfile.Plan, Any]:
@@ -254,8 +260,8 @@ async def test_a_change_between_plan_and_apply_is_a_conflict_for_that_flag_only(
     assert "flag theme" in outcome.failed[0]
     assert "changed since the plan was made" in outcome.failed[0]
     production, _ = await states(http, "production")
-    assert production["base"].description == "new words"
-    assert production["theme"].description == ""
+    assert [t.values for t in production["base"].targets] == [("eve",)]
+    assert production["theme"].targets == ()
     assert production["theme"].on
 
 

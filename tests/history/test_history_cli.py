@@ -49,7 +49,7 @@ async def test_history_eval_revert_and_schedule_commands(served: tuple[str, Proj
     assert code == 0, err
     lines = out.splitlines()
     assert "flag.toggled new-checkout  incident" in lines[0]
-    assert lines[1].strip() == "on: true -> false"
+    assert lines[1].strip() == "turned off"
     assert any("flag.created" in line for line in lines)
 
     code, out, err = await cli(

@@ -43,7 +43,7 @@ async def test_with_history_db_a_replica_answers_history_on_its_own(nats_url: st
             # Asked right after the write: the answer waits for the replica's read model to have applied it.
             history = await http.get(f"{ENV}/flags/checkout/history")
             assert history.status_code == 200, history.text
-            assert history.json()["items"][0]["lines"] == ["on: false -> true"]
+            assert history.json()["items"][0]["lines"] == ["turned on"]
             state = await http.get(f"{ENV}/state", params={"seq": toggled.headers["ETag"].strip('"')})
             assert state.status_code == 200, state.text
             assert state.json()["flags"][0]["state"]["on"] is True

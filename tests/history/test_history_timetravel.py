@@ -83,14 +83,12 @@ async def test_audit_log_lists_changes_newest_first_with_field_level_diffs(histo
         "flag.restored", "flag.archived", "flag.updated", "flag.toggled", "flag.created"
     ]  # fmt: skip
     assert [i["seq"] for i in items] == [s[k]["version"] for k in ("restore", "archive", "rollout", "toggle", "create")]
-    assert items[3]["lines"] == ["on: false -> true"]
+    assert items[3]["lines"] == ["turned on"]  # a flag's changes read as sentences
+    assert items[3]["changes"][0]["text"] == "on: false -> true"  # and field by field
     assert items[3]["comment"] == "launch"
     assert "ada" in items[3]["actor"]
-    assert items[2]["lines"] == [
-        "fallthrough.rollout.variations[0].weight: 10% -> 20%",
-        "fallthrough.rollout.variations[1].weight: 90% -> 80%",
-    ]
-    assert items[1]["lines"] == ["archived: false -> true"]
+    assert items[2]["lines"] == ["Default: rollout on 10% -> 20%, off 90% -> 80%"]
+    assert items[1]["lines"] == ["archived"]
     assert items[4]["previous"] == 0
     assert items[4]["changes"][0]["op"] == "added"
 

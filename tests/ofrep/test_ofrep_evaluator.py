@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from flagstream.services.ofrep.evaluator import EvaluatorPool, NotLoaded
-from tests.helpers import auth_headers, eventually
+from tests.helpers import auth_headers, eventually, flag_in
 
 ENVS = "/api/v1/projects/default/environments"
 
@@ -15,8 +15,8 @@ async def test_environments_load_on_first_use_and_the_least_recent_is_closed(adm
     async with httpx.AsyncClient(base_url=admin_url, headers=auth_headers(), timeout=30) as http:
         for env, on in (("development", True), ("production", False)):
             assert (await http.post(ENVS, json={"key": env})).status_code == 201
-            response = await http.post(f"{ENVS}/{env}/flags", json={"key": "checkout", "on": on})
-            assert response.status_code == 201, response.text
+            response = await flag_in(http, ENVS, env, {"key": "checkout", "on": on})
+            assert response.is_success, response.text
         pool = EvaluatorPool(nats_url, capacity=1)
         try:
             dev = await pool.client("default", "development")
@@ -44,7 +44,7 @@ async def test_a_followed_environment_is_not_closed_until_its_followers_leave(ad
     async with httpx.AsyncClient(base_url=admin_url, headers=auth_headers(), timeout=30) as http:
         for env in ("development", "production"):
             assert (await http.post(ENVS, json={"key": env})).status_code == 201
-            assert (await http.post(f"{ENVS}/{env}/flags", json={"key": "checkout", "on": True})).status_code == 201
+            assert (await flag_in(http, ENVS, env, {"key": "checkout", "on": True})).is_success
         pool = EvaluatorPool(nats_url, capacity=1)
         try:
             dev = await pool.client("default", "development")

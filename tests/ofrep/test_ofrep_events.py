@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import ADMIN_TOKEN, auth_headers, serving
+from tests.helpers import ADMIN_TOKEN, auth_headers, flag_in, serving
 from tests.ofrep.wire import API, BULK, CONTEXT, EVENTS
 
 SSE = {"Accept": "text/event-stream"}
@@ -97,8 +97,8 @@ async def test_a_change_is_pushed_and_the_refetch_sees_it(http: httpx.AsyncClien
 
         # Another environment's change is not this stream's: the next event is production's next change.
         assert (await http.post(API, json={"key": "development"})).status_code == 201
-        other = await http.post(f"{API}/development/flags", json={"key": "elsewhere"})
-        assert other.status_code == 201
+        other = await http.post(f"{API}/development/flags/checkout/on", json={})
+        assert other.status_code == 200
         on = await http.post(f"{API}/production/flags/checkout/on", json={})
         assert on.status_code == 200
         assert (await next_event(events))["etag"] == str(on.json()["version"])
@@ -113,7 +113,7 @@ async def test_a_followed_environment_keeps_its_stream_when_the_pool_is_full(nat
         app.state.evaluator.capacity = 1
         for env in ("production", "development"):
             assert (await http.post(API, json={"key": env})).status_code == 201
-            assert (await http.post(f"{API}/{env}/flags", json={"key": "checkout", "on": True})).status_code == 201
+            assert (await flag_in(http, API, env, {"key": "checkout", "on": True})).is_success
         async with listening(http, f"{EVENTS}?environment=production") as events:
             dev = await http.post(BULK, json=CONTEXT, headers={"X-Flagstream-Environment": "development"})
             assert dev.status_code == 200, dev.text

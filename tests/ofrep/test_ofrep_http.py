@@ -10,7 +10,7 @@ from openfeature.evaluation_context import EvaluationContext
 
 from flagstream.openfeature import to_flagstream_context as provider_context
 from flagstream.services.admin.ofrep import OfrepFailure, to_flagstream_context
-from tests.helpers import auth_headers, until
+from tests.helpers import auth_headers, flag_in, until
 from tests.ofrep.wire import API, BULK, CONTEXT
 
 
@@ -146,7 +146,7 @@ def test_a_context_without_any_key_is_refused() -> None:
 async def test_a_token_limited_to_one_environment_evaluates_that_one_only(http: httpx.AsyncClient) -> None:
     assert (await http.post(API, json={"key": "development"})).status_code == 201
     flag = {"key": "checkout", "on": True, "fallthrough": {"variation": "on"}}
-    assert (await http.post(f"{API}/development/flags", json=flag)).status_code == 201
+    assert (await flag_in(http, API, "development", flag)).is_success
     created = await http.post(
         "/api/v1/tokens", json={"name": "web-app", "role": "reader", "environments": ["development"]}
     )

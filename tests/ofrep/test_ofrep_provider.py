@@ -18,7 +18,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import FlagEvaluationDetails, Reason
 
-from tests.helpers import auth_headers, until
+from tests.helpers import auth_headers, flag_in, until
 
 API = "/api/v1/projects/default"
 
@@ -96,8 +96,8 @@ async def seed(admin_url: str, environment: str = "production", flags: list[dict
         created = await http.post("/environments", json={"key": environment})
         assert created.status_code == 201, created.text
         for flag in flags:
-            response = await http.post(f"/environments/{environment}/flags", json=flag)
-            assert response.status_code == 201, response.text
+            response = await flag_in(http, "/environments", environment, flag)
+            assert response.is_success, response.text
 
 
 @pytest.fixture(autouse=True)
@@ -211,6 +211,6 @@ async def test_the_environment_comes_from_a_header(admin_url: str, of: OpenFeatu
     anywhere = EvaluationContext("user-2", {"country": "FR"})
     assert await call(dev.get_boolean_value, "new-checkout", False, anywhere) is True
     assert await call(of.get_boolean_value, "new-checkout", True, anywhere) is False
-    assert (await call(dev.get_boolean_details, "banner", False, anywhere)).error_code == ErrorCode.FLAG_NOT_FOUND
+    assert (await call(dev.get_boolean_details, "nowhere", False, anywhere)).error_code == ErrorCode.FLAG_NOT_FOUND
     unknown = ofrep_client(admin_url, "qa", **{"X-Flagstream-Environment": "qa"})
     assert (await call(unknown.get_boolean_details, "new-checkout", False, USER)).error_code == ErrorCode.FLAG_NOT_FOUND

@@ -76,7 +76,9 @@ async def test_roles_per_environment_with_the_production_writer_apart(people: Si
         assert "reader on environment 'production'" in refused.json()["error"]
         assert (await dev.http.get(PROD)).status_code == 200, "a reader of production reads it"
 
-        assert (await rel.write("POST", PROD, json={"key": "a"})).status_code == 201, "the production writer"
+        # A flag exists in every environment: "a" is in production too, off; the production writer creates "b".
+        assert (await rel.write("POST", f"{PROD}/a/on", json={})).status_code == 200, "the production writer"
+        assert (await rel.write("POST", PROD, json={"key": "b"})).status_code == 201, "created everywhere, off"
         elsewhere = await rel.http.get(DEV)
         assert elsewhere.status_code == 403
         assert "may not act on environment 'development'" in elsewhere.json()["error"]

@@ -74,6 +74,17 @@ async def test_bad_plans_are_refused_naming_the_field(api: WithHistory, nats_url
 
     await until(ended, "the first plan aborted")
     await ok(http, "POST", f"{ENV}/plans", base, 201)  # once the first ended, a new one may start
+    # The same flag in another environment is another plan's to roll out, beside this one.
+    staging = ENV.replace("/production", "/staging")
+    await ok(http, "POST", "/api/v1/projects/default/environments", {"key": "staging"}, 201)
+    made = await http.post(
+        f"{staging}/flags", json={"key": "checkout", "on": True, "fallthrough": {"variation": "off"}}
+    )
+    assert made.status_code in (201, 409), made.text  # 409: the flag is already in every environment
+    await ok(http, "PATCH", f"{staging}/flags/checkout", {"fallthrough": {"variation": "off"}})
+    other = await ok(http, "POST", f"{staging}/plans", base, 201)
+    assert other["flag"] == "checkout"
+    await refused(http, base, 409, "$.flag")  # and production still has its own
 
 
 async def test_steps_are_written_once_each_and_users_stay_in_the_rollout(api: WithHistory, nats_url: str) -> None:

@@ -92,7 +92,9 @@ async def test_changes_arrive_in_order_signed_with_their_diff(nats_url: str) -> 
 
         flag = f"{ENVS}/production/flags/new-checkout"
         assert (await http.post(f"{ENVS}/production/flags", json={"key": "new-checkout"})).status_code == 201
-        assert (await http.post(f"{ENVS}/development/flags", json={"key": "elsewhere"})).status_code == 201
+        # The flag exists in development too (a flag is in every environment); turning it on there is a
+        # change of development only: not sent.
+        assert (await http.post(f"{ENVS}/development/flags/new-checkout/on")).status_code == 200
         assert (await http.post(f"{ENVS}/production/segments", json={"key": "beta"})).status_code == 201
         toggled = await http.post(f"{flag}/on", json={"comment": "launch"})
         assert toggled.status_code == 200
@@ -122,13 +124,13 @@ async def test_changes_arrive_in_order_signed_with_their_diff(nats_url: str) -> 
         await until(settled, what="the webhook's consumer has nothing pending")
         detail = (await http.get(f"{API}/webhooks/{hook['id']}")).json()
         assert detail["status"]["delivered"] == 2
-        assert len(receiver.received) == 2  # the development flag and the segment were not sent
+        assert len(receiver.received) == 2  # the development change and the segment were not sent
 
 
 async def test_a_failing_endpoint_gets_the_change_again_until_it_takes_it(nats_url: str) -> None:
     async with admin(nats_url) as http, receiving(fail=2) as receiver:
         await setup_environments(http)
-        hook = (await http.post(f"{API}/webhooks", json={"url": receiver.url})).json()
+        hook = (await http.post(f"{API}/webhooks", json={"url": receiver.url, "environments": ["production"]})).json()
         assert (await http.post(f"{ENVS}/production/flags", json={"key": "a"})).status_code == 201
         assert (await http.post(f"{ENVS}/production/flags", json={"key": "b"})).status_code == 201
         await eventually(lambda: len(receiver.received) >= 2, within=60, what="delivered after two refusals")
@@ -161,7 +163,8 @@ async def test_a_bad_message_on_the_stream_is_skipped_counted_and_the_next_chang
 async def test_two_replicas_send_each_change_once_and_a_deleted_webhook_nothing(nats_url: str) -> None:
     async with admin(nats_url) as one, admin(nats_url) as two, receiving() as receiver:
         await setup_environments(one)
-        hook = (await two.post(f"{API}/webhooks", json={"url": receiver.url, "kinds": ["flag"]})).json()
+        only = {"url": receiver.url, "kinds": ["flag"], "environments": ["production"]}
+        hook = (await two.post(f"{API}/webhooks", json=only)).json()
         for i in range(10):
             writer = one if i % 2 else two
             assert (await writer.post(f"{ENVS}/production/flags", json={"key": f"f{i}"})).status_code == 201
