@@ -111,9 +111,8 @@ def parse_condition(text: str) -> Clause:
         for item in suffix.group("options").split():
             name, sep, value = item.partition("=")
             if name not in _OPTIONS or (name == "numeric_strings") == bool(sep):
-                raise GrammarError(
-                    f"unknown option {item!r}; options: stringify=, semver=, numeric_strings, now=, cast="
-                )
+                known = ", ".join(o if o == "numeric_strings" else f"{o}=" for o in _OPTIONS)
+                raise GrammarError(f"unknown option {item!r}; options: {known}")
             options[name] = True if name == "numeric_strings" else value
     clause = _parse_condition(text)
     return msgspec.structs.replace(clause, **options) if options else clause
