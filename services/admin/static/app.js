@@ -70,6 +70,7 @@ const optional = [
   { module: "./clientkeys.js", needs: "listClientKeys", label: "Client-side keys", path: "client-keys", admin: true },
   { module: "./people.js", needs: "listUsers", label: "People", path: "people", admin: true },
   { module: "./tokens.js", needs: "listTokens", label: "API tokens", path: "tokens", admin: true },
+  { module: "./sdkcredentials.js", needs: "listSdkCredentials", label: "SDK credentials", path: "sdk-credentials", admin: true },
 ];
 
 function renderNav(current) {
