@@ -68,8 +68,9 @@ async def scenario(ui: UI, nats_url: str, clients: list[Any]) -> None:
 
     await ui.sign_in()
     await page.get_by_label("Environment").select_option("production")
-    await expect(page.get_by_role("link", name="SDK credentials")).to_be_visible()
-    await page.get_by_role("link", name="SDK credentials").click()
+    link = page.get_by_role("link", name="SDK credentials")
+    await expect(link).to_have_attribute("href", "#/production/sdk-credentials")  # the nav of production, drawn
+    await link.click()
     await expect(page.get_by_role("heading", name="SDK credentials", exact=True)).to_be_visible()
     await expect(page.get_by_role("heading", name="New SDK credential for production")).to_be_visible()
     await page.get_by_label("Name (what uses it)").fill("checkout-service")
