@@ -79,7 +79,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/release_guardian.py --trials 5 --aa 50 --aa-hold 120
 
 ## make differential: every bucketing scheme against its home system's engine, 100,000 contexts per scheme;
-## the Flagsmith and GrowthBook importers against their SDKs, 500 generated documents x 120 contexts each
+## the Flagsmith, GrowthBook, Unleash and flagd importers whole, 500 generated documents x 120 contexts each
 differential: $(STAMP)
 	$(BIN)/python bench/differential.py --flags 200 --contexts 500
 

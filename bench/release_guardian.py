@@ -224,12 +224,12 @@ async def aa_real(rounds: int, flags: int, hold: float, limit: float) -> dict[st
                 while len(ended) < len(ids) and time.monotonic() < deadline:
                     for plan_id in ids:
                         if plan_id not in ended:
-                            plan = (await admin.http.get(f"{PLAN}/{plan_id}")).json()
-                            if plan["status"] not in ("running", "paused", "rolling_back"):
+                            plan = await _plan(admin, plan_id)
+                            if plan and plan["status"] not in ("running", "paused", "rolling_back"):
                                 ended[plan_id] = plan
                     await asyncio.sleep(1)
                 for plan_id in ids:
-                    plan = ended.get(plan_id) or (await admin.http.get(f"{PLAN}/{plan_id}")).json()
+                    plan = ended.get(plan_id) or await _plan(admin, plan_id) or {"status": "unknown", "step": None}
                     evidence = plan.get("evidence") or {}
                     outcomes.append(
                         {
@@ -240,9 +240,9 @@ async def aa_real(rounds: int, flags: int, hold: float, limit: float) -> dict[st
                             "text": evidence.get("text"),
                         }
                     )
-                done = outcomes[-len(ids) :]
-                print(f"A/A round {r + 1}/{rounds}: " + ", ".join(f"{o['status']}" for o in done)
-                      + f", load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+                shown = [o["status"] + (f" ({o['reason']}, step {o['step'] + 1})" if o["reason"] else "")
+                         for o in outcomes[-len(ids) :]]  # fmt: skip
+                print(f"A/A round {r + 1}/{rounds}: {', '.join(shown)}, load {os.getloadavg()[0]:.1f}", flush=True)
                 app.flags = []
         finally:
             stop.set()
@@ -250,6 +250,17 @@ async def aa_real(rounds: int, flags: int, hold: float, limit: float) -> dict[st
             await client.close()
             await admin.close()
     return {"rounds": rounds, "flags": flags, "hold_s": hold, "outcomes": outcomes}
+
+
+async def _plan(admin: AdminProcess, plan_id: str) -> dict[str, Any]:
+    """The plan, or ``{}`` if the admin could not answer this time (a 503 while NATS is slow on a loaded machine)."""
+    import httpx
+
+    try:
+        answer = await admin.http.get(f"{PLAN}/{plan_id}")
+    except httpx.TransportError:
+        return {}
+    return answer.json() if answer.status_code == 200 else {}  # type: ignore[no-any-return]
 
 
 def _seconds(iso: str) -> float:

@@ -149,7 +149,10 @@ class Clause(Model, frozen=True, kw_only=True):
     #: attribute's type (Python ``int()``, ``float()``, ``str()``; a boolean is true unless ``False``/``false``),
     #: ``in`` matching a text or an integer's decimal text, a value that cannot be compared matching nothing,
     #: negated or not; ``js`` GrowthBook's: JavaScript's strict equality and ordering (numbers with numbers,
-    #: texts with texts in UTF-16 order, nothing else), ``in`` a list attribute sharing an element.
+    #: texts with texts in UTF-16 order, nothing else), ``in`` a list attribute sharing an element; ``jsonlogic``
+    #: flagd's (the JSON Logic of its Python evaluator): ``equals`` the loose ``==`` (``"18" == 18``, ``true ==
+    #: 1``), ``in`` Python's membership, ``contains`` a text in a text or among a list's elements, ``lt``...``gte``
+    #: the value read as a number (``float()`` of a text, NaN otherwise).
     cast: str = ""
 
 

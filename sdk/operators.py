@@ -132,10 +132,13 @@ def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None
 
 
 #: ``Clause.cast`` values.
-CASTS = ("", "python", "js")
+CASTS = ("", "python", "js", "jsonlogic")
 #: The operators a ``cast`` changes (the others read the attribute whole, as they otherwise would).
 _CAST_OPS = {Operator.EQUALS, Operator.IN, Operator.NOT_IN, Operator.LT, Operator.LTE, Operator.GT, Operator.GTE}
 _PYTHON_CAST_OPS = {*_CAST_OPS, Operator.CONTAINS, Operator.MATCHES}
+_JSONLOGIC_CAST_OPS = {*_CAST_OPS, Operator.CONTAINS}
+#: Operators a jsonlogic cast leaves as they are but for reading the attribute whole (a list is not a version).
+_JSONLOGIC_WHOLE_OPS = {*_SEMVER_OPS, Operator.STARTS_WITH, Operator.ENDS_WITH}
 
 
 def _cast_values(op: Operator, values: tuple[Any, ...], cast: str) -> tuple[Any, ...]:
@@ -153,6 +156,16 @@ def _cast_values(op: Operator, values: tuple[Any, ...], cast: str) -> tuple[Any,
                     raise ValueProblem(problem, i)
                 out.append(compile_search(v))
             return tuple(out)
+    elif cast == "jsonlogic":
+        if op not in _JSONLOGIC_CAST_OPS:
+            raise ValueProblem(f"operator {op.value!r} has no jsonlogic cast")
+        for i, v in enumerate(values):
+            if v is None or not isinstance(v, str | int | float) or (type(v) is float and not math.isfinite(v)):
+                raise ValueProblem("a jsonlogic cast compares texts, numbers and booleans", i)
+        if op in _NUMERIC_OPS and not all(_is_number(v) for v in values):
+            raise ValueProblem(f"operator {op.value!r} with a jsonlogic cast compares with a number")
+        if op is Operator.CONTAINS and not all(type(v) is str for v in values):
+            raise ValueProblem("'contains' with a jsonlogic cast looks for a text")
     elif op in _CAST_OPS:
         for i, v in enumerate(values):
             if v is None or not isinstance(v, str | int | float) or (type(v) is float and not math.isfinite(v)):
@@ -175,8 +188,8 @@ def prepare_values(
     if not values:
         raise ValueProblem(f"operator {op.value!r} needs at least one value")
     if cast not in CASTS:
-        raise ValueProblem(f"unknown cast {cast!r} (known: python, js)")
-    if cast and (op in _CAST_OPS or cast == "python"):
+        raise ValueProblem(f"unknown cast {cast!r} (known: python, js, jsonlogic)")
+    if cast and (op in _CAST_OPS or cast == "python" or (cast == "jsonlogic" and op not in _JSONLOGIC_WHOLE_OPS)):
         return _cast_values(op, values, cast)
     if op is Operator.EQUALS and len(values) != 1:
         raise ValueProblem("'equals' takes exactly one value (use 'in' for several)")
@@ -455,7 +468,9 @@ def clause_test(clause: Clause, op: Operator, values: tuple[Any, ...]) -> Test:
         negate = bool(clause.negate) is not (clause.op == Operator.NOT_IN)
         if clause.cast == "python":
             test = _python_cast_test(op, values, negate)
-        elif op in _CAST_OPS:
+        elif clause.cast == "jsonlogic" and op in _JSONLOGIC_CAST_OPS:
+            test = _jsonlogic_cast_test(op, values, negate)
+        elif op in _CAST_OPS and clause.cast != "jsonlogic":
             test = _js_cast_test(op, values, negate)
         else:
             plain = element_test(op, values, clause.case_insensitive, clause.stringify, clause.semver)
@@ -601,6 +616,98 @@ def _js_cast_test(op: Operator, values: tuple[Any, ...], negate: bool) -> Test:
     def order(v: Any) -> bool:
         r = _js_compare(v, c)
         return (r is not None and accept(r)) is not negate
+
+    return order
+
+
+def _jl_number(a: Any) -> Any:
+    """``to_number`` of the JSON Logic flagd's Python evaluator runs (panzi-json-logic): Python's ``float()`` of
+    a text (``inf`` texts NaN), a one-element list its element's, NaN for the rest."""
+    if isinstance(a, int | float):
+        return a
+    if a is None:
+        return 0
+    if type(a) is list or type(a) is tuple:
+        return 0 if not a else _jl_number(a[0]) if len(a) == 1 else math.nan
+    if type(a) is str:
+        if a.strip().lower() in ("inf", "-inf", "+inf"):
+            return math.nan
+        try:
+            return float(a)
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
+def _jl_text(a: Any) -> str:
+    """``to_string`` of the same evaluator (JavaScript's ``String()`` for what a context holds)."""
+    if type(a) is str:
+        return a
+    if a is True or a is False:
+        return "true" if a else "false"
+    if type(a) is float:
+        return f"{a:.15g}"
+    if type(a) is int:
+        return str(a)
+    if a is None:
+        return "null"
+    if type(a) is list or type(a) is tuple:
+        return ",".join(_jl_text(x) for x in a)
+    if isinstance(a, dict):
+        return "[object Object]"
+    return str(a)
+
+
+def _jl_equals(a: Any, b: Any) -> bool:
+    """JSON Logic's loose ``==`` as that evaluator computes it (``op_equals``): ``"18" == 18``, ``true == 1``."""
+    if type(a) is type(b):
+        return a is b if isinstance(a, list | dict) else bool(a == b)
+    if isinstance(a, int | float):
+        return bool(a == _jl_number(b))
+    if isinstance(b, int | float):
+        return bool(_jl_number(a) == b)
+    if a is None or b is None:
+        return False
+    if isinstance(a, list | tuple | dict) and type(b) is str:
+        return _jl_text(a) == b
+    if type(a) is str and isinstance(b, list | tuple | dict):
+        return a == _jl_text(b)
+    return False
+
+
+def _jsonlogic_cast_test(op: Operator, values: tuple[Any, ...], negate: bool) -> Test:
+    """flagd's comparisons (its Python evaluator's JSON Logic), the attribute value whole: ``equals`` the loose
+    ``==``; ``in`` a value among the values (Python's ``in``: ``true`` is ``1``); ``contains`` the text in a text
+    attribute or among a list's elements; ``lt``...``gte`` against a number, the value read as one."""
+    if op is Operator.EQUALS:
+        c = values[0]
+        return lambda v: _jl_equals(v, c) is not negate
+    if op in (Operator.IN, Operator.NOT_IN):
+
+        def member(v: Any) -> bool:
+            hit = not isinstance(v, list | tuple | dict) and any(v == c for c in values)
+            return hit is not negate
+
+        return member
+    if op is Operator.CONTAINS:
+        needle = values[0]
+
+        def contains(v: Any) -> bool:
+            many = type(v) is list or type(v) is tuple
+            hit = any(x == needle for x in v) if many else type(v) is str and needle in v
+            return hit is not negate
+
+        return contains
+    c = values[0]
+    compare: Callable[[Any, Any], bool] = {
+        Operator.LT: lambda x, y: x < y,
+        Operator.LTE: lambda x, y: x <= y,
+        Operator.GT: lambda x, y: x > y,
+        Operator.GTE: lambda x, y: x >= y,
+    }[op]
+
+    def order(v: Any) -> bool:
+        return compare(_jl_number(v), c) is not negate
 
     return order
 

@@ -206,7 +206,7 @@ def _clause_problems(clause: Clause, path: str) -> list[Problem]:
     if clause.stringify not in ("", "python", "js"):
         problems.append(Problem(f"{path}.stringify", f"unknown stringify {clause.stringify!r} (known: python, js)"))
     if clause.cast not in CASTS:
-        problems.append(Problem(f"{path}.cast", f"unknown cast {clause.cast!r} (known: python, js)"))
+        problems.append(Problem(f"{path}.cast", f"unknown cast {clause.cast!r} (known: python, js, jsonlogic)"))
     elif clause.cast and (clause.now or clause.attribute == "kind" or op in (Operator.EXISTS, Operator.IN_SEGMENT)):
         problems.append(
             Problem(f"{path}.cast", "a cast compares an attribute value (not exists, segments, kinds, time)")

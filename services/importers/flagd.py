@@ -47,6 +47,9 @@ Alternatives = list[tuple[Clause, ...]]
 
 _COMPARE = {"<": Operator.LT, "<=": Operator.LTE, ">": Operator.GT, ">=": Operator.GTE}
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_ORDER = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+#: Clauses compare as flagd's JSON Logic does (``Clause.cast``).
+JL = "jsonlogic"
 _SEMVER = {"=": Operator.SEMVER_EQ, "<": Operator.SEMVER_LT, "<=": Operator.SEMVER_LTE, ">": Operator.SEMVER_GT,
            ">=": Operator.SEMVER_GTE}  # fmt: skip
 
@@ -93,7 +96,6 @@ class _FlagMapper:
     def __init__(self, name: str, d: Any, evaluators: Any, path: str, result: ImportResult, fractional: str) -> None:
         self.name, self.d, self.evaluators, self.path, self.result = name, d, evaluators, path, result
         self.keys: dict[str, str] = {}  # flagd variant name -> variation key
-        self.numeric = False
         self.fractional_mode = fractional
         self.cat = False  # the fractional's bucketing key is a cat
         #: What flagd serves for the default variant: it, or the caller's default when there is none.
@@ -117,6 +119,8 @@ class _FlagMapper:
         state = d.get("state", "ENABLED")
         if state not in ("ENABLED", "DISABLED"):
             raise Unmappable(f"{path}.state", f"unknown state {state!r}")
+        if not isinstance(d.get("targeting") or {}, dict):
+            raise Unmappable(f"{path}.targeting", "targeting must be a JSON Logic object (flagd refuses it)")
         targeting = self.resolve(d.get("targeting") or {}, f"{path}.targeting", ())
         branches = [] if targeting == {} else self.branches(targeting, f"{path}.targeting")
         if not branches:
@@ -131,9 +135,6 @@ class _FlagMapper:
             raise Unmappable(f"{path}.targeting", f"expands to {len(rules)} rules (more than {MAX_RULES})")
         if state == "DISABLED":
             self.note("mapped", f"{path}.state", "DISABLED: off, serving the caller's default as flagd does")
-        if self.numeric:
-            self.note("approximated", f"{path}.targeting", "a numeric comparison with a missing attribute does not"
-                      " match here; flagd's JSON Logic compares null as a number")  # fmt: skip
         values = list(d["variants"].values())
         kind = (
             FlagKind.BOOLEAN if all(type(v) is bool for v in values)
@@ -306,7 +307,11 @@ class _FlagMapper:
             attr, literal = self.var_and_literal(args, where)
             if literal is None or isinstance(literal, list | dict):
                 raise Unmappable(where, f"{op} with {json.dumps(literal)} has no Flagstream equivalent")
-            atom: Cond = ("atom", Clause(attribute=attr, op=Operator.IN, values=(literal,)), False)
+            if op in ("===", "!=="):  # strict: Python's == (true is 1 there too)
+                atom: Cond = ("atom", Clause(attribute=attr, op=Operator.IN, values=(literal,), cast=JL), False)
+            else:  # JSON Logic's loose ==: "18" == 18, true == 1; a missing attribute is null, == 0
+                clause = Clause(attribute=attr, op=Operator.EQUALS, values=(literal,), cast=JL)
+                atom = ("atom", clause, isinstance(literal, int | float) and literal == 0)
             return atom if op in ("==", "===") else ("not", atom)
         if op == "in":
             if len(args) != 2:
@@ -314,10 +319,10 @@ class _FlagMapper:
             needle, haystack = args
             if isinstance(haystack, list) and all(isinstance(x, str | int | float) for x in haystack) and haystack:
                 return ("atom", Clause(attribute=self.attribute(needle, where), op=Operator.IN,
-                                       values=tuple(haystack)), False)  # fmt: skip
+                                       values=tuple(haystack), cast=JL), False)  # fmt: skip
             if isinstance(needle, str):
                 attr = self.attribute(haystack, where)
-                return ("atom", Clause(attribute=attr, op=Operator.CONTAINS, values=(needle,)), False)
+                return ("atom", Clause(attribute=attr, op=Operator.CONTAINS, values=(needle,), cast=JL), False)
             raise Unmappable(where, "in: only a var in a list of literals, or a text in a var, can be mapped")
         if op in _COMPARE:
             if len(args) == 3 and op in ("<", "<="):  # between: a < x < b
@@ -333,13 +338,18 @@ class _FlagMapper:
             if args[0] == {"var": "$flagd.timestamp"}:  # the evaluation time, in whole seconds
                 clause = Clause(attribute="$flagd.timestamp", op=_COMPARE[op], values=(number,), now="always")
                 return ("atom", clause, False)
-            self.numeric = True
-            return ("atom", Clause(attribute=self.attribute(args[0], where), op=_COMPARE[op], values=(number,)), False)
+            # JSON Logic reads the value as a number (a missing attribute is null: 0), as flagd does.
+            clause = Clause(attribute=self.attribute(args[0], where), op=_COMPARE[op], values=(number,), cast=JL)
+            return ("atom", clause, _ORDER[op](0, number))
         if op in ("starts_with", "ends_with"):
             if len(args) != 2 or not isinstance(args[1], str):
                 raise Unmappable(where, f"{op} takes a var and a text")
             ours = Operator.STARTS_WITH if op == "starts_with" else Operator.ENDS_WITH
-            return ("atom", Clause(attribute=self.attribute(args[0], where), op=ours, values=(args[1],)), False)
+            return (
+                "atom",
+                Clause(attribute=self.attribute(args[0], where), op=ours, values=(args[1],), cast=JL),
+                False,
+            )
         if op == "sem_ver":
             return self.sem_ver(args, where)
         raise Unmappable(where, f"JSON Logic operation {op!r} has no Flagstream equivalent")
@@ -353,7 +363,7 @@ class _FlagMapper:
             raise Unmappable(where, f"{version!r} is not a semantic version")
 
         def atom(operator: Operator, value: str) -> Cond:
-            return ("atom", Clause(attribute=attr, op=operator, values=(value,), semver="flagd"), False)
+            return ("atom", Clause(attribute=attr, op=operator, values=(value,), semver="flagd", cast=JL), False)
 
         if op in _SEMVER:
             return atom(_SEMVER[op], version)

@@ -401,11 +401,14 @@ class _Importer:
             return Clause(attribute=attribute, op=_VERSION[op], values=(v,), semver="growthbook", cast="js")
         if op in ("$in", "$nin", "$inGroup", "$notInGroup"):
             if op in ("$inGroup", "$notInGroup"):
-                group = self.saved_groups.get(v) if isinstance(v, str) else None
-                if group is not None and not isinstance(group, list):
-                    raise Unmappable(path, f"saved group {v!r} is not a list of values")
-                if group is None:
+                if not isinstance(v, str):
                     return False
+                # GrowthBook: a group not in the payload is an empty one (nobody in it); a list group is its values
+                group = self.saved_groups.get(v, [])
+                if isinstance(group, dict) and group.get("type") == "list" and isinstance(group.get("values"), list):
+                    group = group["values"]
+                if not isinstance(group, list):
+                    raise Unmappable(path, f"saved group {v!r} is not a list of values")
                 values, op = group, "$in" if op == "$inGroup" else "$nin"
             else:
                 if not isinstance(v, list):

@@ -74,6 +74,10 @@ class _Importer:
         self.unmapped_segments: dict[Any, str] = {}  # id -> why
         self.flag_keys: dict[str, str] = {}  # feature name -> our key
         self.flags: dict[str, Flag] = {}  # feature name -> mapped flag
+        self.features: dict[str, Any] = {}  # feature name -> its definition
+        #: (path, message) of differences found while mapping constraints, said by the flag or segment mapped
+        self.pending: list[tuple[str, str]] = []
+        self.approximated_segments: dict[Any, str] = {}  # id -> name
 
     # -- the file ------------------------------------------------------------------------------------------
 
@@ -86,6 +90,7 @@ class _Importer:
             name = feature.get("name") if isinstance(feature, dict) else None
             if isinstance(name, str) and name:
                 self.flag_keys[name] = key_for(name, taken, f"feature-{i}")
+                self.features[name] = feature
         # Parents first: Unleash dependencies are one level deep, a prerequisite must exist before its child.
         order = sorted(range(len(features)), key=lambda i: bool(_get(features[i], "dependencies")))
         for i in order:
@@ -99,6 +104,7 @@ class _Importer:
             return
         name = str(seg.get("name") or f"segment-{seg['id']}")
         subject = f"segment {name}"
+        self.pending = []
         try:
             alternatives = self._constraints(seg.get("constraints") or [], f"{path}.constraints")
         except Unmappable as e:
@@ -114,6 +120,9 @@ class _Importer:
         self.result.segments.append(Segment(key=key, name=name, description=str(seg.get("description") or ""),
                                             rules=rules))  # fmt: skip
         self.segment_keys[seg["id"]] = key
+        for where, message in self.pending:
+            self.result.note("approximated", subject, where, message)
+            self.approximated_segments[seg["id"]] = name
         self.result.note("mapped", subject, path, f"segment {key}: {len(rules)} rule(s)")
 
     def _feature(self, feature: Any, path: str) -> None:
@@ -124,6 +133,7 @@ class _Importer:
         subject = f"flag {name}"
         before = len(self.result.notes)
         mapper = _Feature(self, feature, name, path)
+        self.pending = []
         try:
             flag = mapper.flag()
         except Unmappable as e:
@@ -132,6 +142,8 @@ class _Importer:
             self.result.skipped.append(name)
             return
         self.flags[name] = flag
+        for where, message in self.pending:
+            self.result.note("approximated", subject, where, message)
         self.result.segments += mapper.segments
         renamed = f" (key {flag.key})" if flag.key != name else ""
         self.result.note("mapped", subject, path, f"{'on' if flag.on else 'off'}, {len(flag.rules)} rule(s){renamed}")
@@ -174,6 +186,10 @@ class _Importer:
         # attribute: that case becomes an alternative of its own.
         if op in ("IN", "NOT_IN"):
             cleaned = [v.strip() for v in values if isinstance(v, str) and v]  # Unleash's cleanValues
+            if [v for v in values if isinstance(v, str)] != cleaned:
+                self.pending.append((path, f"{op} values {values}: spaces trimmed and empty values dropped here, as"
+                                     " the client spec and the Node, Java, Go SDKs do; Unleash's Rust engine"
+                                     " (Python, Ruby, .NET SDKs) compares them as written"))  # fmt: skip
             negate = (op == "NOT_IN") != inverted
             present: Alternatives = [(Clause(attribute=attr, op=Operator.IN, values=tuple(cleaned), negate=negate),)]
             if not cleaned:
@@ -212,10 +228,31 @@ class _Importer:
             problem = regex_problem(pattern)
             if problem:
                 raise Unmappable(path, f"REGEX {pattern!r}: {problem}")
+            translated, difference = _rust_regex(pattern)
+            if difference:
+                self.pending.append((path, f"REGEX {pattern!r}: {difference}"))
             clause = Clause(
-                attribute=attr, op=Operator.MATCHES, values=(pattern,), negate=inverted, case_insensitive=ci
+                attribute=attr, op=Operator.MATCHES, values=(translated,), negate=inverted, case_insensitive=ci
             )
             return [(clause,)] + ([(absent,)] if inverted else [])
+        if op == "IN_CIDR":
+            # Unleash skips the values that are not addresses or ranges, and reads the field as written (no spaces
+            # trimmed, no IPv6 zone): the second clause keeps out the texts only Python's parser would read.
+            ranges = tuple(v.strip() for v in values if isinstance(v, str) and _cidr(v) and v == v.strip())
+            if not ranges:
+                return _ALWAYS if inverted else []
+            inside = (
+                Clause(attribute=attr, op=Operator.IN_CIDR, values=ranges),
+                Clause(attribute=attr, op=Operator.MATCHES, values=(_ADDRESS_TEXT,)),
+            )
+            if not inverted:
+                return [inside]
+            # not inside: absent, or not an address text, or outside the ranges
+            return [
+                (absent,),
+                (Clause(attribute=attr, op=Operator.MATCHES, values=(_ADDRESS_TEXT,), negate=True),),
+                (Clause(attribute=attr, op=Operator.IN_CIDR, values=ranges, negate=True),),
+            ]
         raise Unmappable(path, f"unknown constraint operator {op!r}")
 
 
@@ -255,6 +292,7 @@ class _Feature:
             on = self.variation({"name": "disabled", "enabled": False, "feature_enabled": True}, "enabled")
         else:
             on, off = self.variation(True, "on"), self.variation(False, "off")
+        self.empty_text_constraints(strategies)
         rules: list[Rule] = []
         live = [(j, s) for j, s in enumerate(strategies) if not (isinstance(s, dict) and s.get("disabled"))]
         for j, s in enumerate(strategies):
@@ -281,6 +319,43 @@ class _Feature:
             prerequisites=self.dependencies(),
         )
 
+    def empty_text_constraints(self, strategies: list[Any]) -> None:
+        """A STR_* constraint without values, a NUM_* one whose value is not a number: Unleash's Rust engine
+        (yggdrasil: the Python, Ruby, .NET SDKs) answers false for the whole feature, even from a segment; the
+        client spec and the Node, Java, Go SDKs (and this import): the constraint never matches (inverted:
+        always). Reported."""
+        segments = {seg.get("id"): seg for seg in self.imp.doc.get("segments") or [] if isinstance(seg, dict)}
+        for j, s in enumerate(strategies):
+            if not isinstance(s, dict) or s.get("disabled"):  # the server does not serve those to SDKs
+                continue
+            constraints = [(f"{self.path}.strategies[{j}].constraints", s.get("constraints"))]
+            constraints += [(f"segment {k}", _get(segments.get(k), "constraints")) for k in s.get("segments") or []]
+            for where, cs in constraints:
+                for c in cs if isinstance(cs, list) else []:
+                    op, value = _get(c, "operator"), _get(c, "value")
+                    if (
+                        isinstance(op, str)
+                        and op.startswith("STR_")
+                        and not [v for v in _get(c, "values") or [] if isinstance(v, str)]
+                    ):
+                        what = f"{op} without values: never matches here (inverted: always)"
+                    elif (
+                        isinstance(op, str)
+                        and op.startswith("NUM_")
+                        and (_js_number(value) is None or (isinstance(value, str) and not value.strip()))
+                    ):
+                        what = f"{op} {value!r} is not a number: Number() decides here (NaN never matches, inverted"
+                        " always)"
+                    else:
+                        continue
+                    self.note(
+                        "approximated",
+                        where,
+                        f"{what}, as the client spec and the Node, Java, Go SDKs answer; Unleash's Rust engine"
+                        " (Python, Ruby, .NET SDKs) answers false for the whole feature",
+                    )
+                    return
+
     def dependencies(self) -> tuple[Prerequisite, ...]:
         out: list[Prerequisite] = []
         for i, d in enumerate(self.feature.get("dependencies") or []):
@@ -292,6 +367,14 @@ class _Feature:
                 raise Unmappable(path, "a dependency on the parent's variants has no Flagstream equivalent")
             flag = self.imp.flags[parent]
             wanted = d.get("enabled", True) is not False
+            if _ungrouped_percentage(self.imp.features.get(parent)):
+                self.note(
+                    "approximated",
+                    path,
+                    f"parent {parent!r} has a percentage without groupId: it is hashed with the parent's name here,"
+                    " as the client spec and the Node, Java, Go SDKs do; Unleash's Rust engine (Python, Ruby, .NET"
+                    " SDKs) hashes it with this feature's name when it checks the dependency",
+                )
             if flag.kind is FlagKind.BOOLEAN:
                 variation = "on" if wanted else "off"
             elif not wanted:
@@ -315,6 +398,9 @@ class _Feature:
             if seg not in imp.segment_keys:
                 raise Unmappable(f"{path}.segments[{k}]", f"uses segment {seg}, which is not in the file")
             conditions = _and(conditions, [(Clause(op=Operator.IN_SEGMENT, values=(imp.segment_keys[seg],)),)])
+            if seg in imp.approximated_segments:
+                self.note("approximated", f"{path}.segments[{k}]",
+                          f"uses segment {imp.approximated_segments[seg]!r}, imported with a difference")  # fmt: skip
         percentage: list[tuple[tuple[Clause, ...], str | None]] = [((), None)]
         rollout, group = 100, str(params.get("groupId") or self.name)
         if '"' in group or group.endswith("\\"):
@@ -335,10 +421,13 @@ class _Feature:
                 ranges = tuple(ip for ip in ips if _cidr(ip))
                 if len(ranges) != len(ips):
                     raise Unmappable(f"{path}.parameters.IPs", f"{ips} are not all IP addresses or CIDR ranges")
-                clause = Clause(attribute="remoteAddress", op=Operator.IN_CIDR, values=ranges)
+                clauses: tuple[Clause, ...] = (
+                    Clause(attribute="remoteAddress", op=Operator.IN_CIDR, values=ranges),
+                    Clause(attribute="remoteAddress", op=Operator.MATCHES, values=(_ADDRESS_TEXT,)),
+                )
             else:
-                clause = Clause(attribute="remoteAddress", op=Operator.IN, values=tuple(ips))
-            conditions = _and(conditions, [(clause,)])
+                clauses = (Clause(attribute="remoteAddress", op=Operator.IN, values=tuple(ips)),)
+            conditions = _and(conditions, [clauses])
         elif name in ("flexibleRollout", "gradualRolloutUserId", "gradualRolloutSessionId", "gradualRolloutRandom"):
             key = "rollout" if name == "flexibleRollout" else "percentage"
             number = _js_number(params.get(key))
@@ -367,7 +456,9 @@ class _Feature:
                     rules.append(Rule(id=f"s{index}-{len(rules)}", clauses=clauses, serve=Serve(rollout=r)))
                     continue
                 if variants:
-                    serves = self.variants_serve(variants, group, f"{path}.variants", ())
+                    # Strategy variants are bucketed by the strategy's stickiness (their own is not read).
+                    sticky = str(params.get("stickiness") or "default")
+                    serves = self.variants_serve(variants, group, f"{path}.variants", (), sticky)
                 else:
                     serves = self.feature_serve(on, f"{self.path}.variants", ())
                 for more, serve in serves:
@@ -444,7 +535,7 @@ class _Feature:
         return self.variation(value, v["name"])
 
     def variants_serve(
-        self, variants: Sequence[Any], group: str, path: str, extra: tuple[Clause, ...]
+        self, variants: Sequence[Any], group: str, path: str, extra: tuple[Clause, ...], stickiness: str = ""
     ) -> list[tuple[tuple[Clause, ...], Serve]]:
         keys = [self.variant_key(v, f"{path}[{i}]") for i, v in enumerate(variants)]
         weights = [v.get("weight", 0) for v in variants]
@@ -460,7 +551,7 @@ class _Feature:
         ranges = tuple(zip((0, *ends[:-1]), ends, strict=True))
         nominal = _nominal(list(merged.values()))
         weighted = tuple(WeightedVariation(variation=k, weight=w) for k, w in zip(merged, nominal, strict=True))
-        stickiness = str(variants[0].get("stickiness") or "default")
+        stickiness = stickiness or str(variants[0].get("stickiness") or "default")
         fields = ["userId", "sessionId", "remoteAddress"] if stickiness == "default" else [stickiness]
         out: list[tuple[tuple[Clause, ...], Serve]] = []
         absent: tuple[Clause, ...] = ()
@@ -472,11 +563,17 @@ class _Feature:
             absent += (Clause(attribute=attr, op=Operator.EXISTS, negate=True),)
         first = next(k for k, w in merged.items() if w > 0)
         out.append((extra + absent, Serve(variation=first)))
+        rust = (
+            f"; a context with {self.imp.attr('remoteAddress')} but neither of the others is bucketed by it here"
+            " (the client spec, Node, Java, Go SDKs), at random by Unleash's Rust engine (Python, Ruby, .NET SDKs)"
+            if stickiness == "default"
+            else ""
+        )
         self.note(
             "approximated",
             path,
             f"contexts without {' or '.join(self.imp.attr(f) for f in fields)} get variant {first!r} here;"
-            " Unleash picks one at random on each evaluation",
+            f" Unleash picks one at random on each evaluation{rust}",
         )
         return out
 
@@ -488,6 +585,39 @@ _SEMVER_OPS = {
     "SEMVER_LT": Operator.SEMVER_LT,
     "SEMVER_LTE": Operator.SEMVER_LTE,
 }
+
+
+#: The characters of an IPv4 or IPv6 address as Unleash's engine reads it (Rust's ``IpAddr``: no spaces, no zone).
+_ADDRESS_TEXT = "^[0-9A-Fa-f:.]+$"
+
+
+#: Rust regex's ``\d`` is Unicode's decimal digits, as RE2's ``\p{Nd}``.
+_RUST_CLASS_ESCAPES = {"d": r"\p{Nd}", "D": r"\P{Nd}"}
+
+
+def _rust_regex(pattern: str) -> tuple[str, str | None]:
+    r"""The RE2 pattern that matches as the regex of Unleash's Rust engine (yggdrasil: the Python, Ruby, .NET
+    SDKs) does, and the difference when it cannot be exact. The syntaxes agree (``$`` is the end of the text in
+    both) but for Unicode classes: ``\d`` becomes ``\p{Nd}``; ``\w``, ``\s``, ``\b`` (Unicode in Rust, ASCII
+    in RE2) are the differences said. (The Node SDK's JavaScript regexes read ``\d`` as ASCII.)"""
+    out: list[str] = []
+    differences: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            if nxt in _RUST_CLASS_ESCAPES:
+                out.append(_RUST_CLASS_ESCAPES[nxt])
+            else:
+                if nxt in "wWsSbB":
+                    differences.append(f"\\{nxt} is ASCII here, Unicode in Unleash's Rust engine")
+                out.append(ch + nxt)
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out), ("; ".join(dict.fromkeys(differences)) or None)
 
 
 def _cidr(text: str) -> bool:
@@ -508,6 +638,18 @@ def _nominal(weights: list[int]) -> list[int]:
     for i in sorted(range(len(raw)), key=lambda i: raw[i] - out[i], reverse=True)[: 100_000 - sum(out)]:
         out[i] += 1
     return out
+
+
+def _ungrouped_percentage(feature: Any) -> bool:
+    """Whether a live strategy of ``feature`` takes a percentage strictly between 0 and 100 without a groupId."""
+    for s in _get(feature, "strategies") or []:
+        if not isinstance(s, dict) or s.get("disabled") or s.get("name") not in ("flexibleRollout", *_GRADUAL):
+            continue
+        params = s.get("parameters") or {}
+        number = _js_number(params.get("rollout" if s["name"] == "flexibleRollout" else "percentage"))
+        if number is not None and 0 < number < 100 and not params.get("groupId"):
+            return True
+    return False
 
 
 def _and(left: Alternatives, right: Alternatives) -> Alternatives:

@@ -53,7 +53,7 @@ WORDS: dict[Operator, str] = {op: word for word, op in OPERATORS.items()}
 WORDS[Operator.NOT_IN] = "not in"
 _NUMERIC = {Operator.LT, Operator.LTE, Operator.GT, Operator.GTE, Operator.MODULO}
 #: A clause's reading options (set by importers to answer as the original system), as ``[name=value ...]``.
-_OPTIONS = ("stringify", "semver", "numeric_strings", "now")
+_OPTIONS = ("stringify", "semver", "numeric_strings", "now", "cast")
 _OPTIONS_SUFFIX = re.compile(r"\s+\[(?P<options>[^\]]*)\]\s*$")
 _ANY_CASE = " (any case)"
 _NAME = r"[A-Za-z_$][A-Za-z0-9_.$/-]*"
@@ -111,7 +111,8 @@ def parse_condition(text: str) -> Clause:
         for item in suffix.group("options").split():
             name, sep, value = item.partition("=")
             if name not in _OPTIONS or (name == "numeric_strings") == bool(sep):
-                raise GrammarError(f"unknown option {item!r}; options: stringify=, semver=, numeric_strings, now=")
+                known = ", ".join(o if o == "numeric_strings" else f"{o}=" for o in _OPTIONS)
+                raise GrammarError(f"unknown option {item!r}; options: {known}")
             options[name] = True if name == "numeric_strings" else value
     clause = _parse_condition(text)
     return msgspec.structs.replace(clause, **options) if options else clause

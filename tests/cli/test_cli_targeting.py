@@ -150,6 +150,7 @@ conditions = st.builds(
     stringify=st.sampled_from(["", "python"]),
     numeric_strings=st.booleans(),
     now=st.sampled_from(["", "if_absent"]),
+    cast=st.sampled_from(["", "python", "js", "jsonlogic"]),
 )
 
 

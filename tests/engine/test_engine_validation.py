@@ -264,7 +264,12 @@ def test_the_options_of_imported_flags_are_checked() -> None:
         (rule(Clause(attribute="a", op=Operator.LT, values=(1,), cast="python")), "$.rules[0].clauses[0].values"),
         (rule(Clause(attribute="a", op=Operator.GT, values=(True,), cast="js")), "$.rules[0].clauses[0].values"),
         (rule(Clause(attribute="a", op=Operator.EQUALS, values=("x", "y"), cast="js")), "$.rules[0].clauses[0].values"),
-    ]
+        (rule(Clause(attribute="a", op=Operator.MATCHES, values=("x",), cast="jsonlogic")),
+         "$.rules[0].clauses[0].values"),
+        (rule(Clause(attribute="a", op=Operator.LT, values=("18",), cast="jsonlogic")), "$.rules[0].clauses[0].values"),
+        (rule(Clause(attribute="a", op=Operator.CONTAINS, values=(1,), cast="jsonlogic")),
+         "$.rules[0].clauses[0].values"),
+    ]  # fmt: skip
     for r, path in bad:
         assert path in paths(Flag(key="f", on=True, rules=(r,))), r
     fallback = Serve(rollout=Rollout(variations=(WeightedVariation(variation="on", weight=100_000),), fallback_by="d"))
@@ -277,5 +282,7 @@ def test_the_options_of_imported_flags_are_checked() -> None:
         rule(Clause(attribute="a", op=Operator.LT, values=("5",), cast="python")),
         rule(Clause(attribute="a", op=Operator.IN, values=("x", 1, True), cast="js", negate=True), id="r2"),
         rule(Clause(attribute="a", op=Operator.SEMVER_GT, values=("1.2",), semver="growthbook", cast="js"), id="r3"),
+        rule(Clause(attribute="a", op=Operator.EQUALS, values=("18",), cast="jsonlogic"), id="r4"),
+        rule(Clause(attribute="a", op=Operator.SEMVER_GT, values=("1",), semver="flagd", cast="jsonlogic"), id="r5"),
     ]
     assert paths(Flag(key="f", on=True, rules=tuple(fine))) == []

@@ -22,6 +22,7 @@ import pytest
 from flagstream.engine import compile_flag, evaluate
 from flagstream.services.importers.common import ImportFileError
 from flagstream.services.importers.flagd import import_flagd, load_flagd
+from tests.importers.peer_documents import engine_answers, flagd_peer, run_importer
 
 DATA = Path(__file__).parent / "data" / "flagd-flags.json"
 DOC = json.loads(DATA.read_text())
@@ -174,15 +175,15 @@ def test_flags_imported_for_todays_flagd_answer_as_its_own_evaluator() -> None:
     core = FlagdCore()
     core.set_flags(DOC)
     assert set(CURRENT.skipped) == {"truthy"}  # fractional v2 and the evaluation time map exactly
-    assert not [n for n in CURRENT.notes if n.severity == "approximated" and "numeric" not in n.message]
+    assert not [n for n in CURRENT.notes if n.severity == "approximated"]
     for flag in CURRENT.flags:
         assert COMPILED_CURRENT[flag.key].error is None or repr(COMPILED_CURRENT[flag.key].error) == "SPECIAL"
         values = list(DOC["flags"][flag.name]["variants"].values())
         resolve = {bool: core.resolve_boolean_value, str: core.resolve_string_value, int: core.resolve_integer_value,
                    float: core.resolve_float_value}.get(type(values[0]), core.resolve_object_value)  # fmt: skip
-        for ctx in CONTEXTS[:1000]:
-            if flag.name in ("beta-access", "nested") and "age" not in ctx:
-                continue  # a numeric comparison with a missing attribute: reported as approximated
+        for i, ctx in enumerate(CONTEXTS[:1000]):
+            if i % 3 == 0:  # a missing attribute compares as null (0) in JSON Logic, here too
+                ctx = {k: v for k, v in ctx.items() if k != "age"}
             attrs = {k: v for k, v in ctx.items() if k != "key"}
             theirs = resolve(flag.name, "caller-default", EvaluationContext(ctx["key"], attrs)).value
             assert evaluate(COMPILED_CURRENT, flag.key, ctx, "caller-default").value == theirs, (flag.name, ctx)
@@ -225,8 +226,52 @@ def test_what_cannot_be_mapped_is_reported_and_not_imported() -> None:
     assert unmapped["flag truthy"].path == "flags.truthy.targeting.if[0].var"
     assert "0.001%" in unmapped["flag thirds"].message
     assert {f.key for f in RESULT.flags}.isdisjoint(RESULT.skipped)
-    numeric = {n.subject for n in RESULT.notes if n.severity == "approximated" and "numeric" in n.message}
-    assert numeric == {"flag beta-access", "flag nested"}
+    assert [n for n in RESULT.notes if n.severity == "approximated"] == []
+
+
+def test_generated_definitions_answer_as_flagds_evaluator() -> None:
+    """Hypothesis generates flag definitions (if chains nested, every comparison in both argument orders,
+    between, in, starts_with/ends_with, sem_ver with every operator, and/or/!, $ref, $flagd.flagKey and
+    $flagd.timestamp, fractional with the shorthand, a var or a cat, DISABLED, no default variant); each imported
+    flag answers as flagd's in-process evaluator for contexts of every JSON type."""
+    tally = run_importer("flagd", 50, 100)
+    assert tally.differences == [], "\n\n".join(tally.differences)
+    assert tally.flags >= 80, tally
+    assert tally.contexts >= 8_000, tally
+
+
+@pytest.mark.parametrize(
+    ("condition", "attribute"),
+    [({"==": [{"var": "a"}, "18"]}, "a"), ({"==": [0, {"var": "a"}]}, "a"), ({"!=": [{"var": "a"}, 1]}, "a"),
+     ({"<": [{"var": "a"}, 20]}, "a"), ({">=": [0, {"var": "a"}]}, "a"), ({"<=": [1, {"var": "a"}, 18]}, "a"),
+     ({"in": [{"var": "a"}, ["1", 1, "x"]]}, "a"), ({"in": ["1", {"var": "a"}]}, "a"),
+     ({"===": [{"var": "a"}, 1]}, "a"), ({"sem_ver": [{"var": "a"}, ">=", "1.2"]}, "a"),
+     ({"starts_with": [{"var": "a"}, "1"]}, "a")],
+)  # fmt: skip
+def test_comparisons_are_json_logics_loose_ones(condition: Any, attribute: str) -> None:
+    """JSON Logic compares loosely (``"18" == 18``, ``true == 1``, a missing value is null and null is 0 for
+    numbers, a numeric text is a number for ``<``), and reads a list as a whole: imported exactly, not reported."""
+    doc = {"flags": {"f": {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off",
+                           "targeting": {"if": [condition, "on", "off"]}}}}  # fmt: skip
+    result = import_flagd(doc)
+    assert [n.severity for n in result.notes] == ["mapped"]
+    peer, ours = flagd_peer(doc), engine_answers(result)
+    values = [None, 18, 18.0, "18", " 18 ", "1e1", 1, 0, True, False, "1", "", "x", "1_8", [1], ["18"], [], 17.5,
+              {"b": 1}, "1.2.0", "v1.3"]  # fmt: skip
+    answers = set()
+    for v in values:
+        ctx = {"key": "k"} | ({attribute: v} if v is not None else {})
+        theirs = peer("f", ctx)
+        assert ours("f", ctx) == theirs, (condition, v)
+        answers.add(theirs)
+    assert answers == {True, False}
+
+
+def test_targeting_that_is_not_an_object_is_reported() -> None:
+    doc = {"flags": {"f": {"state": "ENABLED", "variants": {"on": True}, "defaultVariant": "on", "targeting": "on"}}}
+    result = import_flagd(doc)
+    assert result.skipped == ["f"]
+    assert "JSON Logic object" in result.notes[0].message
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,25 @@ def test_a_force_rule_falls_back_to_its_fallback_attribute() -> None:
             assert peer("f", attributes) == ours("f", {"key": "k", **attributes}), attributes
 
 
+@pytest.mark.parametrize("group", ["missing", "listed", "plain"])
+@pytest.mark.parametrize("op", ["$inGroup", "$notInGroup"])
+def test_saved_groups_missing_or_listed_answer_as_growthbook(op: str, group: str) -> None:
+    """A group the payload lacks is an empty one (``$notInGroup`` holds everyone, with or without the attribute);
+    a group of type list is its values. make differential found the missing group answered as no match."""
+    rule = {"condition": {"plan": {op: group}}, "force": "yes"}
+    payload = {"features": {"f": {"defaultValue": "no", "rules": [rule]}},
+               "savedGroups": {"listed": {"type": "list", "values": ["pro", 10]}, "plain": ["pro", 10]}}  # fmt: skip
+    result = import_growthbook(payload)
+    assert result.skipped == []
+    peer, ours = growthbook_peer(payload), engine_answers(result)
+    seen = set()
+    for attributes in ({}, {"plan": "pro"}, {"plan": 10}, {"plan": "free"}, {"plan": ["pro", "x"]}, {"plan": None}):
+        answer = peer("f", attributes)
+        assert ours("f", {"key": "k", **attributes}) == answer, attributes
+        seen.add(answer)
+    assert seen == ({"yes", "no"} if group != "missing" else {"yes" if op == "$notInGroup" else "no"})
+
+
 def test_the_example_payload_and_what_it_reports() -> None:
     result = load_growthbook(DATA / "growthbook-features.json")
     assert [f.key for f in result.flags] == ["dark-mode", "checkout-layout", "max-uploads", "support-chat"]

@@ -21,6 +21,7 @@ import pytest
 from flagstream.engine import compile_flag, compile_segment, evaluate
 from flagstream.services.importers.common import ImportFileError, render
 from flagstream.services.importers.unleash import import_unleash, load_unleash
+from tests.importers.peer_documents import run_importer, unleash_peer
 
 DATA = Path(__file__).parent / "data" / "unleash-features.json"
 EXPORT = json.loads(DATA.read_text())
@@ -239,6 +240,62 @@ def test_what_cannot_be_mapped_is_reported_and_not_imported() -> None:
         assert name in text
     assert "3 segment(s)" in text  # Beta testers, Before launch, and the percentage of banner-copy (variants)
     assert "2 flag(s) not imported" in text
+
+
+def test_generated_exports_answer_as_unleashs_engine() -> None:
+    """Hypothesis generates client features (every strategy, every constraint operator with inverted and
+    caseInsensitive, IN_CIDR, dates on currentTime, segments, variants with overrides and payloads, dependencies);
+    each imported flag answers as yggdrasil (the engine of Unleash's Python SDK), except where Unleash answers at
+    random (reported)."""
+    tally = run_importer("unleash", 50, 100)
+    assert tally.differences == [], "\n\n".join(tally.differences)
+    assert tally.flags >= 60, tally
+    assert tally.contexts >= 5_000, tally
+
+
+def test_in_cidr_constraints_read_the_field_as_unleash_does() -> None:
+    feature = {"name": "office", "enabled": True, "strategies": [{"name": "default", "constraints": [
+        {"contextName": "ip", "operator": "IN_CIDR", "values": ["10.0.0.0/8", "junk", "2001:db8::/32", "172.16.5.4"]},
+    ]}, {"name": "default", "constraints": [
+        {"contextName": "ip", "operator": "IN_CIDR", "values": ["192.168.0.0/16"], "inverted": True},
+        {"contextName": "plan", "operator": "IN", "values": ["team"]},
+    ]}]}  # fmt: skip
+    doc = {"version": 2, "features": [feature]}
+    result = import_unleash(doc)
+    assert result.skipped == []
+    peer = unleash_peer(doc)
+    compiled = {f.key: compile_flag(f, {}) for f in result.flags}
+    addresses = ["10.1.2.3", " 10.1.2.3", "172.16.5.4", "172.16.5.5", "2001:db8::9", "::ffff:10.0.0.1", "192.168.1.1",
+                 "fe80::1%eth0", "x", None]  # fmt: skip
+    answers = set()
+    for ip in addresses:
+        for plan in ("team", "free"):
+            ctx = {"key": "k", "plan": plan} | ({"ip": ip} if ip is not None else {})
+            theirs = peer("office", ctx)
+            assert evaluate(compiled, "office", ctx, None).value is theirs, ctx
+            answers.add(theirs)
+    assert answers == {True, False}
+
+
+@pytest.mark.parametrize(
+    "constraint",
+    [{"contextName": "email", "operator": "STR_CONTAINS", "values": []},
+     {"contextName": "age", "operator": "NUM_GT", "value": "eighteen"}],
+)  # fmt: skip
+def test_constraints_that_turn_the_whole_feature_off_in_unleashs_rust_engine_are_reported(
+    constraint: dict[str, Any],
+) -> None:
+    feature = {"name": "f", "enabled": True, "strategies": [
+        {"name": "default", "constraints": [constraint]}, {"name": "default", "constraints": []}]}  # fmt: skip
+    doc = {"version": 2, "features": [feature]}
+    result = import_unleash(doc)
+    (note,) = [n for n in result.notes if n.severity == "approximated"]
+    assert "Rust engine" in note.message
+    assert "whole feature" in note.message
+    compiled = {f.key: compile_flag(f, {}) for f in result.flags}
+    # As the client spec: the second strategy enables it; yggdrasil says false.
+    assert evaluate(compiled, "f", {"key": "k", "email": "a", "age": 20}, None).value is True
+    assert unleash_peer(doc)("f", {"key": "k", "email": "a", "age": 20}) is False
 
 
 @pytest.mark.parametrize("name", ["launch-at-noon", "office", "in-window"])

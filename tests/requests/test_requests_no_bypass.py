@@ -85,6 +85,8 @@ NOT_CHANGES: dict[str, str] = {
             "deleteWebhook",
             "createClientKey",
             "revokeClientKey",
+            "createSdkCredential",
+            "revokeSdkCredential",
             "createUser",
             "patchUser",
             "resetPassword",

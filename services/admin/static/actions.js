@@ -3,16 +3,17 @@
 import { call, envBase } from "./api.js";
 import { confirmDialog, toast } from "./dom.js";
 
-/** Turn a flag on/off. Resolves to the new record, or null if cancelled or refused. */
-export async function toggleFlag(ctx, rec, on) {
+/** Turn a flag on/off (in `env`, by default the current environment). Resolves to the new record of that
+ * environment, or null if cancelled or refused. `rec`: {key, version, flag: {name}} (the environment's). */
+export async function toggleFlag(ctx, rec, on, env = ctx.env) {
   const name = rec.flag.name || rec.key;
+  const environment = ctx.envs.find((e) => e.key === env)?.environment || {};
   let comment = "";
-  const env = ctx.environment || {};
-  const gated = (env.approvals || 0) > 0;
-  const emergency = gated && !on && env.emergency_off;
-  if (ctx.production || gated) {
+  const gated = (environment.approvals || 0) > 0;
+  const emergency = gated && !on && environment.emergency_off;
+  if (environment.production || gated) {
     const answer = await confirmDialog({
-      title: `Turn ${name} ${on ? "on" : "off"} in ${env.name || ctx.env}?`,
+      title: `Turn ${name} ${on ? "on" : "off"} in ${environment.name || env}?`,
       message: emergency
         ? "This environment asks for approvals, but lets a flag be turned off at once: it is recorded as an " +
           "unapproved emergency change. Say why."
@@ -28,9 +29,9 @@ export async function toggleFlag(ctx, rec, on) {
     comment = answer.comment;
   }
   try {
-    const updated = await call("POST", `${envBase(ctx.project, ctx.env)}/flags/${encodeURIComponent(rec.key)}/${on ? "on" : "off"}`,
+    const updated = await call("POST", `${envBase(ctx.project, env)}/flags/${encodeURIComponent(rec.key)}/${on ? "on" : "off"}`,
       { body: { comment }, ifMatch: rec.version });
-    toast(`${name} is now ${on ? "ON" : "OFF"} in ${ctx.env}.`);
+    toast(`${name} is now ${on ? "ON" : "OFF"} in ${env}.`);
     return updated;
   } catch (err) {
     if (err.held) return null; // held as a change request: the shell says so, with a link to it

@@ -158,15 +158,17 @@ async function one(ctx, main, id) {
 
 // -- on the flag page -------------------------------------------------------------------------------------------------
 
-/** A banner (filled in once loaded; empty if none) naming the open change requests on flag `key` here; its
+/** A banner (filled in once loaded; empty if none) naming the open change requests on flag `key` (in any
+ * environment: the flag page shows them all); its
  * `refresh()` reads them again (the flag page calls it on a request's event; a change held here calls it too). */
 export function pendingOn(ctx, key) {
   const box = h("div", { id: "pending-requests" });
-  const params = new URLSearchParams({ status: "open", flag: key, environment: ctx.env });
+  const params = new URLSearchParams({ status: "open", flag: key });
   box.refresh = () => call("GET", `${base(ctx)}?${params}`).then((found) => {
     clear(box, found.items.length ? h("div", { class: "banner warn", role: "status" },
       found.items.length === 1 ? "A change request is pending on this flag: " : "Change requests are pending on this flag: ",
-      found.items.map((r, i) => [i ? ", " : "", h("a", { href: ctx.link(`requests/${r.id}`) }, r.title), ` (${stateText(r)})`]),
+      found.items.map((r, i) => [i ? ", " : "", h("a", { href: ctx.link(`requests/${r.id}`) }, r.title),
+        ` (${[...new Set(r.changes.filter((c) => c.kind === "flag" && c.key === key).map((c) => c.environment))].join(", ")}: ${stateText(r)})`]),
       ". Nothing of it is served until it is approved and applied.") : null);
   }).catch(() => {});
   const held = () => { if (box.isConnected) box.refresh(); else window.removeEventListener("flagstream:held", held); };
