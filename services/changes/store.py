@@ -189,7 +189,9 @@ class EventStore:
         msg = await self.js.get_msg(self.stream, seq=seq, direct=True)
         return Stored(seq, _decode(msg.subject or "?", seq, msg.data))
 
-    async def append(self, subject: str, event: AnyEvent, *, expected_seq: int, msg_id: str | None) -> Appended:  # type: ignore[valid-type]
+    async def append(  # type: ignore[valid-type]
+        self, subject: str, event: AnyEvent, *, expected_seq: int, msg_id: str | None, _guarded: bool = False
+    ) -> Appended:
         """Append ``event`` if ``subject``'s last sequence is still ``expected_seq`` (0: nothing yet).
 
         Raises ``WrongLastSequence`` otherwise. With ``msg_id``, a repeat within the duplicate window is not
@@ -198,7 +200,7 @@ class EventStore:
         if _STAGE.get() is not None:
             (seq,) = await self._stage([Append(subject, event, expected_seq, msg_id)])
             return Appended(seq, False)
-        if self.guard is not None:
+        if self.guard is not None and not _guarded:  # (``append_all`` of one event guarded it already)
             (item,) = await self.guard([Append(subject, event, expected_seq, msg_id)])
             subject, event = item.subject, item.event
         return await self._append(subject, event, expected_seq=expected_seq, msg_id=msg_id)
@@ -241,7 +243,10 @@ class EventStore:
             items = await self.guard(items)
         if len(items) == 1 and before_commit is None:
             (one,) = items
-            appended = await self._append(one.subject, one.event, expected_seq=one.expected_seq, msg_id=one.msg_id)
+            # Through ``append`` (what the admin's metrics count), not guarded a second time.
+            appended = await self.append(
+                one.subject, one.event, expected_seq=one.expected_seq, msg_id=one.msg_id, _guarded=True
+            )
             if appended.duplicate:
                 raise DuplicateBatch(f"message id {one.msg_id} is already stored")
             return [appended.seq]
