@@ -59,7 +59,7 @@ RUN = {
 ELSEWHERE = {
     "clientside.md": "tests/ui/test_ui_clientside_docs.py (curl, the CLI, the web, React and Node examples)",
     "release.md": "tests/release/test_release_docs.py (the flagstream plans blocks, the Python block, the option)",
-    "requests.md": "tests/requests/test_requests_docs.py (every block, in bash, as two people against flagstream admin)",
+    "requests.md": "tests/requests/test_requests_docs.py (every block, in bash, as two people against the admin)",
 }
 #: Blocks that do not talk to the admin API, and why.
 NOT_API = {
