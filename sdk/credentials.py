@@ -1,6 +1,8 @@
 """The NATS credential of an SDK client: one user per environment (``sdk-<project>-<environment>``), allowed to
 read that environment's flags and nothing else (``docs/security.md``). ``flagstream up`` and ``flagstream
-nats-users`` generate these users; an application passes ``sdk_connect_options(...)`` as ``connect_options``.
+nats-users`` generate these users; an admin makes more of them, one per application if they like
+(``sdk-<project>-<environment>.<id>``, revocable on its own: the API's ``sdk-credentials`` and the UI). An
+application passes ``sdk_connect_options(...)`` as ``connect_options``.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ def sdk_user(project: str, environment: str) -> str:
     return f"{SDK_PREFIX}{project}-{environment}"
 
 
-def sdk_connect_options(project: str, environment: str, password: str) -> dict[str, Any]:
+def sdk_connect_options(project: str, environment: str, password: str, *, user: str | None = None) -> dict[str, Any]:
     """``connect_options`` for an SDK client of this environment (add ``tls`` for TLS): the user, its password, and
-    the inbox prefix that user may receive on."""
+    the inbox prefix that user may receive on. ``user``: the user name of an SDK credential an admin made (the API
+    or the UI shows it with its password); without it, the environment's own user ``sdk-<project>-<environment>``."""
     return {
-        "user": sdk_user(project, environment),
+        "user": user if user is not None else sdk_user(project, environment),
         "password": password,
         "inbox_prefix": sdk_inbox_prefix(project, environment),
     }
@@ -40,8 +43,8 @@ def denied(user: str | None, project: str, environment: str) -> CredentialError:
     use = f"use the SDK credential of {where}: user {wanted!r} (flagstream up keeps it in .flagstream/nats-users.json)"
     if user is None:
         return CredentialError(f"this NATS connection has no user that may read the flags of {where}: {use}")
-    if user != wanted and user.startswith(SDK_PREFIX):
-        rest = user.removeprefix(SDK_PREFIX)
+    if user.startswith(SDK_PREFIX) and user.split(".")[0] != wanted:
+        rest = user.split(".")[0].removeprefix(SDK_PREFIX)  # an admin's credential is <environment's user>.<id>
         other = (
             f"environment {project}/{rest.removeprefix(project + '-')}"
             if rest.startswith(project + "-")

@@ -71,6 +71,9 @@ NOT_API = {
     ("security.md", "flagstream admin --webhook-allow"): "starts services with an option",
     ("security.md", "flagstream users create ada"): "run as written by tests/people/test_people_docs.py",
     ("security.md", "flagstream users create grace"): "run as written by tests/people/test_people_docs.py",
+    ("security.md", "API=http://127.0.0.1:8080/api/v1/projects/default/environments/production"): "run as written "
+    "by tests/security/test_security_sdk_credentials.py (with the Python block between)",
+    ("security.md", "ID=$(python3"): "run as written by tests/security/test_security_sdk_credentials.py",
     ("sso-keycloak.md", "FLAGSTREAM_OIDC_CLIENT_SECRET="): "starts a service with a Keycloak of yours "
     "(tests/people/test_people_docs.py loads its configuration)",
     ("ui.md", "flagstream up"): "starts the product (tests/runtime/test_up.py)",

@@ -231,6 +231,8 @@ def create_app(
         app.state.history = HistorySource(read_model)
     else:
         app.state.history = None
+    # Where the SDK credentials' creation checks that nats-server accepts them (services/admin/sdkcredentials.py).
+    app.state.sdk_nats_url, app.state.sdk_nats_options = nats_url, nats_options
     app.state.client_limits = client_limits if client_limits is not None else ClientLimits()
     app.state.prometheus_url = prometheus_url
     if plan_lease is not None:

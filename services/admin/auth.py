@@ -44,10 +44,12 @@ OPERATOR = "operator"
 TOKENS_TAG = "tokens"
 WEBHOOKS_TAG = "webhooks"
 CLIENT_KEYS_TAG = "client-keys"
+SDK_CREDENTIALS_TAG = "sdk-credentials"
 USERS_TAG = "users"
 IDENTITY_TAG = "identity"
-#: Routes only an admin may use: who gets in (tokens, client-side keys, people), and where changes are sent.
-ADMIN_TAGS = (TOKENS_TAG, WEBHOOKS_TAG, CLIENT_KEYS_TAG, USERS_TAG)
+#: Routes only an admin may use: who gets in (tokens, client-side keys, SDK credentials, people), and where changes
+#: are sent.
+ADMIN_TAGS = (TOKENS_TAG, WEBHOOKS_TAG, CLIENT_KEYS_TAG, SDK_CREDENTIALS_TAG, USERS_TAG)
 #: The session cookie (HttpOnly, SameSite=Lax, Secure over TLS) and the header a session's writes echo.
 SESSION_COOKIE = "flagstream_session"
 CSRF_HEADER = "X-CSRF-Token"

@@ -24,6 +24,7 @@ FEATURES: tuple[str, ...] = (
     "ofrep",
     "ofrep_events",
     "clientside",
+    "sdkcredentials",
     "fleet",
     "webhooks",
     "ui",

@@ -3,8 +3,10 @@
 Serves the single-page UI (plain HTML, CSS and ES modules from ``static/``, no build step, nothing fetched from
 the internet) at ``/ui/``, redirects ``/`` there, and adds the live-update stream the UI listens to:
 ``GET .../environments/{environment}/changes/stream``, Server-Sent Events of every change in one environment,
-each event's ``id`` being its stream sequence (the entity's new version). A client that reconnects with
-``Last-Event-ID`` (or ``?after=``) resumes right after it, so nothing is missed between two connections.
+each event's ``id`` being its stream sequence (the entity's new version), and ``GET .../changes/stream`` the
+same for every environment of a project (those the caller's token may read: what the UI's pages across
+environments follow). A client that reconnects with ``Last-Event-ID`` (or ``?after=``) resumes right after it,
+so nothing is missed between two connections.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from ...events import STREAM, DecodeError, decode_event, entity_of, environment_filter, tag_of
-from ..changes import NotFound, Stored, whole
+from ...events import DEFAULT_PROJECT, STREAM, DecodeError, decode_event, entity_of, environment_filter, tag_of
+from ...events.subjects import PREFIX
+from ..changes import NotFound, Stored, check_key, whole
 from .responses import record
 from .routes import API, Endpoint, Query, _where
 from .streams import CLOSING, closing_of, next_or_closing
@@ -95,22 +98,37 @@ def _sse(event: str, data: bytes, ident: int | None = None) -> bytes:
     return f"{head}event: {event}\n".encode() + b"data: " + data + b"\n\n"
 
 
-def _change(seq: int, event: Any) -> bytes:
-    """One change as the UI gets it: the entity's record, or for other events (schedules...) their fields."""
+def _change(seq: int, event: Any, environment: str) -> bytes:
+    """One change as the UI gets it: the entity's record, or for other events (schedules...) their fields; with
+    the environment it happened in."""
     tag = tag_of(event)
     try:
         kind = entity_of(event)[0]
     except TypeError:
         kind = tag.split(".")[0]
     if kind in ("flag", "segment", "environment"):
-        return _encoder.encode({"kind": kind, "event": tag, "record": record(Stored(seq=seq, event=event))})
-    return _encoder.encode({"kind": kind, "event": tag, "version": seq, "data": event})
+        body = {"kind": kind, "event": tag, "environment": environment, "record": record(Stored(seq=seq, event=event))}
+        return _encoder.encode(body)
+    return _encoder.encode({"kind": kind, "event": tag, "environment": environment, "version": seq, "data": event})
 
 
 async def changes_stream(request: Request) -> Response:
     """Server-Sent Events (for ``Accept: text/event-stream``): ``ready`` (data: ``{"after": <sequence>}``), then
-    ``change`` per event (data: ``{"kind": ..., "event": <tag>, "record": <the entity's record>}``)."""
+    ``change`` per event (data: ``{"kind": ..., "event": <tag>, "environment": ..., "record": <the entity's
+    record>}``)."""
     project, environment = _where(request)
+    return await _stream(request, environment_filter(project, environment), None)
+
+
+async def project_changes_stream(request: Request) -> Response:
+    """The same for every environment of a project the caller may read."""
+    project = check_key(request.path_params.get("project", DEFAULT_PROJECT), "project")
+    principal = getattr(request.state, "principal", None)
+    visible = principal.environments if principal is not None else None
+    return await _stream(request, f"{PREFIX}.{project}.>", visible)
+
+
+async def _stream(request: Request, subjects: str, visible: tuple[str, ...] | None) -> Response:
     after = _start(request)
     js = request.app.state.nc.jetstream()
     if after is None:
@@ -122,9 +140,7 @@ async def changes_stream(request: Request) -> Response:
         with contextlib.suppress(asyncio.QueueFull):
             queue.put_nowait(msg)
 
-    sub = await js.subscribe(
-        environment_filter(project, environment), stream=STREAM, cb=on_message, ordered_consumer=True, config=config
-    )
+    sub = await js.subscribe(subjects, stream=STREAM, cb=on_message, ordered_consumer=True, config=config)
 
     # A client that does not ask for an event stream (a plain HTTP tool) gets the ready event and the end.
     closing = closing_of(request)
@@ -144,8 +160,11 @@ async def changes_stream(request: Request) -> Response:
                 if msg is CLOSING:
                     return
                 seq = msg.metadata.sequence.stream  # type: ignore[attr-defined]
+                environment = msg.subject.split(".")[2]  # type: ignore[attr-defined]
+                if visible is not None and environment not in visible:
+                    continue
                 try:
-                    body = _change(seq, decode_event(msg.data))  # type: ignore[attr-defined]
+                    body = _change(seq, decode_event(msg.data), environment)  # type: ignore[attr-defined]
                 except DecodeError:
                     log.warning("skipping an undecodable event at sequence %s", seq)
                     continue
@@ -162,6 +181,7 @@ async def changes_stream(request: Request) -> Response:
 
 
 _STREAM_PATH = "/environments/{environment}/changes/stream"
+_PROJECT_STREAM_PATH = "/changes/stream"
 AFTER = Query("after", "resume right after this stream sequence (as the Last-Event-ID header does)")
 
 
@@ -183,5 +203,12 @@ ENDPOINTS: list[Endpoint] = [
              query=(AFTER,)),
     Endpoint("GET", f"{API}{_STREAM_PATH}", changes_stream, "streamChangesDefault",
              "Live changes of one environment of the default project (Server-Sent Events)", "ui",
+             query=(AFTER,)),
+    Endpoint("GET", f"{API}/projects/{{project}}{_PROJECT_STREAM_PATH}", project_changes_stream,
+             "streamProjectChanges",
+             "Live changes of every environment of a project the token may read (Server-Sent Events)", "ui",
+             query=(AFTER,)),
+    Endpoint("GET", f"{API}{_PROJECT_STREAM_PATH}", project_changes_stream, "streamProjectChangesDefault",
+             "Live changes of every environment of the default project (Server-Sent Events)", "ui",
              query=(AFTER,)),
 ]  # fmt: skip

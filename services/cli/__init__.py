@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "flagstream.services.cli.clientkeys",
         "create, list and revoke client-side keys (web pages, mobile apps) of an environment",
     ),
+    "sdk-credentials": (
+        "flagstream.services.cli.sdkcredentials",
+        "create, list and revoke the SDK credentials (NATS users of applications) of an environment",
+    ),
     "users": ("flagstream.services.cli.users", "create people who sign in, set passwords and roles, end sessions"),
     "webhooks": ("flagstream.services.cli.webhooks", "send each change to a URL of yours (Slack, CI), signed"),
     "projects": ("flagstream.services.cli.projects", "list projects and their environments through the admin API"),

@@ -18,18 +18,33 @@ Writes into ``--dir`` (each file readable by its owner only):
 
 The users: ``operator`` (everything, for ``stream ensure``), ``admin``, ``projector``, and one
 ``sdk-<project>-<environment>`` per ``--env`` that can read that environment only (docs/security.md).
+
+With ``--sdk-credentials-from URL`` (and ``--nats-user``/``--nats-password-file`` of a user that may read the
+bucket, e.g. ``operator``), ``auth.conf`` also holds the live SDK credentials admins made through the API or the UI
+(their bcrypt hashes, read from the bucket ``flagstream_sdkcredentials``; ``services/sdkcredentials``). Run it
+again after each creation or revocation and reload nats-server (``nats-server --signal reload``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import secrets
 import sys
 from pathlib import Path
 
-from ..runtime import OPERATOR, Credentials, authorization_block, with_credentials, write_private
+from ..runtime import (
+    OPERATOR,
+    Credentials,
+    HashedUser,
+    add_nats_arguments,
+    authorization_block,
+    nats_options,
+    with_credentials,
+    write_private,
+)
 
 LEAF_URL = re.compile(r"^nats-leaf://[A-Za-z0-9_.-]+:\d+$")
 ROUTE_URL = re.compile(r"^nats-route://[A-Za-z0-9_.-]+:\d+$")
@@ -60,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="a cluster node's route URL (nats-route://HOST:PORT): write cluster.conf (route user and routes)",
     )
+    parser.add_argument(
+        "--sdk-credentials-from",
+        metavar="NATS_URL",
+        default=None,
+        help="a nats-server of the deployment: add the SDK credentials admins made (their bucket) to auth.conf",
+    )
+    add_nats_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,8 +103,16 @@ def run(args: argparse.Namespace) -> int:
             if pattern.match(url) is None:
                 print(f"flagstream nats-users: {option} {url!r} is not {form}", file=sys.stderr)
                 return 2
+    extra: list[HashedUser] = []
+    if args.sdk_credentials_from:
+        try:
+            extra = asyncio.run(_sdk_credentials(args.sdk_credentials_from, nats_options(args)))
+        except Exception as exc:
+            print(f"flagstream nats-users: cannot read the SDK credentials at {args.sdk_credentials_from}: {exc!r}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
     creds = Credentials.load_or_create(args.dir, sdk=environments)
-    write_private(args.dir / "auth.conf", authorization_block(creds))
+    write_private(args.dir / "auth.conf", authorization_block(creds, extra))
     if args.leaf_remote:
         urls = [with_credentials(url, OPERATOR, creds.passwords[OPERATOR]) for url in args.leaf_remote]
         write_private(args.dir / "leaf-remote.conf", f"remotes: [ {{ urls: {json.dumps(urls)} }} ]\n")
@@ -91,7 +121,23 @@ def run(args: argparse.Namespace) -> int:
     for user, password in creds.passwords.items():
         write_private(args.dir / f"{user}.password", password + "\n")
     print(f"{args.dir / 'auth.conf'}: users {', '.join(sorted(creds.passwords))}")
+    if args.sdk_credentials_from:
+        print(f"and {len(extra)} SDK credentials made by admins: {', '.join(h.user for h in extra) or 'none'}")
     return 0
+
+
+async def _sdk_credentials(url: str, options: dict[str, object]) -> list[HashedUser]:
+    """The live SDK credentials of the bucket at ``url``, as nats-server users."""
+    import nats
+
+    from ..sdkcredentials import SdkCredentialStore
+
+    nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5, **options)  # type: ignore[arg-type]
+    try:
+        live = await (await SdkCredentialStore.open(nc)).live()
+    finally:
+        await nc.close()
+    return [HashedUser(r.user, r.password_hash, r.project, r.environment) for r in live]
 
 
 def cluster_block(password_file: Path, routes: list[str]) -> str:

@@ -43,6 +43,7 @@ from .stream import (
     FLEET_BUCKET,
     RATE_BUCKET,
     RELEASE_BUCKET,
+    SDK_CREDENTIALS_BUCKET,
     SESSIONS_BUCKET,
     TOKENS_BUCKET,
     USERS_BUCKET,
@@ -77,9 +78,17 @@ def admin_permissions() -> Permissions:
             f"$KV.{USERS_BUCKET}.>",  # people (services/people)
             f"$KV.{SESSIONS_BUCKET}.>",  # their sessions, shared by the replicas
             f"$KV.{RELEASE_BUCKET}.>",  # release plans' leases and watches, metric names (services/release)
+            f"$KV.{SDK_CREDENTIALS_BUCKET}.>",  # SDK credentials made by admins (services/sdkcredentials)
             f"{TELEMETRY_PREFIX}.>",  # the OFREP evaluator's own SDK clients report like any SDK
         ),
-        subscribe=("_INBOX.>", f"{PREFIX}.>", f"{LIVE_PREFIX}.>", f"{TELEMETRY_PREFIX}.>"),
+        # The SDK credentials' subjects: `flagstream up` follows them to give nats-server their users at once.
+        subscribe=(
+            "_INBOX.>",
+            f"{PREFIX}.>",
+            f"{LIVE_PREFIX}.>",
+            f"{TELEMETRY_PREFIX}.>",
+            f"$KV.{SDK_CREDENTIALS_BUCKET}.>",
+        ),
         deny_publish=(
             "$JS.API.STREAM.DELETE.>",
             "$JS.API.STREAM.PURGE.>",
@@ -211,12 +220,23 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST, prefix=b"2a")).decode()
 
 
-def _user_block(user: str, password: str, perms: Permissions) -> str:
+@dataclass(frozen=True)
+class HashedUser:
+    """An SDK user known only by its password's bcrypt hash (an SDK credential made by an admin,
+    ``services/sdkcredentials``): it reads ``project``/``environment`` as the environment's own SDK user does."""
+
+    user: str
+    password_hash: str
+    project: str
+    environment: str
+
+
+def _user_block(user: str, password_hash: str, perms: Permissions) -> str:
     publish = f"allow: {_quote(perms.publish)}"
     if perms.deny_publish:
         publish += f", deny: {_quote(perms.deny_publish)}"
     return (
-        f"    {{ user: {json.dumps(user)}, password: {json.dumps(hash_password(password))}, permissions: {{\n"
+        f"    {{ user: {json.dumps(user)}, password: {json.dumps(password_hash)}, permissions: {{\n"
         f"        publish: {{ {publish} }}\n"
         f"        subscribe: {{ allow: {_quote(perms.subscribe)} }}\n"
         f"    }} }}"
@@ -229,9 +249,9 @@ class ServerTls:
     key: Path
 
 
-def authorization_block(creds: Credentials) -> str:
+def authorization_block(creds: Credentials, extra: Iterable[HashedUser] = ()) -> str:
     """The nats-server ``authorization`` block: the users of ``creds`` (bcrypt-hashed passwords), each with its
-    role's permissions."""
+    role's permissions, and the SDK users of ``extra`` (already hashed)."""
     blocks = []
     for user, password in sorted(creds.passwords.items()):
         if user == ADMIN:
@@ -244,14 +264,21 @@ def authorization_block(creds: Credentials) -> str:
             perms = sdk_permissions(*creds.sdk[user])
         else:
             continue
-        blocks.append(_user_block(user, password, perms))
+        blocks.append(_user_block(user, hash_password(password), perms))
+    for hashed in sorted(extra, key=lambda h: h.user):
+        if hashed.user in creds.passwords:
+            continue  # never a second user of the same name (nats-server would refuse the configuration)
+        perms = sdk_permissions(hashed.project, hashed.environment)
+        blocks.append(_user_block(hashed.user, hashed.password_hash, perms))
     return "authorization {\n  users = [\n" + ",\n".join(blocks) + "\n  ]\n}\n"
 
 
-def server_config(creds: Credentials, store_dir: Path, tls: ServerTls | None = None) -> str:
-    """A nats-server config: JetStream in ``store_dir``, the users of ``creds`` with their role's permissions,
-    and TLS for clients if ``tls`` is given."""
-    text = f"jetstream {{ store_dir: {json.dumps(str(store_dir))} }}\n" + authorization_block(creds)
+def server_config(
+    creds: Credentials, store_dir: Path, tls: ServerTls | None = None, extra: Iterable[HashedUser] = ()
+) -> str:
+    """A nats-server config: JetStream in ``store_dir``, the users of ``creds`` with their role's permissions
+    (and the SDK users of ``extra``), and TLS for clients if ``tls`` is given."""
+    text = f"jetstream {{ store_dir: {json.dumps(str(store_dir))} }}\n" + authorization_block(creds, extra)
     if tls is not None:
         text += tls_block(tls)
     return text
@@ -262,8 +289,14 @@ def tls_block(tls: ServerTls) -> str:
     return f"tls {{\n  cert_file: {json.dumps(str(tls.cert))}\n  key_file: {json.dumps(str(tls.key))}\n}}\n"
 
 
-def write_server_config(creds: Credentials, store_dir: Path, path: Path, tls: ServerTls | None = None) -> Path:
-    write_private(path, server_config(creds, store_dir, tls))
+def write_server_config(
+    creds: Credentials,
+    store_dir: Path,
+    path: Path,
+    tls: ServerTls | None = None,
+    extra: Iterable[HashedUser] = (),
+) -> Path:
+    write_private(path, server_config(creds, store_dir, tls, extra))
     return path
 
 

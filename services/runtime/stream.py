@@ -61,6 +61,7 @@ FLEET_BUCKET = "flagstream_fleet"  # last-evaluated times of the fleet view (``s
 CLIENT_KEYS_BUCKET = "flagstream_clientkeys"  # client-side keys for browsers and apps (``services/clientkeys``)
 USERS_BUCKET = "flagstream_users"  # people: local users, and those signed in via OpenID Connect (``services/people``)
 SESSIONS_BUCKET = "flagstream_sessions"  # sign-in sessions, sign-in attempts in flight, failed-password counts
+SDK_CREDENTIALS_BUCKET = "flagstream_sdkcredentials"  # SDK credentials made by admins (``services/sdkcredentials``)
 RELEASE_BUCKET = "flagstream_release"  # release plans' leases and watches, the metric names seen (``services/release``)
 
 #: Consumers the stream accepts. Every SDK instance follows its environment with one ordered consumer, and

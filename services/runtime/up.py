@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -37,7 +38,15 @@ from ..webhooks import add_webhook_arguments, webhook_policy
 from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
-from .nats_auth import ADMIN, PROJECTOR, Credentials, redact_logs, write_private, write_server_config
+from .nats_auth import (
+    ADMIN,
+    PROJECTOR,
+    Credentials,
+    HashedUser,
+    redact_logs,
+    write_private,
+    write_server_config,
+)
 from .natsd import NatsServer, free_port
 from .stream import ensure_stream
 
@@ -50,6 +59,9 @@ DEFAULT_ENVIRONMENTS = ("development", "production")
 #: The admin API's port when ``--port`` is not given (taken: any free port, printed).
 DEFAULT_PORT = 8080
 OPERATOR_TOKEN_FILE = "operator-token"
+#: The SDK credentials made by admins, as nats-server knows them (user, bcrypt hash, environment; 0600): the last
+#: state of their bucket, so nats-server accepts them from its first moment at the next start.
+SDK_CREDENTIALS_FILE = "sdk-credentials.json"
 WRONG_LAST_SEQUENCE = 10071
 
 
@@ -115,15 +127,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     token_file, token = ensure_operator_token(data_dir)
     creds = Credentials.load_or_create(data_dir, sdk=[(args.project, env) for env in DEFAULT_ENVIRONMENTS])
-    config = write_server_config(creds, data_dir / "nats", data_dir / "nats-server.conf")
-    server = NatsServer(store_dir=data_dir / "nats", port=nats_port, config_file=config)
+    users = ServerUsers(data_dir, creds, load_hashed_users(data_dir / SDK_CREDENTIALS_FILE))
+    server = NatsServer(store_dir=data_dir / "nats", port=nats_port, config_file=users.write())
+    users.server = server
     try:
         server.start()
     except (RuntimeError, TimeoutError) as exc:
         print(f"flagstream up: nats-server did not start: {exc} (log: {data_dir / 'nats'})", file=sys.stderr)
         return 1
     try:
-        asyncio.run(_serve(args, server, api_socket, data_dir, token_file, token, creds))
+        asyncio.run(_serve(args, server, api_socket, data_dir, token_file, token, users))
     finally:
         server.stop()
         api_socket.close()
@@ -138,17 +151,19 @@ async def _serve(
     data_dir: Path,
     token_file: Path,
     token: str,
-    creds: Credentials,
+    users: ServerUsers,
 ) -> None:
     from ..admin.app import create_app
     from ..projector.projector import Projector
     from .metrics import ProjectorMetrics
 
+    creds = users.creds
     nats_url = server.url
     admin_login = {"user": ADMIN, "password": creds.passwords[ADMIN]}
     await _seed_environments(nats_url, args.project, admin_login)
     users_nc = await nats.connect(nats_url, **admin_login)
-    await _sdk_users_follow_environments(users_nc, server, data_dir, creds)
+    await _sdk_users_follow_environments(users_nc, users)
+    await _sdk_users_follow_credentials(users_nc, users)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -207,10 +222,47 @@ async def _serve(
 ENVIRONMENT_SUBJECTS = "flagstream.*.*.environment.*"
 
 
-async def _sdk_users_follow_environments(nc: nats.NATS, server: NatsServer, data_dir: Path, creds: Credentials) -> None:
+class ServerUsers:
+    """The users of the embedded nats-server while ``up`` runs: those of ``nats-users.json`` (a role each, an SDK
+    user per environment) and the SDK credentials admins make (``services/sdkcredentials``). A change rewrites
+    ``nats-server.conf`` and makes nats-server reload it (SIGHUP): a new user may log in at once, a removed one is
+    refused from then on and its connections are closed; other connections are not disturbed."""
+
+    def __init__(self, data_dir: Path, creds: Credentials, extra: list[HashedUser]) -> None:
+        self.data_dir = data_dir
+        self.creds = creds
+        self.extra = extra
+        self.server: NatsServer | None = None
+
+    def write(self) -> Path:
+        """Write ``nats-server.conf`` (0600) and return its path."""
+        return write_server_config(
+            self.creds, self.data_dir / "nats", self.data_dir / "nats-server.conf", extra=self.extra
+        )
+
+    def reload(self) -> None:
+        self.write()
+        if self.server is not None and self.server.process is not None:
+            self.server.process.send_signal(signal.SIGHUP)
+
+
+def load_hashed_users(path: Path) -> list[HashedUser]:
+    """The SDK credentials of ``sdk-credentials.json`` (none if there is no such file, or it cannot be read: the
+    bucket is the source of truth, read again once nats-server runs)."""
+    try:
+        return [HashedUser(**item) for item in json.loads(path.read_text())]
+    except FileNotFoundError:
+        return []
+    except (ValueError, TypeError) as exc:
+        log.warning("%s cannot be read (%s); the SDK credentials are read from their bucket", path, exc)
+        return []
+
+
+async def _sdk_users_follow_environments(nc: nats.NATS, users: ServerUsers) -> None:
     """Give every environment an SDK user ``sdk-<project>-<env>``: the ones in the log now, and each one created
     later (watched on ``nc``). A new user is added to ``nats-users.json`` and the config, and nats-server reloads it
     (SIGHUP); existing connections are not disturbed."""
+    creds = users.creds
     known = set(creds.sdk.values())
 
     def add(pairs: set[tuple[str, str]]) -> None:
@@ -218,11 +270,9 @@ async def _sdk_users_follow_environments(nc: nats.NATS, server: NatsServer, data
         if not new:
             return
         known.update(new)
-        fresh = Credentials.load_or_create(data_dir, sdk=sorted(known))
+        fresh = Credentials.load_or_create(users.data_dir, sdk=sorted(known))
         creds.passwords, creds.sdk = fresh.passwords, fresh.sdk
-        write_server_config(creds, data_dir / "nats", data_dir / "nats-server.conf")
-        if server.process is not None:
-            server.process.send_signal(signal.SIGHUP)
+        users.reload()
         log.info("NATS users added for %s", ", ".join(f"{p}/{e}" for p, e in sorted(new)))
 
     async def on_environment(msg: Any) -> None:
@@ -232,6 +282,43 @@ async def _sdk_users_follow_environments(nc: nats.NATS, server: NatsServer, data
     await nc.subscribe(ENVIRONMENT_SUBJECTS, cb=on_environment)
     info = await nc.jetstream().stream_info(STREAM, subjects_filter=ENVIRONMENT_SUBJECTS)
     add({(s.split(".")[1], s.split(".")[2]) for s in (info.state.subjects or {})})
+
+
+async def _sdk_users_follow_credentials(nc: nats.NATS, users: ServerUsers) -> None:
+    """Make nats-server's users follow the SDK credentials' bucket: the live credentials now, and again at each
+    change of the bucket (watched on ``nc``): a credential made is a user nats-server accepts, a revoked one a user
+    it no longer knows (and whose connections it closes at the reload)."""
+    from ..sdkcredentials import BUCKET, SdkCredentialStore
+
+    store = await SdkCredentialStore.open(nc)
+    lock = asyncio.Lock()
+
+    async def sync() -> None:
+        async with lock:
+            live = await store.live()
+            extra = [HashedUser(r.user, r.password_hash, r.project, r.environment) for r in live]
+            if extra == users.extra:
+                return
+            added = {h.user for h in extra} - {h.user for h in users.extra}
+            removed = {h.user for h in users.extra} - {h.user for h in extra}
+            users.extra = extra
+            body = [{"user": h.user, "password_hash": h.password_hash, "project": h.project,
+                     "environment": h.environment} for h in extra]  # fmt: skip
+            write_private(users.data_dir / SDK_CREDENTIALS_FILE, json.dumps(body, indent=2) + "\n")
+            users.reload()
+            log.info(
+                "NATS users of SDK credentials: %d live (added %s; removed %s)",
+                len(extra), ", ".join(sorted(added)) or "none", ", ".join(sorted(removed)) or "none",
+            )  # fmt: skip
+
+    async def on_change(msg: Any) -> None:
+        try:
+            await sync()
+        except Exception:
+            log.exception("the SDK credentials could not be read; nats-server's users are as they were")
+
+    await nc.subscribe(f"$KV.{BUCKET}.>", cb=on_change)
+    await sync()
 
 
 def ensure_operator_token(data_dir: Path) -> tuple[Path, str]:

@@ -34,6 +34,7 @@ _PHRASES: dict[Operator, tuple[str, str]] = {
     Operator.BEFORE: ("is before", "is not before"),
     Operator.AFTER: ("is after", "is not after"),
     Operator.EXISTS: ("is set", "is not set"),
+    Operator.IN_CIDR: ("is in", "is not in"),
 }
 
 
@@ -58,6 +59,10 @@ def clause_text(clause: Clause) -> str:
         noun = "segment" if len(clause.values) == 1 else "one of the segments"
         return f"{who or 'the user '}{verb} {noun} {values_text(clause.values)}".strip()
     attribute = clause.attribute if clause.context_kind == "user" else f"{clause.context_kind}.{clause.attribute}"
+    if op is Operator.MODULO:  # values [divisor, remainder]
+        verb = "is not" if clause.negate else "is"
+        divisor, remainder = [*clause.values, None, None][:2]
+        return f"{attribute} modulo {value_text(divisor)} {verb} {value_text(remainder)}"
     phrase = _PHRASES[op][1 if clause.negate else 0]
     if op in (Operator.IN, Operator.NOT_IN) and len(clause.values) == 1:
         phrase = phrase.replace(" one of", "")

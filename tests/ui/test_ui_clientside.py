@@ -137,8 +137,8 @@ async def test_an_admin_makes_a_key_marks_a_flag_and_revokes_the_key_in_the_ui(u
     await page.goto(f"{ui.base}/ui/#/production/flags/new-checkout")
     await expect(page.get_by_role("heading", name="New checkout")).to_be_visible()
     await page.get_by_role("checkbox", name="Available to client-side apps").check()
-    await page.get_by_role("button", name="Save changes").click()
-    await expect(page.get_by_role("button", name="Saved")).to_be_visible()
+    await page.get_by_role("button", name="Save definition").click()
+    await expect(page.get_by_role("button", name="Definition saved")).to_be_visible()
     assert (await ui.api.get(f"{ENV}/flags/new-checkout")).json()["flag"]["client_side"] is True
 
     await page.get_by_role("link", name="Client-side keys").click()

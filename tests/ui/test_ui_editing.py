@@ -24,12 +24,12 @@ async def test_conflict_is_shown_with_a_reload_never_overwritten(ui: UI) -> None
     assert response.status_code == 200, response.text
     theirs = response.json()
     # The open editor says so at once (live), and keeps my edits.
-    await expect(page.locator("#changed-elsewhere")).to_contain_text(theirs["actor"])
+    await expect(page.locator("#changed-elsewhere-definition")).to_contain_text(theirs["actor"])
     await expect(page.get_by_label("Name", exact=True)).to_have_value("Checkout (mine)")
 
     ui.expect_http(409)
-    await page.get_by_role("button", name="Save changes").click()
-    conflict = page.get_by_role("alert").filter(has_text="someone else saved this flag first")
+    await page.get_by_role("button", name="Save definition").click()
+    conflict = page.get_by_role("alert").filter(has_text="someone else saved the flag's definition first")
     await expect(conflict).to_be_visible()
     await expect(conflict).to_contain_text(theirs["actor"])
     await ui.shot("flag-conflict")
@@ -38,12 +38,12 @@ async def test_conflict_is_shown_with_a_reload_never_overwritten(ui: UI) -> None
     assert stored["version"] == theirs["version"]
 
     await conflict.get_by_role("button", name="Reload their version").click()
-    await expect(page.locator("#conflict")).to_have_count(0)
+    await expect(page.locator("#conflict-definition")).to_have_count(0)
     await expect(page.get_by_label("Name", exact=True)).to_have_value("Checkout (theirs)")
     # Now my change applies on top of theirs.
     await page.get_by_label("Name", exact=True).fill("Checkout v2")
-    await page.get_by_role("button", name="Save changes").click()
-    await expect(page.get_by_role("button", name="Saved")).to_be_visible()
+    await page.get_by_role("button", name="Save definition").click()
+    await expect(page.get_by_role("button", name="Definition saved")).to_be_visible()
     stored = (await ui.api.get(FLAG)).json()
     assert stored["flag"]["name"] == "Checkout v2"
     assert stored["revision"] == theirs["revision"] + 1
@@ -58,11 +58,12 @@ async def test_server_problems_appear_next_to_their_field(ui: UI) -> None:
     await expect(page.get_by_role("heading", name="New checkout")).to_be_visible()
     await page.get_by_role("button", name="+ Rule").click()
     rule = page.locator(".rule").first
-    await rule.get_by_label("Attribute").fill("email")
+    await rule.get_by_label("Attribute").select_option("Other…")
+    await rule.get_by_label("Condition 1: name not listed").fill("email")
     await rule.get_by_label("Operator").select_option("matches")
     await rule.get_by_label("Values").fill("([unclosed")  # only the server knows this regex is broken
     ui.expect_http(422)
-    await page.get_by_role("button", name="Save changes").click()
+    await page.get_by_role("button", name="Save Development").click()
     values = rule.get_by_label("Values")
     await expect(values).to_have_attribute("aria-invalid", "true")
     error = rule.locator(".field-error")
@@ -75,8 +76,8 @@ async def test_server_problems_appear_next_to_their_field(ui: UI) -> None:
     assert (await ui.api.get(FLAG)).json()["revision"] == 1
 
     await values.fill("@example\\.com$")
-    await page.get_by_role("button", name="Save changes").click()
-    await expect(page.get_by_role("button", name="Saved")).to_be_visible()
+    await page.get_by_role("button", name="Save Development").click()
+    await expect(page.get_by_role("button", name="Saved", exact=True)).to_be_visible()
     stored = (await ui.api.get(FLAG)).json()
     clause = stored["flag"]["rules"][0]["clauses"][0]
     expected = {

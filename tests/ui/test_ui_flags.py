@@ -47,20 +47,23 @@ async def test_sign_in_create_flag_rule_rollout_save_toggle(ui: UI) -> None:
     # A rule: country in NL, served to 10% of users.
     await page.get_by_role("button", name="+ Rule").click()
     rule = page.locator(".rule").first
-    await rule.get_by_label("Attribute").fill("country")
+    # An attribute nobody's application has reported yet: "Other…", then its name.
+    await rule.get_by_label("Attribute").select_option("Other…")
+    await rule.get_by_label("Condition 1: name not listed").fill("country")
     await rule.get_by_label("Values").fill("NL\nBE")
     await rule.get_by_label("a percentage rollout").check()
     await rule.get_by_label("Percentage of on").fill("10")
     # Not yet 100%: explained before saving, next to the rollout, nothing written.
-    await page.get_by_role("button", name="Save changes").click()
+    await page.get_by_role("button", name="Save Development").click()
     problem = rule.locator(".field-error", has_text="add up to 10%")
     await expect(problem).to_be_visible()
     await expect(page.locator("#problems")).to_contain_text("1 problem")
     assert (await ui.api.get(f"{API}/environments/development/flags/new-checkout")).json()["revision"] == 1
     await rule.get_by_label("Percentage of off").fill("90")
     await expect(rule.locator(".sum")).to_have_text("100%")
-    await page.get_by_role("button", name="Save changes").click()
-    await expect(page.get_by_role("button", name="Saved")).to_be_visible()
+    await expect(rule.locator(".sentence")).to_have_text("If country is one of NL, BE, serve on to 10%, off to 90%")
+    await page.get_by_role("button", name="Save Development").click()
+    await expect(page.get_by_role("button", name="Saved", exact=True)).to_be_visible()
     stored = (await ui.api.get(f"{API}/environments/development/flags/new-checkout")).json()
     serve = stored["flag"]["rules"][0]["serve"]["rollout"]["variations"]
     assert {v["variation"]: v["weight"] for v in serve} == {"on": 10_000, "off": 90_000}
@@ -81,7 +84,7 @@ async def test_sign_in_create_flag_rule_rollout_save_toggle(ui: UI) -> None:
     await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")
     await expect(row.locator(".actor")).to_have_text(stored["actor"])
     await expect(row.locator(".tag")).to_have_text(["checkout", "team-payments"])
-    await ui.shot("flags-list")
+    await ui.shot("flags-one-environment")
 
 
 async def test_changes_made_elsewhere_appear_live(ui: UI) -> None:
@@ -126,7 +129,8 @@ async def test_production_toggle_asks_for_confirmation_and_a_comment(ui: UI) -> 
     await page.get_by_label("Environment").select_option("production")
     await expect(page.locator("#env-badge")).to_have_text("Production")
     row = page.locator("tr[data-key='payments-v2']")
-    await row.get_by_role("switch").click()
+    switch = row.locator("td[data-env='production']").get_by_role("switch")
+    await switch.click()
     dialog = page.get_by_role("dialog")
     await expect(dialog).to_contain_text("Turn Payments v2 on in Production?")
     await dialog.get_by_role("button", name="Turn on").click()
@@ -137,12 +141,12 @@ async def test_production_toggle_asks_for_confirmation_and_a_comment(ui: UI) -> 
     assert (await ui.api.get(f"{API}/environments/production/flags/payments-v2")).json()["flag"]["on"] is False
 
     # With the keyboard only: Space on the switch, type the comment, Tab to the button, Enter.
-    await row.get_by_role("switch").focus()
+    await switch.focus()
     await page.keyboard.press("Space")
     await expect(dialog.get_by_label("Comment (required)")).to_be_focused()
     await page.keyboard.press("Escape")
     await expect(dialog).to_be_hidden()
-    await expect(row.get_by_role("switch")).to_be_focused()  # the focus goes back where it was
+    await expect(switch).to_be_focused()  # the focus goes back where it was
     await page.keyboard.press("Space")
     await expect(dialog.get_by_label("Comment (required)")).to_be_focused()
     # A quick hand: Escape and at once Space again opens the dialog again (the switch is not left busy).
@@ -154,7 +158,7 @@ async def test_production_toggle_asks_for_confirmation_and_a_comment(ui: UI) -> 
     await page.keyboard.press("Tab")
     await expect(dialog.get_by_role("button", name="Turn on")).to_be_focused()
     await page.keyboard.press("Enter")
-    await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")
+    await expect(switch).to_have_attribute("aria-checked", "true")
     stored = (await ui.api.get(f"{API}/environments/production/flags/payments-v2")).json()
     assert stored["flag"]["on"] is True
     assert stored["comment"] == "INC-42: roll forward"

@@ -33,9 +33,9 @@ async def test_history_diff_time_travel_and_revert(hui: UI) -> None:
     await expect(page.locator("#flag-state")).to_have_text("ON")
     await page.get_by_label("Percentage of on").fill("20")
     await page.get_by_label("Percentage of off").fill("80")
-    await page.get_by_label("Comment").fill("widen the rollout")
-    await page.get_by_role("button", name="Save changes").click()
-    await expect(page.get_by_role("button", name="Saved")).to_be_visible()
+    await page.locator("#environment-panel").get_by_label("Comment").fill("widen the rollout")
+    await page.get_by_role("button", name="Save Development").click()
+    await expect(page.get_by_role("button", name="Saved", exact=True)).to_be_visible()
 
     # The history: newest first, field-level diffs, who and why.
     await page.get_by_role("link", name="History and time travel").click()
@@ -59,12 +59,12 @@ async def test_history_diff_time_travel_and_revert(hui: UI) -> None:
     await first.get_by_role("button", name="View as of this change").click()
     view = page.locator("#time-travel .state-view")
     await expect(view).to_contain_text("OFF")
-    await expect(view).to_contain_text("10% on")
+    await expect(view).to_contain_text("on to 10%")
     # ... and as of a time (now: the current state).
     now = datetime.now().astimezone() + timedelta(minutes=1)
     await page.get_by_label("Show it as of").fill(now.strftime("%Y-%m-%dT%H:%M:%S"))
     await page.get_by_role("button", name="Time travel").click()
-    await expect(view).to_contain_text("20% on")
+    await expect(view).to_contain_text("on to 20%")
     await expect(view).to_contain_text("ON")
     await ui.shot("history")
 

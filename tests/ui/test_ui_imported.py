@@ -30,11 +30,16 @@ async def test_editing_an_imported_partial_rollout_keeps_its_bucketing(ui: UI) -
     await expect(page.get_by_role("heading", name="Imported")).to_be_visible()
     await expect(page.locator(".rule").first).to_contain_text("unleash-compatible")
     await page.get_by_label("Name", exact=True).fill("Imported, renamed")
-    await page.get_by_role("button", name="Save changes").click()
-    await expect(page.get_by_role("button", name="Saved")).to_be_visible()
+    await page.get_by_role("button", name="Save definition").click()
+    await expect(page.get_by_role("button", name="Definition saved")).to_be_visible()
+    # The environment's configuration saved whole from the editor: the rollout goes back as it came.
+    await page.locator(".rule").first.get_by_label("Description").fill("from Unleash")
+    await page.get_by_role("button", name="Save Development").click()
+    await expect(page.get_by_role("button", name="Saved", exact=True)).to_be_visible()
 
     stored = (await ui.api.get(f"{FLAGS}/imported")).json()["flag"]
     assert stored["name"] == "Imported, renamed"
+    assert stored["rules"][0]["description"] == "from Unleash"
     rollout = stored["rules"][0]["serve"]["rollout"]
     assert {k: rollout[k] for k in ("partial", "algorithm", "hash_prefix")} == {
         "partial": True, "algorithm": "unleash", "hash_prefix": "checkout"}  # fmt: skip

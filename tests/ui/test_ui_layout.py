@@ -30,7 +30,7 @@ async def test_a_long_unbroken_description_stays_within_the_flags_table(ui: UI) 
         row = page.locator("tr[data-key='new-checkout']")
         await expect(row).to_contain_text("wiki.example.com")
         await _fits_the_window(ui)
-        for cell in ("On", "Tags", "Last change"):  # every column is still on screen, the switch usable
+        for cell in ("Flag", "Development", "Last change"):  # every column is still on screen, the switch usable
             box = await row.locator(f"td[data-label='{cell}']").bounding_box()
             assert box is not None
             assert box["x"] + box["width"] <= viewport["width"] + 1, (viewport, cell, box)
@@ -55,22 +55,27 @@ async def test_the_saved_toast_does_not_cover_the_save_button(ui: UI) -> None:
     page = ui.page
     await ui.sign_in()
     await page.get_by_role("link", name="New checkout").click()
-    name = page.get_by_label("Name", exact=True)
-    await name.fill("New checkout, take 2")
-    await page.get_by_role("button", name="Save changes").click()
-    toast = page.locator(".toast", has_text="Saved new-checkout")
+    await expect(page.get_by_role("heading", name="New checkout")).to_be_visible()
+    # The save bar that stays at the bottom is the environment tab's.
+    panel = page.get_by_role("tabpanel")
+    await panel.get_by_role("button", name="+ Individual target").click()
+    keys = panel.get_by_label("with these keys")
+    await keys.fill("qa-1")
+    await page.get_by_role("button", name="Save Development").click()
+    toast = page.locator(".toast", has_text="Saved new-checkout in Development")
     await expect(toast).to_be_visible()
-    save = page.locator("#save")
+    save = page.locator("#save-environment")
     toast_box, save_box = await toast.bounding_box(), await save.bounding_box()
     assert toast_box is not None
     assert save_box is not None
     assert not _overlap(toast_box, save_box), f"the toast {toast_box} covers Save {save_box}"
 
     # While it is shown, the next change can be saved: the click reaches the button.
-    await name.fill("New checkout, take 3")
+    await keys.fill("qa-1\nqa-2")
     await save.click(timeout=2000)
-    await expect(page.locator(".toast", has_text="revision r3")).to_be_visible()
-    assert (await ui.api.get(f"{FLAGS}/new-checkout")).json()["flag"]["name"] == "New checkout, take 3"
+    version = (await ui.api.get(f"{FLAGS}/new-checkout")).json()["version"]
+    await expect(page.locator(".toast", has_text=f"(version {version})")).to_be_visible()
+    assert (await ui.api.get(f"{FLAGS}/new-checkout")).json()["flag"]["targets"][0]["values"] == ["qa-1", "qa-2"]
 
 
 async def _line_tops(cell: Any) -> list[tuple[str, int]]:
@@ -108,7 +113,10 @@ async def test_a_history_field_name_is_not_split_inside_its_brackets(hui: UI) ->
     page = ui.page
     await ui.sign_in()
     await page.goto(f"{ui.base}/ui/#/development/history/flag/new-checkout")
-    change = page.locator("li.entry").first.locator("tr.change").first
+    entry = page.locator("li.entry").first
+    await entry.get_by_text("Field by field").click()  # a flag's change reads as sentences; the fields under them
+    change = entry.locator("tr.change").first
+    await expect(change).to_be_visible()
     await expect(change).to_contain_text("rules[0]")
     field = change.locator("td").first
     chars = await _line_tops(field)

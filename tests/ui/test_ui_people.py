@@ -52,16 +52,21 @@ async def test_a_person_signs_in_with_a_password_and_the_shell_knows_their_role(
 
     # In development she is a writer: the switch works, and the change carries her name.
     await page.goto(f"{ui.base}/ui/#/development/flags")
+    await expect(page.get_by_role("heading", name="Flags")).to_be_visible()
+    await expect(page.get_by_label("Environment")).to_have_value("development")
     row = page.locator("tr[data-key='dark-mode']")
-    await row.get_by_role("switch").click()
-    await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")
+    development = row.locator("td[data-env='development']").get_by_role("switch")
+    await development.click()
+    await expect(development).to_have_attribute("aria-checked", "true")
     await expect(row.locator(".actor")).to_have_text("Ada Lovelace")
     await expect(page.locator("#role-banner")).to_be_hidden()
+    # The production column next to it: she only reads there, so its switch is not offered, even from here.
+    await expect(row.locator("td[data-env='production']").get_by_role("switch")).to_be_disabled()
 
     # In production she only reads: nothing that changes it is offered, and the page says why.
     await page.get_by_label("Environment").select_option("production")
     await expect(page.locator("#role-banner")).to_contain_text("your role here is reader")
-    switch = page.locator("tr[data-key='dark-mode']").get_by_role("switch")
+    switch = page.locator("tr[data-key='dark-mode'] td[data-env='production']").get_by_role("switch")
     await expect(switch).to_be_disabled()
     assert "reader" in (await switch.get_attribute("title") or "")
     await ui.shot("people-reader-in-production")

@@ -33,12 +33,13 @@ async def test_phone_layout_list_toggle_and_editor(phone: UI) -> None:
     await no_horizontal_scroll(ui)
     await ui.shot("phone-flags")
 
-    await row.get_by_role("switch").click()
+    switch = row.locator("td[data-env='production']").get_by_role("switch")
+    await switch.click()
     dialog = page.get_by_role("dialog")
     await dialog.get_by_label("Comment (required)").fill("launch NL")
     await ui.shot("phone-confirm", full_page=False)
     await dialog.get_by_role("button", name="Turn on").click()
-    await expect(row.get_by_role("switch")).to_have_attribute("aria-checked", "true")
+    await expect(switch).to_have_attribute("aria-checked", "true")
     assert (await ui.api.get(f"{API}/environments/production/flags/new-checkout")).json()["flag"]["on"] is True
 
     await row.get_by_role("link", name="New checkout").click()

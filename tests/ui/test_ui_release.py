@@ -20,6 +20,7 @@ async def test_plan_watch_pause_resume_abort_and_a_rollback_explained(ui: UI, na
     page = ui.page
     await ui.sign_in()
     await page.goto(f"{ui.base}/ui/#/production/flags/checkout")
+    await expect(page.get_by_role("tab", name="production", selected=True)).to_be_visible()  # the flag page's own tab
     await page.get_by_role("link", name="Release in steps").click()
     await expect(page.get_by_role("heading", name="Release checkout in steps")).to_be_visible()
     await expect(page.get_by_label("Metric of guardrail 1")).to_have_value("errors")  # what the app tracks

@@ -72,3 +72,37 @@ async def test_plain_clients_get_the_ready_event_and_the_end_and_tokens_are_requ
         assert (await anonymous.get("/ui/")).status_code == 200
     doc = (await api.get("/openapi.json")).json()
     assert "get" in doc["paths"]["/api/v1/projects/{project}/environments/{environment}/changes/stream"]
+
+
+async def test_the_project_stream_carries_every_environment_the_token_may_read(api: httpx.AsyncClient) -> None:
+    await create_env(api, "development")
+    await create_env(api, "production")
+    minted = await api.post(
+        "/api/v1/tokens", json={"name": "dev-only", "role": "reader", "environments": ["development"]}
+    )
+    assert minted.status_code == 201, minted.text
+    dev_only = {**SSE, "Authorization": f"Bearer {minted.json()['token']}"}
+    project_stream = f"{API}/changes/stream"
+    async with (
+        api.stream("GET", project_stream, headers=SSE) as everything,
+        api.stream("GET", project_stream, headers=dev_only) as mine,
+    ):
+        all_events, my_events = events(everything), events(mine)
+        assert (await anext(all_events))["event"] == "ready"
+        assert (await anext(my_events))["event"] == "ready"
+        created = (await api.post(f"{API}/flags", json={"key": "dark-mode"})).json()  # in both
+        on = await api.post(f"{API}/environments/production/flags/dark-mode/on", json={})
+        seen = [json.loads((await anext(all_events))["data"]) for _ in range(3)]
+        first = await anext(my_events)
+        assert json.loads(first["data"])["environment"] == "development"
+        # The production toggle never reaches the development-only token: the next it sees is a later change.
+        dev_on = await api.post(f"{API}/environments/development/flags/dark-mode/on", json={})
+        second = json.loads((await anext(my_events))["data"])
+    assert sorted((c["environment"], c["event"]) for c in seen) == [
+        ("development", "flag.created"),
+        ("production", "flag.created"),
+        ("production", "flag.toggled"),
+    ]
+    assert seen[-1]["record"] == on.json()
+    assert {c["record"]["version"] for c in seen[:2]} <= {c["version"] for c in created["environments"].values()}
+    assert (second["environment"], second["record"]["version"]) == ("development", dev_on.json()["version"])

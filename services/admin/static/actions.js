@@ -3,13 +3,15 @@
 import { call, envBase } from "./api.js";
 import { confirmDialog, toast } from "./dom.js";
 
-/** Turn a flag on/off. Resolves to the new record, or null if cancelled or refused. */
-export async function toggleFlag(ctx, rec, on) {
+/** Turn a flag on/off (in `env`, by default the current environment). Resolves to the new record of that
+ * environment, or null if cancelled or refused. `rec`: {key, version, flag: {name}} (the environment's). */
+export async function toggleFlag(ctx, rec, on, env = ctx.env) {
   const name = rec.flag.name || rec.key;
+  const environment = ctx.envs.find((e) => e.key === env)?.environment || {};
   let comment = "";
-  if (ctx.production) {
+  if (environment.production) {
     const answer = await confirmDialog({
-      title: `Turn ${name} ${on ? "on" : "off"} in ${ctx.environment.name || ctx.env}?`,
+      title: `Turn ${name} ${on ? "on" : "off"} in ${environment.name || env}?`,
       message: `This is a production environment: the change reaches every connected application within ` +
         `milliseconds. Say why, for whoever is on call next.`,
       confirmLabel: `Turn ${on ? "on" : "off"}`,
@@ -19,9 +21,9 @@ export async function toggleFlag(ctx, rec, on) {
     comment = answer.comment;
   }
   try {
-    const updated = await call("POST", `${envBase(ctx.project, ctx.env)}/flags/${encodeURIComponent(rec.key)}/${on ? "on" : "off"}`,
+    const updated = await call("POST", `${envBase(ctx.project, env)}/flags/${encodeURIComponent(rec.key)}/${on ? "on" : "off"}`,
       { body: { comment }, ifMatch: rec.version });
-    toast(`${name} is now ${on ? "ON" : "OFF"} in ${ctx.env}.`);
+    toast(`${name} is now ${on ? "ON" : "OFF"} in ${env}.`);
     return updated;
   } catch (err) {
     if (err.status === 409 && err.body.current) {

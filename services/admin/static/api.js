@@ -50,6 +50,9 @@ export const API = "/api/v1";
 export const envBase = (project, env) =>
   `${API}/projects/${encodeURIComponent(project)}/environments/${encodeURIComponent(env)}`;
 
+export const projectBase = (project) => `${API}/projects/${encodeURIComponent(project)}`;
+export const flagBase = (project, key) => `${projectBase(project)}/flags/${encodeURIComponent(key)}`;
+
 let openapi = null;
 /** The operations this server offers (so pages for features not deployed yet stay hidden). */
 export async function operations() {

@@ -6,6 +6,7 @@ import { Live } from "./live.js";
 import * as flags from "./flags.js";
 import * as flag from "./flag.js";
 import * as segments from "./segments.js";
+import * as promote from "./promote.js";
 
 const main = document.getElementById("main");
 const ctx = {
@@ -34,6 +35,14 @@ let page = null;
 let routing = 0; // navigation counter: a slower, older navigation never overwrites a newer one
 let booting = null;
 let buffered = null; // changes that arrive while a page renders, replayed to it once shown
+/** A change goes to the page if it is about the page's environment, or the page follows every environment. */
+function deliver(target, change) {
+  if (!target?.onChange) return;
+  if (target.everyEnvironment || change.kind === "environment" || !change.environment || change.environment === ctx.env) {
+    target.onChange(change);
+  }
+}
+
 const live = new Live(
   (change) => {
     if (buffered) buffered.push(change);
@@ -42,7 +51,7 @@ const live = new Live(
       if (at >= 0) ctx.envs[at] = change.record; else ctx.envs.push(change.record);
       renderEnvSwitch();
     }
-    page?.onChange?.(change);
+    deliver(page, change);
   },
   (up) => {
     const el = document.getElementById("live");
@@ -61,6 +70,7 @@ const optional = [
   { module: "./clientkeys.js", needs: "listClientKeys", label: "Client-side keys", path: "client-keys", admin: true },
   { module: "./people.js", needs: "listUsers", label: "People", path: "people", admin: true },
   { module: "./tokens.js", needs: "listTokens", label: "API tokens", path: "tokens", admin: true },
+  { module: "./sdkcredentials.js", needs: "listSdkCredentials", label: "SDK credentials", path: "sdk-credentials", admin: true },
 ];
 
 function renderNav(current) {
@@ -222,13 +232,17 @@ function applyRole() {
   banner.hidden = !readOnly;
   banner.textContent = readOnly
     ? `You can look at ${ctx.environment?.name || ctx.env} but not change it: your role here is reader.` : "";
-  main.toggleAttribute("data-read-only", readOnly);
-  if (!readOnly) return;
-  const why = `Your role in ${ctx.environment?.name || ctx.env} is reader: you cannot change it.`;
+  // Pages across environments mark what belongs to one environment with data-env: judged by the role there.
+  const someReadOnly = readOnly || ctx.envs.some((e) => !ctx.may("writer", e.key));
+  main.toggleAttribute("data-read-only", someReadOnly);
+  if (!someReadOnly) return;
   for (const el of main.querySelectorAll('[role="switch"], button[type="submit"], button.primary, button.danger, button[data-write]')) {
     if (el.closest("[data-read-ok]") || el.disabled) continue;
+    const env = el.closest("[data-env]")?.dataset.env || ctx.env;
+    if (!env || ctx.may("writer", env)) continue;
+    const name = ctx.envs.find((e) => e.key === env)?.environment?.name || env;
     el.disabled = true;
-    el.title = why;
+    el.title = `Your role in ${name} is reader: you cannot change it.`;
     el.setAttribute("aria-disabled", "true");
   }
 }
@@ -327,8 +341,8 @@ async function route() {
   if (env !== ctx.env) {
     ctx.env = env;
     localStorage.setItem("flagstream.env", env);
-    live.start(ctx.project, env);
   }
+  live.ensure(ctx.project);
   renderEnvSwitch();
   renderNav(section);
   page?.destroy?.();
@@ -336,6 +350,7 @@ async function route() {
   const views = {
     flags: key ? flag : flags,
     segments: key ? segments.editor : segments.list,
+    promote,
   };
   const view = views[section] || ctx.extra[section]?.page;
   if (!view) {
@@ -354,7 +369,7 @@ async function route() {
     page.hash = location.hash;
     const missed = buffered || [];
     buffered = null;
-    for (const change of missed) page.onChange?.(change);
+    for (const change of missed) deliver(page, change);
   } catch (err) {
     if (turn !== routing || err.status === 401) return; // 401: the sign-in form is already back
     buffered = null;
@@ -365,7 +380,7 @@ async function route() {
 document.getElementById("env-select").addEventListener("change", (event) => {
   const parts = location.hash.replace(/^#\/?/, "").split("/");
   const section = parts[1] || "flags";
-  const keep = section === "flags" || section === "segments" ? `${section}${parts[2] ? `/${parts[2]}` : ""}` : section;
+  const keep = ["flags", "segments", "promote"].includes(section) ? `${section}${parts[2] ? `/${parts[2]}` : ""}` : section;
   location.hash = `#/${encodeURIComponent(event.target.value)}/${keep}`;
 });
 document.getElementById("signout").addEventListener("click", async () => {

@@ -1,24 +1,9 @@
-// Read-only views of a flag or a segment in words (used by time travel and the playground).
+// Read-only views of a flag or a segment in words (used by time travel and the history), in the sentences the
+// server uses (sentences.js).
 import { h } from "./dom.js";
-import { OPERATORS } from "./form.js";
+import { clauseText, configurationLines } from "./sentences.js";
 
-const OPS = Object.fromEntries(OPERATORS);
 const show = (v) => (typeof v === "string" ? v : JSON.stringify(v));
-
-export function serveText(serve, flag) {
-  if (!serve) return "nothing";
-  const name = (key) => flag.variations.find((v) => v.key === key)?.name || key;
-  if (serve.variation != null) return name(serve.variation);
-  return serve.rollout.variations.filter((wv) => wv.weight > 0)
-    .map((wv) => `${wv.weight / 1000}% ${name(wv.variation)}`).join(", ") + ` (by ${serve.rollout.bucket_by})`;
-}
-
-export function clauseText(c) {
-  if (c.op === "in_segment") return `${c.negate ? "not " : ""}in segment ${c.values.join(" or ")}`;
-  const who = c.context_kind && c.context_kind !== "user" ? `${c.context_kind}.` : "";
-  const values = c.op === "exists" ? "" : ` ${c.values.map(show).join(", ")}`;
-  return `${who}${c.attribute} ${c.negate ? "NOT " : ""}${OPS[c.op] || c.op}${values}${c.case_insensitive ? " (any case)" : ""}`;
-}
 
 export function flagSummary(flag) {
   return h("div", { class: "flag-summary" },
@@ -28,11 +13,7 @@ export function flagSummary(flag) {
     h("dl", { class: "kv" },
       h("dt", {}, "Variations"), h("dd", {}, flag.variations.map((v) => `${v.name || v.key} = ${show(v.value)}`).join("; ")),
       h("dt", {}, "When off"), h("dd", {}, flag.off_variation),
-      flag.targets.length ? [h("dt", {}, "Targets"), h("dd", {}, flag.targets.map((t) => `${t.values.join(", ")} → ${t.variation}`).join("; "))] : null,
-      flag.rules.map((r, i) => [h("dt", {}, `Rule ${i + 1}`),
-        h("dd", {}, `if ${r.clauses.map(clauseText).join(" and ") || "always"} → ${serveText(r.serve, flag)}`)]),
-      h("dt", {}, "Default"), h("dd", {}, serveText(flag.fallthrough, flag)),
-      flag.prerequisites.length ? [h("dt", {}, "Prerequisites"), h("dd", {}, flag.prerequisites.map((p) => `${p.flag} = ${p.variation}`).join("; "))] : null,
+      h("dt", {}, "When on"), h("dd", {}, h("ol", { class: "sentences" }, configurationLines({ ...flag, on: true }).map((l) => h("li", {}, l)))),
       flag.tags.length ? [h("dt", {}, "Tags"), h("dd", {}, flag.tags.join(", "))] : null));
 }
 

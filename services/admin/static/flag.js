@@ -1,10 +1,15 @@
-// The flag page: everything about one flag in one environment, edited with checks that explain errors before
-// saving, the server's 422 problems next to their fields, and a 409 (someone saved first) shown with a reload.
-import { call, envBase } from "./api.js";
+// The flag page: one flag across the environments of its project. What it is (name, tags, variations...) is
+// edited once, for every environment, and saved with the whole flag's version as If-Match; what it does is a tab
+// per environment (on/off, targets, rules read as sentences, the default and off variations, prerequisites),
+// saved with that environment's version. Checks explain errors before saving, the server's 422 problems appear
+// next to their fields, a 409 (someone saved first) is shown with a reload, never a silent overwrite.
+import { call, envBase, flagBase, projectBase } from "./api.js";
 import { clear, clone, confirmDialog, h, lastChange, timeEl, toast } from "./dom.js";
 import { toggleFlag } from "./actions.js";
 import { Problems, checkbox, clausesEditor, control, decorate, errorsAt, input, lines, newId, parseLines, select } from "./form.js";
 import { flagProblems } from "./validate.js";
+import { CONFIG_FIELDS, DEFINITION_FIELDS, envLabel, isProduction, lastChanged, withChange } from "./project.js";
+import { configurationLines, ruleText } from "./sentences.js";
 
 function pct(weight) { return Number.isFinite(weight) ? String(Math.round(weight) / 1000) : ""; }
 function weightOf(text) {
@@ -13,321 +18,466 @@ function weightOf(text) {
 }
 const sr = (text) => h("span", { class: "sr-only" }, text);
 function showValue(v) { return typeof v === "string" ? v : JSON.stringify(v); }
+const same = (a, b, fields) => fields.every((f) => JSON.stringify(a[f] ?? null) === JSON.stringify(b[f] ?? null));
+const DEF_COMPARED = [...DEFINITION_FIELDS, "archived"];
+const isDefinitionPath = (p) => /^\$\.(name|description|kind|tags|variations|salt|maintainer|lifecycle|remove_by|client_side)\b/.test(p) || p === "$";
+const isConfigPath = (p) => /^\$\.(on|off_variation|fallthrough|targets|rules|prerequisites)\b/.test(p);
 
 export async function render(ctx, main, key) {
-  const url = `${envBase(ctx.project, ctx.env)}/flags/${encodeURIComponent(key)}`;
+  const url = flagBase(ctx.project, key);
   let rec = await call("GET", url);
-  let draft = clone(rec.flag);
-  let problems = new Problems();
-  let conflict = null;       // the current record when a save was refused with 409
-  let changedElsewhere = null; // a newer record seen live while editing
-  let dirty = false;
-  let comment = "";
-  let otherFlags = [];
-  let segments = [];
-  const loadRefs = async () => {
-    const [f, s] = await Promise.all([
-      call("GET", `${envBase(ctx.project, ctx.env)}/flags?archived=false`),
-      call("GET", `${envBase(ctx.project, ctx.env)}/segments?archived=false`),
-    ]);
-    otherFlags = f.items.map((r) => r.flag).filter((fl) => fl.key !== key);
-    segments = s.items.map((r) => r.key);
+  const envs = ctx.envs.map((e) => e.key).filter((e) => e in rec.environments);
+  let current = envs.includes(ctx.env) ? ctx.env : envs[0];
+
+  // The definition (project-wide) and each environment's configuration: a draft, the server's version it is
+  // based on, unsaved edits, problems, a refused save (409) or a change seen live while editing.
+  // The definition's base version is the whole flag's version it was read at (a save sends it as If-Match).
+  const freshDefinition = () => ({ base: rec.definition, version: rec.version, draft: clone(rec.definition), dirty: false, problems: new Problems(), conflict: null, elsewhere: null });
+  const def = { ...freshDefinition(), comment: "" };
+  const tabs = {};
+  const tabOf = (env) => {
+    const config = rec.environments[env];
+    return { base: config, draft: pick(clone(config), CONFIG_FIELDS), dirty: false, problems: new Problems(), conflict: null, elsewhere: null, comment: "" };
   };
+  for (const env of envs) tabs[env] = tabOf(env);
+
+  let otherFlags = [];
+  const segments = {};
+  const kinds = new Set(["user"]);
+  const attributes = {};
+  const learn = (kind, name) => { kinds.add(kind); (attributes[kind] ||= new Set()).add(name); };
+  async function loadRefs() {
+    const flags = await call("GET", `${projectBase(ctx.project)}/flags?archived=false`);
+    otherFlags = flags.items.filter((r) => r.key !== key).map((r) => ({ key: r.key, name: r.definition.name, variations: r.definition.variations }));
+    // Attributes: those the fleet has seen in each environment, and those the flag's rules already use.
+    const fleetOffered = ctx.ops.has("getFleetAttributes");
+    await Promise.all(envs.map(async (env) => {
+      const s = await call("GET", `${envBase(ctx.project, env)}/segments?archived=false`);
+      segments[env] = s.items.map((r) => r.key);
+      if (!fleetOffered) return;
+      try {
+        const seen = await call("GET", `${envBase(ctx.project, env)}/fleet/attributes`);
+        for (const k of seen.kinds) for (const a of k.attributes) learn(k.kind, a);
+      } catch { /* no fleet telemetry: the names the rules use are still offered */ }
+    }));
+    for (const env of envs) {
+      for (const rule of rec.environments[env].rules) {
+        for (const c of rule.clauses) if (c.op !== "in_segment") learn(c.context_kind ?? "user", c.attribute ?? "key");
+      }
+    }
+  }
   await loadRefs();
+  const attributeOptions = () => Object.fromEntries(Object.entries(attributes).map(([k, v]) => [k, [...v].sort()]));
 
   const root = h("div", { class: "flag-page" });
   clear(main, root);
 
-  const changed = (structural) => {
-    dirty = true;
-    if (problems.size) problems = new Problems(flagProblems(draft, { production: ctx.production, comment, otherFlags }));
-    if (structural || problems.size) paint(); else updateSums();
+  // -- checks ---------------------------------------------------------------------------------------------
+
+  const anyProduction = () => envs.some((e) => isProduction(ctx, e));
+  function definitionProblems() {
+    const flag = { ...def.draft, key, on: false, off_variation: def.draft.variations[0]?.key, fallthrough: { variation: def.draft.variations[0]?.key },
+      targets: [], rules: [], prerequisites: [] };
+    return flagProblems(flag, { production: anyProduction(), comment: def.comment, otherFlags })
+      .filter((p) => isDefinitionPath(p.path) || p.path === "comment");
+  }
+  function tabProblems(env) {
+    const t = tabs[env];
+    const flag = { ...def.base, key, ...t.draft };
+    return flagProblems(flag, { production: isProduction(ctx, env), comment: t.comment, otherFlags })
+      .filter((p) => isConfigPath(p.path) || p.path === "comment");
+  }
+
+  // -- editing --------------------------------------------------------------------------------------------
+
+  const defChanged = (structural) => {
+    def.dirty = true;
+    if (def.problems.size) def.problems = new Problems(definitionProblems());
+    if (structural || def.problems.size) paint(); else refresh();
+  };
+  const tabChanged = (structural) => {
+    const t = tabs[current];
+    t.dirty = true;
+    if (t.problems.size) t.problems = new Problems(tabProblems(current));
+    if (structural || t.problems.size) paint(); else refresh();
   };
 
-  function variationOptions() { return draft.variations.map((v) => [v.key, `${v.name || v.key} (${showValue(v.value)})`]); }
+  const variations = () => def.base.variations;
+  const variationOptions = () => variations().map((v) => [v.key, `${v.name || v.key} (${showValue(v.value)})`]);
 
-  function serveEditor(serve, path, holder) {
+  function serveEditor(serve, path, holder, problems) {
     const mode = serve.rollout ? "rollout" : "variation";
-    const radioName = `${path}-mode`;
+    const radioName = `${current}-${path}-mode`;
     const radio = (value, label) => {
       const el = h("input", { type: "radio", name: radioName, value, checked: mode === value });
       el.addEventListener("change", () => {
-        if (value === "variation") { holder.serve = { variation: serve.rollout?.variations[0]?.variation || draft.variations[0]?.key }; }
+        if (value === "variation") { holder.serve = { variation: serve.rollout?.variations[0]?.variation || variations()[0]?.key }; }
         else {
           holder.serve = { rollout: { bucket_by: "key", context_kind: "user",
-            variations: draft.variations.map((v, i) => ({ variation: v.key, weight: i === 0 ? 100000 : 0 })) } };
+            variations: variations().map((v, i) => ({ variation: v.key, weight: i === 0 ? 100000 : 0 })) } };
         }
-        changed(true);
+        tabChanged(true);
       });
       return h("label", { class: "check" }, el, label);
     };
     const body = [];
     if (mode === "variation") {
       body.push(control(problems, `${path}.variation`, "Serve",
-        select([["", "— choose —"], ...variationOptions()], serve.variation, (v) => { serve.variation = v; changed(false); })));
+        select([["", "— choose —"], ...variationOptions()], serve.variation, (v) => { serve.variation = v; tabChanged(false); })));
     } else {
       const r = serve.rollout;
-      for (const v of draft.variations) {
+      for (const v of variations()) {
         if (!r.variations.some((wv) => wv.variation === v.key)) r.variations.push({ variation: v.key, weight: 0 });
       }
       const sum = h("span", { class: "sum", dataset: { sumFor: `${path}.rollout.variations` } });
       body.push(h("div", { class: "rollout" }, r.variations.map((wv, i) => control(problems,
         `${path}.rollout.variations[${i}].weight`, `${wv.variation} %`,
-        input(pct(wv.weight), (text) => { wv.weight = weightOf(text); changed(false); },
+        input(pct(wv.weight), (text) => { wv.weight = weightOf(text); tabChanged(false); },
           { inputmode: "decimal", "aria-label": `Percentage of ${wv.variation}`, class: "pct" })))));
       const rule = r.partial ? " (at most 100%: contexts in the rest go on to the next rule)" : " (must be 100%)";
       const scheme = r.algorithm && r.algorithm !== "flagstream" ? ` Bucketing: ${r.algorithm}-compatible (imported).` : "";
       body.push(h("p", { class: "small" }, "Total: ", sum, rule + scheme), errorsAt(problems, `${path}.rollout.variations`));
+      const bucketKinds = [...new Set(["user", ...kinds, r.context_kind])];
+      const bucketNames = [...new Set(["key", ...(attributes[r.context_kind] || []), r.bucket_by])];
       body.push(h("div", { class: "row" },
         control(problems, `${path}.rollout.bucket_by`, "Bucket by attribute",
-          input(r.bucket_by, (v) => { r.bucket_by = v; changed(false); }, { size: 10 })),
+          select(bucketNames.map((n) => [n, n]), r.bucket_by, (v) => { r.bucket_by = v; tabChanged(false); })),
         control(problems, `${path}.rollout.context_kind`, "of context kind",
-          input(r.context_kind, (v) => { r.context_kind = v; changed(false); }, { size: 8 }))));
+          select(bucketKinds.map((n) => [n, n]), r.context_kind, (v) => { r.context_kind = v; tabChanged(true); }))));
     }
     return h("fieldset", { class: "serve", dataset: { path } }, h("legend", { class: "small" }, "Then serve"),
       h("div", { class: "row" }, radio("variation", "a variation"), radio("rollout", "a percentage rollout")),
       errorsAt(problems, path), body);
   }
 
-  function updateSums() {
+  /** What changes as one types without a repaint: rollout totals, the sentences, the save buttons. */
+  function refresh() {
+    const t = tabs[current];
     for (const el of root.querySelectorAll("[data-sum-for]")) {
       const path = el.dataset.sumFor;
-      const serve = path.startsWith("$.fallthrough") ? draft.fallthrough
-        : draft.rules[Number(/rules\[(\d+)\]/.exec(path)[1])].serve;
+      const serve = path.startsWith("$.fallthrough") ? t.draft.fallthrough : t.draft.rules[Number(/rules\[(\d+)\]/.exec(path)[1])].serve;
       const total = serve.rollout.variations.reduce((a, wv) => a + (Number.isFinite(wv.weight) ? wv.weight : 0), 0);
       el.textContent = `${total / 1000}%`;
       const fine = serve.rollout.partial ? total <= 100000 : total === 100000;
       el.className = `sum ${fine ? "good" : "bad"}`;
     }
-    const save = root.querySelector("#save");
-    if (save) save.textContent = dirty ? "Save changes" : "Saved";
+    for (const el of root.querySelectorAll("[data-rule-text]")) {
+      const rule = t.draft.rules[Number(el.dataset.ruleText)];
+      if (rule) el.textContent = ruleText(rule);
+    }
+    const reads = root.querySelector("#reads");
+    if (reads) clear(reads, configurationLines({ ...t.draft, on: true }).map((l) => h("li", {}, l)));
+    const saveDef = root.querySelector("#save-definition");
+    if (saveDef) saveDef.textContent = def.dirty ? "Save definition" : "Definition saved";
+    const saveTab = root.querySelector("#save-environment");
+    if (saveTab) saveTab.textContent = t.dirty ? `Save ${envLabel(ctx, current)}` : "Saved";
+    for (const env of envs) {
+      const mark = root.querySelector(`#tab-${CSS.escape(env)} .dirty`);
+      if (mark) mark.hidden = !tabs[env].dirty;
+    }
   }
 
+  // -- header ---------------------------------------------------------------------------------------------
+
   function header() {
-    const sw = h("button", { type: "button", role: "switch", class: "switch", id: "flag-switch",
-      "aria-checked": String(rec.flag.on), disabled: rec.flag.archived,
-      "aria-label": `${rec.flag.name || key} is ${rec.flag.on ? "on" : "off"} in ${ctx.env}; turn it ${rec.flag.on ? "off" : "on"}` });
-    sw.addEventListener("click", async () => {
-      const updated = await toggleFlag(ctx, rec, !rec.flag.on);
-      if (updated) accept(updated, { keepDraft: true });
-    });
-    const archive = h("button", { type: "button", class: "small danger", id: "archive" }, rec.flag.archived ? "Restore" : "Archive");
+    const archived = rec.definition.archived;
+    const archive = h("button", { type: "button", class: "small danger", id: "archive" }, archived ? "Restore" : "Archive");
     archive.addEventListener("click", async () => {
-      const restoring = rec.flag.archived;
       const answer = await confirmDialog({
-        title: `${restoring ? "Restore" : "Archive"} ${rec.flag.name || key}?`,
-        message: restoring ? "It comes back as it was, off." : "Archived flags are off and hidden from the list; applications get the off variation... or their default once removed.",
-        confirmLabel: restoring ? "Restore" : "Archive", comment: ctx.production ? "required" : "optional" });
+        title: `${archived ? "Restore" : "Archive"} ${rec.definition.name || key} in every environment?`,
+        message: archived ? "It comes back as it was, off." : "Archived flags are off and hidden from the list; applications get the off variation... or their default once removed.",
+        confirmLabel: archived ? "Restore" : "Archive", comment: anyProduction() ? "required" : "optional" });
       if (!answer) return;
       try {
-        accept(await call("POST", `${url}/${restoring ? "restore" : "archive"}`, { body: { comment: answer.comment }, ifMatch: rec.version }));
-        toast(`${key} ${restoring ? "restored" : "archived"}.`);
+        accept(await call("POST", `${url}/${archived ? "restore" : "archive"}`, { body: { comment: answer.comment }, ifMatch: rec.version }));
+        toast(`${key} ${archived ? "restored" : "archived"} in every environment.`);
       } catch (err) {
         toast(err.message, "error");
       }
     });
+    const last = lastChanged(rec);
     return h("div", { class: "page-head" },
       h("div", { class: "grow" },
         h("p", { class: "small" }, h("a", { href: ctx.link("flags") }, "← Flags")),
-        h("h1", {}, rec.flag.name || key, " ", h("code", { class: "muted small" }, key)),
-        h("p", { class: "small muted", id: "last-change" }, `Revision r${rec.revision}, version ${rec.version}. Last change `,
-          lastChange(rec))),
-      h("div", { class: "row" }, sw,
-        rec.flag.archived ? h("span", { class: "state archived" }, "archived")
-          : h("span", { class: `state ${rec.flag.on ? "on" : "off"}`, id: "flag-state" }, rec.flag.on ? "ON" : "OFF"),
-        archive,
-        ctx.extra.history ? h("a", { class: "button small", href: ctx.link(`history/flag/${encodeURIComponent(key)}`) }, "History and time travel") : null,
-        ctx.extra.releases && !rec.flag.archived ? h("a", { class: "button small", href: ctx.link(`releases/new/${encodeURIComponent(key)}`) }, "Release in steps") : null,
-        ctx.extra.releases ? h("a", { class: "button small", href: ctx.link(`releases/results/${encodeURIComponent(key)}`) }, "Experiment results") : null));
+        h("h1", {}, rec.definition.name || key, " ", h("code", { class: "muted small" }, key),
+          archived ? [" ", h("span", { class: "state archived" }, "archived")] : null),
+        last ? h("p", { class: "small muted", id: "last-change" }, `Version ${rec.version}. Last change in ${envLabel(ctx, last.env)}: `, lastChange(last.config)) : null),
+      h("div", { class: "row" }, archive,
+        ctx.extra.history ? h("a", { class: "button small", href: ctx.link(`history/flag/${encodeURIComponent(key)}`) }, "History and time travel") : null));
   }
 
-  function banners() {
+  function conflictBanner(part, label) {
     const out = [];
-    if (conflict) {
-      const reload = h("button", { type: "button", class: "primary", id: "reload" }, "Reload their version (discard my edits)");
-      reload.addEventListener("click", () => { accept(conflict); toast("Reloaded the current version."); });
+    if (part.conflict) {
+      const c = part.conflict;
+      const reload = h("button", { type: "button", class: "primary", id: part === def ? "reload-definition" : "reload" }, "Reload their version (discard my edits)");
+      reload.addEventListener("click", () => { reloadPart(part); toast("Reloaded the current version."); });
       const keep = h("button", { type: "button" }, "Keep editing");
-      keep.addEventListener("click", () => { conflict = null; paint(); });
-      out.push(h("div", { class: "banner error", role: "alert", id: "conflict" },
-        h("strong", {}, "Not saved: someone else saved this flag first. "),
-        h("strong", {}, conflict.actor), " changed it ", timeEl(conflict.at),
-        conflict.comment ? ` (“${conflict.comment}”)` : "", `, revision r${conflict.revision}, after you opened it. `,
-        "Your edits are still here, but saving them now would overwrite that change. ",
-        "Reload to see it, then make your change again.",
+      keep.addEventListener("click", () => { part.conflict = null; paint(); });
+      out.push(h("div", { class: "banner error", role: "alert", id: part === def ? "conflict-definition" : "conflict" },
+        h("strong", {}, `Not saved: someone else saved ${label} first. `),
+        h("strong", {}, c.actor), " changed it ", timeEl(c.at), c.comment ? ` (“${c.comment}”)` : "",
+        c.where ? ` in ${c.where}` : "", ", after you opened it. ",
+        "Your edits are still here, but saving them now would overwrite that change. Reload to see it, then make your change again.",
         h("div", { class: "actions" }, reload, keep)));
-    } else if (changedElsewhere) {
-      const reload = h("button", { type: "button", id: "reload" }, "Reload (discard my edits)");
-      reload.addEventListener("click", () => accept(changedElsewhere));
-      out.push(h("div", { class: "banner warn", role: "status", id: "changed-elsewhere" },
-        h("strong", {}, changedElsewhere.actor), " changed this flag while you were editing (", timeEl(changedElsewhere.at),
-        changedElsewhere.comment ? `: “${changedElsewhere.comment}”` : "", `, revision r${changedElsewhere.revision}). `,
+    } else if (part.elsewhere) {
+      const c = part.elsewhere;
+      const reload = h("button", { type: "button", id: part === def ? "reload-definition" : "reload" }, "Reload (discard my edits)");
+      reload.addEventListener("click", () => reloadPart(part));
+      out.push(h("div", { class: "banner warn", role: "status", id: part === def ? "changed-elsewhere-definition" : "changed-elsewhere" },
+        h("strong", {}, c.actor), ` changed ${label} while you were editing (`, timeEl(c.at), c.comment ? `: “${c.comment}”` : "", "). ",
         "Saving will be refused until you reload.", h("div", { class: "actions" }, reload)));
     }
-    if (problems.size) {
-      out.push(h("div", { class: "banner error", role: "alert", id: "problems" },
-        h("strong", {}, `Not saved: ${problems.size} problem${problems.size > 1 ? "s" : ""} to fix.`),
-        h("ul", {}, problems.list.map((p) => {
+    if (part.problems.size) {
+      out.push(h("div", { class: "banner error", role: "alert", id: part === def ? "problems-definition" : "problems" },
+        h("strong", {}, `Not saved: ${part.problems.size} problem${part.problems.size > 1 ? "s" : ""} to fix.`),
+        h("ul", {}, part.problems.list.map((p) => {
           const link = h("button", { type: "button", class: "link" }, p.path === "comment" ? "comment" : p.path);
-          link.addEventListener("click", () => focusPath(p.path));
+          link.addEventListener("click", () => focusPath(part === def ? "#definition" : "#environment-panel", p.path));
           return h("li", {}, link, `: ${p.message}`);
         }))));
     }
     return out;
   }
 
-  function settings() {
-    return h("section", { class: "panel", "aria-labelledby": "s-settings" }, h("h2", { id: "s-settings" }, "Settings"),
-      h("div", { class: "row top" },
-        h("div", { class: "grow" }, control(problems, "$.name", "Name", input(draft.name, (v) => { draft.name = v; changed(false); }))),
-        h("div", { class: "grow" }, control(problems, "$.tags", "Tags", input(draft.tags.join(", "), (v) => {
-          draft.tags = v.split(",").map((t) => t.trim()).filter(Boolean); changed(false);
-        }), { hint: "comma separated" }))),
-      control(problems, "$.description", "Description", (() => {
-        const t = h("textarea", { rows: 2 }); t.value = draft.description;
-        t.addEventListener("input", () => { draft.description = t.value; changed(false); }); return t;
-      })()),
-      h("div", { class: "field" },
-        checkbox("Available to client-side apps", Boolean(draft.client_side), (v) => { draft.client_side = v; changed(false); }),
-        h("p", { class: "small muted" }, "Web pages and mobile apps may evaluate it with a client-side key ",
-          "(its rules stay on the server; the answer is shown to whoever loads the page).")));
-  }
+  // -- the definition (project-wide) ----------------------------------------------------------------------
 
-  function variations() {
-    const fixed = draft.kind === "boolean";
-    const rows = draft.variations.map((v, i) => {
+  function definition() {
+    const d = def.draft;
+    const problems = def.problems;
+    const fixed = d.kind === "boolean";
+    const rows = d.variations.map((v, i) => {
       const p = `$.variations[${i}]`;
       let valueEl;
       if (fixed) valueEl = h("input", { value: String(v.value), readonly: true });
-      else if (draft.kind === "json") {
+      else if (d.kind === "json") {
         valueEl = h("textarea", { rows: 2, class: "mono" });
         valueEl.value = JSON.stringify(v.value, null, 1);
         valueEl.addEventListener("input", () => {
           try { v.value = JSON.parse(valueEl.value); delete v.invalid; } catch { v.invalid = "not valid JSON"; }
-          changed(false);
+          defChanged(false);
         });
       } else {
         valueEl = input(showValue(v.value), (text) => {
-          if (draft.kind === "number") {
+          if (d.kind === "number") {
             const n = Number(text);
             if (text.trim() === "" || Number.isNaN(n)) v.invalid = "a number"; else { v.value = n; delete v.invalid; }
           } else v.value = text;
-          changed(false);
-        }, draft.kind === "number" ? { inputmode: "decimal" } : {});
+          defChanged(false);
+        }, d.kind === "number" ? { inputmode: "decimal" } : {});
       }
-      const remove = h("button", { type: "button", class: "small danger", disabled: fixed || draft.variations.length < 2,
+      const remove = h("button", { type: "button", class: "small danger", disabled: fixed || d.variations.length < 2,
         "aria-label": `Remove variation ${v.key}` }, "✕");
-      remove.addEventListener("click", () => { draft.variations.splice(i, 1); changed(true); });
+      remove.addEventListener("click", () => { d.variations.splice(i, 1); defChanged(true); });
       return h("div", { class: "row card", dataset: { path: p } },
-        control(problems, `${p}.key`, [sr(`Variation ${i + 1} `), "Key"], input(v.key, (k) => { v.key = k; changed(false); }, { readonly: fixed, size: 10 })),
-        control(problems, `${p}.name`, [sr(`Variation ${i + 1} `), "Name"], input(v.name, (k) => { v.name = k; changed(false); }, { size: 14 })),
+        control(problems, `${p}.key`, [sr(`Variation ${i + 1} `), "Key"], input(v.key, (k) => { v.key = k; defChanged(false); }, { readonly: fixed, size: 10 })),
+        control(problems, `${p}.name`, [sr(`Variation ${i + 1} `), "Name"], input(v.name, (k) => { v.name = k; defChanged(false); }, { size: 14 })),
         h("div", { class: "grow" }, control(problems, `${p}.value`, [sr(`Variation ${i + 1} `), "Value"], valueEl)), remove);
     });
     const add = h("button", { type: "button", class: "small", hidden: fixed }, "+ Variation");
     add.addEventListener("click", () => {
-      draft.variations.push({ key: `v${draft.variations.length + 1}`, name: "", description: "",
-        value: draft.kind === "number" ? 0 : draft.kind === "json" ? {} : "" });
-      changed(true);
+      d.variations.push({ key: `v${d.variations.length + 1}`, name: "", description: "", value: d.kind === "number" ? 0 : d.kind === "json" ? {} : "" });
+      defChanged(true);
     });
-    return h("section", { class: "panel", "aria-labelledby": "s-variations" },
-      h("h2", { id: "s-variations" }, `Variations `, h("span", { class: "muted small" }, `(${draft.kind})`)),
+    const description = h("textarea", { rows: 2 });
+    description.value = d.description;
+    description.addEventListener("input", () => { d.description = description.value; defChanged(false); });
+    const removeBy = h("input", { type: "date", value: d.remove_by || "" });
+    removeBy.addEventListener("input", () => { d.remove_by = removeBy.value || null; defChanged(false); });
+    const commentEl = h("textarea", { id: "comment-definition", rows: 1, placeholder: anyProduction() ? "Required: it is written to production too" : "Optional" });
+    commentEl.value = def.comment;
+    commentEl.addEventListener("input", () => { def.comment = commentEl.value; if (def.problems.size) defChanged(false); });
+    const save = h("button", { type: "submit", class: "primary", id: "save-definition" }, def.dirty ? "Save definition" : "Definition saved");
+    const discard = h("button", { type: "button", disabled: !def.dirty }, "Discard");
+    discard.addEventListener("click", () => reloadPart(def));
+    const form = h("form", { novalidate: true, id: "definition", "aria-labelledby": "s-definition", class: "panel" },
+      h("h2", { id: "s-definition" }, "In every environment"),
+      h("p", { class: "small muted" }, "What the flag is: the same in every environment of the project."),
+      conflictBanner(def, "the flag's definition"),
+      h("div", { class: "row top" },
+        h("div", { class: "grow" }, control(problems, "$.name", "Name", input(d.name, (v) => { d.name = v; defChanged(false); }))),
+        h("div", { class: "grow" }, control(problems, "$.tags", "Tags", input(d.tags.join(", "), (v) => {
+          d.tags = v.split(",").map((t) => t.trim()).filter(Boolean); defChanged(false);
+        }), { hint: "comma separated" })),
+        control(problems, "$.maintainer", "Maintainer", input(d.maintainer, (v) => { d.maintainer = v; defChanged(false); }, { size: 12 })),
+        control(problems, "$.lifecycle", "Lifecycle", select([["temporary", "temporary"], ["permanent", "permanent"]], d.lifecycle,
+          (v) => { d.lifecycle = v; defChanged(false); })),
+        control(problems, "$.remove_by", "Remove by", removeBy)),
+      control(problems, "$.description", "Description", description),
+      "client_side" in d ? h("div", { class: "field" },
+        checkbox("Available to client-side apps", Boolean(d.client_side), (v) => { d.client_side = v; defChanged(false); }),
+        h("p", { class: "small muted" }, "Web pages and mobile apps may evaluate it with a client-side key ",
+          "(its rules stay on the server; the answer is shown to whoever loads the page).")) : null,
+      h("h3", {}, "Variations ", h("span", { class: "muted small" }, `(${d.kind})`)),
       errorsAt(problems, "$.variations"), rows, add,
-      h("div", { class: "row", style: null }, control(problems, "$.off_variation", "When the flag is OFF, serve",
-        select(variationOptions(), draft.off_variation, (v) => { draft.off_variation = v; changed(false); }))));
+      h("div", { class: "savebar inline" },
+        h("div", { class: "grow" }, control(problems, "comment", anyProduction() ? "Comment (required: written to production too)" : "Comment", commentEl)),
+        discard, save));
+    form.addEventListener("submit", (event) => { event.preventDefault(); saveDefinition(); });
+    decorate(form, problems);
+    return form;
   }
 
-  function targets() {
-    const cards = draft.targets.map((t, i) => {
+  // -- one environment's configuration --------------------------------------------------------------------
+
+  function tabList() {
+    const list = h("div", { role: "tablist", "aria-label": "Environments", class: "tabs" }, envs.map((env) => {
+      const config = rec.environments[env];
+      const tab = h("button", { type: "button", role: "tab", id: `tab-${env}`, "aria-selected": String(env === current),
+        "aria-controls": "environment-panel", tabindex: env === current ? "0" : "-1", dataset: { env } },
+      envLabel(ctx, env), " ", h("span", { class: `state ${config.on ? "on" : "off"}` }, config.on ? "on" : "off"),
+      isProduction(ctx, env) ? h("span", { class: "badge prod" }, "prod") : null,
+      h("span", { class: "dirty", hidden: !tabs[env].dirty, title: "unsaved changes" }, " •", sr(" (unsaved changes)")));
+      tab.addEventListener("click", () => select_(env));
+      return tab;
+    }));
+    list.addEventListener("keydown", (event) => {
+      const at = envs.indexOf(current);
+      const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: envs.length - 1 }[event.key];
+      if (to === undefined) return;
+      event.preventDefault();
+      select_(envs[(to + envs.length) % envs.length], true);
+    });
+    return list;
+  }
+
+  function select_(env, focus = false) {
+    current = env;
+    paint();
+    if (focus) root.querySelector(`#tab-${CSS.escape(env)}`)?.focus();
+  }
+
+  function panel() {
+    const env = current;
+    const t = tabs[env];
+    const c = t.draft;
+    const problems = t.problems;
+    const where = envLabel(ctx, env);
+    const name = rec.definition.name || key;
+    const config = rec.environments[env];
+    const sw = h("button", { type: "button", role: "switch", class: "switch", id: "flag-switch", "aria-checked": String(config.on),
+      disabled: rec.definition.archived, "aria-label": `${name} is ${config.on ? "on" : "off"} in ${where}; turn it ${config.on ? "off" : "on"}` });
+    sw.addEventListener("click", async () => {
+      const updated = await toggleFlag(ctx, { key, version: config.version, flag: { name } }, !config.on, env);
+      if (updated) ownChange(env, updated, { toggled: true });
+    });
+
+    const targetCards = c.targets.map((tg, i) => {
       const p = `$.targets[${i}]`;
       const keys = h("textarea", { rows: 2, placeholder: "one context key per line" });
-      keys.value = lines(t.values);
-      keys.addEventListener("input", () => { t.values = parseLines(keys.value); changed(false); });
+      keys.value = lines(tg.values);
+      keys.addEventListener("input", () => { tg.values = parseLines(keys.value); tabChanged(false); });
       const remove = h("button", { type: "button", class: "small danger", "aria-label": `Remove target ${i + 1}` }, "✕");
-      remove.addEventListener("click", () => { draft.targets.splice(i, 1); changed(true); });
+      remove.addEventListener("click", () => { c.targets.splice(i, 1); tabChanged(true); });
       return h("div", { class: "card row", dataset: { path: p } },
-        control(problems, `${p}.variation`, "Serve", select([["", "— choose —"], ...variationOptions()], t.variation,
-          (v) => { t.variation = v; changed(false); })),
-        control(problems, `${p}.context_kind`, "to context kind", input(t.context_kind, (v) => { t.context_kind = v; changed(false); }, { size: 8 })),
+        control(problems, `${p}.variation`, "Serve", select([["", "— choose —"], ...variationOptions()], tg.variation,
+          (v) => { tg.variation = v; tabChanged(false); })),
+        control(problems, `${p}.context_kind`, "to context kind", select([...new Set(["user", ...kinds, tg.context_kind])].map((k) => [k, k]),
+          tg.context_kind, (v) => { tg.context_kind = v; tabChanged(false); })),
         h("div", { class: "grow" }, control(problems, `${p}.values`, "with these keys", keys)), remove);
     });
-    const add = h("button", { type: "button", class: "small", id: "add-target" }, "+ Individual target");
-    add.addEventListener("click", () => {
-      draft.targets.push({ variation: draft.variations[0]?.key || "", values: [], context_kind: "user" }); changed(true);
+    const addTarget = h("button", { type: "button", class: "small", id: "add-target" }, "+ Individual target");
+    addTarget.addEventListener("click", () => {
+      c.targets.push({ variation: variations()[0]?.key || "", values: [], context_kind: "user" }); tabChanged(true);
     });
-    return h("section", { class: "panel", "aria-labelledby": "s-targets" },
-      h("h2", { id: "s-targets" }, "Individual targets"),
-      h("p", { class: "muted small" }, "Checked first: these exact context keys get their variation."), cards, add);
-  }
 
-  function rules() {
-    const cards = draft.rules.map((rule, i) => {
+    const ruleCards = c.rules.map((rule, i) => {
       const p = `$.rules[${i}]`;
       const up = h("button", { type: "button", class: "small", disabled: i === 0, "aria-label": `Move rule ${i + 1} up` }, "↑");
-      up.addEventListener("click", () => { draft.rules.splice(i - 1, 0, draft.rules.splice(i, 1)[0]); changed(true); });
-      const down = h("button", { type: "button", class: "small", disabled: i === draft.rules.length - 1, "aria-label": `Move rule ${i + 1} down` }, "↓");
-      down.addEventListener("click", () => { draft.rules.splice(i + 1, 0, draft.rules.splice(i, 1)[0]); changed(true); });
+      up.addEventListener("click", () => { c.rules.splice(i - 1, 0, c.rules.splice(i, 1)[0]); tabChanged(true); });
+      const down = h("button", { type: "button", class: "small", disabled: i === c.rules.length - 1, "aria-label": `Move rule ${i + 1} down` }, "↓");
+      down.addEventListener("click", () => { c.rules.splice(i + 1, 0, c.rules.splice(i, 1)[0]); tabChanged(true); });
       const remove = h("button", { type: "button", class: "small danger", "aria-label": `Delete rule ${i + 1}` }, "Delete rule");
-      remove.addEventListener("click", () => { draft.rules.splice(i, 1); changed(true); });
+      remove.addEventListener("click", () => { c.rules.splice(i, 1); tabChanged(true); });
       return h("div", { class: "card rule", dataset: { path: p } },
         h("div", { class: "card-head" }, h("h3", { class: "grow" }, `Rule ${i + 1}`), up, down, remove),
-        control(problems, `${p}.description`, "Description", input(rule.description, (v) => { rule.description = v; changed(false); })),
+        h("p", { class: "sentence", dataset: { ruleText: String(i) }, "aria-live": "polite" }, ruleText(rule)),
+        control(problems, `${p}.description`, "Description", input(rule.description, (v) => { rule.description = v; tabChanged(false); })),
         h("h4", { class: "small" }, "If all of these match"),
-        clausesEditor(rule.clauses, `${p}.clauses`, problems, changed, { segments }),
-        serveEditor(rule.serve, `${p}.serve`, rule));
+        clausesEditor(rule.clauses, `${p}.clauses`, problems, tabChanged,
+          { segments: segments[env] || [], kinds: [...kinds], attributes: attributeOptions() }),
+        serveEditor(rule.serve, `${p}.serve`, rule, problems));
     });
-    const add = h("button", { type: "button", class: "small", id: "add-rule" }, "+ Rule");
-    add.addEventListener("click", () => {
-      draft.rules.push({ id: newId("rule"), description: "", serve: { variation: draft.variations[0]?.key },
+    const addRule = h("button", { type: "button", class: "small", id: "add-rule" }, "+ Rule");
+    addRule.addEventListener("click", () => {
+      c.rules.push({ id: newId("rule"), description: "", serve: { variation: variations()[0]?.key },
         clauses: [{ attribute: "key", op: "in", values: [], negate: false, case_insensitive: false, context_kind: "user" }] });
-      changed(true);
+      tabChanged(true);
     });
-    return h("section", { class: "panel", "aria-labelledby": "s-rules" },
-      h("h2", { id: "s-rules" }, "Rules"),
-      h("p", { class: "muted small" }, "Tried in order after the individual targets; the first that matches wins."),
-      cards, add,
-      h("div", { class: "card", dataset: { path: "$.fallthrough" } },
-        h("h3", {}, "Default rule"), h("p", { class: "muted small" }, "When the flag is ON and nothing above matched."),
-        serveEditor(draft.fallthrough, "$.fallthrough", draft)));
-  }
 
-  function prerequisites() {
-    const cards = draft.prerequisites.map((pr, i) => {
+    const prereqCards = c.prerequisites.map((pr, i) => {
       const p = `$.prerequisites[${i}]`;
       const other = otherFlags.find((f) => f.key === pr.flag);
       const remove = h("button", { type: "button", class: "small danger", "aria-label": `Remove prerequisite ${i + 1}` }, "✕");
-      remove.addEventListener("click", () => { draft.prerequisites.splice(i, 1); changed(true); });
+      remove.addEventListener("click", () => { c.prerequisites.splice(i, 1); tabChanged(true); });
       return h("div", { class: "card row", dataset: { path: p } },
         control(problems, `${p}.flag`, "Flag", select([["", "— choose —"], ...otherFlags.map((f) => [f.key, f.name || f.key])],
-          pr.flag, (v) => { pr.flag = v; pr.variation = otherFlags.find((f) => f.key === v)?.variations[0]?.key || ""; changed(true); })),
+          pr.flag, (v) => { pr.flag = v; pr.variation = otherFlags.find((f) => f.key === v)?.variations[0]?.key || ""; tabChanged(true); })),
         control(problems, `${p}.variation`, "must serve", select([["", "— choose —"],
-          ...(other ? other.variations.map((v) => [v.key, v.name || v.key]) : [])], pr.variation, (v) => { pr.variation = v; changed(false); })),
+          ...(other ? other.variations.map((v) => [v.key, v.name || v.key]) : [])], pr.variation, (v) => { pr.variation = v; tabChanged(false); })),
         remove);
     });
-    const add = h("button", { type: "button", class: "small", disabled: !otherFlags.length }, "+ Prerequisite");
-    add.addEventListener("click", () => { draft.prerequisites.push({ flag: "", variation: "" }); changed(true); });
-    return h("section", { class: "panel", "aria-labelledby": "s-prereq" },
-      h("h2", { id: "s-prereq" }, "Prerequisites"),
-      h("p", { class: "muted small" }, "This flag is served normally only if each of these flags serves the given variation."),
-      cards, add);
+    const addPrereq = h("button", { type: "button", class: "small", disabled: !otherFlags.length }, "+ Prerequisite");
+    addPrereq.addEventListener("click", () => { c.prerequisites.push({ flag: "", variation: "" }); tabChanged(true); });
+
+    const commentEl = h("textarea", { id: "comment", rows: 1, placeholder: isProduction(ctx, env) ? "Required in production: why?" : "Optional" });
+    commentEl.value = t.comment;
+    commentEl.addEventListener("input", () => { t.comment = commentEl.value; if (t.problems.size) tabChanged(false); });
+    const save = h("button", { type: "submit", class: "primary", id: "save-environment" }, t.dirty ? `Save ${where}` : "Saved");
+    const discard = h("button", { type: "button", id: "discard", disabled: !t.dirty }, "Discard");
+    discard.addEventListener("click", () => reloadPart(t));
+
+    const form = h("form", { novalidate: true, id: "environment-panel", role: "tabpanel", "aria-labelledby": `tab-${env}`, class: "panel", dataset: { env } },
+      conflictBanner(t, `this flag in ${where}`),
+      h("div", { class: "row" }, sw, h("span", { class: `state ${config.on ? "on" : "off"}`, id: "flag-state" }, config.on ? "ON" : "OFF"),
+        h("span", { class: "small muted grow" }, `in ${where}: version ${config.version}, last change `, lastChange(config)),
+        compareLink(env), releaseLinks(env)),
+      h("section", { "aria-labelledby": "s-reads", class: "reads" },
+        h("h3", { id: "s-reads" }, `What ${where} serves when the flag is on`),
+        h("ol", { id: "reads", class: "sentences" }, configurationLines({ ...c, on: true }).map((l) => h("li", {}, l)))),
+      h("section", { "aria-labelledby": "s-targets" }, h("h3", { id: "s-targets" }, "Individual targets"),
+        h("p", { class: "muted small" }, "Checked first: these exact context keys get their variation."), targetCards, addTarget),
+      h("section", { "aria-labelledby": "s-rules" }, h("h3", { id: "s-rules" }, "Rules"),
+        h("p", { class: "muted small" }, "Tried in order after the individual targets; the first that matches wins."), ruleCards, addRule,
+        h("div", { class: "card", dataset: { path: "$.fallthrough" } },
+          h("h3", {}, "Default rule"), h("p", { class: "muted small" }, "When the flag is ON and nothing above matched."),
+          serveEditor(c.fallthrough, "$.fallthrough", c, problems)),
+        control(problems, "$.off_variation", "When the flag is OFF, serve",
+          select(variationOptions(), c.off_variation, (v) => { c.off_variation = v; tabChanged(false); }))),
+      h("section", { "aria-labelledby": "s-prereq" }, h("h3", { id: "s-prereq" }, "Prerequisites"),
+        h("p", { class: "muted small" }, "This flag is served normally only if each of these flags serves the given variation here."),
+        prereqCards, addPrereq),
+      h("div", { class: "savebar" },
+        h("div", { class: "grow" }, control(problems, "comment", isProduction(ctx, env) ? "Comment (required in production)" : "Comment", commentEl)),
+        discard, save));
+    form.addEventListener("submit", (event) => { event.preventDefault(); saveTab(env); });
+    decorate(form, problems);
+    return form;
   }
 
-  function savebar() {
-    const commentEl = h("textarea", { id: "comment", rows: 1, placeholder: ctx.production ? "Required in production: why?" : "Optional" });
-    commentEl.value = comment;
-    commentEl.addEventListener("input", () => { comment = commentEl.value; if (problems.size) changed(false); });
-    const save = h("button", { type: "submit", class: "primary", id: "save" }, dirty ? "Save changes" : "Saved");
-    const discard = h("button", { type: "button", id: "discard", disabled: !dirty }, "Discard");
-    discard.addEventListener("click", () => accept(rec));
-    return h("div", { class: "savebar" },
-      h("div", { class: "grow" }, control(problems, "comment", ctx.production ? "Comment (required in production)" : "Comment", commentEl)),
-      discard, save);
+  // -- compare with another environment and copy ----------------------------------------------------------
+
+  function compareLink(env) {
+    if (envs.length < 2) return null;
+    return h("a", { class: "button small", href: ctx.link(`promote/${encodeURIComponent(key)}`), id: "compare-link" }, "Compare and copy");
   }
 
-  function focusPath(path) {
-    let target = root.querySelector(`[data-path="${CSS.escape(path)}"]`);
+  // Release plans are per environment: the links open the releases of the tab's environment.
+  function releaseLinks(env) {
+    if (!ctx.extra.releases) return null;
+    const at = (path) => `#/${encodeURIComponent(env)}/${path}/${encodeURIComponent(key)}`;
+    return [
+      rec.definition.archived ? null : h("a", { class: "button small", href: at("releases/new"), id: "release-link" }, "Release in steps"),
+      h("a", { class: "button small", href: at("releases/results"), id: "results-link" }, "Experiment results")];
+  }
+
+  function focusPath(scope, path) {
+    const box = root.querySelector(scope) || root;
+    let target = box.querySelector(`[data-path="${CSS.escape(path)}"]`);
     let p = path;
     while (!target && p.includes(".")) {
       p = p.replace(/(\.[^.[\]]+|\[\d+\])$/, "");
-      target = root.querySelector(`[data-path="${CSS.escape(p)}"]`);
+      target = box.querySelector(`[data-path="${CSS.escape(p)}"]`);
     }
     if (target) {
       target.scrollIntoView({ block: "center" });
@@ -337,91 +487,154 @@ export async function render(ctx, main, key) {
 
   function paint() {
     const focused = document.activeElement?.dataset?.path;
-    const form = h("form", { novalidate: true, "aria-label": `Edit flag ${key}` },
-      banners(), settings(), variations(), targets(), rules(), prerequisites(), savebar());
-    form.addEventListener("submit", (event) => { event.preventDefault(); save(); });
-    clear(root, header(), form,
-      h("datalist", { id: "attribute-suggestions" }, ["key", "email", "country", "plan", "version", "name"].map((a) => h("option", { value: a }))));
-    decorate(root, problems);
-    updateSums();
+    clear(root, header(), definition(),
+      h("section", { class: "environments", "aria-label": "Per environment" },
+        h("h2", {}, "Per environment"),
+        h("p", { class: "small muted" }, "What the flag does: set in each environment on its own."),
+        tabList(), panel()));
+    refresh();
     if (focused) root.querySelector(`[data-path="${CSS.escape(focused)}"]`)?.focus();
   }
 
-  function accept(updated, { keepDraft = false } = {}) {
+  // -- server state in ------------------------------------------------------------------------------------
+
+  /** A whole new record (a save of the definition, an archive, a reload): every part not being edited takes it;
+   * a part being edited keeps its edits if what it is based on did not change, else it says so. */
+  function accept(updated, { fromMe = false } = {}) {
+    const before = rec;
     rec = updated;
-    conflict = null;
-    changedElsewhere = null;
-    if (keepDraft && dirty) {
-      draft.on = updated.flag.on;
-    } else {
-      draft = clone(updated.flag);
-      dirty = false;
-      problems = new Problems();
+    if (!same(before.definition, rec.definition, DEF_COMPARED) || fromMe) {
+      if (!def.dirty || fromMe) Object.assign(def, freshDefinition());
+      else def.elsewhere = lastChanged(rec).config; // its base version stays: saving is refused (409)
+    } else if (!def.elsewhere) {
+      def.version = rec.version; // rebased: the definition did not change
+    }
+    for (const env of envs) {
+      const t = tabs[env];
+      const config = rec.environments[env];
+      if (!config) continue;
+      if (!t.elsewhere && same(t.base, config, CONFIG_FIELDS)) { t.base = config; continue; } // rebased: nothing changed there
+      if (!t.dirty) tabs[env] = tabOf(env);
+      else t.elsewhere = config;
     }
     paint();
   }
 
-  function payload() {
-    // Every field of the flag as read, with the edits: a PUT carries the whole flag, so a field this editor does
-    // not show goes back unchanged (never reset, never a 422 for a field added to the model later).
-    const body = { ...draft };
-    body.variations = draft.variations.map(({ invalid, ...v }) => v);
-    body.comment = comment.trim();
-    return body;
+  /** An environment's new record (a toggle here, a change seen live). */
+  function ownChange(env, record, { toggled = false } = {}) {
+    const next = withChange(rec, env, record);
+    if (next === null) { toast(`${key} was deleted.`, "error"); ctx.go("flags"); return; }
+    const t = tabs[env];
+    if (toggled && t && t.dirty && same(t.base, next.environments[env], CONFIG_FIELDS.filter((f) => f !== "on"))) {
+      // A toggle while editing the tab: the rest of the draft is still based on what is there.
+      t.base = next.environments[env];
+      t.draft.on = t.base.on;
+    }
+    accept(next);
   }
 
-  async function save() {
-    problems = new Problems(flagProblems(draft, { production: ctx.production, comment, otherFlags }));
-    if (problems.size) {
-      paint();
-      root.querySelector("#problems")?.focus?.();
-      focusPath(problems.list[0].path);
-      return;
+  function reloadPart(part) {
+    if (part === def) {
+      Object.assign(def, freshDefinition());
+    } else {
+      const env = Object.keys(tabs).find((e) => tabs[e] === part);
+      tabs[env] = tabOf(env);
     }
-    const button = root.querySelector("#save");
+    call("GET", url).then((fresh) => accept(fresh)).catch((err) => toast(err.message, "error"));
+    paint();
+  }
+
+  // -- saving ---------------------------------------------------------------------------------------------
+
+  async function saveDefinition() {
+    def.problems = new Problems(definitionProblems());
+    if (def.problems.size) { paint(); focusPath("#definition", def.problems.list[0].path); return; }
+    const patch = {};
+    for (const f of DEFINITION_FIELDS) {
+      const value = f === "variations" ? def.draft.variations.map(({ invalid, ...v }) => v) : def.draft[f];
+      if (JSON.stringify(value) !== JSON.stringify(def.base[f])) patch[f] = value;
+    }
+    const button = root.querySelector("#save-definition");
     button.disabled = true;
     button.textContent = "Saving…";
     try {
-      const updated = await call("PUT", url, { body: payload(), ifMatch: rec.version });
-      comment = "";
-      accept(updated);
-      toast(`Saved ${key} (revision r${updated.revision}).`);
+      const updated = await call("PATCH", url, { body: { ...patch, comment: def.comment.trim() }, ifMatch: def.version });
+      def.comment = "";
+      accept(updated, { fromMe: true });
+      toast(`Saved ${key} in every environment.`);
     } catch (err) {
-      if (err.status === 409 && err.body.current) {
-        conflict = err.body.current;
-        paint();
-        root.querySelector("#conflict")?.scrollIntoView({ block: "center" });
-        root.querySelector("#reload")?.focus();
-      } else if (err.status === 422 && err.problems.length) {
-        problems = new Problems(err.problems);
-        paint();
-        focusPath(problems.list[0].path);
-      } else {
-        paint();
-        toast(`Not saved: ${err.message}`, "error");
+      await refused(def, err, "#definition");
+    }
+  }
+
+  async function saveTab(env) {
+    const t = tabs[env];
+    t.problems = new Problems(tabProblems(env));
+    if (t.problems.size) { paint(); focusPath("#environment-panel", t.problems.list[0].path); return; }
+    const button = root.querySelector("#save-environment");
+    button.disabled = true;
+    button.textContent = "Saving…";
+    try {
+      // A merge patch of what this tab edits (its lists replaced whole): anything else of the configuration stays.
+      const config = await call("PATCH", `${url}/environments/${encodeURIComponent(env)}`,
+        { body: { ...pick(t.draft, CONFIG_FIELDS), comment: t.comment.trim() }, ifMatch: t.base.version });
+      tabs[env] = { ...tabOf(env), base: config, draft: pick(clone(config), CONFIG_FIELDS) };
+      rec = { ...rec, version: Math.max(rec.version, config.version), environments: { ...rec.environments, [env]: config } };
+      if (!def.elsewhere) def.version = rec.version; // a tab's save leaves the definition as it was: rebased
+      paint();
+      toast(`Saved ${key} in ${envLabel(ctx, env)} (version ${config.version}).`);
+    } catch (err) {
+      await refused(t, err, "#environment-panel");
+    }
+  }
+
+  async function refused(part, err, scope) {
+    if (err.status === 409) {
+      try {
+        const theirs = await call("GET", url);
+        const env = part === def ? lastChanged(theirs).env : Object.keys(tabs).find((e) => tabs[e] === part);
+        const c = theirs.environments[env] || lastChanged(theirs).config;
+        part.conflict = { actor: c.actor, at: c.at, comment: c.comment, where: part === def ? envLabel(ctx, env) : "" };
+      } catch {
+        part.conflict = { actor: "someone", at: new Date().toISOString(), comment: "" };
       }
+      paint();
+      root.querySelector(part === def ? "#conflict-definition" : "#conflict")?.scrollIntoView({ block: "center" });
+      root.querySelector(part === def ? "#reload-definition" : "#reload")?.focus();
+    } else if (err.status === 422 && err.problems.length) {
+      part.problems = new Problems(err.problems);
+      paint();
+      focusPath(scope, part.problems.list[0].path);
+    } else {
+      paint();
+      toast(`Not saved: ${err.message}`, "error");
     }
   }
 
   paint();
   return {
-    canLeave: () => !dirty,
+    everyEnvironment: true,
+    canLeave: () => !def.dirty && !Object.values(tabs).some((t) => t.dirty),
     onChange(change) {
-      if (change.kind === "segment") { loadRefs(); return; }
-      if (change.kind !== "flag") return;
+      if (change.kind === "segment") { loadRefs().catch(() => {}); return; }
+      if (change.kind !== "flag" || !envs.includes(change.environment)) return;
       if (change.record.key !== key) {
-        const at = otherFlags.findIndex((f) => f.key === change.record.key);
-        if (at >= 0) otherFlags[at] = change.record.flag; else if (!change.record.flag.archived) otherFlags.push(change.record.flag);
+        if (!change.record.flag.archived && !otherFlags.some((f) => f.key === change.record.key)) {
+          otherFlags.push({ key: change.record.key, name: change.record.flag.name, variations: change.record.flag.variations });
+        }
         return;
       }
-      if (change.record.version <= rec.version) return;
-      if (!dirty) {
-        accept(change.record);
-        toast(`${change.record.actor} changed ${key}; showing the new version.`);
-      } else {
-        changedElsewhere = change.record;
-        paint();
-      }
+      const known = rec.environments[change.environment];
+      if (known && change.record.version <= known.version) return;
+      const wasEditing = def.dirty || Object.values(tabs).some((t) => t.dirty);
+      ownChange(change.environment, change.record);
+      if (!wasEditing) toast(`${change.record.actor} changed ${key} in ${envLabel(ctx, change.environment)}; showing the new version.`);
     },
   };
+}
+
+function pick(object, fields) {
+  const out = {};
+  for (const f of fields) out[f] = object[f];
+  return out;
 }

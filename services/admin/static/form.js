@@ -4,13 +4,15 @@ import { h, nextId } from "./dom.js";
 
 export const OPERATORS = [
   ["in", "is one of"], ["not_in", "is not one of"], ["equals", "equals"], ["starts_with", "starts with"],
-  ["ends_with", "ends with"], ["contains", "contains"], ["matches", "matches regex"],
-  ["lt", "<"], ["lte", "≤"], ["gt", ">"], ["gte", "≥"],
-  ["semver_eq", "semver ="], ["semver_lt", "semver <"], ["semver_lte", "semver ≤"], ["semver_gt", "semver >"],
-  ["semver_gte", "semver ≥"], ["before", "before (date)"], ["after", "after (date)"], ["exists", "exists"],
-  ["in_segment", "in segment"],
+  ["ends_with", "ends with"], ["contains", "contains"], ["matches", "matches (regular expression)"],
+  ["lt", "is less than"], ["lte", "is at most"], ["gt", "is more than"], ["gte", "is at least"],
+  ["semver_eq", "is version"], ["semver_lt", "is a version before"], ["semver_lte", "is a version up to"],
+  ["semver_gt", "is a version after"], ["semver_gte", "is a version from"],
+  ["before", "is before (date)"], ["after", "is after (date)"], ["exists", "is set"],
+  ["in_cidr", "is in network (CIDR)"], ["mod", "modulo [divisor, remainder]"], ["in_segment", "is in segment"],
 ];
-export const NUMERIC = new Set(["lt", "lte", "gt", "gte"]);
+export const DATES = new Set(["before", "after"]);
+export const NUMERIC = new Set(["lt", "lte", "gt", "gte", "mod"]);
 
 /** Problems by JSON path, rendered next to controls. */
 export class Problems {
@@ -89,42 +91,102 @@ export function clauseValues(op, text) {
   return items;
 }
 
-/** Editor of a list of clauses (all must match). `changed(structural)` is called after each edit. */
-export function clausesEditor(clauses, path, problems, changed, { segments = [] } = {}) {
+const OTHER = "\u0000other";
+
+/**
+ * A choice among known names (context kinds, attribute names) that still takes a name not listed yet: the
+ * select has "Other…", which shows a text box. `onChange(name)` is called with the chosen or typed name.
+ */
+function choice(problems, path, label, known, value, onChange, otherLabel) {
+  const names = [...new Set([...known])].filter(Boolean);
+  const listed = names.includes(value);
+  const sel = h("select", {}, names.map((n) => h("option", { value: n }, n)), h("option", { value: OTHER }, "Other…"));
+  sel.value = listed ? value : OTHER;
+  const other = h("input", { value: listed ? "" : value ?? "", "aria-label": otherLabel, placeholder: "name", hidden: listed, size: 10 });
+  sel.addEventListener("change", () => {
+    other.hidden = sel.value !== OTHER;
+    if (sel.value === OTHER) { other.focus(); onChange(other.value.trim()); } else onChange(sel.value);
+  });
+  other.addEventListener("input", () => onChange(other.value.trim()));
+  return h("div", { class: "choice" }, control(problems, path, label, sel), other);
+}
+
+/** An ISO date-time (or epoch seconds/milliseconds) as a datetime-local value in this browser's time zone. */
+export function toLocalInput(value) {
+  let date = null;
+  if (typeof value === "number") date = new Date(value > 1e11 ? value : value * 1000);
+  else if (typeof value === "string" && value) date = new Date(value);
+  if (!date || Number.isNaN(date.getTime())) return "";
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+/** A datetime-local value (this browser's time zone) as the ISO-8601 UTC instant the API stores. */
+export function fromLocalInput(text) {
+  const date = new Date(text);
+  return Number.isNaN(date.getTime()) ? "" : date.toISOString().replace(/\.000Z$/, "Z");
+}
+
+/**
+ * Editor of a list of clauses (all must match), built from choices: the context kind and the attribute are
+ * picked from those known (`kinds`, `attributes`: kind -> names, e.g. what the fleet has seen), with "Other…"
+ * for a name not seen yet; the operator from a list; a date picker for the date operators, a list of the
+ * environment's segments for "is in segment" (which has no attribute). `changed(structural)` after each edit.
+ */
+export function clausesEditor(clauses, path, problems, changed, { segments = [], kinds = [], attributes = {} } = {}) {
   const rows = clauses.map((clause, j) => {
     const cp = `${path}[${j}]`;
-    const remove = h("button", { type: "button", class: "small danger", "aria-label": `Remove condition ${j + 1}` }, "✕");
+    const n = j + 1;
+    const remove = h("button", { type: "button", class: "small danger", "aria-label": `Remove condition ${n}` }, "✕");
     remove.addEventListener("click", () => { clauses.splice(j, 1); changed(true); });
     const isSegment = clause.op === "in_segment";
-    const valuesEl = isSegment && segments.length
-      ? h("select", { multiple: true, size: Math.min(4, segments.length) },
-        segments.map((s) => h("option", { value: s, selected: clause.values.includes(s) }, s)))
-      : h("textarea", { rows: 1, placeholder: clause.op === "exists" ? "(no values)" : "one value per line",
-        disabled: clause.op === "exists" });
-    if (valuesEl.tagName === "TEXTAREA") {
+    const kind = clause.context_kind ?? "user";
+    const kindChoice = choice(problems, `${cp}.context_kind`, "Context kind", ["user", ...kinds, kind], kind,
+      (v) => { clause.context_kind = v; changed(true); }, `Condition ${n}: kind not listed`);
+    const known = ["key", ...(attributes[kind] || []), clause.attribute ?? "key"];
+    const attributeChoice = isSegment ? null : choice(problems, `${cp}.attribute`, "Attribute", known, clause.attribute ?? "key",
+      (v) => { clause.attribute = v; changed(false); }, `Condition ${n}: name not listed`);
+    let valuesEl;
+    let valuesLabel = "Values";
+    if (isSegment) {
+      valuesLabel = "Segments";
+      valuesEl = h("select", { multiple: true, size: Math.max(2, Math.min(4, segments.length)) },
+        [...new Set([...segments, ...clause.values])].map((s) => h("option", { value: s, selected: clause.values.includes(s) }, s)));
+      valuesEl.addEventListener("change", () => { clause.values = [...valuesEl.selectedOptions].map((o) => o.value); changed(false); });
+    } else if (DATES.has(clause.op)) {
+      valuesLabel = "Date and time";
+      valuesEl = h("input", { type: "datetime-local", value: toLocalInput(clause.values[0]) });
+      valuesEl.addEventListener("input", () => {
+        const iso = fromLocalInput(valuesEl.value);
+        clause.values = iso ? [iso] : [];
+        changed(false);
+      });
+    } else if (clause.op === "exists") {
+      valuesEl = null;
+    } else {
+      valuesEl = h("textarea", { rows: 1, placeholder: "one value per line" });
       valuesEl.value = lines(clause.values);
       valuesEl.addEventListener("input", () => { clause.values = clauseValues(clause.op, valuesEl.value); changed(false); });
-    } else {
-      valuesEl.addEventListener("change", () => {
-        clause.values = [...valuesEl.selectedOptions].map((o) => o.value); changed(false);
-      });
     }
-    return h("div", { class: "clause", dataset: { path: cp } },
-      control(problems, `${cp}.context_kind`, "Context kind",
-        input(clause.context_kind ?? "user", (v) => { clause.context_kind = v; changed(false); }, { size: 6 })),
-      control(problems, `${cp}.attribute`, "Attribute",
-        input(clause.attribute ?? "key", (v) => { clause.attribute = v; changed(false); },
-          { disabled: isSegment, list: "attribute-suggestions" })),
-      control(problems, `${cp}.op`, "Operator", select(OPERATORS, clause.op, (v) => {
-        clause.op = v;
-        if (v === "exists") clause.values = [];
-        clause.values = NUMERIC.has(v) ? clauseValues(v, lines(clause.values)) : clause.values.map(String);
-        changed(true);
-      })),
-      h("div", { class: "values" }, control(problems, `${cp}.values`, isSegment ? "Segments" : "Values", valuesEl)),
+    const opSelect = select(OPERATORS, clause.op, (v) => {
+      const was = clause.op;
+      clause.op = v;
+      if (v === "exists") clause.values = [];
+      else if (v === "in_segment" || was === "in_segment" || DATES.has(v) !== DATES.has(was)) clause.values = [];
+      clause.values = NUMERIC.has(v) ? clauseValues(v, lines(clause.values)) : clause.values.map(String);
+      changed(true);
+    });
+    return h("div", { class: `clause${isSegment ? " segment" : ""}`, dataset: { path: cp } },
+      kindChoice,
+      attributeChoice,
+      control(problems, `${cp}.op`, "Operator", opSelect),
+      h("div", { class: "values" }, valuesEl ? control(problems, `${cp}.values`, valuesLabel, valuesEl,
+        DATES.has(clause.op) ? { hint: "in your time zone; saved as UTC" } : {})
+        : h("p", { class: "small muted", "data-path": `${cp}.values` }, "(no value)")),
       h("div", { class: "opts" },
         checkbox("not", clause.negate, (v) => { clause.negate = v; changed(false); }),
-        checkbox("ignore case", clause.case_insensitive, (v) => { clause.case_insensitive = v; changed(false); }),
+        isSegment || DATES.has(clause.op) || clause.op === "exists" ? null
+          : checkbox("ignore case", clause.case_insensitive, (v) => { clause.case_insensitive = v; changed(false); }),
         remove));
   });
   const add = h("button", { type: "button", class: "small" }, "+ Condition");

@@ -1,6 +1,6 @@
 // History: the audit timeline with field-level diffs, time travel (an entity or the whole environment as of
 // an instant), revert with a comment, and scheduled changes (listed, cancellable).
-import { call, envBase } from "./api.js";
+import { call, envBase, flagBase } from "./api.js";
 import { clear, confirmDialog, h, timeEl, toast } from "./dom.js";
 import { flagSummary, segmentSummary } from "./describe.js";
 
@@ -39,6 +39,15 @@ export async function render(ctx, main, kind, rest = []) {
   const key = rest[0];
   const base = envBase(ctx.project, ctx.env);
   const one = kind && key ? `${base}/${kind}s/${encodeURIComponent(key)}` : null;
+  // A flag's history covers every environment of the project (filterable by environment); an entry acts on its
+  // own environment (time travel, revert).
+  const everywhere = kind === "flag" && !!key;
+  const envs = ctx.envs.filter((e) => !e.environment.archived).map((e) => e.key);
+  const oneIn = (env) => `${envBase(ctx.project, env)}/${kind}s/${encodeURIComponent(key)}`;
+  const envName = (env) => ctx.envs.find((e) => e.key === env)?.environment?.name || env;
+  const isProd = (env) => !!ctx.envs.find((e) => e.key === env)?.environment?.production;
+  const envFilter = everywhere ? h("select", { id: "history-environment", "aria-label": "Changes in" },
+    h("option", { value: "" }, "Every environment"), envs.map((e) => h("option", { value: e }, envName(e)))) : null;
   const title = one ? `History of ${kind} ${key}` : `History of ${ctx.environment.name || ctx.env}`;
   const timeline = h("ol", { class: "timeline", "aria-label": "Changes, newest first" });
   const travel = h("section", { class: "panel", "aria-labelledby": "tt-title", id: "time-travel" });
@@ -48,11 +57,29 @@ export async function render(ctx, main, kind, rest = []) {
   let next = null;
   let newest = 0;
 
+  /** A flag's changes in every environment: the project route, or (a server without it) each environment's. */
+  async function across(params) {
+    if (envFilter.value) params.set("environment", envFilter.value);
+    if (ctx.ops.has("projectFlagHistory")) return call("GET", `${flagBase(ctx.project, key)}/history?${params}`);
+    const chosen = envFilter.value ? [envFilter.value] : envs;
+    const pages = await Promise.all(chosen.map(async (env) => {
+      try {
+        const page = await call("GET", `${oneIn(env)}/history?${params}`);
+        return page.items.map((e) => ({ ...e, environment: e.environment || env }));
+      } catch (err) {
+        if (err.status === 404) return [];
+        throw err;
+      }
+    }));
+    const items = pages.flat().sort((a, b) => b.seq - a.seq).slice(0, Number(params.get("limit")));
+    return { items, next_before: items.length === Number(params.get("limit")) ? items[items.length - 1].seq : null };
+  }
+
   async function load(reset = true) {
     const params = new URLSearchParams({ limit: "50" });
     if (actor.value.trim()) params.set("actor", actor.value.trim());
     if (!reset && next) params.set("before", String(next));
-    const page = await call("GET", `${one || base}/history?${params}`);
+    const page = everywhere ? await across(params) : await call("GET", `${one || base}/history?${params}`);
     if (reset) clear(timeline);
     if (reset) newest = page.items[0]?.seq || 0;
     next = page.next_before;
@@ -63,33 +90,38 @@ export async function render(ctx, main, kind, rest = []) {
   }
 
   function entry(e) {
+    const env = e.environment || ctx.env;
     const asOf = h("button", { type: "button", class: "small" }, "View as of this change");
-    asOf.addEventListener("click", () => showState({ seq: e.seq }, `right after revision r${e.revision} (#${e.seq})`));
+    asOf.addEventListener("click", () => showState({ seq: e.seq }, `right after revision r${e.revision} (#${e.seq})`, env));
     const revert = h("button", { type: "button", class: "small danger" }, "Revert to this version");
     revert.addEventListener("click", () => doRevert(e));
     const entity = e.kind === "environment" || e.kind === "schedule" ? `${e.kind} ${e.key}`
       : h("a", { href: ctx.link(`${e.kind}s/${encodeURIComponent(e.key)}`) }, `${e.kind} ${e.key}`);
-    return h("li", { class: "card entry", dataset: { seq: e.seq, type: e.type } },
+    const said = e.kind === "flag" && e.lines && e.lines.length && !(e.changes.length === 1 && !e.changes[0].path);
+    return h("li", { class: "card entry", dataset: { seq: e.seq, type: e.type, env } },
       h("div", { class: "card-head" },
-        h("div", { class: "grow" }, h("strong", {}, e.type), one ? null : [" — ", entity], " ",
+        h("div", { class: "grow" }, everywhere ? [h("span", { class: `env-tag${isProd(env) ? " prod" : ""}` }, envName(env)), " "] : null,
+          h("strong", {}, e.type), one ? null : [" — ", entity], " ",
           h("span", { class: "small muted" }, `r${e.revision} · #${e.seq}`)),
         h("span", { class: "small" }, timeEl(e.at), " by ", h("strong", { class: "actor", title: authorText(e.author) }, e.actor),
           e.author?.email ? h("span", { class: "muted author-email" }, ` <${e.author.email}>`) : null)),
       e.comment ? h("p", { class: "small comment" }, `“${e.comment}”`) : null,
-      diffTable(e),
+      said ? [h("ul", { class: "sentences said" }, e.lines.map((l) => h("li", {}, l))),
+        h("details", {}, h("summary", { class: "small" }, "Field by field"), diffTable(e))] : diffTable(e),
       e.kind === "flag" || e.kind === "segment" ? h("div", { class: "row" }, asOf, one ? revert : null) : null);
   }
 
-  async function showState(instant, label) {
+  async function showState(instant, label, env = everywhere && envFilter.value ? envFilter.value : ctx.env) {
     const params = new URLSearchParams(instant.seq ? { seq: String(instant.seq) } : { at: instant.at });
     const box = travel.querySelector(".state-view");
+    const where = everywhere ? oneIn(env) : one;
     try {
-      const state = await call("GET", `${one || base}/state?${params}`);
+      const state = await call("GET", `${where || base}/state?${params}`);
       const when = h("p", { class: "small muted" }, `As of ${label}`, state.at && instant.seq ? [" — ", timeEl(state.at)] : null,
         ` (stream #${state.seq}).`);
       if (one) {
         const rec = state.record;
-        clear(box, h("h3", {}, `${key} as it was`), when,
+        clear(box, h("h3", {}, `${key} as it was`, everywhere ? ` in ${envName(env)}` : ""), when,
           !rec ? h("p", {}, "It did not exist yet.") : kind === "flag" ? flagSummary(rec.state) : segmentSummary(rec.state),
           rec ? h("p", { class: "small" }, `Revision r${rec.revision}, last changed by `, h("strong", {}, rec.actor), " ", timeEl(rec.at)) : null);
       } else {
@@ -116,7 +148,7 @@ export async function render(ctx, main, kind, rest = []) {
     });
     if (!answer) return;
     try {
-      const result = await call("POST", `${one}/revert`, { body: { seq: e.seq, comment: answer.comment } });
+      const result = await call("POST", `${everywhere ? oneIn(e.environment || ctx.env) : one}/revert`, { body: { seq: e.seq, comment: answer.comment } });
       toast(result.written.length ? `Reverted ${key}.` : `${key} already was in that state: nothing to write.`);
       await refreshUntil(result.written.reduce((m, w) => Math.max(m, w.version), 0));
     } catch (err) {
@@ -200,6 +232,7 @@ export async function render(ctx, main, kind, rest = []) {
   }
 
   actor.addEventListener("change", () => load(true));
+  envFilter?.addEventListener("change", () => load(true));
   more.addEventListener("click", () => load(false));
   clear(main,
     h("div", { class: "page-head" }, h("div", { class: "grow" },
@@ -207,14 +240,17 @@ export async function render(ctx, main, kind, rest = []) {
       h("h1", {}, title))),
     h("div", { class: "history-grid" },
       h("section", { class: "panel", "aria-labelledby": "tl-title" }, h("h2", { id: "tl-title" }, "Changes"),
-        h("div", { class: "filters" }, h("label", { class: "field", for: "history-actor" }, h("span", {}, "By"), actor)),
+        h("div", { class: "filters" }, h("label", { class: "field", for: "history-actor" }, h("span", {}, "By"), actor),
+          envFilter ? h("label", { class: "field", for: "history-environment" }, h("span", {}, "In"), envFilter) : null),
         timeline, more),
       h("div", {}, travel, schedules)));
   await load(true);
   await loadSchedules();
   return {
+    everyEnvironment: everywhere,
     onChange(change) {
-      if (change.kind === "schedule") { loadSchedules(); return; }
+      if (everywhere && change.kind === "flag" && envFilter.value && change.environment !== envFilter.value) return;
+      if (change.kind === "schedule") { if (change.environment === ctx.env) loadSchedules(); return; }
       const rec = change.record;
       if (one && (change.kind !== kind || rec.key !== key)) return;
       if (rec && rec.version > newest) refreshUntil(rec.version);

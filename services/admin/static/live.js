@@ -1,6 +1,7 @@
-// Live changes of one environment: Server-Sent Events read with fetch (so the token goes in a header),
-// resumed after the last seen stream sequence on every reconnect, so no change is missed.
-import { auth, envBase } from "./api.js";
+// Live changes of every environment of the project (those the token may read): Server-Sent Events read with
+// fetch (so the token goes in a header), resumed after the last seen stream sequence on every reconnect, so no
+// change is missed. Each change names its environment.
+import { API, auth } from "./api.js";
 
 export class Live {
   constructor(onChange, onState) {
@@ -10,13 +11,18 @@ export class Live {
     this.last = null;
   }
 
-  start(project, env) {
+  start(project) {
     this.stop();
     const controller = new AbortController();
     this.controller = controller;
-    if (this.where !== `${project}/${env}`) this.last = null;
-    this.where = `${project}/${env}`;
-    this.run(project, env, controller.signal);
+    if (this.where !== project) this.last = null;
+    this.where = project;
+    this.run(project, controller.signal);
+  }
+
+  /** Start unless already following this project. */
+  ensure(project) {
+    if (!this.controller || this.where !== project) this.start(project);
   }
 
   stop() {
@@ -24,11 +30,11 @@ export class Live {
     this.controller = null;
   }
 
-  async run(project, env, signal) {
+  async run(project, signal) {
     let delay = 500;
     while (!signal.aborted) {
       try {
-        const url = `${envBase(project, env)}/changes/stream${this.last !== null ? `?after=${this.last}` : ""}`;
+        const url = `${API}/projects/${encodeURIComponent(project)}/changes/stream${this.last !== null ? `?after=${this.last}` : ""}`;
         const response = await fetch(url, {
           headers: { Accept: "text/event-stream", ...(auth.token ? { Authorization: `Bearer ${auth.token}` } : {}) },
           signal, credentials: "same-origin",

@@ -33,7 +33,7 @@ function serveProblems(serve, path, keys, out) {
 function clauseProblems(clause, path, out) {
   if (clause.op !== "in_segment" && !clause.attribute) out.push({ path: `${path}.attribute`, message: "name an attribute" });
   if (clause.op !== "exists" && !clause.values.length) out.push({ path: `${path}.values`, message: "give at least one value" });
-  if (["lt", "lte", "gt", "gte"].includes(clause.op) && clause.values.some((v) => typeof v !== "number")) {
+  if (["lt", "lte", "gt", "gte", "mod"].includes(clause.op) && clause.values.some((v) => typeof v !== "number")) {
     out.push({ path: `${path}.values`, message: "this operator compares numbers" });
   }
 }
