@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/regex_linear.py --patterns 500
 	$(BIN)/python bench/track_cost.py --quick
 	$(BIN)/python bench/release_guardian.py --trials 5 --aa 50 --aa-hold 120
+	$(BIN)/python bench/sdk_credentials.py --rounds 5 --held 0,200
 
 ## make differential: every bucketing scheme against its home system's engine, 100,000 contexts per scheme;
 ## each of the five importers whole, 500 generated documents x 140 contexts each (over 100,000 answers each)

@@ -4,28 +4,59 @@ Scenarios (``flags x revisions`` = events):
 
 - ``1000x1``: 1,000 flags written once (1,000 events);
 - ``10000x10``: 10,000 flags written 10 times each (100,000 events);
-- ``10000x100``: 10,000 flags written 100 times each (1,000,000 events; issue 5's target: under 500 ms).
+- ``10000x100``: 10,000 flags written 100 times each (1,000,000 events; issue 25's target: under 200 ms);
+- ``10000x1000``: 10,000,000 events (about 8 GB of stream: use ``--store``, the fill takes half an hour).
 
 The client loads only the last event per subject (an ordered ``LAST_PER_SUBJECT`` consumer), so the cost
 should follow the number of flags, not of events. Median of several fresh clients, each with its own
-connection (connecting is included in the time). The stream is filled with ``js.publish_async`` (up to
-``--window`` acks outstanding); the fill time is reported too.
+connection (connecting is included in the time). Each run also reports the client process's CPU time
+(``time.process_time``) during the load: on a shared machine the wall time mostly measures the wait for a core,
+the CPU time much less so. The load average (``os.getloadavg``) before and after each scenario is printed and
+kept in the results.
 
-    .venv/bin/python bench/cold_start.py [--runs 5] [--scenarios 1000x1,10000x10,10000x100]
+``--instructions`` counts, with valgrind's cachegrind, the CPU instructions of one load in a child process (three
+loads minus one, halved: start-up and imports cancel out), for the SDK client and for two reference loads of the
+same 10,000 messages: nats-py's ordered consumer with a callback that does nothing, and the same callback decoding
+each event (``decode_event``). Instructions do not depend on the machine's load: they say where the client's
+time goes.
+
+The stream is filled with ``js.publish_async`` (up to ``--window`` acks outstanding); the fill time is reported
+too. ``--store DIR`` keeps the nats-server's store in ``DIR/<scenario>`` and reuses it when it already holds the
+scenario's events (the stream's last revision of every flag is then the newest 10,000 messages).
+
+    .venv/bin/python bench/cold_start.py [--runs 5] [--scenarios 1000x1,10000x10,10000x100] [--store DIR]
+    .venv/bin/python bench/cold_start.py --scenarios 10000x100 --instructions
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import re
+import shutil
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import nats
 from _common import flag_event, nats_server, print_table, realistic_flag, write_results
 
 from flagstream import AsyncFlagstreamClient
+from flagstream.services.runtime.natsd import NatsServer
 from flagstream.services.runtime.stream import ensure_stream
+
+FILTER = "flagstream.default.production.>"
+#: What ``--instructions`` counts: the SDK's load, and nats-py's ordered consumer alone (with, without decoding).
+LOADS = ("sdk", "nats-py", "nats-py+decode")
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 async def fill(url: str, flags: int, revisions: int, window: int) -> int:
@@ -36,6 +67,11 @@ async def fill(url: str, flags: int, revisions: int, window: int) -> int:
     nc = await nats.connect(url)
     js = nc.jetstream(publish_async_max_pending=window)
     await ensure_stream(js)
+    info = await js.stream_info("FLAGSTREAM")
+    if info.state.messages == flags * revisions:  # a kept store (--store) already filled
+        await nc.close()
+        return info.state.last_seq
+    assert info.state.messages == 0, f"the store holds {info.state.messages} messages, not {flags * revisions}"
     futures = []
     last = 0
     for revision in range(revisions):
@@ -52,6 +88,19 @@ async def fill(url: str, flags: int, revisions: int, window: int) -> int:
     return last
 
 
+async def load_once(url: str) -> tuple[float, float, int, int]:
+    """One fresh client from ``start()`` to ready: (wall seconds, CPU seconds, flags loaded, sequence)."""
+    client = AsyncFlagstreamClient(url, environment="production", telemetry=False)
+    started, cpu = time.perf_counter(), time.process_time()
+    await client.start()
+    ready = await client.wait_until_ready(300)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    loaded, seq = len(client.ruleset.flags), client.seq
+    await client.close()
+    assert ready, "client never became ready"
+    return elapsed, cpu, loaded, seq
+
+
 async def scenario(url: str, flags: int, revisions: int, runs: int, window: int) -> dict[str, object]:
     filled = time.perf_counter()
     last = await fill(url, flags, revisions, window)
@@ -59,19 +108,15 @@ async def scenario(url: str, flags: int, revisions: int, runs: int, window: int)
     print(f"  {flags} flags x {revisions} revisions: stream filled in {fill_s:.1f} s", flush=True)
 
     timings: list[float] = []
+    cpus: list[float] = []
+    load_before = load_average()
     for _ in range(runs):
-        client = AsyncFlagstreamClient(url, environment="production", telemetry=False)
-        started = time.perf_counter()
-        await client.start()
-        ready = await client.wait_until_ready(300)
-        elapsed = time.perf_counter() - started
-        loaded, seq = len(client.ruleset.flags), client.seq
-        await client.close()
-        assert ready, "client never became ready"
+        elapsed, cpu, loaded, seq = await load_once(url)
         assert loaded == flags, f"loaded {loaded} flags, expected {flags}"
         assert seq == last, f"client at sequence {seq}, stream at {last}"
         timings.append(elapsed)
-        print(f"    start() -> ready: {elapsed * 1000:.0f} ms", flush=True)
+        cpus.append(cpu)
+        print(f"    start() -> ready: {elapsed * 1000:.0f} ms (client CPU {cpu * 1000:.0f} ms)", flush=True)
     return {
         "flags": flags,
         "events": flags * revisions,
@@ -80,7 +125,90 @@ async def scenario(url: str, flags: int, revisions: int, runs: int, window: int)
         "median_ms": round(statistics.median(timings) * 1000, 1),
         "min_ms": round(min(timings) * 1000, 1),
         "max_ms": round(max(timings) * 1000, 1),
+        "cpu_median_ms": round(statistics.median(cpus) * 1000, 1),
+        "cpu_min_ms": round(min(cpus) * 1000, 1),
+        "load_before": load_before,
+        "load_after": load_average(),
     }
+
+
+# -- instructions (cachegrind) --------------------------------------------------------------------------------
+
+
+async def _consumer_load(url: str, flags: int, decode: bool) -> None:
+    """nats-py's ordered consumer delivering the last event of each flag to a callback (decoding it or not)."""
+    from nats.js.api import DeliverPolicy
+
+    from flagstream.events import decode_event
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.stream_info("FLAGSTREAM")
+    received = 0
+    done = asyncio.Event()
+
+    async def on_message(msg: nats.aio.msg.Msg) -> None:
+        nonlocal received
+        if decode:
+            decode_event(msg.data)
+        received += 1
+        if received == flags:
+            done.set()
+
+    policy = DeliverPolicy.LAST_PER_SUBJECT
+    await js.subscribe(FILTER, stream="FLAGSTREAM", cb=on_message, ordered_consumer=True, deliver_policy=policy)
+    await done.wait()
+    await nc.close()
+
+
+async def _child_loads(url: str, what: str, count: int, flags: int) -> None:
+    for _ in range(count):
+        if what == "sdk":
+            _, _, loaded, _ = await load_once(url)
+            assert loaded == flags
+        else:
+            await _consumer_load(url, flags, decode=what == "nats-py+decode")
+
+
+def instructions(url: str, what: str, count: int, flags: int) -> int:
+    args = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable,
+            __file__, "--child", url, what, str(count), str(flags)]  # fmt: skip
+    out = subprocess.run(args, capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"), check=True)
+    match = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    assert match, out.stderr[-2000:]
+    return int(match.group(1).replace(",", ""))
+
+
+def count_instructions(url: str, flags: int) -> dict[str, int]:
+    """Instructions of one load, per kind of load: (three loads - one load) / 2."""
+    counts = {}
+    for what in LOADS:
+        one, three = instructions(url, what, 1, flags), instructions(url, what, 3, flags)
+        counts[what] = (three - one) // 2
+        print(f"    {what}: {counts[what] / 1e6:,.0f} M instructions per load", flush=True)
+    return counts
+
+
+# -- driver ---------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def server_for(store: Path | None, name: str) -> Iterator[NatsServer]:
+    if store is None:
+        with nats_server() as server:
+            yield server
+        return
+    server = NatsServer(store_dir=store / name).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def row(r: dict[str, object]) -> tuple[object, ...]:
+    load = f"{r['load_before']}/{r['load_after']}"
+    return (r["flags"], r["events"], r["fill_s"], r["runs"], r["median_ms"], r["min_ms"], r["max_ms"],
+            r["cpu_median_ms"], r["cpu_min_ms"], load)  # fmt: skip
 
 
 async def main() -> None:
@@ -89,20 +217,36 @@ async def main() -> None:
     parser.add_argument("--scenarios", default="1000x1,10000x10,10000x100", help="comma-separated FLAGSxREVISIONS")
     parser.add_argument("--window", type=int, default=4000, help="async publishes in flight while filling")
     parser.add_argument("--quick", action="store_true", help="only the 1,000-flag scenario")
+    parser.add_argument("--store", type=Path, help="keep (and reuse) each scenario's filled store in this folder")
+    parser.add_argument("--instructions", action="store_true", help="also count instructions per load (valgrind)")
     args = parser.parse_args()
+    if args.instructions and shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
     wanted = "1000x1" if args.quick else args.scenarios
     scenarios = [tuple(int(n) for n in s.split("x")) for s in wanted.split(",") if s]
     results = []
     for flags, revisions in scenarios:
-        with nats_server() as server:
-            results.append(await scenario(server.url, flags, revisions, args.runs, args.window))
+        with server_for(args.store, f"{flags}x{revisions}") as server:
+            result = await scenario(server.url, flags, revisions, args.runs, args.window)
+            if args.instructions:
+                result["instructions"] = count_instructions(server.url, flags)
+            results.append(result)
     print_table(
-        "Cold start: start() -> ready (ms, connect included)",
-        ["flags", "events", "fill s", "runs", "median", "min", "max"],
-        [(r["flags"], r["events"], r["fill_s"], r["runs"], r["median_ms"], r["min_ms"], r["max_ms"]) for r in results],
+        "Cold start: start() -> ready (ms, connect included), the client's CPU, the load average before/after",
+        ["flags", "events", "fill s", "runs", "median", "min", "max", "CPU median", "CPU min", "load"],
+        [row(r) for r in results],
     )
+    if args.instructions:
+        print_table(
+            "Instructions per load (millions; cachegrind)",
+            ["flags", "events", *LOADS],
+            [(r["flags"], r["events"], *(f"{r['instructions'][w] / 1e6:,.0f}" for w in LOADS)) for r in results],
+        )
     write_results("cold_start", {"runs": results})
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        asyncio.run(_child_loads(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])))
+    else:
+        asyncio.run(main())
