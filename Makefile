@@ -77,11 +77,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/regex_linear.py --patterns 500
 	$(BIN)/python bench/track_cost.py --quick
 	$(BIN)/python bench/release_guardian.py --trials 5 --aa 50 --aa-hold 120
+	$(BIN)/python bench/sdk_credentials.py --rounds 5 --held 0,200
 
 ## make differential: every bucketing scheme against its home system's engine, 100,000 contexts per scheme;
-## the Flagsmith, GrowthBook, Unleash and flagd importers whole, 500 generated documents x 120 contexts each
+## each of the five importers whole, 500 generated documents x 140 contexts each (over 100,000 answers each)
 differential: $(STAMP)
-	$(BIN)/python bench/differential.py --flags 200 --contexts 500
+	$(BIN)/python bench/differential.py --flags 200 --contexts 500 --document-contexts 140
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info tests/oidc/node_modules

@@ -8,8 +8,8 @@ The flag of eval_speed.py and shared/bench/peer_eval.py -- ON for a sticky 10% o
 iOS, else OFF -- written in each system's own format (LaunchDarkly flag JSON, Unleash feature, flagd definition,
 Flagsmith segment with PERCENTAGE_SPLIT, GrowthBook force rule with coverage), driven offline through that system's
 SDK as the reference harness does, and written as a Flagstream flag bucketing with the system's scheme
-(``Rollout.algorithm``); the ``-import`` rows time the flag as the Flagsmith and GrowthBook importers write it from
-the system's own document, against that system's SDK. Before timing, both answer for the 10,000 contexts (half
+(``Rollout.algorithm``); the ``-import`` rows time the flag as the flagd, Flagsmith and GrowthBook importers write
+it from the system's own document, against that system's SDK. Before timing, both answer for the 10,000 contexts (half
 CA/iOS) and must agree on every one: the bench refuses to time a flag that answers differently. Then 20,000 warm-up
 evaluations and the repetitions of a one-line closure around each call (gc enabled, collected before each); the
 median ns per evaluation is reported, Flagstream (engine ``evaluate`` and the SDK's ``bool_variation``) next to the
@@ -289,6 +289,7 @@ def flagd(tmp: str) -> dict[str, Any]:
         ),
         "peer_eval": lambda c: resolve(RULE, False, c).value,
         "ours": ours,
+        "doc": doc,
     }
 
 
@@ -424,6 +425,17 @@ def flagsmith_import(tmp: str) -> dict[str, Any]:
     }
 
 
+def flagd_import(tmp: str) -> dict[str, Any]:
+    """The flagd row's definition imported by ``flagstream import flagd`` (clauses with ``cast: jsonlogic``, JSON
+    Logic's loose ``==``; a ``flagd_v2_pair`` rollout), against flagd's evaluator."""
+    from flagstream.services.importers import import_flagd
+
+    row = flagd(tmp)
+    result = import_flagd(row.pop("doc"))
+    assert not result.problems(), result.problems()
+    return row | {"ours": result.flags[0]}
+
+
 def growthbook_import(tmp: str) -> dict[str, Any]:
     """The same flag as a GrowthBook payload, imported by ``flagstream import growthbook`` (``cast: js``
     clauses, a partial ``growthbook`` rollout), against GrowthBook's SDK."""
@@ -459,6 +471,7 @@ ROWS = {
     "flagd": flagd,
     "flagsmith": flagsmith,
     "growthbook": growthbook,
+    "flagd-import": flagd_import,
     "flagsmith-import": flagsmith_import,
     "growthbook-import": growthbook_import,
 }

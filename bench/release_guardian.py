@@ -19,6 +19,12 @@ the error rate) on the same traffic simulated second by second (1,000 evaluation
 sides), each trial a plan of three watched steps (5%, 25%, 50%) held ``--aa-hold`` seconds each, looked at every
 second as the runner does. The share of trials with any rollback is the false rollback rate.
 
+**False rollbacks through the real system** (``--aa-real ROUNDS``): the same admin process and SDK client as the
+detection trials; per round ``--aa-real-flags`` fresh flags, each with an A/A plan (5%, 25%, 50% held
+``--aa-real-hold`` seconds, then 100%) guarded by a metric of its own (``errors-k``, 1% per evaluation on both
+variations, drawn independently per flag, so the plans' verdicts are independent); the app evaluates every flag
+for each of its 1,000 users a second. A plan that does not complete is a false rollback.
+
 The machine's load average is printed and stored with the figures.
 """
 

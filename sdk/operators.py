@@ -681,6 +681,8 @@ def _jsonlogic_cast_test(op: Operator, values: tuple[Any, ...], negate: bool) ->
     attribute or among a list's elements; ``lt``...``gte`` against a number, the value read as one."""
     if op is Operator.EQUALS:
         c = values[0]
+        if type(c) is str:  # the common case: a text attribute against a text, without the general rules
+            return lambda v: (v == c if type(v) is str else _jl_equals(v, c)) is not negate
         return lambda v: _jl_equals(v, c) is not negate
     if op in (Operator.IN, Operator.NOT_IN):
 

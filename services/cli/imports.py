@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 default="userId",
                 help="the attribute Unleash's userId maps to (default: userId; 'key' makes it the targeting key)",
             )
+            p.add_argument(
+                "--source-env",
+                default="",
+                help="the Unleash environment to import from an admin export holding several",
+            )
         if source == "flagd":
             p.add_argument(
                 "--fractional",
@@ -46,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 _WHAT = {
-    "unleash": "Unleash client features export (/api/client/features)",
+    "unleash": "Unleash client features (/api/client/features) or admin export (features-batch/export)",
     "flagd": "flagd flag definition file",
     "launchdarkly": "LaunchDarkly flag data file (flags, segments; the SDKs' file data source, the Relay Proxy's)",
     "flagsmith": "Flagsmith environment document (GET /api/v1/environment-document/, as local evaluation reads it)",
@@ -104,7 +109,7 @@ def _map(args: argparse.Namespace) -> ImportResult:
     if args.source == "unleash":
         from ..importers import load_unleash
 
-        return load_unleash(args.file, user_id_attribute=args.user_id_attribute)
+        return load_unleash(args.file, user_id_attribute=args.user_id_attribute, environment=args.source_env)
     if args.source == "launchdarkly":
         from ..importers import load_launchdarkly
 

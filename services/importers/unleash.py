@@ -52,16 +52,67 @@ Alternatives = list[tuple[Clause, ...]]  # OR of ANDs; [] never matches, [()] al
 _ALWAYS: Alternatives = [()]
 
 
-def load_unleash(path: str | Path, *, user_id_attribute: str = "userId") -> ImportResult:
+def load_unleash(path: str | Path, *, user_id_attribute: str = "userId", environment: str = "") -> ImportResult:
     """Read and map an Unleash export file; :class:`ImportFileError` if it is not one."""
     doc = read_json(path)
-    return import_unleash(doc, user_id_attribute=user_id_attribute, source=str(path))
+    return import_unleash(doc, user_id_attribute=user_id_attribute, source=str(path), environment=environment)
 
 
-def import_unleash(doc: Any, *, user_id_attribute: str = "userId", source: str = "unleash") -> ImportResult:
+def import_unleash(
+    doc: Any, *, user_id_attribute: str = "userId", source: str = "unleash", environment: str = ""
+) -> ImportResult:
+    """``doc``: the client features API's answer, or the admin export (``features``, ``featureStrategies``,
+    ``featureEnvironments``, ``segments``, ``dependencies``), of which ``environment`` picks one when it holds
+    several."""
     if not isinstance(doc, dict) or not isinstance(doc.get("features"), list):
         raise ImportFileError(f"{source}: not an Unleash client features export (no 'features' list)")
+    if "featureStrategies" in doc or "featureEnvironments" in doc:
+        doc = client_form(doc, environment, source)
     return _Importer(doc, user_id_attribute, source).run()
+
+
+def client_form(export: dict[str, Any], environment: str, source: str) -> dict[str, Any]:
+    """The admin export (Unleash's ``features-batch/export``) as the client features API serves the same
+    environment: each feature with its enabled state, strategies (in ``sortOrder``), variants and dependencies."""
+    envs = [e for e in export.get("featureEnvironments") or [] if isinstance(e, dict)]
+    names = sorted({str(e["environment"]) for e in envs if e.get("environment") is not None})
+    if environment and environment not in names and names:
+        raise ImportFileError(f"{source}: the export has no environment {environment!r} (it has {', '.join(names)})")
+    if not environment and len(names) > 1:
+        raise ImportFileError(f"{source}: the export holds environments {', '.join(names)}: name one to import")
+    wanted = environment or (names[0] if names else "")
+
+    def here(item: dict[str, Any]) -> bool:
+        return item.get("environment") in (None, wanted)
+
+    states = {e.get("featureName"): e for e in envs if here(e)}
+    strategies: dict[Any, list[dict[str, Any]]] = {}
+    for st in export.get("featureStrategies") or []:
+        if isinstance(st, dict) and here(st):
+            strategies.setdefault(st.get("featureName"), []).append(st)
+    dependencies = {
+        d.get("feature"): d.get("dependencies") or [] for d in export.get("dependencies") or [] if isinstance(d, dict)
+    }
+    features = []
+    for f in export["features"]:
+        if not isinstance(f, dict):
+            features.append(f)
+            continue
+        name = f.get("name")
+        state = states.get(name) or {}
+        ordered = sorted(strategies.get(name, []), key=lambda st: st.get("sortOrder") or 0)
+        features.append(
+            {
+                **{k: v for k, v in f.items() if k in ("name", "type", "description", "project", "impressionData")},
+                "enabled": bool(state.get("enabled")),
+                "strategies": [
+                    {k: v for k, v in st.items() if k not in ("featureName", "environment")} for st in ordered
+                ],
+                "variants": state.get("variants") or f.get("variants") or [],
+                "dependencies": dependencies.get(name, []),
+            }
+        )
+    return {"version": 2, "features": features, "segments": export.get("segments") or []}
 
 
 class _Importer:

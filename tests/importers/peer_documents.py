@@ -27,6 +27,7 @@ from flagstream.services.importers import (
     import_flagd,
     import_flagsmith,
     import_growthbook,
+    import_launchdarkly,
     import_unleash,
 )
 
@@ -855,12 +856,84 @@ def check_flagd(doc: dict[str, Any], contexts: list[dict[str, Any]], tally: Tall
                 )
 
 
+# -- LaunchDarkly --------------------------------------------------------------------------------------------
+
+KINDS_LD = ["user", "org"]
+
+
+def launchdarkly_document() -> st.SearchStrategy[dict[str, Any]]:
+    """Flag data files as ``test_import_launchdarkly.py`` generates them (targets, rules of every operator,
+    rollouts and experiments, prerequisites, segments naming segments)."""
+    from tests.importers.test_import_launchdarkly import data_file
+
+    return data_file()
+
+
+def launchdarkly_contexts(seed: int, n: int) -> list[dict[str, Any]]:
+    """User, org and multi-contexts: the generator's target keys and many others (rollouts see new keys),
+    attributes of the types its clauses compare, absent ones."""
+    from tests.importers.test_import_launchdarkly import COUNTRIES, DATES, KEYS, VERSIONS
+
+    rnd = random.Random(seed)
+
+    def one(kind: str, i: int) -> dict[str, Any]:
+        key = rnd.choice(KEYS) if rnd.random() < 0.3 else rnd.choice([f"k{i}", f"é{i}", f"{kind}-{i}", str(i)])
+        attrs: dict[str, Any] = {"kind": kind, "key": key}
+        for name, choices in {
+            "country": COUNTRIES, "age": [17, 30.5, 65, 70, "40", 18, True], "email": ["ada@x.com", "b1@y.org", "zed"],
+            "version": VERSIONS, "joined": DATES, "nested": [{"tier": "gold"}, {"tier": "silver"}, {"tier": 1}, "x"],
+        }.items():  # fmt: skip
+            if rnd.random() < 0.8:
+                attrs[name] = rnd.choice(choices)
+        return attrs
+
+    out = []
+    for i in range(n):
+        shape = rnd.randrange(3)
+        if shape < 2:
+            out.append(one(KINDS_LD[shape], i))
+        else:
+            user, org = one("user", i), one("org", i)
+            out.append({"kind": "multi", "user": {k: v for k, v in user.items() if k != "kind"},
+                        "org": {k: v for k, v in org.items() if k != "kind"}})  # fmt: skip
+    return out
+
+
+def check_launchdarkly(doc: dict[str, Any], contexts: list[dict[str, Any]], tally: Tally, keep: int) -> None:
+    from ldclient.context import Context as LDContext
+    from ldclient.impl.evaluator import Evaluator
+    from ldclient.impl.events.types import EventFactory
+    from ldclient.impl.model import FeatureFlag
+    from ldclient.impl.model import Segment as LDSegment
+
+    result = import_launchdarkly(json.loads(json.dumps(doc)))
+    ours = engine_answers(result)
+    ld_flags = {k: FeatureFlag(v) for k, v in doc["flags"].items()}
+    ld_segments = {k: LDSegment(v) for k, v in doc["segments"].items()}
+    evaluator = Evaluator(ld_flags.get, ld_segments.get, lambda key: (None, "NOT_CONFIGURED"))
+    tally.documents += 1
+    tally.skipped += len(result.skipped)
+    tally.flags += len(result.flags)
+    for flag in result.flags:
+        for ctx in contexts:
+            tally.contexts += 1
+            detail = evaluator.evaluate(ld_flags[flag.key], LDContext.from_dict(ctx), EventFactory(False)).detail
+            theirs = "<default>" if detail.value is None else detail.value
+            mine = ours(flag.key, ctx)
+            if theirs != mine and len(tally.differences) < keep:
+                tally.differences.append(
+                    f"{json.dumps(doc)}\n  flag {flag.key} context {ctx!r}: launchdarkly {theirs!r},"
+                    f" flagstream {mine!r}"
+                )
+
+
 #: importer -> (document strategy, contexts(seed, n), check(doc, contexts, tally, keep))
 IMPORTERS: dict[str, tuple[st.SearchStrategy[Any], Callable[[int, int], Any], Any]] = {
     "flagsmith": (flagsmith_document(), flagsmith_contexts, check_flagsmith),
     "growthbook": (growthbook_payload(), growthbook_contexts, check_growthbook),
     "unleash": (unleash_document(), unleash_contexts, check_unleash),
     "flagd": (flagd_document(), flagd_contexts, check_flagd),
+    "launchdarkly": (st.deferred(launchdarkly_document), launchdarkly_contexts, check_launchdarkly),
 }
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from flagstream.engine import compile_flag, compile_segments, evaluate
 from flagstream.services.importers.launchdarkly import import_launchdarkly
 from flagstream.validation import validate_flag, validate_segment
+from tests.importers.peer_documents import run_importer
 
 KEYS = ["ada", "bob", "cy", "dee", "eve", "fay"]
 KINDS = ["user", "org"]
@@ -171,6 +172,15 @@ def test_imported_launchdarkly_flags_answer_as_launchdarkly(doc: dict[str, Any])
             theirs = evaluator.evaluate(ld_flags[key], LDContext.from_dict(c), EventFactory(False)).detail.value
             mine = evaluate(compiled, key, c, None)
             assert mine.value == theirs, (key, c, json.dumps(doc), mine)
+
+
+def test_generated_data_files_answer_as_launchdarkly_for_generated_contexts() -> None:
+    """The same data files, each flag for generated contexts (new keys, so rollouts and experiments split them;
+    attributes of other types; absent ones), as ``make differential`` runs at 100,000 answers."""
+    tally = run_importer("launchdarkly", 40, 100)
+    assert tally.differences == [], "\n\n".join(tally.differences)
+    assert tally.flags >= 60, tally
+    assert tally.contexts >= 6_000, tally
 
 
 def test_the_report_says_what_differs_and_what_is_refused() -> None:

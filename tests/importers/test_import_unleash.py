@@ -17,11 +17,12 @@ from typing import Any
 
 import mmh3
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from flagstream.engine import compile_flag, compile_segment, evaluate
 from flagstream.services.importers.common import ImportFileError, render
 from flagstream.services.importers.unleash import import_unleash, load_unleash
-from tests.importers.peer_documents import run_importer, unleash_peer
+from tests.importers.peer_documents import run_importer, unleash_document, unleash_peer
 
 DATA = Path(__file__).parent / "data" / "unleash-features.json"
 EXPORT = json.loads(DATA.read_text())
@@ -251,6 +252,43 @@ def test_generated_exports_answer_as_unleashs_engine() -> None:
     assert tally.differences == [], "\n\n".join(tally.differences)
     assert tally.flags >= 60, tally
     assert tally.contexts >= 5_000, tally
+
+
+def export_form(client: dict[str, Any], environment: str = "production") -> dict[str, Any]:
+    """The same features as Unleash's admin export writes them (features-batch/export): the strategies, the
+    enabled state and variants per environment, and the dependencies, apart; another environment beside."""
+    features, strategies, environments, dependencies = [], [], [], []
+    for f in client["features"]:
+        features.append({"name": f["name"], "type": f.get("type", "release"), "description": "", "project": "default",
+                         "stale": False, "impressionData": False, "archived": False})  # fmt: skip
+        for order, st in enumerate(reversed(f["strategies"])):  # sortOrder decides, not the list's order
+            strategies.append({**st, "featureName": f["name"], "environment": environment,
+                               "sortOrder": len(f["strategies"]) - order, "id": f"{f['name']}-{order}"})  # fmt: skip
+        strategies.append({"name": "default", "featureName": f["name"], "environment": "other", "sortOrder": 0})
+        environments.append({"name": f["name"], "featureName": f["name"], "environment": environment,
+                             "enabled": f["enabled"], "variants": f.get("variants") or []})  # fmt: skip
+        environments.append({"name": f["name"], "featureName": f["name"], "environment": "other", "enabled": True})
+        if f.get("dependencies"):
+            dependencies.append({"feature": f["name"], "dependencies": f["dependencies"]})
+    return {"features": features, "featureStrategies": strategies, "featureEnvironments": environments,
+            "segments": client.get("segments", []), "dependencies": dependencies, "contextFields": [],
+            "featureTags": [], "tagTypes": []}  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(doc=unleash_document())
+def test_the_admin_export_imports_as_the_client_features_of_its_environment(doc: dict[str, Any]) -> None:
+    assert import_unleash(export_form(doc), environment="production").flags == import_unleash(doc).flags
+
+
+def test_an_admin_export_of_several_environments_needs_one_named() -> None:
+    export = export_form(EXPORT)
+    with pytest.raises(ImportFileError, match="holds environments other, production: name one"):
+        import_unleash(export)
+    with pytest.raises(ImportFileError, match="no environment 'staging'"):
+        import_unleash(export, environment="staging")
+    other = import_unleash(export, environment="other")
+    assert all(f.on and len(f.rules) == 1 for f in other.flags)  # enabled, one default strategy each
 
 
 def test_in_cidr_constraints_read_the_field_as_unleash_does() -> None:

@@ -1,7 +1,7 @@
 """SDK credentials in the browser, against `flagstream up` (its own nats-server with users): an admin makes one on
 the SDK credentials page, the password shown once and the connect snippet shown with it connect a real SDK that
 receives the environment's flags; the listing never shows the password; revoking it on the page cuts that SDK off.
-A writer is not offered the page."""
+A writer is not offered the page, an admin of production only is offered it in production and makes one there."""
 
 from __future__ import annotations
 
@@ -57,12 +57,33 @@ async def scenario(ui: UI, nats_url: str, clients: list[Any]) -> None:
     assert (await ui.api.post(f"{PRODUCTION}/flags", json={"key": "checkout"})).status_code == 201
     writer = {"login": "wendy", "name": "Wendy Writer", "password": PASSWORD, "grants": [{"role": "writer"}]}
     assert (await ui.api.post("/api/v1/users", json=writer)).status_code == 201
+    grants = [{"role": "admin", "environment": "production"}, {"role": "reader"}]
+    admin = {"login": "pat", "name": "Pat Prod", "password": PASSWORD, "grants": grants}
+    assert (await ui.api.post("/api/v1/users", json=admin)).status_code == 201
     page = ui.page
 
     await ui.sign_in_as("wendy", PASSWORD)
     await expect(page.locator("#whoami")).to_have_text("Signed in as Wendy Writer")
     await expect(page.get_by_role("link", name="Flags", exact=True)).to_be_visible()
     await expect(page.get_by_role("link", name="SDK credentials")).to_have_count(0), "a writer: not offered"
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("heading", name="Sign in to Flagstream")).to_be_visible()
+
+    # An admin of production only: offered the page in production, not in development; her session makes one.
+    await ui.sign_in_as("pat", PASSWORD)
+    await expect(page.locator("#whoami")).to_have_text("Signed in as Pat Prod")
+    await expect(page.get_by_role("link", name="Flags", exact=True)).to_have_attribute("href", "#/development/flags")
+    await expect(page.get_by_role("link", name="SDK credentials")).to_have_count(0), "not an admin of development"
+    await page.get_by_label("Environment").select_option("production")
+    link = page.get_by_role("link", name="SDK credentials")
+    await expect(link).to_have_attribute("href", "#/production/sdk-credentials")
+    await link.click()
+    await expect(page.get_by_role("heading", name="New SDK credential for production")).to_be_visible()
+    await page.get_by_label("Name (what uses it)").fill("search-service")
+    await page.get_by_role("button", name="Create credential").click()
+    await expect(page.get_by_role("heading", name="SDK credential search-service")).to_be_visible()
+    row = page.locator("tr", has=page.get_by_text("search-service"))
+    await expect(row).to_contain_text("by Pat Prod")
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("heading", name="Sign in to Flagstream")).to_be_visible()
 
@@ -112,7 +133,8 @@ async def scenario(ui: UI, nats_url: str, clients: list[Any]) -> None:
     await expect(dialog.get_by_role("heading", name="Revoke checkout-service?")).to_be_visible()
     await dialog.get_by_role("button", name="Revoke credential").click()
     await expect(page.get_by_text("SDK credential checkout-service revoked.")).to_be_visible()
-    await expect(page.get_by_role("heading", name="SDK credentials of production (0)")).to_be_visible()
+    await expect(page.get_by_role("heading", name="SDK credentials of production (1)")).to_be_visible()
+    await expect(page.get_by_role("table", name="SDK credentials")).not_to_contain_text("checkout-service")
     await eventually(lambda: client.status is ClientStatus.STALE, what="the SDK cut off")
     with pytest.raises(nats.errors.Error, match=r"(?i)authorization"):
         await nats.connect(nats_url, user=user, password=password, allow_reconnect=False)

@@ -71,14 +71,15 @@ const optional = [
   { module: "./clientkeys.js", needs: "listClientKeys", label: "Client-side keys", path: "client-keys", admin: true },
   { module: "./people.js", needs: "listUsers", label: "People", path: "people", admin: true },
   { module: "./tokens.js", needs: "listTokens", label: "API tokens", path: "tokens", admin: true },
-  { module: "./sdkcredentials.js", needs: "listSdkCredentials", label: "SDK credentials", path: "sdk-credentials", admin: true },
+  // admin "env": offered to an admin of the current environment (its page manages that environment only).
+  { module: "./sdkcredentials.js", needs: "listSdkCredentials", label: "SDK credentials", path: "sdk-credentials", admin: "env" },
 ];
 
 function renderNav(current) {
   const items = [
     { label: "Flags", path: "flags" },
     { label: "Segments", path: "segments" },
-    ...optional.filter((o) => ctx.extra[o.path] && (!o.admin || ctx.may("admin", null))),
+    ...optional.filter((o) => ctx.extra[o.path] && (!o.admin || ctx.may("admin", o.admin === "env" ? ctx.env : null))),
   ];
   clear(document.getElementById("nav"), items.map((item) =>
     h("a", { href: ctx.link(item.path), "aria-current": current === item.path ? "page" : null }, item.label)));

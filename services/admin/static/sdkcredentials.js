@@ -48,8 +48,9 @@ export async function render(ctx, main) {
           h("dt", {}, "NATS user"), h("dd", {}, h("code", { class: "secret", id: "sc-user" }, cred.user)),
           h("dt", {}, "Password"), h("dd", {}, h("code", { class: "secret", id: "sc-password" }, cred.password))),
         cred.accepted ? null : h("p", { class: "field-error", id: "sc-pending" },
-          "nats-server has not taken it yet. With a nats-server of your own, run flagstream nats-users ",
-          "--sdk-credentials-from and reload nats-server (docs/security.md)."),
+          "nats-server had not taken it within 5 seconds. flagstream up takes it in a moment (longer while many SDKs ",
+          "are connected); with a nats-server of your own, run flagstream nats-users --sdk-credentials-from and ",
+          "reload nats-server (docs/security.md)."),
         h("p", {}, "Connect with the Python SDK (NATS_URL: your nats-server's address, e.g. nats://127.0.0.1:4222):"),
         h("pre", { class: "snippet", "aria-label": "Connect snippet" }, h("code", { id: "sc-snippet" }, snippet(cred)))));
       form.reset();

@@ -1,6 +1,7 @@
 """Events written before bucketing schemes had parameters (``hash_version``, ``ranges``, a segment rule's
-``context_kind``) still decode, and their flags answer as they did: the formulas of the engine of that time,
-written out here with mmh3, for thousands of contexts."""
+``context_kind``) and before the Flagsmith and GrowthBook importers' fields (``Clause.cast``, ``Rollout.fallback_by``,
+``SegmentRule.ranges``) still decode with those fields' defaults, and their flags answer as they did: the formulas
+of the engine of that time, written out here with mmh3, for thousands of contexts."""
 
 from __future__ import annotations
 
