@@ -8,7 +8,7 @@ import httpx
 from flagstream.services.admin.app import create_app
 from flagstream.services.clientkeys import ClientLimits
 from tests.clientside.conftest import ENVS, PAGE, make_key
-from tests.helpers import ADMIN_TOKEN, auth_headers, serving
+from tests.helpers import ADMIN_TOKEN, auth_headers, serving, until
 
 
 async def test_a_key_evaluates_only_the_flags_marked_for_client_side_apps(api: httpx.AsyncClient) -> None:
@@ -53,15 +53,18 @@ async def test_marking_a_flag_makes_it_appear_and_unmarking_hides_it(api: httpx.
     before = await api.post(door, json={})
     marked = await api.patch(f"{ENVS}/production/flags/internal-kill-switch", json={"client_side": True})
     assert marked.status_code == 200, marked.text
-    answer = await api.post(f"{door}/internal-kill-switch", json={})
-    assert answer.status_code == 200, answer.text
+
+    async def door_says(status: int) -> bool:  # the door follows the log: the change reaches it shortly after
+        return (await api.post(f"{door}/internal-kill-switch", json={})).status_code == status
+
+    await until(lambda: door_says(200), "the marked flag is served at the door")
     shown = await api.post(door, json={}, headers={"If-None-Match": before.headers["etag"]})
     assert shown.status_code == 200
     assert "internal-kill-switch" in [f["key"] for f in shown.json()["flags"]]
     assert (await api.post(door, json={}, headers={"If-None-Match": shown.headers["etag"]})).status_code == 304
 
     await api.patch(f"{ENVS}/production/flags/internal-kill-switch", json={"client_side": False})
-    assert (await api.post(f"{door}/internal-kill-switch", json={})).status_code == 404
+    await until(lambda: door_says(404), "the unmarked flag is no longer served at the door")
     hidden = await api.post(door, json={}, headers={"If-None-Match": shown.headers["etag"]})
     assert hidden.status_code == 200, "a flag that is no longer available is a change, not a 304"
     assert hidden.headers["etag"] == before.headers["etag"]
