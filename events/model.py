@@ -10,6 +10,8 @@ type; unknown fields are ignored on decode (no ``forbid_unknown_fields`` here).
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -19,7 +21,73 @@ from msgspec import Meta, Struct, field
 #: Keys become NATS subject tokens: letters, digits, ``-`` and ``_`` only.
 KEY_PATTERN = r"^[A-Za-z0-9_-]+$"
 KEY_MAX = 64
-Key = Annotated[str, Meta(pattern=KEY_PATTERN, min_length=1, max_length=KEY_MAX)]
+#: How many checked keys ``Key``'s check remembers (about 100 bytes each; emptied when full).
+KEY_CACHE_SIZE = 50_000
+
+
+class _CheckedKeys(dict[str, bool]):
+    """The keys the pattern accepted so far: a hit is a dict look-up, a miss asks the pattern (remembering a yes)."""
+
+    __slots__ = ("_search",)
+
+    def __init__(self, search: Callable[[str], object]) -> None:
+        super().__init__()
+        self._search = search
+
+    def __missing__(self, key: str) -> bool | None:
+        if self._search(key) is None:
+            return None  # refused: never remembered
+        if len(self) >= KEY_CACHE_SIZE:
+            self.clear()
+        self[key] = True
+        return True
+
+
+class _KeyRegex:
+    """What msgspec checks a ``Key`` with: ``re.compile(KEY_PATTERN)``, remembering the keys it accepted.
+
+    msgspec checks ``Meta(pattern=...)`` by calling the compiled pattern's ``search`` with each value and testing
+    the result against ``None`` (it reads ``pattern`` for its error message). A Python ``re`` search is about
+    3,500 instructions per key, half of decoding an event, and most keys of an event repeat across events (the
+    project, the environment, variation keys, rule ids). Here ``search`` is the ``__getitem__`` of a dict of the
+    keys the pattern already accepted: a hit costs a dict look-up in C, a miss asks the real pattern. Only the
+    pattern decides, so exactly the same keys are accepted and refused, with msgspec's own error text.
+    """
+
+    __slots__ = ("_pattern", "pattern", "search")
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self._pattern = pattern
+        self.pattern = pattern.pattern
+        self.search: Callable[[str], object] = _CheckedKeys(pattern.search).__getitem__
+
+    def __getattr__(self, name: str) -> Any:  # anything else msgspec (or a later version) asks: the real pattern
+        return getattr(self._pattern, name)
+
+
+def _key_meta() -> Meta:
+    """``Meta(pattern=KEY_PATTERN, ...)`` whose compiled pattern is a ``_KeyRegex``.
+
+    msgspec compiles the pattern with ``re.compile``, which calls ``re._compile``: that is swapped for the time of
+    this one call. Should a later Python or msgspec not go through it, the Meta gets the plain compiled pattern:
+    the same check, only slower.
+    """
+    original = getattr(re, "_compile", None)
+    if original is None:
+        return Meta(pattern=KEY_PATTERN, min_length=1, max_length=KEY_MAX)
+
+    def compile_key(pattern: Any, flags: Any) -> Any:
+        compiled = original(pattern, flags)
+        return _KeyRegex(compiled) if pattern == KEY_PATTERN and not flags else compiled
+
+    re._compile = compile_key  # type: ignore[attr-defined]
+    try:
+        return Meta(pattern=KEY_PATTERN, min_length=1, max_length=KEY_MAX)
+    finally:
+        re._compile = original  # type: ignore[attr-defined]
+
+
+Key = Annotated[str, _key_meta()]
 
 #: Rollout weights are in units of 1/100,000 (0.001 %); a rollout's weights sum to exactly this.
 WEIGHT_TOTAL = 100_000

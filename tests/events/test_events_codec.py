@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Annotated
 
 import msgspec
 import pytest
 
 from flagstream.events import (
+    KEY_PATTERN,
     TAGS,
     DecodeError,
     Environment,
@@ -172,3 +174,44 @@ def test_state_hash_is_order_independent_and_content_sensitive() -> None:
     b = ("flagstream.p.e.flag.b", Flag(key="b", on=True))
     assert state_hash([a, b]) == state_hash([b, a])
     assert state_hash([a, b]) != state_hash([a, ("flagstream.p.e.flag.b", Flag(key="b", on=False))])
+
+
+KEY_CANDIDATES = [
+    "f",
+    "new-checkout",
+    "A_b-9",
+    "on",
+    "x" * 64,
+    "x" * 65,
+    "",
+    "a.b",
+    "a b",
+    "a\n",  # the pattern's `$` also matches before a final newline: accepted since the first release
+    "\n",
+    "a\n\n",
+    "é",
+    "١٢",  # Arabic-Indic digits: not ASCII digits
+    "ａ",  # fullwidth letter
+    "a\x00",
+]
+
+
+@pytest.mark.parametrize("key", KEY_CANDIDATES)
+def test_a_key_is_checked_exactly_as_the_pattern_says_however_often_it_is_seen(key: str) -> None:
+    """The key check remembers keys it accepted; it accepts and refuses exactly what the plain pattern does."""
+    plain = Annotated[str, msgspec.Meta(pattern=KEY_PATTERN, min_length=1, max_length=64)]
+    raw = b'{"type":"flag.created","project":"p","environment":"e","actor":"a","at":"2026-01-01T00:00:00Z","flag":%s}'
+    flag = msgspec.json.encode({"key": key, "variations": [{"key": key, "value": True}], "off_variation": key})
+    try:
+        expected: str | None = None
+        msgspec.json.decode(msgspec.json.encode(key), type=plain)
+    except msgspec.ValidationError as exc:
+        expected = f"{exc} - at `$.flag.key`"
+    for _ in range(3):  # first seen, then remembered (or not)
+        if expected is None:
+            event = decode_event(raw % flag)
+            assert (event.flag.key, event.flag.variations[0].key, event.flag.off_variation) == (key, key, key)
+        else:
+            with pytest.raises(DecodeError) as caught:
+                decode_event(raw % flag)
+            assert str(caught.value) == expected
