@@ -21,8 +21,8 @@ from msgspec import Meta, Struct, field
 #: Keys become NATS subject tokens: letters, digits, ``-`` and ``_`` only.
 KEY_PATTERN = r"^[A-Za-z0-9_-]+$"
 KEY_MAX = 64
-#: How many checked keys ``Key``'s check remembers (about 100 bytes each; emptied when full).
-KEY_CACHE_SIZE = 50_000
+#: How many accepted keys the ``Key`` check remembers (about 100 bytes each, 1 MB at most; emptied when full).
+KEY_CACHE_SIZE = 10_000
 
 
 class _CheckedKeys(dict[str, bool]):
