@@ -56,6 +56,9 @@ def _serve_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--serve", metavar="VARIATION", help="serve this variation")
     group.add_argument("--rollout", metavar="V=PCT,...", help="serve variations by percentage, e.g. on=10,off=90")
+    group.add_argument(
+        "--serve-default", action="store_true", help="serve no variation: the application's own default value"
+    )
     parser.add_argument("--by", metavar="[KIND:]ATTRIBUTE", help="bucket a rollout by this attribute (default: key)")
 
 
@@ -122,6 +125,10 @@ def add_arguments(sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> Serve | None:
+    if getattr(args, "serve_default", False):
+        if args.by:
+            raise GrammarError("--by goes with --rollout")
+        return Serve(default=True)
     if args.serve is not None:
         if args.by:
             raise GrammarError("--by goes with --rollout")

@@ -221,7 +221,14 @@ def format_rollout(rollout: Rollout) -> str:
 
 
 def serve_options(serve: Serve) -> str:
-    """What is served, as options: ``--serve on``, ``--rollout on=10,off=90 [--by company]``."""
+    """What is served, as options: ``--serve on``, ``--serve-default``, ``--rollout on=10,off=90 [--by company]``.
+
+    A rollout brought over by ``flagstream import`` buckets users as its original system did (its scheme, hash
+    prefix, ranges), which these options cannot say: the words say so, since typed again they would bucket users
+    anew (editing the rule's conditions keeps what it serves).
+    """
+    if serve.default:
+        return "--serve-default"
     if serve.rollout is None:
         return f"--serve {serve.variation}"
     text = f"--rollout {format_rollout(serve.rollout)}"
@@ -229,7 +236,19 @@ def serve_options(serve: Serve) -> str:
     if rollout.bucket_by != "key" or rollout.context_kind != "user":
         by = rollout.bucket_by if rollout.context_kind == "user" else f"{rollout.context_kind}:{rollout.bucket_by}"
         text += f" --by {by}"
+    if imported_bucketing(rollout):
+        scheme = rollout.algorithm if rollout.algorithm != "flagstream" else "the original system"
+        text += f"  # bucketed as {scheme} does (imported): typed again, users are bucketed anew"
     return text
+
+
+def imported_bucketing(rollout: Rollout) -> bool:
+    """Whether a rollout buckets as another system does (``flagstream import``), beyond what ``--rollout`` says."""
+    return (
+        rollout.algorithm != "flagstream"
+        or bool(rollout.hash_prefix or rollout.ranges or rollout.partial or rollout.hash_version)
+        or bool(rollout.fallback_by)
+    )
 
 
 def quote(text: str) -> str:

@@ -15,8 +15,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flagstream.events import Clause, Operator
-from flagstream.services.targeting import GrammarError, format_condition, parse_condition, parse_rollout
+from flagstream.events import Clause, Operator, Rollout, Serve, WeightedVariation
+from flagstream.services.targeting import (
+    GrammarError,
+    format_condition,
+    parse_condition,
+    parse_rollout,
+    serve_options,
+)
 from tests.helpers import ADMIN_TOKEN, auth_headers, served_with_history
 
 
@@ -86,6 +92,8 @@ async def test_rules_targets_default_and_prerequisites_round_trip_through_show(a
     await ok(api, "flags", "rule", "move", "new-checkout", "staff", "--env", "production", "--to", "2")
     await ok(api, "flags", "rule", "remove", "new-checkout", "staff", "--env", "production")
     await ok(api, "flags", "prereq", "remove", "new-checkout", "--env", "production", "--flag", "new-cart")
+    await ok(api, "flags", "default", "new-checkout", "--env", "production", "--serve-default")
+    assert "default    --serve-default" in await ok(api, "flags", "show", "new-checkout", "--env", "production")
 
     # The audit log reads the changes as sentences, in every environment or one.
     await cli.projector.wait_caught_up(30)  # type: ignore[attr-defined]
@@ -168,3 +176,13 @@ def test_rollouts_must_add_up_and_keep_three_decimals() -> None:
     for bad in ("on=10", "on=10,off=90.0001", "on", "on=ten,off=90"):
         with pytest.raises(GrammarError):
             parse_rollout(bad)
+
+
+def test_an_imported_rollout_says_that_typed_again_it_would_bucket_users_anew() -> None:
+    shares = (WeightedVariation(variation="on", weight=30_000), WeightedVariation(variation="off", weight=70_000))
+    ours = Serve(rollout=Rollout(variations=shares, bucket_by="userId"))
+    assert serve_options(ours) == "--rollout on=30,off=70 --by userId"
+    imported = Serve(rollout=Rollout(variations=shares, bucket_by="userId", algorithm="unleash", hash_prefix="g:"))
+    words = serve_options(imported)
+    assert words.startswith("--rollout on=30,off=70 --by userId  # bucketed as unleash does (imported)"), words
+    assert serve_options(Serve(default=True)) == "--serve-default"
