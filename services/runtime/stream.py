@@ -168,16 +168,28 @@ async def ensure_metrics_stream(js: JetStreamContext, replicas: int | None = Non
 
 
 async def ensure_bucket(
-    js: JetStreamContext, bucket: str, *, history: int = 1, ttl: float | None = None, description: str | None = None
+    js: JetStreamContext,
+    bucket: str,
+    *,
+    history: int = 1,
+    ttl: float | None = None,
+    description: str | None = None,
+    settle: float = 30.0,
 ) -> KeyValue:
     """The KV bucket ``bucket``, created if missing (file storage, as many replicas as the event stream: as
-    available as the events it serves)."""
-    try:
-        return await js.key_value(bucket)
-    except (BucketNotFoundError, NotFoundError):
-        replicas = (await js.stream_info(STREAM)).config.num_replicas or 1
-        config = KeyValueConfig(
-            bucket=bucket, history=history, ttl=ttl, storage=StorageType.FILE, replicas=replicas,
-            description=description,
-        )  # fmt: skip
-        return await js.create_key_value(config)
+    available as the events it serves). Tried again for up to ``settle`` seconds while JetStream times out or is
+    unavailable (a cluster electing its leaders, a loaded machine), as the event stream's set-up is: a service
+    starting then waits rather than exits."""
+
+    async def attempt() -> KeyValue:
+        try:
+            return await js.key_value(bucket)
+        except (BucketNotFoundError, NotFoundError):
+            replicas = (await js.stream_info(STREAM)).config.num_replicas or 1
+            config = KeyValueConfig(
+                bucket=bucket, history=history, ttl=ttl, storage=StorageType.FILE, replicas=replicas,
+                description=description,
+            )  # fmt: skip
+            return await js.create_key_value(config)
+
+    return await while_jetstream_settles(f"the {bucket} bucket", attempt, settle)
