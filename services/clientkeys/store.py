@@ -15,14 +15,14 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from operator import attrgetter
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
-from ..runtime import CLIENT_KEYS_BUCKET, ensure_bucket
+from ..runtime import CLIENT_KEYS_BUCKET, RevocableRecords, ensure_bucket
 from .model import ClientKey, is_key, new_key
 
 BUCKET = CLIENT_KEYS_BUCKET
@@ -36,12 +36,16 @@ class StoreUnavailable(Exception):
     """The bucket could not be read and nothing was cached for this key."""
 
 
-class ClientKeyStore:
+class ClientKeyStore(RevocableRecords[ClientKey]):
     """The client-side keys of every project and environment."""
 
+    BUCKET = BUCKET
+    RECORD = ClientKey
+    is_id = staticmethod(is_key)
+    id_of = staticmethod(attrgetter("key"))
+
     def __init__(self, kv: KeyValue, js: JetStreamContext, clock: Callable[[], float] = time.monotonic) -> None:
-        self._kv = kv
-        self._js = js
+        super().__init__(kv, js)
         self._clock = clock
         self._cache: dict[str, tuple[float, ClientKey | None]] = {}
         self._reading: dict[str, asyncio.Future[ClientKey | None]] = {}
@@ -67,22 +71,6 @@ class ClientKeyStore:
         await self._kv.create(record.key, msgspec.json.encode(record))
         self._cache.pop(record.key, None)
         return record
-
-    async def _read(self, key: str) -> tuple[ClientKey, int] | None:
-        if not is_key(key):
-            return None
-        try:
-            entry = await self._kv.get(key)
-        except (KeyNotFoundError, NotFoundError):
-            return None
-        if entry.value is None:
-            return None
-        return msgspec.json.decode(entry.value, type=ClientKey), entry.revision
-
-    async def get(self, key: str) -> ClientKey | None:
-        """The record (revoked or not), read now; None if there is no such key."""
-        found = await self._read(key)
-        return found[0] if found is not None else None
 
     async def lookup(self, key: str) -> ClientKey | None:
         """The live (not revoked) key, through the cache; None if unknown or revoked. Raises ``StoreUnavailable``.
@@ -117,32 +105,6 @@ class ClientKeyStore:
 
     async def revoke(self, key: str, revoked_by: str) -> ClientKey | None:
         """Mark revoked (a new revision). None if there is no such key."""
-        found = await self._read(key)
-        if found is None:
-            return None
-        record, revision = found
-        if not record.revoked:
-            record.revoked_at = datetime.now(UTC)
-            record.revoked_by = revoked_by
-            await self._kv.update(key, msgspec.json.encode(record), last=revision)
+        record = await super().revoke(key, revoked_by)
         self._cache.pop(key, None)
         return record
-
-    async def list(self, project: str | None = None, environment: str | None = None) -> list[ClientKey]:
-        """Every key (of this project and environment when given), oldest first."""
-        prefix = f"$KV.{BUCKET}."
-        try:
-            info = await self._js.stream_info(f"KV_{BUCKET}", subjects_filter=f"{prefix}>")
-        except NotFoundError:
-            return []
-        found = [await self.get(s.removeprefix(prefix)) for s in (info.state.subjects or {})]
-        return sorted(
-            (
-                r
-                for r in found
-                if r is not None
-                and (project is None or r.project == project)
-                and (environment is None or r.environment == environment)
-            ),
-            key=lambda r: (r.created_at, r.key),
-        )

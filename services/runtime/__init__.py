@@ -28,6 +28,7 @@ from .nats_auth import (
     write_server_config,
 )
 from .natsd import NatsCluster, NatsServer, free_port
+from .records import Revocable, RevocableRecords
 from .stream import (
     CLIENT_KEYS_BUCKET,
     FLEET_BUCKET,
@@ -69,6 +70,8 @@ __all__ = [
     "NatsCluster",
     "NatsServer",
     "ProjectorMetrics",
+    "Revocable",
+    "RevocableRecords",
     "ServerTls",
     "add_log_arguments",
     "add_nats_arguments",

@@ -9,25 +9,25 @@ records into its users (``flagstream up`` does it on every change, ``runtime/up.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from operator import attrgetter
 
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
-from nats.js.kv import KeyValue
 
-from ..runtime import SDK_CREDENTIALS_BUCKET, ensure_bucket
+from ..runtime import SDK_CREDENTIALS_BUCKET, RevocableRecords, ensure_bucket
 from .model import SdkCredential, is_id, new_credential
 
 BUCKET = SDK_CREDENTIALS_BUCKET
 
 
-class SdkCredentialStore:
+class SdkCredentialStore(RevocableRecords[SdkCredential]):
     """The SDK credentials of every project and environment."""
 
-    def __init__(self, kv: KeyValue, js: JetStreamContext) -> None:
-        self._kv = kv
-        self._js = js
+    BUCKET = BUCKET
+    RECORD = SdkCredential
+    is_id = staticmethod(is_id)
+    id_of = staticmethod(attrgetter("id"))
 
     @classmethod
     async def open(cls, nc: NATS) -> SdkCredentialStore:
@@ -42,53 +42,6 @@ class SdkCredentialStore:
         )
         await self._kv.create(record.id, msgspec.json.encode(record))
         return record, password
-
-    async def _read(self, cred_id: str) -> tuple[SdkCredential, int] | None:
-        if not is_id(cred_id):
-            return None
-        try:
-            entry = await self._kv.get(cred_id)
-        except (KeyNotFoundError, NotFoundError):
-            return None
-        if entry.value is None:
-            return None
-        return msgspec.json.decode(entry.value, type=SdkCredential), entry.revision
-
-    async def get(self, cred_id: str) -> SdkCredential | None:
-        """The record (revoked or not); None if there is no such credential."""
-        found = await self._read(cred_id)
-        return found[0] if found is not None else None
-
-    async def revoke(self, cred_id: str, revoked_by: str) -> SdkCredential | None:
-        """Mark revoked (a new revision; the record stays for the audit). None if there is no such credential."""
-        found = await self._read(cred_id)
-        if found is None:
-            return None
-        record, revision = found
-        if not record.revoked:
-            record.revoked_at = datetime.now(UTC)
-            record.revoked_by = revoked_by
-            await self._kv.update(cred_id, msgspec.json.encode(record), last=revision)
-        return record
-
-    async def list(self, project: str | None = None, environment: str | None = None) -> list[SdkCredential]:
-        """Every credential (of this project and environment when given), oldest first."""
-        prefix = f"$KV.{BUCKET}."
-        try:
-            info = await self._js.stream_info(f"KV_{BUCKET}", subjects_filter=f"{prefix}>")
-        except NotFoundError:
-            return []
-        found = [await self.get(s.removeprefix(prefix)) for s in (info.state.subjects or {})]
-        return sorted(
-            (
-                r
-                for r in found
-                if r is not None
-                and (project is None or r.project == project)
-                and (environment is None or r.environment == environment)
-            ),
-            key=lambda r: (r.created_at, r.id),
-        )
 
     async def live(self) -> list[SdkCredential]:
         """Every credential not revoked: the users nats-server must know."""
