@@ -33,7 +33,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..changes import ENVIRONMENT, InvalidInput, NotFound, TooLarge, Unavailable, check_key, convert, parse_json
+from ..changes import ENVIRONMENT, InvalidInput, NotFound, TooLarge, Unavailable, convert, parse_json
 from ..clientkeys import (
     ORIGINS_MAX,
     ClientKey,
@@ -59,7 +59,7 @@ from .ofrep import (
     answer_flags,
 )
 from .ofrep_events import stream_events
-from .routes import API, Endpoint, json_response, read_body, resolve_actor, service_of
+from .routes import API, Endpoint, _where, json_response, read_body, resolve_actor, service_of
 
 log = logging.getLogger("flagstream.admin.clientside")
 
@@ -95,13 +95,6 @@ def _store(request: Request) -> ClientKeyStore:
     if store is None:
         raise Unavailable("client-side keys are unavailable (their KV bucket could not be opened)")
     return store
-
-
-def _where(request: Request) -> tuple[str, str]:
-    return (
-        check_key(request.path_params.get("project", "default"), "project"),
-        check_key(request.path_params["environment"], "environment"),
-    )
 
 
 async def create_key(request: Request) -> Response:

@@ -25,10 +25,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..changes import ENVIRONMENT, InvalidInput, NotFound, Unavailable, check_key, convert, parse_json
+from ..changes import ENVIRONMENT, InvalidInput, NotFound, Unavailable, convert, parse_json
 from ..sdkcredentials import SdkCredentialStore, SdkCredentialView, check_name, view
 from .auth import SDK_CREDENTIALS_TAG
-from .routes import API, Endpoint, json_response, read_body, resolve_actor, service_of
+from .routes import API, Endpoint, _where, json_response, read_body, resolve_actor, service_of
 
 log = logging.getLogger("flagstream.admin.sdkcredentials")
 
@@ -52,13 +52,6 @@ def _store(request: Request) -> SdkCredentialStore:
     if store is None:
         raise Unavailable("SDK credentials are unavailable (their KV bucket could not be opened)")
     return store
-
-
-def _where(request: Request) -> tuple[str, str]:
-    return (
-        check_key(request.path_params.get("project", "default"), "project"),
-        check_key(request.path_params["environment"], "environment"),
-    )
 
 
 async def accepted(request: Request, user: str, password: str) -> bool:
