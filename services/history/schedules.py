@@ -45,7 +45,7 @@ from ...events.catalog import (
 )
 from ...events.subjects import PREFIX
 from ..changes import FLAG, SEGMENT, AdminError, AdminService, WriteRequest, WrongLastSequence
-from ..runtime import first_done
+from ..runtime import run_passes
 
 log = logging.getLogger("flagstream.schedules")
 
@@ -138,15 +138,7 @@ class ScheduleRunner:
         self.applied: list[str] = []
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            delay = self.poll
-            try:
-                delay = await self.pass_once()
-            except Exception as exc:  # NATS away, a corrupt message...: log and try again later
-                log.warning("schedules: %s: %s", type(exc).__name__, exc)
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(first_done(stop.wait(), self.wake.wait()), max(0.01, delay))
+        await run_passes("schedules", self.pass_once, stop=stop, wake=self.wake, poll=self.poll, log=log)
 
     async def pass_once(self) -> float:
         """Apply what is due and recover stale claims; return the seconds until the next look."""

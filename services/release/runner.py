@@ -54,7 +54,7 @@ from ...events.catalog import (
 from ...events.release import ACTIVE, Evidence, Plan
 from ..changes import FLAG, AdminError, AdminService, Conflict, Stored, WriteRequest, WrongLastSequence
 from ..requests import release_plan
-from ..runtime import RELEASE_BUCKET, ensure_bucket, first_done
+from ..runtime import RELEASE_BUCKET, ensure_bucket, run_passes
 from .feed import MetricNames, WindowFollower
 from .plans import changes_for, checks, is_last, next_due, plan_subject, plans_filter, serve_of, step_changes
 from .prometheus import Prometheus, QueryRejected, Unreachable, breached
@@ -328,14 +328,7 @@ class PlanRunner:
             await self.leases.release_all()
 
     async def run(self, stop_event: asyncio.Event) -> None:
-        while not stop_event.is_set():
-            try:
-                await self.pass_once()
-            except Exception as exc:  # NATS away, a corrupt message...: log and try again later
-                log.warning("release: %s: %s", type(exc).__name__, exc)
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(first_done(stop_event.wait(), self.wake.wait()), self.poll)
+        await run_passes("release", self.pass_once, stop=stop_event, wake=self.wake, poll=self.poll, log=log)
 
     async def pass_once(self) -> None:
         assert self.leases is not None, "open() first"

@@ -68,7 +68,7 @@ from ..changes import (
     Unavailable,
     WrongLastSequence,
 )
-from ..runtime import first_done
+from ..runtime import run_passes
 from ..tokens import ANY, Grant, Role
 from . import rules
 from .rules import ApprovalRequired, Person
@@ -489,15 +489,7 @@ class RequestRunner:
         self.applied: list[str] = []
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            delay = self.poll
-            try:
-                delay = await self.pass_once()
-            except Exception as exc:  # NATS away, a corrupt message...: log and try again later
-                log.warning("requests: %s: %s", type(exc).__name__, exc)
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(first_done(stop.wait(), self.wake.wait()), max(0.01, delay))
+        await run_passes("requests", self.pass_once, stop=stop, wake=self.wake, poll=self.poll, log=log)
 
     async def pass_once(self) -> float:
         found = await self.service.store.latest(requests_filter())

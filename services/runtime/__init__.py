@@ -5,7 +5,7 @@ asyncio helpers (``aio``). ``up`` is the composition root of the embedded defaul
 module here that may import every other package, and so it is not imported by this ``__init__``.
 """
 
-from .aio import first_done
+from .aio import first_done, run_passes
 from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
@@ -90,6 +90,7 @@ __all__ = [
     "metrics_stream_config",
     "nats_options",
     "redact_logs",
+    "run_passes",
     "serve",
     "stream_config",
     "tls_block",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 
@@ -15,3 +17,28 @@ async def first_done(*aws: Awaitable[Any]) -> None:
     finally:
         for task in tasks:
             task.cancel()
+
+
+async def run_passes(
+    what: str,
+    pass_once: Callable[[], Awaitable[float | None]],
+    *,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+    poll: float,
+    log: logging.Logger,
+) -> None:
+    """A background runner's loop: ``pass_once()`` until ``stop`` is set, then wait the seconds it returned (or
+    ``poll`` when it returns None or fails) or until ``wake`` is set. A failing pass (NATS away, a corrupt
+    message...) is logged as a warning naming ``what``, and tried again later."""
+    while not stop.is_set():
+        delay = poll
+        try:
+            returned = await pass_once()
+            if returned is not None:
+                delay = returned
+        except Exception as exc:
+            log.warning("%s: %s: %s", what, type(exc).__name__, exc)
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(first_done(stop.wait(), wake.wait()), max(0.01, delay))
