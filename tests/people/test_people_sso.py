@@ -4,6 +4,7 @@ and how they signed in."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -124,20 +125,22 @@ async def test_the_same_person_keeps_their_id_and_an_admin_can_give_them_more(ss
 
 
 async def test_without_a_reachable_provider_the_browser_gets_a_page_saying_so(nats_url: str) -> None:
-    from flagstream.services.runtime import free_port
-
     async with site(nats_url) as plain, plain.browser() as browser:
         off = await browser.http.get("/auth/oidc/start")
         assert off.status_code == 404
         assert "not configured" in off.text
         assert (await browser.http.get("/auth/options")).json()["sso"] is None
-    nobody = f"http://127.0.0.1:{free_port()}"  # a port nothing listens on
-    async with site(nats_url, sso_config(nobody)) as down, down.browser() as browser:
-        answer = await browser.http.get("/auth/oidc/start")
-        assert answer.status_code == 503
-        assert answer.headers["content-type"].startswith("text/html")
-        assert "unavailable" in answer.text
-        assert "Back to sign-in" in answer.text
+    # A port bound but not listening: connections to it are refused, and no server started meanwhile can take it
+    # (a port found free and let go could be the very one the site's own server is given next).
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{held.getsockname()[1]}"
+        async with site(nats_url, sso_config(nobody)) as down, down.browser() as browser:
+            answer = await browser.http.get("/auth/oidc/start")
+            assert answer.status_code == 503
+            assert answer.headers["content-type"].startswith("text/html")
+            assert "unavailable" in answer.text
+            assert "Back to sign-in" in answer.text
 
 
 async def test_an_admin_sets_the_groups_roles_through_the_api_for_every_replica(
