@@ -49,8 +49,16 @@ async def write(js, flag: Flag, cls=FlagCreated) -> int:  # type: ignore[no-unty
 class Batches:
     def __init__(self) -> None:
         self.items: list[MetricsBatch] = []
+        self.ids: set[str] = set()
 
     async def on_message(self, msg: Msg) -> None:
+        # A message sent again after an acknowledgement that timed out carries the same Nats-Msg-Id: the stream
+        # keeps it once (its duplicate window), so it is counted once here too.
+        msg_id = (msg.headers or {}).get("Nats-Msg-Id")
+        if msg_id is not None:
+            if msg_id in self.ids:
+                return
+            self.ids.add(msg_id)
         self.items.append(decode_metrics(msg.data))
 
     def tracked(self) -> Counter[tuple[str, str, tuple[tuple[str, str], ...]]]:
