@@ -8,6 +8,7 @@ from typing import Any
 
 from playwright.async_api import expect
 
+from tests.helpers import until
 from tests.ui.conftest import API, PHONE, UI, create_env, create_flag
 
 FLAGS = f"{API}/environments/development/flags"
@@ -71,11 +72,17 @@ async def test_the_saved_toast_does_not_cover_the_save_button(ui: UI) -> None:
     assert not _overlap(toast_box, save_box), f"the toast {toast_box} covers Save {save_box}"
 
     # While it is shown, the next change can be saved: the click reaches the button.
+    first = (await ui.api.get(f"{FLAGS}/new-checkout")).json()["version"]
     await keys.fill("qa-1\nqa-2")
     await save.click(timeout=2000)
-    version = (await ui.api.get(f"{FLAGS}/new-checkout")).json()["version"]
-    await expect(page.locator(".toast", has_text=f"(version {version})")).to_be_visible()
-    assert (await ui.api.get(f"{FLAGS}/new-checkout")).json()["flag"]["targets"][0]["values"] == ["qa-1", "qa-2"]
+
+    async def saved_again() -> bool:
+        return (await ui.api.get(f"{FLAGS}/new-checkout")).json()["version"] != first
+
+    await until(saved_again, "the second save")
+    flag = (await ui.api.get(f"{FLAGS}/new-checkout")).json()
+    await expect(page.locator(".toast", has_text=f"(version {flag['version']})")).to_be_visible()
+    assert flag["flag"]["targets"][0]["values"] == ["qa-1", "qa-2"]
 
 
 async def _line_tops(cell: Any) -> list[tuple[str, int]]:
