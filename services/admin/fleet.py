@@ -33,6 +33,7 @@ from ..fleet import (
     FlagEvaluations,
     Fleet,
     FleetAggregator,
+    FleetCollector,
     InstanceView,
     NoAggregator,
 )
@@ -100,6 +101,15 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     app.state.fleet = fleet
     js = nc.jetstream()
     await fleet.open_kv(js)
+    await fleet.open_stream(js)
+    metrics = getattr(app.state, "metrics", None)
+    if metrics is not None:
+        collector = FleetCollector(fleet, nc)
+        collector.count_slow_consumers()
+        if getattr(app.state, "fleet_collector", None) is not None:  # a restarted lifespan: the new feed instead
+            metrics.registry.unregister(app.state.fleet_collector)
+        metrics.registry.register(collector)
+        app.state.fleet_collector = collector
     stored = None
     if fleet.kv is not None:
         try:

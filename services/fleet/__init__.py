@@ -12,7 +12,7 @@ from .aggregator import (
     InstanceView,
     percentile,
 )
-from .feed import Fleet, NoAggregator
+from .feed import Fleet, FleetCollector, NoAggregator
 from .lead import Query
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "FlagEvaluations",
     "Fleet",
     "FleetAggregator",
+    "FleetCollector",
     "InstanceView",
     "NoAggregator",
     "Query",

@@ -121,8 +121,13 @@ class _Window:
     def bucket(self, now: datetime) -> collections.Counter[tuple[str, str | None]]:
         """The counts of the bucket ``now`` falls in (a new one at a bucket's boundary)."""
         start = datetime.fromtimestamp(now.timestamp() // BUCKET * BUCKET, UTC)
-        if not self.buckets or self.buckets[-1][0] != start:
+        if not self.buckets or self.buckets[-1][0] < start:
             self.buckets.append((start, collections.Counter()))
+        elif self.buckets[-1][0] > start:  # an older message read late (redelivered): its own bucket if kept
+            for begun, counts in reversed(self.buckets):
+                if begun <= start:
+                    return counts
+            return self.buckets[0][1]
         return self.buckets[-1][1]
 
     def add(self, now: datetime, flag: str, variation: str | None, count: int) -> None:
@@ -184,8 +189,10 @@ class FleetAggregator:
 
     # -- input -----------------------------------------------------------------------------------------------
 
-    def heartbeat(self, message: Heartbeat) -> None:
-        now = self.clock()
+    def heartbeat(self, message: Heartbeat, at: datetime | None = None) -> None:
+        """``at``: when the message reached NATS (its time in the telemetry stream), if not now: a backlog read
+        late must not show an instance as connected that stopped while the aggregator was behind."""
+        now = self.clock() if at is None else at
         where = (message.project, message.environment)
         instances = self._instances.setdefault(where, {})
         known = instances.get(message.instance_id)
@@ -196,6 +203,8 @@ class FleetAggregator:
             known = instances[message.instance_id] = _Instance(message, now)
         else:
             gap = (message.sent_at - known.heartbeat.sent_at).total_seconds()
+            if gap < 0:
+                return  # an older heartbeat read late (redelivered after a newer one): old news
             if gap > 0:
                 known.interval = gap
             known.heartbeat = message
@@ -207,8 +216,9 @@ class FleetAggregator:
         if (now - self._forgot_at).total_seconds() > 60:
             self._forget(now)
 
-    def counts(self, message: EvaluationCounts) -> None:
-        now = self.clock()
+    def counts(self, message: EvaluationCounts, at: datetime | None = None) -> None:
+        """``at``: when the message reached NATS, if not now (the recent window counts by that time)."""
+        now = self.clock() if at is None else at
         where = (message.project, message.environment)
         totals = self._totals.setdefault(where, collections.Counter())
         window = self._windows.setdefault(where, _Window())

@@ -1,10 +1,12 @@
 """The fleet's feed: the pure aggregator (``aggregator.py``) fed from NATS, with its last-evaluated times kept in
 the JetStream KV bucket ``flagstream_fleet``.
 
-What SDK clients publish over core NATS (``events/telemetry.py``) goes to ``on_message`` of one replica only, the
-aggregator (``lead.py``: a lease in the bucket); the other replicas ``ask`` it. Last-evaluated times per flag survive
-restarts in the bucket (one key ``<project>.<environment>.<flag>`` per flag, written at most once a minute per flag,
-and watched, so every admin process has them). Instances and counts are the aggregator's memory.
+What SDK clients publish over core NATS (``events/telemetry.py``) is held by the stream ``FLAGSTREAM_FLEET`` and
+pulled by one replica only, the aggregator (``lead.py``: a lease in the bucket; ``stream.py``: the stream and the
+pull); the other replicas ``ask`` it. Without the stream (it could not be created: NATS permissions), the aggregator
+subscribes to the subjects instead, as before it existed. Last-evaluated times per flag survive restarts in the
+bucket (one key ``<project>.<environment>.<flag>`` per flag, written at most once a minute per flag, and watched,
+so every admin process has them). Instances and counts are the aggregator's memory.
 """
 
 from __future__ import annotations
@@ -14,19 +16,24 @@ import contextlib
 import logging
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
+from nats.errors import SlowConsumerError
 from nats.js.api import DeliverPolicy
 from nats.js.kv import KeyValue
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ...events.telemetry import decode_counts, decode_heartbeat, telemetry_filter
 from ..runtime import FLEET_BUCKET, ensure_bucket
 from . import lead
 from .aggregator import ChangeConvergence, ContextKindAttributes, FlagEvaluations, FleetAggregator, InstanceView
 from .lead import Lease, Query
+from .stream import CONSUMER, FLEET_STREAM, Pull, ensure_fleet_stream
 
 log = logging.getLogger("flagstream.admin.fleet")
 
@@ -69,6 +76,13 @@ class Fleet:
         self.lease: Lease | None = None
         #: Telemetry messages this replica handled (only the aggregator handles any).
         self.handled = 0
+        #: Whether telemetry is pulled from the fleet stream (else subscribed to, as before the stream).
+        self.pulling = False
+        self.pull: Pull | None = None
+        self._pull_task: asyncio.Task[None] | None = None
+        #: Messages the stream holds for the aggregator (read every renewal by the aggregator; None: unknown).
+        self.backlog: int | None = None
+        self._js: Any = None
         self._nc: Any = None
         self._subscriptions: list[Any] = []
         self._persisted: dict[tuple[str, str, str], datetime] = {}
@@ -93,18 +107,39 @@ class Fleet:
         holds = True if self.lease is None else await self.lease.hold()
         if holds and not self.leading:
             self.aggregator.restart()
-            self._subscriptions = [
-                await nc.subscribe(telemetry_filter(), cb=self.on_message),
-                await nc.subscribe(lead.QUERY_SUBJECT, cb=self.on_query),
-            ]
+            if self.pulling:
+                self.pull = Pull(nc, self.on_telemetry)
+                self._pull_task = asyncio.create_task(self.pull.run(), name="fleet-pull")
+                self._subscriptions = []
+            else:
+                self._subscriptions = [await nc.subscribe(telemetry_filter(), cb=self.on_message)]
+            self._subscriptions.append(await nc.subscribe(lead.QUERY_SUBJECT, cb=self.on_query))
             self.leading = True
             log.info("fleet: this replica aggregates the fleet's telemetry")
         elif not holds and self.leading:
             await self.stop_leading()
+        if self.leading and self.pulling and self._js is not None:
+            await self._read_backlog()
+
+    async def _read_backlog(self) -> None:
+        try:
+            info = await self._js.consumer_info(FLEET_STREAM, CONSUMER, timeout=2)
+            self.backlog = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        except Exception:
+            self.backlog = None
 
     async def stop_leading(self, release: bool = False) -> None:
         subscriptions, self._subscriptions = self._subscriptions, []
         self.leading = False
+        task, self._pull_task = self._pull_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            if release and self.pull is not None:
+                # A clean stop: what it counted is acknowledged (and leaves with it). A lost lease: what it pulled
+                # and did not acknowledge goes to the replica that aggregates now.
+                await self.pull.finish()
         for subscription in subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
@@ -148,17 +183,38 @@ class Fleet:
     # -- the feed ---------------------------------------------------------------------------------------------
 
     async def on_message(self, msg: Msg) -> None:
+        """A telemetry message received by subscription (without the fleet stream)."""
+        self.on_telemetry(msg.subject, msg.data, None)
+
+    def on_telemetry(self, subject: str, data: bytes, at: datetime | None) -> None:
+        """One telemetry message, stored in the stream at ``at`` (None: it arrives now)."""
         self.handled += 1
         try:
-            if msg.subject.endswith(".heartbeat"):
-                self.aggregator.heartbeat(decode_heartbeat(msg.data))
-            elif msg.subject.endswith(".counts"):
-                self.aggregator.counts(decode_counts(msg.data))
+            if subject.endswith(".heartbeat"):
+                self.aggregator.heartbeat(decode_heartbeat(data), at)
+            elif subject.endswith(".counts"):
+                self.aggregator.counts(decode_counts(data), at)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.aggregator.bad_messages += 1
             level = logging.DEBUG if self._warned else logging.WARNING
             self._warned = True
-            log.log(level, "fleet: skipping an undecodable telemetry message on %s: %s", msg.subject, exc)
+            log.log(level, "fleet: skipping an undecodable telemetry message on %s: %s", subject, exc)
+        except Exception:  # a bug, never a reason to stop counting the rest: skipped, counted, logged
+            self.aggregator.bad_messages += 1
+            log.exception("fleet: a telemetry message on %s could not be aggregated", subject)
+
+    async def open_stream(self, js: Any) -> None:
+        """Pull telemetry from the fleet stream (created if missing); without it, subscribe as before."""
+        try:
+            await ensure_fleet_stream(js)
+            self.pulling = True
+            self._js = js
+        except Exception as exc:
+            self.pulling = False
+            log.warning(
+                "fleet: no telemetry stream %s (%r): subscribing to the telemetry instead; a burst this replica "
+                "cannot read in time is lost", FLEET_STREAM, exc,
+            )  # fmt: skip
 
     async def open_kv(self, js: Any) -> None:
         try:
@@ -226,3 +282,63 @@ class Fleet:
                 await self.flush()
             except Exception:
                 log.exception("fleet: flushing last-evaluated times failed")
+
+
+class FleetCollector(Collector):
+    """The telemetry feed of one admin process, read at scrape time (``flagstream_fleet_*``)."""
+
+    def __init__(self, fleet: Fleet, nc: Any) -> None:
+        self.fleet = fleet
+        self.nc = nc
+        #: Slow-consumer events of this process's NATS connection (counted by ``count_slow_consumers``).
+        self.slow_consumers = 0
+
+    def count_slow_consumers(self) -> None:
+        """Count (and log) the NATS client's slow-consumer errors, passing every error on to the handler it had."""
+        previous = getattr(self.nc, "_error_cb", None)
+
+        async def on_error(exc: Exception) -> None:
+            if isinstance(exc, SlowConsumerError):
+                self.slow_consumers += 1
+                first = self.slow_consumers == 1 or self.slow_consumers % 1000 == 0
+                level = logging.WARNING if first else logging.DEBUG
+                log.log(level, "fleet: NATS slow consumer on %s (%d so far): messages dropped", exc.subject,
+                        self.slow_consumers)  # fmt: skip
+            if previous is not None:
+                await previous(exc)
+
+        self.nc._error_cb = on_error
+
+    def collect(self) -> Iterator[Metric]:
+        fleet, pull = self.fleet, self.fleet.pull
+        yield _counter("flagstream_fleet_telemetry_handled", "Telemetry messages this replica aggregated",
+                       fleet.handled)  # fmt: skip
+        yield _counter("flagstream_fleet_telemetry_bad", "Telemetry messages skipped: not decodable (logged)",
+                       fleet.aggregator.bad_messages)  # fmt: skip
+        yield _counter("flagstream_fleet_telemetry_duplicates",
+                       "Telemetry messages delivered again that this replica had counted already (skipped)",
+                       pull.duplicates if pull is not None else 0)  # fmt: skip
+        yield _counter("flagstream_fleet_telemetry_pull_unanswered",
+                       "Pull requests for telemetry that got no answer in time (NATS away, or this process starved)",
+                       pull.unanswered if pull is not None else 0)  # fmt: skip
+        yield _counter("flagstream_nats_slow_consumers",
+                       "Slow-consumer errors of this process's NATS connection (messages dropped by the client)",
+                       self.slow_consumers)  # fmt: skip
+        stats = getattr(self.nc, "stats", {}) or {}
+        yield _counter("flagstream_nats_reconnects",
+                       "Reconnections of this process's NATS connection (nats-server drops a slow consumer, too)",
+                       int(stats.get("reconnects", 0)))  # fmt: skip
+        yield GaugeMetricFamily("flagstream_fleet_aggregating", "1 if this replica aggregates the fleet's telemetry",
+                                value=1 if fleet.leading else 0)  # fmt: skip
+        backlog = GaugeMetricFamily(
+            "flagstream_fleet_telemetry_backlog",
+            "Telemetry messages the stream holds for the aggregator (pulled and not acknowledged, or not pulled yet); "
+            "only on the aggregating replica",
+        )
+        if fleet.leading and fleet.backlog is not None:
+            backlog.add_metric([], fleet.backlog)
+        yield backlog
+
+
+def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:
+    return CounterMetricFamily(name, documentation, value=value)

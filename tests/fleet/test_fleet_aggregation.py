@@ -197,3 +197,30 @@ def test_an_old_sdk_heartbeat_has_no_attribute_names_and_a_new_one_reads_in_an_o
     new = msgspec.structs.replace(beat("i", 3, T0), attributes={"user": ["key", "state"]})
     read = msgspec.json.decode(encode_telemetry(new), type=OldHeartbeat)
     assert (read.instance_id, read.seq, read.status) == ("i", 3, "READY")
+
+
+def test_a_backlog_read_late_counts_at_the_time_the_stream_stored_it() -> None:
+    clock = Clock()
+    fleet = FleetAggregator(clock=clock, default_interval=10)
+    clock.advance(600)  # the aggregator reads, 10 minutes late, what was stored at T0 and T0 + 10 s
+    fleet.heartbeat(beat("gone", 1, T0), at=T0)
+    fleet.heartbeat(beat("alive", 1, T0), at=T0)
+    fleet.heartbeat(beat("alive", 2, T0 + timedelta(seconds=10)), at=clock.now - timedelta(seconds=1))
+    fleet.heartbeat(beat("alive", 1, T0), at=clock.now)  # an older heartbeat delivered again: old news
+    assert [(i.instance_id, i.seq) for i in fleet.instances("default", "production")] == [("alive", 2)]
+    fleet.counts(counts("gone", T0, ("checkout", "on", 2)), at=T0)
+    fleet.counts(counts("alive", clock.now, ("checkout", "on", 3)), at=clock.now)
+    [checkout] = fleet.evaluations("default", "production", window=60)
+    assert (checkout.total, checkout.recent) == (5, 3)
+
+
+def test_seen_sequences_are_kept_as_ranges() -> None:
+    from flagstream.services.fleet.stream import Seen
+
+    seen = Seen(max_ranges=3)
+    for seq in [*range(1, 101), 200, 202, 201, 150]:
+        seen.add(seq)
+    assert all(seq in seen for seq in [1, 50, 100, 150, 200, 201, 202])
+    assert not any(seq in seen for seq in [0, 101, 149, 151, 199, 203])
+    seen.add(300)  # a fourth range: the oldest one is forgotten
+    assert [seq in seen for seq in (50, 150, 300)] == [False, True, True]

@@ -186,7 +186,7 @@ async def test_two_replicas_show_the_same_fleet_aggregated_once_and_take_over_fr
     nats_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One replica aggregates; the other handles no heartbeat and shows what the first one aggregated; when the
-    first stops, the other takes the lease over and aggregates."""
+    first stops, the other takes the lease over and aggregates, from what was reported after the first stopped."""
     from flagstream.services.fleet import lead
 
     monkeypatch.setattr(lead, "LEASE_SECONDS", 1.0)
@@ -225,6 +225,8 @@ async def test_two_replicas_show_the_same_fleet_aggregated_once_and_take_over_fr
         assert fleets[1].handled == 0  # the second replica never handled a heartbeat
 
         await first.aclose()  # the first replica stops (and gives its lease up)
+        for n in range(7):  # reported while no replica aggregates: the stream keeps them for the next one
+            clients[0].bool_variation("checkout", {"key": f"late-{n}"}, False)
 
         async def taken_over() -> bool:
             response = await https[1].get(FLEET)
@@ -236,3 +238,11 @@ async def test_two_replicas_show_the_same_fleet_aggregated_once_and_take_over_fr
 
         await until(taken_over, "the second replica aggregating the three instances")
         assert fleets[1].handled > 0
+
+        async def late_ones_counted() -> bool:
+            flags = (await get(https[1], f"{FLEET}/evaluations"))["flags"]
+            return {f["flag"]: f["total"] for f in flags}.get("checkout") == 7
+
+        # Counting starts anew with the new aggregator (what the first counted left with it, acknowledged), and
+        # nothing reported in between is lost.
+        await until(late_ones_counted, "the evaluations made while no replica aggregated, counted by the new one")
