@@ -47,7 +47,7 @@ from _common import ENVIRONMENT, AdminProcess, nats_server, percentile, print_ta
 
 from flagstream import AsyncFlagstreamClient
 from flagstream.services.release import judge, srm_mismatch
-from flagstream.services.release.stats import share_of
+from flagstream.services.release.stats import Shares, split_by_step
 
 PLAN = "/environments/production/plans"
 
@@ -275,11 +275,12 @@ def _seconds(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def aa_trial(seed: int, hold: int, steps: tuple[float, ...], alpha: float, rate: int = 1_000, users: int = 10_000,
-             p: float = 0.01, min_users: int = 100) -> str | None:  # fmt: skip
-    """One A/A plan, second by second: the reason of a (false) rollback, or None."""
+def aa_trial(seed: int, hold: int, steps: tuple[float, ...], shares: list[Shares], rate: int = 1_000,
+             users: int = 10_000, p: float = 0.01, min_users: int = 100) -> str | None:  # fmt: skip
+    """One A/A plan, second by second: the reason of a (false) rollback, or None. ``shares``: each step's error
+    rates (the guardrail's, the sample ratio test's), as the runner gives them (``services/release/plans.py``)."""
     rng = np.random.default_rng(seed)
-    for weight in steps:
+    for k, (weight, share) in enumerate(zip(steps, shares, strict=True)):
         treated = rng.random(users) < weight  # each step: the window starts afresh
         seen = np.zeros(users, bool)
         errors = np.zeros(users)
@@ -288,11 +289,11 @@ def aa_trial(seed: int, hold: int, steps: tuple[float, ...], alpha: float, rate:
             seen[who] = True
             np.add.at(errors, who, rng.random(rate) < p)
             t, c = seen & treated, seen & ~treated
-            if judge(errors[t], errors[c], bad="increase", max_change=0.0, relative=False, alpha=alpha,
-                     min_users=min_users).breached:  # fmt: skip
-                return "guardrail"
-            if srm_mismatch([int(t.sum()), int(c.sum())], [weight, 1 - weight], alpha):
-                return "sample_ratio"
+            if judge(errors[t], errors[c], bad="increase", max_change=0.0, relative=False, alpha=share.guardrail,
+                     min_users=min_users, t_star=share.t_star).breached:  # fmt: skip
+                return f"guardrail at step {k + 1}"
+            if srm_mismatch([int(t.sum()), int(c.sum())], [weight, 1 - weight], share.sample_ratio):
+                return f"sample_ratio at step {k + 1}"
     return None
 
 
@@ -316,9 +317,9 @@ def main() -> None:
     found = asyncio.run(detection(args.trials, args.timeout)) if args.trials else {"times": [], "outcomes": []}
     load_mid = os.getloadavg()
     steps = (0.05, 0.25, 0.5)
-    alpha = share_of(0.05, len(steps) * 2)
+    shares = split_by_step(0.05, [*steps, 1.0], 1)[: len(steps)]  # the plan 5%, 25%, 50%, 100%, one guardrail
     started = time.monotonic()
-    reasons = [aa_trial(10_000 + i, args.aa_hold, steps, alpha) for i in range(args.aa)]
+    reasons = [aa_trial(10_000 + i, args.aa_hold, steps, shares) for i in range(args.aa)]
     aa_seconds = time.monotonic() - started
     false = [r for r in reasons if r is not None]
     real: dict[str, Any] = {}
@@ -343,7 +344,8 @@ def main() -> None:
                  f"{load_before[0]:.1f}, {load_mid[0]:.1f}, {load_after[0]:.1f}"))  # fmt: skip
     print_table("Release safety", ("", "value"), rows)
     write_results("release_guardian", {
-        "detection": found, "aa": {"trials": args.aa, "hold_s": args.aa_hold, "steps": steps, "alpha_each": alpha,
+        "detection": found, "aa": {"trials": args.aa, "hold_s": args.aa_hold, "steps": steps,
+                                   "shares": [[a.guardrail, a.sample_ratio] for a in shares],
                                    "false_rollbacks": len(false), "reasons": false, "seconds": round(aa_seconds, 1)},
         "aa_real": real, "load_before": load_before, "load_mid": load_mid, "load_after": load_after,
     })  # fmt: skip

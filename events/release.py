@@ -106,6 +106,12 @@ class Plan(Struct, frozen=True, kw_only=True):
     rollback: Literal["restore", "off"] = "restore"
     #: The chance of a rollback when nothing is wrong, over the whole plan (each check gets its share).
     error_rate: float = 0.05
+    #: How ``error_rate`` is shared among the checks (``services/release/stats.py``): ``by_step`` (every plan made
+    #: since 2026-12-06: each watched step in proportion to ``1 / (w (1 - w))``, within a step a fifth to the sample
+    #: ratio test and the rest to the tracked guardrails; each step's bound tightest at a number of users that
+    #: scales the same way) or ``equal`` (plans made before: every check of every watched step an equal share, every
+    #: bound tightest at 2,000 users). Absent in older events: ``equal``, what they were made with.
+    split: Literal["equal", "by_step"] = "equal"
     #: Users needed on each side before a tracked guardrail is judged.
     min_users: int = 100
     status: PlanStatus = "running"

@@ -61,6 +61,7 @@ from ..release import (
     read_window,
     request_stop,
     running,
+    shares,
     stop,
 )
 from .history import parse_time, where
@@ -93,6 +94,11 @@ class StepView(Struct, kw_only=True):
     percent: float
     #: Seconds the step is held; ``None``: until a person advances the plan.
     hold: float | None
+    #: The step's share of the plan's error rate: each tracked guardrail's, and the sample ratio test's.
+    guardrail_alpha: float = 0.0
+    sample_ratio_alpha: float = 0.0
+    #: Users at which the step's guardrail bounds are tightest.
+    t_star: float = 0.0
 
 
 class PlanRecord(Struct, kw_only=True):
@@ -117,6 +123,8 @@ class PlanRecord(Struct, kw_only=True):
     guardrails: list[Guardrail]
     rollback: str
     error_rate: float
+    #: How the error rate is shared among steps and checks: ``by_step`` or ``equal`` (plans made before it).
+    split: str
     min_users: int
     holder: str
     result_seq: int
@@ -167,13 +175,15 @@ def _record(stored: Stored, watch: Watch | None = None) -> PlanRecord:
     return PlanRecord(
         id=plan.id, version=stored.seq, status=plan.status, flag=plan.flag, rule=plan.rule,
         variation=plan.variation, control=plan.control,
-        steps=[StepView(percent=s.weight * 100 / WEIGHT_TOTAL, hold=s.hold) for s in plan.steps],
+        steps=[StepView(percent=s.weight * 100 / WEIGHT_TOTAL, hold=s.hold, guardrail_alpha=a.guardrail,
+                        sample_ratio_alpha=a.sample_ratio, t_star=a.t_star)
+               for s, a in zip(plan.steps, shares(plan), strict=True)],
         step=plan.step, percent=weight * 100 / WEIGHT_TOTAL, step_at=plan.step_at, step_seq=plan.step_seq,
         held_for=held_for(plan, now),
         next_step_in=next_due(plan, now), paused=plan.status == "paused", guardrails=list(plan.guardrails),
-        rollback=plan.rollback, error_rate=plan.error_rate, min_users=plan.min_users, holder=plan.holder,
-        result_seq=plan.result_seq, evidence=plan.evidence, error=plan.error, actor=event.actor, at=event.at,
-        comment=event.comment, watch=watch,
+        rollback=plan.rollback, error_rate=plan.error_rate, split=plan.split, min_users=plan.min_users,
+        holder=plan.holder, result_seq=plan.result_seq, evidence=plan.evidence, error=plan.error, actor=event.actor,
+        at=event.at, comment=event.comment, watch=watch,
     )  # fmt: skip
 
 

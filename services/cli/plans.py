@@ -232,6 +232,10 @@ def describe(rec: dict[str, Any], timeline: list[dict[str, Any]] | None = None) 
         lines.append(f"next step in {rec['next_step_in']:.0f}s")
     for g in rec["guardrails"]:
         lines.append(f"guardrail: {_guardrail(g)}")
+    shares = [f"{i + 1}: {s.get('guardrail_alpha', 0):.3g} / {s.get('sample_ratio_alpha', 0):.3g}"
+              for i, s in enumerate(rec["steps"]) if s.get("sample_ratio_alpha")]  # fmt: skip
+    lines.append(f"error rate {rec['error_rate']:g}, split {rec.get('split', 'equal')} (per step, each tracked "
+                 f"guardrail / the sample ratio test: {', '.join(shares) or 'none watched'})")  # fmt: skip
     watch = rec.get("watch")
     if watch and watch.get("guardrails"):
         lines.append(

@@ -20,11 +20,12 @@ from .plans import (
     plan_subject,
     plans_filter,
     read_plan,
+    shares,
 )
 from .prometheus import Prometheus, QueryRejected, Unreachable
 from .results import ExperimentResults, MetricResult, VariationResult, experiment_results
 from .runner import GUARDIAN, LEASE, POLL, PlanRunner, finish, plan_event, read_watch, request_stop, running, stop
-from .stats import confidence_sequence, judge, srm_log_bayes_factor, srm_mismatch
+from .stats import Shares, confidence_sequence, judge, split_by_step, split_equal, srm_log_bayes_factor, srm_mismatch
 from .views import ArmView, GuardrailView, Point, Watch
 from .window import FlagWindow
 
@@ -45,6 +46,7 @@ __all__ = [
     "Point",
     "Prometheus",
     "QueryRejected",
+    "Shares",
     "StepBody",
     "Unreachable",
     "VariationResult",
@@ -67,6 +69,9 @@ __all__ = [
     "read_window",
     "request_stop",
     "running",
+    "shares",
+    "split_by_step",
+    "split_equal",
     "srm_log_bayes_factor",
     "srm_mismatch",
     "stop",

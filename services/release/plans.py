@@ -20,6 +20,7 @@ from ...events.subjects import PREFIX
 from ...events.tracking import METRIC_MAX, METRIC_PATTERN
 from ...validation import Problem
 from ..changes import InvalidInput
+from .stats import Shares, split_by_step, split_equal
 
 #: Most steps in a plan, guardrails in a plan, characters in a PromQL query.
 MAX_STEPS = 20
@@ -237,7 +238,7 @@ def read_plan(body: PlanBody, flag: Flag, active: Sequence[Plan], plan_id: str |
     return Plan(
         id=plan_id or new_plan_id(), flag=flag.key, rule=rule, variation=body.variation, control=before.variation,
         steps=read_steps(body.steps), guardrails=guardrails, rollback=body.rollback,  # type: ignore[arg-type]
-        error_rate=body.error_rate, min_users=body.min_users, before=before,
+        error_rate=body.error_rate, min_users=body.min_users, before=before, split="by_step",
     )  # fmt: skip
 
 
@@ -325,11 +326,13 @@ def is_last(plan: Plan) -> bool:
     return plan.step >= len(plan.steps) - 1
 
 
-def checks(plan: Plan) -> int:
-    """The checks that share the plan's error rate: each guardrail and the sample ratio test, in each step with a
-    control (a step at 100% has none)."""
-    watched = sum(1 for s in plan.steps if s.weight < WEIGHT_TOTAL)
-    return max(1, watched) * (len(plan.guardrails) + 1)
+def shares(plan: Plan) -> list[Shares]:
+    """Per step, the error rate of each tracked guardrail and of the sample ratio test: the plan's ``error_rate``
+    split as the plan says (``stats``: ``by_step``, or ``equal`` for plans made before it)."""
+    weights = [s.weight / WEIGHT_TOTAL for s in plan.steps]
+    if plan.split == "by_step":
+        return split_by_step(plan.error_rate, weights, sum(1 for g in plan.guardrails if g.metric))
+    return split_equal(plan.error_rate, weights, len(plan.guardrails))
 
 
 def active_plans(states: Mapping[str, Plan]) -> list[Plan]:

@@ -56,10 +56,10 @@ from ..changes import FLAG, AdminError, AdminService, Conflict, Stored, WriteReq
 from ..requests import release_plan
 from ..runtime import RELEASE_BUCKET, ensure_bucket, run_passes
 from .feed import MetricNames, WindowFollower
-from .plans import changes_for, checks, is_last, next_due, plan_subject, plans_filter, serve_of, step_changes
+from .plans import changes_for, is_last, next_due, plan_subject, plans_filter, serve_of, shares, step_changes
 from .prometheus import Prometheus, QueryRejected, Unreachable, breached
 from .stats import srm_log_bayes_factor
-from .views import GuardrailView, Watch, alpha_of, extend_series, judge_tracked
+from .views import GuardrailView, Watch, extend_series, judge_tracked
 from .window import FlagWindow
 
 log = logging.getLogger("flagstream.release")
@@ -527,7 +527,8 @@ class PlanRunner:
         window = held.window
         weight = plan.steps[plan.step].weight
         expected = weight / WEIGHT_TOTAL
-        alpha = alpha_of(plan, checks(plan))
+        share = shares(plan)[plan.step]
+        alpha = share.guardrail
         users = window.users()
         n_t, n_c = users.get(plan.variation, 0), users.get(plan.control, 0)
         views = []
@@ -535,7 +536,7 @@ class PlanRunner:
         for g in plan.guardrails:
             if not g.metric:
                 continue
-            j, view = judge_tracked(plan, g, window, alpha)
+            j, view = judge_tracked(plan, g, window, alpha, share.t_star)
             views.append(view)
             if j.breached and evidence is None:
                 rise = "rose" if g.bad == "increase" else "fell"
@@ -555,10 +556,11 @@ class PlanRunner:
                 )  # fmt: skip
         if evidence is None and n_t + n_c > 0:
             log_bf = srm_log_bayes_factor([n_t, n_c], [expected, 1 - expected])
-            if log_bf >= -math.log(alpha):
+            if log_bf >= -math.log(share.sample_ratio):
                 observed = n_t / (n_t + n_c)
                 evidence = Evidence(
-                    reason="sample_ratio", step=plan.step, treatment_users=n_t, control_users=n_c, alpha=alpha,
+                    reason="sample_ratio", step=plan.step, treatment_users=n_t, control_users=n_c,
+                    alpha=share.sample_ratio,
                     expected_share=expected, observed_share=observed,
                     text=(
                         f"sample ratio mismatch at step {plan.step + 1}: {plan.variation} has {observed:.2%} of the "
@@ -570,7 +572,7 @@ class PlanRunner:
         watch.step = plan.step
         watch.holder = self.name
         watch.treatment_users, watch.control_users = n_t, n_c
-        watch.expected_share, watch.alpha = expected, alpha
+        watch.expected_share, watch.alpha, watch.sample_ratio_alpha = expected, alpha, share.sample_ratio
         watch.guardrails = [*views, *held.prometheus.values()]
         extend_series(watch.series, views, watch.at, plan.step)
         return evidence

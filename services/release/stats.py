@@ -38,9 +38,39 @@ Lindon and Malek, *Anytime-valid inference for multinomial count data*, NeurIPS 
 is a nonnegative martingale under the expected split, so by Ville's inequality it ever reaches ``1 / alpha`` with
 probability at most ``alpha``: a mismatch is declared then. ``log Gamma`` is SciPy's ``gammaln``.
 
-**The error rate of a plan.** A plan's ``error_rate`` is the chance of rolling back when nothing is wrong, over the
-whole plan: each check (each guardrail and the sample ratio test, in each step that has a control) gets an equal
-share of it (Bonferroni), so the shares add up to at most the plan's rate.
+**The error rate of a plan.** A plan's ``error_rate`` ``alpha`` is the chance of rolling back when nothing is wrong,
+over the whole plan. Each check (each tracked guardrail and the sample ratio test, in each step that has a control)
+gets a share ``alpha_i`` of it, fixed when the plan is made, with ``sum alpha_i = alpha``: since each check alone
+rolls back a plan with nothing wrong with probability at most its ``alpha_i`` however often it is looked at (above),
+any of them does with probability at most ``sum alpha_i = alpha`` (Boole's inequality: the weighted Bonferroni
+procedure, Rosenthal and Rubin, *Ensemble-adjusted p values*, Psychological Bulletin 94(3), 1983). Any split decided
+in advance is valid; the split decides where the plan's error rate buys speed (as an alpha-spending function decided
+in advance does over the looks of a trial, Lan and DeMets, *Discrete sequential boundaries for clinical trials*,
+Biometrika 70(3), 1983; here over the steps, each of which is monitored continuously).
+
+``by_step`` (``split_by_step``, every plan made since 2026-12-06) spends it where evidence comes slowest. At a step
+serving the new variation to a share ``w`` of the users, ``V`` after ``t`` users is about ``sigma^2 / (t w (1 - w))``,
+and the boundary grows with ``log(1 / alpha_k)`` (``b^2`` is about ``2 log(1 / alpha_k)`` plus terms in ``t``): the
+users a step needs to find a harm ``delta`` are about ``(2 log(1 / alpha_k) + c) sigma^2 / (w (1 - w) delta^2)``.
+The split that makes the sum of these over the steps smallest for a given ``alpha`` (Lagrange:
+``2 / (alpha_k w_k (1 - w_k))`` equal for every step) is ``alpha_k`` in proportion to ``1 / (w_k (1 - w_k))``: a 5%
+step, where the new variation's users arrive slowest, gets most of it (plan 5%, 25%, 50%: 69%, 18%, 13%). Within a
+step the sample ratio test gets a fifth and the tracked guardrails share the rest equally (the whole step if there
+is none; PromQL guardrails are thresholds and take none): the sample ratio test learns from every user of both arms,
+so its smaller share delays it by ``log(5 / 2) / KL`` users at most against the equal split (``KL`` the divergence of
+the observed split from the expected one per user), while the guardrails learn only from the treatment's users.
+
+``equal`` (``split_equal``, plans made before; their events have no ``split``): each check, PromQL guardrails
+included, of each watched step an equal share.
+
+**Where each step's boundary is tightest** (``rho``) is also fixed with the plan: ``T_STAR`` users for plans split
+``equal``; for plans split ``by_step``, ``t_star = T_STAR_5 * 0.05 * 0.95 / (w (1 - w))`` at a step serving ``w``
+(8,000 users at 5%, 2,027 at 25%, 1,520 at 50%). The mixture is over effects in the metric's unit, the same at every
+step; per user, a step serving ``w`` learns in proportion to ``w (1 - w)`` (``V`` above), so the same effects are in
+reach after proportionally fewer users. 8,000 at a 5% step is chosen for the bench's application (1,000 evaluations
+a second across 10,000 users, errors tripled: its rollbacks counted 6,000-9,700 users); the boundary is flat around
+``t_star`` (at 2.77%: 3.00 standard errors at 6,000 users with ``t_star`` 8,000, 3.08 with 2,000) and grows only
+with the log of the users past it.
 """
 
 from __future__ import annotations
@@ -53,8 +83,11 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import gammaln, log_ndtr
 
-#: Users at which the boundary is tightest when nothing else is said.
+#: Users at which the boundary is tightest when nothing else is said (experiment results, plans split ``equal``).
 T_STAR = 2_000
+#: Plans split ``by_step``: users at which a 5% step's boundary is tightest; a step serving ``w`` is tightest at
+#: ``T_STAR_5 * 0.05 * 0.95 / (w (1 - w))`` users (see the module's text).
+T_STAR_5 = 8_000
 #: The sample ratio test's prior concentration (``a = c p0``).
 SRM_CONCENTRATION = 100.0
 
@@ -180,5 +213,51 @@ def judge(
 
 
 def share_of(error_rate: float, checks: int) -> float:
-    """Each check's share of a plan's error rate (Bonferroni)."""
+    """Each check's share of a plan's error rate when all get the same (Bonferroni)."""
     return error_rate / max(1, checks)
+
+
+#: The sample ratio test's part of a step's share (split ``by_step``, see the module's text).
+SRM_PART = 0.2
+
+
+@dataclass(frozen=True)
+class Shares:
+    """One step's error rates: each tracked guardrail's and the sample ratio test's (0 for a step with no control),
+    and the users at which its guardrails' boundary is tightest."""
+
+    guardrail: float
+    sample_ratio: float
+    t_star: float = T_STAR
+
+
+def t_star_for(weight: float) -> float:
+    """Where a step serving ``weight`` is tightest (plans split ``by_step``): the same information as a 5% step at
+    ``T_STAR_5`` users (see the module's text)."""
+    if not 0.0 < weight < 1.0:
+        return float(T_STAR_5)
+    return T_STAR_5 * 0.05 * 0.95 / (weight * (1.0 - weight))
+
+
+def split_by_step(error_rate: float, weights: Sequence[float], tracked: int) -> list[Shares]:
+    """``error_rate`` shared among steps whose treatment shares are ``weights`` (0 < w <= 1; a step at 1 has no control
+    and gets nothing) in proportion to ``1 / (w (1 - w))``, then within each step a fifth to the sample ratio test
+    and the rest equally among ``tracked`` guardrails (see the module's text)."""
+    slowness = [1.0 / (w * (1.0 - w)) if 0.0 < w < 1.0 else 0.0 for w in weights]
+    total = sum(slowness)
+    out = []
+    for w, s in zip(weights, slowness, strict=True):
+        step = error_rate * s / total if total else 0.0
+        if tracked:
+            out.append(Shares(step * (1.0 - SRM_PART) / tracked, step * SRM_PART, t_star_for(w)))
+        else:
+            out.append(Shares(0.0, step, t_star_for(w)))
+    return out
+
+
+def split_equal(error_rate: float, weights: Sequence[float], guardrails: int) -> list[Shares]:
+    """The split of plans made before ``by_step``: each of ``guardrails`` (PromQL included) and the sample ratio
+    test, in each step with a control, an equal share."""
+    watched = sum(1 for w in weights if w < 1.0)
+    each = share_of(error_rate, max(1, watched) * (guardrails + 1))
+    return [Shares(each, each) if w < 1.0 else Shares(0.0, 0.0) for w in weights]

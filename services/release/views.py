@@ -14,7 +14,7 @@ import numpy as np
 from msgspec import Struct
 
 from ...events.release import Guardrail, Plan
-from .stats import Judgement, judge, share_of
+from .stats import T_STAR, Judgement, judge
 from .window import FlagWindow
 
 #: Points kept per guardrail in a watch's series.
@@ -65,8 +65,9 @@ class Watch(Struct, kw_only=True):
     treatment_users: int = 0
     control_users: int = 0
     expected_share: float = 0.0
-    #: The check's share of the plan's error rate.
+    #: Each tracked guardrail's share of the plan's error rate at this step, and the sample ratio test's.
     alpha: float = 0.0
+    sample_ratio_alpha: float = 0.0
     guardrails: list[GuardrailView] = []
     #: name -> points of its interval over time (the last ``SERIES_POINTS``).
     series: dict[str, list[Point]] = {}
@@ -76,12 +77,14 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def judge_tracked(plan: Plan, g: Guardrail, window: FlagWindow, alpha: float) -> tuple[Judgement, GuardrailView]:
+def judge_tracked(
+    plan: Plan, g: Guardrail, window: FlagWindow, alpha: float, t_star: float = T_STAR
+) -> tuple[Judgement, GuardrailView]:
     values = window.values(g.metric, g.kind)
     empty = np.asarray([], dtype=float)
     j = judge(
         values.get(plan.variation, empty), values.get(plan.control, empty), bad=g.bad, max_change=g.max_change,
-        relative=g.relative, alpha=alpha, min_users=plan.min_users,
+        relative=g.relative, alpha=alpha, min_users=plan.min_users, t_star=t_star,
     )  # fmt: skip
     view = GuardrailView(
         name=g.metric, kind=g.kind, bad=g.bad, limit=j.limit, effect=j.interval.effect,
@@ -92,10 +95,6 @@ def judge_tracked(plan: Plan, g: Guardrail, window: FlagWindow, alpha: float) ->
         unexposed=window.unexposed.get(g.metric, 0), elsewhere=window.elsewhere.get(g.metric, 0),
     )  # fmt: skip
     return j, view
-
-
-def alpha_of(plan: Plan, checks: int) -> float:
-    return share_of(plan.error_rate, checks)
 
 
 def extend_series(series: dict[str, list[Point]], views: Sequence[GuardrailView], at: datetime, step: int) -> None:

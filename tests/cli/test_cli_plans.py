@@ -85,6 +85,8 @@ async def test_create_watch_and_read_why_a_plan_was_rolled_back(nats_url: str, t
             assert shown.returncode == 0, shown.stderr
             assert "checkout: on instead of off, rolled_back, step 1/2 (20%)" in shown.stdout
             assert "rolled back by guardian: errors (events per user) rose by" in shown.stdout
+            assert "error rate 0.05, split by_step (per step, each tracked guardrail / the sample ratio test: " \
+                   "1: 0.04 / 0.01)" in shown.stdout  # fmt: skip
             assert "plan.rolled_back" in shown.stdout
             assert "errors (count)" in results.stdout
             assert "not counted:" in results.stdout

@@ -90,6 +90,9 @@ async def test_a_variation_that_raises_errors_is_rolled_back_by_the_guardian(nat
             assert evidence["treatment_value"] > evidence["control_value"]
             assert min(evidence["treatment_users"], evidence["control_users"]) >= 30
             assert "errors (events per user) rose by" in evidence["text"]
+            # One watched step: it has the whole error rate, four fifths for the guardrail (the rest: sample ratio).
+            assert done["split"] == "by_step"
+            assert evidence["alpha"] == pytest.approx(done["steps"][0]["guardrail_alpha"]) == pytest.approx(0.04)
             # The flag serves what it served before the plan, written by the guardian with the evidence.
             flag = await ok(http, "GET", f"{ENV}/flags/checkout")
             assert flag["flag"]["fallthrough"]["variation"] == "off"

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import numpy as np
 
+from flagstream.events.release import Plan
 from flagstream.events.tracking import Exposed, MetricsBatch, Tracked, Unexposed
-from flagstream.services.release import FlagWindow, judge, srm_mismatch
-from flagstream.services.release.stats import Arm, confidence_sequence, share_of
+from flagstream.services.release import FlagWindow, judge, shares, split_by_step, srm_mismatch
+from flagstream.services.release.stats import Arm, Shares, confidence_sequence
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def step(seed: int, p_control: float, p_treatment: float, weight: float, seconds: int, alpha: float,
+def step(seed: int, p_control: float, p_treatment: float, weight: float, seconds: int, share: Shares,
          rate: int = 1_000, users: int = 10_000, min_users: int = 100) -> tuple[int | None, str | None]:  # fmt: skip
     """One step of the bench's simulated app, looked at every second: (the second of a rollback, its reason)."""
     rng = np.random.default_rng(seed)
@@ -28,33 +30,67 @@ def step(seed: int, p_control: float, p_treatment: float, weight: float, seconds
         seen[who] = True
         np.add.at(errors, who, failed)
         t, c = seen & treated, seen & ~treated
-        j = judge(errors[t], errors[c], bad="increase", max_change=0.0, relative=False, alpha=alpha,
-                  min_users=min_users)  # fmt: skip
+        j = judge(errors[t], errors[c], bad="increase", max_change=0.0, relative=False, alpha=share.guardrail,
+                  min_users=min_users, t_star=share.t_star)  # fmt: skip
         if j.breached:
             return second, "guardrail"
-        if srm_mismatch([int(t.sum()), int(c.sum())], [weight, 1 - weight], alpha):
+        if srm_mismatch([int(t.sum()), int(c.sum())], [weight, 1 - weight], share.sample_ratio):
             return second, "sample_ratio"
     return None, None
 
 
+#: The bench's plan: 5%, 25%, 50% watched, then 100%; one tracked guardrail (errors) at the default 5% error rate.
+STEPS = (0.05, 0.25, 0.5)
+SHARES = split_by_step(0.05, [*STEPS, 1.0], 1)
+
+
 def test_a_a_plans_roll_back_at_most_as_often_as_their_error_rate() -> None:
     """200 A/A plans of three watched steps (5%, 25%, 50%, a minute each): false rollbacks <= the 5% configured."""
-    steps = (0.05, 0.25, 0.5)
-    alpha = share_of(0.05, len(steps) * 2)  # one guardrail and the sample ratio test per step
     rollbacks = 0
     for trial in range(200):
-        for i, weight in enumerate(steps):
-            if step(1_000 * trial + i, 0.01, 0.01, weight, 60, alpha, rate=500, users=5_000)[0] is not None:
+        for i, weight in enumerate(STEPS):
+            if step(1_000 * trial + i, 0.01, 0.01, weight, 60, SHARES[i], rate=500, users=5_000)[0] is not None:
                 rollbacks += 1
                 break
     assert rollbacks / 200 <= 0.05
 
 
 def test_errors_tripled_at_a_5_percent_step_are_found_within_a_minute() -> None:
-    alpha = share_of(0.05, 6)
-    times = [step(seed, 0.01, 0.03, 0.05, 120, alpha) for seed in range(10)]
+    times = [step(seed, 0.01, 0.03, 0.05, 120, SHARES[0]) for seed in range(10)]
     assert all(reason == "guardrail" for _, reason in times)
     assert max(t for t, _ in times if t is not None) <= 60
+
+
+def test_the_error_rate_is_spent_where_evidence_comes_slowest_and_adds_up_to_the_plans() -> None:
+    """``by_step``: steps in proportion to 1 / (w (1 - w)), a fifth of each to the sample ratio test; the shares of all
+    checks add up to the plan's error rate (the union bound that makes the plan's false rollbacks at most it)."""
+    assert [round(s.guardrail + s.sample_ratio, 4) for s in SHARES] == [0.0346, 0.0088, 0.0066, 0.0]
+    assert SHARES[0].sample_ratio == SHARES[0].guardrail / 4
+    two = split_by_step(0.05, [0.01, 0.05, 0.25, 1.0], 2)
+    assert abs(sum(2 * s.guardrail + s.sample_ratio for s in two) - 0.05) < 1e-12
+    assert two[0].guardrail > two[1].guardrail > two[2].guardrail  # the 1% step needs the most users
+    only_srm = split_by_step(0.05, [0.5, 1.0], 0)  # no tracked guardrail: the sample ratio test has it all
+    assert (only_srm[0].guardrail, only_srm[0].sample_ratio) == (0.0, 0.05)
+
+
+def test_a_plan_written_before_the_split_keeps_the_equal_split_it_was_made_with() -> None:
+    """Plans in the stream from before ``split`` existed decode as ``equal``: a plan in flight across the upgrade
+    keeps the shares it started with (changing them mid-step would spend more than its error rate)."""
+    old = msgspec.json.encode({
+        "id": "p1", "flag": "checkout", "variation": "on", "control": "off", "error_rate": 0.05,
+        "steps": [{"weight": 5_000}, {"weight": 25_000}, {"weight": 50_000}, {"weight": 100_000}],
+        "guardrails": [{"metric": "errors"}, {"promql": "up", "threshold": 1.0}],
+    })  # fmt: skip
+    plan = msgspec.json.decode(old, type=Plan)
+    assert plan.split == "equal"
+    each = 0.05 / (3 * 3)  # three watched steps, two guardrails and the sample ratio test each
+    assert [(round(s.guardrail, 6), round(s.sample_ratio, 6)) for s in shares(plan)] == [(round(each, 6),) * 2] * 3 + [
+        (0.0, 0.0)
+    ]
+    assert shares(plan)[0].t_star == 2_000  # and its boundary stays tightest where it was
+    new = msgspec.structs.replace(plan, split="by_step")  # a PromQL guardrail takes no share of it
+    assert shares(new)[0] == split_by_step(0.05, [0.05, 0.25, 0.5, 1.0], 1)[0]
+    assert [round(s.t_star) for s in shares(new)[:3]] == [8_000, 2_027, 1_520]
 
 
 def test_the_interval_holds_the_true_difference_at_every_look_at_once() -> None:

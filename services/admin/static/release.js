@@ -187,7 +187,9 @@ function stepsView(p) {
   return h("ol", { class: "steps", "aria-label": "Steps" }, p.steps.map((st, i) => {
     const state = i < p.step ? "done" : i === p.step ? "current" : "todo";
     return h("li", { class: `step ${state}`, "aria-current": i === p.step ? "step" : null },
-      h("strong", {}, pctText(st.percent)), h("span", { class: "small muted" }, i < p.steps.length - 1 || st.hold !== null ? ` hold ${holdText(st.hold)}` : ""));
+      h("strong", {}, pctText(st.percent)), h("span", { class: "small muted" }, i < p.steps.length - 1 || st.hold !== null ? ` hold ${holdText(st.hold)}` : ""),
+      st.sample_ratio_alpha ? h("span", { class: "small muted", title: "This step's share of the plan's error rate: each tracked guardrail's, the sample ratio test's" },
+        ` · error rate ${num(st.guardrail_alpha)} per guardrail, ${num(st.sample_ratio_alpha)} sample ratio`) : null);
   }));
 }
 
