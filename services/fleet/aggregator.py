@@ -374,7 +374,9 @@ class FleetAggregator:
             window.buckets.popleft()
 
     def _forget(self, now: datetime) -> None:
-        """Drop instances silent for ``forget_after`` seconds (bounded memory over restarts of a fleet)."""
+        """Drop instances silent for ``forget_after`` seconds (bounded memory over restarts of a fleet). Once a
+        minute: it reads every instance (at 10,000 instances, at every heartbeat it took most of a core)."""
+        self._forgot_at = now
         for instances in self._instances.values():
             gone = [k for k, i in instances.items() if (now - i.received).total_seconds() > self.forget_after]
             for key in gone:

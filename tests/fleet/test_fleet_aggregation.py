@@ -224,3 +224,18 @@ def test_seen_sequences_are_kept_as_ranges() -> None:
     assert not any(seq in seen for seq in [0, 101, 149, 151, 199, 203])
     seen.add(300)  # a fourth range: the oldest one is forgotten
     assert [seq in seen for seq in (50, 150, 300)] == [False, True, True]
+
+
+def test_silent_instances_are_forgotten_by_a_sweep_once_a_minute_not_at_every_heartbeat() -> None:
+    clock = Clock()
+    fleet = FleetAggregator(clock=clock, forget_after=3600)
+    sweeps = []
+    forget = fleet._forget
+    fleet._forget = lambda now: (sweeps.append(now), forget(now))  # type: ignore[method-assign]
+    fleet.heartbeat(beat("silent", 1, T0))
+    clock.advance(3601)
+    for _ in range(100):  # 100 heartbeats over 50 s, a minute after the start: one sweep
+        fleet.heartbeat(beat("busy", 1, clock.now))
+        clock.advance(0.5)
+    assert len(sweeps) == 1
+    assert [i.instance_id for i in fleet.instances("default", "production", include_gone=True)] == ["busy"]
