@@ -18,6 +18,8 @@ sent, waited for until they match (the time it took is printed), up to ``--drain
 process starved of CPU is (S under the lease's 10 s: it keeps aggregating; longer: the other replica takes over).
 
     .venv/bin/python bench/fleet_telemetry.py [--instances 10000] [--interval 10] [--seconds 60] [--stop-aggregator 5]
+
+(the defaults: about 2 minutes in all).
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ async def main() -> None:
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between two reports of an instance")
     parser.add_argument("--evals", type=int, default=100, help="evaluations per instance per interval")
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds (after one interval)")
-    parser.add_argument("--stop-aggregator", type=float, default=0.0, help="SIGSTOP the aggregator this long")
+    parser.add_argument("--stop-aggregator", type=float, default=5.0, help="SIGSTOP the aggregator this long (0: not)")
     parser.add_argument("--drain", type=float, default=120.0, help="seconds to wait for the counts at the end")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}", flush=True)

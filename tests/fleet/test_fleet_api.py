@@ -246,3 +246,36 @@ async def test_two_replicas_show_the_same_fleet_aggregated_once_and_take_over_fr
         # Counting starts anew with the new aggregator (what the first counted left with it, acknowledged), and
         # nothing reported in between is lost.
         await until(late_ones_counted, "the evaluations made while no replica aggregated, counted by the new one")
+
+
+async def test_a_slow_consumer_of_the_admins_nats_connection_is_logged_and_counted_in_its_metrics(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever subscription of the admin's connection falls behind (here one that holds a message at most and
+    never finishes reading it), the messages nats-py drops show in /metrics and in the log."""
+    import asyncio
+
+    app = create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth_headers()) as http:
+            nc = app.state.nc
+            stuck = asyncio.Event()
+
+            async def never_done(msg: Any) -> None:
+                await stuck.wait()
+
+            sub = await nc.subscribe("slow.test", cb=never_done, pending_msgs_limit=1)
+            for _ in range(5):
+                await nc.publish("slow.test", b"x")
+            await nc.flush()
+
+            async def counted() -> bool:
+                text = (await http.get("/metrics")).text
+                line = next(x for x in text.splitlines() if x.startswith("flagstream_nats_slow_consumers_total "))
+                return float(line.split()[1]) >= 1
+
+            await until(counted, "the slow consumer counted")
+            stuck.set()
+            await sub.unsubscribe()
+    assert any("slow consumer on slow.test" in r.getMessage() for r in caplog.records)
