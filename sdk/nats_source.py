@@ -15,6 +15,11 @@ its heartbeats and flow control, which is what lets one server carry ten thousan
 Otherwise (a mirror, an older stream, a credential without the live subjects) the ordered consumer keeps
 following, as live messages come (in small batches when a backlog exists).
 
+A live message is handled inside the connection's message processing (``_Connection``, on the nats-py version
+pinned in pyproject.toml): its stream sequence read from the raw headers, the payload decoded and folded when
+the read it came in is parsed, without nats-py's ``Msg`` object, queue and task switch per message. That is
+what a following client spends per change, times the clients of a fleet (bench/README.md, ``live_path_cost.py``).
+
 After a reconnect (the server may have restarted and lost the in-memory ordered consumer, and core messages
 sent while disconnected are lost) a new ordered consumer is created starting right after the last stream
 sequence folded, so nothing is missed or repeated; the same happens after a slow-consumer drop.
@@ -199,7 +204,8 @@ class NatsSource:
         delay = self._reconnect_wait
         while not self._closing:
             try:
-                self._nc = await nats.connect(
+                nc = _Connection()
+                await nc.connect(
                     servers=self.servers,
                     name=self._name,
                     allow_reconnect=True,
@@ -211,8 +217,9 @@ class NatsSource:
                     error_cb=self._error,
                     **{"inbox_prefix": self._inbox_prefix, **self._connect_options},
                 )
-                if callable(getattr(type(self._nc), "_parse_header_lines", None)):
-                    self._nc._parse_header_lines = _header_lines  # type: ignore[method-assign]
+                self._nc = nc
+                if callable(getattr(type(nc), "_parse_header_lines", None)):
+                    nc._parse_header_lines = _header_lines  # type: ignore[method-assign]
                 break
             except Exception as exc:
                 self.last_error = exc
@@ -326,7 +333,10 @@ class NatsSource:
         stream = await js.stream_info(STREAM)
         if self._live_sub is None and not self._live_denied and _republishes(stream.config):
             # Before the consumer: whatever it does not load, this receives.
-            self._live_sub = await self._nc.subscribe(self.live_filter, cb=self._on_live)
+            if isinstance(self._nc, _Connection) and self._nc.direct_delivery:
+                self._live_sub = await self._nc.subscribe_direct(self.live_filter, self._on_live_raw)
+            else:
+                self._live_sub = await self._nc.subscribe(self.live_filter, cb=self._on_live)
         if self._position > 0 and (stream.created != self._stream_created or stream.state.last_seq < self._position):
             log.warning("flagstream: stream %s was recreated; reloading the whole state", STREAM)
             self._position = 0
@@ -438,6 +448,7 @@ class NatsSource:
                 await self._nc.jetstream(domain=self._domain).delete_consumer(STREAM, name)
 
     async def _on_live(self, msg: Msg) -> None:
+        """A live message through nats-py's own delivery (a nats-py version the direct path was not checked on)."""
         try:
             seq = int((msg.headers or {})["Nats-Sequence"])
         except (KeyError, ValueError):
@@ -449,25 +460,142 @@ class NatsSource:
         else:
             self._live_early.append((seq, msg.data, msg.subject))
 
-    def _live_message(self, seq: int, data: bytes, subject: str) -> None:
+    def _on_live_raw(self, subject: bytes, data: bytes, headers: bytes | None) -> None:
+        """A live message straight from the connection's message processing (``_Connection``): the stream
+        sequence read from the raw headers, no ``Msg``, no queue, no task switch. Never raises."""
+        try:
+            seq = stream_sequence(headers)
+            if seq is None:
+                self.bad_events += 1
+                log.error("flagstream: skipping live message %r without a stream sequence", subject)
+            elif not self._following_live:
+                self._live_early.append((seq, data, subject))
+            elif self._take_live(seq, data, subject):
+                nc = self._nc
+                if nc is not None and nc.read_pending():  # more of this read to parse: one fold for all of it
+                    if not self._flush_scheduled:
+                        self._flush_scheduled = True
+                        asyncio.get_running_loop().call_soon(self._flush_live)
+                else:  # the last message of this read: fold now, without another turn of the loop
+                    self._flush_scheduled = False
+                    self._flush()
+        except Exception:  # a fault of this client must not reach nats-py's read loop (it would drop the read)
+            self.bad_events += 1
+            log.exception("flagstream: skipping live message %r that could not be handled", subject)
+
+    def _live_message(self, seq: int, data: bytes, subject: str | bytes) -> None:
+        if self._take_live(seq, data, subject) and not self._flush_scheduled:
+            self._flush_scheduled = True  # one fold for everything that arrived in the same read
+            asyncio.get_running_loop().call_soon(self._flush_live)
+
+    def _take_live(self, seq: int, data: bytes, subject: str | bytes) -> bool:
+        """Decode a live message into the buffer (or count it as bad); False for one the consumer loaded."""
         if seq <= max(self._position, self._buffer_high):
-            return  # loaded by the consumer already
+            return False  # loaded by the consumer already
         try:
             event = decode_event(data)
         except DecodeError as exc:
             self.bad_events += 1
+            if isinstance(subject, bytes):
+                subject = subject.decode(errors="replace")
             log.error("flagstream: skipping undecodable message %s at sequence %d: %s", subject, seq, exc)
         else:
             self._buffer.append((seq, event))
         self._buffer_high = seq
-        if not self._flush_scheduled:  # one fold for everything that arrived in the same read
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_live)
+        return True
 
     def _flush_live(self) -> None:
+        if not self._flush_scheduled:
+            return  # folded already (the direct path folds at the end of a read)
         self._flush_scheduled = False
         if self._buffer or self._buffer_high > self._position:
             self._flush()
+
+
+#: The nats-py versions whose message processing ``_Connection`` was checked against (the parser's call of
+#: ``_process_msg(sid, subject, reply, data, headers)`` with raw bytes, ``_ps.buf``, ``stats``, ``_subs``, ``_sid``);
+#: pyproject.toml pins nats-py to them and tests/sdk/test_sdk_live_direct.py fails if the direct path is off.
+CHECKED_NATS_PY = ("2.16.0",)
+
+_SEQUENCE_HEADER = b"\r\nNats-Sequence:"
+
+
+def stream_sequence(headers: bytes | None) -> int | None:
+    """The ``Nats-Sequence`` header of a message's raw NATS headers (``NATS/1.0\\r\\n...``), as nats-py would read
+    it (the last one wins); ``None`` if there is none or it is not a number."""
+    if not headers:
+        return None
+    start = headers.rfind(_SEQUENCE_HEADER)
+    if start < 0:
+        return None
+    start += len(_SEQUENCE_HEADER)
+    end = headers.find(b"\r\n", start)
+    try:
+        value = int(headers[start:end] if end >= 0 else headers[start:])
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+class _Connection(NATS):
+    """nats-py's client, with some subscriptions served straight from its message processing.
+
+    nats-py hands every message to a subscription as a ``Msg`` object through an ``asyncio.Queue`` read by the
+    subscription's own task: per message a dataclass, a header dict, a queue put and get and a task switch, most of
+    a following client's work per live change. A subscription made with ``subscribe_direct`` is instead handled by
+    a plain function called from ``_process_msg`` with the raw subject, payload and headers; it stays a nats-py
+    subscription in every other way (re-sent after a reconnect, closed with the connection). Everything else,
+    JetStream included, takes nats-py's path. Only on the nats-py versions listed in ``CHECKED_NATS_PY``
+    (``direct_delivery``); elsewhere the SDK subscribes with a callback as before.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._direct: dict[int, Callable[[bytes, bytes, bytes | None], None]] = {}
+
+    @property
+    def direct_delivery(self) -> bool:
+        return nats_py_version() in CHECKED_NATS_PY
+
+    async def subscribe_direct(self, subject: str, handler: Callable[[bytes, bytes, bytes | None], None]) -> Any:
+        """Subscribe to ``subject`` with ``handler(subject, data, raw headers)`` called for each message, in order,
+        from the connection's read loop; it must not raise. Returns the nats-py subscription."""
+        sid = self._sid + 1  # the id ``subscribe`` takes before its first await: known before any message comes
+        self._direct[sid] = handler
+        try:
+            sub = await self.subscribe(subject)  # no callback: no task, no queue in use
+        except BaseException:
+            self._direct.pop(sid, None)
+            raise
+        if sub._id != sid:  # a nats-py that numbers subscriptions otherwise: the version check should prevent it
+            self._direct.pop(sid, None)
+            await sub.unsubscribe()
+            raise RuntimeError("nats-py numbered the subscription unexpectedly; direct delivery unavailable")
+        return sub
+
+    def read_pending(self) -> bool:
+        """Whether bytes of the current read remain to be parsed (more messages follow in the same read)."""
+        return bool(self._ps.buf)
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:  # type: ignore[override]
+        handler = self._direct.get(sid)
+        if handler is None or sid not in self._subs:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        stats = self.stats
+        stats["in_msgs"] += 1
+        stats["in_bytes"] += len(data)
+        handler(subject, data, headers)
+
+    def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
+        self._direct.pop(sid, None)
+        super()._remove_sub(sid, max_msgs)
+
+
+def nats_py_version() -> str:
+    from nats.aio.client import __version__
+
+    return str(__version__)
 
 
 def _header_lines(raw: bytes) -> dict[str, str]:
