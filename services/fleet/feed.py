@@ -108,7 +108,7 @@ class Fleet:
         if holds and not self.leading:
             self.aggregator.restart()
             if self.pulling:
-                self.pull = Pull(nc, self.on_telemetry)
+                self.pull = Pull(nc, self.on_telemetry, may_ack=self._holding)
                 self._pull_task = asyncio.create_task(self.pull.run(), name="fleet-pull")
                 self._subscriptions = []
             else:
@@ -120,6 +120,10 @@ class Fleet:
             await self.stop_leading()
         if self.leading and self.pulling and self._js is not None:
             await self._read_backlog()
+
+    def _holding(self) -> bool:
+        """Whether this replica surely aggregates (its lease runs for a second more; always without a bucket)."""
+        return self.leading and (self.lease is None or self.lease.holding())
 
     async def _read_backlog(self) -> None:
         try:
@@ -136,10 +140,6 @@ class Fleet:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-            if release and self.pull is not None:
-                # A clean stop: what it counted is acknowledged (and leaves with it). A lost lease: what it pulled
-                # and did not acknowledge goes to the replica that aggregates now.
-                await self.pull.finish()
         for subscription in subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
@@ -318,6 +318,9 @@ class FleetCollector(Collector):
         yield _counter("flagstream_fleet_telemetry_duplicates",
                        "Telemetry messages delivered again that this replica had counted already (skipped)",
                        pull.duplicates if pull is not None else 0)  # fmt: skip
+        yield _counter("flagstream_fleet_telemetry_withheld",
+                       "Telemetry messages read without surely holding the lease: not acknowledged, left for the "
+                       "aggregator", pull.withheld if pull is not None else 0)  # fmt: skip
         yield _counter("flagstream_fleet_telemetry_pull_unanswered",
                        "Pull requests for telemetry that got no answer in time (NATS away, or this process starved)",
                        pull.unanswered if pull is not None else 0)  # fmt: skip

@@ -48,6 +48,12 @@ class Lease:
         self.kv = kv
         self.replica = replica
         self.clock = clock
+        #: Until when (``clock`` time) this replica surely holds the lease: the end of the lease it last wrote.
+        self.valid_until = 0.0
+
+    def holding(self) -> bool:
+        """Whether the lease this replica last took or renewed runs for a tenth of ``LEASE_SECONDS`` more."""
+        return self.clock() + LEASE_SECONDS / 10 < self.valid_until
 
     async def hold(self) -> bool:
         """Take the lease if it is free or ran out, renew it if it is ours; return whether this replica holds it."""
@@ -60,6 +66,7 @@ class Lease:
                 await self.kv.create(LEASE_KEY, value)
             except KeyWrongLastSequenceError:
                 return False  # another replica was faster
+            self.valid_until = now + LEASE_SECONDS
             return True
         try:
             holder = msgspec.json.decode(entry.value or b"", type=_Holder)
@@ -71,6 +78,7 @@ class Lease:
             await self.kv.update(LEASE_KEY, value, last=entry.revision)
         except KeyWrongLastSequenceError:
             return False
+        self.valid_until = now + LEASE_SECONDS
         return True
 
     async def release(self) -> None:
@@ -78,6 +86,7 @@ class Lease:
         try:
             entry = await self.kv.get(LEASE_KEY)
             holder = msgspec.json.decode(entry.value or b"", type=_Holder)
+            self.valid_until = 0.0
             if holder.replica == self.replica:
                 await self.kv.update(LEASE_KEY, msgspec.json.encode(_Holder("", 0.0)), last=entry.revision)
         except Exception:  # it runs out by itself

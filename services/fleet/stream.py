@@ -12,9 +12,10 @@ falls behind and catches up, and a stopped one's backlog waits in the stream for
 * **Interest retention**: a message is removed once the consumer acknowledged it (the stream holds the backlog,
   not a history), within ``MAX_AGE`` and ``MAX_BYTES`` (oldest dropped first: an hour, or 1 GiB, about 17 minutes
   of 10,000 instances with no aggregator at all).
-* **Acknowledged per batch** (``AckAll``: one acknowledgement per ``PULL_BATCH`` messages, after they are
-  counted). What a replica pulled and did not acknowledge (it died, or lost the lease) is delivered again after
-  ``ACK_WAIT``, to whichever replica aggregates then.
+* **Acknowledged one by one, once counted** (``AckExplicit``; not ``AckAll``, whose acknowledgement of one message
+  covers every earlier one: the first acknowledgement of a new aggregator would drop the batch its predecessor
+  pulled and never counted). What a replica pulled and did not acknowledge (it died, or was starved past its lease)
+  is delivered again after ``ACK_WAIT``, to whichever replica aggregates then.
 * **Counted once**: a message delivered again to the replica that already counted it (its acknowledgement was
   lost) is recognised by its stream sequence (``Seen``) and skipped (``Pull.duplicates``).
 * **Time**: a message read late counts at the time the stream stored it, not when it was read.
@@ -80,7 +81,7 @@ def consumer_config() -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=CONSUMER,
         deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
         ack_wait=ACK_WAIT,
         max_ack_pending=MAX_ACK_PENDING,
     )
@@ -97,8 +98,13 @@ async def ensure_fleet_stream(js: Any, settle: float = 30.0) -> None:
             replicas = (await js.stream_info(EVENT_STREAM)).config.num_replicas or 1
             await js.add_stream(fleet_stream_config(replicas))
         try:
-            await js.consumer_info(FLEET_STREAM, CONSUMER)
+            info = await js.consumer_info(FLEET_STREAM, CONSUMER)
         except NotFoundError:
+            await js.add_consumer(FLEET_STREAM, consumer_config())
+            return
+        if info.config.ack_policy is not AckPolicy.EXPLICIT:  # made by a development version (AckAll): made anew
+            log.warning("fleet: recreating the telemetry consumer %s (acknowledged per message now)", CONSUMER)
+            await js.delete_consumer(FLEET_STREAM, CONSUMER)
             await js.add_consumer(FLEET_STREAM, consumer_config())
 
     await while_jetstream_settles("the fleet's telemetry stream", attempt, settle)
@@ -143,27 +149,34 @@ _NEXT = f"$JS.API.CONSUMER.MSG.NEXT.{FLEET_STREAM}.{CONSUMER}"
 
 class Pull:
     """Pulls the stream through the consumer, batch after batch, handing each message to ``handle(subject,
-    data, stored_at)`` (synchronous: a batch is counted before it is acknowledged) until cancelled."""
+    data, stored_at)`` (synchronous: a message is counted before it is acknowledged) until cancelled.
+
+    ``may_ack()``: whether this replica still surely holds the aggregator's lease. When it does not (a process
+    starved past its lease, continued while another replica took over), it acknowledges nothing and asks for
+    nothing more: what it read is delivered again to the replica that aggregates now."""
 
     def __init__(
         self,
         nc: Any,
         handle: Callable[[str, bytes, datetime], None],
         *,
+        may_ack: Callable[[], bool] = lambda: True,
         batch: int = PULL_BATCH,
         expires: float = PULL_EXPIRES,
     ) -> None:
         self.nc = nc
         self.handle = handle
+        self.may_ack = may_ack
         self.batch = batch
         self.expires = expires
         self.seen = Seen()
-        #: Messages delivered again that this replica had already counted (skipped), and pull requests that
-        #: got no answer at all (NATS away, or this process starved past the request's expiry).
+        #: Messages delivered again that this replica had already counted (skipped); read without the lease's
+        #: certainty (not acknowledged, left for the aggregator); pull requests that got no answer at all (NATS
+        #: away, or this process starved past the request's expiry).
         self.duplicates = 0
+        self.withheld = 0
         self.unanswered = 0
         self._got = 0
-        self._last_reply: str | None = None
         self._done = asyncio.Event()
         self._missing = False
 
@@ -173,6 +186,9 @@ class Pull:
         request = msgspec.json.encode({"batch": self.batch, "expires": int(self.expires * 1e9)})
         try:
             while True:
+                if not self.may_ack():  # until the lease is renewed (this goes on) or lost (this is cancelled)
+                    await asyncio.sleep(0.1)
+                    continue
                 self._got, self._missing = 0, False
                 self._done.clear()
                 await self.nc.publish(_NEXT, request, reply=inbox)
@@ -180,7 +196,6 @@ class Pull:
                     await asyncio.wait_for(self._done.wait(), self.expires + 10)
                 except TimeoutError:
                     self.unanswered += 1
-                await self._ack()
                 if self._missing:  # no such consumer (deleted, or JetStream restarting): set it up again
                     log.warning("fleet: the telemetry consumer %s is missing; creating it again", CONSUMER)
                     with contextlib.suppress(Exception):
@@ -189,20 +204,6 @@ class Pull:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-
-    async def finish(self) -> None:
-        """After ``run`` was cancelled on a clean stop: acknowledge what was counted (it leaves with this replica's
-        memory, as every count before it; the next aggregator counts from what follows)."""
-        await self._ack()
-
-    async def _ack(self) -> None:
-        """Acknowledge everything counted so far (``AckAll``: the last message stands for the ones before it)."""
-        reply, self._last_reply = self._last_reply, None
-        if reply is not None:
-            try:
-                await self.nc.publish(reply, b"+ACK")
-            except Exception as exc:  # delivered again after ACK_WAIT, and then skipped (``seen``)
-                log.debug("fleet: acknowledging telemetry failed: %r", exc)
 
     async def _on_message(self, msg: Msg) -> None:
         reply = msg.reply
@@ -219,11 +220,17 @@ class Pull:
         delivered, seq, ns = tokens[at + 2], tokens[at + 3], tokens[at + 5]
         sequence = int(seq)
         self._got += 1
-        self._last_reply = reply
+        if self._got >= self.batch:
+            self._done.set()
         if delivered != "1" and sequence in self.seen:
             self.duplicates += 1
         else:
             self.handle(msg.subject, msg.data, datetime.fromtimestamp(int(ns) / 1e9, UTC))
             self.seen.add(sequence)
-        if self._got >= self.batch:
-            self._done.set()
+        if not self.may_ack():
+            self.withheld += 1
+            return
+        try:
+            await self.nc.publish(reply, b"+ACK")
+        except Exception as exc:  # delivered again after ACK_WAIT, and then skipped (``seen``)
+            log.debug("fleet: acknowledging telemetry failed: %r", exc)

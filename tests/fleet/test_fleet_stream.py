@@ -3,6 +3,7 @@ starved of CPU does) while a burst of reports arrives counts every one of them, 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import uuid
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 
 import httpx
 import nats
+import pytest
 
 from flagstream.events.telemetry import (
     EvaluationCounts,
@@ -20,6 +22,7 @@ from flagstream.events.telemetry import (
     heartbeat_subject,
 )
 from flagstream.services.fleet.stream import CONSUMER, FLEET_STREAM, PULL_BATCH
+from flagstream.services.runtime.stream import ensure_stream
 from tests.helpers import admin_processes, auth_headers, until
 
 ENVS = "/api/v1/projects/default/environments"
@@ -97,3 +100,48 @@ async def test_a_stopped_aggregator_counts_a_burst_in_full_once_it_runs_again(na
         finally:
             for http in https:
                 await http.aclose()
+
+
+async def test_what_a_replica_read_without_surely_holding_the_lease_is_counted_by_the_next_one(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica starved past its lease and continued reads what nats-server had sent it, but acknowledges none
+    of it: the replica that aggregates now gets every message (after the acknowledgement wait), none twice."""
+    from flagstream.services.fleet import stream
+
+    monkeypatch.setattr(stream, "ACK_WAIT", 1.0)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    await stream.ensure_fleet_stream(js)
+    subject = counts_subject("default", "production")
+    for n in range(10):
+        await nc.publish(subject, str(n).encode())
+    await nc.flush()
+    deposed: list[bytes] = []
+    # It holds the lease for nine messages; at the tenth, its lease is about to run out.
+    deposed_pull = stream.Pull(nc, lambda s, data, at: deposed.append(data), may_ack=lambda: len(deposed) < 10)
+    task = asyncio.create_task(deposed_pull.run())
+    await until(lambda: _true(len(deposed) == 10), "the deposed replica read the ten")
+    task.cancel()
+    assert deposed_pull.withheld == 1  # the tenth (the first nine were acknowledged while it held the lease)
+    for n in range(10, 13):  # reported meanwhile: the new aggregator acknowledges these before the tenth is back
+        await nc.publish(subject, str(n).encode())
+    aggregator: list[bytes] = []
+    pull = stream.Pull(nc, lambda s, data, at: aggregator.append(data))
+    task = asyncio.create_task(pull.run())
+    try:
+
+        async def drained() -> bool:
+            info = await js.consumer_info(stream.FLEET_STREAM, stream.CONSUMER)
+            return len(aggregator) >= 4 and info.num_pending == info.num_ack_pending == 0
+
+        await until(drained, "everything counted and acknowledged")
+        assert sorted(aggregator, key=int) == [b"9", b"10", b"11", b"12"]  # the tenth too, and nothing twice
+    finally:
+        task.cancel()
+        await nc.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
