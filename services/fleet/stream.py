@@ -102,7 +102,7 @@ async def ensure_fleet_stream(js: Any, settle: float = 30.0) -> None:
         except NotFoundError:
             await js.add_consumer(FLEET_STREAM, consumer_config())
             return
-        if info.config.ack_policy is not AckPolicy.EXPLICIT:  # made by a development version (AckAll): made anew
+        if info.config.ack_policy != AckPolicy.EXPLICIT:  # made by a development version (AckAll): made anew
             log.warning("fleet: recreating the telemetry consumer %s (acknowledged per message now)", CONSUMER)
             await js.delete_consumer(FLEET_STREAM, CONSUMER)
             await js.add_consumer(FLEET_STREAM, consumer_config())

@@ -43,6 +43,8 @@ async def test_a_stopped_aggregator_counts_a_burst_in_full_once_it_runs_again(na
         https = [httpx.AsyncClient(base_url=a.url, headers=auth_headers(), timeout=30) for a in admins]
         try:
             assert (await https[0].post(ENVS, json={"key": "production"})).status_code == 201
+            # The second one up found the stream and its consumer as the first made them.
+            assert not [line for a in admins for line in a.output if "telemetry consumer" in line]
             scraped = [(await h.get("/metrics")).text for h in https]
             assert [metric(t, "flagstream_fleet_aggregating") for t in scraped] == [1, 0]  # the first one up
             aggregator = admins[0].proc
