@@ -40,8 +40,10 @@ from urllib.parse import urlsplit
 import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.transport import TcpTransport
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError
+from nats.protocol.parser import AWAITING_CONTROL_LINE
 
 from .cache import ClientStatus
 from .credentials import CredentialError, denied
@@ -552,6 +554,7 @@ class _Connection(NATS):
     def __init__(self) -> None:
         super().__init__()
         self._direct: dict[int, Callable[[bytes, bytes, bytes | None], None]] = {}
+        self._more = False  # while reads are dispatched here: more messages of the same read follow
 
     @property
     def direct_delivery(self) -> bool:
@@ -575,7 +578,73 @@ class _Connection(NATS):
 
     def read_pending(self) -> bool:
         """Whether bytes of the current read remain to be parsed (more messages follow in the same read)."""
-        return bool(self._ps.buf)
+        return self._more or bool(self._ps.buf)
+
+    async def _process_connect_init(self) -> None:
+        await super()._process_connect_init()
+        if self.direct_delivery:
+            self._read_directly()
+
+    def _read_directly(self) -> None:
+        """Let the socket's reads reach the direct subscriptions without waking nats-py's read loop.
+
+        nats-py reads through an ``asyncio.StreamReader``: each read is buffered, wakes the read loop's task, which
+        parses it with its regular expressions. Here the reader's ``feed_data`` (called by the transport with each
+        read) first takes the whole messages of direct subscriptions at the start of the read, when the read loop
+        is idle (waiting on an empty buffer, its parser holding no partial message): in order, since nothing came
+        before them that is not parsed yet. Whatever else the read holds (PING, INFO, -ERR, other subscriptions'
+        messages, a message cut by the read's end) goes to nats-py as before, from there on."""
+        transport = self._transport
+        reader = getattr(transport, "_io_reader", None)
+        if type(transport) is not TcpTransport or type(reader) is not asyncio.StreamReader:
+            return  # websocket (or anything else): nats-py's path
+        feed = reader.feed_data
+        parser = self._ps
+
+        def feed_data(data: bytes) -> None:
+            if (
+                self._direct
+                and reader._waiter is not None  # type: ignore[attr-defined]
+                and not reader._buffer  # type: ignore[attr-defined]
+                and not parser.buf
+                and parser.state == AWAITING_CONTROL_LINE
+            ):
+                taken = self._dispatch(data)
+                if taken:
+                    data = data[taken:]
+            feed(data)  # (nothing left: StreamReader.feed_data ignores empty data)
+
+        reader.feed_data = feed_data  # type: ignore[method-assign]
+
+    def _dispatch(self, data: bytes) -> int:
+        """Hand the whole ``HMSG`` messages of direct subscriptions at the start of ``data`` to their handlers;
+        return how many bytes were taken (what follows is left to nats-py's parser)."""
+        pos, n = 0, len(data)
+        direct, subs, stats = self._direct, self._subs, self.stats
+        try:
+            while data.startswith(b"HMSG ", pos):
+                eol = data.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                parts = data[pos + 5 : eol].split()
+                if len(parts) != 4:  # subject sid header-size total-size: a reply subject is not ours
+                    break
+                sid, header_size, total = int(parts[1]), int(parts[2]), int(parts[3])
+                handler = direct.get(sid)
+                start, end = eol + 2, eol + 2 + total
+                if handler is None or sid not in subs or not 0 < header_size <= total or data[end : end + 2] != b"\r\n":
+                    break  # not ours, not whole, or not well formed: nats-py's parser decides
+                pos = end + 2
+                payload = data[start + header_size : end]
+                stats["in_msgs"] += 1
+                stats["in_bytes"] += len(payload)
+                self._more = pos < n
+                handler(parts[0], payload, data[start : start + header_size])
+        except ValueError:
+            pass  # a size that is not a number: nats-py's parser reports it
+        finally:
+            self._more = False
+        return pos
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:  # type: ignore[override]
         handler = self._direct.get(sid)

@@ -67,6 +67,14 @@ async def test_live_changes_arrive_through_the_direct_path_and_a_bad_live_messag
         conn = source.connection  # type: ignore[union-attr]
         sub = source._live_sub  # type: ignore[union-attr]
         assert sub._id in conn._direct, "the live subscription is served directly"  # type: ignore[union-attr]
+        through_nats_py = []  # messages that went through nats-py's parser (a read the client did not take itself)
+        parse = conn._process_msg  # type: ignore[union-attr]
+
+        async def counting(sid: int, *args: object) -> None:
+            through_nats_py.append(sid)
+            await parse(sid, *args)
+
+        conn._process_msg = counting  # type: ignore[union-attr]
 
         # A message on the live subjects without a stream sequence (not from the stream): skipped and counted.
         await nc.publish("flagstream-live.default.production.flag.checkout", b"{}")
@@ -79,6 +87,7 @@ async def test_live_changes_arrive_through_the_direct_path_and_a_bad_live_messag
         assert client.bool_variation("checkout", USER, True) is False
         await eventually(lambda: source.bad_events == 1, what="the bad live message counted")  # type: ignore[union-attr]
         assert sub._pending_queue.qsize() == 0, "nothing went through nats-py's queue"
+        assert through_nats_py.count(sub._id) < 10, "most reads are dispatched without nats-py's read loop"
     finally:
         await client.close()
         await nc.close()
