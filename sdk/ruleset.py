@@ -103,20 +103,29 @@ class Ruleset(Struct, frozen=True, kw_only=True):
         return state_hash(items)
 
 
+def _copy(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict of ``mapping``. A ``MappingProxyType``'s (or a dict's) own ``copy`` copies the table in C;
+    ``dict(proxy)`` goes item by item through the mapping protocol, 30x slower: 1.1 ms for 10,000 flags, paid by
+    every client on every live change (bench/live_path_cost.py)."""
+    if type(mapping) is MappingProxyType or type(mapping) is dict:
+        return mapping.copy()  # type: ignore[no-any-return]
+    return dict(mapping)
+
+
 def apply_events(ruleset: Ruleset, events: Iterable[tuple[int, Event]]) -> tuple[Ruleset, set[str]]:
     """Fold ``(stream sequence, event)`` pairs into a new ruleset; also return the flag keys that changed.
 
     Events of other environments and events at or below ``ruleset.seq`` are ignored, so replaying an
     overlapping range is harmless. Segment changes recompile every flag (a flag may reference any segment).
     """
-    flags = dict(ruleset.flags)
-    segments = dict(ruleset.segments)
+    flags = _copy(ruleset.flags)
+    segments = _copy(ruleset.segments)
     compiled = CompiledFlags(ruleset.compiled)
     home = getattr(ruleset.compiled, "home", None) or _Home(compiled)
     compiled.home = home
     compiled.clock = ruleset.clock or wall_clock
-    compiled_segments = dict(ruleset.compiled_segments)
-    versions = dict(ruleset.versions)
+    compiled_segments = _copy(ruleset.compiled_segments)
+    versions = _copy(ruleset.versions)
     env = ruleset.env
     seq = ruleset.seq
     changed: set[str] = set()

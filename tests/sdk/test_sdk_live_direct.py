@@ -113,3 +113,23 @@ async def test_another_nats_py_follows_through_its_own_callback_path(
     finally:
         await client.close()
         await nc.close()
+
+
+def test_a_fold_copies_the_maps_and_leaves_the_previous_ruleset_as_it_was() -> None:
+    """``apply_events`` copies a ruleset's maps with their own ``copy`` (fast); readers of the old snapshot keep it."""
+    from flagstream.ruleset import Ruleset, apply_events
+
+    def event(cls: type[FlagEvent], key: str, on: bool) -> FlagEvent:
+        return cls(
+            project="default", environment="production", actor="t", at=datetime.now(UTC), flag=Flag(key=key, on=on)
+        )
+
+    old, _ = apply_events(Ruleset(project="default", environment="production"), [(1, event(FlagCreated, "a", False))])
+    new, changed = apply_events(old, [(2, event(FlagToggled, "a", True)), (3, event(FlagCreated, "b", True))])
+    assert changed == {"a", "b"}
+    assert dict(old.flags) == {"a": Flag(key="a", on=False)}
+    assert dict(old.versions) == {"flag/a": 1}
+    assert set(old.compiled) == {"a"}
+    assert new.flags["a"].on is True
+    assert dict(new.versions) == {"flag/a": 2, "flag/b": 3}
+    assert set(new.compiled) == {"a", "b"}
