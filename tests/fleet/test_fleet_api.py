@@ -279,3 +279,32 @@ async def test_a_slow_consumer_of_the_admins_nats_connection_is_logged_and_count
             stuck.set()
             await sub.unsubscribe()
     assert any("slow consumer on slow.test" in r.getMessage() for r in caplog.records)
+
+
+async def test_without_the_telemetry_stream_the_aggregator_subscribes_as_before(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stream cannot be made (say, NATS permissions): telemetry is still aggregated, by subscription, and the
+    log says what is lost that way."""
+    from flagstream.services.fleet import feed
+
+    async def refused(js: Any) -> None:
+        raise PermissionError("no stream for you")
+
+    monkeypatch.setattr(feed, "ensure_fleet_stream", refused)
+    app = create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth_headers()) as http:
+            assert (await http.post(ENVS, json={"key": "production"})).status_code == 201
+            assert app.state.fleet.pulling is False
+            async with sdk(nats_url) as [client]:
+                for _ in range(3):
+                    client.bool_variation("checkout", USER, False)
+
+                async def counted() -> bool:
+                    flags = (await get(http, f"{FLEET}/evaluations"))["flags"]
+                    return {f["flag"]: f["total"] for f in flags}.get("checkout") == 3
+
+                await until(counted, "the evaluations counted by subscription")
+    assert any("no telemetry stream" in r.getMessage() for r in caplog.records)
