@@ -243,6 +243,7 @@ async def run(
                 leaf.stop()
     cpu_per_change = {name: round((cpu_after[name] - cpu_before[name]) / rounds * 1000, 1) for name in cpu_pids}
     cpu_per_change["workers"] = round(statistics.mean(worker_cpu) * 1000, 1)
+    cpu_per_change["workers_us_per_client"] = round(statistics.mean(worker_cpu) * 1e6 / (workers_n * clients_n), 1)
     return {
         "workers": workers_n,
         "clients_per_worker": clients_n,

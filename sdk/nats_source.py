@@ -598,6 +598,8 @@ class _Connection(NATS):
         reader = getattr(transport, "_io_reader", None)
         if type(transport) is not TcpTransport or type(reader) is not asyncio.StreamReader:
             return  # websocket (or anything else): nats-py's path
+        if not (hasattr(reader, "_waiter") and hasattr(reader, "_buffer")):
+            return  # a Python whose StreamReader keeps its state otherwise: nats-py's path
         feed = reader.feed_data
         parser = self._ps
 
@@ -611,8 +613,10 @@ class _Connection(NATS):
             ):
                 taken = self._dispatch(data)
                 if taken:
+                    if taken == len(data):
+                        return
                     data = data[taken:]
-            feed(data)  # (nothing left: StreamReader.feed_data ignores empty data)
+            feed(data)
 
         reader.feed_data = feed_data  # type: ignore[method-assign]
 
