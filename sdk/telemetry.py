@@ -159,7 +159,7 @@ class _Sampler:
             for target in self.targets:
                 target._set_observe()
                 if hasattr(target, "_flags"):
-                    target._flags = target._cache.ruleset.compiled
+                    target._flags = target._cache.fast_flags()
 
     def observe(self, key: str, context: Any, detail: Any) -> None:
         if self._left <= 0:
