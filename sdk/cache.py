@@ -404,11 +404,11 @@ class FlagEvaluations:
             flag = self._flags[key]
             # One plain user dict (see flagstream.context); any other shape takes the general path. ``__class__``
             # (what isinstance reads too) costs fewer instructions than ``type()`` in CPython 3.11.
-            if context.__class__ is dict and "kind" not in context and context["key"].__class__ is str:
+            if context.__class__ is dict and "kind" not in context and (k := context["key"]).__class__ is str:
                 o = flag.const
                 if o is None:
                     fast = flag.fast  # None (a flag with prerequisites, or in error): TypeError below
-                    o = fast(context)
+                    o = fast(context, k)
                 for value in o.bools:  # counts it (see _Outcome); None, not a bool: TypeError below
                     return value
         except Exception:  # the general path below answers (and logs) whatever went wrong here
@@ -418,11 +418,11 @@ class FlagEvaluations:
     def string_variation(self, key: str, context: Any, default: str) -> str:
         try:
             flag = self._flags[key]
-            if context.__class__ is dict and "kind" not in context and context["key"].__class__ is str:
+            if context.__class__ is dict and "kind" not in context and (k := context["key"]).__class__ is str:
                 o = flag.const
                 if o is None:
                     fast = flag.fast
-                    o = fast(context)
+                    o = fast(context, k)
                 for value in o.strings:
                     return value
         except Exception:

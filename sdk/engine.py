@@ -9,7 +9,9 @@ so a hit on the hot path allocates nothing.
 
 from __future__ import annotations
 
+import re
 import sys
+import warnings
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from itertools import repeat
@@ -183,8 +185,8 @@ class CompiledFlag:
 
     ``const`` is set when the flag serves the same thing to everyone (off, or on without targets, rules,
     prerequisites or a rollout); otherwise ``run`` evaluates it, unless ``error`` says it cannot be.
-    ``fast(context)`` is ``run`` for a context that is one plain user dict with a string key, for a flag
-    without prerequisites (else ``None``): the client's typed accessors call it directly.
+    ``fast(context, key)`` is ``run`` for a context that is one plain user dict with the string key ``key``, for
+    a flag without prerequisites (else ``None``): the client's typed accessors call it directly.
     """
 
     __slots__ = ("archived", "const", "error", "fast", "flag", "key", "malformed", "on", "problems", "run", "timed")
@@ -196,7 +198,7 @@ class CompiledFlag:
         self.archived = flag.archived
         self.const: _Outcome | None = None
         self.run: _Run | None = None
-        self.fast: Callable[[Any], _Outcome] | None = None
+        self.fast: Callable[[Any, str], _Outcome] | None = None
         self.error: ErrorKind | None = None
         #: Reads the evaluation time (a clause, or a segment it names, has ``now``).
         self.timed = False
@@ -298,8 +300,8 @@ class _Generator:
         self.kinds: dict[str, str] = {}
         self.names: dict[str, str] = {}
         self.needs_cx = False
-        #: ``fast(context)``: the same body for a plain user dict (see ``CompiledFlag.fast``), set by ``build``.
-        self.fast: Callable[[Any], _Outcome] | None = None
+        #: ``fast(context, key)``: the same body for a plain user dict (see ``CompiledFlag.fast``), set by ``build``.
+        self.fast: Callable[[Any, str], _Outcome] | None = None
 
     def const(self, value: Any) -> str:
         if type(value) is str:  # interned, like the attribute names of a context written in code: an
@@ -346,8 +348,9 @@ class _Generator:
             self.give(depth + 1, "o")
             return
         if r.bucket_by == "key" and k in known:
-            self.emit(depth, f"t = {k}['key']")  # a context's key is always a string
+            t = f"{k}['key']"  # a context's key is always a string
         else:
+            t = "t"
             path = pointer(r.bucket_by)
             if path is None:
                 self.emit(depth, f"v = {k}.get({self.const(r.bucket_by)}) if {k} is not None else None")
@@ -357,26 +360,30 @@ class _Generator:
             self.emit(depth, "if t is not None:")
             depth += 1
         h = self.named("_hash", _hash)
-        bucket = f"{h}({self.const(self.salt_dot)} + t, 0, False) % {TOTAL}"
+        bucket = f"{h}({self.const(self.salt_dot)} + {t}, 0, False) % {TOTAL}"
         thresholds: tuple[float, ...] = cumulative(weights)
         if r.partial:  # the rest of the buckets: not served by this rollout
             thresholds += (float("inf"),)
             outcomes += (None,)  # type: ignore[assignment]
-        self.emit(depth, f"o = {self.pick(depth, outcomes, thresholds, bucket)}")
+        picked = self.pick(depth, outcomes, thresholds, bucket)
         if r.partial:
+            self.emit(depth, f"o = {picked}")
             self.emit(depth, "if o is not None:")
-            depth += 1
-        self.give(depth, "o")
+            self.give(depth + 1, "o")
+        else:
+            self.give(depth, picked)
 
     def pick(self, depth: int, outcomes: tuple[Any, ...], thresholds: tuple[float, ...], bucket: str) -> str:
         """An expression for ``outcomes[bisect_right(thresholds, bucket)]``: for a few thresholds a chain of
         comparisons (a call of ``bisect_right`` costs more than the rest of a two-way rollout)."""
         n = len(thresholds)
         if n <= 4 and len(outcomes) in (n, n + 1) and (len(outcomes) == n + 1 or thresholds[-1] >= TOTAL):
-            self.emit(depth, f"bk = {bucket}")
             names = [self.const(o) for o in outcomes]
             # With as many outcomes as thresholds, the bucket is always below the last one (it is < TOTAL).
             tests = thresholds if len(outcomes) == n + 1 else thresholds[:-1]
+            if len(tests) == 1:  # one comparison: the bucket inline, not stored and read back
+                return f"{names[0]} if {bucket} < {self.const(tests[0])} else {names[1]}"
+            self.emit(depth, f"bk = {bucket}")
             chain = "".join(f"{names[i]} if bk < {self.const(t)} else " for i, t in enumerate(tests))
             return chain + names[len(tests)]
         return f"{self.const(outcomes)}[{self.named('_bisect', bisect_right)}({self.const(thresholds)}, {bucket})]"
@@ -476,17 +483,18 @@ class _Generator:
 
         head = []
         plain = []  # the head of ``fast``: the context is one plain user dict
+        user = None
         for kind, k in self.kinds.items():
             if kind == "user":
                 head.append(f"{k} = context if ctxs is None else ctxs.get({self.const(kind)})")
-                plain.append(f"{k} = context")
+                user = k
             else:
                 head.append(f"{k} = None if ctxs is None else ctxs.get({self.const(kind)})")
                 plain.append(f"{k} = None")
         if self.needs_cx:
-            user = self.const("user")
-            head.append(f"cx = ctxs if ctxs is not None else {{{user}: context}}")
-            plain.append(f"cx = {{{user}: context}}")
+            c = self.const("user")
+            head.append(f"cx = ctxs if ctxs is not None else {{{c}: context}}")
+            plain.append(f"cx = {{{c}: context}}")
         params = "".join(f", c{i}=None" for i in range(len(self.consts)))
         source = "\n".join(
             [f"def run(flags, context, ctxs, seq, depth{params}):"] + ["    " + h for h in head] + self.lines
@@ -495,10 +503,51 @@ class _Generator:
         template = _template(source)
         defaults = tuple(self.consts)
         if not flag.prerequisites:  # the body needs no other flag: the client's accessors call it directly
-            lines = [f"def fast(context{params}):"] + ["    " + h for h in plain] + self.lines
-            fast = _template("\n".join(lines), "fast")
-            self.fast = FunctionType(fast.__code__, fast.__globals__, "fast", defaults)
+            self.fast = _fast(plain, self.lines, user, self.consts)
         return FunctionType(template.__code__, template.__globals__, "run", defaults)
+
+
+#: ``fast``'s source names these builtins as constants too (a constant costs less than a builtin's name).
+_BUILTINS = {"type": type, "str": str, "list": list, "tuple": tuple}
+_NAMES = re.compile(r"\b(c\d+|type|str|list|tuple)\b")
+
+
+def _fast(head: list[str], lines: list[str], user: str | None, consts: list[Any]) -> Callable[[Any, str], _Outcome]:
+    """``fast(context, key)``: ``run``'s body for one plain user dict (``context``) whose key is ``key``.
+
+    The user kind's attributes are ``context`` itself (never missing: no ``is not None`` test) and its key is the
+    argument (the accessor has read it already). Every constant -- ``c0``, ``c1``... and the builtins ``type``,
+    ``str``, ``list``, ``tuple`` -- is written as a placeholder literal, and this flag's copy of the shared code
+    object gets the real values in its ``co_consts``: ``LOAD_CONST``, nothing copied into the frame per call
+    (``run`` passes its constants as parameter defaults, which every call copies: ~18 instructions each).
+    """
+    body = "\n".join(["def fast(context, key):"] + ["    " + h for h in head] + lines)
+    if user is not None:
+        u = re.escape(user)
+        body = re.sub(rf"\b{u}\['key'\]", "key", body)
+        body = re.sub(rf"\b{u} is not None and ", "", body)
+        body = re.sub(rf"if {u} is not None else None", "", body)
+        body = re.sub(rf"if {u} is not None:", "if True:", body)
+        body = re.sub(rf"\b{u}\b", "context", body)
+    body = _NAMES.sub(lambda m: repr("\0" + m.group(1)), body)
+    template = _template(body, "fast")
+    values = {"\0" + name: value for name, value in _BUILTINS.items()}
+    values.update((f"\0c{i}", value) for i, value in enumerate(consts))
+    code = template.__code__
+    code = code.replace(co_consts=_filled(code.co_consts, values))
+    return FunctionType(code, template.__globals__, "fast")
+
+
+def _filled(consts: tuple[Any, ...], values: dict[str, Any]) -> tuple[Any, ...]:
+    """``consts`` with each placeholder replaced by its value (also inside tuples: a dict display's keys)."""
+    out = []
+    for c in consts:
+        if type(c) is str and c[:1] == "\0":
+            c = values[c]
+        elif type(c) is tuple:
+            c = _filled(c, values)
+        out.append(c)
+    return tuple(out)
 
 
 _TEMPLATES: dict[str, FunctionType] = {}
@@ -516,7 +565,10 @@ def _template(source: str, name: str = "run") -> FunctionType:
     template = _TEMPLATES.get(source)
     if template is None:
         namespace: dict[str, Any] = dict(_GLOBALS, _Cycle=_Cycle, _special_run=_special_run)
-        exec(compile(source, "<flagstream-flag>", "exec"), namespace)
+        with warnings.catch_warnings():  # ``fast``'s placeholders: a called or ``is``-compared string literal
+            warnings.simplefilter("ignore", SyntaxWarning)
+            code = compile(source, "<flagstream-flag>", "exec")
+        exec(code, namespace)
         template = namespace[name]
         if len(_TEMPLATES) >= 4096:
             _TEMPLATES.clear()
