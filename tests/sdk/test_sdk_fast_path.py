@@ -77,6 +77,44 @@ FLAGS = [
         off_variation="blue",
         fallthrough=Serve(rollout=THIRDS),
     ),
+    # The shapes of fast()'s other generated lines: a rollout of three (a bucket compared twice), a partial
+    # rollout (the rest falls through), user and organization targets, a clause that is not a string `in`
+    # (a list value read element by element), and a rule on the organization kind only.
+    Flag(
+        key="shapes",
+        kind="string",
+        on=True,
+        variations=(*STRINGS, Variation(key="red", value="red")),
+        off_variation="blue",
+        targets=(
+            Target(variation="red", values=("user-3",)),
+            Target(context_kind="organization", variation="green", values=("o2",)),
+        ),
+        rules=(
+            Rule(
+                id="part",
+                clauses=(CA,),
+                serve=Serve(
+                    rollout=Rollout(variations=(WeightedVariation(variation="red", weight=40_000),), partial=True)
+                ),
+            ),
+            Rule(
+                id="starts",
+                clauses=(Clause(attribute="os", op="starts_with", values=("iO",)),),
+                serve=Serve(variation="green"),
+            ),
+            Rule(id="org", clauses=(ORG,), serve=Serve(variation="red")),
+        ),
+        fallthrough=Serve(
+            rollout=Rollout(
+                variations=(
+                    WeightedVariation(variation="blue", weight=30_000),
+                    WeightedVariation(variation="green", weight=30_000),
+                    WeightedVariation(variation="red", weight=40_000),
+                )
+            )
+        ),
+    ),
 ]
 
 CONTEXTS = [
@@ -85,6 +123,8 @@ CONTEXTS = [
     {"key": "user-3", "state": "NY", "plan": "pro"},
     {"key": "user-4", "state": ["CA", "TX"], "plan": 7},
     {"key": "user-5", "state": ("NY",), "os": None},
+    {"key": "user-12", "state": "CA", "os": ["Android", "iOS 17"]},
+    {"key": "user-13", "state": "TX", "os": "iOS"},
     {"key": "user-6", "state": {"not": "hashable"}},
     {"kind": "user", "key": "user-7", "state": "CA"},
     {"kind": "multi", "user": {"key": "user-8", "state": "CA"}, "organization": {"key": "o", "tier": "gold"}},
@@ -130,6 +170,67 @@ def test_the_fast_path_answers_as_the_general_path_for_every_flag_and_context() 
         "blue",
         "green",
     }
+    # The partial rollout serves red below bucket 40,000 and lets the rest fall through to the three-way split
+    # (the same salt: those land at 40,000 or above, green or red); without the rule all three are served.
+    for state, values, rules in (("CA", {"red", "green"}, {"part", None}), ("TX", {"red", "green", "blue"}, {None})):
+        served = [client.string_variation_detail("shapes", {"key": f"u{i}", "state": state}, "d") for i in range(60)]
+        assert {d.value for d in served} == values
+        assert {d.reason.rule_id for d in served} == rules
+
+
+def test_the_fast_map_follows_lazily_compiled_flags_and_live_changes() -> None:
+    """The accessors read a plain dict of the compiled flags (a dict subclass's ``[]`` costs a method call):
+    a flag compiled on first use replaces its lazy stand-in there too, and a change reaches it."""
+    from datetime import UTC, datetime
+
+    from flagstream.cache import RulesetCache
+    from flagstream.engine import CompiledFlag
+    from flagstream.events import FlagCreated
+    from flagstream.ruleset import LazyFlag, Ruleset
+
+    def created(flag: Flag) -> FlagCreated:
+        return FlagCreated(project="p", environment="e", actor="t", at=datetime(2026, 1, 1, tzinfo=UTC), flag=flag)
+
+    cache = RulesetCache(Ruleset(project="p", environment="e"))
+    client = FlagstreamClient.from_test_data(TestData())
+    client._cache._views.remove(client)
+    cache.attach(client)
+    cache.apply(
+        [(1, created(Flag(key="f", on=True, rules=(Rule(id="ca", clauses=(CA,), serve=Serve(variation="off")),))))]
+    )
+    assert type(client._flags) is dict
+    assert type(client._flags["f"]) is LazyFlag
+    assert client.bool_variation("f", {"key": "u", "state": "CA"}, True) is False
+    assert type(client._flags["f"]) is CompiledFlag
+    assert client._flags["f"] is cache.ruleset.compiled["f"]
+    cache.apply([(2, created(Flag(key="f", on=True)))])  # now on for everyone
+    assert client.bool_variation("f", {"key": "u", "state": "CA"}, False) is True
+    assert cache.evaluation_totals() == {("f", "off"): 1, ("f", "on"): 1}
+
+
+def test_counts_from_many_threads_add_up_exactly() -> None:
+    """Each fast evaluation takes its value from the outcome's counter in one C step: no increment is lost
+    between threads."""
+    import threading
+
+    client = FlagstreamClient.from_test_data(data())
+    contexts = [{"key": f"user-{i}", "state": "CA" if i % 2 else "NY", "os": "iOS"} for i in range(100)]
+
+    def evaluate() -> None:
+        for _ in range(20):
+            for context in contexts:
+                client.bool_variation("rollout", context, False)
+                client.bool_variation("always-on", context, False)
+
+    threads = [threading.Thread(target=evaluate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    totals = client._cache.evaluation_totals()
+    assert totals[("always-on", "on")] == 8_000
+    assert totals[("rollout", "on")] + totals[("rollout", "off")] == 8_000
+    assert 0 < totals[("rollout", "on")] < 8_000
 
 
 def test_counts_add_up_over_both_paths_a_change_and_a_second_client(monkeypatch) -> None:  # type: ignore[no-untyped-def]
