@@ -57,6 +57,9 @@ class AsyncFlagstreamClient(FlagEvaluations):
     attribute increment, read by ``flagstream.metrics``).
 
     ``track_interval``: seconds between two batches of what ``track()`` was told (see :mod:`flagstream.tracking`).
+
+    ``snapshots``: start from the environment's compacted snapshot when the services wrote one (a few messages
+    instead of one per flag; see :mod:`flagstream.snapshots`); ``False`` always loads the last event of each flag.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
         telemetry: bool = True,
         telemetry_interval: float = 10.0,
         track_interval: float = 1.0,
+        snapshots: bool = True,
     ) -> None:
         self._setup(project, environment)
         self.cache_path = Path(cache_path) if cache_path is not None else None
@@ -91,6 +95,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
             connect_options=connect_options,
             jetstream_domain=jetstream_domain,
             on_status=self._status_changed,
+            snapshots=snapshots,
         )
         if telemetry:
             self._telemetry = TelemetryReporter(
@@ -319,6 +324,19 @@ class AsyncFlagstreamClient(FlagEvaluations):
     def bad_events(self) -> int:
         """Messages skipped because they could not be decoded (or applied)."""
         return self._source.bad_events + self._cache.failed_events
+
+    @property
+    def snapshot_seq(self) -> int | None:
+        """The stream sequence of the environment snapshot the client loaded from (``None``: none was used; it
+        loaded the last event of each flag instead)."""
+        source = self._source
+        return source.snapshot_seq if isinstance(source, NatsSource) else None
+
+    @property
+    def bad_snapshots(self) -> int:
+        """Environment snapshots that could not be used (corrupt): the client loaded the long way instead."""
+        source = self._source
+        return source.bad_snapshots if isinstance(source, NatsSource) else 0
 
     @property
     def last_error(self) -> BaseException | None:

@@ -1,6 +1,12 @@
 """The NATS edge of the SDK: connect (and keep trying), load the current state of one environment, follow it.
 
-Loading uses an ordered push consumer with ``DeliverPolicy.LAST_PER_SUBJECT`` on the environment's subjects:
+Loading starts from the environment's compacted snapshot when there is one (``snapshots.py``: the last event of
+every subject as of stream sequence S, written by the services in a few big messages): its events are folded
+with whatever the consumer then delivers from S + 1, in one batch, so nothing is missed or applied twice. No
+snapshot, one written in a newer format, from another stream (recreated), corrupt (logged, counted in
+``bad_snapshots``), refused by the credential, or more events behind than it holds: the long way below.
+
+The long way uses an ordered push consumer with ``DeliverPolicy.LAST_PER_SUBJECT`` on the environment's subjects:
 one message per flag/segment, O(flags) not O(history). Messages are buffered until ``num_pending == 0`` in
 their metadata (the consumer is caught up, as the KV watcher of nats-py detects it) and folded in ONE batch;
 consumer info right after subscribing tells an empty environment apart.
@@ -48,7 +54,9 @@ from nats.protocol.parser import AWAITING_CONTROL_LINE
 from .cache import ClientStatus
 from .credentials import CredentialError, denied
 from .events import STREAM, DecodeError, Event, decode_event, environment_filter
+from .events.snapshot import SNAPSHOT_STREAM, Snapshot, UnknownFormat, stream_id
 from .events.subjects import all_live_subjects, all_subjects, live_filter, sdk_inbox_prefix
+from .snapshots import fetch_snapshot
 
 log = logging.getLogger("flagstream.client")
 
@@ -59,6 +67,8 @@ Sink = Callable[[Sequence[tuple[int, Event]], bool], Any]
 LIVE_BATCH_MAX = 512
 #: ...and the longest a live message waits in such a batch, in seconds.
 LIVE_BATCH_DELAY = 0.02
+#: A snapshot is used when the environment's events after it are at most this many, or as many as it holds.
+SNAPSHOT_MAX_BEHIND = 1_000
 
 
 def ack_position(msg: Msg) -> tuple[int, int]:
@@ -99,6 +109,7 @@ class NatsSource:
         connect_options: dict[str, Any] | None = None,
         jetstream_domain: str | None = None,
         on_status: Callable[[ClientStatus], None] | None = None,
+        snapshots: bool = True,
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.filter = environment_filter(project, environment)
@@ -146,6 +157,13 @@ class NatsSource:
         #: ``(consumer name, generation)`` of the loading consumer to delete once the live subscription follows.
         self._consumer_name = ""
         self._drop_task: asyncio.Task[None] | None = None
+        #: Start from the environment's snapshot when there is a usable one.
+        self.snapshots = snapshots
+        #: Snapshots that could not be used (corrupt, undecodable): logged, counted, and loaded the long way.
+        self.bad_snapshots = 0
+        #: The stream sequence of the snapshot the last full load started from (``None``: loaded the long way).
+        self.snapshot_seq: int | None = None
+        self._snapshot_denied: asyncio.Event | None = None
 
     @property
     def following_live(self) -> bool:
@@ -254,6 +272,12 @@ class NatsSource:
     async def _error(self, exc: Exception) -> None:
         # nats-py keeps retrying (initial connect included: max_reconnect_attempts=-1) and reports each failure
         # here: warn once per outage, not once per attempt.
+        if SNAPSHOT_STREAM in str(exc) and "ermission" in str(exc):
+            # A server whose permissions predate snapshots: the long way, without waiting for the request to time out.
+            log.info("flagstream: not allowed to read the environment's snapshot; loading it the long way")
+            if self._snapshot_denied is not None:
+                self._snapshot_denied.set()
+            return
         if self._live_sub is not None and self.live_filter in str(exc) and "ermission" in str(exc):
             # A credential made before the live subjects existed: keep following with the consumer.
             self.last_error = exc
@@ -318,7 +342,7 @@ class NatsSource:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_backoff)
 
-    async def _subscribe(self) -> None:
+    async def _subscribe(self, snapshots: bool = True) -> None:
         assert self._nc is not None
         self._generation += 1
         generation = self._generation
@@ -344,7 +368,21 @@ class NatsSource:
             self._position = 0
             self._fresh = True
         self._stream_created = stream.created
-        if self._position > 0:
+        snapshot = None
+        if self._position == 0:
+            self.snapshot_seq = None
+        if self._position == 0 and snapshots and self.snapshots:
+            snapshot = await self._load_snapshot(js, stream)
+            if generation != self._generation:
+                return
+        if snapshot is not None:
+            # The state as of S, then the environment's events from S + 1: folded together once caught up.
+            self._buffer = list(snapshot.events)
+            self._buffer_high = snapshot.seq
+            self.snapshot_seq = snapshot.seq
+            config = ConsumerConfig(opt_start_seq=snapshot.seq + 1)
+            policy = DeliverPolicy.BY_START_SEQUENCE
+        elif self._position > 0:
             # Resume right after what was folded: only the gap is delivered.
             config = ConsumerConfig(opt_start_seq=self._position + 1)
             policy = DeliverPolicy.BY_START_SEQUENCE
@@ -382,8 +420,51 @@ class NatsSource:
             # The messages themselves still signal the catch-up; only an empty environment would wait for one.
             log.debug("flagstream: consumer info failed after subscribing", exc_info=True)
             return
+        if snapshot is not None and generation == self._generation and not self._caught_up:
+            behind = info.num_pending + (info.delivered.consumer_seq or 0)
+            if behind > max(SNAPSHOT_MAX_BEHIND, len(snapshot.events)):
+                log.info("flagstream: the snapshot is %d events behind; loading the environment the long way", behind)
+                await self._subscribe(snapshots=False)
+                return
         if generation == self._generation and info.num_pending == 0 and not info.delivered.consumer_seq:
             self._catch_up(generation)  # nothing to load: empty (or unchanged since the last position)
+
+    async def _load_snapshot(self, js: Any, stream: Any) -> Snapshot | None:
+        """The environment's snapshot if one can be used; else ``None`` (logged; counted when it is corrupt)."""
+        denied = self._snapshot_denied = asyncio.Event()
+        fetch = asyncio.ensure_future(fetch_snapshot(js, self._project, self._environment))
+        refused = asyncio.ensure_future(denied.wait())
+        try:
+            await asyncio.wait({fetch, refused}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (fetch, refused):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+            self._snapshot_denied = None
+        if fetch.cancelled():
+            return None
+        exc = fetch.exception()
+        if exc is not None:
+            if isinstance(exc, UnknownFormat):
+                log.info("flagstream: ignoring the environment's snapshot: %s", exc)
+            elif isinstance(exc, ValueError):  # SnapshotError: corrupt, truncated, undecodable
+                self.bad_snapshots += 1
+                log.warning("flagstream: the environment's snapshot cannot be used (%s); loading it the long way", exc)
+            else:  # none yet (NotFoundError), no bucket (no responders), a timeout...
+                log.debug("flagstream: no snapshot of %s (%r)", self.filter, exc)
+            return None
+        snapshot = fetch.result()
+        if (snapshot.project, snapshot.environment) != (self._project, self._environment):
+            self.bad_snapshots += 1
+            log.warning("flagstream: the snapshot stored for %s is of %s/%s; loading it the long way", self.filter,
+                        snapshot.project, snapshot.environment)  # fmt: skip
+            return None
+        if snapshot.stream_created != stream_id(stream.created) or snapshot.seq > stream.state.last_seq:
+            log.info("flagstream: the environment's snapshot is of another stream; loading it the long way")
+            return None
+        return snapshot
 
     def _on_message(self, generation: int, msg: Msg) -> None:
         if generation != self._generation or self._following_live:

@@ -153,6 +153,8 @@ def create_app(
     people: PeopleConfig | None = None,
     prometheus_url: str | None = None,
     plan_lease: float | None = None,
+    snapshot_lease: float | None = None,
+    snapshot_interval: float | None = None,
 ) -> Starlette:
     """The admin API. Its lifespan connects to NATS (waiting up to ``connect_wait`` seconds) and makes sure the
     stream exists; it closes on shutdown. Once connected, it reconnects forever (``/readyz`` tells meanwhile).
@@ -169,6 +171,8 @@ def create_app(
     ``people``: how people sign in (``services/people``; default: local users with passwords, no single sign-on).
     ``prometheus_url``: the Prometheus server release plans' PromQL guardrails ask (``services/release``);
     ``plan_lease``: seconds without a renewal after which another replica takes a release plan over (default 10).
+    ``snapshot_lease``, ``snapshot_interval``: the same for the environment snapshots' writer (default 10), and
+    the least seconds between two snapshots of an environment (default 2; ``services/snapshots``).
     """
 
     @contextlib.asynccontextmanager
@@ -239,6 +243,7 @@ def create_app(
     app.state.prometheus_url = prometheus_url
     if plan_lease is not None:
         app.state.plan_lease = plan_lease
+    app.state.snapshot_lease, app.state.snapshot_interval = snapshot_lease, snapshot_interval
     app.state.openapi = auth.document_security(build_openapi(endpoints, actor_header=actor_header), endpoints)
     # Request metrics for GET /metrics (services/admin/metrics.py): a middleware times every request.
     install_metrics(app)

@@ -91,6 +91,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds without a renewal after which another replica takes over a release plan",
     )
+    parser.add_argument(
+        "--snapshot-lease",
+        type=float,
+        default=10.0,
+        help="seconds without a renewal after which another replica takes over writing environment snapshots",
+    )
+    parser.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=2.0,
+        help="least seconds between two snapshots of an environment (SDK clients load them at start)",
+    )
     parser.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, default=None, help="private key of --tls-cert (PEM)")
     add_nats_arguments(parser)
@@ -180,6 +192,8 @@ async def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
         people=args.people,
         prometheus_url=args.prometheus_url,
         plan_lease=args.plan_lease,
+        snapshot_lease=args.snapshot_lease,
+        snapshot_interval=args.snapshot_interval,
     )
     tls = {"ssl_certfile": str(args.tls_cert), "ssl_keyfile": str(args.tls_key)} if args.tls_cert else {}
     # log_config=None: uvicorn's loggers (start-up, access log) go through the root logger set up by configure(),

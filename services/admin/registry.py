@@ -32,6 +32,7 @@ FEATURES: tuple[str, ...] = (
     "projects",
     "people",
     "metrics",
+    "snapshots",
 )
 
 

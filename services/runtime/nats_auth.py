@@ -7,8 +7,9 @@ Roles (see ``docs/security.md``):
 * ``projector``: reads the event stream through its durable consumer.
 * ``sdk-<project>-<environment>``: may only create consumers whose filter is its own environment's subjects
   (``$JS.API.CONSUMER.CREATE.FLAGSTREAM.<name>.flagstream.<p>.<env>.>``), receive on its own inbox prefix,
-  read the stream's info, and publish telemetry on ``flagstream-telemetry.<p>.<env>.>`` (its ``track()`` metrics
-  too: the metrics stream stores and acknowledges them on its inbox). Nothing else.
+  read the stream's info and its own environment's snapshot (``events/snapshot.py``), and publish telemetry on
+  ``flagstream-telemetry.<p>.<env>.>`` (its ``track()`` metrics too: the metrics stream stores and acknowledges
+  them on its inbox). Nothing else.
 * ``operator``: everything, including deleting and purging streams. For humans repairing things, not services.
 
 Passwords are random (``secrets.token_hex``, URL-safe, so a user can ride in a ``nats://user:pw@host`` URL) and
@@ -36,6 +37,7 @@ import bcrypt
 
 from ...credentials import sdk_user
 from ...events import STREAM
+from ...events.snapshot import SNAPSHOT_BUCKET, SNAPSHOT_STREAM, snapshot_filter
 from ...events.subjects import LIVE_PREFIX, PREFIX, environment_filter, live_filter, sdk_inbox_prefix
 from ...events.telemetry import TELEMETRY_PREFIX
 from .stream import (
@@ -79,6 +81,7 @@ def admin_permissions() -> Permissions:
             f"$KV.{SESSIONS_BUCKET}.>",  # their sessions, shared by the replicas
             f"$KV.{RELEASE_BUCKET}.>",  # release plans' leases and watches, metric names (services/release)
             f"$KV.{SDK_CREDENTIALS_BUCKET}.>",  # SDK credentials made by admins (services/sdkcredentials)
+            f"$KV.{SNAPSHOT_BUCKET}.>",  # environment snapshots and their writer's lease (services/snapshots)
             f"{TELEMETRY_PREFIX}.>",  # the OFREP evaluator's own SDK clients report like any SDK
         ),
         # The SDK credentials' subjects: `flagstream up` follows them to give nats-server their users at once.
@@ -127,6 +130,8 @@ def sdk_permissions(project: str, environment: str) -> Permissions:
             f"$JS.API.CONSUMER.INFO.{STREAM}.*",
             f"$JS.API.CONSUMER.DELETE.{STREAM}.*",
             f"$JS.FC.{STREAM}.>",
+            # Its own environment's snapshot (events/snapshot.py): the subject is in the direct get's API subject.
+            f"$JS.API.DIRECT.GET.{SNAPSHOT_STREAM}.{snapshot_filter(project, environment)}",
             f"{TELEMETRY_PREFIX}.{project}.{environment}.>",
         ),
         subscribe=(f"{inbox}.>", live_filter(project, environment)),

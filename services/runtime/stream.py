@@ -175,11 +175,13 @@ async def ensure_bucket(
     ttl: float | None = None,
     description: str | None = None,
     settle: float = 30.0,
+    direct: bool = False,
 ) -> KeyValue:
     """The KV bucket ``bucket``, created if missing (file storage, as many replicas as the event stream: as
-    available as the events it serves). Tried again for up to ``settle`` seconds while JetStream times out or is
-    unavailable (a cluster electing its leaders, a loaded machine), as the event stream's set-up is: a service
-    starting then waits rather than exits."""
+    available as the events it serves; ``direct``: its last message per key readable with JetStream's direct get,
+    whose API subject names the key, so a permission can be limited to some keys). Tried again for up to
+    ``settle`` seconds while JetStream times out or is unavailable (a cluster electing its leaders, a loaded
+    machine), as the event stream's set-up is: a service starting then waits rather than exits."""
 
     async def attempt() -> KeyValue:
         try:
@@ -188,7 +190,7 @@ async def ensure_bucket(
             replicas = (await js.stream_info(STREAM)).config.num_replicas or 1
             config = KeyValueConfig(
                 bucket=bucket, history=history, ttl=ttl, storage=StorageType.FILE, replicas=replicas,
-                description=description,
+                description=description, direct=direct or None,
             )  # fmt: skip
             return await js.create_key_value(config)
 
