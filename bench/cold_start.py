@@ -7,17 +7,21 @@ Scenarios (``flags x revisions`` = events):
 - ``10000x100``: 10,000 flags written 100 times each (1,000,000 events; issue 25's target: under 200 ms);
 - ``10000x1000``: 10,000,000 events (about 8 GB of stream: use ``--store``, the fill takes half an hour).
 
-The client loads only the last event per subject (an ordered ``LAST_PER_SUBJECT`` consumer), so the cost
-should follow the number of flags, not of events. Median of several fresh clients, each with its own
-connection (connecting is included in the time). Each run also reports the client process's CPU time
+Two ways of loading, each a row (``--ways``): ``snapshot``, the client's default, reads the environment's
+compacted snapshot (written once per scenario by the services' writer, ``services/snapshots``, run in this process
+before the loads; kept with ``--store``) and then follows from its sequence; ``long`` (``snapshots=False``) loads the
+last event per subject with an ordered ``LAST_PER_SUBJECT`` consumer, as a client does when there is no snapshot.
+Both should cost what the number of flags costs, not the number of events. Median of several fresh clients,
+each with its own connection (connecting is included in the time). Each run also reports the client process's CPU time
 (``time.process_time``) during the load: on a shared machine the wall time mostly measures the wait for a core,
 the CPU time much less so. The load average (``os.getloadavg``) before and after each scenario is printed and
 kept in the results.
 
 ``--instructions`` counts, with valgrind's cachegrind, the CPU instructions of one load in a child process (three
-loads minus one, halved: start-up and imports cancel out), for the SDK client and for two reference loads of the
-same 10,000 messages: nats-py's ordered consumer with a callback that does nothing, and the same callback decoding
-each event (``decode_event``). Instructions do not depend on the machine's load: they say where the client's
+loads minus one, halved: start-up and imports cancel out), for each way of the SDK client (``sdk``: from the
+snapshot, ``sdk-long``: the long way) and, with ``--loads``, two reference loads of the same 10,000 messages:
+nats-py's ordered consumer with a callback that does nothing (``nats-py``), and the same callback decoding each event
+(``nats-py+decode``). Instructions do not depend on the machine's load: they say where the client's
 time goes.
 
 The stream is filled with ``js.publish_async`` (up to ``--window`` acks outstanding); the fill time is reported
@@ -25,7 +29,8 @@ too. ``--store DIR`` keeps the nats-server's store in ``DIR/<scenario>`` and reu
 scenario's events (the stream's last revision of every flag is then the newest 10,000 messages).
 
     .venv/bin/python bench/cold_start.py [--runs 5] [--scenarios 1000x1,10000x10,10000x100] [--store DIR]
-    .venv/bin/python bench/cold_start.py --scenarios 10000x100 --instructions
+        [--ways snapshot,long]
+    .venv/bin/python bench/cold_start.py --scenarios 10000x100 --instructions [--loads sdk,sdk-long,nats-py]
 """
 
 from __future__ import annotations
@@ -47,12 +52,18 @@ import nats
 from _common import flag_event, nats_server, print_table, realistic_flag, write_results
 
 from flagstream import AsyncFlagstreamClient
+from flagstream.events.snapshot import SnapshotError
 from flagstream.services.runtime.natsd import NatsServer
 from flagstream.services.runtime.stream import ensure_stream
+from flagstream.services.snapshots import running
+from flagstream.snapshots import fetch_snapshot
 
 FILTER = "flagstream.default.production.>"
-#: What ``--instructions`` counts: the SDK's load, and nats-py's ordered consumer alone (with, without decoding).
-LOADS = ("sdk", "nats-py", "nats-py+decode")
+#: What ``--instructions`` can count: the SDK's load from the snapshot and the long way, and nats-py's ordered
+#: consumer alone (with, without decoding).
+LOADS = ("sdk", "sdk-long", "nats-py", "nats-py+decode")
+#: The ways of loading a row is measured for: the snapshot (the default) and the last event per subject.
+WAYS = ("snapshot", "long")
 
 
 def load_average() -> float:
@@ -88,38 +99,67 @@ async def fill(url: str, flags: int, revisions: int, window: int) -> int:
     return last
 
 
-async def load_once(url: str) -> tuple[float, float, int, int]:
-    """One fresh client from ``start()`` to ready: (wall seconds, CPU seconds, flags loaded, sequence)."""
-    client = AsyncFlagstreamClient(url, environment="production", telemetry=False)
+async def write_snapshot(url: str, last: int) -> float:
+    """Make sure the environment's snapshot is as of ``last`` (the services' writer, in this process); its seconds."""
+    started = time.perf_counter()
+    nc = await nats.connect(url)
+    try:
+        with contextlib.suppress(Exception):  # none yet
+            if (await fetch_snapshot(nc.jetstream(), "default", "production")).seq == last:
+                return 0.0  # a kept store's
+        async with running(nc, interval=0.05) as writer:
+            while True:
+                with contextlib.suppress(SnapshotError, nats.errors.Error, nats.js.errors.Error):
+                    if writer.written and (await fetch_snapshot(nc.jetstream(), "default", "production")).seq == last:
+                        break
+                await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+    return time.perf_counter() - started
+
+
+async def load_once(url: str, snapshots: bool = True) -> tuple[float, float, int, int, int | None]:
+    """One fresh client from ``start()`` to ready: (wall seconds, CPU seconds, flags loaded, sequence, snapshot's)."""
+    client = AsyncFlagstreamClient(url, environment="production", telemetry=False, snapshots=snapshots)
     started, cpu = time.perf_counter(), time.process_time()
     await client.start()
     ready = await client.wait_until_ready(300)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    loaded, seq = len(client.ruleset.flags), client.seq
+    loaded, seq, snapshot = len(client.ruleset.flags), client.seq, client.snapshot_seq
     await client.close()
     assert ready, "client never became ready"
-    return elapsed, cpu, loaded, seq
+    return elapsed, cpu, loaded, seq, snapshot
 
 
-async def scenario(url: str, flags: int, revisions: int, runs: int, window: int) -> dict[str, object]:
-    filled = time.perf_counter()
+async def filled(url: str, flags: int, revisions: int, window: int, ways: list[str]) -> tuple[int, float]:
+    """Fill the stream (or find it filled) and write the snapshot if a way needs it: (last sequence, fill seconds)."""
+    started = time.perf_counter()
     last = await fill(url, flags, revisions, window)
-    fill_s = time.perf_counter() - filled
+    fill_s = time.perf_counter() - started
     print(f"  {flags} flags x {revisions} revisions: stream filled in {fill_s:.1f} s", flush=True)
+    if "snapshot" in ways:
+        print(f"    snapshot as of sequence {last} written in {await write_snapshot(url, last):.1f} s", flush=True)
+    return last, fill_s
 
+
+async def scenario(
+    url: str, flags: int, revisions: int, runs: int, way: str, last: int, fill_s: float
+) -> dict[str, object]:
     timings: list[float] = []
     cpus: list[float] = []
     load_before = load_average()
     for _ in range(runs):
-        elapsed, cpu, loaded, seq = await load_once(url)
+        elapsed, cpu, loaded, seq, snapshot = await load_once(url, snapshots=way == "snapshot")
         assert loaded == flags, f"loaded {loaded} flags, expected {flags}"
         assert seq == last, f"client at sequence {seq}, stream at {last}"
+        assert snapshot == (last if way == "snapshot" else None), f"loaded from the snapshot at {snapshot}"
         timings.append(elapsed)
         cpus.append(cpu)
-        print(f"    start() -> ready: {elapsed * 1000:.0f} ms (client CPU {cpu * 1000:.0f} ms)", flush=True)
+        print(f"    {way}: start() -> ready: {elapsed * 1000:.0f} ms (client CPU {cpu * 1000:.0f} ms)", flush=True)
     return {
         "flags": flags,
         "events": flags * revisions,
+        "way": way,
         "runs": runs,
         "fill_s": round(fill_s, 2),
         "median_ms": round(statistics.median(timings) * 1000, 1),
@@ -163,9 +203,10 @@ async def _consumer_load(url: str, flags: int, decode: bool) -> None:
 
 async def _child_loads(url: str, what: str, count: int, flags: int) -> None:
     for _ in range(count):
-        if what == "sdk":
-            _, _, loaded, _ = await load_once(url)
+        if what in ("sdk", "sdk-long"):
+            _, _, loaded, _, snapshot = await load_once(url, snapshots=what == "sdk")
             assert loaded == flags
+            assert (snapshot is not None) == (what == "sdk")
         else:
             await _consumer_load(url, flags, decode=what == "nats-py+decode")
 
@@ -179,10 +220,10 @@ def instructions(url: str, what: str, count: int, flags: int) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def count_instructions(url: str, flags: int) -> dict[str, int]:
+def count_instructions(url: str, flags: int, loads: list[str]) -> dict[str, int]:
     """Instructions of one load, per kind of load: (three loads - one load) / 2."""
     counts = {}
-    for what in LOADS:
+    for what in loads:
         one, three = instructions(url, what, 1, flags), instructions(url, what, 3, flags)
         counts[what] = (three - one) // 2
         print(f"    {what}: {counts[what] / 1e6:,.0f} M instructions per load", flush=True)
@@ -207,7 +248,7 @@ def server_for(store: Path | None, name: str) -> Iterator[NatsServer]:
 
 def row(r: dict[str, object]) -> tuple[object, ...]:
     load = f"{r['load_before']}/{r['load_after']}"
-    return (r["flags"], r["events"], r["fill_s"], r["runs"], r["median_ms"], r["min_ms"], r["max_ms"],
+    return (r["flags"], r["events"], r["way"], r["fill_s"], r["runs"], r["median_ms"], r["min_ms"], r["max_ms"],
             r["cpu_median_ms"], r["cpu_min_ms"], load)  # fmt: skip
 
 
@@ -219,30 +260,40 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only the 1,000-flag scenario")
     parser.add_argument("--store", type=Path, help="keep (and reuse) each scenario's filled store in this folder")
     parser.add_argument("--instructions", action="store_true", help="also count instructions per load (valgrind)")
+    parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated ways of loading, of {WAYS}")
+    parser.add_argument("--loads", default="sdk,sdk-long", help=f"what --instructions counts, of {LOADS}")
     args = parser.parse_args()
+    ways = [w for w in args.ways.split(",") if w]
+    loads = [w for w in args.loads.split(",") if w]
+    if set(ways) - set(WAYS) or set(loads) - set(LOADS):
+        raise SystemExit(f"--ways of {WAYS}, --loads of {LOADS}")
     if args.instructions and shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
     wanted = "1000x1" if args.quick else args.scenarios
     scenarios = [tuple(int(n) for n in s.split("x")) for s in wanted.split(",") if s]
     results = []
+    counted: list[tuple[int, int, dict[str, int]]] = []
     for flags, revisions in scenarios:
         with server_for(args.store, f"{flags}x{revisions}") as server:
-            result = await scenario(server.url, flags, revisions, args.runs, args.window)
+            last, fill_s = await filled(server.url, flags, revisions, args.window, ways)
+            for way in ways:
+                results.append(await scenario(server.url, flags, revisions, args.runs, way, last, fill_s))
             if args.instructions:
-                result["instructions"] = count_instructions(server.url, flags)
-            results.append(result)
+                counted.append((flags, flags * revisions, count_instructions(server.url, flags, loads)))
     print_table(
         "Cold start: start() -> ready (ms, connect included), the client's CPU, the load average before/after",
-        ["flags", "events", "fill s", "runs", "median", "min", "max", "CPU median", "CPU min", "load"],
+        ["flags", "events", "way", "fill s", "runs", "median", "min", "max", "CPU median", "CPU min", "load"],
         [row(r) for r in results],
     )
-    if args.instructions:
+    if counted:
         print_table(
-            "Instructions per load (millions; cachegrind)",
-            ["flags", "events", *LOADS],
-            [(r["flags"], r["events"], *(f"{r['instructions'][w] / 1e6:,.0f}" for w in LOADS)) for r in results],
+            "Instructions per load (millions; cachegrind; sdk: from the snapshot, sdk-long: the last event per flag)",
+            ["flags", "events", *loads],
+            [(f, e, *(f"{c[w] / 1e6:,.0f}" for w in loads)) for f, e, c in counted],
         )
-    write_results("cold_start", {"runs": results})
+    write_results(
+        "cold_start", {"runs": results, "instructions": [{"flags": f, "events": e, **c} for f, e, c in counted]}
+    )
 
 
 if __name__ == "__main__":
