@@ -272,7 +272,7 @@ class NatsSource:
     async def _error(self, exc: Exception) -> None:
         # nats-py keeps retrying (initial connect included: max_reconnect_attempts=-1) and reports each failure
         # here: warn once per outage, not once per attempt.
-        if SNAPSHOT_STREAM in str(exc) and "ermission" in str(exc):
+        if SNAPSHOT_STREAM.lower() in str(exc).lower() and "ermission" in str(exc):  # the server lowercases it
             # A server whose permissions predate snapshots: the long way, without waiting for the request to time out.
             log.info("flagstream: not allowed to read the environment's snapshot; loading it the long way")
             if self._snapshot_denied is not None:

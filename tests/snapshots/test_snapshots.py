@@ -283,3 +283,48 @@ async def test_an_sdk_credential_reads_its_own_environments_snapshot_only(tmp_pa
 
 async def _both_written(js: Any, last: int) -> bool:
     return await snapshot_seq(js, "production") == last and await snapshot_seq(js, "development") == last
+
+
+async def test_a_credential_made_before_snapshots_loads_the_long_way_without_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An SDK user written by an older ``flagstream nats-users`` may not read the snapshot: the server refuses the
+    direct get, the client notices the refusal (not a timeout) and loads the long way, ready and not in error."""
+    from flagstream.services.runtime import nats_auth
+
+    real = nats_auth.sdk_permissions
+
+    def without_snapshots(project: str, environment: str) -> nats_auth.Permissions:
+        perms = real(project, environment)
+        return nats_auth.Permissions(tuple(s for s in perms.publish if SNAPSHOT_STREAM not in s), perms.subscribe)
+
+    monkeypatch.setattr(nats_auth, "sdk_permissions", without_snapshots)
+    creds = Credentials.load_or_create(tmp_path, sdk=[("default", "production")])
+    config = write_server_config(creds, tmp_path / "nats", tmp_path / "nats-server.conf")
+    server = NatsServer(store_dir=tmp_path / "nats", config_file=config).start()
+    try:
+        admin = await nats.connect(server.url, user="admin", password=creds.passwords["admin"])
+        js = admin.jetstream()
+        await ensure_stream(js)
+        last = await publish(js, "checkout")
+        async with running(admin, interval=0.05):
+            await until(lambda: _written(js, last), "the snapshot")
+        await admin.close()
+        options = sdk_connect_options("default", "production", creds.passwords["sdk-default-production"])
+        client = AsyncFlagstreamClient(server.url, environment="production", telemetry=False, connect_options=options)
+        try:
+            with caplog.at_level("DEBUG", logger="flagstream.client"):
+                assert await client.start(wait=30)
+            assert client.snapshot_seq is None
+            assert list(client.ruleset.flags) == ["checkout"]
+            assert client.last_error is None
+            assert "not allowed to read the environment's snapshot" in caplog.text
+            assert "no snapshot" not in caplog.text  # the refusal was seen, not waited out
+        finally:
+            await client.close()
+    finally:
+        server.stop()
+
+
+async def _written(js: Any, last: int) -> bool:
+    return await snapshot_seq(js) == last
