@@ -56,7 +56,7 @@ from .credentials import CredentialError, denied
 from .events import STREAM, DecodeError, Event, decode_event, environment_filter
 from .events.snapshot import SNAPSHOT_STREAM, Snapshot, UnknownFormat, stream_id
 from .events.subjects import all_live_subjects, all_subjects, live_filter, sdk_inbox_prefix
-from .snapshots import fetch_snapshot
+from .snapshots import fetch_snapshot, gc_paused
 
 log = logging.getLogger("flagstream.client")
 
@@ -501,7 +501,11 @@ class NatsSource:
     def _catch_up(self, generation: int) -> None:
         if generation != self._generation or self._caught_up:
             return
-        self._flush()
+        if self.snapshot_seq is not None and not self._loaded:
+            with gc_paused():  # the snapshot's events: tens of thousands of objects that all stay
+                self._flush()
+        else:
+            self._flush()
         self._caught_up = True
         if self._live_sub is not None and not self._live_denied:
             self._hand_over()

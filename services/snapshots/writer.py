@@ -291,7 +291,7 @@ class SnapshotWriter:
             events=events,
         )  # fmt: skip
         parts = encode_snapshot(snapshot, secrets.token_hex(8))
-        env.changed, env.written_at = 0, time.monotonic()
+        taken, env.written_at = env.changed, time.monotonic()
         for i in [*range(1, len(parts)), 0]:  # part 0 last: it names only parts already stored
             headers, body = parts[i]
             await self.js.publish(snapshot_subject(project, environment, i), body, headers=headers)
@@ -299,6 +299,9 @@ class SnapshotWriter:
             with contextlib.suppress(Exception):
                 await self.kv.purge(snapshot_key(project, environment, i))
         env.parts = len(parts)
+        env.changed -= taken  # what came meanwhile waits for the next (a failed write is tried again)
+        if env.changed:
+            env.changed_at = env.written_at
         self.written += 1
         log.info("snapshots: %s/%s as of sequence %d (%d events, %d parts)", project, environment, snapshot.seq,
                  len(events), len(parts))  # fmt: skip
