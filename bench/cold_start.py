@@ -119,12 +119,16 @@ async def write_snapshot(url: str, last: int) -> float:
     return time.perf_counter() - started
 
 
-async def load_once(url: str, snapshots: bool = True) -> tuple[float, float, int, int, int | None]:
+async def load_once(
+    url: str, snapshots: bool = True, collect: bool = True
+) -> tuple[float, float, int, int, int | None]:
     """One fresh client from ``start()`` to ready: (wall seconds, CPU seconds, flags loaded, sequence, snapshot's).
 
     The garbage of the clients loaded before it in this process is collected first (not timed): a cold start is
-    an application's first load, whose garbage collector has none of that to scan."""
-    gc.collect()
+    an application's first load, whose garbage collector has none of that to scan. (``--instructions`` counts
+    without it, ``collect=False``: its count is of whole processes, the collection would be counted too.)"""
+    if collect:
+        gc.collect()
     client = AsyncFlagstreamClient(url, environment="production", telemetry=False, snapshots=snapshots)
     started, cpu = time.perf_counter(), time.process_time()
     await client.start()
@@ -209,7 +213,7 @@ async def _consumer_load(url: str, flags: int, decode: bool) -> None:
 async def _child_loads(url: str, what: str, count: int, flags: int) -> None:
     for _ in range(count):
         if what in ("sdk", "sdk-long"):
-            _, _, loaded, _, snapshot = await load_once(url, snapshots=what == "sdk")
+            _, _, loaded, _, snapshot = await load_once(url, snapshots=what == "sdk", collect=False)
             assert loaded == flags
             assert (snapshot is not None) == (what == "sdk")
         else:
