@@ -23,6 +23,7 @@ import ipaddress
 import math
 import operator as _pyop
 import re
+import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -820,7 +821,9 @@ def string_in_parts(clause: Clause) -> tuple[str, str, frozenset[str], bool] | N
         or not all(type(v) is str for v in clause.values)
     ):
         return None
-    strings = frozenset(clause.values)
+    # Interned: a flag's ``fast`` holds the set as a code constant, and making a code object interns the strings
+    # of its frozenset constants, building a new set when one was not (a copy per flag instead of the shared one).
+    strings = frozenset(sys.intern(v) for v in clause.values)
     # Flags often share their lists (["CA"], ["iOS"]...): keep one copy.
     if len(_SETS) >= 65_536:
         _SETS.clear()
