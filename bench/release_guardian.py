@@ -7,17 +7,19 @@ back when nothing is wrong.
 
 **Detection, through the real system.** A ``flagstream admin`` process over a throwaway nats-server; a simulated
 application in this process: a real ``AsyncFlagstreamClient`` evaluating the flag 1,000 times a second for users
-drawn at random among 10,000 (seeded), tracking ``errors`` with a 1% chance per evaluation, 3% for the users the new
+drawn at random among 10,000 (seeded, ``--seed``: the same seed gives nearly the same trials, so a second run
+with it is not new trials), tracking ``errors`` with a 1% chance per evaluation, 3% for the users the new
 variation is served to. Per trial, a fresh flag and a plan ``5% (hold 1h), 25%, 50%, 100%`` with the guardrail
 ``errors:count:+0`` and the default error rate (5%). The onset is the plan's first step (the moment the new variation
 exists: the ``plan.advanced`` event's time); the detection time runs from it to the rollback event
 (``plan.stopping``, actor ``guardian``), both stamped by the admin process.
 
 **False rollbacks (A/A).** Running 200 whole plans through the real system would take days, so the A/A trials run
-the guardian's own decision code (``services/release``: ``judge`` and the sample ratio test, with the plan's share of
-the error rate) on the same traffic simulated second by second (1,000 evaluations/s, 10,000 users, 1% errors on both
-sides), each trial a plan of three watched steps (5%, 25%, 50%) held ``--aa-hold`` seconds each, looked at every
-second as the runner does. The share of trials with any rollback is the false rollback rate.
+the guardian's own decision code (``services/release``: ``judge`` and the sample ratio test, with each step's shares
+of the error rate and ``t*`` as ``split_by_step`` gives them to a new plan) on the same traffic simulated second by
+second (1,000 evaluations/s, 10,000 users, 1% errors on both sides), each trial a plan of three watched steps (5%,
+25%, 50%) held ``--aa-hold`` seconds each, looked at every second as the runner does. The share of trials with any
+rollback is the false rollback rate.
 
 **False rollbacks through the real system** (``--aa-real ROUNDS``): the same admin process and SDK client as the
 detection trials; per round ``--aa-real-flags`` fresh flags, each with an A/A plan (5%, 25%, 50% held
@@ -84,7 +86,7 @@ class App:
                 next_at = loop.time()
 
 
-async def detection(trials: int, limit: float) -> dict[str, Any]:
+async def detection(trials: int, limit: float, seed: int = 1) -> dict[str, Any]:
     times: list[float] = []
     outcomes: list[dict[str, Any]] = []
     with nats_server() as server, tempfile.TemporaryDirectory() as folder:
@@ -92,7 +94,7 @@ async def detection(trials: int, limit: float) -> dict[str, Any]:
         await admin.start()
         client = AsyncFlagstreamClient(server.url, environment=ENVIRONMENT, track_interval=1.0)
         assert await client.start(wait=30)
-        app = App(client, seed=1)
+        app = App(client, seed=seed)
         stop = asyncio.Event()
         app.flag = "warmup"
         task = asyncio.create_task(app.run(stop))
@@ -116,6 +118,7 @@ async def detection(trials: int, limit: float) -> dict[str, Any]:
                 created = await admin.http.post(PLAN, json=body)
                 assert created.status_code == 201, created.text
                 plan_id = created.json()["id"]
+                evaluated, began = app.evaluations, time.monotonic()
                 deadline = time.monotonic() + limit
                 plan: dict[str, Any] = {}
                 while time.monotonic() < deadline:
@@ -123,6 +126,7 @@ async def detection(trials: int, limit: float) -> dict[str, Any]:
                     if plan["status"] not in ("running", "paused", "rolling_back"):
                         break
                     await asyncio.sleep(0.25)
+                rate = (app.evaluations - evaluated) / max(1e-9, time.monotonic() - began)  # what the app kept up
                 timeline = (await admin.http.get(f"{PLAN}/{plan_id}/timeline")).json()["entries"]
                 onset = next(e["at"] for e in timeline if e["type"] == "plan.advanced")
                 stopped = next((e for e in timeline if e["type"] == "plan.stopping"), None)
@@ -135,17 +139,18 @@ async def detection(trials: int, limit: float) -> dict[str, Any]:
                     "trial": trial, "status": plan.get("status"), "seconds": seconds, "step": plan.get("step"),
                     "reason": evidence.get("reason"), "effect": evidence.get("effect"),
                     "treatment_users": evidence.get("treatment_users"), "control_users": evidence.get("control_users"),
+                    "evaluations_per_s": round(rate), "load": os.getloadavg()[0],
                 })  # fmt: skip
                 shown = f"{seconds:.1f} s" if seconds is not None else "no rollback"
                 print(f"trial {trial + 1}/{trials}: {plan.get('status')} after {shown} "
                       f"({evidence.get('treatment_users')} vs {evidence.get('control_users')} users), "
-                      f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+                      f"{rate:.0f} evaluations/s, load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
         finally:
             stop.set()
             await task
             await client.close()
             await admin.close()
-    return {"times": times, "outcomes": outcomes, "evaluations": app.evaluations}
+    return {"times": times, "outcomes": outcomes, "evaluations": app.evaluations, "seed": seed}
 
 
 class ManyFlags:
@@ -301,6 +306,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=20, help="detection trials through the real system")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds a detection trial may take")
+    ap.add_argument("--seed", type=int, default=1, help="the simulated application's random draws (the same seed and "
+                    "flag keys give nearly the same trials: a second run is not new trials)")  # fmt: skip
     ap.add_argument("--aa", type=int, default=200, help="A/A trials (the guardian's code on simulated traffic)")
     ap.add_argument("--aa-hold", type=int, default=300, help="seconds each A/A step is held (looked at each second)")
     ap.add_argument(
@@ -314,7 +321,9 @@ def main() -> None:
     args = ap.parse_args()
     load_before = os.getloadavg()
     print(f"load average before: {load_before[0]:.1f} {load_before[1]:.1f} {load_before[2]:.1f}", flush=True)
-    found = asyncio.run(detection(args.trials, args.timeout)) if args.trials else {"times": [], "outcomes": []}
+    found: dict[str, Any] = {"times": [], "outcomes": []}
+    if args.trials:
+        found = asyncio.run(detection(args.trials, args.timeout, args.seed))
     load_mid = os.getloadavg()
     steps = (0.05, 0.25, 0.5)
     shares = split_by_step(0.05, [*steps, 1.0], 1)[: len(steps)]  # the plan 5%, 25%, 50%, 100%, one guardrail
