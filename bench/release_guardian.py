@@ -7,12 +7,13 @@ back when nothing is wrong.
 
 **Detection, through the real system.** A ``flagstream admin`` process over a throwaway nats-server; a simulated
 application in this process: a real ``AsyncFlagstreamClient`` evaluating the flag 1,000 times a second for users
-drawn at random among 10,000 (seeded, ``--seed``: the same seed gives nearly the same trials, so a second run
-with it is not new trials), tracking ``errors`` with a 1% chance per evaluation, 3% for the users the new
-variation is served to. Per trial, a fresh flag and a plan ``5% (hold 1h), 25%, 50%, 100%`` with the guardrail
+drawn at random among 10,000, tracking ``errors`` with a 1% chance per evaluation, 3% for the users the new variation
+is served to. Per trial, a fresh flag and a plan ``5% (hold 1h), 25%, 50%, 100%`` with the guardrail
 ``errors:count:+0`` and the default error rate (5%). The onset is the plan's first step (the moment the new variation
 exists: the ``plan.advanced`` event's time); the detection time runs from it to the rollback event
-(``plan.stopping``, actor ``guardian``), both stamped by the admin process.
+(``plan.stopping``, actor ``guardian``), both stamped by the admin process. Each trial's draws come from
+``(--seed, trial)``: the same seed gives each trial the same traffic whatever the trials before it took, so a second
+run with it repeats the trials (new trials: another seed).
 
 **False rollbacks (A/A).** Running 200 whole plans through the real system would take days, so the A/A trials run
 the guardian's own decision code (``services/release``: ``judge`` and the sample ratio test, with each step's shares
@@ -115,6 +116,9 @@ async def detection(trials: int, limit: float, seed: int = 1) -> dict[str, Any]:
                 body = {"flag": key, "variation": "on", "steps": [{"percent": 5, "hold": "1h"}, {"percent": 25,
                         "hold": "1h"}, {"percent": 50, "hold": "1h"}, {"percent": 100}],
                         "guardrails": [{"metric": "errors", "kind": "count", "max_change": 0}]}  # fmt: skip
+                # Each trial's draws from its own seed: the same trial sees the same traffic whatever the trials
+                # before it took (with one stream for all, a faster guardian shifted every later trial's draws).
+                app.rng = np.random.default_rng((seed, trial))
                 created = await admin.http.post(PLAN, json=body)
                 assert created.status_code == 201, created.text
                 plan_id = created.json()["id"]
@@ -306,8 +310,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=20, help="detection trials through the real system")
     ap.add_argument("--timeout", type=float, default=180.0, help="seconds a detection trial may take")
-    ap.add_argument("--seed", type=int, default=1, help="the simulated application's random draws (the same seed and "
-                    "flag keys give nearly the same trials: a second run is not new trials)")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=1, help="the simulated app's draws, per trial from (seed, trial): "
+                    "the same seed repeats the same trials")  # fmt: skip
     ap.add_argument("--aa", type=int, default=200, help="A/A trials (the guardian's code on simulated traffic)")
     ap.add_argument("--aa-hold", type=int, default=300, help="seconds each A/A step is held (looked at each second)")
     ap.add_argument(
