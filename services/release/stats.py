@@ -57,8 +57,10 @@ The split that makes the sum of these over the steps smallest for a given ``alph
 step, where the new variation's users arrive slowest, gets most of it (plan 5%, 25%, 50%: 69%, 18%, 13%). Within a
 step the sample ratio test gets a fifth and the tracked guardrails share the rest equally (the whole step if there
 is none; PromQL guardrails are thresholds and take none): the sample ratio test learns from every user of both arms,
-so its smaller share delays it by ``log(5 / 2) / KL`` users at most against the equal split (``KL`` the divergence of
-the observed split from the expected one per user), while the guardrails learn only from the treatment's users.
+so a fifth instead of a half of the step's share delays it by about ``log(5 / 2) / KL`` users (``KL`` the divergence
+of the observed split from the expected one per user: a few thousand users when a tenth of a 5% arm's users go
+missing), while the guardrails learn only from the treatment's users. For the plan above with one guardrail, the
+first step's sample ratio test gets 0.69% and its guardrail 2.77% (the equal split: 0.83% each).
 
 ``equal`` (``split_equal``, plans made before; their events have no ``split``): each check, PromQL guardrails
 included, of each watched step an equal share.
