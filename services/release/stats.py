@@ -70,9 +70,9 @@ included, of each watched step an equal share.
 (8,000 users at 5%, 2,027 at 25%, 1,520 at 50%). The mixture is over effects in the metric's unit, the same at every
 step; per user, a step serving ``w`` learns in proportion to ``w (1 - w)`` (``V`` above), so the same effects are in
 reach after proportionally fewer users. 8,000 at a 5% step is chosen for the bench's application (1,000 evaluations
-a second across 10,000 users, errors tripled: its rollbacks counted 6,000-9,700 users); the boundary is flat around
-``t_star`` (at 2.77%: 3.00 standard errors at 6,000 users with ``t_star`` 8,000, 3.08 with 2,000) and grows only
-with the log of the users past it.
+a second across 10,000 users, errors tripled: its rollbacks counted 2,100-9,600 users, 18 of 20 between 5,000 and
+9,000); the boundary is flat around ``t_star`` (at 2.77%: 3.00 standard errors at 6,000 users with ``t_star`` 8,000,
+3.08 with 2,000) and grows only with the log of the users past it.
 """
 
 from __future__ import annotations
