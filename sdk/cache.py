@@ -405,11 +405,11 @@ class FlagEvaluations:
             # One plain user dict (see flagstream.context); any other shape takes the general path. ``__class__``
             # (what isinstance reads too) costs fewer instructions than ``type()`` in CPython 3.11.
             if context.__class__ is dict and "kind" not in context and (k := context["key"]).__class__ is str:
-                o = flag.const
-                if o is None:
+                b = flag.bools  # a constant flag's counter when its value is a bool
+                if b is None:
                     fast = flag.fast  # None (a flag with prerequisites, or in error): TypeError below
-                    o = fast(context, k)
-                for value in o.bools:  # counts it (see _Outcome); None, not a bool: TypeError below
+                    b = fast(context, k).bools
+                for value in b:  # counts it (see _Outcome); None, not a bool: TypeError below
                     return value
         except Exception:  # the general path below answers (and logs) whatever went wrong here
             pass
@@ -419,11 +419,11 @@ class FlagEvaluations:
         try:
             flag = self._flags[key]
             if context.__class__ is dict and "kind" not in context and (k := context["key"]).__class__ is str:
-                o = flag.const
-                if o is None:
+                b = flag.strings
+                if b is None:
                     fast = flag.fast
-                    o = fast(context, k)
-                for value in o.strings:
+                    b = fast(context, k).strings
+                for value in b:
                     return value
         except Exception:
             pass

@@ -189,7 +189,10 @@ class CompiledFlag:
     a flag without prerequisites (else ``None``): the client's typed accessors call it directly.
     """
 
-    __slots__ = ("archived", "const", "error", "fast", "flag", "key", "malformed", "on", "problems", "run", "timed")
+    __slots__ = (
+        "archived", "bools", "const", "error", "fast", "flag", "key", "malformed", "on", "problems", "run", "strings",
+        "timed",
+    )  # fmt: skip
 
     def __init__(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
         self.flag = flag
@@ -197,6 +200,9 @@ class CompiledFlag:
         self.on = flag.on
         self.archived = flag.archived
         self.const: _Outcome | None = None
+        #: ``const``'s counters (``_Outcome.bools`` / ``.strings``), read by the accessors in one step.
+        self.bools: Any = None
+        self.strings: Any = None
         self.run: _Run | None = None
         self.fast: Callable[[Any, str], _Outcome] | None = None
         self.error: ErrorKind | None = None
@@ -220,6 +226,8 @@ class CompiledFlag:
             self.malformed = True
             self.error = ErrorKind.MALFORMED_FLAG
             self.const = self.run = self.fast = None
+        if self.const is not None:
+            self.bools, self.strings = self.const.bools, self.const.strings
 
     def outcomes(self) -> list[_Outcome]:
         """Every outcome this flag can serve (each once): where the client's evaluation counts are."""
