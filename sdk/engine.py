@@ -568,15 +568,28 @@ _GLOBALS: dict[str, Any] = {
 }
 
 
+_FILENAME = "<flagstream-flag>"
+
+
+def _quiet_placeholders() -> None:
+    """Ignore the compiler's SyntaxWarnings about ``fast``'s placeholders (a called or ``is``-compared string
+    literal), for this code's file name only. A filter added once and left in place (``catch_warnings`` would
+    save and restore the process's filters around each compile, racing with other threads); added again if
+    something reset the filters since."""
+    module = re.escape(_FILENAME)
+    for f in warnings.filters:
+        if f[0] == "ignore" and f[2] is SyntaxWarning and f[3] is not None and f[3].pattern == module:
+            return
+    warnings.filterwarnings("ignore", category=SyntaxWarning, module=module)
+
+
 def _template(source: str, name: str = "run") -> FunctionType:
     """The compiled function ``name`` of ``source``, whose code every flag of the same shape shares."""
     template = _TEMPLATES.get(source)
     if template is None:
         namespace: dict[str, Any] = dict(_GLOBALS, _Cycle=_Cycle, _special_run=_special_run)
-        with warnings.catch_warnings():  # ``fast``'s placeholders: a called or ``is``-compared string literal
-            warnings.simplefilter("ignore", SyntaxWarning)
-            code = compile(source, "<flagstream-flag>", "exec")
-        exec(code, namespace)
+        _quiet_placeholders()
+        exec(compile(source, _FILENAME, "exec"), namespace)
         template = namespace[name]
         if len(_TEMPLATES) >= 4096:
             _TEMPLATES.clear()
