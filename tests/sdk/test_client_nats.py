@@ -196,9 +196,12 @@ async def test_on_change_is_called_with_old_and_new(nats_url: str, js: JetStream
     client.on_change(None, broken)
     try:
         assert await client.start(wait=15)
+        # One change at a time: changes that reach the client together are reported once per flag (docs/sdk.md).
         created = Flag(key="checkout", on=False)
-        await publish(js, FlagCreated, created)
-        await publish(js, FlagCreated, Flag(key="other", on=False))
+        seq = await publish(js, FlagCreated, created)
+        await eventually(lambda: client.seq == seq)
+        seq = await publish(js, FlagCreated, Flag(key="other", on=False))
+        await eventually(lambda: client.seq == seq)
         toggled = Flag(key="checkout", on=True)
         seq = await publish(js, FlagToggled, toggled)
         await eventually(lambda: client.seq == seq)
@@ -206,6 +209,28 @@ async def test_on_change_is_called_with_old_and_new(nats_url: str, js: JetStream
         assert every == ["checkout", "other", "checkout"]
     finally:
         await client.close()
+
+
+def test_changes_that_arrive_together_are_reported_once_per_flag() -> None:
+    """A batch (one read of the connection, a catch-up) is one swap: each flag's listeners hear once, from its
+    value before the batch to its value after it, flags in key order (docs/sdk.md, change listeners)."""
+    from flagstream.cache import RulesetCache
+    from flagstream.ruleset import Ruleset
+
+    def event(kind: type[FlagCreated] | type[FlagToggled], flag: Flag) -> FlagCreated | FlagToggled:
+        return kind(
+            project="default", environment="production", actor="t", at=datetime(2026, 1, 1, tzinfo=UTC), flag=flag
+        )
+
+    cache = RulesetCache(Ruleset(project="default", environment="production"))
+    heard: list[tuple[str, Flag | None, Flag | None]] = []
+    cache.on_change(None, lambda key, old, new: heard.append((key, old, new)))
+    other, created, toggled = Flag(key="other", on=False), Flag(key="checkout", on=False), Flag(key="checkout", on=True)
+    cache.apply([(1, event(FlagCreated, other)), (2, event(FlagCreated, created)), (3, event(FlagToggled, toggled))])
+    assert heard == [("checkout", None, toggled), ("other", None, other)]
+    heard.clear()
+    cache.apply([(4, event(FlagToggled, created))])
+    assert heard == [("checkout", toggled, created)]
 
 
 async def test_sync_client_as_a_context_manager_in_a_plain_thread(nats_url: str, js: JetStreamContext) -> None:
