@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from .cache import ClientStatus, FlagEvaluations, RulesetCache
 from .events import DEFAULT_PROJECT
-from .nats_source import NatsSource
+from .nats_source import GAP_CHECK_INTERVAL, NatsSource
 from .offline import StaticSource, load_flag_file, ruleset_of
 from .persistence import CorruptStateFile, StatePersister, load_state
 from .ruleset import Ruleset
@@ -60,6 +60,11 @@ class AsyncFlagstreamClient(FlagEvaluations):
 
     ``snapshots``: start from the environment's compacted snapshot when the services wrote one (a few messages
     instead of one per flag; see :mod:`flagstream.snapshots`); ``False`` always loads the last event of each flag.
+
+    ``gap_check_interval``: while following live, every this many seconds (jittered) ask JetStream, in one small
+    request, whether the environment has an event the client did not receive (a leaf node whose link to the hub
+    was down while the client stayed connected to it), and catch up if so (counted in ``gaps_repaired``).
+    ``None`` turns the check off.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
         telemetry_interval: float = 10.0,
         track_interval: float = 1.0,
         snapshots: bool = True,
+        gap_check_interval: float | None = GAP_CHECK_INTERVAL,
     ) -> None:
         self._setup(project, environment)
         self.cache_path = Path(cache_path) if cache_path is not None else None
@@ -96,6 +102,7 @@ class AsyncFlagstreamClient(FlagEvaluations):
             jetstream_domain=jetstream_domain,
             on_status=self._status_changed,
             snapshots=snapshots,
+            gap_check_interval=gap_check_interval,
         )
         if telemetry:
             self._telemetry = TelemetryReporter(
@@ -331,6 +338,12 @@ class AsyncFlagstreamClient(FlagEvaluations):
         loaded the last event of each flag instead)."""
         source = self._source
         return source.snapshot_seq if isinstance(source, NatsSource) else None
+
+    @property
+    def gaps_repaired(self) -> int:
+        """Times the client found events it had not received live (see ``gap_check_interval``) and caught up."""
+        source = self._source
+        return source.gaps_repaired if isinstance(source, NatsSource) else 0
 
     @property
     def bad_snapshots(self) -> int:

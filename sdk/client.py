@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .async_client import AsyncFlagstreamClient, StatusListener
 from .cache import ClientStatus, FlagEvaluations
 from .events import DEFAULT_PROJECT
+from .nats_source import GAP_CHECK_INTERVAL
 from .tracking import Tracker
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class FlagstreamClient(FlagEvaluations):
         telemetry: bool = True,
         telemetry_interval: float = 10.0,
         track_interval: float = 1.0,
+        gap_check_interval: float | None = GAP_CHECK_INTERVAL,
     ) -> None:
         self._client = AsyncFlagstreamClient(
             nats_url,
@@ -68,6 +70,7 @@ class FlagstreamClient(FlagEvaluations):
             telemetry=telemetry,
             telemetry_interval=telemetry_interval,
             track_interval=track_interval,
+            gap_check_interval=gap_check_interval,
         )
         self._wrap(self._client)
 
@@ -212,6 +215,10 @@ class FlagstreamClient(FlagEvaluations):
     @property
     def bad_events(self) -> int:
         return self._client.bad_events
+
+    @property
+    def gaps_repaired(self) -> int:
+        return self._client.gaps_repaired
 
     @property
     def last_error(self) -> BaseException | None:

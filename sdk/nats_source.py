@@ -29,6 +29,16 @@ what a following client spends per change, times the clients of a fleet (bench/R
 After a reconnect (the server may have restarted and lost the in-memory ordered consumer, and core messages
 sent while disconnected are lost) a new ordered consumer is created starting right after the last stream
 sequence folded, so nothing is missed or repeated; the same happens after a slow-consumer drop.
+
+Live messages can also be lost without the client's connection noticing: a client on a leaf node keeps its
+connection to the leaf while the leaf's link to the hub is down, and what the stream stored meanwhile is never
+fanned out to it. So while following live, every ``gap_check_interval`` seconds (jittered), and at once after
+an error the connection reports, the client asks JetStream for the last message on its environment's subjects
+(one direct get, ``$JS.API.DIRECT.GET.FLAGSTREAM.<environment filter>``: the filter in the API subject, so the
+SDK credential is allowed exactly its own environment). A stream sequence past the last one folded that does not
+arrive live within a moment is a gap: the client catches up with the same consumer as after a reconnect
+(counted in ``gaps_repaired``, logged). A check that cannot reach JetStream (the leaf's link is down) is
+retried sooner, so a gap is repaired soon after the link is back.
 Undecodable messages are logged, counted in ``bad_events`` and skipped; they are never fatal.
 """
 
@@ -37,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +80,9 @@ LIVE_BATCH_MAX = 512
 LIVE_BATCH_DELAY = 0.02
 #: A snapshot is used when the environment's events after it are at most this many, or as many as it holds.
 SNAPSHOT_MAX_BEHIND = 1_000
+#: Seconds between two checks, while following live, that no event of the environment was missed (``None`` or
+#: ``0``: no check). Each wait is jittered by ±20% so that a fleet's clients do not ask together.
+GAP_CHECK_INTERVAL = 30.0
 
 
 def ack_position(msg: Msg) -> tuple[int, int]:
@@ -110,6 +124,7 @@ class NatsSource:
         jetstream_domain: str | None = None,
         on_status: Callable[[ClientStatus], None] | None = None,
         snapshots: bool = True,
+        gap_check_interval: float | None = GAP_CHECK_INTERVAL,
     ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.filter = environment_filter(project, environment)
@@ -164,6 +179,13 @@ class NatsSource:
         #: The stream sequence of the snapshot the last full load started from (``None``: loaded the long way).
         self.snapshot_seq: int | None = None
         self._snapshot_denied: asyncio.Event | None = None
+        #: Seconds between two gap checks (``None``/``0``: none), the checks made, and the gaps they found and
+        #: repaired (events stored on the stream that the live subscription never delivered).
+        self.gap_check_interval = gap_check_interval
+        self.gap_checks = 0
+        self.gaps_repaired = 0
+        self._gap_task: asyncio.Task[None] | None = None
+        self._check_soon: asyncio.Event | None = None
 
     @property
     def following_live(self) -> bool:
@@ -203,10 +225,13 @@ class NatsSource:
         """Start connecting in the background; never raises because NATS is unreachable."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=self._name)
+            if self.gap_check_interval:
+                self._check_soon = asyncio.Event()
+                self._gap_task = asyncio.create_task(self._watch_for_gaps(), name=f"{self._name} gap check")
 
     async def close(self) -> None:
         self._closing = True
-        for task in (self._task, self._resubscribe_task, self._drop_task):
+        for task in (self._task, self._resubscribe_task, self._drop_task, self._gap_task):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -271,7 +296,9 @@ class NatsSource:
 
     async def _error(self, exc: Exception) -> None:
         # nats-py keeps retrying (initial connect included: max_reconnect_attempts=-1) and reports each failure
-        # here: warn once per outage, not once per attempt.
+        # here: warn once per outage, not once per attempt. Anything reported: check for missed events at once.
+        if self._check_soon is not None:
+            self._check_soon.set()
         if SNAPSHOT_STREAM.lower() in str(exc).lower() and "ermission" in str(exc):  # the server lowercases it
             # A server whose permissions predate snapshots: the long way, without waiting for the request to time out.
             log.info("flagstream: not allowed to read the environment's snapshot; loading it the long way")
@@ -315,6 +342,64 @@ class NatsSource:
     def _resubscribe(self) -> None:
         if not self._closing and (self._resubscribe_task is None or self._resubscribe_task.done()):
             self._resubscribe_task = asyncio.create_task(self._subscribe_until_done())
+
+    # -- gap check ------------------------------------------------------------------------------------------
+
+    async def _watch_for_gaps(self) -> None:
+        """Check for missed events every ``gap_check_interval`` seconds (jittered), at once when woken, and with
+        a backoff from ``reconnect_wait`` while JetStream cannot be reached. Never raises."""
+        interval, wake = self.gap_check_interval, self._check_soon
+        if not interval or wake is None:
+            return
+        retry = 0.0  # while checks fail: the next wait (backoff), else 0
+        while not self._closing:
+            wait = min(retry, interval) if retry else interval
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), wait * random.uniform(0.8, 1.2))
+            wake.clear()
+            try:
+                reached = await self._check_for_gap()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.debug("flagstream: the gap check failed", exc_info=True)
+                reached = False
+            retry = 0.0 if reached else min(max(retry * 2, self._reconnect_wait), self._max_backoff)
+
+    async def _check_for_gap(self) -> bool:
+        """One check; False when JetStream could not be asked (to be retried sooner)."""
+        nc = self._nc
+        if nc is None or not nc.is_connected or not self._following_live or self._closing:
+            return True  # not following live: the consumer (or the coming resubscription) delivers everything
+        self.gap_checks += 1
+        api = f"$JS.{self._domain}.API" if self._domain else "$JS.API"
+        try:
+            reply = await nc.request(f"{api}.DIRECT.GET.{STREAM}.{self.filter}", b"", timeout=self._connect_timeout)
+        except (TimeoutError, nats.errors.NoRespondersError, nats.errors.TimeoutError) as exc:
+            log.debug("flagstream: cannot check %s for missed events (%r)", self.filter, exc)
+            return False
+        headers = reply.headers or {}
+        status = headers.get("Status")
+        if status == "404":
+            return True  # nothing stored for the environment
+        try:
+            last = int(headers["Nats-Sequence"]) if not status else 0
+        except (KeyError, ValueError):
+            last = 0
+        if last <= 0:
+            log.debug("flagstream: unexpected reply to the gap check of %s: %r", self.filter, headers)
+            return False
+        if last <= max(self._position, self._buffer_high):
+            return True
+        # Stored but not received: maybe on its way on the live subscription. Give it a moment.
+        await asyncio.sleep(min(1.0, (self.gap_check_interval or 1.0) / 2))
+        if last <= max(self._position, self._buffer_high) or not self._following_live or self._closing:
+            return True
+        self.gaps_repaired += 1
+        log.warning("flagstream: events of %s up to stream sequence %d were not received (last applied %d); "
+                    "catching up from the stream", self.filter, last, self._position)  # fmt: skip
+        self._resubscribe()
+        return True
 
     # -- subscription ---------------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ Roles (see ``docs/security.md``):
 * ``projector``: reads the event stream through its durable consumer.
 * ``sdk-<project>-<environment>``: may only create consumers whose filter is its own environment's subjects
   (``$JS.API.CONSUMER.CREATE.FLAGSTREAM.<name>.flagstream.<p>.<env>.>``), receive on its own inbox prefix,
-  read the stream's info and its own environment's snapshot (``events/snapshot.py``), and publish telemetry on
+  read the stream's info, the last event of its own environment (a direct get whose subject carries the filter)
+  and its own environment's snapshot (``events/snapshot.py``), and publish telemetry on
   ``flagstream-telemetry.<p>.<env>.>`` (its ``track()`` metrics too: the metrics stream stores and acknowledges
   them on its inbox). Nothing else.
 * ``operator``: everything, including deleting and purging streams. For humans repairing things, not services.
@@ -132,6 +133,9 @@ def sdk_permissions(project: str, environment: str) -> Permissions:
             f"$JS.FC.{STREAM}.>",
             # Its own environment's snapshot (events/snapshot.py): the subject is in the direct get's API subject.
             f"$JS.API.DIRECT.GET.{SNAPSHOT_STREAM}.{snapshot_filter(project, environment)}",
+            # The last event of its own environment (the gap check of sdk/nats_source.py): the filter is in the
+            # API subject (a get by sequence or next_by_subj, in the request body, would reach every environment).
+            f"$JS.API.DIRECT.GET.{STREAM}.{own}",
             f"{TELEMETRY_PREFIX}.{project}.{environment}.>",
         ),
         subscribe=(f"{inbox}.>", live_filter(project, environment)),

@@ -146,6 +146,12 @@ async def test_a_leaked_sdk_credential_cannot_change_read_elsewhere_or_delete(se
             await js.key_value(BUCKET)
         with pytest.raises(DENIED):
             await js.get_msg(STREAM, subject=DEV, direct=True)
+        # Its gap check's request names its own environment in the API subject; another's, or the form that
+        # carries the filter in the body (which could name any environment), is refused.
+        with pytest.raises(DENIED):
+            await js.get_msg(STREAM, subject="flagstream.default.development.>", direct=True)
+        with pytest.raises(DENIED):
+            await js.get_msg(STREAM, seq=1, next=True, subject="flagstream.default.production.>", direct=True)
 
         # Nor delete or purge the stream, or delete a message.
         for attempt in (js.delete_stream(STREAM), js.purge_stream(STREAM), js.delete_msg(STREAM, 1)):
@@ -215,6 +221,7 @@ async def test_the_sdk_client_follows_its_own_environment_with_its_credential(se
         secured.server.url,
         environment="production",
         connect_options=sdk_connect_options("default", "production", password),
+        gap_check_interval=0.1,
     )
     try:
         assert await client.start(wait=5), f"not ready: {client.last_error!r}"
@@ -223,6 +230,10 @@ async def test_the_sdk_client_follows_its_own_environment_with_its_credential(se
         await publish(admin_nc, FlagToggled, "production", "checkout", on=True)
         await eventually(lambda: client.bool_variation("checkout", {"key": "u1"}, False), what="the change")
         assert client.bool_variation("secret-plan", {"key": "u1"}, True) is True, "another environment: unknown"
+        # Its gap check is allowed (a refused request would time out: False), finds nothing missing.
+        assert await client._source._check_for_gap() is True  # type: ignore[union-attr]
+        assert client.gaps_repaired == 0
+        assert client.last_error is None
     finally:
         await client.close()
 
