@@ -184,6 +184,8 @@ class NatsSource:
         self.gap_check_interval = gap_check_interval
         self.gap_checks = 0
         self.gaps_repaired = 0
+        #: Set when the server refused the check (a NATS user made before it): no more checks.
+        self.gap_check_denied = False
         self._gap_task: asyncio.Task[None] | None = None
         self._check_soon: asyncio.Event | None = None
 
@@ -296,9 +298,14 @@ class NatsSource:
 
     async def _error(self, exc: Exception) -> None:
         # nats-py keeps retrying (initial connect included: max_reconnect_attempts=-1) and reports each failure
-        # here: warn once per outage, not once per attempt. Anything reported: check for missed events at once.
-        if self._check_soon is not None:
-            self._check_soon.set()
+        # here: warn once per outage, not once per attempt.
+        if f"direct.get.{STREAM}.".lower() in str(exc).lower() and "ermission" in str(exc):
+            # A NATS user made before the gap check: follow without it (regenerating the users enables it).
+            if not self.gap_check_denied:
+                log.warning("flagstream: not allowed to check %s for missed live events (a NATS user made before "
+                            "the check: regenerate the users); following without it", self.filter)  # fmt: skip
+            self.gap_check_denied = True
+            return
         if SNAPSHOT_STREAM.lower() in str(exc).lower() and "ermission" in str(exc):  # the server lowercases it
             # A server whose permissions predate snapshots: the long way, without waiting for the request to time out.
             log.info("flagstream: not allowed to read the environment's snapshot; loading it the long way")
@@ -333,6 +340,8 @@ class NatsSource:
             if not self._closing and (self._resubscribe_task is None or self._resubscribe_task.done()):
                 self._resubscribe_task = asyncio.create_task(self._subscribe_until_done())
             return
+        if self._check_soon is not None:
+            self._check_soon.set()  # something unusual on the connection: check for missed events at once
         if self._warned:
             log.debug("flagstream: NATS error: %r", exc)
         else:
@@ -352,7 +361,7 @@ class NatsSource:
         if not interval or wake is None:
             return
         retry = 0.0  # while checks fail: the next wait (backoff), else 0
-        while not self._closing:
+        while not self._closing and not self.gap_check_denied:
             wait = min(retry, interval) if retry else interval
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), wait * random.uniform(0.8, 1.2))
@@ -369,7 +378,7 @@ class NatsSource:
     async def _check_for_gap(self) -> bool:
         """One check; False when JetStream could not be asked (to be retried sooner)."""
         nc = self._nc
-        if nc is None or not nc.is_connected or not self._following_live or self._closing:
+        if nc is None or not nc.is_connected or not self._following_live or self._closing or self.gap_check_denied:
             return True  # not following live: the consumer (or the coming resubscription) delivers everything
         self.gap_checks += 1
         api = f"$JS.{self._domain}.API" if self._domain else "$JS.API"

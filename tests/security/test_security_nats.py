@@ -22,7 +22,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError
 
-from flagstream import AsyncFlagstreamClient
+from flagstream import AsyncFlagstreamClient, ClientStatus
 from flagstream.credentials import sdk_connect_options, sdk_user
 from flagstream.events import STREAM, FlagCreated, FlagToggled, encode_event, subject
 from flagstream.events.model import Flag
@@ -326,3 +326,45 @@ def test_flagstream_projector_runs_with_its_nats_user(secured: Secured, tmp_path
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.strip()) >= 16, done.stdout
     assert secured.creds.passwords[PROJECTOR] not in done.stdout + done.stderr, "the password is never printed"
+
+
+async def test_a_credential_made_before_the_gap_check_follows_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SDK user written before the gap check may not direct-get its environment's last event: the client notices
+    the refusal, stops checking, reports no error and keeps following live."""
+    from flagstream.services.runtime import nats_auth
+
+    real = nats_auth.sdk_permissions
+
+    def without_gap_check(project: str, environment: str) -> nats_auth.Permissions:
+        perms = real(project, environment)
+        allowed = tuple(s for s in perms.publish if not s.startswith(f"$JS.API.DIRECT.GET.{STREAM}."))
+        assert len(allowed) == len(perms.publish) - 1
+        return nats_auth.Permissions(allowed, perms.subscribe)
+
+    monkeypatch.setattr(nats_auth, "sdk_permissions", without_gap_check)
+    creds = Credentials.load_or_create(tmp_path, sdk=[("default", "production")])
+    config = write_server_config(creds, tmp_path / "nats", tmp_path / "nats-server.conf")
+    server = NatsServer(store_dir=tmp_path / "nats", config_file=config).start()
+    secured = Secured(server, creds)
+    admin_nc = await secured.connect(ADMIN)
+    await ensure_stream(admin_nc.jetstream())
+    await publish(admin_nc, FlagCreated, "production", "checkout")
+    user = sdk_user("default", "production")
+    client = AsyncFlagstreamClient(
+        server.url, environment="production", gap_check_interval=0.1,
+        connect_options=sdk_connect_options("default", "production", creds.passwords[user]),
+    )  # fmt: skip
+    try:
+        assert await client.start(wait=5), f"not ready: {client.last_error!r}"
+        await eventually(lambda: client._source.gap_check_denied, what="the refused gap check noticed")  # type: ignore[union-attr]
+        await publish(admin_nc, FlagToggled, "production", "checkout", on=True)
+        await eventually(lambda: client.bool_variation("checkout", {"key": "u1"}, False), what="the change, live")
+        assert client._source.following_live  # type: ignore[union-attr]
+        assert client.last_error is None
+        assert client.status is ClientStatus.READY
+    finally:
+        await client.close()
+        await admin_nc.close()
+        server.stop()
