@@ -36,7 +36,7 @@ fanned out to it. So while following live, every ``gap_check_interval`` seconds 
 an error the connection reports, the client asks JetStream for the last message on its environment's subjects
 (one direct get, ``$JS.API.DIRECT.GET.FLAGSTREAM.<environment filter>``: the filter in the API subject, so the
 SDK credential is allowed exactly its own environment). A stream sequence past the last one folded that does not
-arrive live within a moment is a gap: the client catches up with the same consumer as after a reconnect
+arrive live within ``GAP_GRACE`` is a gap: the client catches up with the same consumer as after a reconnect
 (counted in ``gaps_repaired``, logged). A check that cannot reach JetStream (the leaf's link is down) is
 retried sooner, so a gap is repaired soon after the link is back.
 Undecodable messages are logged, counted in ``bad_events`` and skipped; they are never fatal.
@@ -83,6 +83,8 @@ SNAPSHOT_MAX_BEHIND = 1_000
 #: Seconds between two checks, while following live, that no event of the environment was missed (``None`` or
 #: ``0``: no check). Each wait is jittered by ±20% so that a fleet's clients do not ask together.
 GAP_CHECK_INTERVAL = 30.0
+#: Seconds an event the check found stored is given to arrive live before it counts as missed.
+GAP_GRACE = 1.0
 
 
 def ack_position(msg: Msg) -> tuple[int, int]:
@@ -401,7 +403,7 @@ class NatsSource:
         if last <= max(self._position, self._buffer_high):
             return True
         # Stored but not received: maybe on its way on the live subscription. Give it a moment.
-        await asyncio.sleep(min(1.0, (self.gap_check_interval or 1.0) / 2))
+        await asyncio.sleep(GAP_GRACE)
         if last <= max(self._position, self._buffer_high) or not self._following_live or self._closing:
             return True
         self.gaps_repaired += 1
