@@ -22,6 +22,9 @@ from tests.ui.conftest import DESKTOP, UI, _make_ui
 
 PRODUCTION = "/api/v1/environments/production"
 PASSWORD = "correct horse battery staple"
+#: A creation answers once nats-server accepts the credential (after `flagstream up` reloads it), or after the
+#: admin's ACCEPT_WAIT (5 s) with accepted false: the page waits for that answer, so the test gives it more.
+WITHIN = 15_000
 
 
 def with_operator_token(folder: Path) -> None:
@@ -81,7 +84,7 @@ async def scenario(ui: UI, nats_url: str, clients: list[Any]) -> None:
     await expect(page.get_by_role("heading", name="New SDK credential for production")).to_be_visible()
     await page.get_by_label("Name (what uses it)").fill("search-service")
     await page.get_by_role("button", name="Create credential").click()
-    await expect(page.get_by_role("heading", name="SDK credential search-service")).to_be_visible()
+    await expect(page.get_by_role("heading", name="SDK credential search-service")).to_be_visible(timeout=WITHIN)
     row = page.locator("tr", has=page.get_by_text("search-service"))
     await expect(row).to_contain_text("by Pat Prod")
     await page.get_by_role("button", name="Sign out").click()
@@ -96,7 +99,7 @@ async def scenario(ui: UI, nats_url: str, clients: list[Any]) -> None:
     await expect(page.get_by_role("heading", name="New SDK credential for production")).to_be_visible()
     await page.get_by_label("Name (what uses it)").fill("checkout-service")
     await page.get_by_role("button", name="Create credential").click()
-    await expect(page.get_by_role("heading", name="SDK credential checkout-service")).to_be_visible()
+    await expect(page.get_by_role("heading", name="SDK credential checkout-service")).to_be_visible(timeout=WITHIN)
     password = await page.locator("#sc-password").text_content()
     user = await page.locator("#sc-user").text_content()
     snippet = await page.locator("#sc-snippet").text_content()
