@@ -5,7 +5,7 @@ asyncio helpers (``aio``). ``up`` is the composition root of the embedded defaul
 module here that may import every other package, and so it is not imported by this ``__init__``.
 """
 
-from .aio import BackgroundRunner, first_done, in_background, run_passes
+from .aio import first_done, run_passes
 from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
@@ -65,7 +65,6 @@ __all__ = [
     "USERS_BUCKET",
     "WEBHOOKS_BUCKET",
     "AdminMetrics",
-    "BackgroundRunner",
     "Credentials",
     "HashedUser",
     "NatsCluster",
@@ -86,7 +85,6 @@ __all__ = [
     "free_port",
     "hash_password",
     "hold_lock",
-    "in_background",
     "listening_socket",
     "lock_beside",
     "metrics_stream_config",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 async def first_done(*aws: Awaitable[Any]) -> None:
@@ -42,33 +42,3 @@ async def run_passes(
         wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(first_done(stop.wait(), wake.wait()), max(0.01, delay))
-
-
-class BackgroundRunner(Protocol):
-    """What ``in_background`` runs: ``run(stop)`` loops until ``stop`` is set; ``wake`` cuts its wait short."""
-
-    wake: asyncio.Event
-
-    def run(self, stop: asyncio.Event) -> Awaitable[None]: ...
-
-
-R = TypeVar("R", bound=BackgroundRunner)
-
-
-@contextlib.asynccontextmanager
-async def in_background(runner: R, name: str) -> AsyncIterator[R]:
-    """``runner.run(stop)`` as a task named ``name`` for the duration of the block.
-
-    It never holds up the app's shutdown: a pass in flight gets 2 s, then is cancelled (a claim or lease it held is
-    taken over by another replica once it runs out), and the cancellation gets 2 s more."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop), name=name)
-    try:
-        yield runner
-    finally:
-        stop.set()
-        runner.wake.set()
-        _, pending = await asyncio.wait({task}, timeout=2)
-        if pending:
-            task.cancel()
-            await asyncio.wait({task}, timeout=2)
