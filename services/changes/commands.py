@@ -22,6 +22,7 @@ from .errors import InvalidInput, MalformedRequest
 T = TypeVar("T")
 
 KEY_RULE = f"use 1 to {KEY_MAX} letters, digits, '-' or '_'"
+#: ``KEY_PATTERN`` read whole: with ``fullmatch`` the ``$`` no longer lets a trailing newline through.
 _KEY_RE = re.compile(KEY_PATTERN)
 
 
@@ -101,7 +102,7 @@ EnvironmentPatch = _patch_type("EnvironmentPatch", Environment)
 
 def check_key(value: str, what: str) -> str:
     """A key from the URL: letters, digits, '-' and '_' (they become NATS subject tokens)."""
-    if not (_KEY_RE.match(value) and len(value) <= KEY_MAX):
+    if not (_KEY_RE.fullmatch(value) and len(value) <= KEY_MAX):
         raise MalformedRequest(f"invalid {what} {value!r}: {KEY_RULE}")
     return value
 
@@ -160,25 +161,90 @@ def unknown_fields(value: Any, info: mi.Type, path: str = "$") -> list[str]:
     return []
 
 
+_ARRAYS = (mi.ListType, mi.VarTupleType, mi.SetType, mi.FrozenSetType)
+
+
+def _is_key(info: mi.Type) -> bool:
+    return isinstance(info, mi.StrType) and info.pattern == KEY_PATTERN
+
+
+def newline_keys(value: Any, info: mi.Type, path: str = "$") -> list[tuple[str, str]]:
+    """(JSON path, key) of each key in ``value`` (typed ``Key`` by ``info``) that ends in a newline (recursively).
+    ``value`` is decoded JSON, or ``msgspec.to_builtins`` of a Struct (arrays are then tuples).
+
+    ``KEY_PATTERN`` ends in ``$``, which Python's ``re`` (and so msgspec's check) also matches before a final
+    newline: "a" and a newline pass as a key. Events keep that tolerance (a key an earlier version wrote still
+    decodes); a request may not write a new one (``convert``).
+    """
+    if isinstance(info, mi.Metadata):
+        return newline_keys(value, info.type, path)
+    if isinstance(value, str):
+        types = info.types if isinstance(info, mi.UnionType) else (info,)
+        return [(path, value)] if value.endswith("\n") and any(_is_key(t) for t in types) else []
+    if isinstance(info, mi.UnionType):
+        return [p for t in info.types if not isinstance(t, mi.StrType) for p in newline_keys(value, t, path)]
+    if isinstance(info, mi.StructType) and isinstance(value, dict):
+        fields = {f.encode_name: f for f in info.fields}
+        return [
+            p
+            for name, item in value.items()
+            if (field := fields.get(name)) is not None
+            for p in newline_keys(item, field.type, f"{path}.{name}")
+        ]
+    if isinstance(info, _ARRAYS) and isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in newline_keys(item, info.item_type, f"{path}[{i}]")]
+    if isinstance(info, mi.TupleType) and isinstance(value, list | tuple):
+        return [
+            p
+            for i, (item, t) in enumerate(zip(value, info.item_types, strict=False))
+            for p in newline_keys(item, t, f"{path}[{i}]")
+        ]
+    if isinstance(info, mi.DictType) and isinstance(value, dict):
+        found: list[tuple[str, str]] = []
+        for k, item in value.items():
+            found += newline_keys(k, info.key_type, f"{path}.{k}")
+            found += newline_keys(item, info.value_type, f"{path}.{k}")
+        return found
+    return []
+
+
 def _explain(message: str) -> str:
     """Make msgspec's key-pattern message readable by a person."""
     return re.sub(r"Expected `str` matching regex '[^']*'", f"Expected a key ({KEY_RULE})", message)
 
 
-def convert(data: Any, target: type[T]) -> T:
-    """Decoded JSON -> ``target``: unknown fields and wrong types are ``InvalidInput`` naming the path."""
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def key_places(value: Any, info: mi.Type) -> frozenset[tuple[str, str]]:
+    """(place, key) of each key ending in a newline in ``value``: the place is the JSON path without indexes
+    (``$.variations[].key``), so a key kept where it was is told from the same text put somewhere else."""
+    return frozenset((_INDEX.sub("[]", path), key) for path, key in newline_keys(value, info))
+
+
+def convert(data: Any, target: type[T], *, kept: frozenset[tuple[str, str]] = frozenset()) -> T:
+    """Decoded JSON -> ``target``: unknown fields and wrong types are ``InvalidInput`` naming the path.
+
+    A key ending in a newline (which ``Key`` lets through, for the events an earlier version wrote) is refused too,
+    unless ``kept`` has it at that place (``key_places``): the entity a merge patch applies to had it there."""
     if not isinstance(data, dict):
         raise InvalidInput(f"Expected a JSON object, got {type(data).__name__}", [Problem("$", "expected an object")])
-    unknown = unknown_fields(data, mi.type_info(target))
+    info = mi.type_info(target)
+    unknown = unknown_fields(data, info)
     if unknown:
         problems = [Problem(p, "unknown field") for p in unknown]
         raise InvalidInput(f"unknown field{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}", problems)
     try:
-        return msgspec.convert(data, target)
+        converted = msgspec.convert(data, target)
     except msgspec.ValidationError as exc:
         message = _explain(str(exc))
         path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else "$"
         raise InvalidInput(message, [Problem(path, message.split(" - at `")[0])]) from None
+    newline = [path for path, key in newline_keys(data, info) if (_INDEX.sub("[]", path), key) not in kept]
+    if newline:
+        what = f"Expected a key ({KEY_RULE}), got one ending in a newline"
+        raise InvalidInput(f"{what} - at `{newline[0]}`", [Problem(p, what) for p in newline])
+    return converted
 
 
 def without_comment(body: Struct, state_type: type[Any]) -> tuple[Any, str]:

@@ -16,9 +16,10 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import msgspec
+import msgspec.inspect as mi
 
 from ...validation import Problem
-from .commands import convert
+from .commands import convert, key_places
 from .errors import InvalidInput
 
 #: The media type of a merge patch (RFC 7386, section 4).
@@ -48,5 +49,9 @@ def apply_merge_patch(state: T, patch: Any, result_type: type[Any] | None = None
         raise InvalidInput(
             f"a merge patch is a JSON object, got {type(patch).__name__}", [Problem("$", "expected a JSON object")]
         )
-    merged = merge_patch(msgspec.to_builtins(state), patch)
-    return convert(merged, result_type or type(state))  # type: ignore[no-any-return]
+    current = msgspec.to_builtins(state)
+    merged = merge_patch(current, patch)
+    # A key ending in a newline that an earlier version wrote stays (a patch of other fields keeps working); a
+    # patch may not bring a new one.
+    kept = key_places(current, mi.type_info(type(state)))
+    return convert(merged, result_type or type(state), kept=kept)  # type: ignore[no-any-return]

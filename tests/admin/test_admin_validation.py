@@ -64,6 +64,51 @@ async def test_bad_keys_explain_the_rule(ready: Admin) -> None:
     assert "environment" in env["error"]
 
 
+NEWLINE = "ending in a newline"
+TWO_WAYS = [{"key": "on", "value": True}, {"key": "off", "value": False}]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "where"),
+    [
+        # A key in the body: Python's ``$`` matches before a final newline, so these passed the key pattern.
+        ("POST", FLAGS, {"key": "new\n"}, "$.key"),
+        ("POST", f"{API}/environments", {"key": "qa\n"}, "$.key"),
+        ("POST", f"{API}/environments", {"key": "qa", "copy_from": "development\n"}, "$.copy_from"),
+        ("POST", f"{API}/environments/development/segments", {"key": "beta\n"}, "$.key"),
+        ("POST", FLAGS, {"key": "new", "variations": [{"key": "on\n", "value": True}, TWO_WAYS[1]],
+                         "fallthrough": {"variation": "on\n"}}, "$.variations[0].key"),
+        ("PATCH", f"{FLAGS}/checkout", {"rules": [{"id": "r1\n", "clauses": [], "serve": {"variation": "on"}}]},
+         "$.rules[0].id"),
+        ("PATCH", f"{FLAGS}/checkout", {"fallthrough": {"variation": "on\n"}}, "$.fallthrough.variation"),
+    ],
+)  # fmt: skip
+async def test_a_key_ending_in_a_newline_is_refused_naming_where(
+    ready: Admin, method: str, path: str, body: dict, where: str
+) -> None:
+    headers = {"content-type": "application/merge-patch+json"} if method == "PATCH" else {}
+    refused = await _refused(ready, method, path, 422, json=body, headers=headers)
+    assert NEWLINE in refused["error"], refused
+    assert f"`{where}`" in refused["error"]
+    assert refused["problems"][0]["path"] == where
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"{FLAGS}/checkout%0A"),
+        ("POST", f"{FLAGS}/checkout%0A/off"),
+        ("PATCH", f"{FLAGS}/checkout%0A"),
+        ("GET", f"{API}/environments/development%0A/flags"),
+        ("GET", "/api/v1/projects/default%0A/environments/development/flags/checkout"),
+    ],
+)
+async def test_a_key_ending_in_a_newline_in_the_url_is_a_400_not_a_500(ready: Admin, method: str, path: str) -> None:
+    refused = await _refused(ready, method, path, 400, json={} if method != "GET" else None)
+    assert "\\n'" in refused["error"], refused  # the key as it came, newline shown
+    assert "letters, digits, '-' or '_'" in refused["error"]
+
+
 async def test_reference_to_a_missing_variation_is_422_with_problems(ready: Admin) -> None:
     body = await _refused(ready, "PATCH", f"{FLAGS}/checkout", 422, json={"fallthrough": {"variation": "maybe"}})
     assert {"path": "$.fallthrough.variation", "message": "unknown variation 'maybe'"} in body["problems"]
