@@ -41,7 +41,7 @@ def _kind_of(values: list[Any]) -> FlagKind:
 def _variation_key(value: Any, index: int) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
-    if isinstance(value, str) and _KEY.match(value):
+    if isinstance(value, str) and _KEY.fullmatch(value):
         return value
     return f"v{index}"
 

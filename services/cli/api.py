@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -158,8 +159,10 @@ class ApiClient:
 
 
 def _segment(value: str) -> str:
-    """A URL path segment: keep it one segment, let the API judge its content."""
-    return httpx.URL("/" + value).raw_path.decode()[1:].replace("/", "%2F").replace("?", "%3F").replace("#", "%23")
+    """A URL path segment: keep it one segment, let the API judge its content. Every character but letters,
+    digits and ``-._~`` is percent-encoded: a newline or a control character reaches the API (which refuses it with
+    a 400) instead of failing in httpx, and ``#`` or ``%`` stay part of the value."""
+    return quote(value, safe="")
 
 
 def _error_line(response: httpx.Response, body: Any) -> str:

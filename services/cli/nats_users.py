@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     environments = []
     for text in args.env:
-        match = ENV.match(text)
+        match = ENV.fullmatch(text)
         if match is None:
             print(
                 f"flagstream nats-users: --env {text!r} is not PROJECT/ENVIRONMENT (e.g. default/production)",
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         ("--route", args.route, ROUTE_URL, "nats-route://HOST:PORT"),
     ):
         for url in urls:
-            if pattern.match(url) is None:
+            if pattern.fullmatch(url) is None:
                 print(f"flagstream nats-users: {option} {url!r} is not {form}", file=sys.stderr)
                 return 2
     extra: list[HashedUser] = []

@@ -260,7 +260,7 @@ class Fleet:
             before = self._persisted.get(where)
             if before is not None and at - before < PERSIST_EVERY:
                 continue
-            if not all(_KV_TOKEN.match(part) for part in where):
+            if not all(_KV_TOKEN.fullmatch(part) for part in where):
                 continue  # a flag name no flag can have (an app evaluated a key that cannot exist)
             try:
                 await self.kv.put(".".join(where), msgspec.json.encode(at))

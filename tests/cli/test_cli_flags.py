@@ -122,6 +122,22 @@ def test_cli_errors_are_one_clear_line(api_url: str) -> None:
     assert "$.key" in lines[0]
     assert "HTTP 422" in lines[0]
 
+    newline = flagstream(api_url, "flags", "create", "checkout\n")  # passed the key pattern's `$` before
+    assert newline.returncode != 0
+    assert newline.stderr.strip().splitlines() == [
+        "flagstream flags create: Expected a key (use 1 to 64 letters, digits, '-' or '_'), got one ending in a "
+        "newline - at `$.key` (HTTP 422)"
+    ]
+    assert flagstream(api_url, "flags", "create", "checkout").returncode == 0  # off
+    for key in ("checkout\n", "checkout#beta", "checkout?x=1"):  # each names another key, never checkout itself
+        in_url = flagstream(api_url, "flags", "on", key)
+        assert in_url.returncode != 0
+        assert in_url.stderr.strip().splitlines() == [
+            f"flagstream flags on: invalid key {key!r}: use 1 to 64 letters, digits, '-' or '_' (HTTP 400)"
+        ]
+    shown = flagstream(api_url, "flags", "show", "checkout")
+    assert re.search(r"^state\s+off$", shown.stdout, re.M), shown.stdout
+
     missing = flagstream(api_url, "flags", "on", "nope")
     assert missing.returncode != 0
     assert missing.stderr.strip() == "flagstream flags on: flag 'nope' not found in environment 'staging' (HTTP 404)"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import nats
 import pytest
 
 from flagstream import AsyncFlagstreamClient
+from flagstream.events.telemetry import EvaluationCounts, FlagCount, counts_subject, encode_telemetry
 from flagstream.services.admin.app import create_app
 from tests.helpers import ADMIN_TOKEN, auth_headers, until
 
@@ -134,6 +137,14 @@ async def test_attribute_names_the_fleet_has_seen(http: httpx.AsyncClient, nats_
 
 
 async def test_stale_flags_and_their_last_evaluation_survive_a_restart(http: httpx.AsyncClient, nats_url: str) -> None:
+    # An instance reports a key no flag can have (one no KV key can be): skipped when storing, holding up nothing.
+    nc = await nats.connect(nats_url)
+    now = datetime.now(UTC)
+    odd = FlagCount(flag="checkout\n", variation="on", count=1)
+    counts = EvaluationCounts(instance_id="odd", project="default", environment="production", since=now, until=now,
+                              counts=(odd,))  # fmt: skip
+    await nc.publish(counts_subject("default", "production"), encode_telemetry(counts))
+    await nc.close()
     async with sdk(nats_url) as [client]:
         client.bool_variation("checkout", USER, False)
         client.bool_variation("banner", USER, False)

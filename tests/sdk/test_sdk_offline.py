@@ -126,6 +126,10 @@ def test_test_data_changes_apply_at_once_and_fire_listeners() -> None:
     assert (detail.value, detail.reason.kind) == ("red", ReasonKind.TARGET_MATCH)
     td.flag("button").on(False)
     assert client.string_variation("button", USER, "none") == "blue"  # the off value: the first variation
+    # A string value is its variation's key when it can be one; "line\n" cannot (a key ends in no newline).
+    td.flag("text").variations("line", "line\n").serve("line\n")
+    served = client.string_variation_detail("text", USER, "none")
+    assert (served.value, served.variation) == ("line\n", "v1")
 
     td.flag("limits").serve({"max": 3})
     assert client.json_variation("limits", USER, {}) == {"max": 3}

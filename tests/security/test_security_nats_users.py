@@ -91,12 +91,14 @@ async def test_the_generated_users_have_their_roles_rights(tmp_path: Path) -> No
 
 
 def test_a_malformed_environment_leaf_or_route_url_is_refused_with_a_message(tmp_path: Path) -> None:
-    done = nats_users(tmp_path / "secrets", "production")
-    assert done.returncode == 2
-    assert "PROJECT/ENVIRONMENT" in done.stderr
+    for env in ("production", "default/production\n"):  # `$` matched before a final newline
+        done = nats_users(tmp_path / "secrets", env)
+        assert done.returncode == 2
+        assert f"--env {env!r} is not PROJECT/ENVIRONMENT" in done.stderr
     for option, url, expected in (
         ("--leaf-remote", "nats://hub:4222", "nats-leaf://HOST:PORT"),
         ("--route", "nats-route://nats-1", "nats-route://HOST:PORT"),
+        ("--leaf-remote", "nats-leaf://hub:7422\n", "nats-leaf://HOST:PORT"),
     ):
         args = [*FLAGSTREAM, "nats-users", "--dir", str(tmp_path / "secrets"), option, url]
         refused = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
