@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,6 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..runtime import AdminMetrics, exposition
 from .routes import Endpoint
+
+if TYPE_CHECKING:
+    from ..fleet import Fleet
 
 UNMATCHED = "unmatched"
 
@@ -64,11 +67,9 @@ class RequestMetrics:
 
 
 def _connected_instances(app: Starlette) -> dict[tuple[str, str], int]:
-    fleet = getattr(app.state, "fleet", None)
-    if fleet is None:
-        return {}
-    aggregator = fleet.aggregator
-    return {where: len(aggregator.instances(*where)) for where in list(aggregator._instances)}
+    """Connected SDK instances per (project, environment), as this replica's fleet aggregator counts them."""
+    fleet: Fleet | None = getattr(app.state, "fleet", None)
+    return {} if fleet is None else fleet.aggregator.connected_counts()
 
 
 @contextlib.asynccontextmanager

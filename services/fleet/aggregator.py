@@ -301,12 +301,13 @@ class FleetAggregator:
         return sorted(views, key=lambda v: (v.started_at, v.instance_id))
 
     def connected_counts(self) -> dict[Where, int]:
-        """Connected instances per (project, environment) with any instance known (for metrics)."""
+        """Connected instances per (project, environment) this aggregator has heard from since it started
+        aggregating: 0 once they all went quiet, or were forgotten (what ``flagstream_sdk_instances_connected``
+        reports, so the series of an environment whose SDKs stopped reads 0 rather than vanishing)."""
         now = self.clock()
         return {
             where: sum(self._connected(i, now) for i in instances.values())
             for where, instances in self._instances.items()
-            if instances
         }
 
     def convergence(self, project: str, environment: str, changes: Iterable[Change]) -> list[ChangeConvergence]:

@@ -64,6 +64,22 @@ def test_instances_are_connected_until_they_miss_three_intervals() -> None:
     assert fleet.connected_counts() == {("default", "production"): 1}
 
 
+def test_connected_counts_read_zero_once_an_environments_instances_are_gone() -> None:
+    """What the ``flagstream_sdk_instances_connected`` gauge shows: an environment whose SDKs stopped reads 0,
+    first while they are silent, then after they were forgotten, rather than its series vanishing."""
+    clock = Clock()
+    fleet = FleetAggregator(clock=clock, default_interval=10, forget_after=120)
+    fleet.heartbeat(beat("a", 5, T0))
+    assert fleet.connected_counts() == {("default", "production"): 1}
+    clock.advance(31)  # three intervals of 10 s missed
+    assert fleet.connected_counts() == {("default", "production"): 0}
+    clock.advance(200)  # past forget_after: the next heartbeat (another environment's) forgets "a"
+    staging = msgspec.structs.replace(beat("b", 1, clock.now), environment="staging")
+    fleet.heartbeat(staging)
+    assert fleet.instances("default", "production", include_gone=True) == []
+    assert fleet.connected_counts() == {("default", "production"): 0, ("default", "staging"): 1}
+
+
 def test_convergence_counts_applied_and_pending_instances_with_their_times() -> None:
     clock = Clock()
     fleet = FleetAggregator(clock=clock)
