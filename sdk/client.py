@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 
 
 class FlagstreamClient(FlagEvaluations):
-    """Same options as ``AsyncFlagstreamClient``. ``on_change`` callbacks run on the background thread.
+    """Same options as ``AsyncFlagstreamClient`` (``snapshots`` among them: start from the environment's snapshot
+    when there is a usable one, the default; ``False`` always loads the last event of each flag). ``on_change``
+    callbacks run on the background thread.
 
     With a pre-forking server (gunicorn ``--preload``, uWSGI), create and start the client in each worker
     after the fork: a thread does not survive ``fork()``.
@@ -54,6 +56,7 @@ class FlagstreamClient(FlagEvaluations):
         telemetry: bool = True,
         telemetry_interval: float = 10.0,
         track_interval: float = 1.0,
+        snapshots: bool = True,
         gap_check_interval: float | None = GAP_CHECK_INTERVAL,
     ) -> None:
         self._client = AsyncFlagstreamClient(
@@ -70,6 +73,7 @@ class FlagstreamClient(FlagEvaluations):
             telemetry=telemetry,
             telemetry_interval=telemetry_interval,
             track_interval=track_interval,
+            snapshots=snapshots,
             gap_check_interval=gap_check_interval,
         )
         self._wrap(self._client)
@@ -219,6 +223,16 @@ class FlagstreamClient(FlagEvaluations):
     @property
     def gaps_repaired(self) -> int:
         return self._client.gaps_repaired
+
+    @property
+    def snapshot_seq(self) -> int | None:
+        """The stream sequence of the environment snapshot the client loaded from (``None``: none was used)."""
+        return self._client.snapshot_seq
+
+    @property
+    def bad_snapshots(self) -> int:
+        """Environment snapshots that could not be used (corrupt): the client loaded the long way instead."""
+        return self._client.bad_snapshots
 
     @property
     def last_error(self) -> BaseException | None:

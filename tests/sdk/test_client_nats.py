@@ -233,6 +233,17 @@ def test_changes_that_arrive_together_are_reported_once_per_flag() -> None:
     assert heard == [("checkout", toggled, created)]
 
 
+def test_the_sync_client_takes_the_async_clients_options_with_the_same_defaults() -> None:
+    """``FlagstreamClient`` says it has the same options as ``AsyncFlagstreamClient``: each one, named, typed and
+    defaulted alike (an option added to one only, as ``snapshots`` once was, fails here)."""
+    import inspect
+
+    def options(cls: type) -> list[str]:
+        return [str(p) for p in inspect.signature(cls.__init__).parameters.values()]
+
+    assert options(FlagstreamClient) == options(AsyncFlagstreamClient)
+
+
 async def test_sync_client_as_a_context_manager_in_a_plain_thread(nats_url: str, js: JetStreamContext) -> None:
     await publish(js, FlagCreated, string_flag("colour"))
 

@@ -7,6 +7,7 @@ with SIGKILL is replaced by another replica; an SDK credential reads its own env
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ import nats
 import pytest
 from nats.js.errors import NotFoundError
 
-from flagstream import AsyncFlagstreamClient, sdk_connect_options
+from flagstream import AsyncFlagstreamClient, FlagstreamClient, sdk_connect_options
 from flagstream.events import STREAM, Flag, FlagCreated, FlagUpdated, encode_event, subject
 from flagstream.events.snapshot import (
     H_FORMAT,
@@ -123,6 +124,61 @@ async def test_a_client_from_the_snapshot_has_the_projectors_state_then_every_ch
     assert len(applied) == len(set(applied))
     assert applied == sorted(applied)
     assert [s for s in applied if s > written] == [*later, *after]
+
+
+async def test_the_sync_client_starts_from_the_snapshot_unless_told_not_to(nats_url: str) -> None:
+    """``FlagstreamClient`` takes ``snapshots=`` as the async client does, with the same default."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        with admin_processes(nats_url, 1, "--snapshot-interval", "0.1") as (admin,):
+            async with httpx.AsyncClient(base_url=admin.url, headers=auth_headers(), timeout=60) as http:
+                assert (await http.post("/api/v1/projects/default/environments", json={"key": "production"})).is_success
+                assert (await http.post(f"{ENV}/segments", json={"key": "staff", "included": ["ada"]})).is_success
+                rule = {"id": "staff", "clauses": [{"op": "in_segment", "values": ["staff"]}],
+                        "serve": {"variation": "on"}}  # fmt: skip
+                for i in range(5):
+                    assert (await http.post(f"{ENV}/flags", json={"key": f"f{i}", "rules": [rule]})).is_success
+                assert (await http.post(f"{ENV}/flags/f0/on", json={})).is_success
+            written = int((await js.stream_info(STREAM)).state.last_seq)
+
+            async def snapshot_written() -> bool:
+                return await snapshot_seq(js) == written
+
+            await until(snapshot_written, "the snapshot as of the last write")
+        later = await publish(js, "f1", "later")  # the writer is gone: not in the snapshot
+
+        async def started(**options: Any) -> FlagstreamClient:
+            client = FlagstreamClient(nats_url, environment="production", telemetry=False, **options)
+            assert await asyncio.to_thread(client.start, 30)
+            return client
+
+        clients = [await started(), await started(snapshots=True), await started(snapshots=False)]
+        try:
+            assert [c.snapshot_seq for c in clients] == [written, written, None]
+            assert [c.bad_snapshots for c in clients] == [0, 0, 0]
+            assert [c.seq for c in clients] == [later] * 3
+            assert [c.ruleset.flags["f1"].description for c in clients] == ["later"] * 3
+            assert [c.bool_variation("f0", {"key": "ada"}, False) for c in clients] == [True] * 3  # the segment too
+            assert len({c.ruleset.state_hash() for c in clients}) == 1
+            after = await publish(js, "f2", "after")
+            assert all([await asyncio.to_thread(c.wait_for_sequence, after, 30) for c in clients])
+            assert [c.ruleset.flags["f2"].description for c in clients] == ["after"] * 3
+        finally:
+            for client in clients:
+                await asyncio.to_thread(client.close)
+
+        # A corrupt snapshot: counted, and the sync client loads the long way all the same.
+        snapshot = await fetch_snapshot(js, "default", "production")
+        headers, body = encode_snapshot(snapshot, "corrupt")[0]
+        await js.publish(snapshot_subject("default", "production", 0), body[:-3] + b"xyz", headers=headers)
+        client = await started()
+        try:
+            assert (client.snapshot_seq, client.bad_snapshots, client.seq) == (None, 1, after)
+        finally:
+            await asyncio.to_thread(client.close)
+    finally:
+        await nc.close()
 
 
 async def _client(nats_url: str) -> AsyncFlagstreamClient:
