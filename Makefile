@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint fuzz bench differential clean system-packages
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py sdk/_accel.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

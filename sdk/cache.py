@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import enum
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import monotonic as _monotonic
@@ -84,6 +85,7 @@ class RulesetCache:
         view._cache = self
         view._flags = self.fast_flags()
         self._views.append(view)
+        view._set_observe()  # and the compiled accessors, where they are built
 
     def fast_flags(self) -> dict[str, Any]:
         """The current ruleset's compiled flags as the plain ``dict`` the fast accessors read (``fast_flags``)."""
@@ -251,6 +253,22 @@ def _general(client: FlagEvaluations, kind: type) -> Callable[[str, Any, Any], A
     return variation
 
 
+def _compiled_accessors() -> Any:
+    """``flagstream._accel`` when the install compiled it (see setup.py), unless ``FLAGSTREAM_PURE_PYTHON`` is
+    set (to ``1``): then, or without the extension, the typed accessors are the pure-Python ones below."""
+    if os.environ.get("FLAGSTREAM_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from . import _accel
+    except ImportError:  # not built (no compiler at install time), or Cython's module missing uncompiled
+        return None
+    return _accel if _accel.COMPILED else None
+
+
+#: The compiled accessors' module, or ``None`` (see :func:`_compiled_accessors`).
+_ACCEL = _compiled_accessors()
+
+
 class FlagEvaluations:
     """The evaluation API shared by the sync and the async client; subclasses set ``self._cache``.
 
@@ -261,7 +279,9 @@ class FlagEvaluations:
     plain user dict with a string ``key``, no exposure hook): the flag's compiled outcome read directly
     (``CompiledFlag.const`` or ``.fast``), counted by taking the value from the outcome's counter. Anything
     else (errors, other context shapes, a value of the wrong type, exposures) takes the general path,
-    ``_typed``, which gives the same answer.
+    ``_typed``, which gives the same answer. Where the install compiled ``flagstream._accel``, an object
+    without observers has the compiled twins of these two as its own attributes (the same path in C, with the
+    flag's ``plan`` evaluated there; same answers, same counters).
     """
 
     _cache: RulesetCache
@@ -286,9 +306,16 @@ class FlagEvaluations:
     def _set_observe(self) -> None:
         observers = self._observers
         # With observers, every accessor takes the general path, which observes; without, the class's own.
+        accessors = None
+        if not observers and _ACCEL is not None:
+            accessors = self.__dict__.get("_accessors")
+            if accessors is None:  # one for the object's life: a bound method kept by the caller stays the one
+                accessors = self._accessors = _ACCEL.Accessors(self)
         for name, kind in (("bool_variation", bool), ("string_variation", str)):
             if observers:
                 setattr(self, name, _general(self, kind))
+            elif accessors is not None:
+                setattr(self, name, getattr(accessors, name))
             else:
                 self.__dict__.pop(name, None)
         if not observers:

@@ -105,6 +105,30 @@ class _Outcome:
 #: run(flags, context, ctxs or None for a plain user dict, seq, depth) -> the outcome served
 _Run = Callable[[Mapping[str, "CompiledFlag"], Any, Contexts | None, int, int], _Outcome]
 
+#: A flag as data, for the compiled accessors (``CompiledFlag.plan``; evaluated by ``flagstream._accel``), for a
+#: context that is one plain user dict: ``(targets, rules, fallthrough)``. ``targets`` maps a user key to its
+#: outcome (or is ``None``); each rule is ``(clauses, serve)`` and matches when all its clauses do; a clause is
+#: ``(attribute, single, strings, negate)``, a string ``in`` clause (``single``: its one value, else ``None``);
+#: a serve is an ``_Outcome``, or a rollout by the user's key ``(salt_dot, thresholds, outcomes)``: the outcome
+#: of the first threshold above ``mmh3.hash(salt_dot + key, 0, False) % TOTAL``, ``None`` meaning the next rule.
+PlanClause = tuple[str, str | None, frozenset[str], bool]
+PlanServe = Any  # _Outcome | tuple[str, tuple[float, ...], tuple[_Outcome | None, ...]]
+PlanRule = tuple[tuple[PlanClause, ...], PlanServe]
+Plan = tuple[dict[str, Any] | None, tuple[PlanRule, ...], PlanServe]
+
+
+def _plan_clauses(clauses: list[Clause]) -> tuple[PlanClause, ...] | None:
+    """``clauses`` as a plan's, or ``None`` if one is not a string ``in`` clause on a user attribute."""
+    out = []
+    for clause in clauses:
+        parts = string_in_parts(clause)
+        if parts is None or parts[0] != "user":
+            return None
+        _, attribute, strings, negate = parts
+        single = next(iter(strings)) if len(strings) == 1 else None
+        out.append((sys.intern(attribute), single, strings, negate))
+    return tuple(out)
+
 
 class CompiledSegment:
     """A segment prepared for membership tests: excluded keys win, then included keys, then rules."""
@@ -187,11 +211,14 @@ class CompiledFlag:
     prerequisites or a rollout); otherwise ``run`` evaluates it, unless ``error`` says it cannot be.
     ``fast(context, key)`` is ``run`` for a context that is one plain user dict with the string key ``key``, for
     a flag without prerequisites (else ``None``): the client's typed accessors call it directly.
+    ``plan`` is the same flag as data, when it is made only of what the compiled accessors
+    (``flagstream._accel``) evaluate themselves -- user targets, string ``in`` clauses on user attributes,
+    variations and rollouts by the user's key -- else ``None``; see :class:`_Generator` for its shape.
     """
 
     __slots__ = (
-        "archived", "bools", "const", "error", "fast", "flag", "key", "malformed", "on", "problems", "run", "strings",
-        "timed",
+        "archived", "bools", "const", "error", "fast", "flag", "key", "malformed", "on", "plan", "problems", "run",
+        "strings", "timed",
     )  # fmt: skip
 
     def __init__(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
@@ -205,6 +232,7 @@ class CompiledFlag:
         self.strings: Any = None
         self.run: _Run | None = None
         self.fast: Callable[[Any, str], _Outcome] | None = None
+        self.plan: Plan | None = None
         self.error: ErrorKind | None = None
         #: Reads the evaluation time (a clause, or a segment it names, has ``now``).
         self.timed = False
@@ -225,7 +253,7 @@ class CompiledFlag:
         except Exception:  # a fault validation did not foresee: refuse the flag rather than fail later
             self.malformed = True
             self.error = ErrorKind.MALFORMED_FLAG
-            self.const = self.run = self.fast = None
+            self.const = self.run = self.fast = self.plan = None
         if self.const is not None:
             self.bools, self.strings = self.const.bools, self.const.strings
 
@@ -263,7 +291,7 @@ class CompiledFlag:
 
             self.run, self.const = run, None
         self.error = SPECIAL  # type: ignore[assignment]
-        self.fast = None  # the accessors' short road knows neither the time nor the caller's default
+        self.fast = self.plan = None  # the accessors' short road knows neither the time nor the caller's default
 
     def _compile(self, flag: Flag, segments: Mapping[str, CompiledSegment]) -> None:
         values = {v.key: v.value for v in flag.variations}
@@ -283,6 +311,7 @@ class CompiledFlag:
         generator = _Generator(flag, values, off, segments)
         self.run = generator.build()
         self.fast = generator.fast
+        self.plan = generator.plan
 
 
 class _Generator:
@@ -310,6 +339,8 @@ class _Generator:
         self.needs_cx = False
         #: ``fast(context, key)``: the same body for a plain user dict (see ``CompiledFlag.fast``), set by ``build``.
         self.fast: Callable[[Any, str], _Outcome] | None = None
+        #: The flag as data (``CompiledFlag.plan``), set by ``build`` when every part of it can be one.
+        self.plan: Plan | None = None
 
     def const(self, value: Any) -> str:
         if type(value) is str:  # interned, like the attribute names of a context written in code: an
@@ -334,14 +365,18 @@ class _Generator:
     def give(self, depth: int, outcome: str) -> None:
         self.emit(depth, f"return {outcome}")
 
-    def serve(self, depth: int, s: Serve, reason: Reason, rollout_reason: Reason, known: frozenset[str]) -> None:
-        """Lines that return what ``s`` serves; a rollout that cannot bucket the context falls through."""
+    def serve(
+        self, depth: int, s: Serve, reason: Reason, rollout_reason: Reason, known: frozenset[str]
+    ) -> PlanServe | None:
+        """Lines that return what ``s`` serves; a rollout that cannot bucket the context falls through.
+        Returns the same as a ``Plan``'s part, or ``None`` if it cannot be one."""
         if s.default:
             self.give(depth, self.const(_Outcome(CALLER_DEFAULT, None, reason)))
-            return
+            return None
         if s.variation is not None:
-            self.give(depth, self.const(_Outcome(self.values[s.variation], s.variation, reason)))
-            return
+            served = _Outcome(self.values[s.variation], s.variation, reason)
+            self.give(depth, self.const(served))
+            return served
         r: Rollout = s.rollout  # type: ignore[assignment]
         outcomes = tuple(_Outcome(self.values[w.variation], w.variation, rollout_reason) for w in r.variations)
         k = self.kind(r.context_kind)
@@ -354,7 +389,8 @@ class _Generator:
             self.emit(depth, "if i is not None:")
             self.emit(depth + 1, f"o = {self.const(outcomes)}[i]")
             self.give(depth + 1, "o")
-            return
+            return None
+        by_key = r.bucket_by == "key" and r.context_kind == "user"  # a plain user dict's key: always a string
         if r.bucket_by == "key" and k in known:
             t = f"{k}['key']"  # a context's key is always a string
         else:
@@ -380,6 +416,7 @@ class _Generator:
             self.give(depth + 1, "o")
         else:
             self.give(depth, picked)
+        return (sys.intern(self.salt_dot), thresholds, outcomes) if by_key else None
 
     def pick(self, depth: int, outcomes: tuple[Any, ...], thresholds: tuple[float, ...], bucket: str) -> str:
         """An expression for ``outcomes[bisect_right(thresholds, bucket)]``: for a few thresholds a chain of
@@ -463,6 +500,7 @@ class _Generator:
             hit = _Outcome(self.values[t.variation], t.variation, _TARGET)
             for key in t.values:
                 table.setdefault(key, hit)
+        plannable = not flag.prerequisites and set(tables) <= {"user"}
         for kind, table in tables.items():
             k = self.kind(kind)
             self.emit(body, f"if {k} is not None:")
@@ -470,6 +508,7 @@ class _Generator:
             self.emit(body + 1, "if o is not None:")
             self.give(body + 2, "o")
 
+        rules: list[PlanRule] = []
         for i, rule in enumerate(flag.rules):
             depth = body
             known: set[str] = set()
@@ -477,14 +516,21 @@ class _Generator:
                 # One flat `and` (not nested ifs): any number of clauses, short-circuited left to right.
                 self.emit(depth, "if " + " and ".join(f"({self.condition(c, known)})" for c in rule.clauses) + ":")
                 depth += 1
-            self.serve(
+            served = self.serve(
                 depth,
                 rule.serve,
                 Reason(kind=ReasonKind.RULE_MATCH, rule_index=i, rule_id=rule.id),
                 Reason(kind=ReasonKind.RULE_MATCH, rule_index=i, rule_id=rule.id, in_rollout=True),
                 frozenset(known),
             )
-        self.serve(body, flag.fallthrough, _FALLTHROUGH, _FALLTHROUGH_ROLLOUT, frozenset())
+            clauses = _plan_clauses(rule.clauses)
+            if served is None or clauses is None:
+                plannable = False
+            else:
+                rules.append((clauses, served))
+        served = self.serve(body, flag.fallthrough, _FALLTHROUGH, _FALLTHROUGH_ROLLOUT, frozenset())
+        if plannable and served is not None:
+            self.plan = (tables.get("user"), tuple(rules), served)
         if flag.fallthrough.rollout is not None:
             #: A fallthrough rollout that cannot bucket the context serves the off variation.
             self.give(body, self.const(_Outcome(off.value, off.variation, _FALLTHROUGH)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -68,3 +69,22 @@ def test_the_wheel_carries_every_service_package_and_the_ui_files_without_a_buil
     assert missing == []
     static = sorted(p.name for p in (root / "services" / "admin" / "static").iterdir())
     assert [n for n in static if f"flagstream/services/admin/static/{n}" not in names] == []
+    # The SDK's compiled accessors (setup.py: sdk/_accel.py through Cython) are in it, next to their source.
+    assert [n for n in names if n.startswith("flagstream/_accel.") and n.endswith(".so")] != []
+    assert "flagstream/_accel.py" in names
+
+
+def test_flagstream_pure_python_turns_the_compiled_accessors_off() -> None:
+    code = (
+        "from flagstream import FlagstreamClient, TestData\n"
+        "from flagstream.events import Flag\n"
+        "td = TestData(); td.update(Flag(key='f', on=True))\n"
+        "c = FlagstreamClient.from_test_data(td)\n"
+        "print(type(c.bool_variation.__self__).__name__, c.bool_variation('f', {'key': 'u'}, False))"
+    )
+    outputs = {}
+    for pure in ("", "1"):
+        env = dict(os.environ, FLAGSTREAM_PURE_PYTHON=pure)
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+        outputs[pure] = run.stdout.split()
+    assert outputs == {"": ["Accessors", "True"], "1": ["FlagstreamClient", "True"]}

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import collections
 import itertools
+import os
+
+import pytest
 
 from flagstream import FlagstreamClient, TestData
 from flagstream import cache as cache_module
@@ -117,6 +120,60 @@ FLAGS = [
     ),
 ]
 
+# Flags made only of what the compiled accessors evaluate themselves (``CompiledFlag.plan``): user targets,
+# string `in` clauses (one value, several, negated), rollouts by the user's key of two, three and five
+# variations (the last one past the generated code's chain of comparisons), partial or not.
+COLOURS = ("blue", "green", "red", "white", "black")
+FIVE = tuple(WeightedVariation(variation=v, weight=20_000) for v in COLOURS)
+PLANNED = [
+    Flag(
+        key="planned",
+        on=True,
+        targets=(Target(variation="on", values=("user-1", "user-13")),),
+        rules=(
+            Rule(id="ca", clauses=(CA, NOT_IOS), serve=Serve(rollout=HALF)),
+            Rule(
+                id="part",
+                clauses=(CA_OR_NY,),
+                serve=Serve(
+                    rollout=Rollout(variations=(WeightedVariation(variation="on", weight=30_000),), partial=True)
+                ),
+            ),
+            Rule(
+                id="ny",
+                clauses=(Clause(attribute="state", op="not_in", values=("CA", "TX")),),
+                serve=Serve(variation="off"),
+            ),
+        ),
+        fallthrough=Serve(rollout=HALF),
+    ),
+    Flag(
+        key="planned-strings",
+        kind="string",
+        on=True,
+        variations=tuple(Variation(key=c, value=c) for c in COLOURS),
+        off_variation="blue",
+        targets=(Target(variation="red", values=("user-3",)),),
+        rules=(
+            Rule(
+                id="ios",
+                clauses=(Clause(attribute="os", op="equals", values=("iOS",)),),
+                serve=Serve(rollout=Rollout(variations=FIVE)),
+            ),
+        ),
+        fallthrough=Serve(
+            rollout=Rollout(
+                variations=(
+                    WeightedVariation(variation="blue", weight=30_000),
+                    WeightedVariation(variation="green", weight=30_000),
+                    WeightedVariation(variation="red", weight=40_000),
+                )
+            )
+        ),
+    ),
+]
+FLAGS += PLANNED
+
 CONTEXTS = [
     {"key": "user-1", "state": "CA", "os": "Android"},
     {"key": "user-2", "state": "CA", "os": "iOS"},
@@ -140,6 +197,34 @@ CONTEXTS = [
     ["key"],
     42,
 ]
+
+
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def accessors(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with the compiled accessors (``flagstream._accel``) and with the pure-Python ones."""
+    if request.param == "python":
+        monkeypatch.setattr(cache_module, "_ACCEL", None)
+    elif cache_module._ACCEL is None:
+        if os.environ.get("FLAGSTREAM_PURE_PYTHON", "") not in ("", "0"):
+            pytest.skip("FLAGSTREAM_PURE_PYTHON is set: the compiled accessors are off")
+        pytest.fail("flagstream._accel is not compiled: `make` builds it (pip install -e . with a C compiler)")
+    return str(request.param)
+
+
+def test_the_client_has_the_accessors_asked_for(accessors: str) -> None:
+    client = FlagstreamClient.from_test_data(data())
+    compiled = type(client.bool_variation.__self__).__name__ == "Accessors"
+    assert compiled is (accessors == "compiled")
+    assert (type(client.string_variation.__self__).__name__ == "Accessors") is compiled
+    for flag in PLANNED:  # these are evaluated from their plan by the compiled accessors
+        assert client._flags[flag.key].plan is not None
+    for key in ("rules", "shapes", "by-plan", "needs-rules", "segment"):  # these are not (their ``fast`` is)
+        assert client._flags[key].plan is None
+    # An exposure hook (an observer) puts every accessor on the general path; removing it gives them back.
+    remove = client._add_observer(lambda key, context, detail: None)
+    assert not hasattr(client.bool_variation, "__self__")  # the general path's function (see cache._general)
+    remove()
+    assert (type(client.bool_variation.__self__).__name__ == "Accessors") is compiled
 
 
 def data() -> TestData:
@@ -166,6 +251,15 @@ def test_the_fast_path_answers_as_the_general_path_for_every_flag_and_context() 
         assert (dict(context) if isinstance(context, dict) else context) == before  # never changed by evaluating
     # The rules really were exercised: some contexts got each answer.
     assert {client.bool_variation("rules", c, None) for c in CONTEXTS[:4]} == {True, False}
+    assert {client.bool_variation("planned", c, None) for c in CONTEXTS[:7]} == {True, False}
+    pairs = (("CA", "iOS"), ("CA", "Android"), ("NY", "Web"))
+    many = [{"key": f"u{i}", "state": s, "os": o} for i in range(60) for s, o in pairs]
+    assert {client.string_variation("planned-strings", c, "d") for c in many} == set(COLOURS)
+    assert {client.bool_variation_detail("planned", c, None).reason.rule_id for c in many} == {"ca", "part", "ny", None}
+    for c in many:
+        for key, accessor in (("planned", client.bool_variation), ("planned-strings", client.string_variation)):
+            detail = client.variation_detail(key, c)
+            assert accessor(key, c, None) == detail.value, (key, c, detail)
     assert {client.string_variation("by-plan", {"key": f"u{i}", "plan": f"p{i}"}, "d") for i in range(40)} == {
         "blue",
         "green",
