@@ -51,6 +51,45 @@ def percent(weight: int) -> str:
     return f"{weight * 100 / WEIGHT_TOTAL:.3f}".rstrip("0").rstrip(".") + "%"
 
 
+#: How an imported condition reads its attribute or compares (``Clause`` options an importer sets so the flag
+#: answers as its original system did), in words; a value not listed here reads ``option=value``.
+_READING: dict[str, dict[str, str]] = {
+    "stringify": {
+        "python": "numbers read as text, as Python writes them",
+        "js": "numbers read as text, as JavaScript writes them",
+    },
+    "semver": {
+        "strict": "strict semver",
+        "launchdarkly": "versions read as LaunchDarkly does",
+        "flagd": "versions read as flagd does",
+        "growthbook": "versions read as GrowthBook does",
+    },
+    "now": {"always": "the evaluation time, not the attribute", "if_absent": "the evaluation time when absent"},
+    "cast": {
+        "python": "compared as Flagsmith does",
+        "js": "compared as GrowthBook does",
+        "jsonlogic": "compared as flagd does",
+    },
+}
+
+
+def reading_options(clause: Clause) -> list[str]:
+    """A condition's reading options in words (``any case``, ``numbers read from strings``...), in a fixed order."""
+    found = ["any case"] if clause.case_insensitive else []
+    if clause.numeric_strings:
+        found.append("numbers read from strings")
+    for name, words in _READING.items():
+        value = getattr(clause, name)
+        if value:
+            found.append(words.get(value, f"{name}={value}"))
+    return found
+
+
+def _with_options(text: str, clause: Clause) -> str:
+    options = reading_options(clause)
+    return f"{text} ({', '.join(options)})" if options else text
+
+
 def clause_text(clause: Clause) -> str:
     op = Operator(clause.op)
     if op is Operator.IN_SEGMENT:
@@ -62,12 +101,12 @@ def clause_text(clause: Clause) -> str:
     if op is Operator.MODULO:  # values [divisor, remainder]
         verb = "is not" if clause.negate else "is"
         divisor, remainder = [*clause.values, None, None][:2]
-        return f"{attribute} modulo {value_text(divisor)} {verb} {value_text(remainder)}"
+        return _with_options(f"{attribute} modulo {value_text(divisor)} {verb} {value_text(remainder)}", clause)
     phrase = _PHRASES[op][1 if clause.negate else 0]
     if op in (Operator.IN, Operator.NOT_IN) and len(clause.values) == 1:
         phrase = phrase.replace(" one of", "")
     text = f"{attribute} {phrase}" if op is Operator.EXISTS else f"{attribute} {phrase} {values_text(clause.values)}"
-    return f"{text} (any case)" if clause.case_insensitive else text
+    return _with_options(text, clause)
 
 
 def conditions_text(clauses: Sequence[Clause]) -> str:

@@ -20,6 +20,8 @@ from flagstream.events import (
     Variation,
     WeightedVariation,
 )
+from flagstream.operators import CASTS, NOW_MODES, STRINGIFY
+from flagstream.semver import DIALECTS
 from flagstream.services.targeting import clause_text, configuration_lines, rule_text, serve_text, summary
 from tests.ui.conftest import UI
 
@@ -67,6 +69,19 @@ CLAUSES = [
     clause("ip", "in_cidr", "192.168.1.1", negate=True, context_kind="device"),
     clause("id", "mod", 10, 3),
     clause("id", "mod", 4, 0, negate=True),
+    # Reading options an importer sets (the condition answers as the original system did), said in words.
+    clause("state", "equals", "ca", case_insensitive=True),
+    clause("age", "gt", "30", cast="python", numeric_strings=True),
+    clause("id", "mod", 4, 1, numeric_strings=True),
+    clause("version", "semver_gte", "2.0.0", semver="strict"),
+    clause("version", "semver_eq", "1.0", semver="launchdarkly"),
+    clause("version", "semver_lt", "v1.2", semver="flagd", cast="jsonlogic"),
+    clause("version", "semver_gt", "1.0", semver="growthbook", cast="js", negate=True),
+    clause("score", "starts_with", "1", stringify="python"),
+    clause("score", "ends_with", "0", stringify="js", case_insensitive=True),
+    clause("$flagd.timestamp", "gt", 1700000000, now="always"),
+    clause("currentTime", "after", "2025-01-01T00:00:00Z", now="if_absent"),
+    clause("/address/city", "in", "Paris", "Lyon"),
 ]
 
 ON_OFF = (Variation(key="on", value=True), Variation(key="off", value=False))
@@ -141,3 +156,12 @@ async def test_the_browser_says_what_the_server_says(ui: UI) -> None:
     assert {c.op for c in CLAUSES} == set(Operator)
     assert "If state is CA, serve on to 10%, off to 90%" in python["rules"]
     assert python["summaries"][8] == "10% on for state is CA; else off"
+    # Every reading option, with each of its values, is said in words (none as a bare option=value).
+    assert {c.cast for c in CLAUSES} == set(CASTS)
+    assert {c.now for c in CLAUSES} == set(NOW_MODES)
+    assert {c.semver for c in CLAUSES} == set(DIALECTS)
+    assert {c.stringify for c in CLAUSES} == {"", *STRINGIFY}
+    assert not [text for text in python["clauses"] if "=" in text], "an option without words"
+    assert "state equals ca (any case)" in python["clauses"]
+    assert "age is more than 30 (numbers read from strings, compared as Flagsmith does)" in python["clauses"]
+    assert "$flagd.timestamp is more than 1700000000 (the evaluation time, not the attribute)" in python["clauses"]

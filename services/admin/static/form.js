@@ -1,6 +1,7 @@
 // Form building blocks shared by the flag and segment editors: every control carries the JSON path of the
 // field it edits (data-path), so client-side checks and the server's 422 problems appear next to the field.
 import { h, nextId } from "./dom.js";
+import { readingOptions } from "./sentences.js";
 
 export const OPERATORS = [
   ["in", "is one of"], ["not_in", "is not one of"], ["equals", "equals"], ["starts_with", "starts with"],
@@ -91,6 +92,21 @@ export function clauseValues(op, text) {
   return items;
 }
 
+/** Values of a condition that compares as another system does (`cast`: imported): each line JSON when it reads as
+ * a JSON text, number, boolean or null (`"30"` is text, `30` a number: they compare differently there), else text. */
+export function typedValues(text) {
+  return parseLines(text).map((line) => {
+    try {
+      const value = JSON.parse(line);
+      return value === null || typeof value !== "object" ? value : line;
+    } catch {
+      return line;
+    }
+  });
+}
+
+const typedLines = (values) => (values || []).map((v) => JSON.stringify(v)).join("\n");
+
 const OTHER = "\u0000other";
 
 /**
@@ -163,6 +179,11 @@ export function clausesEditor(clauses, path, problems, changed, { segments = [],
       });
     } else if (clause.op === "exists") {
       valuesEl = null;
+    } else if (clause.cast) {
+      // Compared as the system it was imported from does: a value's type matters there, so each is shown typed.
+      valuesEl = h("textarea", { rows: 1, placeholder: "one value per line, as JSON" });
+      valuesEl.value = typedLines(clause.values);
+      valuesEl.addEventListener("input", () => { clause.values = typedValues(valuesEl.value); changed(false); });
     } else {
       valuesEl = h("textarea", { rows: 1, placeholder: "one value per line" });
       valuesEl.value = lines(clause.values);
@@ -173,21 +194,27 @@ export function clausesEditor(clauses, path, problems, changed, { segments = [],
       clause.op = v;
       if (v === "exists") clause.values = [];
       else if (v === "in_segment" || was === "in_segment" || DATES.has(v) !== DATES.has(was)) clause.values = [];
-      clause.values = NUMERIC.has(v) ? clauseValues(v, lines(clause.values)) : clause.values.map(String);
+      if (!clause.cast) clause.values = NUMERIC.has(v) ? clauseValues(v, lines(clause.values)) : clause.values.map(String);
       changed(true);
     });
+    // Options an importer set (how the attribute is read, how values compare): shown, and kept as they are by a
+    // save (the clause object is edited in place, so nothing the editor has no control for is dropped).
+    const caseBox = !(isSegment || DATES.has(clause.op) || clause.op === "exists");
+    const reading = readingOptions(clause).filter((o) => !(caseBox && o === "any case"));
     return h("div", { class: `clause${isSegment ? " segment" : ""}`, dataset: { path: cp } },
       kindChoice,
       attributeChoice,
       control(problems, `${cp}.op`, "Operator", opSelect),
       h("div", { class: "values" }, valuesEl ? control(problems, `${cp}.values`, valuesLabel, valuesEl,
-        DATES.has(clause.op) ? { hint: "in your time zone; saved as UTC" } : {})
+        DATES.has(clause.op) ? { hint: "in your time zone; saved as UTC" }
+          : clause.cast ? { hint: '"30" is text, 30 a number' } : {})
         : h("p", { class: "small muted", "data-path": `${cp}.values` }, "(no value)")),
       h("div", { class: "opts" },
         checkbox("not", clause.negate, (v) => { clause.negate = v; changed(false); }),
-        isSegment || DATES.has(clause.op) || clause.op === "exists" ? null
-          : checkbox("ignore case", clause.case_insensitive, (v) => { clause.case_insensitive = v; changed(false); }),
-        remove));
+        caseBox ? checkbox("ignore case", clause.case_insensitive, (v) => { clause.case_insensitive = v; changed(false); }) : null,
+        remove),
+      reading.length ? h("p", { class: "reading small" },
+        "Read as imported: ", reading.join(", ")) : null);
   });
   const add = h("button", { type: "button", class: "small" }, "+ Condition");
   add.addEventListener("click", () => {

@@ -52,6 +52,36 @@ export function percent(weight) {
   return `${((weight * 100) / WEIGHT_TOTAL).toFixed(3).replace(/0+$/, "").replace(/\.$/, "")}%`;
 }
 
+// How an imported condition reads its attribute or compares (options an importer sets so the flag answers as
+// its original system did), in words; a value not listed here reads `option=value`.
+const READING = {
+  stringify: { python: "numbers read as text, as Python writes them", js: "numbers read as text, as JavaScript writes them" },
+  semver: {
+    strict: "strict semver",
+    launchdarkly: "versions read as LaunchDarkly does",
+    flagd: "versions read as flagd does",
+    growthbook: "versions read as GrowthBook does",
+  },
+  now: { always: "the evaluation time, not the attribute", if_absent: "the evaluation time when absent" },
+  cast: { python: "compared as Flagsmith does", js: "compared as GrowthBook does", jsonlogic: "compared as flagd does" },
+};
+
+/** A condition's reading options in words (`any case`, `numbers read from strings`...), in a fixed order. */
+export function readingOptions(clause) {
+  const found = clause.case_insensitive ? ["any case"] : [];
+  if (clause.numeric_strings) found.push("numbers read from strings");
+  for (const [name, words] of Object.entries(READING)) {
+    const value = clause[name];
+    if (value) found.push(Object.hasOwn(words, value) ? words[value] : `${name}=${value}`);
+  }
+  return found;
+}
+
+function withOptions(text, clause) {
+  const options = readingOptions(clause);
+  return options.length ? `${text} (${options.join(", ")})` : text;
+}
+
 export function clauseText(clause) {
   const kind = clause.context_kind ?? "user";
   const values = clause.values || [];
@@ -64,12 +94,12 @@ export function clauseText(clause) {
   const attribute = kind === "user" ? (clause.attribute ?? "key") : `${kind}.${clause.attribute ?? "key"}`;
   if (clause.op === "mod") { // values [divisor, remainder]
     const [divisor = null, remainder = null] = values;
-    return `${attribute} modulo ${valueText(divisor)} ${clause.negate ? "is not" : "is"} ${valueText(remainder)}`;
+    return withOptions(`${attribute} modulo ${valueText(divisor)} ${clause.negate ? "is not" : "is"} ${valueText(remainder)}`, clause);
   }
   let phrase = (PHRASES[clause.op] || [clause.op, `not ${clause.op}`])[clause.negate ? 1 : 0];
   if ((clause.op === "in" || clause.op === "not_in") && values.length === 1) phrase = phrase.replace(" one of", "");
   const text = clause.op === "exists" ? `${attribute} ${phrase}` : `${attribute} ${phrase} ${valuesText(values)}`;
-  return clause.case_insensitive ? `${text} (any case)` : text;
+  return withOptions(text, clause);
 }
 
 export function conditionsText(clauses) { return (clauses || []).map(clauseText).join(" and "); }

@@ -33,7 +33,8 @@ function serveProblems(serve, path, keys, out) {
 function clauseProblems(clause, path, out) {
   if (clause.op !== "in_segment" && !clause.attribute) out.push({ path: `${path}.attribute`, message: "name an attribute" });
   if (clause.op !== "exists" && !clause.values.length) out.push({ path: `${path}.values`, message: "give at least one value" });
-  if (["lt", "lte", "gt", "gte", "mod"].includes(clause.op) && clause.values.some((v) => typeof v !== "number")) {
+  // An imported condition that compares as its original system does (cast) may compare texts with these operators.
+  if (["lt", "lte", "gt", "gte", "mod"].includes(clause.op) && !clause.cast && clause.values.some((v) => typeof v !== "number")) {
     out.push({ path: `${path}.values`, message: "this operator compares numbers" });
   }
 }
