@@ -27,12 +27,13 @@ import msgspec
 from ...events import Flag, Operator, Segment
 
 PREFIX = "fsc_"
-_SHAPE = re.compile(r"^fsc_[A-Za-z0-9_-]{22}$")
+# Each pattern is matched whole (``fullmatch``): ``re.match`` with a final ``$`` also takes a trailing newline.
+_SHAPE = re.compile(r"fsc_[A-Za-z0-9_-]{22}")
 NAME_MAX = 64
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@:-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@:-]*")
 #: Origins one key may name.
 ORIGINS_MAX = 50
-_HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
+_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -65,13 +66,16 @@ def new_key() -> str:
 
 def is_key(text: str) -> bool:
     """Whether ``text`` has the shape of a client-side key (says nothing about whether it exists)."""
-    return bool(_SHAPE.match(text))
+    return bool(_SHAPE.fullmatch(text))
 
 
 def check_name(name: str) -> str | None:
     """Why ``name`` is refused, or None."""
-    if not (0 < len(name) <= NAME_MAX) or not _NAME.match(name):
-        return f"a key name is 1 to {NAME_MAX} characters: letters, digits, space, . _ @ : - (alphanumeric first)"
+    if not (0 < len(name) <= NAME_MAX) or not _NAME.fullmatch(name):
+        return (
+            f"a key name is 1 to {NAME_MAX} characters: letters, digits, space, . _ @ : - (alphanumeric first), "
+            f"got {name!r:.80}"
+        )
     return None
 
 
@@ -94,7 +98,7 @@ def check_origin(text: str) -> str:
     if parts.path not in ("", "/") or parts.query or parts.fragment or text.endswith("/"):
         raise ValueError(f"{text!r}: an origin has no path, query or fragment (no trailing '/')")
     host = (parts.hostname or "").lower()
-    if not host or not (_HOST.match(host) or _is_ip(host)):
+    if not host or not (_HOST.fullmatch(host) or _is_ip(host)):
         raise ValueError(f"{text!r}: the host is not a host name or IP address")
     shown = f"[{host}]" if ":" in host else host
     if port is None or port == _DEFAULT_PORTS[scheme]:

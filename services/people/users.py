@@ -35,9 +35,10 @@ BUCKET = USERS_BUCKET
 LOGIN_MAX = 64
 NAME_MAX = 100
 EMAIL_MAX = 254
-_LOGIN = re.compile(r"^[a-z0-9][a-z0-9._@+-]*$")
-_ID = re.compile(r"^u_[0-9a-f]{16}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# Each pattern is matched whole (``fullmatch``): ``re.match`` with a final ``$`` also takes a trailing newline.
+_LOGIN = re.compile(r"[a-z0-9][a-z0-9._@+-]*")
+_ID = re.compile(r"u_[0-9a-f]{16}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
 Method = Literal["password", "oidc"]
 #: The key of the groups-to-roles mapping set through the API (it replaces the configuration file's).
@@ -116,7 +117,7 @@ def normal_login(login: str) -> str:
 
 
 def login_problem(login: str) -> str | None:
-    if not (0 < len(login) <= LOGIN_MAX) or not _LOGIN.match(login):
+    if not (0 < len(login) <= LOGIN_MAX) or not _LOGIN.fullmatch(login):
         return (
             f"a login is 1 to {LOGIN_MAX} characters: lower-case letters, digits, . _ @ + - (a letter or digit first)"
         )
@@ -130,7 +131,7 @@ def name_problem(name: str) -> str | None:
 
 
 def email_problem(email: str) -> str | None:
-    if email and (len(email) > EMAIL_MAX or not _EMAIL.match(email)):
+    if email and (len(email) > EMAIL_MAX or not _EMAIL.fullmatch(email)):
         return "an e-mail address looks like name@example.com"
     return None
 
@@ -224,7 +225,7 @@ class UserStore:
         return found[0] if found else None
 
     async def _read(self, user_id: str) -> tuple[User, int] | None:
-        if not _ID.match(user_id):
+        if not _ID.fullmatch(user_id):
             return None
         try:
             entry = await self._kv.get(f"user.{user_id}")
@@ -284,7 +285,7 @@ class UserStore:
         await self._kv.put(GROUP_ROLES, msgspec.json.encode(roles))
 
     async def history(self, user_id: str) -> list[User]:
-        if not _ID.match(user_id):
+        if not _ID.fullmatch(user_id):
             return []
         try:
             entries = await self._kv.history(f"user.{user_id}")

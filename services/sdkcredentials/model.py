@@ -20,9 +20,10 @@ import msgspec
 from ...credentials import sdk_user
 from ..runtime import hash_password
 
-_ID = re.compile(r"^[0-9a-f]{12}$")
+# Each pattern is matched whole (``fullmatch``): ``re.match`` with a final ``$`` also takes a trailing newline.
+_ID = re.compile(r"[0-9a-f]{12}")
 NAME_MAX = 64
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@:-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@:-]*")
 
 
 class SdkCredential(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -103,13 +104,14 @@ def credential_user(project: str, environment: str, cred_id: str) -> str:
 
 
 def is_id(text: str) -> bool:
-    return bool(_ID.match(text))
+    return bool(_ID.fullmatch(text))
 
 
 def check_name(name: str) -> str | None:
     """Why ``name`` is refused, or None."""
-    if not (0 < len(name) <= NAME_MAX) or not _NAME.match(name):
+    if not (0 < len(name) <= NAME_MAX) or not _NAME.fullmatch(name):
         return (
-            f"a credential name is 1 to {NAME_MAX} characters: letters, digits, space, . _ @ : - (alphanumeric first)"
+            f"a credential name is 1 to {NAME_MAX} characters: letters, digits, space, . _ @ : - (alphanumeric "
+            f"first), got {name!r:.80}"
         )
     return None

@@ -32,10 +32,11 @@ from ..runtime import TOKENS_BUCKET, ensure_bucket
 
 BUCKET = TOKENS_BUCKET
 PREFIX = "fs_"
-_ID = re.compile(r"^[0-9a-f]{12}$")
-_SHAPE = re.compile(r"^fs_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+# Each pattern is matched whole (``fullmatch``): ``re.match`` with a final ``$`` also takes a trailing newline.
+_ID = re.compile(r"[0-9a-f]{12}")
+_SHAPE = re.compile(r"fs_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 NAME_MAX = 64
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@:-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@:-]*")
 
 
 class Role(enum.StrEnum):
@@ -117,14 +118,17 @@ def new_secret() -> tuple[str, str]:
 
 def split(token: str) -> tuple[str, str] | None:
     """(id, secret) of a well-formed token string, else ``None``."""
-    match = _SHAPE.match(token)
+    match = _SHAPE.fullmatch(token)
     return (match.group(1), match.group(2)) if match else None
 
 
 def check_name(name: str) -> str | None:
     """Why ``name`` is refused, or None."""
-    if not (0 < len(name) <= NAME_MAX) or not _NAME.match(name):
-        return f"a token name is 1 to {NAME_MAX} characters: letters, digits, space, . _ @ : - (alphanumeric first)"
+    if not (0 < len(name) <= NAME_MAX) or not _NAME.fullmatch(name):
+        return (
+            f"a token name is 1 to {NAME_MAX} characters: letters, digits, space, . _ @ : - (alphanumeric first), "
+            f"got {name!r:.80}"
+        )
     return None
 
 
@@ -166,7 +170,7 @@ class TokenStore:
 
     async def _read(self, token_id: str) -> tuple[TokenRecord, int] | None:
         """The token's record and its KV revision, or None if there is no such token."""
-        if not _ID.match(token_id):
+        if not _ID.fullmatch(token_id):
             return None
         try:
             entry = await self._kv.get(token_id)
@@ -216,7 +220,7 @@ class TokenStore:
 
     async def history(self, token_id: str) -> list[TokenRecord]:
         """Every revision of one token's record: its creation and revocation, for the audit."""
-        if not _ID.match(token_id):
+        if not _ID.fullmatch(token_id):
             return []
         try:
             entries = await self._kv.history(token_id)

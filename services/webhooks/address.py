@@ -42,7 +42,8 @@ ALLOW_ENV = "FLAGSTREAM_WEBHOOK_ALLOW"
 RESOLVE_TIMEOUT = 5.0
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
-_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+#: A host name, matched whole (``fullmatch``: ``re.match`` with a final ``$`` also takes a trailing newline).
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 
 
 class RefusedAddress(httpcore.ConnectError):
@@ -103,7 +104,7 @@ class AddressPolicy:
             except ValueError:
                 pass
             name = entry.lower().rstrip(".")
-            if not _HOST.match(name) or len(name) > 253:
+            if not _HOST.fullmatch(name) or len(name) > 253:
                 raise ValueError(f"--webhook-allow {entry!r} is not a network (10.0.0.0/8), an address or a host name")
             hosts.add(name)
         return cls(tuple(networks), frozenset(hosts))

@@ -109,6 +109,30 @@ async def test_a_key_ending_in_a_newline_in_the_url_is_a_400_not_a_500(ready: Ad
     assert "letters, digits, '-' or '_'" in refused["error"]
 
 
+ENV_API = f"{API}/environments/development"
+
+
+@pytest.mark.parametrize(
+    ("collection", "body", "what"),
+    [
+        ("/api/v1/tokens", {"name": "ci\n", "role": "reader"}, "a token name"),
+        (f"{ENV_API}/client-keys", {"name": "web\n"}, "a key name"),
+        (f"{ENV_API}/sdk-credentials", {"name": "app\n"}, "a credential name"),
+    ],
+)
+async def test_a_name_ending_in_a_newline_is_refused(ready: Admin, collection: str, body: dict, what: str) -> None:
+    """Names of API tokens, client-side keys and SDK credentials: the name pattern's ``$`` matched before a final
+    newline, so "ci" and a newline was a token name (and the ``actor`` of every event the token wrote)."""
+    before = (await ready.http.get(collection)).json()["items"]
+    refused = await ready.http.post(collection, json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"].startswith(what), refused.json()
+    assert repr(body["name"]) in refused.json()["error"], "the name as it came, newline shown"
+    assert (await ready.http.get(collection)).json()["items"] == before, "nothing was created"
+    made = await ready.http.post(collection, json={**body, "name": body["name"].strip()})
+    assert made.status_code == 201, made.text
+
+
 async def test_reference_to_a_missing_variation_is_422_with_problems(ready: Admin) -> None:
     body = await _refused(ready, "PATCH", f"{FLAGS}/checkout", 422, json={"fallthrough": {"variation": "maybe"}})
     assert {"path": "$.fallthrough.variation", "message": "unknown variation 'maybe'"} in body["problems"]

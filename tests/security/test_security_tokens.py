@@ -130,6 +130,8 @@ async def test_only_a_salted_hash_is_stored(http: httpx.AsyncClient, nats_url: s
     token = await new_token(http, "hashed", "reader")
     parts = split(token)  # the secret itself may contain "_" (URL-safe base64)
     assert parts is not None
+    # The shape is read whole: before, a token followed by a newline had it too (its digest still differed).
+    assert split(token + "\n") is None
     token_id, secret = parts
     nc = await nats.connect(nats_url)
     try:
