@@ -32,6 +32,8 @@ from .telemetry import TELEMETRY_PREFIX
 #: The message kind's last subject token.
 METRICS_KIND = "metrics"
 #: A metric name: letters, digits, ``-``, ``_`` and ``.`` (``errors``, ``http.latency_ms``, ``checkout-converted``).
+#: Checks read it whole (``fullmatch``): with ``re.match`` its ``$`` also takes a final newline. Decoders do not
+#: check it (a name an earlier SDK sent, newline and all, still decodes).
 METRIC_PATTERN = r"^[A-Za-z0-9_.-]+$"
 METRIC_MAX = 100
 

@@ -198,7 +198,7 @@ class Tracker:
     def _track(
         self, served: dict[str, tuple[tuple[str, str, int], ...]], metric: Any, context: str, value: Any
     ) -> None:
-        if type(metric) is not str or len(metric) > METRIC_MAX or not _METRIC.match(metric):
+        if type(metric) is not str or len(metric) > METRIC_MAX or not _METRIC.fullmatch(metric):
             self._refuse(f"metric name {metric!r:.120} (letters, digits, -, _, . and at most {METRIC_MAX})")
             return
         if value is not None and (

@@ -114,7 +114,7 @@ def parse_duration(value: float | str | None, path: str) -> float | None:
 
 
 def metric_problem(name: str) -> str | None:
-    if not name or len(name) > METRIC_MAX or not _METRIC.match(name):
+    if not name or len(name) > METRIC_MAX or not _METRIC.fullmatch(name):
         return f"must be a metric name (letters, digits, -, _, ., at most {METRIC_MAX}), got {name!r:.120}"
     return None
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
 
 from flagstream import AsyncFlagstreamClient
+from flagstream.events.tracking import MetricsBatch, Unexposed, encode_metrics, metrics_subject
 from tests.helpers import WithHistory, admin_with_history, until
 from tests.release.helpers import ENV, flag_events, ok, plan_of, seed
 
@@ -186,3 +189,31 @@ async def test_two_plans_created_at_once_on_one_flag_one_is_refused(api: WithHis
     await until(lambda: _at_step(http, won["id"], 0), "the first step of the plan that stayed")
     written = {e.actor for e in await flag_events(nats_url, "checkout") if e.actor.startswith("release plan")}
     assert written == {f"release plan {won['id']}"}
+
+
+async def test_a_metric_name_ending_in_a_newline_is_refused(api: WithHistory, nats_url: str) -> None:
+    """An SDK before this version sent "errors" and a newline as a metric name (its check's ``$`` took a final
+    newline): the admin still reads that batch and lists the name, but a plan may not guard it (a 422 naming the
+    field; before, the plan was created on a name no current SDK can send)."""
+    http = api.http
+    await seed(http, nats_url)
+    nc = await nats.connect(nats_url)
+    try:
+        batch = MetricsBatch(
+            instance_id="sdk-before", project="default", environment="production", since=datetime.now(UTC),
+            until=datetime.now(UTC), unexposed=(Unexposed(metric="errors\n", count=1),),
+        )  # fmt: skip
+        await nc.jetstream().publish(metrics_subject("default", "production"), encode_metrics(batch))
+    finally:
+        await nc.close()
+
+    async def listed() -> bool:
+        return "errors\n" in (await ok(http, "GET", f"{ENV}/metrics"))["metrics"]
+
+    await until(listed, "the earlier SDK's metric name read")
+    base = {"flag": "checkout", "variation": "on", "steps": [{"percent": 5, "hold": "1h"}, {"percent": 100}]}
+    error = await refused(http, {**base, "guardrails": [{"metric": "errors\n", "max_change": 1}]}, 422,
+                          "$.guardrails[0].metric")  # fmt: skip
+    assert "must be a metric name" in error
+    assert "'errors\\n'" in error
+    assert (await ok(http, "GET", f"{ENV}/plans"))["items"] == [], "no plan was made"

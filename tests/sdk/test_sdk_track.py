@@ -167,6 +167,7 @@ async def test_bad_input_is_counted_never_raised(nats_url: str) -> None:
         client.variation("checkout", {"key": "u"})
         for metric, context, value in [
             ("has space", {"key": "u"}, None),
+            ("errors\n", {"key": "u"}, None),  # the name pattern's $ took a final newline
             ("", {"key": "u"}, None),
             (None, {"key": "u"}, None),
             ("x" * 101, {"key": "u"}, None),
@@ -177,14 +178,15 @@ async def test_bad_input_is_counted_never_raised(nats_url: str) -> None:
             client.track(metric, context, value)  # type: ignore[arg-type]
         for context in [None, {"no": "key"}, 42, object(), {"key": ["a"]}]:
             client.track("errors", context)
-        await eventually(lambda: batches.total("invalid") == 7, what="the refused calls counted")
+        await eventually(lambda: batches.total("invalid") == 8, what="the refused calls counted")
         await eventually(lambda: batches.total("dropped") == 5, what="the unusable contexts counted")
     finally:
         await client.close()
         await nc.close()
     assert client.tracker is not None
-    assert (client.tracker.invalid, client.tracker.dropped) == (7, 5)
+    assert (client.tracker.invalid, client.tracker.dropped) == (8, 5)
     assert batches.unexposed()["errors"] == 1  # the one before the exposure; nothing else was sent
+    assert [r.metric for b in batches.items for r in (*b.tracked, *b.unexposed) if r.metric != "errors"] == []
 
 
 async def test_many_calls_go_in_few_messages(nats_url: str) -> None:
