@@ -31,7 +31,9 @@ ATTEMPTS = 8
 #: Seconds an unused token's bucket is kept (at least its full refill time).
 KEEP = 3600.0
 
-_KEY = re.compile(r"^[-_=.a-zA-Z0-9]{1,200}$")
+#: A limit key the bucket holds as it is (matched whole: ``re.match`` with a final ``$`` also takes a trailing
+#: newline, which no KV key may have); any other is hashed.
+_KEY = re.compile(r"[-_=.a-zA-Z0-9]{1,200}")
 
 
 class RateLimiter:
@@ -72,7 +74,7 @@ _decode = msgspec.json.Decoder(Bucket).decode
 
 
 def _kv_key(key: str) -> str:
-    return key if _KEY.match(key) else hashlib.sha256(key.encode()).hexdigest()
+    return key if _KEY.fullmatch(key) else hashlib.sha256(key.encode()).hexdigest()
 
 
 class SharedRateLimiter:

@@ -13,7 +13,8 @@ import pytest
 
 from flagstream.services.admin.app import create_app
 from flagstream.services.changes.limits import MAX_DEPTH, MAX_ITEMS
-from flagstream.services.tokens.rate import RATE_BUCKET
+from flagstream.services.runtime.stream import ensure_stream
+from flagstream.services.tokens.rate import RATE_BUCKET, SharedRateLimiter
 from tests.helpers import ADMIN_TOKEN, auth_headers
 
 API = "/api/v1/projects/default"
@@ -91,6 +92,24 @@ async def test_replicas_share_one_write_rate_per_token(nats_url: str) -> None:
         alone = await token(two, "alone")
         answers = [(await two.post(FLAGS, json={"key": f"l{i}"}, headers=alone)).status_code for i in range(4)]
         assert answers == [201, 201, 201, 429]
+
+
+@pytest.mark.parametrize("key", ["ci\n", "person:u_0123456789abcdef", "0123456789ab"])
+async def test_any_key_is_limited_through_the_shared_bucket(nats_url: str, key: str) -> None:
+    """Two replicas share one write of ``key`` whatever its text: one the bucket cannot hold as a key is hashed.
+    Before, a key ending in a newline passed the key pattern (its ``$``), its bucket write failed and each replica
+    limited it alone (counted in ``fallbacks``)."""
+    nc = await nats.connect(nats_url)
+    try:
+        await ensure_stream(nc.jetstream())
+        replicas = [SharedRateLimiter(rate=0.001, burst=1) for _ in range(2)]
+        for replica in replicas:
+            await replica.attach(nc)
+        assert await replicas[0].take(key) == 0
+        assert await replicas[1].take(key) > 0, "the other replica's write was spent"
+        assert [r.fallbacks for r in replicas] == [0, 0]
+    finally:
+        await nc.close()
 
 
 def flag(**fields: Any) -> dict[str, Any]:
