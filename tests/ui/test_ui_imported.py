@@ -85,6 +85,7 @@ async def test_an_imported_condition_shows_how_it_reads_and_a_save_keeps_it(ui: 
     await expect(rule.get_by_label("ignore case").first).to_be_checked()
     # Compared as Flagsmith does, "30" (text) is not 30 (a number): the value is shown typed.
     await expect(rule.locator(".clause").nth(1).get_by_label("Values")).to_have_value('"30"')
+    await rule.scroll_into_view_if_needed()
     await ui.shot("imported-reading-options")
 
     # An unrelated change saved from the editor: every option, and the text value, stays as imported.

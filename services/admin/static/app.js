@@ -7,6 +7,7 @@ import * as flags from "./flags.js";
 import * as flag from "./flag.js";
 import * as segments from "./segments.js";
 import * as promote from "./promote.js";
+import * as environment from "./environment.js";
 
 const main = document.getElementById("main");
 const ctx = {
@@ -79,6 +80,7 @@ function renderNav(current) {
   const items = [
     { label: "Flags", path: "flags" },
     { label: "Segments", path: "segments" },
+    { label: "Environment", path: "settings" },
     ...optional.filter((o) => ctx.extra[o.path] && (!o.admin || ctx.may("admin", o.admin === "env" ? ctx.env : null))),
   ];
   clear(document.getElementById("nav"), items.map((item) =>
@@ -353,6 +355,7 @@ async function route() {
     flags: key ? flag : flags,
     segments: key ? segments.editor : segments.list,
     promote,
+    settings: environment,
   };
   const view = views[section] || ctx.extra[section]?.page;
   if (!view) {
