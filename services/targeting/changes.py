@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from ...events import Flag, Rule, Serve
-from .sentences import clause_text, percent, rule_text, serve_text
+from .sentences import clause_text, percent, prerequisite_text, rule_text, serve_text
 
 #: The fields described one by one below; any other field that changes is shown as ``field: old -> new``.
 _DESCRIBED = {"on", "rules", "fallthrough", "off_variation", "targets", "prerequisites", "variations", "tags"}
@@ -110,9 +110,9 @@ def flag_change_lines(before: Flag | None, after: Flag) -> list[str]:
             lines.append(forth if getattr(after, field) else back)
     if before.on != after.on:
         lines.append("turned on" if after.on else "turned off")
-    lines += [f"Only if {p.flag} is {p.variation} (prerequisite added)" for p in after.prerequisites
+    lines += [f"Only if {prerequisite_text(p)} (prerequisite added)" for p in after.prerequisites
               if p not in before.prerequisites]  # fmt: skip
-    lines += [f"Prerequisite removed: {p.flag} is {p.variation}" for p in before.prerequisites
+    lines += [f"Prerequisite removed: {prerequisite_text(p)}" for p in before.prerequisites
               if p not in after.prerequisites]  # fmt: skip
     lines += _target_lines(before, after)
     lines += _rule_lines(before.rules, after.rules)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ...events import WEIGHT_TOTAL, Clause, Flag, Operator, Rule, Serve
+from ...events import WEIGHT_TOTAL, Clause, Flag, Operator, Prerequisite, Rule, Serve
 
 #: How each operator reads; the negated form where English has one.
 _PHRASES: dict[Operator, tuple[str, str]] = {
@@ -136,11 +136,18 @@ def targets_text(flag: Flag) -> list[str]:
     return [f"{', '.join(t.values)} get {t.variation}" for t in flag.targets if t.values]
 
 
+def prerequisite_text(prerequisite: Prerequisite) -> str:
+    """``login-v2 is on``; ``(not while switched off)`` when it also fails while the other flag is off, whatever
+    that flag then serves (LaunchDarkly's rule, kept by its importer: ``require_on``)."""
+    text = f"{prerequisite.flag} is {prerequisite.variation}"
+    return f"{text} (not while switched off)" if prerequisite.require_on else text
+
+
 def configuration_lines(flag: Flag) -> list[str]:
     """A flag's configuration in one environment, line by line, in the order it is evaluated."""
     if not flag.on:
         return [f"Off: serve {flag.off_variation}"]
-    lines = [f"Only if {p.flag} is {p.variation}" for p in flag.prerequisites]
+    lines = [f"Only if {prerequisite_text(p)}" for p in flag.prerequisites]
     lines += targets_text(flag)
     lines += [f"Rule {i}: {rule_text(rule)}" for i, rule in enumerate(flag.rules, 1)]
     lines.append(f"{'Otherwise serve' if flag.rules or flag.targets else 'Serve'} {serve_text(flag.fallthrough)}")
@@ -155,7 +162,7 @@ def summary(flag: Flag) -> str:
         return "off"
     rest = []
     if flag.prerequisites:
-        rest.append(f"if {', '.join(f'{p.flag} is {p.variation}' for p in flag.prerequisites)}")
+        rest.append(f"if {', '.join(prerequisite_text(p) for p in flag.prerequisites)}")
     if flag.targets:
         rest.append(f"{sum(len(t.values) for t in flag.targets)} targeted")
     otherwise = _short(flag.fallthrough, flag.off_variation)

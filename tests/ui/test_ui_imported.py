@@ -65,9 +65,11 @@ SHOWN = [
 
 async def test_an_imported_condition_shows_how_it_reads_and_a_save_keeps_it(ui: UI) -> None:
     await create_env(ui.api, "development")
+    assert (await ui.api.post(FLAGS, json={"key": "login-v2"})).status_code == 201
     created = await ui.api.post(FLAGS, json={
         "key": "flagsmith-beta", "name": "Flagsmith beta", "on": True, "fallthrough": {"variation": "off"},
         "rules": [{"id": "segment-1", "clauses": IMPORTED_CLAUSES, "serve": {"variation": "on"}}],
+        "prerequisites": [{"flag": "login-v2", "variation": "on", "require_on": True}],  # as from LaunchDarkly
     })  # fmt: skip
     assert created.status_code == 201, created.text
     page = ui.page
@@ -83,6 +85,10 @@ async def test_an_imported_condition_shows_how_it_reads_and_a_save_keeps_it(ui: 
         "Read as imported: strict semver",
     ])  # fmt: skip
     await expect(rule.get_by_label("ignore case").first).to_be_checked()
+    await expect(page.locator("#reads li").first).to_have_text("Only if login-v2 is on (not while switched off)")
+    await expect(page.locator("[data-path='$.prerequisites[0]'] .reading")).to_have_text(
+        "Read as imported: not met while login-v2 is switched off, whatever it serves then"
+    )
     # Compared as Flagsmith does, "30" (text) is not 30 (a number): the value is shown typed.
     await expect(rule.locator(".clause").nth(1).get_by_label("Values")).to_have_value('"30"')
     await rule.scroll_into_view_if_needed()
@@ -97,7 +103,9 @@ async def test_an_imported_condition_shows_how_it_reads_and_a_save_keeps_it(ui: 
     for sent, kept in zip(IMPORTED_CLAUSES, stored["flag"]["rules"][0]["clauses"], strict=True):
         assert {name: kept[name] for name in sent} == sent
     project_wide = (await ui.api.get(f"{API}/flags/flagsmith-beta")).json()["environments"]["development"]
-    assert project_wide["lines"][0] == f"Rule 1: If {' and '.join(SHOWN)}, serve on"  # the server says the same
+    assert project_wide["lines"][:2] == [  # the server says the same
+        "Only if login-v2 is on (not while switched off)", f"Rule 1: If {' and '.join(SHOWN)}, serve on"]  # fmt: skip
+    assert stored["flag"]["prerequisites"] == [{"flag": "login-v2", "variation": "on", "require_on": True}]
 
     # A value typed there keeps its type too: "40" as text, as Flagsmith's segment had it.
     await page.locator(".rule").first.locator(".clause").nth(1).get_by_label("Values").fill('"40"')

@@ -120,6 +120,12 @@ FLAGS = [
     ),
     flag(targets=(Target(variation="beta", values=("ann",), context_kind="organization"),)),
     flag(rules=(Rule(id="empty", clauses=(), serve=Serve()),), off_variation="beta"),
+    flag(  # LaunchDarkly's prerequisites, as its importer writes them: not met while the other flag is off
+        prerequisites=(
+            Prerequisite(flag="login-v2", variation="on", require_on=True),
+            Prerequisite(flag="search", variation="off"),
+        )
+    ),
 ]
 
 
@@ -163,5 +169,6 @@ async def test_the_browser_says_what_the_server_says(ui: UI) -> None:
     assert {c.stringify for c in CLAUSES} == {"", *STRINGIFY}
     assert not [text for text in python["clauses"] if "=" in text], "an option without words"
     assert "state equals ca (any case)" in python["clauses"]
+    assert python["lines"][-1][:2] == ["Only if login-v2 is on (not while switched off)", "Only if search is off"]
     assert "age is more than 30 (numbers read from strings, compared as Flagsmith does)" in python["clauses"]
     assert "$flagd.timestamp is more than 1700000000 (the evaluation time, not the attribute)" in python["clauses"]

@@ -417,7 +417,10 @@ export async function render(ctx, main, key) {
           pr.flag, (v) => { pr.flag = v; pr.variation = otherFlags.find((f) => f.key === v)?.variations[0]?.key || ""; tabChanged(true); })),
         control(problems, `${p}.variation`, "must serve", select([["", "— choose —"],
           ...(other ? other.variations.map((v) => [v.key, v.name || v.key]) : [])], pr.variation, (v) => { pr.variation = v; tabChanged(false); })),
-        remove);
+        remove,
+        // LaunchDarkly's rule, from its importer: kept by a save (the object is edited in place), and said.
+        pr.require_on ? h("p", { class: "reading small" }, "Read as imported: not met while ", pr.flag || "that flag",
+          " is switched off, whatever it serves then") : null);
     });
     const addPrereq = h("button", { type: "button", class: "small", disabled: !otherFlags.length }, "+ Prerequisite");
     addPrereq.addEventListener("click", () => { c.prerequisites.push({ flag: "", variation: "" }); tabChanged(true); });

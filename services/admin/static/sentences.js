@@ -125,12 +125,19 @@ function targetsText(config) {
   return (config.targets || []).filter((t) => t.values && t.values.length).map((t) => `${t.values.join(", ")} get ${t.variation}`);
 }
 
+/** `login-v2 is on`; `(not while switched off)` when it also fails while the other flag is off, whatever that flag
+ * then serves (LaunchDarkly's rule, kept by its importer: `require_on`). */
+export function prerequisiteText(p) {
+  const text = `${p.flag} is ${p.variation}`;
+  return p.require_on ? `${text} (not while switched off)` : text;
+}
+
 /** A flag's configuration in one environment, line by line, in the order it is evaluated. */
 export function configurationLines(config) {
   if (!config.on) return [`Off: serve ${config.off_variation}`];
   const rules = config.rules || [];
   const targets = config.targets || [];
-  const lines = (config.prerequisites || []).map((p) => `Only if ${p.flag} is ${p.variation}`);
+  const lines = (config.prerequisites || []).map((p) => `Only if ${prerequisiteText(p)}`);
   lines.push(...targetsText(config));
   rules.forEach((rule, i) => lines.push(`Rule ${i + 1}: ${ruleText(rule)}`));
   lines.push(`${rules.length || targets.length ? "Otherwise serve" : "Serve"} ${serveText(config.fallthrough)}`);
@@ -151,7 +158,7 @@ export function summary(config) {
   const rules = config.rules || [];
   const rest = [];
   if (config.prerequisites && config.prerequisites.length) {
-    rest.push(`if ${config.prerequisites.map((p) => `${p.flag} is ${p.variation}`).join(", ")}`);
+    rest.push(`if ${config.prerequisites.map(prerequisiteText).join(", ")}`);
   }
   if (config.targets && config.targets.length) rest.push(`${config.targets.reduce((n, t) => n + t.values.length, 0)} targeted`);
   const otherwise = short(config.fallthrough, config.off_variation);
