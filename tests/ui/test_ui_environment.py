@@ -9,6 +9,7 @@ from playwright.async_api import expect
 
 from tests.ui.conftest import API, UI, create_env, create_flag
 from tests.ui.test_ui_people import PASSWORD, person
+from tests.ui.test_ui_phone import no_horizontal_scroll
 
 PRODUCTION = f"{API}/environments/production"
 
@@ -113,3 +114,18 @@ async def test_what_the_api_refuses_the_page_says_in_its_words(ui: UI) -> None:
     await expect(refused).to_have_attribute("role", "alert")
     await expect(page.get_by_label("Approvals needed")).to_have_value("2")  # what he typed stays
     assert (await ui.api.get(PRODUCTION)).json()["environment"]["approvals"] == 0
+
+
+async def test_the_environment_page_fits_a_phone(phone: UI) -> None:
+    await create_env(phone.api, "production", production=True)
+    gated = await phone.api.patch(PRODUCTION, json={"approvals": 2, "approvers": ["admin", "group:site-reliability"]})
+    assert gated.status_code == 200, gated.text
+    page = phone.page
+    await phone.sign_in()
+    await page.goto(f"{phone.base}/ui/#/production/settings")
+    await expect(page.get_by_role("heading", name="Production settings")).to_be_visible()
+    await expect(page.locator("#approvals-state")).to_have_text(
+        "Changes need 2 approvals, from admin or group:site-reliability; turning a flag off is held too."
+    )
+    await no_horizontal_scroll(phone)
+    await phone.shot("phone-environment", full_page=True)
