@@ -67,7 +67,9 @@ async def test_an_admin_asks_for_approvals_and_a_change_in_production_becomes_a_
     assert [r["title"] for r in (await ui.api.get(f"{API}/requests")).json()["items"]] == ["launch"]
 
     # Changing the setting is a change to production too: held, and the page says so (the setting stays).
-    await page.get_by_role("link", name="Environment", exact=True).click()
+    await page.get_by_role("link", name="Change requests").click()
+    await expect(page.get_by_role("heading", name="Change requests")).to_be_visible()
+    await page.get_by_role("link", name="Approvals in Production").click()  # the setting, from the requests
     await expect(page.get_by_role("heading", name="Production settings")).to_be_visible()
     await page.get_by_label("Approvals needed").fill("0")
     await page.get_by_label("Comment (required in production)").fill("no more approvals")

@@ -55,7 +55,8 @@ async function list(ctx, main) {
     h("div", { class: "page-head" }, h("h1", { class: "grow" }, "Change requests"),
       h("label", { class: "field", for: "requests-status", "data-read-ok": true }, h("span", {}, "Show"), status)),
     h("p", { class: "small muted" }, "In an environment that asks for approvals, every change is held here until ",
-      "someone other than its author approves it and it is applied."),
+      "someone other than its author approves it and it is applied. ",
+      h("a", { href: ctx.link("settings") }, `Approvals in ${ctx.environment?.name || ctx.env}`), "."),
     h("section", { class: "panel" }, body));
   return { onChange(change) { if (change.kind === "request") paint().catch(() => {}); } };
 }
