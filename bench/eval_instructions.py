@@ -9,7 +9,9 @@ and once with 200,000 evaluations of the harness's one-line closure over the 10,
 divided by 200,000 is the instructions per evaluation, harness loop included (as in the reference's figures).
 
 Rows: ``floor`` (the reference's bare-Python rule), ``harness`` (``return True``: the loop itself), ``always-on``
-and ``rule`` (``FlagstreamClient.from_file(...).bool_variation``, as the reference's Flagstream row). The ratios
+and ``rule`` (``FlagstreamClient.from_file(...).bool_variation``, as the reference's Flagstream row: the compiled
+accessors, ``flagstream._accel``), and the same two with the pure-Python accessors (``-py``,
+``FLAGSTREAM_PURE_PYTHON=1``). The ratios
 to the floor are what the reference's targets are about (rule within 2x, always-on no slower than the floor's rule).
 
     .venv/bin/python bench/eval_instructions.py          # about 2 minutes
@@ -29,7 +31,7 @@ from pathlib import Path
 from _common import print_table, write_results
 
 HERE = Path(__file__).resolve().parent
-ROWS = ["harness", "floor", "always-on", "rule"]
+ROWS = ["harness", "floor", "always-on", "rule", "always-on-py", "rule-py"]
 N = 200_000
 
 
@@ -59,7 +61,8 @@ def child(row: str) -> None:
         "floor": lambda c: c["state"] == "CA" and c["os"] == "iOS" and h(c["key"] + RULE, signed=False) % 100 < 10,
         "always-on": lambda ctx: bv(TRIVIAL, ctx, False),
         "rule": lambda ctx: bv(RULE, ctx, False),
-    }  # fmt: skip
+    }
+    fns["always-on-py"], fns["rule-py"] = fns["always-on"], fns["rule"]  # fmt: skip
     seq = eval_sequence([dict(u) for u in make_users()], N)
     fn = fns[row.removesuffix(":base")]
     for ctx in seq[:20_000]:  # warm-up (specialisation), in the baseline too
@@ -71,6 +74,8 @@ def child(row: str) -> None:
 
 def instructions(row: str) -> int:
     env = dict(os.environ, PYTHONHASHSEED="0")
+    if row.removesuffix(":base").endswith("-py"):  # the pure-Python accessors (no compiled flagstream._accel)
+        env["FLAGSTREAM_PURE_PYTHON"] = "1"
     args = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable,
             __file__, "--child", row]  # fmt: skip
     out = subprocess.run(args, capture_output=True, text=True, env=env, check=True).stderr

@@ -1,7 +1,7 @@
 """Flagstream SDK: local flag evaluation from an in-memory ruleset kept current from NATS JetStream."""
 
 from .async_client import AsyncFlagstreamClient
-from .cache import ClientStatus
+from .cache import COMPILED_ACCESSORS, ClientStatus
 from .client import FlagstreamClient
 from .credentials import sdk_connect_options
 from .evaluation import ErrorKind, EvaluationDetail, Reason, ReasonKind
@@ -10,6 +10,7 @@ from .offline import FlagFileError
 from .testdata import TestData
 
 __all__ = [
+    "COMPILED_ACCESSORS",
     "AsyncFlagstreamClient",
     "ClientStatus",
     "ErrorKind",

@@ -15,6 +15,7 @@ its pure-Python accessors: this file is never run uncompiled on the hot path.
 
 from __future__ import annotations
 
+from itertools import repeat as _repeat
 from typing import Any
 
 import cython
@@ -73,36 +74,59 @@ def _served(serve: object, key: str) -> object:
     raise LookupError(key)  # the generated code's bisect would fail too: the general path answers
 
 
+@cython.cfunc
+def _entry(flags: object, key: object, counter: object) -> object:
+    """What an accessor keeps for flag ``key`` of ``flags``: its constant's counter, else its plan, else the flag
+    (to call its ``fast``), read again from ``flags``: a ``LazyFlag`` has put its compiled flag there by now."""
+    if counter is not None:
+        return counter
+    flag = flags[key]
+    plan = flag.plan
+    return plan if plan is not None else flags[key]
+
+
 @cython.cclass
 class Accessors:
-    """The typed accessors of one client object (``view``): they read its ``_flags`` (in its ``__dict__``) on
-    every call, so a new ruleset, or the telemetry sampler's empty map, is seen at once. Their arguments are
-    annotated ``Any``: Cython would check or convert a ``str`` or ``bool`` annotation (``None`` as the default
-    would become ``False``)."""
+    """The typed accessors of one client object (``view``). They read its ``_flags`` (in its ``__dict__``) on
+    every call, so a new ruleset, or the telemetry sampler's empty map, is seen at once, and keep per flag what
+    they need of it (``_entry``) for as long as that map is the current one (``cache``: the map and a dict per
+    type, replaced in one step, so a thread never files what it read of an older map under a newer one).
+
+    Their arguments are annotated ``Any``: Cython would check or convert a ``str`` or ``bool`` annotation (``None``
+    as the default would become ``False``)."""
 
     view = cython.declare(object)
     #: ``view.__dict__``: where its ``_flags`` is, read with one dict lookup (a ``getattr`` costs more).
     attrs = cython.declare(dict)
+    #: ``(the _flags map, {key: bool entry}, {key: string entry})``
+    cache = cython.declare(tuple)
 
     def __init__(self, view: Any) -> None:
         self.view = view
         self.attrs = view.__dict__
+        self.cache = (None, {}, {})
 
     def bool_variation(self, key: Any, context: Any, default: Any) -> Any:
         try:
             if type(context) is dict:
                 ctx: dict = context  # type: ignore[type-arg]
-                if "kind" in ctx:
-                    raise LookupError
-                k = ctx["key"]
-                if type(k) is str:
-                    flags: dict = self.attrs["_flags"]  # type: ignore[type-arg]
-                    flag = flags[key]
-                    b = flag.bools  # a constant flag's counter when its value is a bool
-                    if b is None:
-                        plan = flag.plan  # else ``fast``: None with prerequisites or in error, TypeError below
-                        b = (_outcome(plan, ctx, k) if plan is not None else flag.fast(context, k)).bools
-                    return next(b)  # counts it (see _Outcome); None, not a bool: TypeError below
+                if "kind" not in ctx:
+                    k = ctx["key"]
+                    if type(k) is str:
+                        flags = self.attrs["_flags"]
+                        cache = self.cache
+                        if cache[0] is not flags:
+                            cache = self.cache = (flags, {}, {})
+                        entries: dict = cache[1]  # type: ignore[type-arg]
+                        e = entries.get(key)
+                        if e is None:
+                            flag = flags[key]
+                            e = entries[key] = _entry(flags, key, flag.bools)
+                        if type(e) is _repeat:  # a constant flag: its counter
+                            return next(e)  # counts it (see _Outcome)
+                        # a plan, else the flag's ``fast`` (None: prerequisites, in error; TypeError below)
+                        o = _outcome(e, ctx, k) if type(e) is tuple else e.fast(context, k)
+                        return next(o.bools)  # None, not a bool: TypeError below
         except Exception:  # the general path below answers (and logs) whatever went wrong here
             pass
         return self.view._typed(key, context, default, bool).value
@@ -111,17 +135,22 @@ class Accessors:
         try:
             if type(context) is dict:
                 ctx: dict = context  # type: ignore[type-arg]
-                if "kind" in ctx:
-                    raise LookupError
-                k = ctx["key"]
-                if type(k) is str:
-                    flags: dict = self.attrs["_flags"]  # type: ignore[type-arg]
-                    flag = flags[key]
-                    b = flag.strings
-                    if b is None:
-                        plan = flag.plan
-                        b = (_outcome(plan, ctx, k) if plan is not None else flag.fast(context, k)).strings
-                    return next(b)
+                if "kind" not in ctx:
+                    k = ctx["key"]
+                    if type(k) is str:
+                        flags = self.attrs["_flags"]
+                        cache = self.cache
+                        if cache[0] is not flags:
+                            cache = self.cache = (flags, {}, {})
+                        entries: dict = cache[2]  # type: ignore[type-arg]
+                        e = entries.get(key)
+                        if e is None:
+                            flag = flags[key]
+                            e = entries[key] = _entry(flags, key, flag.strings)
+                        if type(e) is _repeat:
+                            return next(e)
+                        o = _outcome(e, ctx, k) if type(e) is tuple else e.fast(context, k)
+                        return next(o.strings)
         except Exception:
             pass
         return self.view._typed(key, context, default, str).value

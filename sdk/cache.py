@@ -9,6 +9,7 @@ Only one writer exists (the NATS edge, on the client's event loop).
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import logging
 import os
@@ -85,7 +86,8 @@ class RulesetCache:
         view._cache = self
         view._flags = self.fast_flags()
         self._views.append(view)
-        view._set_observe()  # and the compiled accessors, where they are built
+        if _ACCEL is not None and not view._observers:
+            view._set_observe()  # gives it the compiled accessors
 
     def fast_flags(self) -> dict[str, Any]:
         """The current ruleset's compiled flags as the plain ``dict`` the fast accessors read (``fast_flags``)."""
@@ -267,6 +269,8 @@ def _compiled_accessors() -> Any:
 
 #: The compiled accessors' module, or ``None`` (see :func:`_compiled_accessors`).
 _ACCEL = _compiled_accessors()
+#: Whether clients get the compiled typed accessors (``flagstream.COMPILED_ACCESSORS``; docs/sdk.md).
+COMPILED_ACCESSORS: bool = _ACCEL is not None
 
 
 class FlagEvaluations:
@@ -291,6 +295,8 @@ class FlagEvaluations:
     #: must be quick and never raise. While it is set, the fast accessors take the general path.
     _observe: Callable[[str, Any, EvaluationDetail], None] | None = None
     _observers: tuple[Callable[[str, Any, EvaluationDetail], None], ...] = ()
+    #: This object's compiled accessors (``flagstream._accel.Accessors``), made once when first installed.
+    _accessors: Any = None
 
     def _add_observer(self, observer: Callable[[str, Any, EvaluationDetail], None]) -> Callable[[], None]:
         """Observe every evaluation of this client object; returns a remover."""
@@ -308,7 +314,7 @@ class FlagEvaluations:
         # With observers, every accessor takes the general path, which observes; without, the class's own.
         accessors = None
         if not observers and _ACCEL is not None:
-            accessors = self.__dict__.get("_accessors")
+            accessors = self._accessors
             if accessors is None:  # one for the object's life: a bound method kept by the caller stays the one
                 accessors = self._accessors = _ACCEL.Accessors(self)
         for name, kind in (("bool_variation", bool), ("string_variation", str)):
@@ -317,7 +323,10 @@ class FlagEvaluations:
             elif accessors is not None:
                 setattr(self, name, getattr(accessors, name))
             else:
-                self.__dict__.pop(name, None)
+                # Not ``self.__dict__.pop``: reading ``__dict__`` makes CPython 3.11 keep the object's attributes
+                # in a dict from then on, and every ``self._flags`` of the pure-Python accessors costs more.
+                with contextlib.suppress(AttributeError):
+                    delattr(self, name)
         if not observers:
             self._observe = None
         elif len(observers) == 1:
