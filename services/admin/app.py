@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, compile_path
+from starlette.routing import Route
 
 from ..changes import (
     AdminError,
@@ -47,7 +47,7 @@ from .openapi import build_openapi
 from .registry import all_endpoints, feature_modules
 from .requests import gate
 from .responses import ErrorBody, record
-from .routes import Handler, json_response
+from .routes import Handler, json_response, path_pattern
 
 log = logging.getLogger("flagstream.admin")
 
@@ -109,6 +109,12 @@ async def _on_error(request: Request, exc: Exception) -> Response:
         allowed = sorted(set().union(*methods) | ({"HEAD"} if any("GET" in m for m in methods) else set()))
         exc = HTTPException(405, detail=exc.detail, headers={"Allow": ", ".join(allowed)})
     return error_response(exc)
+
+
+def _whole(route: Route) -> Route:
+    """The route matching a request path whole (``path_pattern``: not one more final newline)."""
+    route.path_regex = path_pattern(route.path)[0]
+    return route
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -216,7 +222,9 @@ def create_app(
 
     # Every write that changes an environment passes the change-request gate (202 where approvals are needed).
     endpoints = [gate(e) for e in [*all_endpoints(), *auth.ENDPOINTS]]
-    routes = [Route(e.path, _guarded(auth.protect(e)), methods=[e.method], name=e.operation_id) for e in endpoints]
+    routes = [
+        _whole(Route(e.path, _guarded(auth.protect(e)), methods=[e.method], name=e.operation_id)) for e in endpoints
+    ]
     handlers = {HTTPException: _on_error}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
     app.state.actor_header = actor_header
@@ -226,7 +234,7 @@ def create_app(
     paths: dict[str, set[str]] = {}
     for e in endpoints:
         paths.setdefault(e.path, set()).add(e.method)
-    app.state.methods_of = [(compile_path(path)[0], frozenset(methods)) for path, methods in paths.items()]
+    app.state.methods_of = [(path_pattern(path)[0], frozenset(methods)) for path, methods in paths.items()]
     app.state.closing = asyncio.Event()  # set when the server starts to stop: event streams end (streams.py)
     app.state.auth = auth.Authenticator(operator_token, SharedRateLimiter(write_rate, write_burst))
     if read_model is not None and history_db is not None:

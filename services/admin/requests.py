@@ -94,36 +94,44 @@ def _project(request: Request) -> str:
 # -- running writes: the routes themselves, staged -----------------------------------------------------------
 
 
-def _change_routes() -> list[tuple[re.Pattern[str], dict[str, Any], Endpoint]]:
+Route = tuple[re.Pattern[str], re.Pattern[str], dict[str, Any], Endpoint]
+
+
+def _change_routes() -> list[Route]:
+    """(whole, loose, convertors, endpoint) of each write route: ``whole`` matches a path as the admin routes do
+    (``path_pattern``); ``loose`` is Starlette's own, whose ``$`` also takes a final newline, kept for the calls of a
+    request an earlier version stored (``.../flags/checkout/off`` and a newline was taken as the ``off`` route)."""
     from .registry import all_endpoints
+    from .routes import path_pattern
 
     out = []
     for endpoint in all_endpoints():
         if endpoint.write and endpoint.tag in CHANGE_TAGS and endpoint.method != "GET":
-            pattern, _, convertors = compile_path(endpoint.path)
-            out.append((pattern, convertors, endpoint))
+            whole, convertors = path_pattern(endpoint.path)
+            out.append((whole, compile_path(endpoint.path)[0], convertors, endpoint))
     return out
 
 
-def match(call: Call) -> tuple[Endpoint, dict[str, Any]]:
+def match(call: Call, *, stored: bool = False) -> tuple[Endpoint, dict[str, Any]]:
     """The write route a call names, with its path parameters; InvalidInput if it names none (or not a write
-    that changes an environment)."""
+    that changes an environment). ``stored``: a call of a request already stored, matched as it was when it was
+    stored (a path ending in a newline too), so that a request an earlier version took still applies."""
     path = call.path.split("?", 1)[0]
-    for pattern, convertors, endpoint in _ROUTES():
-        found = pattern.match(path)
+    for whole, loose, convertors, endpoint in _ROUTES():
+        found = (loose if stored else whole).match(path)
         if found and endpoint.method == call.method.upper():
             params = {k: convertors[k].convert(v) for k, v in found.groupdict().items()}
             return endpoint, params
     raise InvalidInput(
-        f"{call.method} {call.path} is not a write the admin API takes for flags, segments or environments",
-        [Problem("$.changes", f"{call.method} {call.path}: no such change")],
+        f"{call.method} {call.path!r} is not a write the admin API takes for flags, segments or environments",
+        [Problem("$.changes", f"{call.method} {call.path!r}: no such change")],
     )
 
 
-_TABLE: list[tuple[re.Pattern[str], dict[str, Any], Endpoint]] = []
+_TABLE: list[Route] = []
 
 
-def _ROUTES() -> list[tuple[re.Pattern[str], dict[str, Any], Endpoint]]:
+def _ROUTES() -> list[Route]:
     if not _TABLE:
         _TABLE.extend(_change_routes())
     return _TABLE
@@ -177,7 +185,7 @@ def executor(app: Starlette) -> Callable[[Sequence[Call], Person], Awaitable[Sta
         with staging() as stage:
             for n, call in enumerate(calls, 1):
                 where = f"change {n} ({call.method} {call.path})"
-                endpoint, params = match(call)
+                endpoint, params = match(call, stored=True)  # new calls were matched whole (_calls, the routes)
                 fake = _fake_request(app, endpoint, params, call, principal)
                 try:
                     authorize(principal, endpoint, params.get("environment"), project_of(endpoint, fake))

@@ -7,13 +7,16 @@ domain errors and mapped to HTTP in ``app.py`` only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from starlette.convertors import Convertor
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from ...events import DEFAULT_PROJECT, Author, whole_number
 from ...validation import Problem
@@ -107,6 +110,17 @@ class Endpoint:
 
 
 # -- request helpers ---------------------------------------------------------------------------------------
+
+
+def path_pattern(path: str) -> tuple[re.Pattern[str], dict[str, Convertor[Any]]]:
+    """The pattern of a route's path (``/flags/{key}/on``) that matches a request path whole, and its convertors.
+
+    Starlette's ``compile_path`` ends the pattern in ``$`` and routes with ``re.match``, and Python's ``$`` also
+    matches before a final newline: ``.../flags/checkout/on%0A`` (the path decoded) reached the route of
+    ``.../flags/checkout/on``, and ``/api/v1/tokens%0A`` the tokens, a path that a proxy's rule on the exact path
+    does not see as theirs. ``\\Z`` is the end of the path and nothing else."""
+    pattern, _, convertors = compile_path(path)
+    return re.compile(pattern.pattern.removesuffix("$") + r"\Z"), convertors
 
 
 def service_of(request: Request) -> AdminService:

@@ -109,6 +109,23 @@ async def test_a_key_ending_in_a_newline_in_the_url_is_a_400_not_a_500(ready: Ad
     assert "letters, digits, '-' or '_'" in refused["error"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"{FLAGS}/checkout/on%0A"),
+        ("GET", f"{FLAGS}%0A"),
+        ("GET", f"{API}/environments%0A"),
+        ("GET", "/api/v1/tokens%0A"),
+        ("GET", "/api/v1/whoami%0A"),
+    ],
+)
+async def test_a_path_ending_in_a_newline_is_no_route(ready: Admin, method: str, path: str) -> None:
+    """Starlette's route patterns end in ``$``, which also matched before a final newline: the path without it was
+    served (``.../checkout/on%0A`` switched the flag on), a path a proxy's rule on the exact path does not cover."""
+    await _refused(ready, method, path, 404)
+    assert (await ready.http.get(f"{FLAGS}/checkout")).json()["flag"]["on"] is False
+
+
 ENV_API = f"{API}/environments/development"
 
 
