@@ -26,6 +26,8 @@ from .operators import in_other
 
 #: True when this module runs as the compiled extension.
 COMPILED: bool = cython.compiled
+#: What ``Accessors._fast`` gives when the general path must answer.
+_MISS = object()
 
 
 @cython.cfunc
@@ -106,7 +108,9 @@ class Accessors:
         self.attrs = view.__dict__
         self.cache = (None, {}, {})
 
-    def bool_variation(self, key: Any, context: Any, default: Any) -> Any:
+    @cython.cfunc
+    def _fast(self, key: object, context: object, strings: cython.bint) -> object:
+        """The value served (and counted) for a plain user dict, else ``_MISS``: the general path answers."""
         try:
             if type(context) is dict:
                 ctx: dict = context  # type: ignore[type-arg]
@@ -117,40 +121,28 @@ class Accessors:
                         cache = self.cache
                         if cache[0] is not flags:
                             cache = self.cache = (flags, {}, {})
-                        entries: dict = cache[1]  # type: ignore[type-arg]
+                        entries: dict = cache[2 if strings else 1]  # type: ignore[type-arg]
                         e = entries.get(key)
                         if e is None:
                             flag = flags[key]
-                            e = entries[key] = _entry(flags, key, flag.bools)
+                            e = entries[key] = _entry(flags, key, flag.strings if strings else flag.bools)
                         if type(e) is _repeat:  # a constant flag: its counter
                             return next(e)  # counts it (see _Outcome)
                         # a plan, else the flag's ``fast`` (None: prerequisites, in error; TypeError below)
                         o = _outcome(e, ctx, k) if type(e) is tuple else e.fast(context, k)
-                        return next(o.bools)  # None, not a bool: TypeError below
-        except Exception:  # the general path below answers (and logs) whatever went wrong here
+                        return next(o.strings if strings else o.bools)  # None, not of the type: TypeError
+        except Exception:  # the general path answers (and logs) whatever went wrong here
             pass
+        return _MISS
+
+    def bool_variation(self, key: Any, context: Any, default: Any) -> Any:
+        value = self._fast(key, context, False)
+        if value is not _MISS:
+            return value
         return self.view._typed(key, context, default, bool).value
 
     def string_variation(self, key: Any, context: Any, default: Any) -> Any:
-        try:
-            if type(context) is dict:
-                ctx: dict = context  # type: ignore[type-arg]
-                if "kind" not in ctx:
-                    k = ctx["key"]
-                    if type(k) is str:
-                        flags = self.attrs["_flags"]
-                        cache = self.cache
-                        if cache[0] is not flags:
-                            cache = self.cache = (flags, {}, {})
-                        entries: dict = cache[2]  # type: ignore[type-arg]
-                        e = entries.get(key)
-                        if e is None:
-                            flag = flags[key]
-                            e = entries[key] = _entry(flags, key, flag.strings)
-                        if type(e) is _repeat:
-                            return next(e)
-                        o = _outcome(e, ctx, k) if type(e) is tuple else e.fast(context, k)
-                        return next(o.strings)
-        except Exception:
-            pass
+        value = self._fast(key, context, True)
+        if value is not _MISS:
+            return value
         return self.view._typed(key, context, default, str).value
