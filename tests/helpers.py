@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,9 @@ import httpx
 
 if TYPE_CHECKING:
     from flagstream.services.projector import Projector
+
+#: The last line of what ``kill -USR1`` makes a ``flagstream`` process write (``runtime.aio.dump_on_signal``).
+DUMP_END = "end of the asyncio tasks"
 
 #: The ``flagstream`` command of the venv running the tests.
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
@@ -234,10 +238,29 @@ class AdminProcess:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
 
-    def stop(self) -> None:
+    def stop(self, within: float = 30) -> None:
+        """SIGTERM, and wait for the exit; one that does not come within ``within`` seconds fails the test with
+        where the process hangs (its threads' stacks and asyncio tasks, ``kill -USR1``), and it is killed."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(30)
+            try:
+                self.proc.wait(within)
+            except subprocess.TimeoutExpired:
+                dump = self.dump()
+                self.kill()
+                raise AssertionError(
+                    f"flagstream admin (pid {self.proc.pid}) did not exit within {within:g}s of SIGTERM:\n{dump}"
+                ) from None
+
+    def dump(self, within: float = 10) -> str:
+        """The running process's threads' stacks and asyncio tasks (``kill -USR1``: docs/operations.md)."""
+        assert self.proc is not None
+        start = len(self.output)
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + within
+        while not any(DUMP_END in line for line in self.output[start:]) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the output is read by another thread (_drain)
+        return "".join(self.output[start:])
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ from ..fleet import (
     NoAggregator,
 )
 from ..fleet import Query as FleetQuery
+from ..runtime import cancel_and_wait
 from .routes import API, Endpoint, Query, _where, json_response, service_of
 
 log = logging.getLogger("flagstream.admin.fleet")
@@ -127,10 +128,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(*tasks)  # loops stopped by cancelling them: once may not be enough (Python 3.11)
         if stored is not None:
             with contextlib.suppress(Exception):
                 await stored.unsubscribe()

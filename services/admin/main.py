@@ -22,6 +22,7 @@ from ..runtime import (
     add_log_arguments,
     add_nats_arguments,
     configure,
+    dump_on_signal,
     hold_lock,
     listening_socket,
     lock_beside,
@@ -176,6 +177,7 @@ class _Server(StreamingServer):
 
 
 async def _serve(args: argparse.Namespace, sock: socket.socket) -> int:
+    dump_on_signal(signal.SIGUSR1)  # kill -USR1: every thread's stack and asyncio task's await chain to stderr
     app = create_app(
         nats_url=args.nats_url,
         connect_wait=args.connect_wait,

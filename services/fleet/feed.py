@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ...events.telemetry import decode_counts, decode_heartbeat, telemetry_filter
-from ..runtime import FLEET_BUCKET, ensure_bucket
+from ..runtime import FLEET_BUCKET, cancel_and_wait, ensure_bucket
 from . import lead
 from .aggregator import ChangeConvergence, ContextKindAttributes, FlagEvaluations, FleetAggregator, InstanceView
 from .lead import Lease, Query
@@ -137,9 +137,10 @@ class Fleet:
         self.leading = False
         task, self._pull_task = self._pull_task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            if self.pull is not None:
+                self.pull.stop()
+            await asyncio.wait({task}, timeout=2)
+            await cancel_and_wait(task)  # a pull stuck in a request (NATS away) is cancelled, until it ends
         for subscription in subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()

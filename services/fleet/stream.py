@@ -149,7 +149,7 @@ _NEXT = f"$JS.API.CONSUMER.MSG.NEXT.{FLEET_STREAM}.{CONSUMER}"
 
 class Pull:
     """Pulls the stream through the consumer, batch after batch, handing each message to ``handle(subject,
-    data, stored_at)`` (synchronous: a message is counted before it is acknowledged) until cancelled.
+    data, stored_at)`` (synchronous: a message is counted before it is acknowledged) until stopped (``stop``).
 
     ``may_ack()``: whether this replica still surely holds the aggregator's lease. When it does not (a process
     starved past its lease, continued while another replica took over), it acknowledges nothing and asks for
@@ -179,21 +179,28 @@ class Pull:
         self._got = 0
         self._done = asyncio.Event()
         self._missing = False
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Ask ``run`` to end: it does at its next turn (at once if it waits for an answer)."""
+        self._stopping = True
+        self._done.set()
 
     async def run(self) -> None:
         inbox = self.nc.new_inbox()
         sub = await self.nc.subscribe(inbox, cb=self._on_message)
         request = msgspec.json.encode({"batch": self.batch, "expires": int(self.expires * 1e9)})
         try:
-            while True:
-                if not self.may_ack():  # until the lease is renewed (this goes on) or lost (this is cancelled)
+            while not self._stopping:
+                if not self.may_ack():  # until the lease is renewed (this goes on) or lost (this is stopped)
                     await asyncio.sleep(0.1)
                     continue
                 self._got, self._missing = 0, False
                 self._done.clear()
                 await self.nc.publish(_NEXT, request, reply=inbox)
                 try:
-                    await asyncio.wait_for(self._done.wait(), self.expires + 10)
+                    async with asyncio.timeout(self.expires + 10):  # not wait_for: it may drop a cancellation
+                        await self._done.wait()
                 except TimeoutError:
                     self.unanswered += 1
                 if self._missing:  # no such consumer (deleted, or JetStream restarting): set it up again

@@ -5,7 +5,7 @@ asyncio helpers (``aio``). ``up`` is the composition root of the embedded defaul
 module here that may import every other package, and so it is not imported by this ``__init__``.
 """
 
-from .aio import first_done, run_passes
+from .aio import cancel_and_wait, dump_on_signal, first_done, run_passes, task_dump
 from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
@@ -76,7 +76,9 @@ __all__ = [
     "add_log_arguments",
     "add_nats_arguments",
     "authorization_block",
+    "cancel_and_wait",
     "configure",
+    "dump_on_signal",
     "ensure_bucket",
     "ensure_metrics_stream",
     "ensure_stream",
@@ -93,6 +95,7 @@ __all__ = [
     "run_passes",
     "serve",
     "stream_config",
+    "task_dump",
     "tls_block",
     "while_jetstream_settles",
     "with_credentials",

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
+import gc
+import inspect
 import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,4 +46,81 @@ async def run_passes(
             log.warning("%s: %s: %s", what, type(exc).__name__, exc)
         wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(first_done(stop.wait(), wake.wait()), max(0.01, delay))
+            async with asyncio.timeout(max(0.01, delay)):  # not wait_for: see cancel_and_wait
+                await first_done(stop.wait(), wake.wait())
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any], within: float | None = None, again: float = 0.5) -> bool:
+    """Cancel ``tasks`` and wait until they have ended, cancelling again every ``again`` seconds those that run on;
+    give up after ``within`` seconds (None: never). Returns whether they all ended.
+
+    One ``cancel()`` is not enough on Python 3.11: ``asyncio.wait_for`` whose awaitable completes in the same
+    moment as its task is cancelled returns the result and drops the cancellation (CPython gh-86296, fixed in 3.12).
+    nats-py's requests and publishes under flow control go through it, so a loop stopped only by cancelling it
+    (``while True``) ran on, and awaiting it after one cancel waited forever: ``flagstream admin`` did not exit
+    on SIGTERM while the fleet's telemetry was pulled. The next suspension of such a task gets the new cancel."""
+    loop = asyncio.get_running_loop()
+    deadline = None if within is None else loop.time() + within
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        wait = again if deadline is None else min(again, deadline - loop.time())
+        if wait <= 0:
+            return False
+        _, pending = await asyncio.wait(pending, timeout=wait)
+    return True
+
+
+def _await_chain(awaitable: Any) -> list[str]:
+    """Where a coroutine is suspended: one line per frame down its ``await`` chain, then what it waits on."""
+    lines: list[str] = []
+    seen = 0
+    while awaitable is not None and seen < 100:
+        seen += 1
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "gi_frame", None)
+        frame = frame or getattr(awaitable, "ag_frame", None)
+        if frame is None:
+            # An async generator's asend/athrow (an ``async with`` of a generator-based context manager): go on
+            # in the generator it drives. Else a future (a lock's, a sleep's, a socket read's...): the end.
+            agen = next((r for r in gc.get_referents(awaitable) if inspect.isasyncgen(r)), None)
+            if agen is not None:
+                awaitable = agen
+                continue
+            lines.append(f"  waiting on {awaitable!r}")
+            break
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}')
+        awaitable = (
+            getattr(awaitable, "cr_await", None)
+            or getattr(awaitable, "gi_yieldfrom", None)
+            or getattr(awaitable, "ag_await", None)
+        )
+    return lines
+
+
+def task_dump() -> str:
+    """Every asyncio task of the running loop, each with the ``await`` chain it is suspended in (for a hang)."""
+    out = []
+    for task in sorted(asyncio.all_tasks(), key=lambda t: t.get_name()):
+        coro = task.get_coro()
+        what = getattr(coro, "__qualname__", type(coro).__name__)
+        state = "done" if task.done() else "pending"
+        if not task.done() and task.cancelling():
+            state += f", cancelled {task.cancelling()} time(s) and still running"
+        out.append(f"Task {task.get_name()!r} {what} ({state}):")
+        out.extend(_await_chain(coro))
+    return "\n".join(out) + "\n"
+
+
+def dump_on_signal(sig: int) -> None:
+    """On ``sig``, write every thread's stack (``faulthandler``, even while the loop is blocked) and every asyncio
+    task's ``await`` chain (once the loop runs the handler) to stderr. Call it from the running loop."""
+    loop = asyncio.get_running_loop()
+
+    def dump() -> None:
+        sys.stderr.write(f"asyncio tasks of pid {os.getpid()}:\n{task_dump()}end of the asyncio tasks\n")
+        sys.stderr.flush()
+
+    loop.add_signal_handler(sig, dump)
+    faulthandler.register(sig, file=sys.stderr, all_threads=True, chain=True)
