@@ -45,7 +45,7 @@ from ...events.catalog import (
 )
 from ...events.subjects import PREFIX
 from ..changes import FLAG, SEGMENT, AdminError, AdminService, WriteRequest, WrongLastSequence
-from ..runtime import run_passes
+from ..runtime import in_background, run_passes
 
 log = logging.getLogger("flagstream.schedules")
 
@@ -225,16 +225,5 @@ class ScheduleRunner:
 async def running(service: AdminService, **options: Any) -> AsyncIterator[ScheduleRunner]:
     """A runner applying schedules in the background for the duration of the block."""
     runner = ScheduleRunner(service, **options)
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop), name="schedules")
-    try:
+    async with in_background(runner, "schedules"):
         yield runner
-    finally:
-        # Never hold up the app's shutdown: a pass in flight gets 2 s, then is cancelled (its claim, if any,
-        # is taken over by another runner after the lease), and the cancellation gets 2 s more.
-        stop.set()
-        runner.wake.set()
-        _, pending = await asyncio.wait({task}, timeout=2)
-        if pending:
-            task.cancel()
-            await asyncio.wait({task}, timeout=2)

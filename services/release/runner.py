@@ -54,7 +54,7 @@ from ...events.catalog import (
 from ...events.release import ACTIVE, Evidence, Plan
 from ..changes import FLAG, AdminError, AdminService, Conflict, Stored, WriteRequest, WrongLastSequence
 from ..requests import release_plan
-from ..runtime import RELEASE_BUCKET, ensure_bucket, run_passes
+from ..runtime import RELEASE_BUCKET, ensure_bucket, in_background, run_passes
 from .feed import MetricNames, WindowFollower
 from .plans import changes_for, is_last, next_due, plan_subject, plans_filter, serve_of, shares, step_changes
 from .prometheus import Prometheus, QueryRejected, Unreachable, breached
@@ -637,15 +637,8 @@ async def running(service: AdminService, nc: NATS, **options: Any) -> AsyncItera
     """A runner running plans in the background for the duration of the block."""
     runner = PlanRunner(service, nc, **options)
     await runner.open()
-    stop_event = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop_event), name="release-plans")
     try:
-        yield runner
+        async with in_background(runner, "release-plans"):
+            yield runner
     finally:
-        stop_event.set()
-        runner.wake.set()
-        _, pending = await asyncio.wait({task}, timeout=2)
-        if pending:
-            task.cancel()
-            await asyncio.wait({task}, timeout=2)
         await runner.close()

@@ -68,7 +68,7 @@ from ..changes import (
     Unavailable,
     WrongLastSequence,
 )
-from ..runtime import run_passes
+from ..runtime import in_background, run_passes
 from ..tokens import ANY, Grant, Role
 from . import rules
 from .rules import ApprovalRequired, Person
@@ -530,14 +530,5 @@ class RequestRunner:
 @contextlib.asynccontextmanager
 async def running(service: RequestService, execute: Executor, **options: Any) -> AsyncIterator[RequestRunner]:
     runner = RequestRunner(service, execute, **options)
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop), name="requests")
-    try:
+    async with in_background(runner, "requests"):
         yield runner
-    finally:
-        stop.set()
-        runner.wake.set()
-        _, pending = await asyncio.wait({task}, timeout=2)
-        if pending:
-            task.cancel()
-            await asyncio.wait({task}, timeout=2)

@@ -5,7 +5,7 @@ asyncio helpers (``aio``). ``up`` is the composition root of the embedded defaul
 module here that may import every other package, and so it is not imported by this ``__init__``.
 """
 
-from .aio import cancel_and_wait, dump_on_signal, first_done, run_passes, task_dump
+from .aio import BackgroundRunner, cancel_and_wait, dump_on_signal, first_done, in_background, run_passes, task_dump
 from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
@@ -65,6 +65,7 @@ __all__ = [
     "USERS_BUCKET",
     "WEBHOOKS_BUCKET",
     "AdminMetrics",
+    "BackgroundRunner",
     "Credentials",
     "HashedUser",
     "NatsCluster",
@@ -87,6 +88,7 @@ __all__ = [
     "free_port",
     "hash_password",
     "hold_lock",
+    "in_background",
     "listening_socket",
     "lock_beside",
     "metrics_stream_config",

@@ -10,8 +10,10 @@ import inspect
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+log = logging.getLogger("flagstream.runtime")
 
 
 async def first_done(*aws: Awaitable[Any]) -> None:
@@ -70,6 +72,36 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any], within: float | None = None
             return False
         _, pending = await asyncio.wait(pending, timeout=wait)
     return True
+
+
+class BackgroundRunner(Protocol):
+    """What ``in_background`` runs: ``run(stop)`` loops until ``stop`` is set; ``wake`` cuts its wait short."""
+
+    wake: asyncio.Event
+
+    def run(self, stop: asyncio.Event) -> Awaitable[None]: ...
+
+
+R = TypeVar("R", bound=BackgroundRunner)
+
+
+@contextlib.asynccontextmanager
+async def in_background(runner: R, name: str, *, grace: float = 2.0) -> AsyncIterator[R]:
+    """``runner.run(stop)`` as a task named ``name`` for the duration of the block.
+
+    It never holds up the app's shutdown for long: ``stop`` is set and the runner woken; a pass in flight gets
+    ``grace`` seconds to end, then the task is cancelled (again while it runs on: ``cancel_and_wait``; a claim or
+    lease it held is taken over by another replica once it runs out) for ``grace`` seconds more."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop), name=name)
+    try:
+        yield runner
+    finally:
+        stop.set()
+        runner.wake.set()
+        _, pending = await asyncio.wait({task}, timeout=grace)
+        if pending and not await cancel_and_wait(task, within=grace, again=grace / 4):
+            log.warning("%s: still running %gs after it was cancelled", name, grace)
 
 
 def _await_chain(awaitable: Any) -> list[str]:

@@ -36,7 +36,7 @@ from nats.js.kv import KeyValue
 from ...events import STREAM, DecodeError, Event, decode_event
 from ...events.snapshot import SNAPSHOT_BUCKET, Snapshot, encode_snapshot, snapshot_key, snapshot_subject, stream_id
 from ...events.subjects import PREFIX, all_subjects
-from ..runtime import ensure_bucket, run_passes
+from ..runtime import ensure_bucket, in_background, run_passes
 
 log = logging.getLogger("flagstream.snapshots")
 
@@ -312,15 +312,8 @@ async def running(nc: NATS, **options: Any) -> Any:
     """A writer running in the background for the duration of the block (``async with running(nc) as writer``)."""
     writer = SnapshotWriter(nc, **options)
     await writer.open()
-    stop = asyncio.Event()
-    task = asyncio.create_task(writer.run(stop), name="snapshots")
     try:
-        yield writer
+        async with in_background(writer, "snapshots"):
+            yield writer
     finally:
-        stop.set()
-        writer.wake.set()
-        _, pending = await asyncio.wait({task}, timeout=2)
-        if pending:
-            task.cancel()
-            await asyncio.wait({task}, timeout=2)
         await writer.close()

@@ -1,10 +1,13 @@
-"""The asyncio helpers the services share: stopping a background task for sure, and where tasks are waiting."""
+"""The asyncio helpers the services share: background runners stopped for sure, and where tasks are waiting."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 
-from flagstream.services.runtime import cancel_and_wait, task_dump
+from flagstream.services.runtime import cancel_and_wait, in_background, run_passes, task_dump
+from tests.helpers import eventually
 
 
 async def test_a_task_that_lost_a_cancellation_is_cancelled_again_until_it_ends() -> None:
@@ -64,3 +67,50 @@ async def test_the_task_dump_shows_each_task_and_the_await_it_is_suspended_in() 
         assert frame in section
     event.set()
     await task
+
+
+class _Runner:
+    """A background runner as the services' (``run_passes``), whose pass is ``work``."""
+
+    def __init__(self, work: Callable[[], Awaitable[None]]) -> None:
+        self.wake = asyncio.Event()
+        self.work = work
+        self.passes = 0
+        self.finished = False  # run returned (stopped, not cancelled)
+
+    async def pass_once(self) -> float:
+        self.passes += 1
+        await self.work()
+        return 3600.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await run_passes("test", self.pass_once, stop=stop, wake=self.wake, poll=3600, log=logging.getLogger("test"))
+        self.finished = True
+
+
+async def test_in_background_stops_a_waiting_runner_at_once_at_the_end_of_the_block() -> None:
+    async def nothing() -> None:
+        return None
+
+    runner = _Runner(nothing)
+    async with in_background(runner, "test-runner", grace=30) as running:
+        assert running is runner
+        await eventually(lambda: runner.passes == 1, what="the first pass")
+        assert any(t.get_name() == "test-runner" for t in asyncio.all_tasks())
+    assert runner.finished  # woken from its hour-long wait and stopped, not cancelled
+    assert not any(t.get_name() == "test-runner" for t in asyncio.all_tasks())
+
+
+async def test_in_background_cancels_a_pass_that_runs_over_even_if_it_loses_the_cancellation() -> None:
+    async def stuck() -> None:  # a pass waiting on NATS that misses one cancellation (Python 3.11's wait_for)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+        await asyncio.Event().wait()
+
+    runner = _Runner(stuck)
+    async with in_background(runner, "test-runner", grace=0.5):
+        await eventually(lambda: runner.passes == 1, what="the pass under way")
+    assert not runner.finished
+    assert not any(t.get_name() == "test-runner" for t in asyncio.all_tasks()), "the task has ended"
