@@ -203,7 +203,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
         if self._cache.ready:
             return True
         try:
-            await asyncio.wait_for(self._event().wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for, which can drop the caller's cancellation
+                await self._event().wait()
         except TimeoutError:
             return False
         return True
@@ -221,7 +222,8 @@ class AsyncFlagstreamClient(FlagEvaluations):
         reached = asyncio.Event()
         remove = self._cache.add_applied_hook(lambda _, ruleset: reached.set() if ruleset.seq >= seq else None)
         try:
-            await asyncio.wait_for(reached.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for, which can drop the caller's cancellation
+                await reached.wait()
         except TimeoutError:
             pass
         finally:

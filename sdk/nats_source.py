@@ -62,6 +62,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError
 from nats.protocol.parser import AWAITING_CONTROL_LINE
 
+from .aio import CLOSE_WITHIN, cancel_and_wait
 from .cache import ClientStatus
 from .credentials import CredentialError, denied
 from .events import STREAM, DecodeError, Event, decode_event, environment_filter
@@ -174,6 +175,8 @@ class NatsSource:
         #: ``(consumer name, generation)`` of the loading consumer to delete once the live subscription follows.
         self._consumer_name = ""
         self._drop_task: asyncio.Task[None] | None = None
+        #: Resubscribing tasks replaced by a newer one (cancelled, and cancelled again by ``close`` if they run on).
+        self._replaced: list[asyncio.Task[None]] = []
         #: Start from the environment's snapshot when there is a usable one.
         self.snapshots = snapshots
         #: Snapshots that could not be used (corrupt, undecodable): logged, counted, and loaded the long way.
@@ -235,15 +238,17 @@ class NatsSource:
 
     async def close(self) -> None:
         self._closing = True
-        for task in (self._task, self._resubscribe_task, self._drop_task, self._gap_task):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        tasks = [t for t in (self._task, self._resubscribe_task, self._drop_task, self._gap_task) if t is not None]
+        tasks += self._replaced
+        self._replaced = []
+        # Cancelled again while they run on (one cancel can be lost: flagstream.aio); never waited for without end.
+        if not await cancel_and_wait(*tasks, within=CLOSE_WITHIN, again=CLOSE_WITHIN / 10):
+            log.warning("flagstream: a NATS task still runs %gs after it was cancelled", CLOSE_WITHIN)
         nc, self._nc = self._nc, None
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
-                await nc.close()
+                async with asyncio.timeout(CLOSE_WITHIN):  # flushing to a server that does not read waits on
+                    await nc.close()
         self._sub = None
         self.status = ClientStatus.CLOSED
 
@@ -288,6 +293,7 @@ class NatsSource:
         log.info("flagstream: reconnected to NATS; catching up from stream sequence %d", self._position + 1)
         if self._resubscribe_task is not None and not self._resubscribe_task.done():
             self._resubscribe_task.cancel()
+            self._replaced = [t for t in self._replaced if not t.done()] + [self._resubscribe_task]  # for close()
         self._resubscribe_task = asyncio.create_task(self._subscribe_until_done())
 
     def _user(self) -> str | None:
@@ -365,8 +371,9 @@ class NatsSource:
         retry = 0.0  # while checks fail: the next wait (backoff), else 0
         while not self._closing and not self.gap_check_denied:
             wait = min(retry, interval) if retry else interval
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), wait * random.uniform(0.8, 1.2))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait * random.uniform(0.8, 1.2)):  # not wait_for: flagstream.aio
+                    await wake.wait()
             wake.clear()
             try:
                 reached = await self._check_for_gap()
@@ -533,13 +540,10 @@ class NatsSource:
         try:
             await asyncio.wait({fetch, refused}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (fetch, refused):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
             self._snapshot_denied = None
-        if fetch.cancelled():
+            # Not ``suppress(BaseException): await task``: that swallowed this task's own cancellation (a close).
+            await cancel_and_wait(fetch, refused, within=CLOSE_WITHIN, again=CLOSE_WITHIN / 10)
+        if not fetch.done() or fetch.cancelled():
             return None
         exc = fetch.exception()
         if exc is not None:

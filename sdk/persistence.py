@@ -186,7 +186,8 @@ class StatePersister:
                 return
             await self._write()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval)
+                async with asyncio.timeout(self.interval):  # not wait_for, which can drop a cancellation
+                    await self._stop.wait()
 
     async def _write(self) -> None:
         self._dirty.clear()

@@ -56,7 +56,8 @@ def gc_paused() -> Iterator[None]:
 
 async def _part(js: Any, project: str, environment: str, part: int) -> Any:
     subject = snapshot_subject(project, environment, part)
-    return await asyncio.wait_for(js.get_last_msg(SNAPSHOT_STREAM, subject, direct=True), PART_TIMEOUT)
+    async with asyncio.timeout(PART_TIMEOUT):  # not wait_for, which can drop a cancellation (flagstream.aio)
+        return await js.get_last_msg(SNAPSHOT_STREAM, subject, direct=True)
 
 
 __all__ = ["PART_TIMEOUT", "fetch_snapshot", "gc_paused"]

@@ -30,6 +30,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from .aio import CLOSE_WITHIN, cancel_and_wait
 from .context import normalize
 from .events.telemetry import (
     AppliedChange,
@@ -251,14 +252,16 @@ class TelemetryReporter:
             self._sampler.arm()
 
     async def close(self) -> None:
-        """Stop, sending a last report if connected."""
+        """Stop, sending a last report if connected; returns within about ``2 * CLOSE_WITHIN`` seconds whatever
+        NATS does (a publish that fills nats-py's pending buffer waits for a flush, and drops a cancellation)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            if not await cancel_and_wait(task, within=CLOSE_WITHIN, again=CLOSE_WITHIN / 10):
+                log.warning("flagstream: the telemetry loop still runs %gs after it was cancelled", CLOSE_WITHIN)
             self._sampler.disarm()
-            await self.report()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WITHIN):
+                    await self.report()
 
     async def _run(self) -> None:
         while True:

@@ -39,6 +39,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from .aio import CLOSE_WITHIN, cancel_and_wait
 from .evaluation import EvaluationDetail
 from .events.tracking import (
     METRIC_MAX,
@@ -305,13 +306,17 @@ class Tracker:
             self._task = asyncio.create_task(self._run(), name="flagstream-tracking")
 
     async def close(self) -> None:
-        """Stop, sending what is left if connected (without yielding to the loop when nothing is left)."""
+        """Stop (the loop cancelled and waited for, within a bound), sending what is left if connected."""
         if self._task is not None:
-            self._task.cancel()
-            self._task = None
+            task, self._task = self._task, None
+            # Waited for (a loop that ran on would flush beside this one), cancelled again if it loses a cancel
+            # (a publish waiting on nats-py's flush drops it: flagstream.aio), within a bound.
+            if not await cancel_and_wait(task, within=CLOSE_WITHIN, again=CLOSE_WITHIN / 10):
+                log.warning("flagstream: the metrics loop still runs %gs after it was cancelled", CLOSE_WITHIN)
         if self._queue or self._exposed or self._tracked or self._unexposed or self._outbox:
-            with contextlib.suppress(Exception):
-                await self.flush()
+            with contextlib.suppress(Exception, TimeoutError):
+                async with asyncio.timeout(CLOSE_WITHIN):
+                    await self.flush()
 
     async def _run(self) -> None:
         while True:

@@ -13,6 +13,8 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+from ...aio import cancel_and_wait  # the SDK's (one ``cancel()`` is not enough on Python 3.11: see there)
+
 log = logging.getLogger("flagstream.runtime")
 
 
@@ -48,30 +50,8 @@ async def run_passes(
             log.warning("%s: %s: %s", what, type(exc).__name__, exc)
         wake.clear()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(0.01, delay)):  # not wait_for: see cancel_and_wait
+            async with asyncio.timeout(max(0.01, delay)):  # not wait_for: see flagstream.aio
                 await first_done(stop.wait(), wake.wait())
-
-
-async def cancel_and_wait(*tasks: asyncio.Task[Any], within: float | None = None, again: float = 0.5) -> bool:
-    """Cancel ``tasks`` and wait until they have ended, cancelling again every ``again`` seconds those that run on;
-    give up after ``within`` seconds (None: never). Returns whether they all ended.
-
-    One ``cancel()`` is not enough on Python 3.11: ``asyncio.wait_for`` whose awaitable completes in the same
-    moment as its task is cancelled returns the result and drops the cancellation (CPython gh-86296, fixed in 3.12).
-    nats-py's requests and publishes under flow control go through it, so a loop stopped only by cancelling it
-    (``while True``) ran on, and awaiting it after one cancel waited forever: ``flagstream admin`` did not exit
-    on SIGTERM while the fleet's telemetry was pulled. The next suspension of such a task gets the new cancel."""
-    loop = asyncio.get_running_loop()
-    deadline = None if within is None else loop.time() + within
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        wait = again if deadline is None else min(again, deadline - loop.time())
-        if wait <= 0:
-            return False
-        _, pending = await asyncio.wait(pending, timeout=wait)
-    return True
 
 
 class BackgroundRunner(Protocol):

@@ -1,0 +1,57 @@
+"""``client.close()`` returns promptly even when a background loop of the client loses a cancellation.
+
+On Python 3.11 a cancellation can be dropped inside nats-py: its ``_flush_pending`` (a publish that fills the
+pending buffer waits for the flusher there) catches ``CancelledError`` and carries on, and ``asyncio.wait_for``
+drops one that comes as its awaitable completes (CPython gh-86296). A loop stopped only by one ``cancel()`` then
+runs on, and a ``close()`` awaiting it waited forever, in the application. Here the drop is made explicit."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+from nats.aio.msg import Msg
+
+from flagstream import AsyncFlagstreamClient
+from flagstream.events.telemetry import decode_heartbeat, telemetry_filter
+from flagstream.services.runtime.stream import ensure_stream
+from tests.helpers import eventually
+
+
+async def test_close_returns_when_the_telemetry_loop_loses_its_cancellation(nats_url: str) -> None:
+    nc = await nats.connect(nats_url)
+    await ensure_stream(nc.jetstream())
+    heartbeats: list[str] = []
+
+    async def on_message(msg: Msg) -> None:
+        if msg.subject.endswith(".heartbeat"):
+            heartbeats.append(decode_heartbeat(msg.data).instance_id)
+
+    await nc.subscribe(telemetry_filter("default", "production"), cb=on_message)
+    client = AsyncFlagstreamClient(nats_url, environment="production", telemetry_interval=0.05)
+    try:
+        assert await client.start(wait=15)
+        tel = client._telemetry
+        assert tel is not None
+        real_report, reporting = tel.report, asyncio.Event()
+
+        async def report_losing_a_cancellation() -> bool:
+            tel.report = real_report  # type: ignore[method-assign]  # once
+            reporting.set()
+            try:
+                await asyncio.Event().wait()  # a publish waiting for nats-py's flusher
+            except asyncio.CancelledError:
+                pass  # what nats-py's _flush_pending does with it
+            return await real_report()
+
+        tel.report = report_losing_a_cancellation  # type: ignore[method-assign]
+        await reporting.wait()
+        async with asyncio.timeout(60) as limit:  # without the fix: close() never returns
+            await client.close()
+        assert not limit.expired(), "close() returned only when cancelled (and swallowed that cancellation)"
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "flagstream-telemetry"], "the loop has ended"
+        await eventually(lambda: tel.instance_id in heartbeats, what="the last report of close()")
+        assert tel.failures == 0
+    finally:
+        await client.close()
+        await nc.close()
