@@ -9,6 +9,7 @@ Evolution rules as for events: new fields get defaults, a field never changes ty
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime
 
 import msgspec
@@ -90,3 +91,48 @@ def decode_heartbeat(data: bytes) -> Heartbeat:
 
 def decode_counts(data: bytes) -> EvaluationCounts:
     return _counts_decoder.decode(data)
+
+
+# -- the aggregator's running totals (stored by the admin, not sent by SDKs) -----------------------------------
+
+
+class VariationTotal(Struct, frozen=True, kw_only=True):
+    flag: str
+    #: ``None``: evaluations that served the caller's default (errors).
+    variation: str | None
+    total: int
+
+
+class EnvironmentTotals(Struct, frozen=True, kw_only=True):
+    project: str
+    environment: str
+    totals: tuple[VariationTotal, ...] = ()
+    #: When each flag was last evaluated, as far as these totals go.
+    last_evaluated: dict[str, datetime] = msgspec.field(default_factory=dict)
+
+
+class FleetTotals(Struct, frozen=True, kw_only=True):
+    """The fleet aggregator's evaluation totals, with the telemetry messages they include: the record a replica
+    that takes the aggregation over starts from (key ``_totals`` of the ``flagstream_fleet`` KV bucket, written by
+    the aggregating admin replica; ``services/fleet/feed.py``). Evolution rules as for the messages above."""
+
+    #: Since when the totals count (the first aggregator's start, carried from holder to holder).
+    counting_since: datetime
+    written_at: datetime
+    #: The admin replica that wrote it.
+    replica: str = ""
+    #: Stream sequences of ``FLAGSTREAM_FLEET`` the totals include, as ``(first, last)`` ranges, oldest first.
+    counted: tuple[tuple[int, int], ...] = ()
+    environments: tuple[EnvironmentTotals, ...] = ()
+
+
+_totals_decoder = msgspec.json.Decoder(FleetTotals)
+
+
+def encode_totals(record: FleetTotals) -> bytes:
+    """zlib-compressed JSON (10,000 counters of an environment are about 500 kB of JSON)."""
+    return zlib.compress(_encoder.encode(record), 1)
+
+
+def decode_totals(data: bytes) -> FleetTotals:
+    return _totals_decoder.decode(zlib.decompress(data))

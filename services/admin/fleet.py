@@ -2,7 +2,8 @@
 
 The lifespan runs the fleet's feed (``services/fleet``): one replica at a time, the holder of a lease in the fleet's
 KV bucket, subscribes (core NATS) to what SDK clients publish (``events/telemetry.py``) and aggregates it; the other
-replicas ask it (``services/fleet/lead.py``). The last-evaluated times are kept in the bucket, read by every replica.
+replicas ask it (``services/fleet/lead.py``). The last-evaluated times are kept in the bucket, read by every replica,
+and the aggregator's evaluation totals too, so the next aggregator counts on from them.
 
 Routes (``.../environments/{environment}/fleet``): the connected instances and the convergence of the latest
 changes; ``/evaluations``: counts per flag and variation; ``/stale?days=N``: active flags not evaluated for N days;
@@ -124,6 +125,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(fleet.flush_forever(), name="fleet-flush"),
         asyncio.create_task(fleet.lead_forever(nc), name="fleet-lead"),
+        asyncio.create_task(fleet.checkpoint_forever(), name="fleet-checkpoint"),
     ]
     try:
         yield

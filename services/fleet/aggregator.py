@@ -9,7 +9,8 @@ from NATS and persists the last-evaluated times.
   ``seq >= S``, counted only when the batch received before it was below S (so it is exactly the batch that
   brought S). An instance that loaded S at start, or whose earlier batches this process never saw (it started
   after the instance), counts as applied without a time. Times compare two wall clocks: skew adds to them.
-* **Evaluation counts** per flag and variation: totals since this process started, and over a recent window.
+* **Evaluation counts** per flag and variation: totals since ``counting_since`` (this process's start, or the
+  totals it took over: ``resume``), and over a recent window (this process's).
 * **Last evaluated** per flag: kept here, and handed to the caller (``take_dirty``) to persist.
 * **Attribute names** per context kind (never values), as the instances report them (sampled contexts): the
   union over the environment's instances, each name forgotten ``forget_after`` seconds after it was last
@@ -26,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from msgspec import Struct
 
-from ...events.telemetry import AppliedChange, EvaluationCounts, Heartbeat
+from ...events.telemetry import AppliedChange, EnvironmentTotals, EvaluationCounts, Heartbeat, VariationTotal
 
 Where = tuple[str, str]
 
@@ -170,6 +171,8 @@ class FleetAggregator:
         self.max_attribute_names = max_attribute_names
         self.dropped = 0
         self.started_at = self._forgot_at = clock()
+        #: Since when the totals count (``started_at``, or what the totals taken over say: ``resume``).
+        self.counting_since = self.started_at
         self._instances: dict[Where, dict[str, _Instance]] = {}
         self._totals: dict[Where, collections.Counter[tuple[str, str | None]]] = {}
         self._windows: dict[Where, _Window] = {}
@@ -182,10 +185,39 @@ class FleetAggregator:
 
     def restart(self) -> None:
         """Forget instances and counts (this process starts aggregating afresh); keep last-evaluated times."""
-        self.started_at = self._forgot_at = self.clock()
+        self.started_at = self._forgot_at = self.counting_since = self.clock()
         self._instances = {}
         self._totals = {}
         self._windows = {}
+
+    def totals(self) -> tuple[EnvironmentTotals, ...]:
+        """The totals and last-evaluated times of every environment, to be stored (``resume`` reads them back)."""
+        out = []
+        for where in sorted(set(self._totals) | set(self._last_evaluated)):
+            counts = self._totals.get(where, collections.Counter())
+            out.append(
+                EnvironmentTotals(
+                    project=where[0],
+                    environment=where[1],
+                    totals=tuple(VariationTotal(flag=f, variation=v, total=n) for (f, v), n in counts.items()),
+                    last_evaluated=dict(self._last_evaluated.get(where, {})),
+                )
+            )
+        return tuple(out)
+
+    def resume(self, counting_since: datetime, environments: Iterable[EnvironmentTotals]) -> None:
+        """Count on from stored totals (after ``restart``: what the previous aggregator counted)."""
+        self.counting_since = counting_since
+        for env in environments:
+            where = (env.project, env.environment)
+            totals = self._totals.setdefault(where, collections.Counter())
+            for item in env.totals:
+                key = (item.flag, item.variation)
+                if item.total <= 0 or (key not in totals and len(totals) >= self.max_counters):
+                    continue
+                totals[key] += item.total
+            for flag, at in env.last_evaluated.items():
+                self.remember_evaluated(env.project, env.environment, flag, at)
 
     # -- input -----------------------------------------------------------------------------------------------
 
@@ -328,7 +360,7 @@ class FleetAggregator:
         return out
 
     def evaluations(self, project: str, environment: str, window: float) -> list[FlagEvaluations]:
-        """Counts per flag and variation: since this process started, and over the last ``window`` seconds."""
+        """Counts per flag and variation: since ``counting_since``, and over the last ``window`` seconds."""
         where = (project, environment)
         now = self.clock()
         since = now - timedelta(seconds=window)

@@ -6,7 +6,10 @@ pulled by one replica only, the aggregator (``lead.py``: a lease in the bucket; 
 pull); the other replicas ``ask`` it. Without the stream (it could not be created: NATS permissions), the aggregator
 subscribes to the subjects instead, as before it existed. Last-evaluated times per flag survive restarts in the
 bucket (one key ``<project>.<environment>.<flag>`` per flag, written at most once a minute per flag, and watched,
-so every admin process has them). Instances and counts are the aggregator's memory.
+so every admin process has them). Instances and recent counts are the aggregator's memory; its evaluation totals
+are stored in the bucket too (key ``_totals``, ``events.telemetry.FleetTotals``) with the stream sequences they
+include, and each message pulled is acknowledged only once totals that include it are stored (``checkpoint``):
+the replica that takes the aggregation over counts on from them, every message once.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,16 +28,24 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.errors import SlowConsumerError
 from nats.js.api import DeliverPolicy
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ...events.telemetry import decode_counts, decode_heartbeat, telemetry_filter
+from ...events.telemetry import (
+    FleetTotals,
+    decode_counts,
+    decode_heartbeat,
+    decode_totals,
+    encode_totals,
+    telemetry_filter,
+)
 from ..runtime import FLEET_BUCKET, cancel_and_wait, ensure_bucket
 from . import lead
 from .aggregator import ChangeConvergence, ContextKindAttributes, FlagEvaluations, FleetAggregator, InstanceView
 from .lead import Lease, Query
-from .stream import CONSUMER, FLEET_STREAM, Pull, ensure_fleet_stream
+from .stream import ACK_WAIT, CONSUMER, FLEET_STREAM, Pull, Seen, ensure_fleet_stream
 
 log = logging.getLogger("flagstream.admin.fleet")
 
@@ -42,6 +54,13 @@ BUCKET = FLEET_BUCKET
 FLUSH_INTERVAL = 1.0
 PERSIST_EVERY = timedelta(seconds=60)
 _KV_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+#: The aggregator's totals in the bucket (one token: never a ``<project>.<environment>.<flag>`` time).
+TOTALS_KEY = "_totals"
+#: Seconds between two writes of the totals (sooner when the acknowledgements due pile up).
+CHECKPOINT_EVERY = 1.0
+#: Seconds the totals may fail to be stored before the messages they count are acknowledged anyway (else the
+#: stream would stop delivering, ``stream.MAX_ACK_PENDING``, or deliver them again, ``stream.ACK_WAIT``).
+UNSTORED_AT_MOST = ACK_WAIT / 3
 
 
 class StatusAnswer(msgspec.Struct, kw_only=True):
@@ -89,6 +108,13 @@ class Fleet:
         self._warned = False
         self._put_failed = False
         self._retry_at = aggregator.started_at
+        #: Revision of the totals record this replica last read or wrote (None: it keeps none: no bucket, or
+        #: subscribing without the stream); whether another writer got in between (it takes over afresh).
+        self._totals_revision: int | None = None
+        self._fenced = False
+        self._unstored_since: float | None = None
+        #: Totals writes that failed (the messages of ``UNSTORED_AT_MOST`` seconds acknowledged anyway).
+        self.checkpoint_failures = 0
 
     # -- who aggregates ---------------------------------------------------------------------------------------
 
@@ -105,10 +131,15 @@ class Fleet:
     async def step(self, nc: Any) -> None:
         self._nc = nc
         holds = True if self.lease is None else await self.lease.hold()
+        if self.leading and self._fenced:  # another replica stored totals meanwhile: start again from them
+            log.warning("fleet: another replica stored the totals meanwhile; aggregating again from its totals")
+            await self.stop_leading()
         if holds and not self.leading:
             self.aggregator.restart()
+            seen = await self._take_totals() if self.pulling and self.kv is not None else None
             if self.pulling:
-                self.pull = Pull(nc, self.on_telemetry, may_ack=self._holding)
+                self.pull = Pull(nc, self.on_telemetry, may_ack=self._holding, ack_later=seen is not None,
+                                 seen=seen)  # fmt: skip
                 self._pull_task = asyncio.create_task(self.pull.run(), name="fleet-pull")
                 self._subscriptions = []
             else:
@@ -120,6 +151,91 @@ class Fleet:
             await self.stop_leading()
         if self.leading and self.pulling and self._js is not None:
             await self._read_backlog()
+
+    async def _take_totals(self) -> Seen:
+        """Count on from the stored totals (none: from zero, as an older aggregator left no record), and mark
+        them as this replica's by writing them back (compare-and-set): a predecessor still writing fails from now on
+        and acknowledges nothing more. Returns the stream sequences they include."""
+        assert self.kv is not None
+        self._fenced = False
+        while True:
+            record: FleetTotals | None = None
+            try:
+                entry = await self.kv.get(TOTALS_KEY)
+            except KeyNotFoundError:
+                revision = None
+            else:
+                revision = entry.revision
+                try:
+                    record = decode_totals(entry.value or b"")
+                except Exception as exc:
+                    log.warning("fleet: the stored totals cannot be read (%r): counting from zero", exc)
+            if record is None:
+                record = FleetTotals(counting_since=self.aggregator.counting_since,
+                                     written_at=self.aggregator.clock(), replica=self.replica)  # fmt: skip
+            data = encode_totals(record)
+            try:
+                if revision is None:
+                    self._totals_revision = await self.kv.create(TOTALS_KEY, data)
+                else:
+                    self._totals_revision = await self.kv.update(TOTALS_KEY, data, last=revision)
+            except KeyWrongLastSequenceError:
+                continue  # the previous aggregator stored its last totals right now: read those
+            break
+        self.aggregator.resume(record.counting_since, record.environments)
+        seen = Seen()
+        for first, last in record.counted:
+            seen.add_range(first, last)
+        return seen
+
+    async def checkpoint(self, *, final: bool = False) -> None:
+        """Store the totals with the stream sequences they include, then acknowledge the messages they count."""
+        pull = self.pull
+        if self.kv is None or pull is None or not pull.ack_later or self._totals_revision is None or self._fenced:
+            return
+        if not (self._holding() or (final and (self.lease is None or self.lease.holding()))):
+            return  # not surely the aggregator: store and acknowledge nothing (the lease's renewal decides)
+        replies = pull.take_unacked()  # with the totals of the same instant: every message they count
+        record = FleetTotals(
+            counting_since=self.aggregator.counting_since,
+            written_at=self.aggregator.clock(),
+            replica=self.replica,
+            counted=pull.seen.ranges(),
+            environments=self.aggregator.totals(),
+        )
+        try:
+            self._totals_revision = await self.kv.update(TOTALS_KEY, encode_totals(record), last=self._totals_revision)
+        except KeyWrongLastSequenceError:
+            self._fenced = True  # another replica aggregates (or did): nothing of this is acknowledged
+            pull.give_back(replies)
+            return
+        except Exception as exc:
+            self.checkpoint_failures += 1
+            now = time.monotonic()
+            self._unstored_since = self._unstored_since or now
+            if now - self._unstored_since < UNSTORED_AT_MOST:
+                level = logging.DEBUG if self.checkpoint_failures > 1 else logging.WARNING
+                log.log(level, "fleet: could not store the evaluation totals in %s: %r", BUCKET, exc)
+                pull.give_back(replies)
+                return
+            log.warning("fleet: the evaluation totals could not be stored for %.0f s (%r): acknowledging what they "
+                        "count anyway (a hand-over now would lose it)", now - self._unstored_since, exc)  # fmt: skip
+        self._unstored_since = None
+        await pull.ack(replies)
+
+    async def checkpoint_forever(self) -> None:
+        while True:
+            pull = self.pull
+            if pull is not None and pull.ack_later:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CHECKPOINT_EVERY):
+                        await pull.crowded.wait()
+            else:
+                await asyncio.sleep(CHECKPOINT_EVERY)
+            try:
+                await self.checkpoint()
+            except Exception:
+                log.exception("fleet: storing the evaluation totals failed")
 
     def _holding(self) -> bool:
         """Whether this replica surely aggregates (its lease runs for a second more; always without a bucket)."""
@@ -141,6 +257,12 @@ class Fleet:
                 self.pull.stop()
             await asyncio.wait({task}, timeout=2)
             await cancel_and_wait(task)  # a pull stuck in a request (NATS away) is cancelled, until it ends
+            if release:  # a clean stop: the last totals stored, what they count acknowledged
+                try:
+                    await self.checkpoint(final=True)
+                except Exception as exc:
+                    log.warning("fleet: storing the last evaluation totals failed: %r", exc)
+        self._totals_revision = None
         for subscription in subscriptions:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
@@ -164,7 +286,7 @@ class Fleet:
             )
         if query.op == "evaluations":
             return EvaluationsAnswer(
-                counting_since=a.started_at, flags=a.evaluations(query.project, query.environment, query.window)
+                counting_since=a.counting_since, flags=a.evaluations(query.project, query.environment, query.window)
             )
         if query.op == "attributes":
             return AttributesAnswer(counting_since=a.started_at, kinds=a.attributes(query.project, query.environment))
@@ -244,7 +366,7 @@ class Fleet:
                 self._persisted[(project, environment, flag)] = at
 
         return await js.subscribe(
-            f"{prefix}>",
+            f"{prefix}*.*.*",  # the times only (not the lease, nor the totals: a key of one token)
             stream=f"KV_{BUCKET}",
             cb=on_entry,
             ordered_consumer=True,
@@ -328,6 +450,10 @@ class FleetCollector(Collector):
         yield _counter("flagstream_nats_slow_consumers",
                        "Slow-consumer errors of this process's NATS connection (messages dropped by the client)",
                        self.slow_consumers)  # fmt: skip
+        yield _counter("flagstream_fleet_totals_unstored",
+                       "Writes of the evaluation totals to the fleet bucket that failed (retried; after "
+                       f"{UNSTORED_AT_MOST:g} s what they count is acknowledged anyway)",
+                       fleet.checkpoint_failures)  # fmt: skip
         stats = getattr(self.nc, "stats", {}) or {}
         yield _counter("flagstream_nats_reconnects",
                        "Reconnections of this process's NATS connection (nats-server drops a slow consumer, too)",

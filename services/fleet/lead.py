@@ -11,7 +11,8 @@ shows the same fleet.
 
 When the aggregator stops (or loses the lease), another replica takes the lease within ``LEASE_SECONDS`` and
 starts aggregating from the next heartbeats: instances are back within one reporting interval, evaluation
-totals count from then (``counting_since``), last-evaluated times survive in the bucket.
+totals count on from what the previous aggregator stored (``feed.Fleet.checkpoint``), last-evaluated times
+survive in the bucket.
 """
 
 from __future__ import annotations

@@ -118,6 +118,31 @@ class Seen:
         self._starts: list[int] = []
         self._ends: list[int] = []
 
+    def ranges(self) -> tuple[tuple[int, int], ...]:
+        return tuple(zip(self._starts, self._ends, strict=True))
+
+    def add_range(self, first: int, last: int) -> None:
+        """Every sequence from ``first`` to ``last`` (ranges read back from storage, oldest first: appended)."""
+        if first > last:
+            return
+        starts, ends = self._starts, self._ends
+        if not ends or first > ends[-1] + 1:
+            starts.append(first)
+            ends.append(last)
+        elif first >= starts[-1]:
+            ends[-1] = max(ends[-1], last)
+        else:  # not in order (never written so): merged into the whole
+            merged: list[list[int]] = []
+            for a, b in sorted([*zip(starts, ends, strict=True), (first, last)]):
+                if merged and a <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], b)
+                else:
+                    merged.append([a, b])
+            self._starts = [a for a, _ in merged]
+            self._ends = [b for _, b in merged]
+        while len(self._starts) > self.max_ranges:
+            del self._starts[0], self._ends[0]
+
     def __contains__(self, seq: int) -> bool:
         i = bisect.bisect_right(self._starts, seq) - 1
         return i >= 0 and seq <= self._ends[i]
@@ -153,7 +178,12 @@ class Pull:
 
     ``may_ack()``: whether this replica still surely holds the aggregator's lease. When it does not (a process
     starved past its lease, continued while another replica took over), it acknowledges nothing and asks for
-    nothing more: what it read is delivered again to the replica that aggregates now."""
+    nothing more: what it read is delivered again to the replica that aggregates now.
+
+    ``ack_later``: acknowledge nothing by itself; the caller takes the acknowledgements due (``take_unacked``),
+    stores what the messages counted to, and only then sends them (``ack``): a message is acknowledged once the
+    totals that include it are stored (``feed.Fleet.checkpoint``). ``seen``: the sequences counted already (those
+    the stored totals include)."""
 
     def __init__(
         self,
@@ -163,13 +193,20 @@ class Pull:
         may_ack: Callable[[], bool] = lambda: True,
         batch: int = PULL_BATCH,
         expires: float = PULL_EXPIRES,
+        ack_later: bool = False,
+        seen: Seen | None = None,
     ) -> None:
         self.nc = nc
         self.handle = handle
         self.may_ack = may_ack
         self.batch = batch
         self.expires = expires
-        self.seen = Seen()
+        self.ack_later = ack_later
+        self.seen = seen if seen is not None else Seen()
+        #: With ``ack_later``: the acknowledgement subjects of the messages handled, not sent yet (oldest first).
+        self.unacked: list[str] = []
+        #: Set when ``unacked`` holds half of what nats-server lets the consumer have unacknowledged.
+        self.crowded = asyncio.Event()
         #: Messages delivered again that this replica had already counted (skipped); read without the lease's
         #: certainty (not acknowledged, left for the aggregator); pull requests that got no answer at all (NATS
         #: away, or this process starved past the request's expiry).
@@ -237,7 +274,29 @@ class Pull:
         if not self.may_ack():
             self.withheld += 1
             return
+        if self.ack_later:
+            self.unacked.append(reply)
+            if len(self.unacked) >= MAX_ACK_PENDING // 2:
+                self.crowded.set()
+            return
         try:
             await self.nc.publish(reply, b"+ACK")
         except Exception as exc:  # delivered again after ACK_WAIT, and then skipped (``seen``)
             log.debug("fleet: acknowledging telemetry failed: %r", exc)
+
+    def take_unacked(self) -> list[str]:
+        """The acknowledgements due (``ack_later``), handed over to the caller: ``ack`` them once stored."""
+        taken, self.unacked = self.unacked, []
+        self.crowded.clear()
+        return taken
+
+    def give_back(self, replies: list[str]) -> None:
+        """Acknowledgements taken and not sent (storing failed): due again, before the newer ones."""
+        self.unacked[:0] = replies
+
+    async def ack(self, replies: list[str]) -> None:
+        for reply in replies:
+            try:
+                await self.nc.publish(reply, b"+ACK")
+            except Exception as exc:  # delivered again after ACK_WAIT, and then skipped (``seen``)
+                log.debug("fleet: acknowledging telemetry failed: %r", exc)

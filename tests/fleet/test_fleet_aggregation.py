@@ -255,3 +255,27 @@ def test_silent_instances_are_forgotten_by_a_sweep_once_a_minute_not_at_every_he
         clock.advance(0.5)
     assert len(sweeps) == 1
     assert [i.instance_id for i in fleet.instances("default", "production", include_gone=True)] == ["busy"]
+
+
+def test_totals_stored_and_resumed_count_on_where_they_were() -> None:
+    """What the aggregator stores for its successor (``totals``) is what the successor counts on from (``resume``)."""
+    from flagstream.services.fleet.stream import Seen
+
+    first = FleetAggregator()
+    now = datetime.now(UTC)
+    first.counts(EvaluationCounts(instance_id="i", project="p", environment="e", since=now, until=now,
+                                  counts=(FlagCount(flag="f", variation="on", count=5),
+                                          FlagCount(flag="f", variation=None, count=2))))  # fmt: skip
+    stored = first.totals()
+    second = FleetAggregator()
+    second.resume(first.counting_since, stored)
+    second.counts(EvaluationCounts(instance_id="i", project="p", environment="e", since=now, until=now,
+                                   counts=(FlagCount(flag="f", variation="on", count=1),)))  # fmt: skip
+    [flag] = second.evaluations("p", "e", 60)
+    assert {v.variation: v.total for v in flag.variations} == {"on": 6, None: 2}
+    assert second.counting_since == first.counting_since
+    assert flag.last_evaluated == now
+    seen = Seen()
+    for first_seq, last_seq in ((1, 5), (7, 9), (10, 12), (3, 8)):
+        seen.add_range(first_seq, last_seq)
+    assert seen.ranges() == ((1, 12),)
