@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..changes import InvalidInput, NotFound, Unavailable, check_key, convert, parse_json
+from ..runtime import end_within
 from ..webhooks import (
     KINDS,
     AddressPolicy,
@@ -84,8 +85,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(task, 5)
+        await end_within(task, "webhooks: delivery", grace=5, log=log)  # not wait_for(task, 5): see there
 
 
 def _policy(state: object) -> AddressPolicy:

@@ -365,7 +365,8 @@ async def load_latest(
         info = await sub.consumer_info()
         if info.num_pending == 0 and not info.delivered.consumer_seq:
             done.set()
-        await asyncio.wait_for(done.wait(), max_wait)
+        async with asyncio.timeout(max_wait):  # not wait_for, which can drop the caller's cancellation
+            await done.wait()
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()

@@ -18,7 +18,6 @@ after a first start, or its folder gone) gives ``Unavailable`` naming how far it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import re
@@ -28,6 +27,7 @@ from typing import Any
 
 from ..changes import Unavailable
 from ..projector import Projector, ReadModel
+from ..runtime import end_within
 
 log = logging.getLogger("flagstream.history")
 
@@ -95,9 +95,8 @@ class HistorySource:
     async def close(self) -> None:
         self._stop.set()
         if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 30)
-            self._task = None
+            task, self._task = self._task, None
+            await end_within(task, "history: the fold", grace=30, log=log)  # not wait_for(task, 30): see there
         if self._model is not None:
             await self._model.close()
             self._model = None

@@ -32,7 +32,7 @@ from nats.js.errors import NotFoundError
 
 from ...events import STREAM
 from ...events.subjects import all_subjects
-from ..runtime import ensure_stream
+from ..runtime import cancel_and_wait, ensure_stream
 from .projection import Batch, RawMessage, fold_batch
 from .readmodel import ReadModel
 
@@ -104,7 +104,8 @@ class Projector:
                     break
                 backoff = 0.1 if time.monotonic() - started > 10 else min(backoff * 2, 2.0)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
+                    async with asyncio.timeout(backoff):  # not wait_for, which can drop a cancellation
+                        await stop.wait()
         finally:
             await model.close()
         log.info("projector stopped at sequence %d", self._last_seq)
@@ -313,9 +314,10 @@ async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> 
     finally:
         stopped.cancel()
     if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        # Not ``suppress(CancelledError): await task``: that swallowed the caller's own cancellation, and one
+        # cancel of ``work`` can be lost (Python 3.11's wait_for in nats-py): cancelled again, within a bound.
+        if not await cancel_and_wait(task, within=5):
+            log.warning("projector: a NATS call still runs 5s after it was cancelled")
         return None
     return task.result()
 

@@ -94,7 +94,8 @@ async def read_window(
     follower = WindowFollower(window)
     await follower.start(js, project, environment, since)
     try:
-        await asyncio.wait_for(follower.caught_up.wait(), max_wait)
+        async with asyncio.timeout(max_wait):  # not wait_for, which can drop the caller's cancellation
+            await follower.caught_up.wait()
     finally:
         await follower.stop()
     return window, follower.bad

@@ -5,7 +5,16 @@ asyncio helpers (``aio``). ``up`` is the composition root of the embedded defaul
 module here that may import every other package, and so it is not imported by this ``__init__``.
 """
 
-from .aio import BackgroundRunner, cancel_and_wait, dump_on_signal, first_done, in_background, run_passes, task_dump
+from .aio import (
+    BackgroundRunner,
+    cancel_and_wait,
+    dump_on_signal,
+    end_within,
+    first_done,
+    in_background,
+    run_passes,
+    task_dump,
+)
 from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
@@ -80,6 +89,7 @@ __all__ = [
     "cancel_and_wait",
     "configure",
     "dump_on_signal",
+    "end_within",
     "ensure_bucket",
     "ensure_metrics_stream",
     "ensure_stream",

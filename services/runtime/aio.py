@@ -54,6 +54,20 @@ async def run_passes(
                 await first_done(stop.wait(), wake.wait())
 
 
+async def end_within(task: asyncio.Task[Any], what: str, *, grace: float, log: logging.Logger = log) -> None:
+    """Wait up to ``grace`` seconds for ``task`` (told to stop) to end, then cancel it (again while it runs on:
+    ``cancel_and_wait``) for ``grace`` seconds more; never longer. What it raised, or its running on after that,
+    is logged naming ``what``. Not ``asyncio.wait_for(task, grace)``: on Python 3.11, once that times out it
+    waits without a limit for the cancelled task (which may have lost the cancellation)."""
+    _, running = await asyncio.wait({task}, timeout=grace)
+    if running:
+        log.warning("%s: did not stop within %gs; cancelled", what, grace)
+        if not await cancel_and_wait(task, within=grace, again=grace / 4):
+            log.error("%s: still running %gs after it was cancelled", what, grace)
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("%s: ended with %r", what, task.exception(), exc_info=task.exception())
+
+
 class BackgroundRunner(Protocol):
     """What ``in_background`` runs: ``run(stop)`` loops until ``stop`` is set; ``wake`` cuts its wait short."""
 

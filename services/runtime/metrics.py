@@ -197,7 +197,8 @@ class ProjectorMetrics:
                     log.warning("metrics: cannot read the stream's last sequence: %r", exc)
                 warned = True
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                async with asyncio.timeout(interval):  # not wait_for, which can drop a cancellation
+                    await stop.wait()
         if nc is not None:
             with contextlib.suppress(Exception):
                 await nc.close()

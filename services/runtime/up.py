@@ -35,6 +35,7 @@ from ...events.model import Environment
 from ..admin.streams import StreamingServer
 from ..people import load_config
 from ..webhooks import add_webhook_arguments, webhook_policy
+from .aio import end_within
 from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
@@ -211,10 +212,7 @@ async def _serve(
     stop.set()
     api.should_exit = True
     for task in (api_task, projector_task, lag_task):
-        try:
-            await asyncio.wait_for(task, timeout=10)
-        except Exception:
-            log.exception("%s did not stop cleanly", task.get_name())
+        await end_within(task, task.get_name(), grace=10, log=log)  # not wait_for(task, 10): see there
     stop_wait.cancel()
     await users_nc.close()
 

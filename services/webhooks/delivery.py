@@ -27,7 +27,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
 from ...events import STREAM, decode_event, entity_of, whole_number
-from ..runtime import first_done
+from ..runtime import cancel_and_wait, first_done
 from .address import AddressPolicy, client
 from .model import (
     DELIVERY_HEADER,
@@ -84,9 +84,9 @@ class WebhookDelivery:
                             await first_done(self.wake.wait(), stop.wait())
                     self.wake.clear()
             finally:
-                for task in self._tasks.values():
-                    task.cancel()
-                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+                # Cancelled again while they run on (one cancel can be lost on Python 3.11), never without end.
+                if not await cancel_and_wait(*self._tasks.values(), within=5):
+                    log.warning("webhooks: a delivery still runs 5s after it was cancelled")
 
     async def _sync(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
         records = {r.id: r for r in await self.store.list()}

@@ -6,7 +6,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from flagstream.services.runtime import cancel_and_wait, in_background, run_passes, task_dump
+import pytest
+
+from flagstream.services.runtime import cancel_and_wait, end_within, in_background, run_passes, task_dump
 from tests.helpers import eventually
 
 
@@ -114,3 +116,35 @@ async def test_in_background_cancels_a_pass_that_runs_over_even_if_it_loses_the_
         await eventually(lambda: runner.passes == 1, what="the pass under way")
     assert not runner.finished
     assert not any(t.get_name() == "test-runner" for t in asyncio.all_tasks()), "the task has ended"
+
+
+async def test_end_within_ends_a_task_that_does_not_stop_and_loses_its_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the webhooks' lifespan, the history fold and ``flagstream up`` stop their tasks with: ``wait_for(task,
+    grace)`` instead waited without a limit, once it timed out, for a task that lost the cancellation (3.11)."""
+    started = asyncio.Event()
+
+    async def deaf() -> None:  # told to stop, it does not; cancelled, it drops the first cancellation
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(deaf())
+    await started.wait()
+    async with asyncio.timeout(30):
+        await end_within(task, "the deaf one", grace=0.2, log=logging.getLogger("test"))
+    assert task.cancelled()
+    assert "the deaf one: did not stop within 0.2s; cancelled" in caplog.text
+
+
+async def test_end_within_logs_what_a_task_that_ended_raised(caplog: pytest.LogCaptureFixture) -> None:
+    async def fails() -> None:
+        raise RuntimeError("the stream is gone")
+
+    task = asyncio.create_task(fails())
+    await end_within(task, "the failing one", grace=30, log=logging.getLogger("test"))
+    assert "the failing one: ended with RuntimeError('the stream is gone')" in caplog.text
