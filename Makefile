@@ -64,6 +64,7 @@ lint: $(STAMP)
 ## make bench: every benchmark in its shorter form (bench/README.md has the full runs and the latest figures)
 bench: $(STAMP)
 	$(BIN)/python bench/eval_speed.py --quick
+	$(BIN)/python bench/hot_path.py --turns 3
 	$(BIN)/python bench/openfeature_overhead.py --quick
 	$(BIN)/python bench/cold_start.py --runs 3 --scenarios 1000x1,10000x10
 	$(BIN)/python bench/propagation.py --rounds 20

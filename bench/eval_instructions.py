@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from _common import print_table, write_results
@@ -35,10 +36,11 @@ ROWS = ["harness", "floor", "always-on", "rule", "always-on-py", "rule-py"]
 N = 200_000
 
 
-def child(row: str) -> None:
+def rows() -> dict[str, Callable[[dict], object]]:
+    """The rows' one-line closures, as the reference harness builds them (also used by ``hot_path.py``)."""
     sys.path.insert(0, str(HERE))
     import mmh3
-    from eval_speed import PCT, RULE, TRIVIAL, eval_sequence, make_users
+    from eval_speed import PCT, RULE, TRIVIAL
 
     from flagstream import FlagstreamClient
 
@@ -63,6 +65,13 @@ def child(row: str) -> None:
         "rule": lambda ctx: bv(RULE, ctx, False),
     }
     fns["always-on-py"], fns["rule-py"] = fns["always-on"], fns["rule"]  # fmt: skip
+    return fns
+
+
+def child(row: str) -> None:
+    from eval_speed import eval_sequence, make_users
+
+    fns = rows()
     seq = eval_sequence([dict(u) for u in make_users()], N)
     fn = fns[row.removesuffix(":base")]
     for ctx in seq[:20_000]:  # warm-up (specialisation), in the baseline too

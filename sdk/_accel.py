@@ -38,13 +38,19 @@ def _outcome(plan: tuple, context: dict, key: str) -> object:  # type: ignore[ty
         o = targets.get(key)
         if o is not None:
             return o
-    for rule in plan[1]:
+    rules: tuple = plan[1]  # type: ignore[type-arg]
+    rule: tuple  # type: ignore[type-arg]
+    clause: tuple  # type: ignore[type-arg]
+    clauses: tuple  # type: ignore[type-arg]
+    for rule in rules:
         matched: cython.bint = True
-        for clause in rule[0]:
+        clauses = rule[0]
+        for clause in clauses:
             v = context.get(clause[0])
             if type(v) is str:
+                text: str = v
                 single = clause[1]
-                m: cython.bint = (v == single) if single is not None else (v in clause[2])
+                m: cython.bint = (text == single) if single is not None else (text in clause[2])
                 if clause[3]:
                     m = not m
             else:
@@ -67,12 +73,18 @@ def _served(serve: object, key: str) -> object:
     """What a plan's serve gives: its outcome, or the rollout's outcome for ``key`` (``None``: not served)."""
     if type(serve) is not tuple:
         return serve
-    bucket = _hash(serve[0] + key, 0, False) % TOTAL
-    outcomes = serve[2]
+    rollout: tuple = serve  # type: ignore[type-arg]
+    salt: str = rollout[0]
+    # mmh3's unsigned 32-bit hash, its bucket and the thresholds compared as C numbers (exact below 2**53)
+    hashed: cython.ulonglong = _hash(salt + key, 0, False)
+    total: cython.ulonglong = TOTAL
+    bucket: cython.double = hashed % total
+    thresholds: tuple = rollout[1]  # type: ignore[type-arg]
     i: cython.Py_ssize_t
-    for i, threshold in enumerate(serve[1]):
+    for i in range(len(thresholds)):
+        threshold: cython.double = thresholds[i]
         if bucket < threshold:
-            return outcomes[i]
+            return rollout[2][i]
     raise LookupError(key)  # the generated code's bisect would fail too: the general path answers
 
 
