@@ -4,6 +4,8 @@ counted once (``services/fleet/feed.py``: the totals stored with the stream sequ
 
 from __future__ import annotations
 
+import os
+import signal
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,9 +58,19 @@ async def shown(http: httpx.AsyncClient) -> tuple[dict[str, int], dict] | None: 
     return {v["variation"]: v["total"] for v in flags["checkout"]["variations"]}, body
 
 
+async def aggregating(http: httpx.AsyncClient) -> float | None:
+    for line in (await http.get("/metrics")).text.splitlines():
+        if line.startswith("flagstream_fleet_aggregating "):
+            return float(line.split()[1])
+    return None
+
+
+@pytest.mark.parametrize("how", ["killed", "starved"])
 async def test_totals_stay_exact_when_the_aggregator_is_killed_and_another_replica_takes_over(
-    nats_url: str, monkeypatch: pytest.MonkeyPatch
+    nats_url: str, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
+    """``killed``: SIGKILL. ``starved``: SIGSTOP past its lease (a process starved of CPU), SIGCONT once the other
+    aggregates: it goes on where it stopped, stores and acknowledges nothing more, and steps down."""
     from flagstream.services.fleet import stream
 
     # What the killed replica pulled and did not acknowledge comes back after ACK_WAIT: 2 s instead of 30.
@@ -81,7 +93,12 @@ async def test_totals_stay_exact_when_the_aggregator_is_killed_and_another_repli
                 await until(partly_counted, "the first aggregator counting")
                 first = await shown(https[0])
                 assert first is not None
-                admins[0].kill()  # SIGKILL, mid-stream: no last write, no acknowledgement, no release
+                proc = admins[0].proc
+                assert proc is not None
+                if how == "killed":
+                    admins[0].kill()  # SIGKILL, mid-stream: no last write, no acknowledgement, no release
+                else:
+                    os.kill(proc.pid, signal.SIGSTOP)
                 after = await publish(nc, 4000, 5000)  # while no replica aggregates
                 expected = {v: before[v] + after[v] for v in before}
 
@@ -90,6 +107,14 @@ async def test_totals_stay_exact_when_the_aggregator_is_killed_and_another_repli
                     return got is not None and got[0] == expected
 
                 await until(all_counted, "the second replica showing every evaluation reported")
+                if how == "starved":
+                    os.kill(proc.pid, signal.SIGCONT)
+
+                    async def stepped_down() -> bool:  # the first one answers with the second one's totals
+                        got = await shown(https[0])
+                        return got is not None and got[0] == expected and await aggregating(https[0]) == 0
+
+                    await until(stepped_down, "the starved replica stepped down, showing the same totals")
 
                 async def drained() -> bool:  # every message acknowledged: nothing more will be counted
                     info = await js.consumer_info(stream.FLEET_STREAM, stream.CONSUMER)
@@ -121,3 +146,41 @@ def test_a_stored_totals_record_of_the_first_format_still_decodes() -> None:
     assert (env.project, env.environment) == ("default", "production")
     assert {(t.flag, t.variation): t.total for t in env.totals} == {("checkout", "on"): 1500, ("checkout", None): 3}
     assert env.last_evaluated["checkout"] == datetime(2026, 12, 6, 21, 0, 5, tzinfo=UTC)
+
+
+async def test_a_totals_record_that_does_not_decode_is_logged_and_counting_starts_from_zero(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged record (or none, as an older admin leaves) never stops the aggregation: it counts from zero."""
+    from flagstream.services.admin.app import create_app
+    from flagstream.services.runtime import FLEET_BUCKET, ensure_bucket
+    from tests.helpers import ADMIN_TOKEN
+
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_stream(js)
+    kv = await ensure_bucket(js, FLEET_BUCKET)
+    await kv.put("_totals", b"not a record")
+    app = create_app(nats_url=nats_url, operator_token=ADMIN_TOKEN)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://admin", headers=auth_headers()) as http:
+                assert (await http.post(ENVS, json={"key": "production"})).status_code == 201
+                sent = await publish(nc, 0, 30)
+
+                async def counted() -> bool:
+                    got = await shown(http)
+                    return got is not None and got[0] == sent
+
+                await until(counted, "the reports counted from zero")
+                assert "the stored totals cannot be read" in caplog.text
+
+                async def stored() -> bool:  # and the record is whole again
+                    record = decode_totals((await kv.get("_totals")).value or b"")
+                    totals = {t.variation: t.total for e in record.environments for t in e.totals}
+                    return totals == sent
+
+                await until(stored, "the totals stored anew")
+    finally:
+        await nc.close()
