@@ -25,6 +25,8 @@ from ..runtime import (
     add_log_arguments,
     add_nats_arguments,
     configure,
+    dump_on_signal,
+    end_within,
     hold_lock,
     lock_beside,
     nats_options,
@@ -135,6 +137,7 @@ async def _serve(projector: Projector, metrics_port: int | None = None, metrics_
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    dump_on_signal(signal.SIGUSR1)  # kill -USR1: every thread's stack and asyncio task's await chain to stderr
     log.info("projector %r: %s -> %s", projector.durable, _redacted(projector.nats_url), projector.db_path)
     if metrics_port is None:
         await projector.run(stop)
@@ -146,13 +149,14 @@ async def _serve(projector: Projector, metrics_port: int | None = None, metrics_
     server = serve(metrics.registry, metrics_port, metrics_host)
     log.info("metrics at http://%s:%d/metrics", metrics_host, server.server_port)
     follower = asyncio.create_task(
-        metrics.follow_stream(lambda: nats.connect(projector.nats_url, **projector.connect_options), stop)
+        metrics.follow_stream(lambda: nats.connect(projector.nats_url, **projector.connect_options), stop),
+        name="projector-lag",
     )
     try:
         await projector.run(stop)
     finally:
         stop.set()
-        await follower
+        await end_within(follower, "projector lag", grace=10, log=log)
         server.shutdown()
 
 

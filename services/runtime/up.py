@@ -35,7 +35,7 @@ from ...events.model import Environment
 from ..admin.streams import StreamingServer
 from ..people import load_config
 from ..webhooks import add_webhook_arguments, webhook_policy
-from .aio import end_within
+from .aio import dump_on_signal, end_within
 from .filelock import hold_lock, lock_beside
 from .listen import listening_socket
 from .logs import add_log_arguments, configure
@@ -169,6 +169,7 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    dump_on_signal(signal.SIGUSR1)  # kill -USR1: every thread's stack and asyncio task's await chain to stderr
 
     read_model = data_dir / READ_MODEL
     app = create_app(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -19,7 +20,7 @@ import pytest
 
 from flagstream import FlagstreamClient, sdk_connect_options
 from flagstream.services.runtime import free_port
-from tests.helpers import FLAGSTREAM, auth_headers
+from tests.helpers import DUMP_END, FLAGSTREAM, auth_headers
 
 URL_LINE = re.compile(r"^http://127\.0\.0\.1:(\d+)$")
 #: The admin API's port when none is given (the README's address).
@@ -73,6 +74,19 @@ class Up:
                 pass
             time.sleep(0.05)
         raise AssertionError(f"/readyz never answered 200:\n{''.join(self.output)}")
+
+    def dump(self, timeout: float = 30) -> list[str]:
+        """What ``kill -USR1`` makes it write (docs/operations.md), up to its last line."""
+        while not self.lines.empty():  # what it wrote before
+            self.lines.get_nowait()
+        self.proc.send_signal(signal.SIGUSR1)
+        written: list[str] = []
+        deadline = time.monotonic() + timeout
+        while DUMP_END not in written:
+            assert time.monotonic() < deadline, f"no task dump:\n{''.join(self.output)}"
+            with contextlib.suppress(queue.Empty):
+                written.append(self.lines.get(timeout=0.5))
+        return written
 
     def interrupt(self, timeout: float = 30) -> int:
         """What Ctrl-C does."""
@@ -207,6 +221,20 @@ def _lingering(port: int) -> bool:
         if fields[3] == "06" and fields[1].endswith(f":{port:04X}"):
             return True
     return False
+
+
+def test_kill_usr1_shows_where_each_part_of_up_is_and_up_runs_on(data_dir: Path) -> None:
+    up = Up(data_dir)
+    try:
+        up.wait_ready()
+        dump = "\n".join(up.dump())
+        assert "Current thread" in dump  # faulthandler: every thread's stack, even with the loop blocked
+        for task in ("Task 'admin-api'", "Task 'projector' Projector.run (pending)", "Task 'projector-lag'"):
+            assert task in dump, dump
+        assert "services/projector/projector.py" in dump  # each task's await chain, down to where it waits
+        assert httpx.get(f"{up.url}/readyz", timeout=10).status_code == 200, "it runs on"
+    finally:
+        assert up.interrupt() == 0, "".join(up.output)
 
 
 def test_up_restarts_at_once_after_ctrl_c_while_an_sdk_is_connected(data_dir: Path) -> None:
