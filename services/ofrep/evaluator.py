@@ -17,7 +17,6 @@ telemetry like any SDK instance, so evaluations served through the pool count in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -137,8 +136,5 @@ class EvaluatorPool:
         self._closed = True
         clients = list(self._clients.values())
         self._clients.clear()
-        for client in clients:
-            with contextlib.suppress(Exception):
-                await client.close()
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        # At once, not one after the other: each SDK close() is bounded (flagstream.aio), so this is too.
+        await asyncio.gather(*(client.close() for client in clients), *self._closing, return_exceptions=True)

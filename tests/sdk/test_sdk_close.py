@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 
 from flagstream import AsyncFlagstreamClient
 from flagstream.events.telemetry import decode_heartbeat, telemetry_filter
-from flagstream.services.runtime.stream import ensure_stream
+from flagstream.services.runtime.stream import METRICS_STREAM, ensure_metrics_stream, ensure_stream
 from tests.helpers import eventually
 
 
@@ -52,6 +52,42 @@ async def test_close_returns_when_the_telemetry_loop_loses_its_cancellation(nats
         assert not [t for t in asyncio.all_tasks() if t.get_name() == "flagstream-telemetry"], "the loop has ended"
         await eventually(lambda: tel.instance_id in heartbeats, what="the last report of close()")
         assert tel.failures == 0
+    finally:
+        await client.close()
+        await nc.close()
+
+
+async def test_close_ends_the_metrics_loop_when_it_loses_its_cancellation(nats_url: str) -> None:
+    """The metrics loop was cancelled once and left: one that lost the cancellation ran on after ``close()``,
+    flushing beside it, for the life of the application."""
+    nc = await nats.connect(nats_url)
+    await ensure_stream(nc.jetstream())
+    await ensure_metrics_stream(nc.jetstream())
+    client = AsyncFlagstreamClient(nats_url, environment="production", telemetry=False, track_interval=0.05)
+    try:
+        assert await client.start(wait=15)
+        tracker = client.tracker
+        assert tracker is not None
+        real_flush, flushing = tracker.flush, asyncio.Event()
+
+        async def flush_losing_a_cancellation() -> bool:
+            tracker.flush = real_flush  # type: ignore[method-assign]  # once
+            flushing.set()
+            try:
+                await asyncio.Event().wait()  # a publish waiting for nats-py's flusher
+            except asyncio.CancelledError:
+                pass  # what nats-py's _flush_pending does with it
+            return await real_flush()
+
+        tracker.flush = flush_losing_a_cancellation  # type: ignore[method-assign]
+        await flushing.wait()
+        client.track("checkout", {"key": "u1"})
+        async with asyncio.timeout(60) as limit:
+            await client.close()
+        assert not limit.expired()
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "flagstream-tracking"], "the loop has ended"
+        info = await nc.jetstream().stream_info(METRICS_STREAM)
+        assert info.state.messages >= 1, "what was tracked was sent by close()"
     finally:
         await client.close()
         await nc.close()
