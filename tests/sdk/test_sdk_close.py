@@ -8,11 +8,13 @@ runs on, and a ``close()`` awaiting it waited forever, in the application. Here 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import nats
+import pytest
 from nats.aio.msg import Msg
 
-from flagstream import AsyncFlagstreamClient
+from flagstream import AsyncFlagstreamClient, nats_source
 from flagstream.events.telemetry import decode_heartbeat, telemetry_filter
 from flagstream.services.runtime.stream import METRICS_STREAM, ensure_metrics_stream, ensure_stream
 from tests.helpers import eventually
@@ -91,3 +93,35 @@ async def test_close_ends_the_metrics_loop_when_it_loses_its_cancellation(nats_u
     finally:
         await client.close()
         await nc.close()
+
+
+async def test_loading_the_snapshot_does_not_swallow_the_cancellation_of_the_task_loading_it(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A close() cancels the task loading the environment while that load ends its snapshot fetch: the fetch
+    (a NATS request: Python 3.11's wait_for) loses the first cancellation and runs on. The load awaited it under
+    ``suppress(BaseException)``, without a limit, swallowing the close's cancellation there too."""
+    ending_fetch = asyncio.Event()
+
+    async def fetch_losing_a_cancellation(*_: object) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            ending_fetch.set()  # the request's answer came in the same moment: the cancellation is dropped
+        await asyncio.Event().wait()  # and it goes on (a next part, say)
+
+    monkeypatch.setattr(nats_source, "fetch_snapshot", fetch_losing_a_cancellation)
+    client = AsyncFlagstreamClient(nats_url, environment="production", telemetry=False)
+    source = client._source
+    assert isinstance(source, nats_source.NatsSource)
+    loading = asyncio.create_task(source._load_snapshot(None, None))
+    await eventually(lambda: source._snapshot_denied is not None, what="the fetch under way")
+    assert source._snapshot_denied is not None
+    source._snapshot_denied.set()  # the snapshot refused: the load ends its fetch
+    await ending_fetch.wait()
+    loading.cancel()  # close() comes meanwhile
+    async with asyncio.timeout(60) as limit:
+        with contextlib.suppress(asyncio.CancelledError):
+            await loading
+    assert not limit.expired(), "the load ended only when cancelled from outside"
+    assert loading.cancelled(), "the cancellation went on (not swallowed)"
