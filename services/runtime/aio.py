@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import faulthandler
 import gc
 import inspect
 import logging
 import os
 import sys
+import threading
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -139,14 +140,32 @@ def task_dump() -> str:
     return "\n".join(out) + "\n"
 
 
+#: The last line of the dump (a name, not a literal in ``dump``: its own stack, in the dump, shows that line).
+DUMP_END = "end of the asyncio tasks"
+
+
+def thread_dump() -> str:
+    """Every thread's stack (most recent call last), read with the GIL held: ``faulthandler`` reads them from a
+    signal handler without it, and once hung a ``flagstream projector`` that way (a test waited 30 s for the rest
+    of its dump)."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    me = threading.get_ident()
+    out = []
+    for ident, frame in sys._current_frames().items():
+        head = "Current thread" if ident == me else "Thread"
+        out.append(f"{head} 0x{ident:x} ({names.get(ident, 'not a Python thread')}), most recent call last:")
+        out.extend(line.rstrip("\n") for line in traceback.format_stack(frame))
+    return "\n".join(out) + "\n"
+
+
 def dump_on_signal(sig: int) -> None:
-    """On ``sig``, write every thread's stack (``faulthandler``, even while the loop is blocked) and every asyncio
-    task's ``await`` chain (once the loop runs the handler) to stderr. Call it from the running loop."""
+    """On ``sig``, write every thread's stack and every asyncio task's ``await`` chain to stderr, from the event
+    loop (so a loop that is blocked does not answer: ``py-spy dump`` does). Call it from the running loop."""
     loop = asyncio.get_running_loop()
 
     def dump() -> None:
-        sys.stderr.write(f"asyncio tasks of pid {os.getpid()}:\n{task_dump()}end of the asyncio tasks\n")
+        text = f"threads of pid {os.getpid()}:\n{thread_dump()}asyncio tasks:\n{task_dump()}{DUMP_END}\n"
+        sys.stderr.write(text)
         sys.stderr.flush()
 
     loop.add_signal_handler(sig, dump)
-    faulthandler.register(sig, file=sys.stderr, all_threads=True, chain=True)

@@ -67,7 +67,7 @@ async def test_kill_usr1_writes_every_thread_and_asyncio_task_and_the_admin_serv
     try:
         dump = await asyncio.to_thread(admin.dump)
         assert DUMP_END in dump
-        assert "Current thread" in dump  # faulthandler: every thread's stack, even with the loop blocked
+        assert "Current thread" in dump  # every thread's stack
         assert "Task 'snapshots' SnapshotWriter.run (pending)" in dump  # the background runners, by name
         assert "Task 'fleet-lead'" in dump
         assert "services/runtime/aio.py" in dump  # each task's await chain, down to where it waits

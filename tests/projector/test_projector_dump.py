@@ -44,7 +44,7 @@ def test_kill_usr1_shows_where_the_projector_is_and_it_runs_on(nats_url: str, tm
         until_line("metrics at http://")
         proc.send_signal(signal.SIGUSR1)
         dump = "\n".join(until_line(DUMP_END))
-        assert "Current thread" in dump  # faulthandler: every thread's stack
+        assert "Current thread" in dump  # every thread's stack
         main = dump.split(" _serve (pending):", 1)[1].split("\nTask ", 1)[0]  # the main task's await chain
         assert "services/projector/projector.py" in main, dump  # down into Projector.run
         assert ", in run" in main, dump

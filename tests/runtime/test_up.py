@@ -228,7 +228,7 @@ def test_kill_usr1_shows_where_each_part_of_up_is_and_up_runs_on(data_dir: Path)
     try:
         up.wait_ready()
         dump = "\n".join(up.dump())
-        assert "Current thread" in dump  # faulthandler: every thread's stack, even with the loop blocked
+        assert "Current thread" in dump  # every thread's stack
         for task in ("Task 'admin-api'", "Task 'projector' Projector.run (pending)", "Task 'projector-lag'"):
             assert task in dump, dump
         assert "services/projector/projector.py" in dump  # each task's await chain, down to where it waits
