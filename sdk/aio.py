@@ -11,7 +11,10 @@ requests, flushes and publishes under flow control go through it, so a loop stop
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+log = logging.getLogger("flagstream.client")
 
 #: Seconds a client's ``close()`` gives each of its steps (its tasks to end once cancelled, a last report or flush,
 #: closing the connection): ``close()`` always returns, whatever NATS does.
@@ -42,3 +45,10 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any], within: float | None = None
         if task.done() and not task.cancelled():
             task.exception()
     return True
+
+
+async def end_on_close(what: str, *tasks: asyncio.Task[Any]) -> None:
+    """A client's ``close()``: cancel ``tasks`` and wait for them within ``CLOSE_WITHIN``; warn, naming ``what``,
+    if one still runs then."""
+    if not await cancel_and_wait(*tasks, within=CLOSE_WITHIN, again=CLOSE_WITHIN / 10):
+        log.warning("flagstream: %s still runs %gs after it was cancelled", what, CLOSE_WITHIN)

@@ -62,7 +62,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError
 from nats.protocol.parser import AWAITING_CONTROL_LINE
 
-from .aio import CLOSE_WITHIN, cancel_and_wait
+from .aio import CLOSE_WITHIN, cancel_and_wait, end_on_close
 from .cache import ClientStatus
 from .credentials import CredentialError, denied
 from .events import STREAM, DecodeError, Event, decode_event, environment_filter
@@ -242,8 +242,7 @@ class NatsSource:
         tasks += self._replaced
         self._replaced = []
         # Cancelled again while they run on (one cancel can be lost: flagstream.aio); never waited for without end.
-        if not await cancel_and_wait(*tasks, within=CLOSE_WITHIN, again=CLOSE_WITHIN / 10):
-            log.warning("flagstream: a NATS task still runs %gs after it was cancelled", CLOSE_WITHIN)
+        await end_on_close("a NATS task", *tasks)
         nc, self._nc = self._nc, None
         if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):

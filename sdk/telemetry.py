@@ -30,7 +30,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
-from .aio import CLOSE_WITHIN, cancel_and_wait
+from .aio import CLOSE_WITHIN, end_on_close
 from .context import normalize
 from .events.telemetry import (
     AppliedChange,
@@ -256,8 +256,7 @@ class TelemetryReporter:
         NATS does (a publish that fills nats-py's pending buffer waits for a flush, and drops a cancellation)."""
         if self._task is not None:
             task, self._task = self._task, None
-            if not await cancel_and_wait(task, within=CLOSE_WITHIN, again=CLOSE_WITHIN / 10):
-                log.warning("flagstream: the telemetry loop still runs %gs after it was cancelled", CLOSE_WITHIN)
+            await end_on_close("the telemetry loop", task)
             self._sampler.disarm()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_WITHIN):

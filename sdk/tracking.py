@@ -39,7 +39,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
-from .aio import CLOSE_WITHIN, cancel_and_wait
+from .aio import CLOSE_WITHIN, end_on_close
 from .evaluation import EvaluationDetail
 from .events.tracking import (
     METRIC_MAX,
@@ -311,10 +311,9 @@ class Tracker:
             task, self._task = self._task, None
             # Waited for (a loop that ran on would flush beside this one), cancelled again if it loses a cancel
             # (a publish waiting on nats-py's flush drops it: flagstream.aio), within a bound.
-            if not await cancel_and_wait(task, within=CLOSE_WITHIN, again=CLOSE_WITHIN / 10):
-                log.warning("flagstream: the metrics loop still runs %gs after it was cancelled", CLOSE_WITHIN)
+            await end_on_close("the metrics loop", task)
         if self._queue or self._exposed or self._tracked or self._unexposed or self._outbox:
-            with contextlib.suppress(Exception, TimeoutError):
+            with contextlib.suppress(Exception):  # TimeoutError among them
                 async with asyncio.timeout(CLOSE_WITHIN):
                     await self.flush()
 
