@@ -94,9 +94,7 @@ async def in_background(runner: R, name: str, *, grace: float = 2.0) -> AsyncIte
     finally:
         stop.set()
         runner.wake.set()
-        _, pending = await asyncio.wait({task}, timeout=grace)
-        if pending and not await cancel_and_wait(task, within=grace, again=grace / 4):
-            log.warning("%s: still running %gs after it was cancelled", name, grace)
+        await end_within(task, name, grace=grace)
 
 
 def _await_chain(awaitable: Any) -> list[str]:
