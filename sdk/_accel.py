@@ -96,7 +96,7 @@ def _entry(flags: object, key: object, counter: object) -> object:
         return counter
     flag = flags[key]
     plan = flag.plan
-    return plan if plan is not None else flags[key]
+    return plan if plan is not None else flag
 
 
 @cython.cclass

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+# The last line of what ``kill -USR1`` makes a ``flagstream`` process write (``runtime.aio.dump_on_signal``).
+from flagstream.services.runtime.aio import DUMP_END
+
 if TYPE_CHECKING:
     from flagstream.services.projector import Projector
-
-#: The last line of what ``kill -USR1`` makes a ``flagstream`` process write (``runtime.aio.dump_on_signal``).
-DUMP_END = "end of the asyncio tasks"
 
 #: The ``flagstream`` command of the venv running the tests.
 FLAGSTREAM = str(Path(sys.executable).with_name("flagstream"))
