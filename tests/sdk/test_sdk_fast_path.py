@@ -36,6 +36,13 @@ THIRDS = Rollout(
     ),
     bucket_by="plan",
 )
+THREE_WAY = Rollout(  # three variations: the bucket compared twice
+    variations=(
+        WeightedVariation(variation="blue", weight=30_000),
+        WeightedVariation(variation="green", weight=30_000),
+        WeightedVariation(variation="red", weight=40_000),
+    )
+)
 CA = Clause(attribute="state", op="in", values=("CA",))
 CA_OR_NY = Clause(attribute="state", op="in", values=("CA", "NY"))
 NOT_IOS = Clause(attribute="os", op="in", values=("iOS",), negate=True)
@@ -108,15 +115,7 @@ FLAGS = [
             ),
             Rule(id="org", clauses=(ORG,), serve=Serve(variation="red")),
         ),
-        fallthrough=Serve(
-            rollout=Rollout(
-                variations=(
-                    WeightedVariation(variation="blue", weight=30_000),
-                    WeightedVariation(variation="green", weight=30_000),
-                    WeightedVariation(variation="red", weight=40_000),
-                )
-            )
-        ),
+        fallthrough=Serve(rollout=THREE_WAY),
     ),
 ]
 
@@ -161,15 +160,7 @@ PLANNED = [
                 serve=Serve(rollout=Rollout(variations=FIVE)),
             ),
         ),
-        fallthrough=Serve(
-            rollout=Rollout(
-                variations=(
-                    WeightedVariation(variation="blue", weight=30_000),
-                    WeightedVariation(variation="green", weight=30_000),
-                    WeightedVariation(variation="red", weight=40_000),
-                )
-            )
-        ),
+        fallthrough=Serve(rollout=THREE_WAY),
     ),
 ]
 FLAGS += PLANNED
